@@ -1,0 +1,118 @@
+"""Exceptions of restlake, grouped by what the caller does next.
+
+* ``RetriableError``: a transient failure (429, 5xx, timeout, reset); the HTTP
+  layer retries it within the retry budget.
+* ``WindowError``: the window cannot be loaded (bad response, pagination that
+  never ends, 4xx); the window writes nothing and the load fails.
+* ``LoadError``: the whole load cannot run (bad control row, missing secret,
+  schema drift with ``schema_mode: fail``).
+* ``RecordRejected``: one record is bad; it goes to quarantine, the load goes on.
+* ``ConfigError``: a config file or control row is invalid; raised before any I/O.
+
+Every message is passed through :func:`framework.secrets.redact` when it is
+created, so no later code has to remember to mask secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RestlakeError(Exception):
+    """Base class of every restlake error; its text is already redacted."""
+
+    def __init__(self, message: str, **context: Any) -> None:
+        from framework.secrets import redact
+
+        self.message = redact(str(message))
+        self.context = context
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(RestlakeError):
+    """A config file, config value or control row is invalid."""
+
+    def __init__(self, message: str, *, file: str | None = None, source: str | None = None,
+                 field: str | None = None) -> None:
+        self.file = file
+        self.source = source
+        self.field = field
+        parts = []
+        if file:
+            parts.append(f"{file}:")
+        if source:
+            parts.append(f"source '{source}':")
+        if field:
+            parts.append(f"{field}:")
+        parts.append(message)
+        super().__init__(" ".join(parts))
+
+
+class SecretError(ConfigError):
+    """A secret reference cannot be resolved (the message never holds the value)."""
+
+
+class RetriableError(RestlakeError):
+    """A transient failure that may succeed when retried.
+
+    Attributes:
+        status: HTTP status when there was a response, else ``None``.
+        retry_after: seconds the server asked us to wait (``Retry-After``), if any.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class WindowError(RestlakeError):
+    """The window cannot be loaded; nothing of it is written to the target."""
+
+
+class HttpError(WindowError):
+    """A non-retriable HTTP status (400, 403, 404, ...) or retries exhausted."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class AuthError(HttpError):
+    """Authentication failed (401 after one refresh, or token endpoint failure)."""
+
+
+class ResponseError(WindowError):
+    """A response body is not JSON, is an error object, or lacks the data path."""
+
+
+class PaginationError(WindowError):
+    """Pagination cannot complete (repeated cursor/page/link, or a bad option)."""
+
+
+class LoadError(RestlakeError):
+    """The load cannot run or finish."""
+
+
+class SchemaDriftError(LoadError):
+    """Records carry fields the target lacks while ``schema_mode`` is ``fail``."""
+
+
+class ClaimError(LoadError):
+    """The control row could not be claimed (another runner holds it)."""
+
+
+class CommitConflictError(LoadError):
+    """A Delta commit kept conflicting with concurrent writers after retries."""
+
+
+class RecordRejected(RestlakeError):
+    """One record is rejected (for example, a required field is missing)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)

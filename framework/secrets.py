@@ -1,0 +1,159 @@
+"""Secret references and masking.
+
+A config never holds a secret value, only a reference:
+
+* ``env:NAME`` — the environment variable ``NAME``;
+* ``file:PATH`` — the content of a file (trailing newline stripped);
+* ``databricks:SCOPE/KEY`` — ``dbutils.secrets.get(SCOPE, KEY)`` on Databricks.
+
+Every value resolved here is registered with the process-wide redactor, and
+:func:`redact` replaces registered values (and common credential shapes in URLs
+and headers) with ``***``. Errors, log lines and audit rows pass through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+MASK = "***"
+REF_PATTERN = re.compile(r"^(env|file|databricks):(.+)$")
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_dbutils_provider: Callable[[], Any] | None = None
+
+# Credentials that may show up in text even when not resolved by us
+# (e.g. a token echoed back by an API in an error body).
+_SHAPES = [
+    (re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer|basic|api-token|token)?\s*[^\s,;'\"]+"),
+     lambda m: f"{m.group(1)}{(m.group(2) + ' ') if m.group(2) else ''}{MASK}"),
+    (re.compile(r"(?i)([?&](?:api[_-]?key|apikey|access_token|token|key|client_secret|password|secret|sig|signature)=)[^&\s'\"#]+"),
+     lambda m: f"{m.group(1)}{MASK}"),
+    (re.compile(r"(?i)(\"(?:access_token|refresh_token|client_secret|password|api_key|token)\"\s*:\s*\")[^\"]*(\")"),
+     lambda m: f"{m.group(1)}{MASK}{m.group(2)}"),
+    (re.compile(r"(https?://)[^/\s:@]+:[^/\s@]+@"), lambda m: f"{m.group(1)}{MASK}@"),
+]
+
+
+def is_reference(value: str) -> bool:
+    """True when ``value`` has the form of a secret reference."""
+    return isinstance(value, str) and bool(REF_PATTERN.match(value.strip()))
+
+
+def register(value: str | None) -> None:
+    """Remember a secret value so that :func:`redact` masks it everywhere."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def set_dbutils_provider(provider: Callable[[], Any] | None) -> None:
+    """Install a function returning ``dbutils`` (Databricks, or a local stand-in)."""
+    global _dbutils_provider
+    _dbutils_provider = provider
+
+
+def _dbutils() -> Any:
+    if _dbutils_provider is not None:
+        return _dbutils_provider()
+    try:  # Databricks notebooks and jobs
+        from pyspark.dbutils import DBUtils  # type: ignore
+        from pyspark.sql import SparkSession
+
+        return DBUtils(SparkSession.getActiveSession())
+    except Exception:  # noqa: BLE001 - any failure means "not on Databricks"
+        import builtins
+
+        if hasattr(builtins, "dbutils"):
+            return builtins.dbutils  # type: ignore[attr-defined]
+    return None
+
+
+def resolve(reference: str, *, field: str = "secret") -> str:
+    """Resolve a secret reference to its value and register it for masking.
+
+    Args:
+        reference: ``env:NAME``, ``file:PATH`` or ``databricks:SCOPE/KEY``.
+        field: the config field, named in errors.
+
+    Raises:
+        SecretError: the reference is malformed or its value is unavailable.
+    """
+    from framework.errors import SecretError
+
+    match = REF_PATTERN.match((reference or "").strip())
+    if not match:
+        raise SecretError("expected a secret reference env:NAME, file:PATH or databricks:SCOPE/KEY",
+                          field=field)
+    kind, target = match.group(1), match.group(2)
+    if kind == "env":
+        value = os.environ.get(target)
+        if value is None:
+            raise SecretError(f"environment variable {target} is not set", field=field)
+    elif kind == "file":
+        path = Path(target).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SecretError(f"cannot read secret file {path}: {exc.strerror}", field=field) from None
+    else:
+        scope, _, key = target.partition("/")
+        if not scope or not key:
+            raise SecretError("databricks secret reference must be databricks:SCOPE/KEY", field=field)
+        dbutils = _dbutils()
+        if dbutils is None:
+            raise SecretError(f"databricks secret {scope}/{key} needs dbutils (run on Databricks)",
+                              field=field)
+        try:
+            value = dbutils.secrets.get(scope=scope, key=key)
+        except Exception as exc:  # noqa: BLE001
+            raise SecretError(f"databricks secret {scope}/{key} is unavailable: "
+                              f"{type(exc).__name__}", field=field) from None
+    if not value:
+        raise SecretError(f"secret {kind}:{target} is empty", field=field)
+    register(value)
+    return value
+
+
+def redact(text: Any) -> str:
+    """Return ``text`` with every registered secret and credential shape masked."""
+    if text is None:
+        return ""
+    out = str(text)
+    with _lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        if secret in out:
+            out = out.replace(secret, MASK)
+    for pattern, repl in _SHAPES:
+        out = pattern.sub(repl, out)
+    return out
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter that masks secrets in every record it passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001
+            return True
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Attach :class:`RedactingFilter` to the handlers of ``logger`` (root by default)."""
+    target = logger or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
