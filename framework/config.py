@@ -1,0 +1,630 @@
+"""Source configs: the YAML contract of restlake, validated once into typed objects.
+
+A YAML file holds one source (a mapping) or several (``sources: [...]``). Keys map
+1:1 to control-table columns (see :mod:`control.mapping`). Validation does no I/O
+beyond reading the file and the environment (``${ENV}`` expansion), never resolves
+a secret, and reports every problem as one line naming the file, the source and the
+field::
+
+    conf/gh.yaml: source 'gh_issues': pagination.style: 'links' is not one of none, offset, ...
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+from framework import jsonpath, windows
+from framework.errors import ConfigError
+from framework.secrets import is_reference
+from framework.timeutil import parse_duration, to_utc
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+CONFIG_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,254}$")
+
+LOAD_TYPES = ("FULL_LOAD", "INCREMENTAL")
+SCHEMA_MODES = ("rescue", "evolve", "fail")
+FREQUENCIES = ("once", "hourly", "daily", "weekly", "monthly")
+READ_ONLY_METHODS = ("GET", "POST")
+
+Scalar = Union[str, int, float, bool, None]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _secret_ref(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a secret reference, got {type(value).__name__}")
+    if not is_reference(value):
+        raise ValueError("literal secrets are not allowed; use a reference env:NAME, "
+                         "file:PATH or databricks:SCOPE/KEY")
+    return value
+
+
+SecretRef = Annotated[str, Field(min_length=5)]
+
+
+def _check_secret(value: str | None) -> str | None:
+    return None if value is None else _secret_ref(value)
+
+
+# --------------------------------------------------------------------------- auth
+class AuthNone(_Model):
+    method: Literal["none"]
+
+
+class _KeyedAuth(_Model):
+    secret: Optional[str] = None
+    secrets: Optional[list[str]] = Field(default=None, min_length=1)
+
+    @field_validator("secret")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        return _check_secret(v)
+
+    @field_validator("secrets")
+    @classmethod
+    def _refs(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [_secret_ref(x) for x in v]
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "_KeyedAuth":
+        if (self.secret is None) == (self.secrets is None):
+            raise ValueError("give exactly one of 'secret' or 'secrets' (a list for key rotation)")
+        return self
+
+
+class AuthBearer(_KeyedAuth):
+    method: Literal["bearer"]
+
+
+class AuthApiKey(_KeyedAuth):
+    method: Literal["api_key"]
+    header: Optional[str] = None
+    query: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _where(self) -> "AuthApiKey":
+        if self.header and self.query:
+            raise ValueError("give 'header' or 'query', not both")
+        return self
+
+
+class AuthApiToken(_KeyedAuth):
+    method: Literal["api_token"]
+    header: str = "Authorization"
+    prefix: str = "Api-Token"
+
+
+class AuthBasic(_Model):
+    method: Literal["basic"]
+    username: str = Field(min_length=1)
+    password: str
+
+    @field_validator("password")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return _secret_ref(v)
+
+
+class AuthOAuth2(_Model):
+    method: Literal["oauth2_client_credentials"]
+    token_url: str
+    client_id: str = Field(min_length=1)
+    client_secret: str
+    scopes: list[str] = Field(default_factory=list)
+    audience: Optional[str] = None
+    client_auth: Literal["body", "basic"] = "body"
+
+    @field_validator("client_secret")
+    @classmethod
+    def _ref(cls, v: str) -> str:
+        return _secret_ref(v)
+
+    @field_validator("token_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return _check_url(_expand(v))
+
+
+AuthConfig = Annotated[
+    Union[AuthNone, AuthBearer, AuthApiKey, AuthApiToken, AuthBasic, AuthOAuth2],
+    Field(discriminator="method"),
+]
+AUTH_METHODS = ("none", "bearer", "api_key", "api_token", "basic", "oauth2_client_credentials")
+
+
+# --------------------------------------------------------------------- pagination
+def _path(v: str | None) -> str | None:
+    if v is not None:
+        jsonpath.compile_path(v)
+    return v
+
+
+class _Paging(_Model):
+    max_pages: Optional[int] = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _paths(self) -> "_Paging":
+        for name in type(self).model_fields:
+            if name.endswith("_path"):
+                try:
+                    _path(getattr(self, name))
+                except jsonpath.PathError as exc:
+                    raise _FieldError(f"pagination.{name}", str(exc)) from None
+        return self
+
+
+class PagingNone(_Paging):
+    style: Literal["none"]
+
+
+class PagingOffset(_Paging):
+    style: Literal["offset"]
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    page_size: int = Field(default=100, ge=1, le=100_000)
+    total_path: Optional[str] = None
+
+
+class PagingPage(_Paging):
+    style: Literal["page"]
+    page_param: str = "page"
+    size_param: Optional[str] = None
+    page_size: Optional[int] = Field(default=None, ge=1, le=100_000)
+    start: int = Field(default=1, ge=0)
+    total_pages_path: Optional[str] = None
+
+
+class PagingCursor(_Paging):
+    style: Literal["cursor"]
+    cursor_param: str = "cursor"
+    cursor_path: str = "next_cursor"
+
+
+class PagingNextKey(_Paging):
+    style: Literal["next_key"]
+    key_param: str = "nextPageKey"
+    key_path: str = "nextPageKey"
+    exclusive: bool = True
+
+
+class PagingLinkHeader(_Paging):
+    style: Literal["link_header"]
+
+
+class PagingHasMore(_Paging):
+    style: Literal["has_more"]
+    has_more_path: str = "has_more"
+    cursor_param: str = "starting_after"
+    id_field: str = "id"
+
+
+class PagingBodyToken(_Paging):
+    style: Literal["body_token"]
+    token_path: str
+    body_field: str
+
+
+PaginationConfig = Annotated[
+    Union[PagingNone, PagingOffset, PagingPage, PagingCursor, PagingNextKey, PagingLinkHeader,
+          PagingHasMore, PagingBodyToken],
+    Field(discriminator="style"),
+]
+PAGINATION_STYLES = ("none", "offset", "page", "cursor", "next_key", "link_header", "has_more",
+                     "body_token")
+
+
+# ------------------------------------------------------------------- the rest
+class Target(_Model):
+    catalog: str
+    schema_: str = Field(alias="schema")
+    table: str
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("catalog", "schema_", "table")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        return check_identifier(v)
+
+    @property
+    def name(self) -> str:
+        """``catalog.schema.table``."""
+        return f"{self.catalog}.{self.schema_}.{self.table}"
+
+
+class Schedule(_Model):
+    time: str = "00:00"
+    frequency: str = "daily"
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> str:
+        if isinstance(v, int):  # YAML 1.1 reads 02:00 as a base-60 integer
+            v = f"{v // 60:02d}:{v % 60:02d}"
+        if not isinstance(v, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v.strip()):
+            raise ValueError(f"{v!r} is not a HH:MM time (e.g. '02:00')")
+        return v.strip()
+
+    @field_validator("frequency")
+    @classmethod
+    def _freq(cls, v: str) -> str:
+        low = v.lower()
+        if low in FREQUENCIES:
+            return low
+        try:
+            windows.parse_window(v.upper())
+        except ValueError:
+            raise ValueError(f"{v!r} is not one of {', '.join(FREQUENCIES)} or an ISO-8601 "
+                             "duration (e.g. PT15M)") from None
+        return v.upper()
+
+
+class Limits(_Model):
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_retries: int = Field(default=5, ge=0, le=50)
+    requests_per_second: Optional[float] = Field(default=None, gt=0)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    lease_s: int = Field(default=3600, ge=30)
+    windows_per_commit: int = Field(default=8, ge=1, le=1000)
+
+
+class SourceConfig(_Model):
+    """One source, as written in YAML. Defaults live here and nowhere else."""
+
+    config_id: str
+    api_name: str = Field(min_length=1)
+    source_system: Optional[str] = None
+    endpoint: str
+    method: str = "GET"
+    allow_post: bool = False
+    params: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
+    body: Optional[Union[dict[str, Any], list[Any]]] = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: AuthConfig = Field(default_factory=lambda: AuthNone(method="none"))
+    pagination: PaginationConfig = Field(default_factory=lambda: PagingNone(style="none"))
+    data_path: str = "$"
+    parser: str = "records"
+    parser_options: dict[str, Any] = Field(default_factory=dict)
+    primary_key: list[str] = Field(default_factory=list)
+    delta_column: bool = False
+    cursor_field: Optional[str] = None
+    load_start: dt.datetime
+    load_end: Optional[dt.datetime] = None
+    window: str = "none"
+    lookback: str = "PT0S"
+    target: Target
+    schedule: Schedule = Field(default_factory=Schedule)
+    limits: Limits = Field(default_factory=Limits)
+    required_fields: list[str] = Field(default_factory=list)
+    schema_mode: Literal["rescue", "evolve", "fail"] = "rescue"
+    owner: Optional[str] = None
+    enabled: bool = True
+    archive: bool = False
+    completeness: Literal["off", "record", "strict"] = "record"
+    description: Optional[str] = None
+
+    @field_validator("config_id")
+    @classmethod
+    def _cid(cls, v: str) -> str:
+        if not CONFIG_ID.match(v):
+            raise ValueError(f"{v!r} may only hold letters, digits, '_' and '-' (1-128 chars)")
+        return v
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        v = _expand(v)
+        windows.check_placeholders(v)
+        _check_url(windows.render(v, None))
+        return v
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        up = v.upper()
+        if up not in READ_ONLY_METHODS:
+            raise ValueError(f"{v!r} is not allowed: restlake is read-only (GET, or POST with "
+                             "allow_post: true)")
+        return up
+
+    @field_validator("params", "body", "headers")
+    @classmethod
+    def _placeholders(cls, v: Any) -> Any:
+        windows.check_placeholders(v)
+        return v
+
+    @field_validator("data_path")
+    @classmethod
+    def _data_path(cls, v: str) -> str:
+        jsonpath.compile_path(v)
+        return v
+
+    @field_validator("parser")
+    @classmethod
+    def _parser(cls, v: str) -> str:
+        known = _known_parsers()
+        if v not in known:
+            raise ValueError(f"{v!r} is not one of {', '.join(known)}"
+                             + _did_you_mean(v, known))
+        return v
+
+    @field_validator("primary_key", "required_fields", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, list):
+            for name in v:
+                if not isinstance(name, str) or not FIELD_NAME.match(name):
+                    raise ValueError(f"{name!r} is not a valid field name")
+        return v
+
+    @field_validator("cursor_field")
+    @classmethod
+    def _cursor(cls, v: str | None) -> str | None:
+        if v is not None and not FIELD_NAME.match(v):
+            raise ValueError(f"{v!r} is not a valid field name")
+        return v
+
+    @field_validator("load_start", "load_end", mode="before")
+    @classmethod
+    def _ts(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        return to_utc(v)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        windows.parse_window(v)
+        return v
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> "SourceConfig":
+        if self.load_end is not None and self.load_end <= self.load_start:
+            raise _FieldError("load_end", f"{self.load_end.isoformat()} is not after load_start "
+                              f"{self.load_start.isoformat()}")
+        if self.method == "POST" and not self.allow_post:
+            raise _FieldError("method", "POST needs allow_post: true (read-only policy: only "
+                              "search endpoints that read with POST)")
+        if self.body is not None and self.method != "POST":
+            raise _FieldError("body", "a body is only sent with method: POST")
+        if self.pagination.style == "body_token" and self.method != "POST":
+            raise _FieldError("pagination.style", "body_token needs method: POST")
+        if self.delta_column and not self.primary_key:
+            raise _FieldError("primary_key", "is required when delta_column is true "
+                              "(incremental loads MERGE on it)")
+        return self
+
+    # ------------------------------------------------------------ derived views
+    @property
+    def system(self) -> str:
+        """``source_system``, defaulting to the lower-cased ``api_name``."""
+        return self.source_system or re.sub(r"[^a-z0-9_]+", "_", self.api_name.lower()).strip("_")
+
+    def __repr__(self) -> str:
+        return f"SourceConfig({self.config_id} -> {self.target.name})"
+
+
+class _FieldError(ValueError):
+    """A cross-field error that names its field (turned into a ConfigError)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+# ------------------------------------------------------------------- helpers
+def check_identifier(name: Any) -> str:
+    """Validate a catalog/schema/table/column identifier.
+
+    Raises:
+        ValueError: ``name`` is not ``[A-Za-z_][A-Za-z0-9_]*``.
+    """
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a valid identifier (letters, digits and _, not "
+                         "starting with a digit)")
+    return name
+
+
+def quote_identifier(name: str) -> str:
+    """Back-quote a validated identifier for use in SQL text."""
+    return f"`{check_identifier(name)}`"
+
+
+def _expand(text: str) -> str:
+    try:
+        return windows.expand_env(text, dict(os.environ))
+    except KeyError as exc:
+        raise ValueError(f"environment variable {exc.args[0]} is not set "
+                         f"(used as ${{{exc.args[0]}}})") from None
+
+
+def _check_url(url: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
+
+
+def _known_parsers() -> list[str]:
+    try:
+        from parsers import known_parsers
+    except ImportError:  # parsers not importable: validate against the built-ins
+        return ["records", "flatten"]
+    return list(known_parsers())
+
+
+def _did_you_mean(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_DISCRIMINATED = {"auth": ("method", AUTH_METHODS), "pagination": ("style", PAGINATION_STYLES)}
+_UNION_MODELS: dict[str, dict[str, type[BaseModel]]] = {
+    "auth": {"none": AuthNone, "bearer": AuthBearer, "api_key": AuthApiKey,
+             "api_token": AuthApiToken, "basic": AuthBasic,
+             "oauth2_client_credentials": AuthOAuth2},
+    "pagination": {"none": PagingNone, "offset": PagingOffset, "page": PagingPage,
+                   "cursor": PagingCursor, "next_key": PagingNextKey,
+                   "link_header": PagingLinkHeader, "has_more": PagingHasMore,
+                   "body_token": PagingBodyToken},
+}
+_NESTED = {"target": Target, "schedule": Schedule, "limits": Limits}
+
+
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _format_error(err: dict[str, Any]) -> tuple[str, str]:
+    """Turn one pydantic error into (dotted field, message)."""
+    loc = [str(p) for p in err.get("loc", ())]
+    kind = err.get("type", "")
+    # Discriminated unions put the tag in the location: drop it from the field path.
+    if len(loc) >= 2 and loc[0] in _DISCRIMINATED and loc[1] in _UNION_MODELS[loc[0]]:
+        tag = loc[1]
+        loc = [loc[0]] + loc[2:]
+        parent: type[BaseModel] | None = _UNION_MODELS[loc[0]][tag]
+    elif loc and loc[0] in _NESTED:
+        parent = _NESTED[loc[0]]
+    else:
+        parent = SourceConfig
+    field = ".".join(p if p != "schema_" else "schema" for p in loc) or "(source)"
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        options = _fields_of(parent) if parent else []
+        return field, f"unknown key{_did_you_mean(loc[-1], options)}"
+    if kind == "missing":
+        return field, "is required"
+    if kind == "union_tag_invalid":
+        key, options = _DISCRIMINATED.get(loc[0], ("", ()))
+        tag = err.get("ctx", {}).get("tag", value)
+        return f"{field}.{key}", f"'{tag}' is not one of {', '.join(options)}" + _did_you_mean(
+            tag, options)
+    if kind == "union_tag_not_found":
+        key, options = _DISCRIMINATED.get(loc[0], ("", ()))
+        return f"{field}.{key}", f"is required (one of {', '.join(options)})"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return field, f"{value!r} is not one of {expected.replace(chr(39), '')}"
+    message = str(err.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    if kind in ("string_type", "int_type", "int_parsing", "float_type", "float_parsing",
+                "bool_type", "bool_parsing", "dict_type", "list_type", "datetime_type",
+                "model_type"):
+        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+        message = f"{message} (got {shown})"
+    return field, message
+
+
+def _raise_first(exc: ValidationError, *, file: str | None, source: str | None) -> None:
+    errors = exc.errors(include_url=False)
+    # Prefer a field-specific error over the model-level ones.
+    errors.sort(key=lambda e: 0 if e.get("loc") else 1)
+    err = errors[0]
+    ctx_error = err.get("ctx", {}).get("error")
+    if isinstance(ctx_error, _FieldError):
+        raise ConfigError(str(ctx_error), file=file, source=source, field=ctx_error.field) from None
+    field, message = _format_error(err)
+    raise ConfigError(message, file=file, source=source, field=field) from None
+
+
+def parse_source(raw: Any, *, file: str | None = None, index: int | None = None) -> SourceConfig:
+    """Validate one source mapping.
+
+    Raises:
+        ConfigError: naming the file, the source and the field.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping of config keys, got {type(raw).__name__}",
+                          file=file, source=f"#{index}" if index is not None else None)
+    cid = raw.get("config_id")
+    source = str(cid) if cid is not None else (f"#{index}" if index is not None else None)
+    try:
+        return SourceConfig.model_validate(raw)
+    except ValidationError as exc:
+        _raise_first(exc, file=file, source=source)
+        raise  # pragma: no cover - _raise_first always raises
+
+
+def load_text(text: str, *, file: str = "<text>") -> list[SourceConfig]:
+    """Parse YAML text holding one source or ``sources: [...]``.
+
+    Raises:
+        ConfigError: the YAML is malformed or a source is invalid.
+    """
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{problem}{where}", file=file) from None
+    if doc is None:
+        raise ConfigError("file is empty", file=file)
+    if isinstance(doc, dict) and "sources" in doc:
+        extra = sorted(set(doc) - {"sources", "notifications"})
+        if extra:
+            raise ConfigError(f"unknown top-level key '{extra[0]}' (a file holds one source or "
+                              "'sources:')", file=file)
+        items = doc["sources"]
+        if not isinstance(items, list) or not items:
+            raise ConfigError("sources: expected a non-empty list of sources", file=file)
+    else:
+        items = [doc]
+    out = [parse_source(item, file=file, index=i) for i, item in enumerate(items)]
+    seen: set[str] = set()
+    for cfg in out:
+        if cfg.config_id in seen:
+            raise ConfigError("config_id is used twice in this file", file=file,
+                              source=cfg.config_id, field="config_id")
+        seen.add(cfg.config_id)
+    return out
+
+
+def load_file(path: str | Path) -> list[SourceConfig]:
+    """Read and validate one YAML config file (see :func:`load_text`)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", file=str(path)) from None
+    return load_text(text, file=str(path))
+
+
+def load_files(paths: list[str | Path]) -> list[SourceConfig]:
+    """Validate several files; a config_id used in two files is an error."""
+    out: list[SourceConfig] = []
+    where: dict[str, str] = {}
+    for path in paths:
+        for cfg in load_file(path):
+            if cfg.config_id in where:
+                raise ConfigError(f"config_id is also defined in {where[cfg.config_id]}",
+                                  file=str(path), source=cfg.config_id, field="config_id")
+            where[cfg.config_id] = str(path)
+            out.append(cfg)
+    return out

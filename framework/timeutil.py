@@ -1,0 +1,90 @@
+"""UTC timestamps and ISO-8601 durations (python-dateutil and isodate, no Spark)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import isodate
+from dateutil import parser as dtparser
+from dateutil.relativedelta import relativedelta
+
+UTC = dt.timezone.utc
+
+
+def utcnow() -> dt.datetime:
+    """The current time, UTC, microseconds dropped (Delta stores microseconds; logs read better)."""
+    return dt.datetime.now(UTC).replace(microsecond=0)
+
+
+def to_utc(value: Any) -> dt.datetime:
+    """Parse a timestamp (datetime, date, ISO-8601 text) into an aware UTC datetime.
+
+    Naive values are taken as UTC: a control table column or a YAML value without an
+    offset means UTC in restlake.
+
+    Raises:
+        ValueError: the value is not a timestamp.
+    """
+    if isinstance(value, dt.datetime):
+        out = value
+    elif isinstance(value, dt.date):
+        out = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise ValueError("empty timestamp")
+        try:
+            out = dtparser.isoparse(text)
+        except (ValueError, OverflowError):
+            try:
+                out = dtparser.parse(text)
+            except (ValueError, OverflowError) as exc:
+                raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from exc
+    else:
+        raise ValueError(f"expected a timestamp, got {type(value).__name__}")
+    if out.tzinfo is None:
+        return out.replace(tzinfo=UTC)
+    return out.astimezone(UTC)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO-8601 UTC text with a ``Z`` suffix (``2024-01-01T00:00:00Z``)."""
+    if value is None:
+        return None
+    value = to_utc(value)
+    text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_duration(text: str) -> dt.timedelta | relativedelta:
+    """Parse an ISO-8601 duration (``PT6H``, ``P1D``, ``P1M``).
+
+    Returns a ``timedelta`` for fixed durations and a ``relativedelta`` when months or
+    years are involved (calendar arithmetic).
+
+    Raises:
+        ValueError: not a valid, positive-or-zero ISO-8601 duration.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"expected an ISO-8601 duration such as PT6H, got {type(text).__name__}")
+    try:
+        value = isodate.parse_duration(text.strip())
+    except (isodate.ISO8601Error, ValueError) as exc:
+        raise ValueError(f"{text!r} is not an ISO-8601 duration (e.g. PT6H, P1D, P1M)") from exc
+    if isinstance(value, isodate.Duration):
+        months = int(value.years * 12 + value.months)
+        rd = relativedelta(months=months) + relativedelta(seconds=value.tdelta.total_seconds())
+        if months < 0 or value.tdelta.total_seconds() < 0:
+            raise ValueError(f"{text!r} is negative")
+        return rd
+    if value.total_seconds() < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def to_datetime_for_spark(value: dt.datetime | None) -> dt.datetime | None:
+    """A naive UTC datetime, as PySpark expects with a UTC session time zone."""
+    if value is None:
+        return None
+    return to_utc(value).replace(tzinfo=None)
