@@ -1,0 +1,248 @@
+"""The control-row state machine: pure functions, no Spark.
+
+States per ``LoadType``::
+
+    (new) -> FULL_LOAD PENDING
+    PENDING -> RUNNING (claim, with a lease)
+    RUNNING -> SUCCESS | FAILED (finish)
+    RUNNING with an expired lease -> claimable again (a crashed runner)
+    FAILED -> PENDING, same range and LoadId (retry; generate does it for INCREMENTAL)
+    FULL_LOAD SUCCESS -> INCREMENTAL (when DeltaColumn) -> next rolling window
+    FULL_LOAD SUCCESS without DeltaColumn -> FULL_LOAD PENDING again on the next refresh
+
+Every function takes the current :class:`ControlState` and returns a new one (or
+raises :class:`InvalidTransition`); the control store applies it to Delta.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from dataclasses import dataclass, replace
+from typing import Optional, Union
+
+from dateutil.relativedelta import relativedelta
+
+from framework.timeutil import iso, to_utc
+
+Duration = Union[dt.timedelta, relativedelta]
+
+
+class LoadStatus(str, enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+class LoadType(str, enum.Enum):
+    FULL_LOAD = "FULL_LOAD"
+    INCREMENTAL = "INCREMENTAL"
+
+
+class RunResult(str, enum.Enum):
+    """What an audit row says of a run."""
+
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    PARTIAL = "PARTIAL"
+
+
+class InvalidTransition(ValueError):
+    """The requested transition is not allowed from the current state."""
+
+
+@dataclass(frozen=True)
+class ControlState:
+    """The state part of one control row."""
+
+    load_type: LoadType = LoadType.FULL_LOAD
+    load_status: Optional[LoadStatus] = None
+    load_start: Optional[dt.datetime] = None
+    load_end: Optional[dt.datetime] = None
+    last_load_time: Optional[dt.datetime] = None
+    load_id: Optional[str] = None
+    attempt: int = 0
+    claimed_by: Optional[str] = None
+    lease_expires_at: Optional[dt.datetime] = None
+    run_id: Optional[str] = None
+    error: Optional[str] = None
+    generated_at: Optional[dt.datetime] = None
+
+    def __repr__(self) -> str:
+        return (f"ControlState({self.load_type.value} {self.load_status.value if self.load_status else 'NEW'} "
+                f"{iso(self.load_start)}..{iso(self.load_end)} load={self.load_id} "
+                f"attempt={self.attempt} by={self.claimed_by})")
+
+
+@dataclass(frozen=True)
+class LoadPolicy:
+    """What the config says about ranges: the history start/end, DeltaColumn, lookback."""
+
+    history_start: dt.datetime
+    history_end: Optional[dt.datetime] = None
+    delta_column: bool = False
+    lookback: Duration = dt.timedelta(0)
+
+
+def new_load_id(now: dt.datetime) -> str:
+    """A sortable, unique id for one generated load (one range)."""
+    return f"L{to_utc(now).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def is_claimable(state: ControlState, now: dt.datetime) -> bool:
+    """PENDING rows, and RUNNING rows whose lease expired (their runner crashed)."""
+    if state.load_status == LoadStatus.PENDING:
+        return True
+    if state.load_status == LoadStatus.RUNNING:
+        return state.lease_expires_at is None or to_utc(state.lease_expires_at) <= to_utc(now)
+    return False
+
+
+def plan_next(state: ControlState, policy: LoadPolicy, now: dt.datetime,
+              load_id: Optional[str] = None) -> Optional[ControlState]:
+    """Mark the next load PENDING with its range, or return ``None`` when nothing changes.
+
+    * a new row (no status) -> FULL_LOAD PENDING over the history range;
+    * PENDING or RUNNING -> unchanged (already queued or being loaded);
+    * INCREMENTAL FAILED -> PENDING with the same range and LoadId (automatic retry);
+    * FULL_LOAD FAILED -> unchanged: a failed full load is retried with ``retry``;
+    * INCREMENTAL SUCCESS -> PENDING ``[LastLoadTime - lookback, now)``;
+    * FULL_LOAD SUCCESS (no DeltaColumn) -> FULL_LOAD PENDING over the history range.
+    """
+    now = to_utc(now)
+    load_id = load_id or new_load_id(now)
+    status = state.load_status
+    if status is None:
+        end = to_utc(policy.history_end) if policy.history_end else now
+        if end <= to_utc(policy.history_start):
+            return None
+        return replace(state, load_type=LoadType.FULL_LOAD, load_status=LoadStatus.PENDING,
+                       load_start=to_utc(policy.history_start), load_end=end, load_id=load_id,
+                       attempt=0, claimed_by=None, lease_expires_at=None, error=None,
+                       generated_at=now)
+    if status in (LoadStatus.PENDING, LoadStatus.RUNNING):
+        return None
+    if status == LoadStatus.FAILED:
+        if state.load_type == LoadType.INCREMENTAL:
+            return retry(state, now)
+        return None
+    # SUCCESS
+    if state.load_type == LoadType.INCREMENTAL:
+        watermark = state.last_load_time or state.load_end or policy.history_start
+        start = to_utc(watermark) - policy.lookback
+        if now <= to_utc(watermark):
+            return None
+        return replace(state, load_status=LoadStatus.PENDING, load_start=start, load_end=now,
+                       load_id=load_id, attempt=0, claimed_by=None, lease_expires_at=None,
+                       error=None, generated_at=now)
+    end = to_utc(policy.history_end) if policy.history_end else now
+    return replace(state, load_type=LoadType.FULL_LOAD, load_status=LoadStatus.PENDING,
+                   load_start=to_utc(policy.history_start), load_end=end, load_id=load_id,
+                   attempt=0, claimed_by=None, lease_expires_at=None, error=None,
+                   generated_at=now)
+
+
+def claim(state: ControlState, runner: str, run_id: str, now: dt.datetime,
+          lease: dt.timedelta) -> ControlState:
+    """PENDING (or RUNNING with an expired lease) -> RUNNING held by ``runner`` until the lease ends."""
+    if not is_claimable(state, now):
+        held = f" by {state.claimed_by} until {iso(state.lease_expires_at)}" if (
+            state.load_status == LoadStatus.RUNNING) else ""
+        raise InvalidTransition(f"cannot claim a {state.load_status.value if state.load_status else 'new'}"
+                                f" row{held}")
+    return replace(state, load_status=LoadStatus.RUNNING, claimed_by=runner, run_id=run_id,
+                   lease_expires_at=to_utc(now) + lease, attempt=state.attempt + 1, error=None)
+
+
+def renew_lease(state: ControlState, runner: str, now: dt.datetime, lease: dt.timedelta) -> ControlState:
+    """Extend the lease of a row this runner holds."""
+    _check_holder(state, runner)
+    return replace(state, lease_expires_at=to_utc(now) + lease)
+
+
+def succeed(state: ControlState, runner: str, policy: LoadPolicy) -> ControlState:
+    """RUNNING -> SUCCESS: the watermark advances to the range end; FULL -> INCREMENTAL with DeltaColumn."""
+    _check_holder(state, runner)
+    load_type = state.load_type
+    if load_type == LoadType.FULL_LOAD and policy.delta_column:
+        load_type = LoadType.INCREMENTAL
+    return replace(state, load_type=load_type, load_status=LoadStatus.SUCCESS,
+                   last_load_time=state.load_end, claimed_by=None, lease_expires_at=None,
+                   error=None)
+
+
+def fail(state: ControlState, runner: str, error: str) -> ControlState:
+    """RUNNING -> FAILED with the (already sanitized) error; the range is kept for the retry."""
+    _check_holder(state, runner)
+    return replace(state, load_status=LoadStatus.FAILED, claimed_by=None, lease_expires_at=None,
+                   error=error)
+
+
+def retry(state: ControlState, now: dt.datetime) -> ControlState:
+    """FAILED -> PENDING with the same range and LoadId (completed windows are skipped)."""
+    if state.load_status != LoadStatus.FAILED:
+        raise InvalidTransition(f"only FAILED rows can be retried; this row is "
+                                f"{state.load_status.value if state.load_status else 'new'}")
+    return replace(state, load_status=LoadStatus.PENDING, claimed_by=None, lease_expires_at=None,
+                   generated_at=to_utc(now))
+
+
+def _check_holder(state: ControlState, runner: str) -> None:
+    if state.load_status != LoadStatus.RUNNING:
+        raise InvalidTransition(f"row is {state.load_status.value if state.load_status else 'new'}, "
+                                "not RUNNING")
+    if state.claimed_by != runner:
+        raise InvalidTransition(f"row is held by {state.claimed_by}, not {runner} "
+                                "(its lease expired and another runner claimed it)")
+
+
+# ------------------------------------------------------------------ schedules
+def last_scheduled_instant(time_hhmm: str, frequency: str, now: dt.datetime) -> Optional[dt.datetime]:
+    """The most recent scheduled instant at or before ``now`` (``None`` for ``once``).
+
+    ``daily`` at 02:00 -> today 02:00 (or yesterday's when it is earlier than 02:00);
+    ``hourly`` uses the minutes of ``time``; ``weekly`` fires on Mondays; ``monthly`` on
+    the 1st; an ISO-8601 duration (``PT15M``) fires every that long from midnight UTC.
+    """
+    from framework.windows import parse_window
+
+    now = to_utc(now)
+    hh, mm = (int(x) for x in time_hhmm.split(":"))
+    freq = frequency.lower()
+    if freq == "once":
+        return None
+    if freq == "hourly":
+        at = now.replace(minute=mm, second=0, microsecond=0)
+        return at if at <= now else at - dt.timedelta(hours=1)
+    at = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if freq == "daily":
+        return at if at <= now else at - dt.timedelta(days=1)
+    if freq == "weekly":
+        at -= dt.timedelta(days=at.weekday())
+        return at if at <= now else at - dt.timedelta(weeks=1)
+    if freq == "monthly":
+        at = at.replace(day=1)
+        return at if at <= now else at - relativedelta(months=1)
+    step = parse_window(frequency.upper())
+    if step is None:
+        return None
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if isinstance(step, relativedelta):
+        return midnight
+    seconds = step.total_seconds()
+    elapsed = (now - midnight).total_seconds()
+    return midnight + dt.timedelta(seconds=(elapsed // seconds) * seconds)
+
+
+def is_due(state: ControlState, time_hhmm: str, frequency: str, now: dt.datetime) -> bool:
+    """True when the schedule has fired since the row's last load was generated."""
+    if state.load_status is None:
+        return True
+    instant = last_scheduled_instant(time_hhmm, frequency, now)
+    if instant is None:
+        return False
+    if state.generated_at is None:
+        return True
+    return to_utc(state.generated_at) < instant

@@ -1,0 +1,356 @@
+"""The control plane on Delta: control, audit and window-log tables.
+
+Every change goes through the DataFrame / DeltaTable API with literal values
+(``F.lit``), never through SQL text built from values. Each change is conditional on
+the state that was read (optimistic concurrency at row level), and Delta commit
+conflicts are retried with backoff (:func:`framework.commits.retry_conflicts`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from control import mapping, states
+from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL_SCHEMA,
+                             CONTROL_TABLE, METADATA_SCHEMA, WINDOW_LOG_SCHEMA,
+                             WINDOW_LOG_TABLE)
+from control.states import ControlState, LoadStatus
+from framework.commits import retry_conflicts
+from framework.config import SourceConfig
+from framework.errors import ConfigError
+from framework.tables import TableRef, Warehouse
+from framework.timeutil import to_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONTROL_CATALOG = "main"
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What ``generate`` did to one config."""
+
+    config_id: str
+    action: str  # created | pending | unchanged | skipped
+    detail: str = ""
+
+    def __repr__(self) -> str:
+        return f"GenerateResult({self.config_id}: {self.action} {self.detail})"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A control row this runner holds."""
+
+    config_id: str
+    runner: str
+    run_id: str
+    state: ControlState
+    row: dict[str, Any]
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    out = row.asDict(recursive=False)
+    for key, value in out.items():
+        if isinstance(value, dt.datetime):
+            out[key] = to_utc(value)
+    return out
+
+
+class ControlStore:
+    """Reads and changes the control plane tables of one warehouse.
+
+    Args:
+        spark: the SparkSession.
+        warehouse: where tables live.
+        catalog: the catalog that holds the ``metadata`` schema (default ``main``).
+    """
+
+    def __init__(self, spark: Any, warehouse: Warehouse, catalog: str = DEFAULT_CONTROL_CATALOG) -> None:
+        self.spark = spark
+        self.warehouse = warehouse
+        self.control_ref = TableRef(catalog, METADATA_SCHEMA, CONTROL_TABLE)
+        self.audit_ref = TableRef(catalog, METADATA_SCHEMA, AUDIT_TABLE)
+        self.window_ref = TableRef(catalog, METADATA_SCHEMA, WINDOW_LOG_TABLE)
+
+    def __repr__(self) -> str:
+        return f"ControlStore({self.control_ref.catalog} in {self.warehouse!r})"
+
+    # ------------------------------------------------------------------ tables
+    def init(self) -> list[str]:
+        """Create the control, audit (append-only) and window-log tables; idempotent.
+
+        Returns:
+            the names of the tables created by this call.
+        """
+        created = []
+        specs = [
+            (self.control_ref, CONTROL_SCHEMA, {}, "restlake control table: one row per ConfigId"),
+            (self.audit_ref, AUDIT_SCHEMA, {"delta.appendOnly": "true"},
+             "restlake audit table: one row per run (append-only)"),
+            (self.window_ref, WINDOW_LOG_SCHEMA, {"delta.appendOnly": "true"},
+             "restlake window log: one row per window attempt (append-only)"),
+        ]
+        for ref, schema, props, comment in specs:
+            made = retry_conflicts(
+                lambda ref=ref, schema=schema, props=props, comment=comment:
+                self.warehouse.create_if_not_exists(self.spark, ref, schema, props, comment=comment),
+                f"create {ref.name}")
+            if made:
+                created.append(ref.name)
+        return created
+
+    def is_initialized(self) -> bool:
+        return self.warehouse.exists(self.spark, self.control_ref)
+
+    def _control(self) -> Any:
+        if not self.is_initialized():
+            raise ConfigError(f"control table {self.control_ref.name} does not exist; "
+                              "run 'restlake init' first")
+        return self.warehouse.delta(self.spark, self.control_ref)
+
+    # ------------------------------------------------------------------- reads
+    def rows(self, config_ids: Optional[Iterable[str]] = None) -> list[dict[str, Any]]:
+        """Control rows (all, or those of ``config_ids``), sorted by ConfigId."""
+        from pyspark.sql import functions as F
+
+        df = self._control().toDF()
+        ids = list(config_ids) if config_ids is not None else None
+        if ids is not None:
+            if not ids:
+                return []
+            df = df.where(F.col("ConfigId").isin(ids))
+        return sorted((_row_dict(r) for r in df.collect()), key=lambda r: r["ConfigId"])
+
+    def get(self, config_id: str) -> Optional[dict[str, Any]]:
+        rows = self.rows([config_id])
+        return rows[0] if rows else None
+
+    def audit_rows(self, config_id: Optional[str] = None, limit: int = 20) -> list[dict[str, Any]]:
+        from pyspark.sql import functions as F
+
+        df = self.warehouse.read(self.spark, self.audit_ref)
+        if config_id:
+            df = df.where(F.col("ConfigId") == F.lit(config_id))
+        return [_row_dict(r) for r in df.orderBy(F.col("LoggedAt").desc()).limit(limit).collect()]
+
+    def committed_windows(self, config_id: str, load_id: str) -> set[tuple[dt.datetime, dt.datetime]]:
+        """Windows of ``load_id`` that the window log marks SUCCESS (skipped on a rerun)."""
+        from pyspark.sql import functions as F
+
+        df = (self.warehouse.read(self.spark, self.window_ref)
+              .where((F.col("ConfigId") == F.lit(config_id)) & (F.col("LoadId") == F.lit(load_id))
+                     & (F.col("Status") == F.lit("SUCCESS")))
+              .select("WindowStart", "WindowEnd"))
+        return {(to_utc(r[0]), to_utc(r[1])) for r in df.collect()}
+
+    # ---------------------------------------------------------------- generate
+    def generate(self, configs: Iterable[SourceConfig], *, now: Optional[dt.datetime] = None,
+                 due_only: bool = False) -> list[GenerateResult]:
+        """Upsert one control row per config and mark due loads PENDING with their range.
+
+        With ``due_only`` a row is planned only when its schedule fired since its last
+        generation; otherwise every given config is planned (a config given by name is
+        wanted now). A FULL_LOAD row that FAILED stays FAILED until ``retry``.
+        """
+        configs = list(configs)
+        if not configs:
+            return []
+        results = retry_conflicts(lambda: self._generate_once(configs, now or utcnow(), due_only),
+                               "generate")
+        return results
+
+    def _generate_once(self, configs: list[SourceConfig], now: dt.datetime,
+                       due_only: bool) -> list[GenerateResult]:
+        from pyspark.sql import functions as F
+
+        existing = {r["ConfigId"]: r for r in self.rows([c.config_id for c in configs])}
+        out_rows, results = [], []
+        for cfg in configs:
+            cols = mapping.config_to_row(cfg)
+            prev = existing.get(cfg.config_id)
+            state = mapping.row_to_state(prev) if prev else ControlState()
+            planned: Optional[ControlState] = None
+            if not cfg.enabled:
+                detail = "disabled"
+            elif due_only and prev and not states.is_due(state, cfg.schedule.time,
+                                                          cfg.schedule.frequency, now):
+                detail = "not due"
+            else:
+                planned = states.plan_next(state, mapping.policy_of(cfg), now)
+                detail = "" if planned else _why_unchanged(state)
+            new_state = planned or state
+            if prev is None and planned is None:
+                results.append(GenerateResult(cfg.config_id, "skipped", detail))
+                continue
+            row = {c: None for c in CONTROL_COLUMNS}
+            if prev:
+                row.update(prev)
+            row.update(cols)
+            row.update(mapping.state_to_columns(new_state))
+            row["LastUpdatedTime"] = now
+            row["_PrevStatus"] = prev.get("LoadStatus") if prev else None
+            row["_PrevAttempt"] = prev.get("Attempt") if prev else None
+            row["_PrevRunId"] = prev.get("LastJobRunId") if prev else None
+            out_rows.append(row)
+            if prev is None:
+                action = "created"
+            else:
+                action = "pending" if planned else "unchanged"
+            rng = (f"{planned.load_type.value} {planned.load_start:%Y-%m-%dT%H:%M:%SZ}.."
+                   f"{planned.load_end:%Y-%m-%dT%H:%M:%SZ}") if planned else detail
+            results.append(GenerateResult(cfg.config_id, action, rng))
+
+        from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+        schema = StructType(list(CONTROL_SCHEMA.fields) + [
+            StructField("_PrevStatus", StringType()), StructField("_PrevAttempt", IntegerType()),
+            StructField("_PrevRunId", StringType())])
+        if not out_rows:
+            return results
+        source = self.spark.createDataFrame(
+            [tuple(_spark_value(r.get(f.name)) for f in schema.fields) for r in out_rows], schema)
+        t, s = F.col("t.LoadStatus"), F.col("s._PrevStatus")
+        unchanged_since_read = (t.eqNullSafe(s)
+                                & F.col("t.Attempt").eqNullSafe(F.col("s._PrevAttempt"))
+                                & F.col("t.LastJobRunId").eqNullSafe(F.col("s._PrevRunId")))
+        assignments = {c: F.col(f"s.{c}") for c in CONTROL_COLUMNS}
+        (self._control().alias("t")
+         .merge(source.alias("s"), F.col("t.ConfigId") == F.col("s.ConfigId"))
+         .whenMatchedUpdate(condition=unchanged_since_read, set=assignments)
+         .whenNotMatchedInsert(values=assignments)
+         .execute())
+        return results
+
+    # ------------------------------------------------------------------ claims
+    def claim(self, config_id: str, runner: str, run_id: str, lease: dt.timedelta,
+              now: Optional[dt.datetime] = None) -> Optional[Claim]:
+        """Atomically take a claimable row; ``None`` when it is not claimable or another runner won.
+
+        The update is conditional on the row's status, holder and attempt as read, so of
+        two runners that read the same PENDING row, one commit changes it and the other
+        either conflicts (retried: it then reads RUNNING) or matches nothing.
+        """
+        def attempt() -> Optional[Claim]:
+            row = self.get(config_id)
+            if row is None:
+                return None
+            state = mapping.row_to_state(row)
+            at = now or utcnow()
+            try:
+                new_state = states.claim(state, runner, run_id, at, lease)
+            except states.InvalidTransition as exc:
+                log.info("%s: not claimed: %s", config_id, exc)
+                return None
+            self._update_if_unchanged(row, new_state, at)
+            fresh = self.get(config_id)
+            if fresh and fresh.get("ClaimedBy") == runner and fresh.get("LastJobRunId") == run_id \
+                    and fresh.get("LoadStatus") == LoadStatus.RUNNING.value:
+                return Claim(config_id, runner, run_id, mapping.row_to_state(fresh), fresh)
+            return None
+
+        return retry_conflicts(attempt, f"claim {config_id}")
+
+    def claimable_ids(self, now: Optional[dt.datetime] = None) -> list[str]:
+        """ConfigIds of enabled rows that are PENDING, or RUNNING with an expired lease."""
+        at = now or utcnow()
+        out = []
+        for row in self.rows():
+            if row.get("Enabled") is False:
+                continue
+            if states.is_claimable(mapping.row_to_state(row), at):
+                out.append(row["ConfigId"])
+        return out
+
+    def renew_lease(self, claim: Claim, lease: dt.timedelta) -> Claim:
+        """Extend the lease of a held row (long loads)."""
+        def attempt() -> Claim:
+            row = self.get(claim.config_id) or {}
+            state = mapping.row_to_state(row)
+            at = utcnow()
+            new_state = states.renew_lease(state, claim.runner, at, lease)
+            self._update_if_unchanged(row, new_state, at)
+            return Claim(claim.config_id, claim.runner, claim.run_id, new_state, row)
+
+        return retry_conflicts(attempt, f"renew lease {claim.config_id}")
+
+    def finish(self, claim: Claim, new_state: ControlState, checkpoint: Optional[dict] = None) -> bool:
+        """Write the final state of a held row; False when the row is no longer ours."""
+        def attempt() -> bool:
+            row = self.get(claim.config_id)
+            if row is None or row.get("ClaimedBy") != claim.runner or \
+                    row.get("LastJobRunId") != claim.run_id:
+                log.warning("%s: row was taken over by another runner; not updated", claim.config_id)
+                return False
+            extra = {"Checkpoint": json.dumps(checkpoint, default=str)} if checkpoint is not None else {}
+            self._update_if_unchanged(row, new_state, utcnow(), extra)
+            return True
+
+        return retry_conflicts(attempt, f"finish {claim.config_id}")
+
+    def retry(self, config_id: str, now: Optional[dt.datetime] = None) -> ControlState:
+        """FAILED -> PENDING (same range and LoadId).
+
+        Raises:
+            ConfigError: no such row.
+            states.InvalidTransition: the row is not FAILED.
+        """
+        def attempt() -> ControlState:
+            row = self.get(config_id)
+            if row is None:
+                raise ConfigError(f"no control row with ConfigId '{config_id}'")
+            at = now or utcnow()
+            new_state = states.retry(mapping.row_to_state(row), at)
+            self._update_if_unchanged(row, new_state, at)
+            return new_state
+
+        return retry_conflicts(attempt, f"retry {config_id}")
+
+    def _update_if_unchanged(self, row: dict[str, Any], new_state: ControlState, now: dt.datetime,
+                             extra: Optional[dict[str, Any]] = None) -> None:
+        from pyspark.sql import functions as F
+
+        cols = mapping.state_to_columns(new_state)
+        cols["LastUpdatedTime"] = now
+        cols.update(extra or {})
+        condition = ((F.col("ConfigId") == F.lit(row["ConfigId"]))
+                     & F.col("LoadStatus").eqNullSafe(F.lit(row.get("LoadStatus")))
+                     & F.col("Attempt").eqNullSafe(F.lit(row.get("Attempt")).cast("int"))
+                     & F.col("LastJobRunId").eqNullSafe(F.lit(row.get("LastJobRunId")).cast("string")))
+        types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
+        assignments = {k: F.lit(_spark_value(v)).cast(types[k]) for k, v in cols.items()}
+        self._control().update(condition=condition, set=assignments)
+
+    # -------------------------------------------------------------- append logs
+    def append_audit(self, record: dict[str, Any]) -> None:
+        """Append one audit row (blind append: never conflicts)."""
+        self._append(self.audit_ref, AUDIT_SCHEMA, [record], "audit")
+
+    def append_window_log(self, records: list[dict[str, Any]]) -> None:
+        """Append window-log rows (blind append)."""
+        if records:
+            self._append(self.window_ref, WINDOW_LOG_SCHEMA, records, "window log")
+
+    def _append(self, ref: TableRef, schema: Any, records: list[dict[str, Any]], what: str) -> None:
+        data = [tuple(_spark_value(r.get(f.name)) for f in schema.fields) for r in records]
+        df = self.spark.createDataFrame(data, schema)
+        retry_conflicts(lambda: self.warehouse.save(df.write.format("delta").mode("append"), ref),
+                        f"append {what}")
+
+
+def _spark_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return to_utc(value)
+    return value
+
+
+def _why_unchanged(state: ControlState) -> str:
+    if state.load_status == LoadStatus.FAILED:
+        return "FAILED full load: run 'restlake retry' to load it again"
+    if state.load_status in (LoadStatus.PENDING, LoadStatus.RUNNING):
+        return f"already {state.load_status.value}"
+    return "nothing new to load yet"

@@ -1,0 +1,398 @@
+"""The runtime: claim -> windows -> fetch (threads) -> stage -> write Delta -> audit.
+
+Per load (one claimed control row):
+
+1. rebuild the config from the control row (validated; errors name the column);
+2. split ``[LoadStartTime, LoadEndTime)`` into windows and skip those the window log
+   marks SUCCESS for this LoadId (a rerun after a crash resumes);
+3. fetch windows concurrently (``limits.concurrency`` threads, one rate budget per
+   host), each streaming its rows to staging files;
+4. INCREMENTAL: commit consecutive finished windows in window order, a batch per
+   MERGE, and append their window-log rows after each commit; FULL_LOAD: one
+   overwrite once every window is staged;
+5. finish the control row (SUCCESS or FAILED) and append exactly one audit row,
+   whatever happened (``try``/``finally``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from control import mapping, states
+from control.states import LoadType, RunResult
+from control.store import Claim, ControlStore
+from framework.auth import build_auth
+from framework.config import SourceConfig
+from framework.errors import LoadError, RestlakeError
+from framework.fetch import WindowResult, fetch_window
+from framework.http import HttpClient
+from framework.ratelimit import limiter_for
+from framework.retry import RetryPolicy
+from framework.schema import RowShaper
+from framework.secrets import redact
+from framework.staging import RunStaging
+from framework.tables import TableRef, Warehouse
+from framework.telemetry import Telemetry
+from framework.timeutil import to_utc, utcnow
+from framework.windows import Window, split
+from framework.writers import TargetWriter, WriteResult
+
+log = logging.getLogger(__name__)
+
+ERROR_LIMIT = 2000
+
+
+def new_run_id() -> str:
+    """The run id: the Databricks job run id when there is one, else a sortable unique id."""
+    for var in ("RESTLAKE_RUN_ID", "DATABRICKS_JOB_RUN_ID"):
+        if os.environ.get(var):
+            return os.environ[var]
+    return f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def runner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def sanitize_error(exc: BaseException) -> str:
+    """One readable, redacted line (Spark/Java traces are cut to their first lines)."""
+    if isinstance(exc, RestlakeError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("at ")]
+        text = " | ".join(lines[:4])
+    text = redact(text)
+    return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT] + "..."
+
+
+@dataclass
+class RunContext:
+    """What every load of one ``restlake run`` shares."""
+
+    spark: Any
+    warehouse: Warehouse
+    store: ControlStore
+    staging_root: Path
+    run_id: str = field(default_factory=new_run_id)
+    runner: str = field(default_factory=runner_id)
+    lease: dt.timedelta = dt.timedelta(hours=1)
+    loaded_by: str = field(default_factory=lambda: _user())
+    on_event: Optional[Callable[[str, dict[str, Any]], None]] = None
+
+    def emit(self, event: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(event, data)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+@dataclass
+class LoadOutcome:
+    """The result of one load, as the audit row tells it."""
+
+    config_id: str
+    status: str  # SUCCESS | FAILED | PARTIAL | SKIPPED
+    rows_written: int = 0
+    source_rows: int = 0
+    error: Optional[str] = None
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (RunResult.FAILED.value, RunResult.PARTIAL.value)
+
+    def __repr__(self) -> str:
+        return f"LoadOutcome({self.config_id} {self.status} rows={self.rows_written})"
+
+
+@dataclass
+class _Progress:
+    windows_total: int = 0
+    windows_loaded: int = 0
+    windows_skipped: int = 0
+    source_rows: int = 0
+    rows_written: int = 0
+    rejected: int = 0
+    rescued: int = 0
+    expected: Optional[int] = None
+    schema_changes: set[str] = field(default_factory=set)
+    version: Optional[int] = None
+
+
+def run(ctx: RunContext, config_ids: Optional[list[str]] = None) -> list[LoadOutcome]:
+    """Claim and load the given rows (or every claimable row); one outcome per row."""
+    ids = config_ids if config_ids is not None else ctx.store.claimable_ids()
+    outcomes = []
+    for cid in ids:
+        claim = ctx.store.claim(cid, ctx.runner, ctx.run_id, ctx.lease)
+        if claim is None:
+            row = ctx.store.get(cid)
+            why = ("no such control row" if row is None else
+                   f"it is {row.get('LoadStatus')}" + (f" (held by {row.get('ClaimedBy')})"
+                                                       if row.get("LoadStatus") == "RUNNING" else ""))
+            ctx.emit("skipped", config_id=cid, reason=why)
+            outcomes.append(LoadOutcome(cid, "SKIPPED", error=f"not claimed: {why}"))
+            continue
+        outcomes.append(run_load(ctx, claim))
+    return outcomes
+
+
+def run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
+    """Load one claimed row to completion or failure; always finishes the row and audits."""
+    started_at, t0 = utcnow(), time.monotonic()
+    row, state = claim.row, claim.state
+    cid = claim.config_id
+    telemetry = Telemetry()
+    progress = _Progress()
+    cfg: Optional[SourceConfig] = None
+    error: Optional[str] = None
+    staging = RunStaging(ctx.staging_root, cid, claim.run_id)
+    writer: Optional[TargetWriter] = None
+    ctx.emit("load_started", config_id=cid, load_type=state.load_type.value,
+             start=state.load_start, end=state.load_end)
+    try:
+        cfg = mapping.row_to_config(row)
+        if state.load_start is None or state.load_end is None:
+            raise LoadError("control row has no LoadStartTime/LoadEndTime; run 'restlake generate'")
+        windows = split(state.load_start, state.load_end, cfg.window)
+        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+        writer = TargetWriter(ctx.spark, ctx.warehouse, cfg, ref, claim.run_id, cid)
+        _Load(ctx, claim, cfg, writer, staging, telemetry, progress).execute(windows)
+    except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
+        error = sanitize_error(exc)
+        log.error("%s: load failed: %s", cid, error)
+        if not isinstance(exc, Exception):
+            _finish(ctx, claim, cfg, state, error, progress, telemetry, started_at, t0, writer)
+            raise
+    outcome = _finish(ctx, claim, cfg, state, error, progress, telemetry, started_at, t0, writer)
+    staging.cleanup()
+    return outcome
+
+
+class _Load:
+    """One load's fetch/commit loop (kept apart from the bookkeeping in run_load)."""
+
+    def __init__(self, ctx: RunContext, claim: Claim, cfg: SourceConfig, writer: TargetWriter,
+                 staging: RunStaging, telemetry: Telemetry, progress: _Progress) -> None:
+        self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
+        self.staging, self.telemetry, self.progress = staging, telemetry, progress
+        self.state = claim.state
+        self.lease_renewed = time.monotonic()
+
+    def execute(self, windows: list[Window]) -> None:
+        cfg, progress = self.cfg, self.progress
+        incremental = self.state.load_type == LoadType.INCREMENTAL
+        progress.windows_total = len(windows)
+        done = (self.ctx.store.committed_windows(cfg.config_id, self.state.load_id or "")
+                if incremental else set())
+        todo = [(i, w) for i, w in enumerate(windows) if (w.start, w.end) not in done]
+        progress.windows_skipped = len(windows) - len(todo)
+        if not todo:
+            return
+        columns = self.writer.current_columns()
+        session = _session(cfg.limits.concurrency)
+        auth = build_auth(cfg.auth.model_dump(exclude_none=True), session)
+        limiter = limiter_for(urlsplit(cfg.endpoint).netloc or cfg.endpoint,
+                              cfg.limits.requests_per_second)
+        policy = RetryPolicy(max_retries=cfg.limits.max_retries,
+                             backoff_base_s=cfg.limits.backoff_base_s,
+                             backoff_max_s=cfg.limits.backoff_max_s)
+
+        def fetch(index: int, window: Window) -> WindowResult:
+            client = HttpClient(auth, policy, cfg.limits.timeout_s, limiter, Telemetry(), session,
+                                cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
+                                pool_size=cfg.limits.concurrency)
+            shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields),
+                               columns, cfg.schema_mode)
+            return fetch_window(cfg, client, shaper, window, index, self.staging.window(index),
+                                self.claim.run_id)
+
+        pool = ThreadPoolExecutor(max_workers=cfg.limits.concurrency,
+                                  thread_name_prefix=f"restlake-{cfg.config_id}")
+        futures: list[tuple[int, Window, Future]] = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
+        try:
+            if incremental:
+                self._commit_in_order(futures, columns)
+            else:
+                results = [self._result(i, w, f) for i, w, f in futures]
+                write = self.writer.overwrite([r.stage for r in results], columns)
+                self._committed(results, write)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            session.close()
+
+    def _result(self, index: int, window: Window, future: Future) -> WindowResult:
+        try:
+            result = future.result()
+        except BaseException as exc:
+            self._log_failed_window(window, exc)
+            raise
+        self.telemetry.merge(result.telemetry)
+        self.ctx.emit("window_fetched", config_id=self.cfg.config_id, window=window.key,
+                      records=result.records, pages=result.pages)
+        return result
+
+    def _commit_in_order(self, futures: list[tuple[int, Window, Future]], columns: Any) -> None:
+        batch: list[WindowResult] = []
+        per_commit = self.cfg.limits.windows_per_commit
+        for n, (index, window, future) in enumerate(futures):
+            batch.append(self._result(index, window, future))
+            is_last = n == len(futures) - 1
+            next_ready = not is_last and futures[n + 1][2].done()
+            if len(batch) >= per_commit or is_last or not next_ready:
+                write = self.writer.merge([r.stage for r in batch], columns,
+                                          batch_version=batch[-1].index + 1)
+                self._committed(batch, write)
+                batch = []
+                self._maybe_renew_lease()
+
+    def _committed(self, results: list[WindowResult], write: WriteResult) -> None:
+        progress = self.progress
+        rejected = self.writer.quarantine([r.stage for r in results])
+        now = utcnow()
+        rows = []
+        for r in results:
+            progress.windows_loaded += 1
+            progress.source_rows += r.records
+            progress.rescued += r.rescued_rows
+            progress.schema_changes |= r.new_fields
+            if r.expected is not None:
+                progress.expected = (progress.expected or 0) + r.expected
+            tel = r.telemetry.as_dict() if r.telemetry else {}
+            rows.append({
+                "ConfigId": self.cfg.config_id, "LoadId": self.state.load_id or "",
+                "RunId": self.claim.run_id, "WindowStart": r.window.start, "WindowEnd": r.window.end,
+                "Status": "SUCCESS", "Rows": r.records, "Pages": r.pages,
+                "Requests": tel.get("requests"), "Retries": tel.get("retries"),
+                "TargetVersion": write.version,
+                "Checkpoint": json.dumps(r.checkpoint) if r.checkpoint else None,
+                "ErrorMessage": None, "LoggedAt": now,
+            })
+            r.stage.discard()
+        progress.rows_written += write.rows_written
+        progress.rejected += rejected
+        progress.schema_changes |= set(write.schema_changes)
+        progress.version = write.version
+        self.ctx.store.append_window_log(rows)
+        self.ctx.emit("committed", config_id=self.cfg.config_id, windows=len(results),
+                      rows=write.rows_written, version=write.version)
+
+    def _log_failed_window(self, window: Window, exc: BaseException) -> None:
+        try:
+            self.ctx.store.append_window_log([{
+                "ConfigId": self.cfg.config_id, "LoadId": self.state.load_id or "",
+                "RunId": self.claim.run_id, "WindowStart": window.start, "WindowEnd": window.end,
+                "Status": "FAILED", "ErrorMessage": sanitize_error(exc), "LoggedAt": utcnow(),
+            }])
+        except Exception as log_exc:  # noqa: BLE001 - the load's own error matters more
+            log.warning("could not append the failed window to the window log: %s",
+                        sanitize_error(log_exc))
+
+    def _maybe_renew_lease(self) -> None:
+        if time.monotonic() - self.lease_renewed > self.ctx.lease.total_seconds() / 2:
+            self.claim = self.ctx.store.renew_lease(self.claim, self.ctx.lease)
+            self.lease_renewed = time.monotonic()
+
+
+def _session(concurrency: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, concurrency * 2))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: states.ControlState,
+            error: Optional[str], progress: _Progress, telemetry: Telemetry,
+            started_at: dt.datetime, t0: float, writer: Optional[TargetWriter]) -> LoadOutcome:
+    """Finish the control row and append the audit row; neither failure hides the other."""
+    cid = claim.config_id
+    if error is None:
+        status = RunResult.SUCCESS.value
+    elif progress.windows_loaded > 0:
+        status = RunResult.PARTIAL.value
+    else:
+        status = RunResult.FAILED.value
+    try:
+        if error is None:
+            policy = mapping.policy_of(cfg) if cfg else states.LoadPolicy(state.load_start or utcnow())
+            new_state = states.succeed(state, claim.runner, policy)
+        else:
+            new_state = states.fail(state, claim.runner, error)
+        ctx.store.finish(claim, new_state)
+    except Exception as exc:  # noqa: BLE001
+        finish_error = sanitize_error(exc)
+        log.error("%s: could not update the control row: %s", cid, finish_error)
+        error = f"{error}; control update failed: {finish_error}" if error else \
+            f"control update failed: {finish_error}"
+        status = RunResult.FAILED.value if progress.windows_loaded == 0 else RunResult.PARTIAL.value
+    total = None
+    if writer is not None:
+        try:
+            total = writer.total_rows()
+        except Exception:  # noqa: BLE001 - a count failure must not hide the run's result
+            total = None
+    tel = telemetry.as_dict()
+    audit = {
+        "ConfigId": cid, "APIName": claim.row.get("APIName"), "APIEndpoint": redact(claim.row.get("APIEndpoint")),
+        "LoadType": state.load_type.value, "TargetCatalog": claim.row.get("TargetCatalog"),
+        "TargetSchema": claim.row.get("TargetSchema"), "TargetTable": claim.row.get("TargetTable"),
+        "SourceRowCount": progress.source_rows, "TargetRowCount": progress.rows_written,
+        "TargetTotalRowCount": total, "RunId": claim.run_id, "LoadStatus": status,
+        "ErrorMessage": error, "LoadStartTime": state.load_start, "LoadEndTime": state.load_end,
+        "RunDuration": round(time.monotonic() - t0, 3), "LoggedAt": utcnow(),
+        "LoadedBy": ctx.loaded_by, "LoadId": state.load_id, "Attempt": state.attempt,
+        "SourceSystem": claim.row.get("SourceSystem"), "RunStartedAt": started_at,
+        "WindowsTotal": progress.windows_total, "WindowsLoaded": progress.windows_loaded,
+        "WindowsSkipped": progress.windows_skipped, "Pages": tel.get("pages", 0),
+        "Requests": tel.get("requests", 0), "Retries": tel.get("retries", 0),
+        "HttpStatusCounts": json.dumps(tel.get("status_counts", {}), sort_keys=True),
+        "BytesReceived": tel.get("bytes_received", 0), "RejectedRows": progress.rejected,
+        "RescuedRows": progress.rescued,
+        "SchemaChanges": json.dumps(sorted(progress.schema_changes)) if progress.schema_changes else None,
+        "ExpectedRowCount": progress.expected, "TargetVersion": progress.version,
+    }
+    try:
+        ctx.store.append_audit(audit)
+    except Exception as exc:  # noqa: BLE001
+        log.error("%s: could not append the audit row: %s", cid, sanitize_error(exc))
+    ctx.emit("load_finished", config_id=cid, status=status, rows=progress.rows_written,
+             source_rows=progress.source_rows, error=error)
+    return LoadOutcome(cid, status, progress.rows_written, progress.source_rows, error, audit)
+
+
+def staging_root(warehouse: Warehouse) -> Path:
+    """``RESTLAKE_STAGING``, else ``<warehouse>/_staging`` (local), else a temp folder."""
+    explicit = os.environ.get("RESTLAKE_STAGING")
+    if explicit:
+        return Path(explicit)
+    if warehouse.root is not None:
+        return warehouse.root / "_staging"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "restlake_staging"
+
+
+def to_ts(value: Any) -> Optional[dt.datetime]:
+    return to_utc(value) if value is not None else None

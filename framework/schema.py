@@ -1,0 +1,273 @@
+"""Record shaping without Spark: column types, rescue of unknown fields, contract columns.
+
+A parsed record (a JSON object) becomes a target row:
+
+* keys become columns (names made safe for Delta: ``[A-Za-z0-9_]``);
+* with a known target schema, a key the target lacks, or a value whose type does not
+  fit its column, goes to ``_rescued_data`` (a JSON object) unless ``schema_mode`` is
+  ``evolve`` (the column is added) or ``fail``;
+* nested objects and lists in string columns are kept as JSON text;
+* every row carries the cache contract (``source_system``, ``collected_at_utc``,
+  ``entity_key``, ``payload_hash``) and lineage (``_run_id``, ``_window_start``,
+  ``_window_end``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from framework.errors import RecordRejected, SchemaDriftError
+from framework.timeutil import iso
+
+
+class ColumnType(str, enum.Enum):
+    BOOLEAN = "boolean"
+    LONG = "long"
+    DOUBLE = "double"
+    STRING = "string"
+    TIMESTAMP = "timestamp"
+
+
+CONTRACT_COLUMNS: dict[str, ColumnType] = {
+    "source_system": ColumnType.STRING,
+    "collected_at_utc": ColumnType.TIMESTAMP,
+    "entity_key": ColumnType.STRING,
+    "payload_hash": ColumnType.STRING,
+    "_run_id": ColumnType.STRING,
+    "_window_start": ColumnType.TIMESTAMP,
+    "_window_end": ColumnType.TIMESTAMP,
+    "_rescued_data": ColumnType.STRING,
+}
+SEQ_COLUMN = "_seq"  # staging only: arrival order, for "last seen wins"
+RESERVED = set(CONTRACT_COLUMNS) | {SEQ_COLUMN}
+_SAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+def column_name(key: str) -> str:
+    """A Delta-safe column name for a JSON key (``user.login`` -> ``user_login``)."""
+    name = _SAFE.sub("_", str(key)) or "_"
+    if name[0].isdigit():
+        name = "_" + name
+    return name[:255]
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON text (sorted keys, compact) used for hashes and rescued data."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return iso(value) if isinstance(value, dt.datetime) else value.isoformat()
+    return str(value)
+
+
+def payload_hash(record: dict[str, Any]) -> str:
+    """sha256 of the record's canonical JSON."""
+    return hashlib.sha256(canonical_json(record).encode("utf-8")).hexdigest()
+
+
+def infer_type(value: Any) -> Optional[ColumnType]:
+    """The column type a JSON value suggests (``None`` for null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ColumnType.BOOLEAN
+    if isinstance(value, int):
+        return ColumnType.LONG if -(2 ** 63) <= value < 2 ** 63 else ColumnType.STRING
+    if isinstance(value, float):
+        return ColumnType.DOUBLE
+    if isinstance(value, dt.datetime):
+        return ColumnType.TIMESTAMP
+    return ColumnType.STRING
+
+
+def merge_types(a: Optional[ColumnType], b: Optional[ColumnType]) -> Optional[ColumnType]:
+    """The type that holds both (long + double -> double; other conflicts -> string)."""
+    if a is None:
+        return b
+    if b is None or a == b:
+        return a
+    if {a, b} == {ColumnType.LONG, ColumnType.DOUBLE}:
+        return ColumnType.DOUBLE
+    return ColumnType.STRING
+
+
+def fits(value: Any, ctype: ColumnType) -> bool:
+    """True when ``value`` can be stored in a column of ``ctype`` without changing meaning."""
+    if value is None:
+        return True
+    if ctype == ColumnType.STRING:
+        return isinstance(value, (str, dict, list))
+    if ctype == ColumnType.BOOLEAN:
+        return isinstance(value, bool)
+    if ctype == ColumnType.LONG:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ctype == ColumnType.DOUBLE:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ctype == ColumnType.TIMESTAMP:
+        if isinstance(value, dt.datetime):
+            return True
+        if isinstance(value, str):
+            try:
+                from framework.timeutil import to_utc
+
+                to_utc(value)
+                return True
+            except ValueError:
+                return False
+    return False
+
+
+def encode(value: Any, ctype: ColumnType) -> Any:
+    """The JSON value staged for a column of ``ctype`` (nested values become JSON text)."""
+    if value is None:
+        return None
+    if ctype == ColumnType.STRING and isinstance(value, (dict, list)):
+        return canonical_json(value)
+    if ctype == ColumnType.TIMESTAMP:
+        from framework.timeutil import to_utc
+
+        return to_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ctype == ColumnType.DOUBLE and isinstance(value, int):
+        return float(value)
+    return value
+
+
+@dataclass
+class SchemaTracker:
+    """Columns seen in records, in first-seen order, with their merged types."""
+
+    columns: dict[str, Optional[ColumnType]] = field(default_factory=dict)
+
+    def observe(self, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            if key in RESERVED:
+                continue
+            self.columns[key] = merge_types(self.columns.get(key), infer_type(value)) \
+                if key in self.columns else infer_type(value)
+
+    def merge(self, other: "SchemaTracker") -> None:
+        for key, ctype in other.columns.items():
+            self.columns[key] = merge_types(self.columns.get(key), ctype) if key in self.columns else ctype
+
+    def resolved(self) -> dict[str, ColumnType]:
+        """Types with all-null columns defaulted to string."""
+        return {k: (v or ColumnType.STRING) for k, v in self.columns.items()}
+
+
+@dataclass
+class RowShaper:
+    """Turns parsed records into staged rows for one load.
+
+    Args:
+        source_system: the contract's ``source_system``.
+        primary_key: record fields forming ``entity_key`` (and the MERGE key).
+        required_fields: records lacking any of them are rejected.
+        columns: the target's data columns and types, or ``None`` when the target does
+            not exist yet (every key becomes a column).
+        schema_mode: ``rescue`` | ``evolve`` | ``fail``.
+    """
+
+    source_system: str
+    primary_key: tuple[str, ...] = ()
+    required_fields: tuple[str, ...] = ()
+    columns: Optional[dict[str, ColumnType]] = None
+    schema_mode: str = "rescue"
+    new_fields: set[str] = field(default_factory=set)
+    rescued_rows: int = 0
+
+    def __post_init__(self) -> None:
+        self._lower = {k.lower(): k for k in (self.columns or {})}
+
+    def shape(self, record: Any, *, run_id: str, window_start: dt.datetime,
+              window_end: dt.datetime, collected_at: dt.datetime, seq: int) -> dict[str, Any]:
+        """Shape one record.
+
+        Raises:
+            RecordRejected: not an object, or a required / primary-key field is missing.
+            SchemaDriftError: a new field while ``schema_mode`` is ``fail``.
+        """
+        if not isinstance(record, dict):
+            raise RecordRejected(f"record is a {type(record).__name__}, not a JSON object")
+        for name in self.required_fields + self.primary_key:
+            if record.get(name) in (None, ""):
+                raise RecordRejected(f"required field '{name}' is missing", field=name)
+        row: dict[str, Any] = {}
+        rescued: dict[str, Any] = {}
+        seen_lower: set[str] = set()
+        for key, value in record.items():
+            col = column_name(key)
+            if col in RESERVED or col.lower() in seen_lower:
+                rescued[key] = value
+                continue
+            if self.columns is None:
+                row[col] = value
+                seen_lower.add(col.lower())
+                continue
+            target_col = col if col in self.columns else self._lower.get(col.lower())
+            if target_col is None:
+                if self.schema_mode == "fail":
+                    raise SchemaDriftError(f"field '{key}' is not in the target table "
+                                           "(schema_mode: fail)")
+                self.new_fields.add(col)
+                if self.schema_mode == "evolve":
+                    row[col] = value
+                    seen_lower.add(col.lower())
+                else:
+                    rescued[key] = value
+                continue
+            ctype = self.columns[target_col]
+            if fits(value, ctype):
+                row[target_col] = encode(value, ctype)
+                seen_lower.add(target_col.lower())
+            else:
+                rescued[key] = value
+        if rescued:
+            self.rescued_rows += 1
+        row["_rescued_data"] = canonical_json(rescued) if rescued else None
+        row["source_system"] = self.source_system
+        row["collected_at_utc"] = encode(collected_at, ColumnType.TIMESTAMP)
+        row["payload_hash"] = payload_hash(record)
+        row["entity_key"] = ("|".join(str(record[k]) for k in self.primary_key)
+                             if self.primary_key else row["payload_hash"])
+        row["_run_id"] = run_id
+        row["_window_start"] = encode(window_start, ColumnType.TIMESTAMP)
+        row["_window_end"] = encode(window_end, ColumnType.TIMESTAMP)
+        row[SEQ_COLUMN] = seq
+        return row
+
+
+def reshape(row: dict[str, Any], columns: dict[str, ColumnType], schema_mode: str,
+            new_fields: set[str]) -> dict[str, Any]:
+    """Re-shape a row staged without a schema (``columns=None``) against ``columns``."""
+    out = {k: row[k] for k in RESERVED if k in row}
+    rescued = json.loads(row["_rescued_data"]) if row.get("_rescued_data") else {}
+    lower = {k.lower(): k for k in columns}
+    for key, value in row.items():
+        if key in RESERVED:
+            continue
+        target_col = key if key in columns else lower.get(key.lower())
+        if target_col is None:
+            if schema_mode == "fail":
+                raise SchemaDriftError(f"field '{key}' is not in the target table (schema_mode: fail)")
+            new_fields.add(key)
+            rescued[key] = value
+        elif fits(value, columns[target_col]):
+            out[target_col] = encode(value, columns[target_col])
+        else:
+            rescued[key] = value
+    out["_rescued_data"] = canonical_json(rescued) if rescued else None
+    return out
+
+
+def data_columns(names_and_types: Iterable[tuple[str, ColumnType]]) -> dict[str, ColumnType]:
+    """Data columns only (contract and staging columns removed)."""
+    return {k: v for k, v in names_and_types if k not in RESERVED}

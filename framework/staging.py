@@ -1,0 +1,113 @@
+"""Staging: each window's rows stream to JSON-lines files on disk (bounded memory).
+
+Layout: ``<staging>/<config_id>/<run_id>/w<index>/part-<n>.jsonl`` plus
+``quarantine.jsonl`` for rejected records. A window's folder is complete only when
+:meth:`WindowStage.close` wrote its ``_DONE`` marker; the writer reads only complete
+windows. Nothing here imports Spark.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from framework.schema import SchemaTracker, canonical_json
+
+ROWS_PER_FILE = 50_000
+
+
+@dataclass
+class WindowStage:
+    """The staged rows of one window."""
+
+    index: int
+    folder: Path
+    rows: int = 0
+    rejected: int = 0
+    files: list[Path] = field(default_factory=list)
+    tracker: SchemaTracker = field(default_factory=SchemaTracker)
+    _handle: Any = None
+    _quarantine: Any = None
+    _in_file: int = 0
+
+    def __post_init__(self) -> None:
+        if self.folder.exists():
+            shutil.rmtree(self.folder)  # a leftover of a crashed attempt
+        self.folder.mkdir(parents=True)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Append one shaped row."""
+        if self._handle is None or self._in_file >= ROWS_PER_FILE:
+            self._roll()
+        self._handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str))
+        self._handle.write("\n")
+        self._in_file += 1
+        self.rows += 1
+        self.tracker.observe(row)
+
+    def reject(self, reason: str, record: Any, **context: Any) -> None:
+        """Keep a rejected record for the quarantine table."""
+        if self._quarantine is None:
+            self._quarantine = (self.folder / "quarantine.jsonl").open("w", encoding="utf-8")
+        self._quarantine.write(json.dumps({"reason": reason, "raw_payload": canonical_json(record),
+                                           **context}, default=str) + "\n")
+        self.rejected += 1
+
+    def _roll(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        path = self.folder / f"part-{len(self.files):05d}.jsonl"
+        self._handle = path.open("w", encoding="utf-8")
+        self.files.append(path)
+        self._in_file = 0
+
+    def close(self) -> None:
+        """Flush and mark the window complete."""
+        for handle in (self._handle, self._quarantine):
+            if handle is not None:
+                handle.close()
+        self._handle = self._quarantine = None
+        (self.folder / "_DONE").write_text(str(self.rows))
+
+    def abort(self) -> None:
+        """Drop what was staged (the window failed)."""
+        for handle in (self._handle, self._quarantine):
+            if handle is not None:
+                handle.close()
+        self._handle = self._quarantine = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def quarantine_file(self) -> Path | None:
+        path = self.folder / "quarantine.jsonl"
+        return path if path.exists() else None
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        return f"WindowStage(w{self.index} rows={self.rows} rejected={self.rejected})"
+
+
+class RunStaging:
+    """The staging folder of one run of one config."""
+
+    def __init__(self, root: str | Path, config_id: str, run_id: str) -> None:
+        self.folder = Path(root) / config_id / run_id
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def window(self, index: int) -> WindowStage:
+        return WindowStage(index, self.folder / f"w{index:06d}")
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.folder.parent.rmdir()
+        except OSError:
+            pass
+
+    def __repr__(self) -> str:
+        return f"RunStaging({self.folder})"

@@ -1,0 +1,138 @@
+"""Where tables live: a local warehouse folder, or Unity Catalog names on Databricks.
+
+``catalog.schema.table`` is the Delta table at ``DIR/catalog/schema/table`` in local
+mode and the Unity Catalog table of that name otherwise. Identifiers are validated
+before they reach a path or a SQL text, and quoted with back-quotes in SQL.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from framework.config import check_identifier, quote_identifier
+
+DEFAULT_WAREHOUSE = "./warehouse"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A validated three-part table name."""
+
+    catalog: str
+    schema: str
+    table: str
+
+    def __post_init__(self) -> None:
+        for part in (self.catalog, self.schema, self.table):
+            check_identifier(part)
+
+    @classmethod
+    def parse(cls, name: str) -> "TableRef":
+        parts = name.split(".")
+        if len(parts) != 3:
+            raise ValueError(f"{name!r} is not a catalog.schema.table name")
+        return cls(*parts)
+
+    @property
+    def name(self) -> str:
+        return f"{self.catalog}.{self.schema}.{self.table}"
+
+    @property
+    def quoted(self) -> str:
+        return ".".join(quote_identifier(p) for p in (self.catalog, self.schema, self.table))
+
+    def suffixed(self, suffix: str) -> "TableRef":
+        """A sibling table, e.g. ``<table>_quarantine``."""
+        return TableRef(self.catalog, self.schema, self.table + suffix)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Warehouse:
+    """Resolves table names to Delta tables (local folder, or the metastore)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None) -> None:
+        self.root = Path(root).resolve() if root is not None else None
+
+    @classmethod
+    def from_env(cls, explicit: str | None = None) -> "Warehouse":
+        """``--warehouse``, else ``RESTLAKE_WAREHOUSE``, else metastore on Databricks, else ./warehouse."""
+        from framework.spark import on_databricks
+
+        root = explicit or os.environ.get("RESTLAKE_WAREHOUSE")
+        if root is None and not on_databricks():
+            root = DEFAULT_WAREHOUSE
+        return cls(root)
+
+    @property
+    def is_local(self) -> bool:
+        return self.root is not None
+
+    def path(self, ref: TableRef) -> str:
+        if self.root is None:
+            raise ValueError("no local warehouse: tables are metastore names")
+        return str(self.root / ref.catalog / ref.schema / ref.table)
+
+    def exists(self, spark: Any, ref: TableRef) -> bool:
+        from delta.tables import DeltaTable
+
+        if self.root is not None:
+            return Path(self.path(ref), "_delta_log").is_dir() and DeltaTable.isDeltaTable(
+                spark, self.path(ref))
+        return bool(spark.catalog.tableExists(ref.name))
+
+    def delta(self, spark: Any, ref: TableRef) -> Any:
+        from delta.tables import DeltaTable
+
+        if self.root is not None:
+            return DeltaTable.forPath(spark, self.path(ref))
+        return DeltaTable.forName(spark, ref.quoted)
+
+    def read(self, spark: Any, ref: TableRef) -> Any:
+        if self.root is not None:
+            return spark.read.format("delta").load(self.path(ref))
+        return spark.read.table(ref.quoted)
+
+    def save(self, writer: Any, ref: TableRef) -> None:
+        """Finish a ``DataFrameWriter`` (format and mode already set) at ``ref``."""
+        if self.root is not None:
+            writer.save(self.path(ref))
+        else:
+            writer.saveAsTable(ref.quoted)
+
+    def version(self, spark: Any, ref: TableRef) -> int | None:
+        """The latest committed version of ``ref`` (None when it does not exist)."""
+        if not self.exists(spark, ref):
+            return None
+        row = self.delta(spark, ref).history(1).select("version").collect()
+        return int(row[0][0]) if row else None
+
+    def create_if_not_exists(self, spark: Any, ref: TableRef, schema: Any,
+                             properties: dict[str, str] | None = None,
+                             partition_by: Iterable[str] = (), comment: str | None = None) -> bool:
+        """Create an empty Delta table with ``schema``; returns True when it was created."""
+        from delta.tables import DeltaTable
+
+        if self.exists(spark, ref):
+            return False
+        if self.root is None:
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(ref.catalog)}."
+                      f"{quote_identifier(ref.schema)}")
+        builder = DeltaTable.createIfNotExists(spark)
+        builder = builder.location(self.path(ref)) if self.root is not None else builder.tableName(ref.quoted)
+        builder = builder.addColumns(schema)
+        for key, value in (properties or {}).items():
+            builder = builder.property(key, value)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        if comment:
+            builder = builder.comment(comment)
+        builder.execute()
+        return True
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.root or 'metastore'})"

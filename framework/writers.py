@@ -1,0 +1,288 @@
+"""Writing staged windows to the target Delta table (the Spark edge of the data plane).
+
+* FULL_LOAD: every window is staged first, then one ``overwrite`` commit replaces the
+  table, so readers never see a half-loaded table and a failed load leaves the old
+  table as it was.
+* INCREMENTAL with a primary key: MERGE on the key after keeping one row per key
+  (latest by ``cursor_field``, else last seen). Rows whose ``payload_hash`` did not
+  change are not rewritten, so rerunning an unchanged window commits no data files.
+  MERGE makes a window written twice (crash between the target commit and the window
+  log) idempotent.
+* INCREMENTAL without a key: appends with Delta's idempotent-write options
+  ``txnAppId``/``txnVersion``; the version is the index of the batch's last window,
+  and batches commit in window order, so a re-sent batch is skipped by Delta.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from framework.commits import retry_conflicts
+from framework.config import SourceConfig
+from framework.errors import SchemaDriftError
+from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
+                              data_columns, reshape)
+from framework.staging import WindowStage
+from framework.tables import TableRef, Warehouse
+
+log = logging.getLogger(__name__)
+
+
+def spark_type(ctype: ColumnType) -> Any:
+    from pyspark.sql import types as T
+
+    return {ColumnType.BOOLEAN: T.BooleanType(), ColumnType.LONG: T.LongType(),
+            ColumnType.DOUBLE: T.DoubleType(), ColumnType.STRING: T.StringType(),
+            ColumnType.TIMESTAMP: T.TimestampType()}[ctype]
+
+
+def column_type(dtype: Any) -> ColumnType:
+    """restlake's view of a Spark type (complex types are held as JSON text)."""
+    from pyspark.sql import types as T
+
+    if isinstance(dtype, T.BooleanType):
+        return ColumnType.BOOLEAN
+    if isinstance(dtype, (T.ByteType, T.ShortType, T.IntegerType, T.LongType)):
+        return ColumnType.LONG
+    if isinstance(dtype, (T.FloatType, T.DoubleType, T.DecimalType)):
+        return ColumnType.DOUBLE
+    if isinstance(dtype, (T.TimestampType, T.TimestampNTZType, T.DateType)):
+        return ColumnType.TIMESTAMP
+    return ColumnType.STRING
+
+
+@dataclass
+class WriteResult:
+    """What one target commit did."""
+
+    rows_written: int = 0  # inserted + updated (or appended)
+    version: Optional[int] = None
+    schema_changes: tuple[str, ...] = ()
+    rows_rejected: int = 0
+
+
+QUARANTINE_SUFFIX = "_quarantine"
+
+
+class TargetWriter:
+    """Writes the staged windows of one load to its target table."""
+
+    def __init__(self, spark: Any, warehouse: Warehouse, cfg: SourceConfig, ref: TableRef,
+                 run_id: str, config_id: str) -> None:
+        self.spark = spark
+        self.warehouse = warehouse
+        self.cfg = cfg
+        self.ref = ref
+        self.run_id = run_id
+        self.config_id = config_id
+
+    def __repr__(self) -> str:
+        return f"TargetWriter({self.config_id} -> {self.ref.name})"
+
+    # ---------------------------------------------------------------- schema
+    def current_columns(self) -> Optional[dict[str, ColumnType]]:
+        """The target's data columns, or ``None`` when the table does not exist."""
+        if not self.warehouse.exists(self.spark, self.ref):
+            return None
+        schema = self.warehouse.read(self.spark, self.ref).schema
+        return data_columns((f.name, column_type(f.dataType)) for f in schema.fields)
+
+    def _struct(self, columns: dict[str, ColumnType], with_seq: bool) -> Any:
+        from pyspark.sql import types as T
+
+        fields = [T.StructField(k, spark_type(v)) for k, v in columns.items()]
+        fields += [T.StructField(k, spark_type(v)) for k, v in CONTRACT_COLUMNS.items()]
+        if with_seq:
+            fields.append(T.StructField(SEQ_COLUMN, T.LongType()))
+        return T.StructType(fields)
+
+    def _plan_columns(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
+                      ) -> tuple[dict[str, ColumnType], list[str], bool]:
+        """Decide the write schema: (columns, new columns, whether rows need re-shaping)."""
+        current = self.current_columns()
+        tracker = SchemaTracker()
+        for stage in stages:
+            tracker.merge(stage.tracker)
+        seen = {k: v for k, v in tracker.resolved().items()}
+        if current is None:
+            return seen, [], staged_with is not None and staged_with != seen
+        new = [k for k in seen if k not in current and k.lower() not in {c.lower() for c in current}]
+        if new and self.cfg.schema_mode == "fail":
+            raise SchemaDriftError(f"fields {', '.join(sorted(new))} are not in target "
+                                   f"{self.ref.name} (schema_mode: fail)")
+        columns = dict(current)
+        if self.cfg.schema_mode == "evolve":
+            columns.update({k: seen[k] for k in new})
+        return columns, new, staged_with != columns
+
+    def _reshape_files(self, stages: list[WindowStage], columns: dict[str, ColumnType]) -> list[str]:
+        """Re-shape rows staged against another schema; returns the files to read."""
+        out: list[str] = []
+        new_fields: set[str] = set()
+        for stage in stages:
+            for path in stage.files:
+                target = path.with_suffix(".shaped.jsonl")
+                with path.open(encoding="utf-8") as src, target.open("w", encoding="utf-8") as dst:
+                    for line in src:
+                        row = reshape(json.loads(line), columns, self.cfg.schema_mode, new_fields)
+                        dst.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+                        dst.write("\n")
+                out.append(str(target))
+        return out
+
+    def _frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
+               ) -> tuple[Any, dict[str, ColumnType], list[str]]:
+        columns, new, needs_reshape = self._plan_columns(stages, staged_with)
+        files = (self._reshape_files(stages, columns) if needs_reshape
+                 else [str(p) for s in stages for p in s.files])
+        schema = self._struct(columns, with_seq=True)
+        if not files:
+            return self.spark.createDataFrame([], schema), columns, new
+        df = self.spark.read.schema(schema).option("mode", "FAILFAST").json(files)
+        return df, columns, new
+
+    def _dedupe(self, df: Any) -> Any:
+        """One row per primary key: latest by cursor_field, else last seen."""
+        from pyspark.sql import Window as W
+        from pyspark.sql import functions as F
+
+        keys = [F.col(k) for k in self.cfg.primary_key]
+        order = []
+        if self.cfg.cursor_field and self.cfg.cursor_field in df.columns:
+            order.append(F.col(self.cfg.cursor_field).desc_nulls_last())
+        order.append(F.col(SEQ_COLUMN).desc())
+        ranked = df.withColumn("_rank", F.row_number().over(W.partitionBy(*keys).orderBy(*order)))
+        return ranked.where(F.col("_rank") == 1).drop("_rank")
+
+    def _evolve(self, columns: dict[str, ColumnType], new: list[str]) -> None:
+        if not new or self.cfg.schema_mode != "evolve" or not self.warehouse.exists(self.spark, self.ref):
+            return
+        empty = self.spark.createDataFrame([], self._struct(columns, with_seq=False))
+        writer = empty.write.format("delta").mode("append").option("mergeSchema", "true")
+        retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"evolve {self.ref.name}")
+
+    # ----------------------------------------------------------------- writes
+    def overwrite(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
+                  ) -> WriteResult:
+        """FULL_LOAD: replace the table with every staged window in one commit."""
+        df, columns, new = self._frame(stages, staged_with)
+        if self.cfg.primary_key:
+            df = self._dedupe(df)
+        df = df.drop(SEQ_COLUMN).cache()
+        try:
+            rows = df.count()
+            writer = df.write.format("delta").mode("overwrite")
+            if self.cfg.schema_mode == "evolve":
+                writer = writer.option("mergeSchema", "true")
+            retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"overwrite {self.ref.name}")
+        finally:
+            df.unpersist()
+        return WriteResult(rows, self.warehouse.version(self.spark, self.ref), tuple(new))
+
+    def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
+              batch_version: int) -> WriteResult:
+        """INCREMENTAL: MERGE on the primary key (or idempotent append without one)."""
+        from pyspark.sql import functions as F
+
+        df, columns, new = self._frame(stages, staged_with)
+        if not self.warehouse.exists(self.spark, self.ref):
+            return self._create(df, columns, new, batch_version)
+        self._evolve(columns, new)
+        if not self.cfg.primary_key:
+            return self._append(df, new, batch_version)
+        source = self._dedupe(df).drop(SEQ_COLUMN)
+        cond = None
+        for key in self.cfg.primary_key:
+            part = F.col(f"t.{key}") == F.col(f"s.{key}")
+            cond = part if cond is None else cond & part
+
+        def do_merge() -> Any:
+            target = self.warehouse.delta(self.spark, self.ref)
+            return (target.alias("t").merge(source.alias("s"), cond)
+                    .whenMatchedUpdateAll(condition=~F.col("t.payload_hash").eqNullSafe(
+                        F.col("s.payload_hash")))
+                    .whenNotMatchedInsertAll()
+                    .execute())
+
+        metrics = retry_conflicts(do_merge, f"merge into {self.ref.name}")
+        written = _merge_rows(metrics)
+        return WriteResult(written, self.warehouse.version(self.spark, self.ref), tuple(new))
+
+    def _create(self, df: Any, columns: dict[str, ColumnType], new: list[str],
+                batch_version: int) -> WriteResult:
+        if self.cfg.primary_key:
+            df = self._dedupe(df)
+        df = df.drop(SEQ_COLUMN)
+        writer = (df.write.format("delta").mode("append")
+                  .option("txnAppId", self._app_id()).option("txnVersion", batch_version))
+        retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"create {self.ref.name}")
+        return WriteResult(self._count_version_rows(), self.warehouse.version(self.spark, self.ref),
+                           tuple(new))
+
+    def _append(self, df: Any, new: list[str], batch_version: int) -> WriteResult:
+        df = df.drop(SEQ_COLUMN)
+        writer = (df.write.format("delta").mode("append")
+                  .option("txnAppId", self._app_id()).option("txnVersion", batch_version))
+        before = self.warehouse.version(self.spark, self.ref)
+        retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"append to {self.ref.name}")
+        after = self.warehouse.version(self.spark, self.ref)
+        return WriteResult(self._count_version_rows() if after != before else 0, after, tuple(new))
+
+    def _app_id(self) -> str:
+        return f"restlake:{self.config_id}:{self.ref.name}"
+
+    def _count_version_rows(self) -> int:
+        hist = self.warehouse.delta(self.spark, self.ref).history(1).collect()
+        if not hist:
+            return 0
+        metrics = hist[0]["operationMetrics"] or {}
+        return int(metrics.get("numOutputRows", 0))
+
+    def total_rows(self) -> Optional[int]:
+        if not self.warehouse.exists(self.spark, self.ref):
+            return None
+        return self.warehouse.read(self.spark, self.ref).count()
+
+    # ------------------------------------------------------------ quarantine
+    def quarantine(self, stages: Iterable[WindowStage]) -> int:
+        """Append rejected records to ``<target>_quarantine``; returns how many."""
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        files = [str(s.quarantine_file) for s in stages if s.quarantine_file is not None]
+        if not files:
+            return 0
+        schema = T.StructType([
+            T.StructField("reason", T.StringType()), T.StructField("raw_payload", T.StringType()),
+            T.StructField("window_start", T.TimestampType()),
+            T.StructField("window_end", T.TimestampType()),
+            T.StructField("collected_at_utc", T.TimestampType()),
+        ])
+        df = (self.spark.read.schema(schema).json(files)
+              .withColumn("config_id", F.lit(self.config_id))
+              .withColumn("source_system", F.lit(self.cfg.system))
+              .withColumn("_run_id", F.lit(self.run_id))).cache()
+        try:
+            count = df.count()
+            writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+            retry_conflicts(lambda: self.warehouse.save(writer, self.ref.suffixed(QUARANTINE_SUFFIX)),
+                            "append quarantine")
+        finally:
+            df.unpersist()
+        return count
+
+
+def _merge_rows(metrics: Any) -> int:
+    try:
+        row = metrics.collect()[0].asDict()
+    except Exception:  # noqa: BLE001 - older Delta returns no metrics frame
+        return 0
+    return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
+
+
+def stage_files(stages: Iterable[WindowStage]) -> list[Path]:
+    return [p for s in stages for p in s.files]
