@@ -1,0 +1,344 @@
+"""The HTTP client: one pooled session, the retry policy, the rate budget.
+
+:meth:`HttpClient.send` turns a :class:`PageRequest` into a :class:`PageResponse`
+or a typed error, following the project's HTTP policy:
+
+* timeouts always;
+* 429 honours ``Retry-After``, pauses the host's limiter for every worker and
+  rotates API keys when the auth has several;
+* 408/5xx, timeouts, resets, incomplete bodies and bodies that are not JSON
+  are retried with exponential backoff and jitter (``RetryPolicy``);
+* 401 refreshes the credentials once when the auth can, then fails (AuthError);
+* other 4xx fail fast (HttpError) with the API's own message, redacted.
+
+restlake only reads: GET always, POST only when the source allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
+
+from framework import jsonpath
+from framework.auth import Auth
+from framework.errors import AuthError, ConfigError, HttpError, ResponseError, RetriableError
+from framework.models import PageRequest, PageResponse
+from framework.pagination import Paginator
+from framework.ratelimit import RateLimiter
+from framework.retry import RetryPolicy
+from framework.secrets import redact
+from framework.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
+
+USER_AGENT = "restlake/0.1"
+MESSAGE_LIMIT = 300
+_CHUNK_BYTES = 64 * 1024
+_MESSAGE_KEYS = ("message", "error_description", "detail", "errorMessage", "title", "error")
+
+
+class _Transient(RetriableError):
+    """A retriable failure of one attempt; ``bad_body`` marks a non-JSON 2xx body."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None, bad_body: bool = False) -> None:
+        self.bad_body = bad_body
+        super().__init__(message, status=status, retry_after=retry_after)
+
+
+class _Unauthorized(Exception):
+    """A 401; :meth:`HttpClient.send` decides whether to refresh and resend."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+def _find_message(data: Any, depth: int = 0) -> str | None:
+    """The human message inside a JSON error body, wherever the API put it."""
+    if depth > 3:
+        return None
+    if isinstance(data, dict):
+        for key in _MESSAGE_KEYS:
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+            if isinstance(value, (dict, list)):
+                found = _find_message(value, depth + 1)
+                if found:
+                    return found
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            return _find_message(errors[0], depth + 1)
+    if isinstance(data, list) and data:
+        return _find_message(data[0], depth + 1)
+    return None
+
+
+def api_message(body: bytes, limit: int = MESSAGE_LIMIT) -> str:
+    """The API's own error message (or the body's start), redacted, at most ``limit`` chars."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        message = _find_message(json.loads(text)) or text
+    except ValueError:
+        message = text
+    # Redact before cutting, so a secret split by the cut cannot leak its first half.
+    message = " ".join(redact(message).split())
+    return message[:limit] + ("..." if len(message) > limit else "")
+
+
+class HttpClient:
+    """Sends page requests with retries, rate limiting, auth and telemetry.
+
+    Thread-safe: the windows of a load share one client and its connection pool.
+
+    Args:
+        auth: credentials (default: none).
+        policy: retry policy (default: ``RetryPolicy()``).
+        timeout_s: connect and read timeout of each attempt.
+        limiter: the host's shared budget (see :func:`framework.ratelimit.limiter_for`).
+        telemetry: counters to update (default: a new one, see :attr:`telemetry`).
+        session: a ``requests.Session`` to use; by default the client makes one
+            with a pool of ``pool_size`` connections and owns it.
+        max_body_bytes: refuse larger bodies (``limits.max_body_bytes``).
+        sleep: the sleep between attempts (injectable for tests).
+        allow_post: allow POST (read-only policy: GET only by default).
+        pool_size: connections kept per host; match the load's concurrency.
+        rand: jitter source in ``[0, 1)``.
+        now: current UTC time, for HTTP-date ``Retry-After`` values.
+    """
+
+    def __init__(self, auth: Auth | None = None, policy: RetryPolicy | None = None,
+                 timeout_s: float = 30.0, limiter: RateLimiter | None = None,
+                 telemetry: Telemetry | None = None, session: requests.Session | None = None,
+                 max_body_bytes: int | None = None, sleep: Callable[[float], None] = time.sleep,
+                 *, allow_post: bool = False, pool_size: int = 10,
+                 rand: Callable[[], float] = random.random,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        if not timeout_s or timeout_s <= 0:
+            raise ConfigError(f"must be > 0 (requests always time out), got {timeout_s!r}",
+                              field="limits.timeout_s")
+        if max_body_bytes is not None and max_body_bytes <= 0:
+            raise ConfigError(f"must be > 0, got {max_body_bytes!r}", field="limits.max_body_bytes")
+        self.auth = auth or Auth()
+        self.policy = policy or RetryPolicy()
+        self.timeout_s = float(timeout_s)
+        self.limiter = limiter
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.max_body_bytes = max_body_bytes
+        self.allow_post = allow_post
+        self._sleep = sleep
+        self._rand = rand
+        self._now = now
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            # urllib3 must not retry behind our back: the policy counts every attempt.
+            adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
+
+    # -- public ---------------------------------------------------------------------------
+
+    def send(self, request: PageRequest) -> PageResponse:
+        """Send ``request`` and return its parsed response.
+
+        Raises:
+            ConfigError: the method is not allowed (read-only policy).
+            AuthError: 401 (after one refresh when the auth can refresh).
+            HttpError: a non-retriable status, or retries exhausted.
+            ResponseError: the body is too large, or still not JSON after retries.
+        """
+        self._check_method(request.method)
+        try:
+            return self._send_with_retries(request)
+        except _Unauthorized as first:
+            if not self.auth.can_refresh:
+                raise AuthError(first.message, status=401) from None
+        self.auth.refresh()
+        self.telemetry.count_token_refresh()
+        try:
+            return self._send_with_retries(request)
+        except _Unauthorized as second:
+            raise AuthError(f"{second.message} (again after refreshing the token)",
+                            status=401) from None
+
+    def paginate(self, request: PageRequest, paginator: Paginator, data_path: str = "$"
+                 ) -> Iterator[tuple[PageResponse, list]]:
+        """Yield ``(response, records)`` page by page until ``paginator`` stops.
+
+        Pages are yielded as they arrive, so callers stream them; ``request`` is
+        changed in place as pagination advances.
+
+        Raises:
+            ResponseError: a page lacks ``data_path``.
+            PaginationError: see :mod:`framework.pagination`.
+        """
+        steps = jsonpath.compile_path(data_path)
+        paginator.init_request(request)
+        while paginator.has_next_page:
+            response = self.send(request)
+            records = jsonpath.records(response.data, steps)
+            if records is None:
+                raise ResponseError(f"response of {response.url} has no data at "
+                                    f"data_path {data_path!r}")
+            paginator.update_state(response, records)
+            self.telemetry.count_page()
+            yield response, records
+            if paginator.has_next_page:
+                paginator.update_request(request)
+
+    def close(self) -> None:
+        """Close the session if the client created it."""
+        if self._owns_session:
+            self.session.close()
+
+    def __enter__(self) -> "HttpClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"HttpClient(auth={self.auth!r}, timeout_s={self.timeout_s:g}, "
+                f"max_retries={self.policy.max_retries}, limiter={self.limiter!r}, "
+                f"allow_post={self.allow_post})")
+
+    # -- one request ------------------------------------------------------------------------
+
+    def _check_method(self, method: str) -> None:
+        verb = (method or "").upper()
+        if verb == "GET" or (verb == "POST" and self.allow_post):
+            return
+        hint = "set allow_post: true on the source" if verb == "POST" else "only GET and POST exist here"
+        raise ConfigError(f"HTTP method {method!r} is not allowed: restlake is read-only "
+                          f"({hint})", field="method")
+
+    def _send_with_retries(self, request: PageRequest) -> PageResponse:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(RetriableError),
+            sleep=self._sleep,
+            before_sleep=lambda _state: self.telemetry.count_retry(),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, request)
+        except _Transient as exc:
+            attempts = self.policy.max_attempts
+            if exc.bad_body:
+                raise ResponseError(f"{exc.message} (gave up after {attempts} attempts)") from None
+            raise HttpError(f"gave up after {attempts} attempts; last error: {exc.message}",
+                            status=exc.status) from None
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return self.policy.wait_seconds(state.attempt_number, getattr(exc, "retry_after", None),
+                                        rand=self._rand)
+
+    def _attempt(self, request: PageRequest) -> PageResponse:
+        # Auth decorates a copy: the caller's request (owned by the paginator) never
+        # holds credentials, and a rotated key or refreshed token applies on resend.
+        req = request.copy()
+        req.method = req.method.upper()
+        req.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **req.headers}
+        self.auth.apply(req)
+        if self.limiter is not None:
+            self.limiter.acquire()
+        where = f"{req.method} {request.url}"
+        try:
+            resp = self.session.request(
+                req.method, req.url, params=req.params or None, headers=req.headers,
+                json=req.json if req.method == "POST" else None,
+                timeout=self.timeout_s, stream=True)
+        except requests.Timeout:
+            self.telemetry.count_request(TIMEOUT)
+            raise _Transient(f"{where} timed out after {self.timeout_s:g}s") from None
+        except requests.RequestException as exc:
+            self.telemetry.count_request(CONNECTION_ERROR)
+            raise _Transient(f"{where} failed: {self._describe(exc)}") from None
+        try:
+            body = self._read_body(resp, where)
+        finally:
+            resp.close()
+        self.telemetry.count_request(resp.status_code, len(body))
+        return self._classify(req, resp, body, where)
+
+    def _read_body(self, resp: requests.Response, where: str) -> bytes:
+        limit = self.max_body_bytes
+        declared = resp.headers.get("Content-Length", "")
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            self.telemetry.count_request(resp.status_code)
+            raise ResponseError(f"{where}: response body exceeds limits.max_body_bytes "
+                                f"({declared} > {limit} bytes)")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in resp.iter_content(_CHUNK_BYTES):
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    self.telemetry.count_request(resp.status_code, size)
+                    raise ResponseError(f"{where}: response body exceeds limits.max_body_bytes "
+                                        f"(more than {limit} bytes)")
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            # Reset, incomplete read (Content-Length not met) or read timeout mid-body.
+            timed_out = bool(exc.args) and isinstance(exc.args[0], ReadTimeoutError)
+            self.telemetry.count_request(TIMEOUT if timed_out else CONNECTION_ERROR, size)
+            what = "timed out reading the body" if timed_out else "body incomplete"
+            raise _Transient(f"{where} {what} after {size} bytes: {self._describe(exc)}",
+                             status=resp.status_code) from None
+        return b"".join(chunks)
+
+    def _classify(self, req: PageRequest, resp: requests.Response, body: bytes,
+                  where: str) -> PageResponse:
+        status = resp.status_code
+        label = f"{status} {resp.reason}".strip() if resp.reason else str(status)
+        if 200 <= status < 300:
+            data = None
+            if status != 204:
+                try:
+                    data = json.loads(body)
+                except ValueError:  # JSONDecodeError and UnicodeDecodeError
+                    # Often a body cut short by the network; a resend usually fixes it.
+                    raise _Transient(f"{where} returned {label} with a body that is not valid "
+                                     f"JSON ({len(body)} bytes): {api_message(body, 80)}",
+                                     status=status, bad_body=True) from None
+            return PageResponse(status=status, url=redact(resp.url), headers=resp.headers,
+                                body=body, data=data, elapsed_s=resp.elapsed.total_seconds())
+        message = f"{where} returned {label}: {api_message(body)}"
+        if status == 401:
+            raise _Unauthorized(message)
+        if status == 429:
+            raise _Transient(message, status=status, retry_after=self._on_rate_limited(req, resp))
+        if self.policy.is_retriable_status(status):
+            retry_after = self.policy.parse_retry_after(resp.headers.get("Retry-After"), self._now())
+            raise _Transient(message, status=status, retry_after=retry_after)
+        raise HttpError(message, status=status)
+
+    def _on_rate_limited(self, req: PageRequest, resp: requests.Response) -> float | None:
+        """Decide the wait after a 429; rotate keys or pause the host for everyone."""
+        self.telemetry.count_rate_limit_wait()
+        retry_after = self.policy.parse_retry_after(resp.headers.get("Retry-After"), self._now())
+        if self.auth.can_rotate:
+            wait = self.auth.rotate(retry_after, req)
+            if wait is not None and wait <= 0:
+                return 0.0  # another key is available: resend at once, host not paused
+            if wait is not None:
+                retry_after = wait
+        if retry_after is not None and self.limiter is not None:
+            self.limiter.pause_for(retry_after)
+        return retry_after
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        # requests' texts embed the full URL (query included); redact and shorten.
+        return f"{type(exc).__name__}: {redact(exc)[:200]}"

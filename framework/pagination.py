@@ -1,0 +1,398 @@
+"""Paginators: small stateful classes, one per pagination style, chosen by name.
+
+Each window gets a fresh paginator. The loop that drives it
+(:meth:`framework.http.HttpClient.paginate`)::
+
+    paginator.init_request(request)
+    while paginator.has_next_page:
+        response = send(request)
+        paginator.update_state(response, records_of(response))
+        paginator.update_request(request)
+
+Only each style's own end rule stops a window; a short page never does, since
+servers cap page sizes silently. A value seen twice (cursor, key, token, link,
+page) raises :class:`PaginationError` instead of looping forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable
+from urllib.parse import urljoin
+
+from requests.utils import parse_header_links
+
+from framework import jsonpath
+from framework.errors import ConfigError, PaginationError, ResponseError
+from framework.models import PageRequest, PageResponse
+from framework.secrets import redact
+
+
+class PaginationConfigError(ConfigError, ValueError):
+    """A ``pagination:`` config is invalid (also a ``ValueError``)."""
+
+
+def _positive_int(style: str, name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PaginationConfigError(f"must be an integer >= {minimum} for style {style}, "
+                                    f"got {value!r}", field=f"pagination.{name}")
+    return value
+
+
+def _name(style: str, name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PaginationConfigError(f"must be a non-empty string for style {style}, got {value!r}",
+                                    field=f"pagination.{name}")
+    return value
+
+
+def _path(style: str, name: str, value: Any) -> tuple[jsonpath.Step, ...]:
+    if value is None:
+        raise PaginationConfigError(f"is required for style {style}", field=f"pagination.{name}")
+    try:
+        steps = jsonpath.compile_path(value)
+    except jsonpath.PathError as exc:
+        raise PaginationConfigError(f"{exc} (style {style})", field=f"pagination.{name}") from None
+    if not steps:  # "$" is the whole body: never missing, so the window could never end
+        raise PaginationConfigError(f"cannot be '$' for style {style}: it would never stop",
+                                    field=f"pagination.{name}")
+    return steps
+
+
+class Paginator:
+    """The interface and shared state: page count, ``max_pages``, repeat detection.
+
+    Subclasses implement :meth:`_read` (and usually :meth:`init_request` and
+    :meth:`update_request`).
+    """
+
+    style = "none"
+    options: frozenset[str] = frozenset()
+
+    def __init__(self, max_pages: int | None = None) -> None:
+        if max_pages is not None:
+            _positive_int(self.style, "max_pages", max_pages)
+        self.max_pages = max_pages
+        self.pages = 0
+        self._has_next_page = True
+        self._seen: set[str] = set()
+
+    @property
+    def has_next_page(self) -> bool:
+        """True until the style's end rule has been met."""
+        return self._has_next_page
+
+    def init_request(self, request: PageRequest) -> None:
+        """Set the first page's parameters on ``request``."""
+
+    def update_state(self, response: PageResponse, records: list) -> None:
+        """Read one page: ``records`` are its records after ``data_path`` extraction."""
+        self.pages += 1
+        self._read(response, records)
+        if self._has_next_page and self.max_pages is not None and self.pages >= self.max_pages:
+            raise PaginationError(f"pagination style {self.style} exceeded max_pages="
+                                  f"{self.max_pages} and the API still reports more pages")
+
+    def update_request(self, request: PageRequest) -> None:
+        """Change ``request`` (in place) to ask for the next page."""
+
+    def _read(self, response: PageResponse, records: list) -> None:
+        self._has_next_page = False
+
+    def _remember(self, value: Any, what: str) -> None:
+        """Raise when ``value`` was already seen in this window (the API loops)."""
+        key = json.dumps(value, sort_keys=True, default=str)
+        if key in self._seen:
+            shown = redact(value if isinstance(value, str) else key)
+            if len(shown) > 120:
+                shown = shown[:120] + "..."
+            raise PaginationError(f"pagination style {self.style}: the API returned the same "
+                                  f"{what} twice ({shown!r}) after {self.pages} pages; stopping "
+                                  "instead of looping forever")
+        self._seen.add(key)
+
+    def _state(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        state = self._state()
+        return (f"{type(self).__name__}(pages={self.pages}, has_next_page={self._has_next_page}"
+                f"{', ' + state if state else ''})")
+
+
+_STYLES: dict[str, type[Paginator]] = {}
+
+
+def register_paginator(name: str, options: set[str]) -> Callable[[type[Paginator]], type[Paginator]]:
+    """Class decorator: make a :class:`Paginator` subclass available as ``style: name``."""
+    def decorate(cls: type[Paginator]) -> type[Paginator]:
+        cls.style = name
+        cls.options = frozenset(options | {"max_pages"})
+        _STYLES[name] = cls
+        return cls
+    return decorate
+
+
+register_paginator("none", set())(Paginator)
+
+
+def paginator_styles() -> list[str]:
+    """Names of the registered styles."""
+    return sorted(_STYLES)
+
+
+def build_paginator(config: dict[str, Any] | None) -> Paginator:
+    """Turn a ``pagination:`` config (``{"style": ..., **options}``) into a paginator.
+
+    Raises:
+        PaginationConfigError: unknown style, unknown option or bad value (a
+            ``ValueError`` and a ``ConfigError``).
+    """
+    config = dict(config or {"style": "none"})
+    style = config.pop("style", None)
+    cls = _STYLES.get(style)  # type: ignore[arg-type]
+    if cls is None:
+        raise PaginationConfigError(f"unknown pagination style {style!r}; valid styles: "
+                                    f"{', '.join(paginator_styles())}", field="pagination.style")
+    unknown = sorted(set(config) - cls.options)
+    if unknown:
+        raise PaginationConfigError(f"unknown option(s) {', '.join(unknown)} for style {style}; "
+                                    f"valid options: {', '.join(sorted(cls.options))}",
+                                    field="pagination")
+    return cls(**config)
+
+
+class _RangePaginator(Paginator):
+    """Offset and page styles: a number in ``param`` that advances until an empty
+    page or the total at ``total_path``.
+
+    Also catches servers that ignore the parameter and send the same page again.
+    """
+
+    counts_records = True  # offset counts records; page counts pages from ``start``
+    start = 0
+
+    def __init__(self, param: str, value: int, total_path: str | None, total_option: str,
+                 max_pages: int | None) -> None:
+        super().__init__(max_pages)
+        self.param = _name(self.style, f"{self.style}_param", param)
+        self.value = value
+        self.total_path = None if total_path is None else _path(self.style, total_option, total_path)
+        self._last_page_hash: str | None = None
+
+    def _read(self, response: PageResponse, records: list) -> None:
+        if not records:
+            self._has_next_page = False
+            return
+        digest = hashlib.sha256(json.dumps(records, sort_keys=True, default=str)
+                                .encode("utf-8")).hexdigest()
+        if digest == self._last_page_hash:
+            raise PaginationError(f"pagination style {self.style}: page {self.pages} has the same "
+                                  f"records as the page before; the API seems to ignore "
+                                  f"{self.param}")
+        self._last_page_hash = digest
+        # Offsets advance by what came back, not page_size: a server that caps pages
+        # below our limit would otherwise make us skip records.
+        self.value += len(records) if self.counts_records else 1
+        total = jsonpath.find(response.data, self.total_path) if self.total_path else None
+        if total is not None:
+            try:
+                done = self.value - (0 if self.counts_records else self.start)
+                self._has_next_page = done < int(total)
+            except (TypeError, ValueError):
+                raise ResponseError(f"pagination style {self.style}: the total is not a number: "
+                                    f"{total!r}") from None
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.param] = self.value
+
+    def _state(self) -> str:
+        return f"{self.param}={self.value}"
+
+
+@register_paginator("offset", {"offset_param", "limit_param", "page_size", "total_path"})
+class OffsetPaginator(_RangePaginator):
+    """``?offset=N&limit=M``; stops on an empty page or when offset >= total."""
+
+    def __init__(self, offset_param: str = "offset", limit_param: str | None = "limit",
+                 page_size: int = 100, total_path: str | None = None,
+                 max_pages: int | None = None) -> None:
+        super().__init__(offset_param, 0, total_path, "total_path", max_pages)
+        self.limit_param = None if limit_param is None else _name(self.style, "limit_param", limit_param)
+        self.page_size = _positive_int(self.style, "page_size", page_size)
+
+    def init_request(self, request: PageRequest) -> None:
+        self.update_request(request)
+        if self.limit_param:
+            request.params[self.limit_param] = self.page_size
+
+
+@register_paginator("page", {"page_param", "size_param", "page_size", "start", "total_pages_path"})
+class PageNumberPaginator(_RangePaginator):
+    """``?page=N`` (and optionally ``&per_page=M``); stops on an empty page or page > total."""
+
+    counts_records = False
+
+    def __init__(self, page_param: str = "page", size_param: str | None = None,
+                 page_size: int | None = None, start: int = 1,
+                 total_pages_path: str | None = None, max_pages: int | None = None) -> None:
+        self.start = _positive_int("page", "start", start, minimum=0)
+        super().__init__(page_param, self.start, total_pages_path, "total_pages_path", max_pages)
+        if (size_param is None) != (page_size is None):
+            raise PaginationConfigError("size_param and page_size go together for style page",
+                                        field="pagination.page_size")
+        self.size_param = None if size_param is None else _name(self.style, "size_param", size_param)
+        self.page_size = None if page_size is None else _positive_int(self.style, "page_size", page_size)
+
+    def init_request(self, request: PageRequest) -> None:
+        self.update_request(request)
+        if self.size_param:
+            request.params[self.size_param] = self.page_size
+
+
+class _TokenPaginator(Paginator):
+    """Styles that follow a value the response hands back (cursor, key, token, link)."""
+
+    what = "cursor"
+
+    def __init__(self, max_pages: int | None) -> None:
+        super().__init__(max_pages)
+        self.token: Any = None
+        self._token_steps: tuple[jsonpath.Step, ...] = ()
+
+    def _next(self, response: PageResponse, records: list) -> Any:
+        return jsonpath.find(response.data, self._token_steps)
+
+    def _read(self, response: PageResponse, records: list) -> None:
+        token = self._next(response, records)
+        if token is None or token == "":  # "" would only ask for the first page again
+            self._has_next_page = False
+            return
+        self._remember(token, self.what)
+        self.token = token
+
+    def _state(self) -> str:
+        return redact(f"{self.what}={self.token!r}") if self.token is not None else ""
+
+
+@register_paginator("cursor", {"cursor_param", "cursor_path"})
+class CursorPaginator(_TokenPaginator):
+    """``?cursor=<value of cursor_path in the last response>``."""
+
+    def __init__(self, cursor_param: str = "cursor", cursor_path: str = "next_cursor",
+                 max_pages: int | None = None) -> None:
+        super().__init__(max_pages)
+        self.cursor_param = _name(self.style, "cursor_param", cursor_param)
+        self._token_steps = _path(self.style, "cursor_path", cursor_path)
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.cursor_param] = self.token
+
+
+@register_paginator("next_key", {"key_param", "key_path", "exclusive"})
+class NextKeyPaginator(_TokenPaginator):
+    """Dynatrace style: ``?nextPageKey=...``; with ``exclusive`` the key is the only parameter."""
+
+    what = "page key"
+
+    def __init__(self, key_param: str = "nextPageKey", key_path: str = "nextPageKey",
+                 exclusive: bool = True, max_pages: int | None = None) -> None:
+        super().__init__(max_pages)
+        self.key_param = _name(self.style, "key_param", key_param)
+        self._token_steps = _path(self.style, "key_path", key_path)
+        if not isinstance(exclusive, bool):
+            raise PaginationConfigError(f"must be true or false, got {exclusive!r}",
+                                        field="pagination.exclusive")
+        self.exclusive = exclusive
+
+    def update_request(self, request: PageRequest) -> None:
+        if self.exclusive:
+            # The key encodes the whole query; the API rejects it alongside other params.
+            request.params.clear()
+        request.params[self.key_param] = self.token
+
+
+@register_paginator("link_header", set())
+class LinkHeaderPaginator(_TokenPaginator):
+    """Follows ``Link: <url>; rel="next"`` (GitHub style)."""
+
+    what = "next link"
+
+    def __init__(self, max_pages: int | None = None) -> None:
+        super().__init__(max_pages)
+        self._base_url = ""
+
+    def init_request(self, request: PageRequest) -> None:
+        self._base_url = request.url  # the real URL: PageResponse.url is redacted
+
+    def _next(self, response: PageResponse, records: list) -> Any:
+        header = (response.headers or {}).get("Link") or ""
+        for link in parse_header_links(header) if header else []:
+            if "next" in str(link.get("rel", "")).split():
+                return urljoin(self._base_url, link.get("url", "")) or None
+        return None
+
+    def update_request(self, request: PageRequest) -> None:
+        request.url = self._base_url = self.token
+        request.params.clear()  # the link carries the full query
+
+
+@register_paginator("has_more", {"has_more_path", "cursor_param", "id_field"})
+class HasMorePaginator(_TokenPaginator):
+    """Stripe style: ``has_more`` plus ``?starting_after=<last record's id>``."""
+
+    def __init__(self, has_more_path: str = "has_more", cursor_param: str = "starting_after",
+                 id_field: str = "id", max_pages: int | None = None) -> None:
+        super().__init__(max_pages)
+        self.has_more_path = _path(self.style, "has_more_path", has_more_path)
+        self._has_more_text = has_more_path
+        self.cursor_param = _name(self.style, "cursor_param", cursor_param)
+        self.id_field = _name(self.style, "id_field", id_field)
+
+    def _next(self, response: PageResponse, records: list) -> Any:
+        has_more = jsonpath.find(response.data, self.has_more_path)
+        if has_more is None:
+            raise PaginationError(f"pagination style has_more: the response has no "
+                                  f"{self._has_more_text!r} field")
+        if not (has_more is True or str(has_more).lower() == "true"):
+            return None
+        if not records:
+            raise PaginationError("pagination style has_more: the API says has_more is true "
+                                  "but sent an empty page, so there is no id to continue after")
+        last = records[-1]
+        if not isinstance(last, dict) or last.get(self.id_field) in (None, ""):
+            raise PaginationError(f"pagination style has_more: the last record has no "
+                                  f"{self.id_field!r} to continue after")
+        return last[self.id_field]
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.cursor_param] = self.token
+
+
+@register_paginator("body_token", {"token_path", "body_field"})
+class BodyTokenPaginator(_TokenPaginator):
+    """A continuation token sent in the POST JSON body."""
+
+    what = "token"
+
+    def __init__(self, token_path: str | None = None, body_field: str | None = None,
+                 max_pages: int | None = None) -> None:
+        super().__init__(max_pages)
+        self._token_steps = _path(self.style, "token_path", token_path)
+        if body_field is None:
+            raise PaginationConfigError("is required for style body_token",
+                                        field="pagination.body_field")
+        self.body_field = _name(self.style, "body_field", body_field)
+
+    def init_request(self, request: PageRequest) -> None:
+        if request.method.upper() != "POST":
+            raise PaginationError(f"pagination style body_token needs a POST request, "
+                                  f"got {request.method}")
+        if request.json is not None and not isinstance(request.json, dict):
+            raise PaginationError("pagination style body_token needs a JSON object body")
+
+    def update_request(self, request: PageRequest) -> None:
+        body = dict(request.json or {})
+        body[self.body_field] = self.token
+        request.json = body

@@ -1,0 +1,369 @@
+"""Tests of framework.http against a real local server; sleeps are recorded, not slept."""
+
+import pytest
+
+from framework.auth import build_auth
+from framework.errors import AuthError, ConfigError, HttpError, PaginationError, ResponseError
+from framework.http import USER_AGENT, HttpClient, api_message
+from framework.models import PageRequest
+from framework.pagination import build_paginator
+from framework.ratelimit import RateLimiter
+from framework.retry import RetryPolicy
+from framework.telemetry import Telemetry
+
+try:
+    from _httpd import FakeApi, Received, Reply
+except ImportError:  # collected as a package
+    from tests.unit._httpd import FakeApi, Received, Reply
+
+SECRET = "sk-live-Hush-4242-abcdef"
+NO_JITTER = RetryPolicy(max_retries=3, backoff_base_s=0.5, backoff_max_s=30, jitter=False)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def api():
+    with FakeApi() as server:
+        yield server
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def client(clock):
+    with HttpClient(policy=NO_JITTER, timeout_s=0.2, sleep=clock.sleep) as c:
+        yield c
+
+
+def get(api, path="/items", **params):
+    return PageRequest("GET", api.url(path), params=params)
+
+
+# -- success ---------------------------------------------------------------------------------------
+
+def test_get_sends_params_and_user_agent(api, client):
+    api.route("/items", Reply(200, {"data": [1, 2]}))
+    req = get(api, a="1", b="x y")
+    resp = client.send(req)
+    assert resp.status == 200 and resp.data == {"data": [1, 2]}
+    assert resp.url.startswith(api.url("/items?"))
+    got = api.requests_to("/items")[0]
+    assert got.query == {"a": ["1"], "b": ["x y"]}
+    assert got.headers["User-Agent"] == USER_AGENT
+    assert client.telemetry.as_dict()["status_counts"] == {"200": 1}
+    assert client.telemetry.bytes_received == len(resp.body)
+    assert req.headers == {}  # the caller's request is never decorated
+
+
+def test_auth_is_applied_on_a_copy(api, clock, monkeypatch):
+    monkeypatch.setenv("HTTP_TOKEN", SECRET)
+    api.route("/items", Reply(200, []))
+    auth = build_auth({"method": "api_key", "secret": "env:HTTP_TOKEN", "query": "api_key"})
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
+    req = get(api)
+    resp = client.send(req)
+    assert api.requests_to("/items")[0].query == {"api_key": [SECRET]}
+    assert req.params == {}
+    assert SECRET not in resp.url and "api_key=***" in resp.url
+
+
+def test_post_sends_json_body_only_when_allowed(api, clock):
+    api.route("/search", Reply(200, {"ok": True}))
+    req = PageRequest("POST", api.url("/search"), json={"q": "x"})
+    with pytest.raises(ConfigError, match="allow_post"):
+        HttpClient(policy=NO_JITTER, sleep=clock.sleep).send(req)
+    client = HttpClient(policy=NO_JITTER, sleep=clock.sleep, allow_post=True)
+    assert client.send(req).data == {"ok": True}
+    got = api.requests_to("/search")
+    assert len(got) == 1 and got[0].method == "POST" and got[0].json() == {"q": "x"}
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "PATCH"])
+def test_write_methods_are_refused(api, method):
+    client = HttpClient(allow_post=True)
+    with pytest.raises(ConfigError, match="read-only"):
+        client.send(PageRequest(method, api.url("/items")))
+    assert api.received == []
+
+
+def test_no_content_is_none(api, client):
+    api.route("/items", Reply(204))
+    assert client.send(get(api)).data is None
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+def test_429_honours_retry_after_and_pauses_the_host(api, clock):
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    api.route("/items", Reply(429, {"message": "slow down"}, {"Retry-After": "7"}), Reply(200, []))
+    client = HttpClient(policy=NO_JITTER, limiter=limiter, sleep=clock.sleep)
+    assert client.send(get(api)).data == []
+    assert clock.sleeps == [7.0]
+    t = client.telemetry.as_dict()
+    assert t["status_counts"] == {"200": 1, "429": 1}
+    assert t["retries"] == 1 and t["rate_limit_waits"] == 1 and t["requests"] == 2
+    # Another worker asking now waits for nothing (the pause has passed) ...
+    assert limiter.acquire() == 0.0
+
+
+def test_429_pause_holds_back_other_workers(api):
+    pause_clock = FakeClock()
+    limiter = RateLimiter(None, clock=pause_clock, sleep=pause_clock.sleep)
+    api.route("/items", Reply(429, {}, {"Retry-After": "12"}), Reply(200, []))
+    client = HttpClient(policy=NO_JITTER, limiter=limiter, sleep=lambda s: None)
+    client.send(get(api))
+    # The client's own sleep was a no-op, so the limiter made it wait the full pause.
+    assert pause_clock.sleeps == [12.0]
+
+
+def test_429_http_date_retry_after(api, clock):
+    from datetime import datetime, timezone
+
+    now = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    api.route("/items", Reply(429, {}, {"Retry-After": "Fri, 01 Mar 2024 12:00:09 GMT"}),
+              Reply(200, []))
+    client = HttpClient(policy=NO_JITTER, sleep=clock.sleep, now=lambda: now)
+    client.send(get(api))
+    assert clock.sleeps == [9.0]
+
+
+def test_503_burst_backs_off_exponentially(api, client, clock):
+    api.route("/items", Reply(503), Reply(503), Reply(502), Reply(200, {"ok": 1}))
+    assert client.send(get(api)).data == {"ok": 1}
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+    assert client.telemetry.retries == 3
+
+
+def test_jitter_uses_the_injected_random(api, clock):
+    api.route("/items", Reply(500), Reply(500), Reply(200, []))
+    client = HttpClient(policy=RetryPolicy(backoff_base_s=1), sleep=clock.sleep, rand=lambda: 0.25)
+    client.send(get(api))
+    assert clock.sleeps == [0.25, 0.5]
+
+
+def test_retries_exhausted_names_attempts_and_last_status(api, client):
+    api.route("/items", Reply(503, {"error": {"message": "maintenance"}}))
+    with pytest.raises(HttpError) as exc:
+        client.send(get(api))
+    text = str(exc.value)
+    assert "4 attempts" in text and "503" in text and "maintenance" in text
+    assert exc.value.status == 503
+    assert len(api.requests_to("/items")) == 4
+
+
+def test_timeout_is_retried(api, client):
+    api.route("/items", Reply(200, [1], delay_s=0.6), Reply(200, [2]))
+    assert client.send(get(api)).data == [2]
+    counts = client.telemetry.as_dict()["status_counts"]
+    assert counts == {"timeout": 1, "200": 1}
+
+
+def test_timeouts_exhausted(api, clock):
+    api.route("/items", Reply(200, [], delay_s=0.5))
+    client = HttpClient(policy=RetryPolicy(max_retries=1, jitter=False), timeout_s=0.1,
+                        sleep=clock.sleep)
+    with pytest.raises(HttpError, match="2 attempts.*timed out"):
+        client.send(get(api))
+
+
+def test_connection_reset_mid_body_is_retried(api, client):
+    api.route("/items", Reply(200, {"data": list(range(500))}, reset_after=20), Reply(200, {"data": []}))
+    assert client.send(get(api)).data == {"data": []}
+    assert client.telemetry.as_dict()["status_counts"] == {"connection_error": 1, "200": 1}
+
+
+def test_content_length_longer_than_body_is_retried(api, client):
+    api.route("/items", Reply(200, '{"data": [1, 2', content_length=400), Reply(200, {"data": [1, 2]}))
+    assert client.send(get(api)).data == {"data": [1, 2]}
+    assert client.telemetry.retries == 1
+
+
+def test_content_length_shorter_than_body_is_retried(api, client):
+    api.route("/items", Reply(200, {"data": [1, 2, 3]}, content_length=8), Reply(200, {"data": [3]}))
+    assert client.send(get(api)).data == {"data": [3]}
+
+
+def test_non_json_200_fails_after_retries(api, client):
+    api.route("/items", Reply(200, "<html>maintenance</html>", {"Content-Type": "text/html"}))
+    with pytest.raises(ResponseError) as exc:
+        client.send(get(api))
+    assert "not valid JSON" in str(exc.value) and "4 attempts" in str(exc.value)
+
+
+def test_connection_refused_is_retried_then_fails(clock):
+    client = HttpClient(policy=NO_JITTER, timeout_s=0.2, sleep=clock.sleep)
+    with pytest.raises(HttpError, match="4 attempts"):
+        client.send(PageRequest("GET", "http://127.0.0.1:9/items"))
+    assert client.telemetry.as_dict()["status_counts"] == {"connection_error": 4}
+
+
+# -- fail fast ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+def test_other_4xx_fail_fast_with_the_api_message(api, client, status):
+    api.route("/items", Reply(status, {"error": {"code": status, "message": "no such metric"}}))
+    with pytest.raises(HttpError) as exc:
+        client.send(get(api))
+    assert exc.value.status == status
+    assert str(status) in str(exc.value) and "no such metric" in str(exc.value)
+    assert len(api.requests_to("/items")) == 1 and client.telemetry.retries == 0
+
+
+def test_long_error_bodies_are_cut(api, client):
+    api.route("/items", Reply(400, "x" * 5000, {"Content-Type": "text/plain"}))
+    with pytest.raises(HttpError) as exc:
+        client.send(get(api))
+    assert "x" * 300 in str(exc.value) and "x" * 301 not in str(exc.value)
+
+
+def test_body_over_limit(api, clock):
+    api.route("/items", Reply(200, {"data": "y" * 1000}))
+    client = HttpClient(policy=NO_JITTER, sleep=clock.sleep, max_body_bytes=100)
+    with pytest.raises(ResponseError, match="exceeds limits.max_body_bytes"):
+        client.send(get(api))
+    assert len(api.requests_to("/items")) == 1
+
+
+# -- 401 and OAuth --------------------------------------------------------------------------------
+
+def test_401_without_refresh_is_an_auth_error(api, client):
+    api.route("/items", Reply(401, {"message": "token expired"}))
+    with pytest.raises(AuthError) as exc:
+        client.send(get(api))
+    assert "401" in str(exc.value) and "token expired" in str(exc.value)
+    assert len(api.requests_to("/items")) == 1
+
+
+def _oauth_api(api, monkeypatch, accept):
+    monkeypatch.setenv("OAUTH_SECRET", "cs-" + SECRET)
+    issued = []
+
+    def token(got: Received) -> Reply:
+        issued.append(got)
+        return Reply(200, {"access_token": f"at-{len(issued)}-long-token", "expires_in": 3600})
+
+    def items(got: Received) -> Reply:
+        if got.headers.get("Authorization") in accept:
+            return Reply(200, {"data": [1]})
+        return Reply(401, {"message": "token expired"})
+
+    api.route("/oauth/token", token)
+    api.route("/items", items)
+    auth = build_auth({"method": "oauth2_client_credentials", "token_url": api.url("/oauth/token"),
+                       "client_id": "cid", "client_secret": "env:OAUTH_SECRET"})
+    return auth, issued
+
+
+def test_expired_token_is_refreshed_once(api, clock, monkeypatch):
+    auth, issued = _oauth_api(api, monkeypatch, accept={"Bearer at-2-long-token"})
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
+    assert client.send(get(api)).data == {"data": [1]}
+    assert len(issued) == 2 and client.telemetry.token_refreshes == 1
+    assert [r.headers["Authorization"] for r in api.requests_to("/items")] == [
+        "Bearer at-1-long-token", "Bearer at-2-long-token"]
+
+
+def test_401_after_refresh_fails(api, clock, monkeypatch):
+    auth, issued = _oauth_api(api, monkeypatch, accept=set())
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
+    with pytest.raises(AuthError, match="again after refreshing"):
+        client.send(get(api))
+    assert len(issued) == 2 and len(api.requests_to("/items")) == 2
+
+
+# -- key rotation -----------------------------------------------------------------------------------
+
+def test_429_rotates_to_another_key_without_waiting(api, clock, monkeypatch):
+    monkeypatch.setenv("KEY_A", "key-aaaa-1111")
+    monkeypatch.setenv("KEY_B", "key-bbbb-2222")
+    api.route("/items", lambda got: Reply(200, []) if got.headers.get("X-API-Key") == "key-bbbb-2222"
+              else Reply(429, {}, {"Retry-After": "60"}))
+    auth = build_auth({"method": "api_key", "secrets": ["env:KEY_A", "env:KEY_B"]})
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    client = HttpClient(auth, NO_JITTER, limiter=limiter, sleep=clock.sleep)
+    assert client.send(get(api)).data == []
+    assert clock.sleeps == [0.0]          # no waiting: the other key was free
+    assert limiter.acquire() == 0.0       # and the host was not paused for everyone
+    assert client.send(get(api)).data == []
+    assert len(api.requests_to("/items")) == 3
+
+
+# -- secrets never leak ---------------------------------------------------------------------------
+
+def test_secret_never_appears_in_errors_or_reprs(api, clock, monkeypatch):
+    monkeypatch.setenv("LEAKY", SECRET)
+    api.route("/items", Reply(403, {"message": f"token {SECRET} lacks scope",
+                                    "echo": f"Authorization: Bearer {SECRET}"}))
+    api.route("/flaky", Reply(503, {"message": f"bad key {SECRET}"}))
+    auth = build_auth({"method": "bearer", "secret": "env:LEAKY"})
+    client = HttpClient(auth, RetryPolicy(max_retries=1), sleep=clock.sleep)
+    texts = [repr(auth), repr(client), repr(client.telemetry)]
+    for path in ("/items", "/flaky"):
+        req = PageRequest("GET", api.url(path), params={"api_key": SECRET})
+        texts.append(repr(req))
+        with pytest.raises(HttpError) as exc:
+            client.send(req)
+        texts += [str(exc.value), repr(exc.value), str(exc.value.args)]
+    for text in texts:
+        assert SECRET not in text, text
+    assert "***" in texts[-3]
+
+
+def test_api_message_extraction():
+    assert api_message(b'{"errors": [{"message": "first"}]}') == "first"
+    assert api_message(b'{"error": "invalid_grant", "error_description": "expired"}') == "expired"
+    assert api_message(b"plain\n text") == "plain text"
+    assert api_message(b"z" * 400).endswith("...")
+
+
+# -- paginate ---------------------------------------------------------------------------------------
+
+def test_paginate_streams_pages_until_the_cursor_ends(api, client):
+    pages = {None: ({"items": [1, 2], "next": "c2"}), "c2": {"items": [3], "next": "c3"},
+             "c3": {"items": [], "next": None}}
+    api.route("/items", lambda got: Reply(200, pages[got.query.get("cursor", [None])[0]]))
+    paginator = build_paginator({"style": "cursor", "cursor_path": "next"})
+    out = [records for _, records in client.paginate(get(api, q="x"), paginator, "items")]
+    assert out == [[1, 2], [3], []]
+    assert [r.query for r in api.requests_to("/items")] == [
+        {"q": ["x"]}, {"q": ["x"], "cursor": ["c2"]}, {"q": ["x"], "cursor": ["c3"]}]
+    assert client.telemetry.pages == 3
+
+
+def test_paginate_missing_data_path(api, client):
+    api.route("/items", Reply(200, {"other": []}))
+    with pytest.raises(ResponseError, match="data_path 'items'"):
+        list(client.paginate(get(api), build_paginator({"style": "none"}), "items"))
+
+
+def test_paginate_repeated_cursor_raises(api, client):
+    api.route("/items", Reply(200, {"items": [1], "next_cursor": "same"}))
+    with pytest.raises(PaginationError, match="same"):
+        list(client.paginate(get(api), build_paginator({"style": "cursor"}), "items"))
+    assert len(api.requests_to("/items")) == 2
+
+
+def test_repr_and_pool(clock):
+    client = HttpClient(policy=NO_JITTER, pool_size=16, sleep=clock.sleep)
+    adapter = client.session.get_adapter("https://x.example")
+    assert adapter._pool_maxsize == 16
+    assert "max_retries=3" in repr(client)
+    with pytest.raises(ConfigError):
+        HttpClient(timeout_s=0)
+    client.close()
+    assert isinstance(client.telemetry, Telemetry)

@@ -1,0 +1,268 @@
+"""Tests of framework.pagination: each paginator driven through scripted responses."""
+
+import pytest
+
+from framework import jsonpath, secrets
+from framework.errors import ConfigError, PaginationError
+from framework.models import PageRequest, PageResponse
+from framework.pagination import build_paginator, paginator_styles
+
+URL = "https://api.example.com/v2/items"
+
+
+def drive(config, pages, *, data_path="$", request=None):
+    """Run a paginator over ``pages`` (each ``data`` or ``(data, headers)``).
+
+    Returns the requests it made (snapshots) and the paginator.
+    """
+    paginator = build_paginator(config)
+    request = request or PageRequest("GET", URL, params={"q": "x"})
+    paginator.init_request(request)
+    sent = []
+    for page in pages:
+        if not paginator.has_next_page:
+            break
+        data, headers = page if isinstance(page, tuple) else (page, {})
+        sent.append(request.copy())
+        response = PageResponse(200, request.url, headers, b"", data)
+        paginator.update_state(response, jsonpath.records(data, data_path) or [])
+        if paginator.has_next_page:
+            paginator.update_request(request)
+    return sent, paginator
+
+
+def params(sent):
+    return [r.params for r in sent]
+
+
+# -- registry and validation -------------------------------------------------------------------
+
+def test_unknown_style_lists_valid_ones():
+    with pytest.raises(ValueError) as exc:
+        build_paginator({"style": "scroll"})
+    assert isinstance(exc.value, ConfigError)
+    for style in ("none", "offset", "page", "cursor", "next_key", "link_header", "has_more",
+                  "body_token"):
+        assert style in str(exc.value) and style in paginator_styles()
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"style": "offset", "pagesize": 10}, "pagesize"),
+    ({"style": "offset", "page_size": 0}, "page_size"),
+    ({"style": "offset", "page_size": "100"}, "page_size"),
+    ({"style": "page", "size_param": "per_page"}, "page_size"),
+    ({"style": "page", "start": -1}, "start"),
+    ({"style": "cursor", "cursor_path": "$"}, "cursor_path"),
+    ({"style": "cursor", "cursor_path": "a..b"}, "cursor_path"),
+    ({"style": "cursor", "cursor_param": ""}, "cursor_param"),
+    ({"style": "next_key", "exclusive": "yes"}, "exclusive"),
+    ({"style": "body_token", "body_field": "token"}, "token_path"),
+    ({"style": "body_token", "token_path": "next"}, "body_field"),
+    ({"style": "has_more", "has_more_path": "$"}, "has_more_path"),
+    ({"style": "none", "max_pages": 0}, "max_pages"),
+    ({"style": "link_header", "url": "x"}, "url"),
+])
+def test_bad_options_are_refused(config, field):
+    with pytest.raises(ValueError, match=field):
+        build_paginator(config)
+
+
+def test_none_style_makes_one_request():
+    for config in ({"style": "none"}, None):
+        sent, p = drive(config, [[1, 2], [3]])
+        assert len(sent) == 1 and not p.has_next_page
+
+
+# -- offset ----------------------------------------------------------------------------------------
+
+def test_offset_short_page_does_not_stop():
+    sent, p = drive({"style": "offset", "page_size": 3}, [[1, 2, 3], [4, 5], [6, 7, 8], []])
+    assert params(sent) == [{"q": "x", "offset": o, "limit": 3} for o in (0, 3, 5, 8)]
+    assert not p.has_next_page and p.value == 8
+
+
+def test_offset_advances_by_records_received_when_server_caps_pages():
+    sent, _ = drive({"style": "offset", "page_size": 100}, [list(range(50)), list(range(50, 90)), []])
+    assert [r.params["offset"] for r in sent] == [0, 50, 90]
+
+
+def test_offset_stops_at_total():
+    pages = [{"total": 5, "data": [1, 2]}, {"total": 5, "data": [3, 4]}, {"total": 5, "data": [5]},
+             {"total": 5, "data": []}]
+    sent, p = drive({"style": "offset", "offset_param": "skip", "limit_param": "top", "page_size": 2,
+                     "total_path": "total"}, pages, data_path="data")
+    assert params(sent) == [{"q": "x", "skip": s, "top": 2} for s in (0, 2, 4)]
+    assert not p.has_next_page
+
+
+def test_offset_server_ignoring_offset_raises():
+    with pytest.raises(PaginationError, match="same records"):
+        drive({"style": "offset", "page_size": 2}, [[1, 2], [1, 2], [1, 2]])
+
+
+# -- page ------------------------------------------------------------------------------------------
+
+def test_page_short_page_does_not_stop_and_empty_page_does():
+    sent, p = drive({"style": "page", "size_param": "per_page", "page_size": 2},
+                    [[1, 2], [3], [4, 5], []])
+    assert params(sent) == [{"q": "x", "page": n, "per_page": 2} for n in (1, 2, 3, 4)]
+    assert not p.has_next_page
+
+
+def test_page_stops_after_total_pages():
+    pages = [{"pages": 2, "r": [1]}, {"pages": 2, "r": [2]}, {"pages": 2, "r": [3]}]
+    sent, p = drive({"style": "page", "total_pages_path": "pages"}, pages, data_path="r")
+    assert [r.params["page"] for r in sent] == [1, 2] and not p.has_next_page
+
+
+def test_page_zero_based_with_total():
+    pages = [{"meta": {"n": 2}, "r": [1]}, {"meta": {"n": 2}, "r": [2]}, {"r": [3]}]
+    sent, p = drive({"style": "page", "page_param": "p", "start": 0,
+                     "total_pages_path": "meta.n"}, pages, data_path="r")
+    assert [r.params["p"] for r in sent] == [0, 1] and not p.has_next_page
+
+
+# -- cursor ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("end", [{}, {"next_cursor": None}, {"next_cursor": ""}])
+def test_cursor_stops_when_missing_null_or_empty(end):
+    pages = [{"data": [1], "next_cursor": "c1"}, {"data": [], "next_cursor": "c2"},
+             {"data": [3], **end}]
+    sent, p = drive({"style": "cursor"}, pages, data_path="data")
+    assert params(sent) == [{"q": "x"}, {"q": "x", "cursor": "c1"}, {"q": "x", "cursor": "c2"}]
+    assert not p.has_next_page
+
+
+def test_cursor_repeated_raises_naming_style_and_value():
+    pages = [{"next": "abc"}, {"next": "def"}, {"next": "abc"}]
+    with pytest.raises(PaginationError) as exc:
+        drive({"style": "cursor", "cursor_path": "next", "cursor_param": "after"}, pages)
+    assert "cursor" in str(exc.value) and "abc" in str(exc.value)
+
+
+def test_repeated_secret_like_cursor_is_redacted():
+    secrets.register("cursor-holds-a-Secret-77")
+    pages = [{"next_cursor": "cursor-holds-a-Secret-77"}] * 2
+    with pytest.raises(PaginationError) as exc:
+        drive({"style": "cursor"}, pages)
+    assert "cursor-holds-a-Secret-77" not in str(exc.value)
+    assert "***" in str(exc.value)
+
+
+# -- next_key --------------------------------------------------------------------------------------
+
+def test_next_key_exclusive_drops_other_params():
+    request = PageRequest("GET", URL, params={"metricSelector": "builtin:host.cpu", "from": "now-1h"})
+    pages = [{"nextPageKey": "k1", "result": [1]}, {"nextPageKey": "k2", "result": []},
+             {"nextPageKey": None, "result": [2]}]
+    sent, p = drive({"style": "next_key"}, pages, request=request)
+    assert params(sent) == [{"metricSelector": "builtin:host.cpu", "from": "now-1h"},
+                            {"nextPageKey": "k1"}, {"nextPageKey": "k2"}]
+    assert not p.has_next_page
+
+
+def test_next_key_not_exclusive_keeps_params():
+    pages = [{"meta": {"key": "k1"}}, {"meta": {}}]
+    sent, p = drive({"style": "next_key", "exclusive": False, "key_path": "meta.key",
+                     "key_param": "key"}, pages)
+    assert params(sent) == [{"q": "x"}, {"q": "x", "key": "k1"}] and not p.has_next_page
+
+
+def test_next_key_repeated_raises():
+    with pytest.raises(PaginationError, match="next_key"):
+        drive({"style": "next_key"}, [{"nextPageKey": "k1"}, {"nextPageKey": "k1"}])
+
+
+# -- link_header -----------------------------------------------------------------------------------
+
+def test_link_header_follows_absolute_and_relative_links():
+    pages = [([1], {"Link": '<https://api.example.com/v2/items?page=2&q=x>; rel="next", '
+                            '<https://api.example.com/v2/items?page=9>; rel="last"'}),
+             ([2], {"Link": '</v2/items?page=3&q=x>; rel="next"'}),
+             ([3], {"Link": '<https://api.example.com/v2/items?page=1>; rel="first"'})]
+    sent, p = drive({"style": "link_header"}, pages)
+    assert [r.url for r in sent] == [URL, URL + "?page=2&q=x", URL + "?page=3&q=x"]
+    assert params(sent) == [{"q": "x"}, {}, {}]
+    assert not p.has_next_page
+
+
+def test_link_header_without_header_stops():
+    sent, p = drive({"style": "link_header"}, [[1], [2]])
+    assert len(sent) == 1 and not p.has_next_page
+
+
+def test_link_header_repeated_link_raises():
+    link = {"Link": '<https://api.example.com/v2/items?page=2>; rel="next"'}
+    with pytest.raises(PaginationError, match="page=2"):
+        drive({"style": "link_header"}, [([1], link), ([2], link)])
+
+
+# -- has_more --------------------------------------------------------------------------------------
+
+def test_has_more_uses_last_record_id():
+    pages = [{"data": [{"id": "a"}, {"id": "b"}], "has_more": True},
+             {"data": [{"id": "c"}], "has_more": True},
+             {"data": [{"id": "d"}], "has_more": False}]
+    sent, p = drive({"style": "has_more"}, pages, data_path="data")
+    assert params(sent) == [{"q": "x"}, {"q": "x", "starting_after": "b"},
+                            {"q": "x", "starting_after": "c"}]
+    assert not p.has_next_page
+
+
+def test_has_more_true_with_empty_page_raises():
+    with pytest.raises(PaginationError, match="empty page"):
+        drive({"style": "has_more"}, [{"data": [], "has_more": True}], data_path="data")
+
+
+def test_has_more_missing_field_or_id_raises():
+    with pytest.raises(PaginationError, match="has_more"):
+        drive({"style": "has_more"}, [{"data": [{"id": 1}]}], data_path="data")
+    with pytest.raises(PaginationError, match="'uid'"):
+        drive({"style": "has_more", "id_field": "uid"}, [{"data": [{"id": 1}], "has_more": True}],
+              data_path="data")
+
+
+# -- body_token ------------------------------------------------------------------------------------
+
+def test_body_token_sets_the_post_body_field():
+    request = PageRequest("POST", URL, json={"query": "*", "size": 2})
+    pages = [{"hits": [1], "next": "t1"}, {"hits": [2], "next": "t2"}, {"hits": [], "next": None}]
+    sent, p = drive({"style": "body_token", "token_path": "next", "body_field": "searchAfter"},
+                    pages, request=request)
+    assert [r.json for r in sent] == [{"query": "*", "size": 2},
+                                      {"query": "*", "size": 2, "searchAfter": "t1"},
+                                      {"query": "*", "size": 2, "searchAfter": "t2"}]
+    assert not p.has_next_page
+
+
+def test_body_token_needs_post():
+    with pytest.raises(PaginationError, match="POST"):
+        drive({"style": "body_token", "token_path": "next", "body_field": "t"}, [{}])
+
+
+def test_body_token_repeated_raises():
+    request = PageRequest("POST", URL, json={})
+    with pytest.raises(PaginationError, match="token"):
+        drive({"style": "body_token", "token_path": "n", "body_field": "t"},
+              [{"n": "x"}, {"n": "x"}], request=request)
+
+
+# -- max_pages and repr ----------------------------------------------------------------------------
+
+def test_max_pages_raises_when_more_pages_remain():
+    pages = [{"next_cursor": f"c{i}"} for i in range(10)]
+    with pytest.raises(PaginationError, match="max_pages=3"):
+        drive({"style": "cursor", "max_pages": 3}, pages)
+
+
+def test_max_pages_allows_exactly_that_many():
+    pages = [{"next_cursor": "c1"}, {"next_cursor": "c2"}, {"next_cursor": None}]
+    sent, p = drive({"style": "cursor", "max_pages": 3}, pages)
+    assert len(sent) == 3 and not p.has_next_page
+
+
+def test_repr_shows_state():
+    _, p = drive({"style": "offset", "page_size": 2}, [[1, 2]])
+    assert repr(p) == "OffsetPaginator(pages=1, has_next_page=True, offset=2)"
+    _, p = drive({"style": "cursor"}, [{"next_cursor": "zz"}])
+    assert "cursor='zz'" in repr(p)
