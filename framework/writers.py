@@ -194,7 +194,23 @@ class TargetWriter:
         self._evolve(columns, new)
         if not self.cfg.primary_key:
             return self._append(df, new, batch_version)
-        source = self._dedupe(df).drop(SEQ_COLUMN)
+        deduped = self._dedupe(df).drop(SEQ_COLUMN)
+        # Keep only new or changed rows: MERGE rewrites every file it touches, so rows
+        # whose payload_hash is unchanged must not reach it at all.
+        current = self.warehouse.read(self.spark, self.ref).select(
+            *self.cfg.primary_key, "payload_hash")
+        source = deduped.join(current, on=[*self.cfg.primary_key, "payload_hash"],
+                              how="left_anti").cache()
+        try:
+            if source.isEmpty():
+                return WriteResult(0, self.warehouse.version(self.spark, self.ref), tuple(new))
+            return self._merge(source, new)
+        finally:
+            source.unpersist()
+
+    def _merge(self, source: Any, new: list[str]) -> WriteResult:
+        from pyspark.sql import functions as F
+
         cond = None
         for key in self.cfg.primary_key:
             part = F.col(f"t.{key}") == F.col(f"s.{key}")

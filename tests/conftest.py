@@ -1,0 +1,46 @@
+"""Shared fixtures: one local Spark + Delta session per test run, a warehouse per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one SparkSession of the test run (local[2], few partitions, UI off)."""
+    from framework.spark import get_spark
+
+    session = get_spark("restlake-tests", master="local[2]",
+                        conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    from framework.tables import Warehouse
+
+    return Warehouse(tmp_path / "wh")
+
+
+@pytest.fixture
+def store(spark, warehouse):
+    from control.store import ControlStore
+
+    st = ControlStore(spark, warehouse)
+    st.init()
+    return st
+
+
+@pytest.fixture(scope="session")
+def session_tmp():
+    path = Path(tempfile.mkdtemp(prefix="restlake-tests-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,140 @@
+"""Control plane on real Delta tables: init, generate, claims, retry, append-only audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from deltalake import DeltaTable as RsDeltaTable
+
+from control.schemas import AUDIT_COLUMNS, CONTROL_COLUMNS
+from control.states import LoadStatus, LoadType, fail
+from tests.integration.helpers import UTC, source
+
+SEED_CONTROL = ["ConfigId", "APIName", "APIEndpoint", "LoadType", "LoadStartTime", "LoadEndTime",
+                "RequestPayload", "AuthMethod", "LastLoadTime", "TargetCatalog", "TargetSchema",
+                "TargetTable", "PrimaryColumn", "DeltaColumn", "TriggerScheduleTime",
+                "TriggerFrequency", "LoadStatus", "LastJobRunId", "LastUpdatedTime"]
+SEED_AUDIT = ["ConfigId", "APIName", "APIEndpoint", "LoadType", "TargetCatalog", "TargetSchema",
+              "TargetTable", "SourceRowCount", "TargetRowCount", "TargetTotalRowCount", "RunId",
+              "LoadStatus", "ErrorMessage", "LoadStartTime", "LoadEndTime", "RunDuration",
+              "LoggedAt", "LoadedBy"]
+
+pytestmark = pytest.mark.spark
+
+
+def test_init_creates_tables_an_independent_reader_opens(spark, warehouse):
+    from control.store import ControlStore
+
+    store = ControlStore(spark, warehouse)
+    created = store.init()
+    assert created == ["main.metadata.api_control_table", "main.metadata.api_audit_table",
+                       "main.metadata.api_window_log"]
+    assert store.init() == []  # idempotent
+    control = RsDeltaTable(warehouse.path(store.control_ref))
+    names = [f.name for f in control.schema().fields]
+    assert names[:len(SEED_CONTROL)] == SEED_CONTROL
+    assert names == CONTROL_COLUMNS
+    audit = RsDeltaTable(warehouse.path(store.audit_ref))
+    audit_names = [f.name for f in audit.schema().fields]
+    assert audit_names[:len(SEED_AUDIT)] == SEED_AUDIT and audit_names == AUDIT_COLUMNS
+    assert audit.metadata().configuration.get("delta.appendOnly") == "true"
+    window_log = RsDeltaTable(warehouse.path(store.window_ref))
+    assert "WindowStart" in [f.name for f in window_log.schema().fields]
+
+
+def test_audit_table_refuses_update_and_delete(spark, store, warehouse):
+    from pyspark.sql import functions as F
+
+    store.append_audit({"ConfigId": "x", "LoadStatus": "SUCCESS", "LoggedAt": dt.datetime.now(UTC)})
+    audit = warehouse.delta(spark, store.audit_ref)
+    with pytest.raises(Exception, match="(?i)append"):
+        audit.delete(F.col("ConfigId") == F.lit("x"))
+    with pytest.raises(Exception, match="(?i)append"):
+        audit.update(condition=F.col("ConfigId") == F.lit("x"), set={"LoadStatus": F.lit("FAILED")})
+    assert warehouse.read(spark, store.audit_ref).count() == 1
+
+
+def test_generate_marks_pending_once_and_second_generate_does_not_duplicate(spark, store, warehouse):
+    cfg = source("http://127.0.0.1:9", "offset", "gen_once", delta_column=True)
+    first = store.generate([cfg])
+    assert [r.action for r in first] == ["created"]
+    row = store.get("gen_once")
+    assert row["LoadStatus"] == "PENDING" and row["LoadType"] == "FULL_LOAD"
+    assert row["LoadStartTime"] == dt.datetime(2024, 1, 1, tzinfo=UTC)
+    assert row["LoadEndTime"] == dt.datetime(2024, 1, 4, tzinfo=UTC)
+    assert row["PrimaryColumn"] == "id" and row["DeltaColumn"] is True
+    second = store.generate([cfg])
+    assert [r.action for r in second] == ["unchanged"]
+    rows = warehouse.read(spark, store.control_ref).where("ConfigId = 'gen_once'").collect()
+    assert len(rows) == 1
+    assert rows[0]["LoadId"] == row["LoadId"]
+
+
+def test_generate_updates_config_columns_without_touching_state(spark, store):
+    cfg = source("http://127.0.0.1:9", "offset", "gen_update")
+    store.generate([cfg])
+    before = store.get("gen_update")
+    changed = source("http://127.0.0.1:9", "cursor", "gen_update", owner="Data team")
+    store.generate([changed])
+    after = store.get("gen_update")
+    assert after["Owner"] == "Data team"
+    assert '"style":"cursor"' in after["PaginationConfig"]
+    assert (after["LoadStatus"], after["LoadId"]) == (before["LoadStatus"], before["LoadId"])
+
+
+def test_two_concurrent_claims_exactly_one_wins(spark, store):
+    cfg = source("http://127.0.0.1:9", "offset", "claim_race")
+    store.generate([cfg])
+    results: dict[str, object] = {}
+    barrier = threading.Barrier(2)
+
+    def claim(name: str) -> None:
+        barrier.wait()
+        results[name] = store.claim("claim_race", name, f"run-{name}", dt.timedelta(minutes=5))
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in ("r1", "r2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [n for n, c in results.items() if c is not None]
+    assert len(winners) == 1
+    row = store.get("claim_race")
+    assert row["LoadStatus"] == "RUNNING" and row["ClaimedBy"] == winners[0]
+    assert row["Attempt"] == 1
+
+
+def test_expired_lease_is_claimable_and_old_holder_cannot_finish(spark, store):
+    cfg = source("http://127.0.0.1:9", "offset", "lease")
+    store.generate([cfg])
+    past = dt.datetime.now(UTC) - dt.timedelta(hours=2)
+    first = store.claim("lease", "crashed", "run-a", dt.timedelta(minutes=1), now=past)
+    assert first is not None
+    assert store.claim("lease", "other", "run-b", dt.timedelta(minutes=1),
+                       now=past + dt.timedelta(seconds=10)) is None  # lease still valid then
+    second = store.claim("lease", "rescuer", "run-c", dt.timedelta(minutes=5))
+    assert second is not None and second.state.attempt == 2
+    assert store.finish(first, fail(first.state, "crashed", "late")) is False
+    assert store.get("lease")["ClaimedBy"] == "rescuer"
+
+
+def test_retry_sets_failed_back_to_pending_with_same_range(spark, store):
+    from control.states import InvalidTransition
+
+    cfg = source("http://127.0.0.1:9", "offset", "retry_me")
+    store.generate([cfg])
+    claim = store.claim("retry_me", "r", "run-1", dt.timedelta(minutes=5))
+    store.finish(claim, fail(claim.state, "r", "boom"))
+    failed = store.get("retry_me")
+    assert failed["LoadStatus"] == "FAILED" and failed["ErrorMessage"] == "boom"
+    # a failed FULL load is not re-planned by generate
+    assert [r.action for r in store.generate([cfg])] == ["unchanged"]
+    state = store.retry("retry_me")
+    assert state.load_status == LoadStatus.PENDING and state.load_type == LoadType.FULL_LOAD
+    row = store.get("retry_me")
+    assert (row["LoadStartTime"], row["LoadEndTime"], row["LoadId"]) == (
+        failed["LoadStartTime"], failed["LoadEndTime"], failed["LoadId"])
+    with pytest.raises(InvalidTransition):
+        store.retry("retry_me")

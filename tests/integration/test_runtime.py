@@ -1,0 +1,157 @@
+"""The runtime end to end on the demo API and real Delta tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable as RsDeltaTable
+
+from framework.demoapi import DemoApi
+from tests.integration.helpers import (STYLE_SOURCES, UTC, actual_rows, expected_rows,
+                                       read_target, run_loads, source, target_ref)
+
+pytestmark = pytest.mark.spark
+
+END = dt.datetime(2024, 1, 11, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def api():
+    with DemoApi(seed=3, records_per_resource=300, end=END, max_page_size=25) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _clean_faults(api):
+    api.faults.clear()
+    yield
+    api.faults.clear()
+
+
+def test_every_pagination_style_loads_exactly_the_source(spark, warehouse, store, api):
+    configs = [source(api.base_url, style, f"style_{style}") for style in STYLE_SOURCES]
+    outcomes = run_loads(spark, warehouse, store, configs)
+    assert [o.status for o in outcomes] == ["SUCCESS"] * len(configs), [o.error for o in outcomes]
+    expected = expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z")
+    assert len(expected) > 60
+    schema = "id long, title string, updated_at string"
+    for cfg, outcome in zip(configs, outcomes):
+        df = read_target(spark, warehouse, cfg)
+        assert actual_rows(df) == expected, cfg.pagination.style
+        assert df.select("id").distinct().count() == df.count(), cfg.pagination.style
+        assert_df_equality(df.select("id", "title", "updated_at"),
+                           spark.createDataFrame(expected, schema),
+                           ignore_row_order=True, ignore_nullable=True)
+        assert outcome.source_rows == len(expected)
+    # the contract columns are there and filled
+    df = read_target(spark, warehouse, configs[0])
+    row = df.orderBy("id").first()
+    assert row["source_system"] == "demo" and row["entity_key"] == str(row["id"])
+    assert len(row["payload_hash"]) == 64 and row["collected_at_utc"] is not None
+    assert row["_window_start"] <= dt.datetime.fromisoformat(row["updated_at"].replace("Z", "+00:00")).replace(tzinfo=None)
+    assert row["_run_id"] == outcomes[0].audit["RunId"]
+
+
+def test_full_then_incremental_equals_source_and_rerun_changes_nothing(spark, warehouse, store, api):
+    cfg = source(api.base_url, "cursor", "incr", delta_column=True, lookback="P1D",
+                 end="2024-01-05T00:00:00Z")
+    [first] = run_loads(spark, warehouse, store, [cfg])
+    assert first.status == "SUCCESS"
+    row = store.get("incr")
+    assert (row["LoadType"], row["LoadStatus"]) == ("INCREMENTAL", "SUCCESS")
+    assert row["LastLoadTime"] == dt.datetime(2024, 1, 5, tzinfo=UTC)
+
+    changed = [r["id"] for r in api.dataset.records_in("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z")][:4]
+    at = dt.datetime(2024, 1, 5, 6, tzinfo=UTC)
+    api.dataset.touch(changed, at=at)
+    added = api.dataset.add(3, at=at)
+    now = dt.datetime(2024, 1, 6, tzinfo=UTC)
+    [second] = run_loads(spark, warehouse, store, [cfg], now=now)
+    assert second.status == "SUCCESS", second.error
+    assert second.audit["LoadType"] == "INCREMENTAL"
+    assert second.audit["LoadStartTime"] == dt.datetime(2024, 1, 4, tzinfo=UTC)  # lookback P1D
+    df = read_target(spark, warehouse, cfg)
+    source_now = {r["id"]: r for r in api.dataset.records_in("2024-01-01T00:00:00Z", "2024-01-06T00:00:00Z")}
+    assert actual_rows(df) == sorted((i, r["title"], r["updated_at"]) for i, r in source_now.items())
+    assert set(added) <= {r["id"] for r in df.select("id").collect()}
+    for rid in changed:
+        assert "[rev" in df.where(f"id = {rid}").first()["title"]
+
+    # the next run re-reads a day it already loaded (lookback P1D): unchanged rows are not
+    # rewritten, so every data file of the table survives; only the new half hour is added
+    files = set(RsDeltaTable(warehouse.path(target_ref(cfg))).file_uris())
+    later = dt.datetime(2024, 1, 6, 0, 30, tzinfo=UTC)
+    fresh = api.dataset.records_in("2024-01-06T00:00:00Z", "2024-01-06T00:30:00Z")
+    [third] = run_loads(spark, warehouse, store, [cfg], now=later)
+    assert third.status == "SUCCESS" and third.source_rows > len(fresh)
+    assert third.rows_written == len(fresh)
+    table = RsDeltaTable(warehouse.path(target_ref(cfg)))
+    assert files <= set(table.file_uris())
+    df = read_target(spark, warehouse, cfg)
+    assert actual_rows(df) == expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-06T00:30:00Z")
+
+
+def test_failed_window_writes_nothing_and_retry_completes_without_duplicates(spark, warehouse, store, api):
+    cfg = source(api.base_url, "page", "fail_window", delta_column=True,
+                 end="2024-01-02T00:00:00Z",
+                 limits={"concurrency": 1, "max_retries": 1, "windows_per_commit": 1})
+    [full] = run_loads(spark, warehouse, store, [cfg])
+    assert full.status == "SUCCESS" and store.get("fail_window")["LoadType"] == "INCREMENTAL"
+    # INCREMENTAL [Jan 2, Jan 5): 3 daily windows; the 2nd window's 2nd page keeps failing
+    pages_w1 = -(-len(api.dataset.records_in("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z")) // 25)
+    api.faults.add("500", times=None, path="/api/page/issues", after=pages_w1 + 1)
+    now = dt.datetime(2024, 1, 5, tzinfo=UTC)
+    [failed] = run_loads(spark, warehouse, store, [cfg], now=now)
+    assert failed.status == "PARTIAL"
+    assert "500" in failed.error
+    df = read_target(spark, warehouse, cfg)
+    assert actual_rows(df) == expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z")
+    log = warehouse.read(spark, store.window_ref).where("ConfigId = 'fail_window'").collect()
+    assert sorted(r["Status"] for r in log) == ["FAILED", "SUCCESS", "SUCCESS"]
+    row = store.get("fail_window")
+    assert row["LoadStatus"] == "FAILED" and "500" in row["ErrorMessage"]
+
+    api.faults.clear()
+    # an INCREMENTAL FAILED row is re-planned by generate with the same range and LoadId
+    [done] = run_loads(spark, warehouse, store, [cfg], now=now + dt.timedelta(hours=1))
+    assert done.status == "SUCCESS", done.error
+    assert done.audit["LoadId"] == failed.audit["LoadId"]
+    assert done.audit["WindowsSkipped"] == 1 and done.audit["WindowsLoaded"] == 2
+    df = read_target(spark, warehouse, cfg)
+    assert actual_rows(df) == expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-05T00:00:00Z")
+    assert df.select("id").distinct().count() == df.count()
+
+
+def test_failed_full_load_leaves_the_old_table_intact(spark, warehouse, store, api):
+    cfg = source(api.base_url, "offset", "full_keep", limits={"max_retries": 0})
+    [ok] = run_loads(spark, warehouse, store, [cfg])
+    assert ok.status == "SUCCESS"
+    before = actual_rows(read_target(spark, warehouse, cfg))
+    version = RsDeltaTable(warehouse.path(target_ref(cfg))).version()
+    api.faults.add("error_body", times=None, path="/api/offset/issues", after=3)
+    # FULL without delta_column: the next generate plans FULL again
+    [bad] = run_loads(spark, warehouse, store, [cfg], now=dt.datetime(2024, 2, 1, tzinfo=UTC))
+    assert bad.status == "FAILED"
+    assert "error" in bad.error.lower()
+    assert RsDeltaTable(warehouse.path(target_ref(cfg))).version() == version
+    assert actual_rows(read_target(spark, warehouse, cfg)) == before
+
+
+def test_audit_row_counts_requests_retries_and_statuses(spark, warehouse, store, api):
+    cfg = source(api.base_url, "offset", "audited", window="none")
+    api.faults.add("503", times=2, path="/api/offset/issues")
+    api.faults.add("429", times=1, path="/api/offset/issues", retry_after=0)
+    [outcome] = run_loads(spark, warehouse, store, [cfg])
+    assert outcome.status == "SUCCESS", outcome.error
+    audit = store.audit_rows("audited")[0]
+    statuses = json.loads(audit["HttpStatusCounts"])
+    assert statuses.get("503") == 2 and statuses.get("429") == 1 and statuses.get("200") >= 4
+    assert audit["Retries"] == 3
+    assert audit["Requests"] == sum(statuses.values())
+    assert audit["SourceRowCount"] == audit["TargetRowCount"] == audit["TargetTotalRowCount"]
+    assert audit["ExpectedRowCount"] == audit["SourceRowCount"]
+    assert audit["WindowsTotal"] == 1 and audit["Pages"] >= 4 and audit["BytesReceived"] > 0
+    assert audit["LoadStatus"] == "SUCCESS" and audit["RunDuration"] > 0
