@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from framework.errors import ConfigError, RestlakeError
@@ -85,7 +86,34 @@ def _parser() -> argparse.ArgumentParser:
     p = add("demo", "start the bundled demo API and run init -> generate -> run end to end")
     p.add_argument("--keep-running", action="store_true",
                    help="keep the demo API up after the run (Ctrl-C to stop)")
+    for module in _extensions():
+        COMMANDS.update(module.add_commands(sub, add))
     return parser
+
+
+# Command modules that add subcommands: each has
+# ``add_commands(sub, add) -> dict[name, handler]`` where ``add(name, help)`` returns the
+# subparser (its example comes from the module's ``EXAMPLES`` merged into ours).
+EXTENSION_MODULES = (
+    "framework.ops_cli",
+    "framework.deploy_cli",
+)
+
+
+def _extensions() -> list[Any]:
+    import importlib
+
+    found = []
+    for name in EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        EXAMPLES.update(getattr(module, "EXAMPLES", {}))
+        found.append(module)
+    return found
 
 
 # ------------------------------------------------------------------ helpers
@@ -106,6 +134,11 @@ def _spark_and_store(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     with console.status("starting Spark + Delta (first start downloads the Delta jars)"):
         spark = get_spark()
     return spark, warehouse, ControlStore(spark, warehouse, args.control_catalog)
+
+
+def _error(text: str) -> None:
+    """One error line on stderr: never wrapped, and its text never read as rich markup."""
+    err_console.print(f"[red]error[/red] {escape(text)}", soft_wrap=True)
 
 
 def _fmt(value: Any) -> str:
@@ -134,11 +167,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             configs = load_file(path)
         except ConfigError as exc:
-            err_console.print(f"[red]error[/red] {exc}")
+            _error(str(exc))
             failed += 1
             continue
         ids = ", ".join(c.config_id for c in configs)
-        console.print(f"[green]ok[/green] {path}: {ids}")
+        console.print(f"[green]ok[/green] {escape(f'{path}: {ids}')}", soft_wrap=True)
     return 1 if failed else 0
 
 
@@ -182,7 +215,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             try:
                 configs.append(row_to_config(row))
             except ConfigError as exc:
-                err_console.print(f"[red]error[/red] {exc}")
+                _error(str(exc))
     results = store.generate(configs, due_only=due)
     table = Table(title="generate")
     for col in ("ConfigId", "action", "detail"):
@@ -281,7 +314,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             console.print(f"{cid}: PENDING again ({state.load_type.value} "
                           f"{_fmt(state.load_start)} .. {_fmt(state.load_end)})")
         except InvalidTransition as exc:
-            err_console.print(f"[red]error[/red] {cid}: {exc}")
+            _error(f"{cid}: {exc}")
             code = 1
     return code
 
@@ -309,7 +342,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except RestlakeError as exc:
-        err_console.print(f"[red]error[/red] {exc}")
+        _error(str(exc))
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -318,8 +351,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.verbose:
             import traceback
 
-            err_console.print(redact(traceback.format_exc()))
-        err_console.print(f"[red]error[/red] {type(exc).__name__}: {redact(str(exc))[:2000]}")
+            err_console.print(escape(redact(traceback.format_exc())))
+        _error(f"{type(exc).__name__}: {redact(str(exc))[:2000]}")
         return 1
 
 
