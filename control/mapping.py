@@ -31,6 +31,12 @@ KEY_TO_COLUMN = {
     "owner": "Owner", "enabled": "Enabled",
 }
 OPTION_KEYS = ("archive", "completeness", "description")
+# nested fields kept in a column of their own
+FIELD_TO_COLUMN = {
+    "auth.method": "AuthMethod", "target.catalog": "TargetCatalog", "target.schema": "TargetSchema",
+    "target.table": "TargetTable", "schedule.time": "TriggerScheduleTime",
+    "schedule.frequency": "TriggerFrequency", **{k: "Options" for k in OPTION_KEYS},
+}
 JSON_COLUMNS = ("RequestPayload", "RequestBody", "RequestHeaders", "AuthConfig",
                 "PaginationConfig", "ParserConfig", "Limits", "Options")
 
@@ -107,14 +113,17 @@ def row_to_config(row: dict[str, Any]) -> SourceConfig:
         ConfigError: naming the row (ConfigId) and the control column.
     """
     cid = str(row.get("ConfigId") or "?")
-    raw: dict[str, Any] = {
-        "config_id": row.get("ConfigId"),
-        "api_name": row.get("APIName"),
-        "endpoint": row.get("APIEndpoint"),
-        "target": {"catalog": row.get("TargetCatalog"), "schema": row.get("TargetSchema"),
-                   "table": row.get("TargetTable")},
-        "load_start": row.get("HistoryStartTime") or row.get("LoadStartTime"),
-    }
+    # A NULL column is left out, so that a required one is reported as "is required".
+    target = {k: v for k, v in (("catalog", row.get("TargetCatalog")),
+                                ("schema", row.get("TargetSchema")),
+                                ("table", row.get("TargetTable"))) if v is not None}
+    raw: dict[str, Any] = {k: v for k, v in (
+        ("config_id", row.get("ConfigId")),
+        ("api_name", row.get("APIName")),
+        ("endpoint", row.get("APIEndpoint")),
+        ("load_start", row.get("HistoryStartTime") or row.get("LoadStartTime")),
+    ) if v is not None}
+    raw["target"] = target
     optional = {
         "source_system": row.get("SourceSystem"),
         "method": row.get("HttpMethod"),
@@ -159,10 +168,14 @@ def row_to_config(row: dict[str, Any]) -> SourceConfig:
     except ConfigError as exc:
         field = exc.field or ""
         top = field.split(".")[0]
-        column = KEY_TO_COLUMN.get(top)
-        where = f"control row column {column}" + (f" ({field})" if column and field != top else "") \
+        column = FIELD_TO_COLUMN.get(field) or KEY_TO_COLUMN.get(top)
+        named = field != top or top in OPTION_KEYS
+        where = f"control row column {column}" + (f" ({field})" if column and named else "") \
             if column else (field or None)
-        msg = exc.message.split(": ", 2)[-1] if exc.field else exc.message
+        # exc.message is "source '<id>': <field>: <message>": keep only the message.
+        prefix = "".join(f"{part}: " for part in (
+            f"source '{exc.source}'" if exc.source else None, exc.field) if part)
+        msg = exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
         raise ConfigError(msg, source=cid, field=where) from None
 
 

@@ -204,7 +204,8 @@ def last_scheduled_instant(time_hhmm: str, frequency: str, now: dt.datetime) -> 
 
     ``daily`` at 02:00 -> today 02:00 (or yesterday's when it is earlier than 02:00);
     ``hourly`` uses the minutes of ``time``; ``weekly`` fires on Mondays; ``monthly`` on
-    the 1st; an ISO-8601 duration (``PT15M``) fires every that long from midnight UTC.
+    the 1st; an ISO-8601 duration (``PT15M``) fires every that long from midnight UTC, and a
+    calendar one (``P3M``) every that many months from January 1st.
     """
     from framework.windows import parse_window
 
@@ -230,7 +231,12 @@ def last_scheduled_instant(time_hhmm: str, frequency: str, now: dt.datetime) -> 
         return None
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if isinstance(step, relativedelta):
-        return midnight
+        # Calendar steps (P1M, P3M, P1Y) count whole months from January 1st.
+        months = step.years * 12 + step.months
+        if months <= 0:
+            return midnight
+        elapsed = now.month - 1
+        return midnight.replace(month=1, day=1) + relativedelta(months=elapsed // months * months)
     seconds = step.total_seconds()
     elapsed = (now - midnight).total_seconds()
     return midnight + dt.timedelta(seconds=(elapsed // seconds) * seconds)

@@ -68,14 +68,18 @@ class _KeyedAuth(_Model):
     secret: Optional[str] = None
     secrets: Optional[list[str]] = Field(default=None, min_length=1)
 
-    @field_validator("secret")
+    # mode="before": a literal of the wrong type (a numeric token) must not reach a type
+    # error, whose message would echo the value.
+    @field_validator("secret", mode="before")
     @classmethod
-    def _ref(cls, v: str | None) -> str | None:
+    def _ref(cls, v: Any) -> str | None:
         return _check_secret(v)
 
-    @field_validator("secrets")
+    @field_validator("secrets", mode="before")
     @classmethod
-    def _refs(cls, v: list[str] | None) -> list[str] | None:
+    def _refs(cls, v: Any) -> list[str] | None:
+        if v is not None and not isinstance(v, list):
+            raise ValueError(f"expected a list of secret references, got {type(v).__name__}")
         return None if v is None else [_secret_ref(x) for x in v]
 
     @model_validator(mode="after")
@@ -112,9 +116,9 @@ class AuthBasic(_Model):
     username: str = Field(min_length=1)
     password: str
 
-    @field_validator("password")
+    @field_validator("password", mode="before")
     @classmethod
-    def _ref(cls, v: str) -> str:
+    def _ref(cls, v: Any) -> str:
         return _secret_ref(v)
 
 
@@ -127,9 +131,9 @@ class AuthOAuth2(_Model):
     audience: Optional[str] = None
     client_auth: Literal["body", "basic"] = "body"
 
-    @field_validator("client_secret")
+    @field_validator("client_secret", mode="before")
     @classmethod
-    def _ref(cls, v: str) -> str:
+    def _ref(cls, v: Any) -> str:
         return _secret_ref(v)
 
     @field_validator("token_url")
@@ -526,6 +530,11 @@ def _format_error(err: dict[str, Any]) -> tuple[str, str]:
     if kind == "union_tag_not_found":
         key, options = _DISCRIMINATED.get(loc[0], ("", ()))
         return f"{field}.{key}", f"is required (one of {', '.join(options)})"
+    if loc[0] == "params" and len(loc) > 2:
+        # A union of scalar types: pydantic adds a type label (e.g. 'constrained-str') per member.
+        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+        return (f"params.{loc[1]}", f"expected text, a number, a boolean or null, or a list of "
+                f"them (got {shown})")
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return field, f"{value!r} is not one of {expected.replace(chr(39), '')}"

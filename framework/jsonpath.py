@@ -38,7 +38,7 @@ def _split(path: str) -> list[str]:
     parts, buf, escaped = [], [], False
     for ch in path:
         if escaped:
-            buf.append(ch)
+            buf.append("\\" + ch)  # keep the escape: the segment grammar allows an escaped dot
             escaped = False
         elif ch == "\\":
             escaped = True
@@ -75,7 +75,7 @@ def compile_path(path: str) -> tuple[Step, ...]:
             raise PathError(f"bad path segment {segment!r} in {path!r}")
         key = m.group("key")
         if key is not None:
-            key = key.replace("\\", "")
+            key = re.sub(r"\\(.)", r"\1", key)
         idx = tuple(int(i) if i else None for i in re.findall(r"\[(\d*)\]", m.group("index") or ""))
         steps.append(Step(key, idx))
     return tuple(steps)

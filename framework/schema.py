@@ -109,7 +109,8 @@ def fits(value: Any, ctype: ColumnType) -> bool:
     if ctype == ColumnType.BOOLEAN:
         return isinstance(value, bool)
     if ctype == ColumnType.LONG:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return (isinstance(value, int) and not isinstance(value, bool)
+                and -(2 ** 63) <= value < 2 ** 63)
     if ctype == ColumnType.DOUBLE:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if ctype == ColumnType.TIMESTAMP:

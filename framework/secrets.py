@@ -30,7 +30,7 @@ _dbutils_provider: Callable[[], Any] | None = None
 # Credentials that may show up in text even when not resolved by us
 # (e.g. a token echoed back by an API in an error body).
 _SHAPES = [
-    (re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer|basic|api-token|token)?\s*[^\s,;'\"]+"),
+    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic|api-token|token)?\s*[^\s,;'\"]+"),
      lambda m: f"{m.group(1)}{(m.group(2) + ' ') if m.group(2) else ''}{MASK}"),
     (re.compile(r"(?i)([?&](?:api[_-]?key|apikey|access_token|token|key|client_secret|password|secret|sig|signature)=)[^&\s'\"#]+"),
      lambda m: f"{m.group(1)}{MASK}"),

@@ -38,9 +38,14 @@ def to_utc(value: Any) -> dt.datetime:
             out = dtparser.isoparse(text)
         except (ValueError, OverflowError):
             try:
-                out = dtparser.parse(text)
+                # dateutil fills a missing year/month/day from its default ("5", "May",
+                # "10:30"): parsing against two defaults tells a complete date from a partial one.
+                out = dtparser.parse(text, default=dt.datetime(2000, 1, 1))
+                other = dtparser.parse(text, default=dt.datetime(1999, 12, 28))
             except (ValueError, OverflowError) as exc:
                 raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from exc
+            if other.date() != out.date():
+                raise ValueError(f"{value!r} is not a complete timestamp (year, month and day)")
     else:
         raise ValueError(f"expected a timestamp, got {type(value).__name__}")
     if out.tzinfo is None:

@@ -40,6 +40,9 @@ class Window:
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("window bounds must be timezone-aware UTC datetimes")
+        # Aware bounds in another zone are normalized, so the *_date placeholders are UTC dates.
+        object.__setattr__(self, "start", to_utc(self.start))
+        object.__setattr__(self, "end", to_utc(self.end))
         if self.end <= self.start:
             raise ValueError(f"window end {iso(self.end)} is not after start {iso(self.start)}")
 

@@ -1,0 +1,277 @@
+"""framework.schema: shaping records into target rows (rescue / evolve / fail, contract columns)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pytest
+
+from framework.errors import RecordRejected, SchemaDriftError
+from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, RowShaper, SchemaTracker,
+                              canonical_json, column_name, data_columns, encode, fits, infer_type,
+                              merge_types, payload_hash, reshape)
+
+UTC = dt.timezone.utc
+W0, W1 = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC)
+AT = dt.datetime(2024, 1, 1, 12, 30, tzinfo=UTC)
+COLUMNS = {"id": ColumnType.LONG, "name": ColumnType.STRING, "score": ColumnType.DOUBLE,
+           "active": ColumnType.BOOLEAN, "updated_at": ColumnType.TIMESTAMP}
+
+
+def shape(shaper: RowShaper, record: object, seq: int = 1) -> dict:
+    return shaper.shape(record, run_id="run-1", window_start=W0, window_end=W1, collected_at=AT,
+                        seq=seq)
+
+
+def shaper(**kw: object) -> RowShaper:
+    kw.setdefault("columns", dict(COLUMNS))
+    return RowShaper("github", **kw)  # type: ignore[arg-type]
+
+
+def rescued(row: dict) -> dict:
+    return json.loads(row["_rescued_data"]) if row["_rescued_data"] else {}
+
+
+# ------------------------------------------------------------------ rescue / evolve / fail
+def test_known_fields_land_in_their_columns() -> None:
+    row = shape(shaper(), {"id": 1, "name": "a", "score": 2, "active": True,
+                           "updated_at": "2024-01-01T01:00:00+01:00"})
+
+    assert (row["id"], row["name"], row["score"], row["active"]) == (1, "a", 2.0, True)
+    assert isinstance(row["score"], float)
+    assert row["updated_at"] == "2024-01-01T00:00:00.000000Z"
+    assert row["_rescued_data"] is None
+
+
+def test_unknown_field_is_rescued() -> None:
+    s = shaper()
+    row = shape(s, {"id": 1, "colour": "red"})
+
+    assert "colour" not in row
+    assert rescued(row) == {"colour": "red"}
+    assert s.new_fields == {"colour"} and s.rescued_rows == 1
+
+
+def test_type_change_is_rescued() -> None:
+    s = shaper()
+    row = shape(s, {"id": "abc", "name": "a"})
+
+    assert "id" not in row
+    assert rescued(row) == {"id": "abc"}
+    assert s.new_fields == set() and s.rescued_rows == 1
+
+
+def test_long_out_of_range_is_rescued() -> None:
+    row = shape(shaper(), {"id": 2 ** 63})
+    assert "id" not in row and rescued(row) == {"id": 2 ** 63}
+
+
+def test_bad_timestamp_text_is_rescued() -> None:
+    row = shape(shaper(), {"id": 1, "updated_at": "yesterday"})
+    assert "updated_at" not in row and rescued(row) == {"updated_at": "yesterday"}
+
+
+def test_evolve_keeps_the_new_field() -> None:
+    s = shaper(schema_mode="evolve")
+    row = shape(s, {"id": 1, "colour": "red"})
+
+    assert row["colour"] == "red" and row["_rescued_data"] is None
+    assert s.new_fields == {"colour"}
+
+
+def test_fail_raises_schema_drift() -> None:
+    with pytest.raises(SchemaDriftError, match="'colour' is not in the target table"):
+        shape(shaper(schema_mode="fail"), {"id": 1, "colour": "red"})
+
+
+def test_fail_accepts_known_fields() -> None:
+    assert shape(shaper(schema_mode="fail"), {"id": 1})["id"] == 1
+
+
+def test_without_a_schema_every_key_is_a_column() -> None:
+    row = shape(RowShaper("gh"), {"id": 1, "user.login": "x", "9lives": True, "meta": {"a": 1}})
+
+    assert (row["id"], row["user_login"], row["_9lives"]) == (1, "x", True)
+    assert row["meta"] == {"a": 1}  # encoded once the target schema is known (see reshape)
+    assert row["_rescued_data"] is None
+
+
+# ------------------------------------------------------------------ rejects
+@pytest.mark.parametrize("record", [{"name": "a"}, {"id": None}, {"id": ""}])
+def test_missing_required_field_is_rejected(record: dict) -> None:
+    with pytest.raises(RecordRejected) as info:
+        shape(shaper(required_fields=("id",)), record)
+    assert info.value.field == "id" and "required field 'id' is missing" in str(info.value)
+
+
+def test_missing_primary_key_field_is_rejected() -> None:
+    with pytest.raises(RecordRejected, match="'b'"):
+        shape(shaper(primary_key=("a", "b")), {"a": 1})
+
+
+def test_zero_and_false_are_present_values() -> None:
+    row = shape(shaper(required_fields=("id", "active")), {"id": 0, "active": False})
+    assert row["id"] == 0 and row["active"] is False
+
+
+@pytest.mark.parametrize("record", [[1, 2], "text", 5, None])
+def test_non_object_record_is_rejected(record: object) -> None:
+    with pytest.raises(RecordRejected, match="not a JSON object"):
+        shape(shaper(), record)
+
+
+# ------------------------------------------------------------------ contract columns
+def test_contract_and_lineage_columns() -> None:
+    record = {"id": 7, "name": "x"}
+    row = shape(shaper(primary_key=("id",)), record, seq=42)
+
+    assert row["source_system"] == "github"
+    assert row["collected_at_utc"] == "2024-01-01T12:30:00.000000Z"
+    assert row["payload_hash"] == hashlib.sha256(b'{"id":7,"name":"x"}').hexdigest()
+    assert row["entity_key"] == "7"
+    assert (row["_run_id"], row[SEQ_COLUMN]) == ("run-1", 42)
+    assert row["_window_start"] == "2024-01-01T00:00:00.000000Z"
+    assert row["_window_end"] == "2024-01-02T00:00:00.000000Z"
+    assert set(CONTRACT_COLUMNS) <= set(row)
+
+
+def test_payload_hash_ignores_key_order() -> None:
+    a = {"id": 1, "tags": ["x", "y"], "user": {"login": "a", "id": 2}}
+    b = {"user": {"id": 2, "login": "a"}, "tags": ["x", "y"], "id": 1}
+    assert payload_hash(a) == payload_hash(b)
+    assert payload_hash(a) != payload_hash({**a, "tags": ["y", "x"]})
+
+
+def test_payload_hash_is_of_the_original_record_not_the_shaped_row() -> None:
+    record = {"id": 1, "colour": "red"}
+    assert shape(shaper(), record)["payload_hash"] == payload_hash(record)
+
+
+def test_composite_entity_key() -> None:
+    row = shape(shaper(primary_key=("account", "id")), {"account": "acme", "id": 3})
+    assert row["entity_key"] == "acme|3"
+
+
+def test_entity_key_without_primary_key_is_the_payload_hash() -> None:
+    row = shape(shaper(), {"id": 1})
+    assert row["entity_key"] == row["payload_hash"]
+
+
+# ------------------------------------------------------------------ names and nesting
+def test_case_insensitive_collision_is_rescued() -> None:
+    row = shape(RowShaper("gh"), {"id": 1, "ID": 2})
+    assert row["id"] == 1 and "ID" not in row
+    assert rescued(row) == {"ID": 2}
+
+
+def test_case_insensitive_match_with_the_target_schema() -> None:
+    row = shape(shaper(), {"Name": "a", "NAME": "b"})
+    assert row["name"] == "a" and rescued(row) == {"NAME": "b"}
+
+
+def test_reserved_names_are_rescued() -> None:
+    row = shape(shaper(), {"id": 1, "payload_hash": "fake", "_seq": 9})
+    assert rescued(row) == {"payload_hash": "fake", "_seq": 9}
+    assert row["payload_hash"] != "fake" and row[SEQ_COLUMN] == 1
+
+
+def test_nested_values_in_a_string_column_become_json_text() -> None:
+    row = shape(shaper(), {"name": {"first": "Ada", "last": "L"}})
+    assert row["name"] == '{"first":"Ada","last":"L"}'
+    row = shape(shaper(), {"name": ["b", "a"]})
+    assert row["name"] == '["b","a"]'
+
+
+def test_column_name() -> None:
+    assert column_name("user.login") == "user_login"
+    assert column_name("a-b c") == "a_b_c"
+    assert column_name("1st") == "_1st"
+    assert column_name("") == "_"
+    assert len(column_name("x" * 300)) == 255
+
+
+# ------------------------------------------------------------------ reshape
+def test_reshape_an_open_staged_row_against_a_schema() -> None:
+    open_row = shape(RowShaper("gh"), {"id": 1, "name": {"a": 1}, "score": "high", "Active": True,
+                                       "extra": [1]})
+    new_fields: set[str] = set()
+
+    out = reshape(open_row, COLUMNS, "rescue", new_fields)
+
+    assert out["id"] == 1
+    assert out["name"] == '{"a":1}'
+    assert out["active"] is True  # matched case-insensitively
+    assert "score" not in out and "extra" not in out
+    assert rescued(out) == {"score": "high", "extra": [1]}
+    assert new_fields == {"extra"}
+    for name in ("payload_hash", "entity_key", "source_system", "_run_id", SEQ_COLUMN):
+        assert out[name] == open_row[name]
+
+
+def test_reshape_keeps_earlier_rescued_data() -> None:
+    open_row = shape(RowShaper("gh"), {"id": 1, "ID": 2})
+    out = reshape(open_row, {"id": ColumnType.LONG}, "rescue", set())
+    assert out["id"] == 1 and rescued(out) == {"ID": 2}
+
+
+def test_reshape_fail_mode_raises() -> None:
+    open_row = shape(RowShaper("gh"), {"id": 1, "colour": "red"})
+    with pytest.raises(SchemaDriftError, match="'colour'"):
+        reshape(open_row, {"id": ColumnType.LONG}, "fail", set())
+
+
+# ------------------------------------------------------------------ types
+@pytest.mark.parametrize("value,ctype", [
+    (None, None), (True, ColumnType.BOOLEAN), (5, ColumnType.LONG), (2 ** 64, ColumnType.STRING),
+    (1.5, ColumnType.DOUBLE), ("x", ColumnType.STRING), ({"a": 1}, ColumnType.STRING),
+    (AT, ColumnType.TIMESTAMP),
+])
+def test_infer_type(value: object, ctype: ColumnType | None) -> None:
+    assert infer_type(value) == ctype
+
+
+def test_merge_types() -> None:
+    assert merge_types(None, ColumnType.LONG) == ColumnType.LONG
+    assert merge_types(ColumnType.LONG, ColumnType.DOUBLE) == ColumnType.DOUBLE
+    assert merge_types(ColumnType.LONG, ColumnType.BOOLEAN) == ColumnType.STRING
+    assert merge_types(ColumnType.STRING, None) == ColumnType.STRING
+
+
+@pytest.mark.parametrize("value,ctype,ok", [
+    (True, ColumnType.LONG, False), (True, ColumnType.DOUBLE, False), (1, ColumnType.BOOLEAN, False),
+    (3, ColumnType.DOUBLE, True), (3.5, ColumnType.LONG, False), (5, ColumnType.STRING, False),
+    ("2024-01-01T00:00:00Z", ColumnType.TIMESTAMP, True), ("May", ColumnType.TIMESTAMP, False),
+    (1704067200, ColumnType.TIMESTAMP, False), (None, ColumnType.LONG, True),
+])
+def test_fits(value: object, ctype: ColumnType, ok: bool) -> None:
+    assert fits(value, ctype) is ok
+
+
+def test_encode() -> None:
+    assert encode(3, ColumnType.DOUBLE) == 3.0 and isinstance(encode(3, ColumnType.DOUBLE), float)
+    assert encode(None, ColumnType.TIMESTAMP) is None
+    assert encode([1, {"b": 2, "a": 1}], ColumnType.STRING) == '[1,{"a":1,"b":2}]'
+
+
+def test_schema_tracker_merges_types_and_skips_reserved() -> None:
+    a, b = SchemaTracker(), SchemaTracker()
+    a.observe({"id": 1, "x": None, "payload_hash": "h"})
+    a.observe({"id": 2.5})
+    b.observe({"id": "z", "y": True})
+
+    assert a.resolved() == {"id": ColumnType.DOUBLE, "x": ColumnType.STRING}
+    a.merge(b)
+    assert a.resolved() == {"id": ColumnType.STRING, "x": ColumnType.STRING, "y": ColumnType.BOOLEAN}
+
+
+def test_data_columns_drops_contract_columns() -> None:
+    cols = data_columns([("id", ColumnType.LONG), ("payload_hash", ColumnType.STRING),
+                         (SEQ_COLUMN, ColumnType.LONG)])
+    assert cols == {"id": ColumnType.LONG}
+
+
+def test_canonical_json_handles_datetimes() -> None:
+    assert canonical_json({"b": AT, "a": dt.date(2024, 1, 1)}) == \
+        '{"a":"2024-01-01","b":"2024-01-01T12:30:00Z"}'

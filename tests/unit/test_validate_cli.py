@@ -1,0 +1,151 @@
+"""`restlake validate` on the config files in tests/configs (no Spark).
+
+Each file in ``tests/configs/bad`` holds one problem and starts with the line
+``# expect: <part of the error>``; a second line ``# source: <id>`` names the source
+that the error must name, when there is one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from framework import cli
+from framework.config import load_file
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+BAD = sorted((CONFIGS / "bad").glob("*.yaml"))
+GOOD = sorted((CONFIGS / "good").glob("*.yaml"))
+RESTLAKE = Path(sys.executable).with_name("restlake")
+
+# Literal secrets written into bad files: they must never be echoed back.
+LITERALS = {
+    "literal_bearer_secret": "abc123",
+    "literal_client_secret": "s3cr3t-Value",
+    "literal_password": "hunter2hunter2",
+    "numeric_literal_secret": "98765432",
+}
+
+
+def _header(path: Path) -> tuple[str, str | None]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines and lines[0].startswith("# expect: "), f"{path.name} lacks '# expect:'"
+    expect = lines[0][len("# expect: "):]
+    source = None
+    if len(lines) > 1 and lines[1].startswith("# source: "):
+        source = lines[1][len("# source: "):]
+    return expect, source
+
+
+@pytest.fixture(autouse=True)
+def _unset_test_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESTLAKE_TEST_UNSET_HOST", raising=False)
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_bad_config_set_covers_enough_cases() -> None:
+    assert len(BAD) >= 28
+    expectations = [_header(p)[0] for p in BAD]
+    assert all(expectations), "every bad file names the error it expects"
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_validate_reports_one_error_line(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expect, source = _header(path)
+
+    code = cli.main(["validate", str(path)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    lines = _error_lines(err)
+    assert len(lines) == 1, f"expected one error line, got:\n{err}"
+    line = lines[0]
+    prefix = f"error {path}: " + (f"source '{source}': " if source else "")
+    assert line.startswith(prefix), line
+    assert expect in line, line
+    assert "Traceback" not in err and "Traceback" not in out
+    assert out.strip() == ""
+
+
+@pytest.mark.parametrize("name,literal", sorted(LITERALS.items()))
+def test_validate_never_echoes_a_literal_secret(name: str, literal: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = CONFIGS / "bad" / f"{name}.yaml"
+    assert literal in path.read_text(encoding="utf-8")
+
+    assert cli.main(["validate", str(path)]) == 1
+
+    out, err = capsys.readouterr()
+    assert literal not in out + err
+
+
+def test_error_text_is_not_read_as_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    path = CONFIGS / "bad" / "bad_data_path_brackets.yaml"
+
+    assert cli.main(["validate", str(path)]) == 1
+
+    err = capsys.readouterr().err
+    assert "'items[/red]'" in err
+
+
+@pytest.mark.parametrize("path", GOOD, ids=lambda p: p.stem)
+def test_good_configs_validate(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = ", ".join(cfg.config_id for cfg in load_file(path))
+
+    code = cli.main(["validate", str(path)])
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err == ""
+    assert out.strip() == f"ok {path}: {ids}"
+
+
+def test_good_file_with_two_sources() -> None:
+    configs = load_file(CONFIGS / "good" / "two_sources.yaml")
+
+    assert [c.config_id for c in configs] == ["billing_invoices", "logs_search"]
+    assert configs[0].pagination.style == "offset"
+    assert configs[0].primary_key == ["account_id", "invoice_id"]
+    assert configs[1].method == "POST" and configs[1].allow_post
+    assert configs[1].auth.method == "oauth2_client_credentials"
+
+
+def test_validate_goes_on_after_a_bad_file(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = CONFIGS / "bad" / "unknown_pagination_style.yaml"
+    good = CONFIGS / "good" / "minimal.yaml"
+
+    code = cli.main(["validate", str(bad), str(good)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert len(_error_lines(err)) == 1 and str(bad) in err
+    assert f"ok {good}: minimal-1" in out
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
+    assert RESTLAKE.exists(), f"console script not installed at {RESTLAKE}"
+    bad = CONFIGS / "bad" / "bad_data_path_brackets.yaml"
+    good = CONFIGS / "good" / "github_issues.yaml"
+    env = {**os.environ, "COLUMNS": "40"}  # a narrow terminal must not wrap the error line
+    env.pop("RESTLAKE_TEST_UNSET_HOST", None)
+
+    proc = subprocess.run([str(RESTLAKE), "validate", str(good), str(bad)], capture_output=True,
+                          text=True, timeout=60, env=env, cwd=tmp_path)
+
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert str(bad) in lines[0] and "source 'bad_data_path_brackets'" in lines[0]
+    assert f"ok {good}: gh_issues" in proc.stdout
+
+
+def test_console_script_without_arguments_prints_help() -> None:
+    assert cli.main([]) == 2
