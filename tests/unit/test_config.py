@@ -250,6 +250,12 @@ def test_nested_param_value_names_the_param() -> None:
     assert "constrained-str" not in str(exc)
 
 
+def test_unknown_parser_lists_the_known_ones_and_suggests_one() -> None:
+    exc = error(parser="flaten")
+    assert exc.field == "parser"
+    assert "records" in str(exc) and str(exc).endswith("(did you mean 'flatten'?)")
+
+
 def test_schema_mode_lists_the_modes() -> None:
     assert "'merge' is not one of rescue, evolve or fail" in str(error(schema_mode="merge"))
 
