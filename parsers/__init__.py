@@ -47,7 +47,9 @@ from parsers.base import (Option, Parser, ParserConfigError, check_error_body, e
 from parsers.registry import get_parser, known_parsers, parser_class, register, unregister
 from parsers.records import RecordsParser  # noqa: E402 - registers "records"
 from parsers.flatten import FlattenParser, flatten_record  # noqa: E402 - registers "flatten"
+from parsers.dynatrace import DynatraceMetricsParser  # noqa: E402 - registers "dynatrace_metrics"
 
 __all__ = ["Parser", "Option", "ParserConfigError", "RecordsParser", "FlattenParser",
+           "DynatraceMetricsParser",
            "register", "unregister", "get_parser", "known_parsers", "parser_class",
            "check_error_body", "error_message", "select_records", "flatten_record"]
