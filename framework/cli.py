@@ -27,7 +27,7 @@ EXAMPLES = {
     "generate": "restlake generate --config conf/github_issues.yaml\n"
                 "  restlake generate --config-id gh_issues\n  restlake generate --due",
     "run": "restlake run --config-id gh_issues\n  restlake run --all",
-    "status": "restlake status\n  restlake status --config-id gh_issues",
+    "status": "restlake status\n  restlake status --config-id gh_issues\n  restlake status --stale",
     "audit": "restlake audit --config-id gh_issues --limit 5",
     "retry": "restlake retry --config-id gh_issues",
     "demo": "restlake demo\n  restlake --warehouse /tmp/wh demo --keep-running",
@@ -74,10 +74,16 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--config-id", nargs="+", metavar="ID")
     g.add_argument("--all", action="store_true", help="every PENDING row")
-    p.add_argument("--lease-minutes", type=int, default=60,
-                   help="how long a claim holds before another runner may take over (default 60)")
+    p.add_argument("--lease-minutes", type=float, default=60,
+                   help="how long a claim holds before another runner may take over (default 60; "
+                        "renewed while the load makes progress)")
+    p.add_argument("--parallel", type=int, default=2, metavar="N",
+                   help="loads run at once (default 2); windows of one load use limits.concurrency")
     p = add("status", "show the control rows")
     p.add_argument("--config-id", nargs="+", metavar="ID")
+    p.add_argument("--stale", action="store_true",
+                   help="only sources whose newest data is older than their cadence allows "
+                        "(exit 1 when any)")
     p = add("audit", "show recent audit rows")
     p.add_argument("--config-id", metavar="ID")
     p.add_argument("--limit", type=int, default=20)
@@ -182,6 +188,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         state = "created" if name.name in created else "exists"
         where = warehouse.path(name) if warehouse.is_local else name.name
         console.print(f"{state:8} {name.name}  [dim]{where}[/dim]")
+    from framework.health_store import register_views
+
+    console.print(f"views    {', '.join(register_views(spark, warehouse, args.control_catalog))}")
     return 0
 
 
@@ -240,7 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if ids is None and not store.claimable_ids():
         console.print("nothing to run: no PENDING rows (run 'restlake generate')")
         return 0
-    outcomes = runtime.run(ctx, ids)
+    outcomes = runtime.run(ctx, ids, parallel=max(1, args.parallel))
     _print_outcomes(outcomes)
     return 1 if any(o.failed for o in outcomes) else 0
 
@@ -252,10 +261,10 @@ def _progress_printer() -> Callable[[str, dict[str, Any]], None]:
             console.print(f"[bold]{cid}[/bold] {data['load_type']} {_fmt(data['start'])} .. "
                           f"{_fmt(data['end'])}")
         elif event == "window_fetched":
-            console.print(f"  fetched {data['window']}: {data['records']} records, "
+            console.print(f"  {cid}: fetched {data['window']}: {data['records']} records, "
                           f"{data['pages']} pages", style="dim")
         elif event == "committed":
-            console.print(f"  committed {data['windows']} window(s): {data['rows']} rows written "
+            console.print(f"  {cid}: committed {data['windows']} window(s): {data['rows']} rows written "
                           f"(table version {data['version']})")
         elif event == "skipped":
             console.print(f"[yellow]{cid}[/yellow] skipped: {data['reason']}")
@@ -284,6 +293,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     spark, warehouse, store = _spark_and_store(args)
     if not store.is_initialized():
         raise ConfigError("the control table does not exist; run 'restlake init' first")
+    if getattr(args, "stale", False):
+        from framework.ops_cli import print_stale
+
+        return print_stale(spark, warehouse, store, args.config_id)
     rows = store.rows(args.config_id)
     console.print(_table(f"control table {store.control_ref.name}", STATUS_COLUMNS, rows))
     return 0

@@ -38,6 +38,7 @@ from control.states import LoadType, RunResult
 from control.store import Claim, ControlStore
 from framework.auth import build_auth
 from framework.config import SourceConfig
+from framework.crashpoints import crashpoint
 from framework.errors import LoadError, RestlakeError
 from framework.fetch import WindowResult, fetch_window
 from framework.http import HttpClient
@@ -140,22 +141,30 @@ class _Progress:
     version: Optional[int] = None
 
 
-def run(ctx: RunContext, config_ids: Optional[list[str]] = None) -> list[LoadOutcome]:
-    """Claim and load the given rows (or every claimable row); one outcome per row."""
+def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int = 1) -> list[LoadOutcome]:
+    """Claim and load the given rows (or every claimable row); one outcome per row, in order.
+
+    Args:
+        parallel: how many loads run at once in this process (they share one rate
+            budget per host; their control-table commits are retried on conflict).
+    """
     ids = config_ids if config_ids is not None else ctx.store.claimable_ids()
-    outcomes = []
-    for cid in ids:
-        claim = ctx.store.claim(cid, ctx.runner, ctx.run_id, ctx.lease)
-        if claim is None:
-            row = ctx.store.get(cid)
-            why = ("no such control row" if row is None else
-                   f"it is {row.get('LoadStatus')}" + (f" (held by {row.get('ClaimedBy')})"
-                                                       if row.get("LoadStatus") == "RUNNING" else ""))
-            ctx.emit("skipped", config_id=cid, reason=why)
-            outcomes.append(LoadOutcome(cid, "SKIPPED", error=f"not claimed: {why}"))
-            continue
-        outcomes.append(run_load(ctx, claim))
-    return outcomes
+    if parallel <= 1 or len(ids) <= 1:
+        return [_claim_and_load(ctx, cid) for cid in ids]
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restlake-load") as pool:
+        return list(pool.map(lambda cid: _claim_and_load(ctx, cid), ids))
+
+
+def _claim_and_load(ctx: RunContext, cid: str) -> LoadOutcome:
+    claim = ctx.store.claim(cid, ctx.runner, ctx.run_id, ctx.lease)
+    if claim is None:
+        row = ctx.store.get(cid)
+        why = ("no such control row" if row is None else
+               f"it is {row.get('LoadStatus')}" + (f" (held by {row.get('ClaimedBy')})"
+                                                   if row.get("LoadStatus") == "RUNNING" else ""))
+        ctx.emit("skipped", config_id=cid, reason=why)
+        return LoadOutcome(cid, "SKIPPED", error=f"not claimed: {why}")
+    return run_load(ctx, claim)
 
 
 def run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
@@ -171,6 +180,7 @@ def run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
     writer: Optional[TargetWriter] = None
     ctx.emit("load_started", config_id=cid, load_type=state.load_type.value,
              start=state.load_start, end=state.load_end)
+    crashpoint("after_claim")
     try:
         cfg = mapping.row_to_config(row)
         if state.load_start is None or state.load_end is None:
@@ -178,7 +188,8 @@ def run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
         windows = split(state.load_start, state.load_end, cfg.window)
         ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
         writer = TargetWriter(ctx.spark, ctx.warehouse, cfg, ref, claim.run_id, cid)
-        _Load(ctx, claim, cfg, writer, staging, telemetry, progress).execute(windows)
+        with _Heartbeat(ctx, claim):
+            _Load(ctx, claim, cfg, writer, staging, telemetry, progress).execute(windows)
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
         error = sanitize_error(exc)
         log.error("%s: load failed: %s", cid, error)
@@ -198,7 +209,6 @@ class _Load:
         self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
         self.staging, self.telemetry, self.progress = staging, telemetry, progress
         self.state = claim.state
-        self.lease_renewed = time.monotonic()
 
     def execute(self, windows: list[Window]) -> None:
         cfg, progress = self.cfg, self.progress
@@ -218,15 +228,21 @@ class _Load:
         policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                              backoff_base_s=cfg.limits.backoff_base_s,
                              backoff_max_s=cfg.limits.backoff_max_s)
+        from framework.health import HealthRecorder
+        from framework.health_store import flush_load_health
+
+        health = HealthRecorder(cfg.config_id, cfg.system, self.claim.run_id)  # bounded buffer
 
         def fetch(index: int, window: Window) -> WindowResult:
             client = HttpClient(auth, policy, cfg.limits.timeout_s, limiter, Telemetry(), session,
                                 cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
-                                pool_size=cfg.limits.concurrency)
+                                pool_size=cfg.limits.concurrency, on_attempt=health.observe)
             shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields),
                                columns, cfg.schema_mode)
-            return fetch_window(cfg, client, shaper, window, index, self.staging.window(index),
-                                self.claim.run_id)
+            result = fetch_window(cfg, client, shaper, window, index, self.staging.window(index),
+                                  self.claim.run_id, on_page=lambda _n: crashpoint("page_fetched"))
+            crashpoint("window_staged")
+            return result
 
         pool = ThreadPoolExecutor(max_workers=cfg.limits.concurrency,
                                   thread_name_prefix=f"restlake-{cfg.config_id}")
@@ -236,11 +252,15 @@ class _Load:
                 self._commit_in_order(futures, columns)
             else:
                 results = [self._result(i, w, f) for i, w, f in futures]
+                crashpoint("before_target_commit")
                 write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             session.close()
+            # one health-log append per load (never raises)
+            flush_load_health(self.ctx.spark, self.ctx.warehouse, health,
+                              self.ctx.store.control_ref.catalog)
 
     def _result(self, index: int, window: Window, future: Future) -> WindowResult:
         try:
@@ -261,13 +281,14 @@ class _Load:
             is_last = n == len(futures) - 1
             next_ready = not is_last and futures[n + 1][2].done()
             if len(batch) >= per_commit or is_last or not next_ready:
+                crashpoint("before_target_commit")
                 write = self.writer.merge([r.stage for r in batch], columns,
                                           batch_version=batch[-1].index + 1)
                 self._committed(batch, write)
                 batch = []
-                self._maybe_renew_lease()
 
     def _committed(self, results: list[WindowResult], write: WriteResult) -> None:
+        crashpoint("after_target_commit")
         progress = self.progress
         rejected = self.writer.quarantine([r.stage for r in results])
         now = utcnow()
@@ -295,6 +316,7 @@ class _Load:
         progress.schema_changes |= set(write.schema_changes)
         progress.version = write.version
         self.ctx.store.append_window_log(rows)
+        crashpoint("after_window_log")
         self.ctx.emit("committed", config_id=self.cfg.config_id, windows=len(results),
                       rows=write.rows_written, version=write.version)
 
@@ -309,10 +331,34 @@ class _Load:
             log.warning("could not append the failed window to the window log: %s",
                         sanitize_error(log_exc))
 
-    def _maybe_renew_lease(self) -> None:
-        if time.monotonic() - self.lease_renewed > self.ctx.lease.total_seconds() / 2:
-            self.claim = self.ctx.store.renew_lease(self.claim, self.ctx.lease)
-            self.lease_renewed = time.monotonic()
+
+
+class _Heartbeat:
+    """Renews the claim's lease every third of its length while the load runs."""
+
+    def __init__(self, ctx: RunContext, claim: Claim) -> None:
+        import threading
+
+        self.ctx, self.claim = ctx, claim
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="restlake-lease", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        interval = max(1.0, self.ctx.lease.total_seconds() / 3)
+        while not self._stop.wait(interval):
+            try:
+                self.claim = self.ctx.store.renew_lease(self.claim, self.ctx.lease)
+            except Exception as exc:  # noqa: BLE001 - the load goes on; finish() checks ownership
+                log.warning("%s: could not renew the lease: %s", self.claim.config_id,
+                            sanitize_error(exc))
 
 
 def _session(concurrency: int) -> requests.Session:
@@ -340,7 +386,9 @@ def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: s
             new_state = states.succeed(state, claim.runner, policy)
         else:
             new_state = states.fail(state, claim.runner, error)
+        crashpoint("before_control_finish")
         ctx.store.finish(claim, new_state)
+        crashpoint("after_control_finish")
     except Exception as exc:  # noqa: BLE001
         finish_error = sanitize_error(exc)
         log.error("%s: could not update the control row: %s", cid, finish_error)
@@ -373,12 +421,16 @@ def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: s
         "SchemaChanges": json.dumps(sorted(progress.schema_changes)) if progress.schema_changes else None,
         "ExpectedRowCount": progress.expected, "TargetVersion": progress.version,
     }
+    crashpoint("before_audit")
     try:
         ctx.store.append_audit(audit)
     except Exception as exc:  # noqa: BLE001
         log.error("%s: could not append the audit row: %s", cid, sanitize_error(exc))
     ctx.emit("load_finished", config_id=cid, status=status, rows=progress.rows_written,
              source_rows=progress.source_rows, error=error)
+    from framework.notify import notify_load_finished
+
+    notify_load_finished(ctx.warehouse, audit)  # no-op unless RESTLAKE_NOTIFICATIONS is set
     return LoadOutcome(cid, status, progress.rows_written, progress.source_rows, error, audit)
 
 

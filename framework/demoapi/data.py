@@ -148,11 +148,13 @@ class Dataset:
         login, user_id = rng.choice(_USERS)
         title = " ".join(p for p in (rng.choice(_VERBS), rng.choice(_NOUNS),
                                      rng.choice(_QUALIFIERS)) if p)
+        state = "open" if rng.random() < 0.7 else "closed"
         self._rows[record_id] = {
             "id": record_id,
             "number": number,
             "title": title,
-            "state": "open" if rng.random() < 0.7 else "closed",
+            "state": state,
+            "closed_at": to_iso(updated) if state == "closed" else None,
             "labels": sorted(rng.sample(_LABELS, rng.choice([0, 1, 1, 2, 3]))),
             "user": {"login": login, "id": user_id},
             "created_at": to_iso(created),
@@ -186,8 +188,9 @@ class Dataset:
                 old = self._rows[record_id]
                 title, _, rev = old["title"].partition(" [rev ")
                 revision = int(rev.rstrip("]")) + 1 if rev else 2
-                new = dict(old, title=f"{title} [rev {revision}]",
-                           state="closed" if old["state"] == "open" else "open",
+                state = "closed" if old["state"] == "open" else "open"
+                new = dict(old, title=f"{title} [rev {revision}]", state=state,
+                           closed_at=to_iso(stamp) if state == "closed" else None,
                            updated_at=to_iso(stamp))
                 self._rows[record_id] = new  # replace, never mutate: see module docstring
                 self._stamps[record_id] = stamp

@@ -234,9 +234,10 @@ def test_dataset_is_deterministic_and_realistic():
     rows = a.records_in()
     assert [(r["updated_at"], r["id"]) for r in rows] == sorted((r["updated_at"], r["id"]) for r in rows)
     for row in rows:
-        assert set(row) == {"id", "number", "title", "state", "labels", "user", "created_at",
-                            "updated_at", "comments", "score"}
+        assert set(row) == {"id", "number", "title", "state", "closed_at", "labels", "user",
+                            "created_at", "updated_at", "comments", "score"}
         assert row["state"] in ("open", "closed") and row["updated_at"].endswith("Z")
+        assert (row["closed_at"] is not None) == (row["state"] == "closed")
         assert "2024-01-01T00:00:00Z" <= row["updated_at"] < "2024-03-01T00:00:00Z"
         assert row["created_at"] <= row["updated_at"]
         assert isinstance(row["user"]["login"], str) and isinstance(row["score"], float)

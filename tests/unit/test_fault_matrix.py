@@ -1,0 +1,130 @@
+"""Fault matrix at the window level (no Spark): every pagination style x every fault.
+
+Transient faults within the retry budget end with exactly the source's records staged;
+faults that are not transient (or exceed the budget) fail the window with a clear error
+and leave nothing staged, so nothing of the window can reach the target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets as pysecrets
+
+import pytest
+import requests
+
+from framework.auth import build_auth
+from framework.demoapi import DemoApi
+from framework.errors import WindowError
+from framework.fetch import fetch_window
+from framework.http import HttpClient
+from framework.retry import RetryPolicy
+from framework.schema import RowShaper
+from framework.staging import RunStaging
+from framework.telemetry import Telemetry
+from framework.windows import Window
+from tests.integration.helpers import STYLE_SOURCES, source
+
+UTC = dt.timezone.utc
+WINDOW = Window(dt.datetime(2024, 1, 2, tzinfo=UTC), dt.datetime(2024, 1, 4, tzinfo=UTC))
+CLIENT_ID = "matrix-client"
+SECRET = "matrix-" + pysecrets.token_hex(8)
+
+TRANSIENT = {
+    "429": dict(kind="429", times=2, retry_after=0),
+    "5xx_burst": dict(kind="503", times=2),
+    "timeout": dict(kind="timeout", times=1, delay_s=1.5),
+    "reset": dict(kind="reset", times=1),
+    "truncated": dict(kind="truncated", times=1),
+    "expired_token": dict(kind="token_expired", times=1),
+}
+FATAL = {
+    "error_body": (dict(kind="error_body", times=1), "error"),
+    "5xx_beyond_budget": (dict(kind="502", times=None), "502"),
+    "bad_json_beyond_budget": (dict(kind="bad_json", times=None), "JSON"),
+}
+
+
+@pytest.fixture(scope="module")
+def api():
+    os.environ["RESTLAKE_MATRIX_SECRET"] = SECRET
+    with DemoApi(seed=5, records_per_resource=240, max_page_size=20,
+                 end=dt.datetime(2024, 1, 8, tzinfo=UTC),
+                 auth={"method": "oauth2", "client_id": CLIENT_ID, "client_secret": SECRET,
+                       "token_ttl_s": 3600}) as server:
+        yield server
+
+
+def _cfg(api, style):
+    return source(api.base_url, style, f"m_{style}",
+                  auth={"method": "oauth2_client_credentials", "token_url": api.token_url,
+                        "client_id": CLIENT_ID, "client_secret": "env:RESTLAKE_MATRIX_SECRET"},
+                  limits={"timeout_s": 0.5, "max_retries": 3})
+
+
+def _fetch(api, style, tmp_path):
+    cfg = _cfg(api, style)
+    session = requests.Session()
+    auth = build_auth(cfg.auth.model_dump(exclude_none=True), session)
+    client = HttpClient(auth, RetryPolicy(max_retries=3, backoff_base_s=0.001, backoff_max_s=0.01),
+                        cfg.limits.timeout_s, None, Telemetry(), session, allow_post=cfg.allow_post)
+    shaper = RowShaper("demo", ("id",), (), None, "rescue")
+    stage = RunStaging(tmp_path, cfg.config_id, "run-1").window(0)
+    try:
+        return fetch_window(cfg, client, shaper, WINDOW, 0, stage, "run-1"), stage, client
+    finally:
+        session.close()
+
+
+def _staged_ids(stage):
+    rows = []
+    for path in stage.files:
+        with path.open() as fh:
+            rows += [json.loads(line) for line in fh]
+    return sorted((r["id"], r["updated_at"]) for r in rows)
+
+
+def _expected(api):
+    return sorted((r["id"], r["updated_at"]) for r in
+                  api.dataset.records_in(WINDOW.start, WINDOW.end))
+
+
+def _inject(api, style, spec):
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    # mid-pagination (the 2nd request of the window) where the style has several pages
+    after = 0 if style == "none" else 1
+    api.faults.add(kind, path=STYLE_SOURCES[style]["path"], after=after, **spec)
+
+
+@pytest.mark.parametrize("fault", sorted(TRANSIENT))
+@pytest.mark.parametrize("style", sorted(STYLE_SOURCES))
+def test_transient_fault_within_budget_stages_exactly_the_source(api, tmp_path, style, fault):
+    api.faults.clear()
+    api.revoke_tokens() if fault == "expired_token" else None
+    _inject(api, style, TRANSIENT[fault])
+    result, stage, client = _fetch(api, style, tmp_path)
+    api.faults.clear()
+    assert _staged_ids(stage) == _expected(api)
+    assert len({i for i, _ in _staged_ids(stage)}) == result.records
+    tel = client.telemetry.as_dict()
+    if fault == "expired_token":
+        assert tel["token_refreshes"] >= 1 and tel["status_counts"].get("401") == 1
+    else:
+        assert tel["retries"] >= 1
+
+
+@pytest.mark.parametrize("fault", sorted(FATAL))
+@pytest.mark.parametrize("style", sorted(STYLE_SOURCES))
+def test_fatal_fault_fails_the_window_and_stages_nothing(api, tmp_path, style, fault):
+    api.faults.clear()
+    spec, needle = FATAL[fault]
+    _inject(api, style, spec)
+    with pytest.raises(WindowError) as info:
+        _fetch(api, style, tmp_path)
+    api.faults.clear()
+    assert needle.lower() in str(info.value).lower()
+    assert SECRET not in str(info.value)
+    assert not any(p.is_dir() and any(p.iterdir()) for p in (tmp_path / f"m_{style}" / "run-1").glob("w*"))
