@@ -1,0 +1,47 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # restlake: generate control rows
+# MAGIC
+# MAGIC Validates the source configs, upserts one control row per `ConfigId` in
+# MAGIC `<control_catalog>.metadata.api_control_table` and marks due loads `PENDING` with the
+# MAGIC window range to load. Run `02_run` next (or use the bundle's job, which chains both).
+# MAGIC
+# MAGIC * **config_path**: YAML files or folders (comma-separated), e.g. `/Workspace/Shared/restlake/conf/monitoring`.
+# MAGIC   Leave empty to plan rows already in the control table.
+# MAGIC * **config_id**: with an empty `config_path`, plan only these rows (comma-separated); empty: every due row.
+# MAGIC * **control_catalog**: the catalog holding the `metadata` schema.
+# MAGIC * **warehouse**: leave empty on Databricks (Unity Catalog); a folder for local runs.
+
+# COMMAND ----------
+
+dbutils.widgets.text("config_path", "", "Config files or folders")
+dbutils.widgets.text("config_id", "", "ConfigIds (control table)")
+dbutils.widgets.dropdown("due_only", "true", ["true", "false"], "Only due rows")
+dbutils.widgets.text("control_catalog", "main", "Control catalog")
+dbutils.widgets.text("warehouse", "", "Local warehouse (empty on Databricks)")
+
+# COMMAND ----------
+
+from framework import jobs
+from framework.secrets import set_dbutils_provider
+
+# `databricks:SCOPE/KEY` secret references resolve through this notebook's dbutils.
+set_dbutils_provider(lambda: dbutils)
+
+config_paths = [p for p in dbutils.widgets.get("config_path").split(",") if p.strip()]
+config_ids = [c.strip() for c in dbutils.widgets.get("config_id").split(",") if c.strip()]
+results = jobs.generate(
+    spark,
+    config_paths=config_paths,
+    config_ids=config_ids,
+    due=dbutils.widgets.get("due_only") == "true" and not config_paths and not config_ids,
+    warehouse=dbutils.widgets.get("warehouse") or None,
+    control_catalog=dbutils.widgets.get("control_catalog"),
+)
+
+# COMMAND ----------
+
+generated = spark.createDataFrame(
+    [(r.config_id, r.action, r.detail) for r in results],
+    "ConfigId string, action string, detail string")
+display(generated)
