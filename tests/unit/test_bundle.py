@@ -1,0 +1,108 @@
+"""The Databricks Asset Bundle is well formed and points at files and entry points that exist."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+
+def _bundle() -> tuple[dict, list[tuple[Path, dict]]]:
+    root = yaml.safe_load((ROOT / "databricks.yml").read_text())
+    resources = []
+    for pattern in root["include"]:
+        files = sorted(ROOT.glob(pattern))
+        assert files, f"include {pattern} matches no file"
+        resources += [(f, yaml.safe_load(f.read_text())) for f in files]
+    return root, resources
+
+
+def _tasks(resources):
+    for path, doc in resources:
+        for name, job in doc["resources"]["jobs"].items():
+            for task in job["tasks"]:
+                yield path, name, job, task
+
+
+def test_bundle_declares_name_targets_and_the_wheel_artifact():
+    root, resources = _bundle()
+    assert root["bundle"]["name"] == "restlake"
+    assert {"dev", "prod"} <= set(root["targets"])
+    assert sum(t.get("default", False) for t in root["targets"].values()) == 1
+    artifact = root["artifacts"]["restlake_wheel"]
+    assert artifact["type"] == "whl" and (ROOT / artifact["path"] / "pyproject.toml").exists()
+    used = {m for _, doc in resources for m in re.findall(r"\$\{var\.(\w+)\}", yaml.safe_dump(doc))}
+    used |= set(re.findall(r"\$\{var\.(\w+)\}", (ROOT / "databricks.yml").read_text()))
+    assert used <= set(root["variables"]), f"undefined variables: {used - set(root['variables'])}"
+
+
+def test_every_task_points_at_an_existing_entry_point_or_notebook():
+    _, resources = _bundle()
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    kinds = set()
+    for path, name, job, task in _tasks(resources):
+        keys = {t["task_key"] for t in job["tasks"]}
+        for dep in task.get("depends_on", []):
+            assert dep["task_key"] in keys, f"{name}.{task['task_key']} depends on a missing task"
+        clusters = {c["job_cluster_key"] for c in job.get("job_clusters", [])}
+        assert task["job_cluster_key"] in clusters
+        for lib in task.get("libraries", []):
+            assert lib["whl"].endswith(".whl") and (path.parent / lib["whl"]).parent.name == "dist"
+        if "python_wheel_task" in task:
+            wheel = task["python_wheel_task"]
+            assert wheel["package_name"] == "restlake"
+            module, _, func = scripts[wheel["entry_point"]].partition(":")
+            assert callable(getattr(importlib.import_module(module), func))
+            kinds.add("wheel")
+        else:
+            notebook = path.parent / task["notebook_task"]["notebook_path"]
+            assert notebook.exists(), notebook
+            assert notebook.read_text().startswith("# Databricks notebook source\n")
+            kinds.add("notebook")
+    assert kinds == {"wheel", "notebook"}
+
+
+def test_jobs_run_generate_before_ingestion_on_a_schedule_with_volume_staging():
+    root, resources = _bundle()
+    [(_, doc)] = [r for r in resources if "restlake_ingestion" in r[1]["resources"]["jobs"]]
+    job = doc["resources"]["jobs"]["restlake_ingestion"]
+    assert len(job["schedule"]["quartz_cron_expression"].split()) in (6, 7)  # Quartz syntax
+    assert job["schedule"]["timezone_id"] == "UTC"
+    run = next(t for t in job["tasks"] if t["python_wheel_task"]["entry_point"] == "restlake-run")
+    assert run["depends_on"] == [{"task_key": "generate"}]
+    for _, _, job, _ in _tasks(resources):
+        for cluster in job["job_clusters"]:
+            staging = cluster["new_cluster"]["spark_env_vars"]["RESTLAKE_STAGING"]
+            assert staging == "${var.staging_volume}"
+    assert root["variables"]["staging_volume"]["default"].startswith("/Volumes/")
+
+
+def test_notebooks_are_databricks_sources_with_widgets():
+    for notebook in sorted((ROOT / "notebooks").glob("*.py")):
+        text = notebook.read_text()
+        assert text.startswith("# Databricks notebook source\n"), notebook
+        assert "# COMMAND ----------" in text and "dbutils.widgets" in text
+        compile(text, str(notebook), "exec")
+
+
+def test_wheel_entry_points_parse_their_arguments():
+    from framework import jobs
+
+    args = jobs._generate_parser().parse_args(["--conf-dir", "conf/monitoring", "--due"])
+    assert args.conf_dir == ["conf/monitoring"] and args.due
+    args = jobs._run_parser().parse_args(["--config-id", "a", "b", "--control-catalog", "ops"])
+    assert args.config_id == ["a", "b"] and args.control_catalog == "ops"
+    assert [p.name for p in jobs.config_files([str(ROOT / "conf/monitoring")])] == [
+        "dynatrace.yaml", "health_api.yaml"]
+    assert jobs.main(["nope"]) == 2
