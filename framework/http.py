@@ -17,6 +17,7 @@ restlake only reads: GET always, POST only when the source allows it.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from datetime import datetime, timezone
@@ -112,6 +113,10 @@ class HttpClient:
         pool_size: connections kept per host; match the load's concurrency.
         rand: jitter source in ``[0, 1)``.
         now: current UTC time, for HTTP-date ``Retry-After`` values.
+        on_attempt: observer called once per attempt with ``(method, url_redacted,
+            status | None, elapsed_s, error_kind | None)``; ``error_kind`` is ``None``
+            for a 2xx/3xx, else ``"timeout"``, ``"connection_error"`` or ``"http_status"``.
+            It must be cheap; its exceptions are logged and ignored (health logging).
     """
 
     def __init__(self, auth: Auth | None = None, policy: RetryPolicy | None = None,
@@ -120,7 +125,9 @@ class HttpClient:
                  max_body_bytes: int | None = None, sleep: Callable[[float], None] = time.sleep,
                  *, allow_post: bool = False, pool_size: int = 10,
                  rand: Callable[[], float] = random.random,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 on_attempt: Callable[[str, str, int | None, float, str | None], None] | None = None
+                 ) -> None:
         if not timeout_s or timeout_s <= 0:
             raise ConfigError(f"must be > 0 (requests always time out), got {timeout_s!r}",
                               field="limits.timeout_s")
@@ -136,6 +143,7 @@ class HttpClient:
         self._sleep = sleep
         self._rand = rand
         self._now = now
+        self._on_attempt = on_attempt
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
@@ -254,6 +262,7 @@ class HttpClient:
         if self.limiter is not None:
             self.limiter.acquire()
         where = f"{req.method} {request.url}"
+        started = time.monotonic()
         try:
             resp = self.session.request(
                 req.method, req.url, params=req.params or None, headers=req.headers,
@@ -261,16 +270,34 @@ class HttpClient:
                 timeout=self.timeout_s, stream=True)
         except requests.Timeout:
             self.telemetry.count_request(TIMEOUT)
+            self._observe(req.method, request.url, None, started, TIMEOUT)
             raise _Transient(f"{where} timed out after {self.timeout_s:g}s") from None
         except requests.RequestException as exc:
             self.telemetry.count_request(CONNECTION_ERROR)
+            self._observe(req.method, request.url, None, started, CONNECTION_ERROR)
             raise _Transient(f"{where} failed: {self._describe(exc)}") from None
         try:
             body = self._read_body(resp, where)
+        except _Transient as exc:
+            self._observe(req.method, request.url, resp.status_code, started,
+                          TIMEOUT if "timed out" in exc.message else CONNECTION_ERROR)
+            raise
         finally:
             resp.close()
         self.telemetry.count_request(resp.status_code, len(body))
+        self._observe(req.method, request.url, resp.status_code, started,
+                      None if resp.status_code < 400 else "http_status")
         return self._classify(req, resp, body, where)
+
+    def _observe(self, method: str, url: str, status: int | None, started: float,
+                 error_kind: str | None) -> None:
+        if self._on_attempt is None:
+            return
+        try:
+            self._on_attempt(method, redact(url), status, time.monotonic() - started, error_kind)
+        except Exception as exc:  # noqa: BLE001 - an observer never breaks a request
+            logging.getLogger(__name__).warning("on_attempt observer failed: %s",
+                                                redact(f"{type(exc).__name__}: {exc}"))
 
     def _read_body(self, resp: requests.Response, where: str) -> bytes:
         limit = self.max_body_bytes

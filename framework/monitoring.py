@@ -1,0 +1,298 @@
+"""Monitoring data from the warehouse: freshness, cache tables, audit, health views.
+
+Spark lives here; everything returned is plain Python (rows as dicts), ready for
+:mod:`framework.report`, ``restlake status --stale`` and :mod:`framework.notify`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter, defaultdict
+from typing import Any, Optional
+
+from framework import freshness as fr
+from framework.report import Chart, Report, Section
+from framework.secrets import redact
+from framework.tables import TableRef, Warehouse
+from framework.timeutil import to_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+CACHE_PREFIX = "cache_"
+SEVERITY_COLUMNS = ("severity", "severitylevel", "severity_level", "priority", "level")
+STATUS_COLUMNS = ("status", "state")
+CLOSED_STATES = ("closed", "resolved", "ok", "healthy", "up", "inactive")
+DOWN_STATES = ("down", "offline", "unhealthy", "critical", "unreachable", "failed")
+SEVERITY_RANK = {"critical": 0, "blocker": 0, "p1": 0, "high": 1, "major": 1, "error": 1, "p2": 1,
+                 "medium": 2, "warning": 2, "warn": 2, "p3": 2, "low": 3, "minor": 3, "info": 4}
+TEXT_COLUMNS = ("title", "name", "displayname", "display_name", "description", "summary", "message")
+SCORE_COLUMNS = ("score", "impact", "value")
+
+
+def _ref(row: dict[str, Any]) -> TableRef:
+    return TableRef(row["TargetCatalog"], row["TargetSchema"], row["TargetTable"])
+
+
+def newest_collected(spark: Any, warehouse: Warehouse, ref: TableRef) -> Optional[dt.datetime]:
+    """The newest ``collected_at_utc`` of a target (None: missing or empty table)."""
+    from pyspark.sql import functions as F
+
+    if not warehouse.exists(spark, ref):
+        return None
+    df = warehouse.read(spark, ref)
+    if "collected_at_utc" not in df.columns:
+        return None
+    value = df.agg(F.max("collected_at_utc")).first()[0]
+    return to_utc(value) if value is not None else None
+
+
+def freshness(spark: Any, warehouse: Warehouse, rows: list[dict[str, Any]],
+              now: Optional[dt.datetime] = None) -> list[fr.Freshness]:
+    """The freshness rule (:mod:`framework.freshness`) applied to every enabled control row."""
+    newest = {}
+    for row in rows:
+        if row.get("Enabled") is False:
+            continue
+        newest[fr.target_name(row)] = newest_collected(spark, warehouse, _ref(row))
+    return fr.assess_rows(rows, newest, now or utcnow())
+
+
+def cache_tables(rows: list[dict[str, Any]]) -> dict[str, TableRef]:
+    """Cache tables (targets named ``cache_*``) by table name."""
+    return {r["TargetTable"]: _ref(r) for r in rows
+            if str(r.get("TargetTable", "")).startswith(CACHE_PREFIX)}
+
+
+def _pick(columns: list[str], candidates: tuple[str, ...]) -> Optional[str]:
+    lower = {c.lower(): c for c in columns}
+    for name in candidates:
+        if name in lower:
+            return lower[name]
+    return None
+
+
+def top_alerts(spark: Any, warehouse: Warehouse, refs: list[TableRef], limit: int = 15
+               ) -> list[dict[str, Any]]:
+    """Open alerts of the alert cache tables, most severe (then highest score, newest) first."""
+    from pyspark.sql import functions as F
+
+    out: list[dict[str, Any]] = []
+    for ref in refs:
+        if not warehouse.exists(spark, ref):
+            continue
+        df = warehouse.read(spark, ref)
+        cols = df.columns
+        sev, status = _pick(cols, SEVERITY_COLUMNS), _pick(cols, STATUS_COLUMNS)
+        text, score = _pick(cols, TEXT_COLUMNS), _pick(cols, SCORE_COLUMNS)
+        if status:
+            df = df.where(~F.lower(F.col(status).cast("string")).isin(*CLOSED_STATES)
+                          | F.col(status).isNull())
+        order = []
+        if sev:
+            rank = F.lit(9)
+            for word, value in sorted(SEVERITY_RANK.items(), key=lambda kv: -kv[1]):
+                rank = F.when(F.lower(F.col(sev).cast("string")) == F.lit(word), F.lit(value)
+                              ).otherwise(rank)
+            df = df.withColumn("_rank", rank)
+            order.append(F.col("_rank").asc())
+        if score:
+            order.append(F.col(score).cast("double").desc_nulls_last())
+        order.append(F.col("collected_at_utc").desc())
+        for r in df.orderBy(*order).limit(limit).collect():
+            d = r.asDict()
+            out.append({
+                "Table": ref.name, "EntityKey": d.get("entity_key"),
+                "Alert": d.get(text) if text else None,
+                "Severity": str(d.get(sev)) if sev and d.get(sev) is not None else None,
+                "Status": str(d.get(status)) if status and d.get(status) is not None else None,
+                "Score": float(d[score]) if score and _is_number(d.get(score)) else None,
+                "SourceSystem": d.get("source_system"),
+                "CollectedAt": to_utc(d["collected_at_utc"]) if d.get("collected_at_utc") else None,
+            })
+    return out[:limit]
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+        return value is not None and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
+
+
+def down_cache_rows(spark: Any, warehouse: Warehouse, refs: list[TableRef]) -> list[dict[str, Any]]:
+    """Resources that node/instance cache tables report down."""
+    from pyspark.sql import functions as F
+
+    out = []
+    for ref in refs:
+        if not warehouse.exists(spark, ref):
+            continue
+        df = warehouse.read(spark, ref)
+        status = _pick(df.columns, STATUS_COLUMNS)
+        if not status:
+            continue
+        text = _pick(df.columns, TEXT_COLUMNS)
+        for r in (df.where(F.lower(F.col(status).cast("string")).isin(*DOWN_STATES))
+                  .orderBy(F.col("collected_at_utc").desc()).limit(100).collect()):
+            d = r.asDict()
+            out.append({"Resource": d.get(text) or d.get("entity_key"), "Kind": ref.table,
+                        "Status": str(d.get(status)), "Since": to_utc(d["collected_at_utc"]),
+                        "Detail": ref.name})
+    return out
+
+
+def health_views(spark: Any, warehouse: Warehouse, catalog: str) -> dict[str, list[dict[str, Any]]]:
+    """Rows of the uptime views (registered for this session first)."""
+    from framework.health_store import METADATA_SCHEMA, VIEW_NAMES, register_views
+
+    register_views(spark, warehouse, catalog)
+    out = {}
+    for view in VIEW_NAMES:
+        name = f"`{view}`" if warehouse.is_local else f"`{catalog}`.`{METADATA_SCHEMA}`.`{view}`"
+        out[view] = [_plain(r.asDict()) for r in spark.table(name).collect()]
+    return out
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (to_utc(v) if isinstance(v, dt.datetime) else v) for k, v in d.items()}
+
+
+def audit_since(spark: Any, warehouse: Warehouse, store: Any, since: dt.datetime
+                ) -> list[dict[str, Any]]:
+    from pyspark.sql import functions as F
+
+    if not warehouse.exists(spark, store.audit_ref):
+        return []
+    df = (warehouse.read(spark, store.audit_ref)
+          .where(F.col("LoggedAt") >= F.lit(to_utc(since)))
+          .select("ConfigId", "LoadType", "LoadStatus", "SourceRowCount", "TargetRowCount",
+                  "RejectedRows", "Requests", "Retries", "RunDuration", "ErrorMessage", "LoggedAt",
+                  "RunId", "LoadId")
+          .orderBy(F.col("LoggedAt").desc()))
+    return [_plain(r.asDict()) for r in df.collect()]
+
+
+# ---------------------------------------------------------------------- report
+def build_report(spark: Any, warehouse: Warehouse, store: Any, *, days: int = 7,
+                 now: Optional[dt.datetime] = None, top: int = 15) -> Report:
+    """Gather every section of the daily ops report."""
+    now = now or utcnow()
+    rows = store.rows() if store.is_initialized() else []
+    caches = cache_tables(rows)
+    alert_refs = [ref for name, ref in caches.items() if "alert" in name]
+    node_refs = [ref for name, ref in caches.items() if "node" in name or "instance" in name]
+
+    alerts = top_alerts(spark, warehouse, alert_refs, top)
+    views = health_views(spark, warehouse, store.control_ref.catalog)
+    stale = freshness(spark, warehouse, rows, now)
+    audit = audit_since(spark, warehouse, store, now - dt.timedelta(days=days))
+
+    down = [{"Resource": i["ConfigId"], "Kind": "API source", "Status": "down",
+             "Since": i["started_at"], "Detail": redact(i.get("last_error") or "")}
+            for i in views["api_incidents"] if i["ongoing"]]
+    down += down_cache_rows(spark, warehouse, node_refs)
+
+    rt = {r["ConfigId"]: r for r in views["api_response_times"]}
+    health_rows = []
+    for u in sorted(views["api_uptime"], key=lambda r: r["ConfigId"]):
+        t = rt.get(u["ConfigId"], {})
+        health_rows.append({
+            "ConfigId": u["ConfigId"], "Up": bool(u["last_ok"]), "LastCheckedAt": u["last_checked_at"],
+            "Uptime24hPct": u["uptime_pct_24h"], "Uptime7dPct": u["uptime_pct_7d"],
+            "Uptime30dPct": u["uptime_pct_30d"], "Checks24h": u["checks_24h"],
+            "AvgMs": t.get("avg_ms"), "P95Ms": t.get("p95_ms"), "MaxMs": t.get("max_ms"),
+        })
+
+    by_source: dict[str, Counter] = defaultdict(Counter)
+    for a in audit:
+        c = by_source[a["ConfigId"]]
+        c["loads"] += 1
+        c[a["LoadStatus"] or "UNKNOWN"] += 1
+        c["rows"] += a["TargetRowCount"] or 0
+        c["rejected"] += a["RejectedRows"] or 0
+        c["retries"] += a["Retries"] or 0
+        c["duration"] += a["RunDuration"] or 0.0
+    summary_rows = [{
+        "ConfigId": cid, "Loads": c["loads"], "Success": c["SUCCESS"], "Failed": c["FAILED"],
+        "Partial": c["PARTIAL"], "RowsWritten": c["rows"], "RejectedRows": c["rejected"],
+        "Retries": c["retries"], "AvgDurationS": round(c["duration"] / c["loads"], 2) if c["loads"] else None,
+    } for cid, c in sorted(by_source.items())]
+    failures = [dict(a, ErrorMessage=redact(a["ErrorMessage"] or "")) for a in audit
+                if a["LoadStatus"] in ("FAILED", "PARTIAL")]
+
+    stale_rows = [f.as_row() for f in stale]
+    n_stale = sum(1 for f in stale if f.stale)
+    summary = views["api_health_summary"][0] if views["api_health_summary"] else {}
+    sections = [
+        Section("critical_alerts", "Top critical alerts",
+                [("Alert", "str"), ("Severity", "str"), ("Status", "str"), ("Score", "float"),
+                 ("EntityKey", "str"), ("SourceSystem", "str"), ("CollectedAt", "datetime"),
+                 ("Table", "str")], alerts,
+                note=(f"open alerts from {', '.join(r.name for r in alert_refs)}, most severe first"
+                      if alert_refs else "no alert cache table (a control row targeting cache_*alerts*)"),
+                severity="bad" if alerts else "ok"),
+        Section("down_resources", "Down resources",
+                [("Resource", "str"), ("Kind", "str"), ("Status", "str"), ("Since", "datetime"),
+                 ("Detail", "str")], down,
+                note="API sources whose latest checks fail (ongoing incidents) and resources "
+                     "node/instance cache tables report down", severity="bad" if down else "ok"),
+        Section("instance_health", "Instance health snapshot",
+                [("ConfigId", "str"), ("Up", "bool"), ("LastCheckedAt", "datetime"),
+                 ("Uptime24hPct", "float"), ("Uptime7dPct", "float"), ("Uptime30dPct", "float"),
+                 ("Checks24h", "int"), ("AvgMs", "float"), ("P95Ms", "float"), ("MaxMs", "float")],
+                health_rows, note="per source, from the api_uptime and api_response_times views "
+                                  "(probes and ingestion requests)",
+                severity="warn" if any(not h["Up"] for h in health_rows) else "ok"),
+        Section("stale_data", "Stale data warnings",
+                [("ConfigId", "str"), ("Target", "str"), ("Frequency", "str"),
+                 ("NewestCollectedAt", "datetime"), ("AgeMinutes", "float"),
+                 ("AllowedMinutes", "float"), ("Stale", "bool"), ("Reason", "str")], stale_rows,
+                note=f"stale: newest collected_at_utc older than {fr.DEFAULT_TOLERANCE:g} x the "
+                     "source's cadence (TriggerFrequency)", severity="warn" if n_stale else "ok"),
+        Section("ingestion_summary", f"Ingestion health, last {days} days",
+                [("ConfigId", "str"), ("Loads", "int"), ("Success", "int"), ("Failed", "int"),
+                 ("Partial", "int"), ("RowsWritten", "int"), ("RejectedRows", "int"),
+                 ("Retries", "int"), ("AvgDurationS", "float")], summary_rows,
+                note="loads by status per source, from the audit table",
+                severity="bad" if failures else "ok"),
+        Section("ingestion_failures", "Failed loads (sanitized errors)",
+                [("LoggedAt", "datetime"), ("ConfigId", "str"), ("LoadType", "str"),
+                 ("LoadStatus", "str"), ("Retries", "int"), ("RunDuration", "float"),
+                 ("ErrorMessage", "str"), ("RunId", "str")], failures,
+                severity="bad" if failures else "ok"),
+        Section("ingestion_runs", "Recent loads",
+                [("LoggedAt", "datetime"), ("ConfigId", "str"), ("LoadType", "str"),
+                 ("LoadStatus", "str"), ("SourceRowCount", "int"), ("TargetRowCount", "int"),
+                 ("RejectedRows", "int"), ("Requests", "int"), ("Retries", "int"),
+                 ("RunDuration", "float")], audit[:200]),
+    ]
+    per_day: Counter = Counter()
+    for a in audit:
+        per_day[a["LoggedAt"].strftime("%m-%d")] += a["TargetRowCount"] or 0
+    days_sorted = sorted(per_day)
+    charts = [
+        Chart("rows_per_day", "Rows written per day", days_sorted, [per_day[d] for d in days_sorted],
+              unit="rows"),
+        Chart("failures_per_source", "Failed / partial loads per source",
+              [r["ConfigId"] for r in summary_rows],
+              [r["Failed"] + r["Partial"] for r in summary_rows], horizontal=True, unit="loads",
+              colors=["#dc2626" if r["Failed"] + r["Partial"] else "#16a34a" for r in summary_rows]),
+        Chart("freshness", "Data age / allowed age (> 1 is stale)",
+              [f.config_id for f in stale if f.allowed is not None],
+              [round(min(f.age / f.allowed, 5.0), 2) if f.age is not None else 5.0
+               for f in stale if f.allowed is not None],
+              horizontal=True, unit="x allowed age", threshold=1.0,
+              colors=["#d97706" if f.stale else "#16a34a" for f in stale if f.allowed is not None]),
+    ]
+    headline = {
+        "loads": len(audit),
+        "failed loads": len(failures),
+        "stale sources": n_stale,
+        "sources down": len([d for d in down if d["Kind"] == "API source"]),
+        "uptime 24h": (f"{summary['uptime_pct_24h']:.2f}%" if summary.get("uptime_pct_24h") is not None
+                       else "n/a"),
+        "open alerts": len(alerts),
+    }
+    return Report(now, str(warehouse.root or "metastore"), sections, charts, headline)

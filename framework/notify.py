@@ -1,0 +1,413 @@
+"""Notifications: a failed load, a stale source, a source going down and coming back up.
+
+Configured under the top-level ``notifications:`` key of a YAML file (a sources file may
+carry it next to ``sources:``)::
+
+    notifications:
+      events: [load_failed, stale, down, up]      # default: all four
+      down_after: 2                               # consecutive failed checks before "down"
+      webhook: {url: env:SLACK_WEBHOOK_URL, retries: 3, timeout_s: 10}
+      email: {host: smtp.example.com, port: 587, tls: starttls, username: alerts,
+              password: env:SMTP_PASSWORD, sender: restlake@example.com, to: [oncall@example.com]}
+      telegram: {bot_token: env:TELEGRAM_BOT_TOKEN, chat_id: "-100123",
+                 api_base: https://api.telegram.org}
+
+Secrets are references (``env:``, ``file:``, ``databricks:``) resolved at send time by
+:func:`framework.secrets.resolve`, which also registers them for masking: every message
+and every error text passes through :func:`framework.secrets.redact`.
+
+One message per incident, not per retry: each event has a stable key (a load failure is
+keyed by its ``LoadId``, so the attempts of one failing range are one incident; a stale
+source by its newest ``collected_at_utc``; an outage by its first failed check). Keys
+already sent are remembered in a small JSON state file in the warehouse
+(``<warehouse>/_ops/notifications_state.json``); a key is remembered only once at least
+one channel took the message, so a channel outage means a later resend, not a loss.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import smtplib
+import ssl
+import tempfile
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Iterable, Literal, Optional, Union
+
+import requests
+import tenacity
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from framework.errors import ConfigError, RestlakeError
+from framework.secrets import is_reference, redact, resolve
+from framework.timeutil import iso, to_utc
+
+log = logging.getLogger(__name__)
+
+EVENT_KINDS = ("load_failed", "stale", "down", "up")
+STATE_FILE = "_ops/notifications_state.json"
+TEXT_LIMIT = 3500  # Telegram caps a message at 4096 characters
+
+
+class NotifyError(RestlakeError):
+    """A channel could not deliver a message (the text is redacted)."""
+
+
+# ------------------------------------------------------------------- config
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ref(value: Any) -> str:
+    if not isinstance(value, str) or not is_reference(value):
+        raise ValueError("must be a secret reference (env:NAME, file:PATH or databricks:SCOPE/KEY)")
+    return value
+
+
+class WebhookConfig(_Model):
+    url: str  # a reference (webhook URLs embed a credential) or a literal http(s) URL
+    retries: int = Field(default=3, ge=0, le=10)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    backoff_s: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if is_reference(v) or v.startswith(("http://", "https://")):
+            return v
+        raise ValueError("must be an http(s) URL or a secret reference such as env:SLACK_WEBHOOK_URL")
+
+
+class EmailConfig(_Model):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["starttls", "ssl", "none"] = "starttls"
+    username: Optional[str] = None
+    password: Optional[str] = None
+    sender: str
+    to: list[str] = Field(min_length=1)
+    timeout_s: float = Field(default=15.0, gt=0, le=120)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password(cls, v: Any) -> Any:
+        return None if v is None else _ref(v)
+
+
+class TelegramConfig(_Model):
+    bot_token: str
+    chat_id: Union[str, int]
+    api_base: str = "https://api.telegram.org"
+    retries: int = Field(default=3, ge=0, le=10)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    backoff_s: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("bot_token", mode="before")
+    @classmethod
+    def _token(cls, v: Any) -> str:
+        return _ref(v)
+
+
+class NotificationConfig(_Model):
+    events: list[Literal["load_failed", "stale", "down", "up"]] = Field(
+        default_factory=lambda: list(EVENT_KINDS))
+    down_after: int = Field(default=2, ge=1, le=100)
+    webhook: Optional[WebhookConfig] = None
+    email: Optional[EmailConfig] = None
+    telegram: Optional[TelegramConfig] = None
+
+    @property
+    def channels(self) -> list[str]:
+        return [n for n in ("webhook", "email", "telegram") if getattr(self, n) is not None]
+
+
+def parse_notifications(doc: Any, *, file: str = "<text>") -> Optional[NotificationConfig]:
+    """The ``notifications:`` block of a parsed YAML document (None when absent).
+
+    Raises:
+        ConfigError: naming the file and the field.
+    """
+    if not isinstance(doc, dict) or doc.get("notifications") is None:
+        return None
+    try:
+        return NotificationConfig.model_validate(doc["notifications"])
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in ("notifications", *err.get("loc", ())))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        raise ConfigError(message, file=file, field=where) from None
+
+
+def load_notifications(path: str | os.PathLike[str]) -> Optional[NotificationConfig]:
+    """Read the ``notifications:`` block of a YAML file."""
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", file=str(p)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(p)) from None
+    return parse_notifications(doc, file=str(p))
+
+
+# -------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class Event:
+    """Something on-call must hear about once.
+
+    Attributes:
+        kind: one of :data:`EVENT_KINDS`.
+        config_id: the source.
+        key: the incident key (one message per key).
+        detail: what happened (sanitized when the message is built).
+        at: when it happened.
+        requires: a key that must have been sent before (an ``up`` needs its ``down``).
+    """
+
+    kind: str
+    config_id: str
+    key: str
+    detail: str
+    at: Optional[dt.datetime] = None
+    requires: Optional[str] = None
+
+
+_TITLES = {"load_failed": "load FAILED", "stale": "data is STALE", "down": "source is DOWN",
+           "up": "source is back UP"}
+_ICONS = {"load_failed": ":x:", "stale": ":hourglass:", "down": ":red_circle:", "up": ":large_green_circle:"}
+
+
+def build_message(event: Event) -> tuple[str, str]:
+    """``(subject, text)`` of one event; redacted, never longer than :data:`TEXT_LIMIT`."""
+    subject = redact(f"[restlake] {event.config_id}: {_TITLES.get(event.kind, event.kind)}")
+    when = f" at {iso(event.at)}" if event.at else ""
+    text = redact(f"{subject}{when}\n{event.detail}".strip())
+    if len(text) > TEXT_LIMIT:
+        text = text[:TEXT_LIMIT] + "..."
+    return subject, text
+
+
+def events_from_audit(rows: Iterable[dict[str, Any]]) -> list[Event]:
+    """A FAILED or PARTIAL load per (ConfigId, LoadId): one incident across its retries."""
+    out: dict[str, Event] = {}
+    for r in sorted(rows, key=lambda r: to_utc(r["LoggedAt"]) if r.get("LoggedAt") else dt.datetime.min.replace(tzinfo=dt.timezone.utc)):
+        if r.get("LoadStatus") not in ("FAILED", "PARTIAL"):
+            continue
+        incident = r.get("LoadId") or r.get("RunId") or "unknown"
+        key = f"load_failed:{r['ConfigId']}:{incident}"
+        detail = (f"{r.get('LoadType') or ''} load {r.get('LoadStatus')} (run {r.get('RunId')}, "
+                  f"retries {r.get('Retries') or 0}): {r.get('ErrorMessage') or 'no error text'}")
+        out.setdefault(key, Event("load_failed", r["ConfigId"], key, detail, r.get("LoggedAt")))
+    return list(out.values())
+
+
+def events_from_freshness(items: Iterable[Any]) -> list[Event]:
+    """A stale source, keyed by its newest row: one message until new data lands."""
+    out = []
+    for f in items:
+        if not f.stale:
+            continue
+        key = f"stale:{f.config_id}:{iso(f.newest) if f.newest else 'never'}"
+        out.append(Event("stale", f.config_id, key, f"{f.target}: {f.reason}"))
+    return out
+
+
+def events_from_incidents(incidents: Iterable[Any], down_after: int = 2) -> list[Event]:
+    """Down (an outage of at least ``down_after`` failed checks) and up (its end)."""
+    out = []
+    for i in incidents:
+        if i.failed_checks < down_after:
+            continue
+        down_key = f"down:{i.config_id}:{iso(i.started_at)}"
+        out.append(Event("down", i.config_id, down_key,
+                         f"{i.failed_checks} consecutive failed checks since {iso(i.started_at)}; "
+                         f"last error: {i.last_error or 'n/a'}", i.started_at))
+        if i.ended_at is not None:
+            minutes = (i.ended_at - i.started_at).total_seconds() / 60
+            out.append(Event("up", i.config_id, f"up:{i.config_id}:{iso(i.started_at)}",
+                             f"answering again after {minutes:.1f} min ({i.failed_checks} failed "
+                             "checks)", i.ended_at, requires=down_key))
+    return out
+
+
+# ------------------------------------------------------------------ channels
+def _retrying(retries: int, backoff_s: float) -> tenacity.Retrying:
+    return tenacity.Retrying(stop=tenacity.stop_after_attempt(retries + 1),
+                             wait=tenacity.wait_exponential(multiplier=backoff_s, max=30),
+                             retry=tenacity.retry_if_exception_type(_Retry), reraise=True)
+
+
+class _Retry(Exception):
+    pass
+
+
+def _post_json(url: str, payload: dict[str, Any], timeout_s: float, retries: int,
+               backoff_s: float, what: str) -> None:
+    def attempt() -> None:
+        try:
+            resp = requests.post(url, json=payload, timeout=timeout_s)
+        except requests.RequestException as exc:
+            raise _Retry(f"{type(exc).__name__}") from None
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise _Retry(f"HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            raise NotifyError(f"{what} refused the message: HTTP {resp.status_code} "
+                              f"{redact(resp.text[:200])}")
+
+    try:
+        _retrying(retries, backoff_s)(attempt)
+    except _Retry as exc:
+        raise NotifyError(f"{what} failed after {retries + 1} attempts: {redact(exc)}") from None
+
+
+def send_webhook(cfg: WebhookConfig, subject: str, text: str) -> None:
+    """Slack-compatible incoming webhook: ``{"text": ...}`` (Mattermost, Teams' Slack mode...)."""
+    url = resolve(cfg.url, field="notifications.webhook.url") if is_reference(cfg.url) else cfg.url
+    _post_json(url, {"text": text, "username": "restlake"}, cfg.timeout_s, cfg.retries,
+               cfg.backoff_s, "webhook")
+
+
+def send_telegram(cfg: TelegramConfig, subject: str, text: str) -> None:
+    """Telegram Bot API ``sendMessage`` (``api_base`` may point at a local stand-in)."""
+    token = resolve(cfg.bot_token, field="notifications.telegram.bot_token")
+    url = f"{cfg.api_base.rstrip('/')}/bot{token}/sendMessage"
+    _post_json(url, {"chat_id": cfg.chat_id, "text": text, "disable_web_page_preview": True},
+               cfg.timeout_s, cfg.retries, cfg.backoff_s, "telegram")
+
+
+def send_email(cfg: EmailConfig, subject: str, text: str) -> None:
+    """SMTP, with STARTTLS (default), implicit TLS (``tls: ssl``) or none (local relays)."""
+    msg = EmailMessage()
+    msg["Subject"], msg["From"], msg["To"] = subject, cfg.sender, ", ".join(cfg.to)
+    msg.set_content(text)
+    context = ssl.create_default_context()
+    try:
+        if cfg.tls == "ssl":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_s,
+                                                  context=context)
+        else:
+            smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
+        with smtp:
+            if cfg.tls == "starttls":
+                smtp.starttls(context=context)
+            if cfg.username and cfg.password:
+                smtp.login(cfg.username, resolve(cfg.password, field="notifications.email.password"))
+            smtp.send_message(msg)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise NotifyError(f"email via {cfg.host}:{cfg.port} failed: {type(exc).__name__}: "
+                          f"{redact(exc)[:200]}") from None
+
+
+# --------------------------------------------------------------------- state
+class NotificationState:
+    """Keys of incidents already notified, in a small JSON file (atomic rewrite)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.sent: dict[str, str] = {}
+        if self.path.exists():
+            try:
+                self.sent = dict(json.loads(self.path.read_text(encoding="utf-8")).get("sent", {}))
+            except (ValueError, AttributeError):
+                log.warning("notification state %s is unreadable; starting afresh", self.path)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.sent
+
+    def mark(self, key: str, at: dt.datetime) -> None:
+        self.sent[key] = iso(at) or ""
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".state-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"sent": self.sent}, fh, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def __repr__(self) -> str:
+        return f"NotificationState({self.path}: {len(self.sent)} incidents)"
+
+
+@dataclass
+class Delivery:
+    """What happened to one event."""
+
+    event: Event
+    channels: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped: str = ""
+
+
+class Notifier:
+    """Sends each new incident once to every configured channel."""
+
+    def __init__(self, config: NotificationConfig, state: NotificationState) -> None:
+        self.config, self.state = config, state
+
+    def notify(self, events: Iterable[Event], now: Optional[dt.datetime] = None) -> list[Delivery]:
+        now = now or dt.datetime.now(dt.timezone.utc)
+        out = []
+        senders = {"webhook": send_webhook, "email": send_email, "telegram": send_telegram}
+        for event in events:
+            d = Delivery(event)
+            out.append(d)
+            if event.kind not in self.config.events:
+                d.skipped = "event kind not enabled"
+                continue
+            if event.key in self.state:
+                d.skipped = "already notified"
+                continue
+            if event.requires and event.requires not in self.state:
+                d.skipped = f"{event.requires} was never notified"
+                continue
+            subject, text = build_message(event)
+            for name in self.config.channels:
+                try:
+                    senders[name](getattr(self.config, name), subject, text)
+                    d.channels.append(name)
+                except RestlakeError as exc:  # NotifyError, SecretError
+                    d.errors.append(f"{name}: {exc}")
+                    log.warning("notification %s via %s failed: %s", event.key, name, exc)
+            if d.channels:
+                self.state.mark(event.key, now)
+        self.state.save()
+        return out
+
+
+# ------------------------------------------------------------------- wiring
+NOTIFICATIONS_ENV = "RESTLAKE_NOTIFICATIONS"
+STATE_ENV = "RESTLAKE_NOTIFY_STATE"
+
+
+def state_path(warehouse: Any) -> Path:
+    """``RESTLAKE_NOTIFY_STATE``, else ``<warehouse>/_ops/...``, else ``~/.restlake/...``."""
+    explicit = os.environ.get(STATE_ENV)
+    if explicit:
+        return Path(explicit)
+    root = getattr(warehouse, "root", None)
+    return (Path(root) if root is not None else Path.home() / ".restlake") / STATE_FILE
+
+
+def notify_load_finished(warehouse: Any, audit: dict[str, Any]) -> list[Delivery]:
+    """Tell on-call about a FAILED/PARTIAL load as soon as it finishes.
+
+    A no-op unless ``RESTLAKE_NOTIFICATIONS`` names a YAML file with a ``notifications:``
+    block. Never raises: a notification problem must not change a load's result.
+    """
+    path = os.environ.get(NOTIFICATIONS_ENV)
+    if not path or audit.get("LoadStatus") not in ("FAILED", "PARTIAL"):
+        return []
+    try:
+        config = load_notifications(path)
+        if config is None:
+            return []
+        return Notifier(config, NotificationState(state_path(warehouse))).notify(
+            events_from_audit([audit]))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not send the load notification: %s", redact(f"{type(exc).__name__}: {exc}"))
+        return []

@@ -1,0 +1,231 @@
+"""Operations commands of ``restlake``: report, health, notify, drill (and ``status --stale``).
+
+Loaded by :mod:`framework.cli` (``EXTENSION_MODULES``): :func:`add_commands` adds the
+subcommands and returns their handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.markup import escape
+from rich.table import Table
+
+EXAMPLES = {
+    "report": "restlake report --out ./ops\n  restlake report --out ./ops --days 1",
+    "health": "restlake health\n  restlake health --config-id demo_problems --expect 200",
+    "notify": "restlake notify --config conf/notifications.yaml\n"
+              "  restlake notify --config conf/notifications.yaml --dry-run",
+    "drill": "restlake drill all\n  restlake drill auth timeout",
+}
+
+
+def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
+                 ) -> dict[str, Callable[[argparse.Namespace], int]]:
+    p = add("report", "write the daily ops report: OUT/output/monitoring_daily.{xlsx,html} and "
+                      "OUT/logs/monitoring_run_YYYYMMDD.log")
+    p.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    p.add_argument("--days", type=int, default=7, help="audit history to show (default 7)")
+    p.add_argument("--top", type=int, default=15, help="critical alerts to list (default 15)")
+    p = add("health", "probe each enabled source once, log the results, show uptime")
+    p.add_argument("--config-id", nargs="+", metavar="ID", help="only these sources")
+    p.add_argument("--expect", nargs="+", type=int, metavar="STATUS",
+                   help="statuses that mean up (default: any 2xx)")
+    p.add_argument("--timeout", type=float, metavar="S", help="override each source's timeout_s")
+    p = add("notify", "send notifications for failed loads, stale sources and outages "
+                      "(once per incident)")
+    p.add_argument("--config", required=True, metavar="FILE",
+                   help="YAML file with a top-level notifications: block")
+    p.add_argument("--days", type=int, default=1, help="failed loads of the last N days (default 1)")
+    p.add_argument("--dry-run", action="store_true", help="print the messages, send nothing")
+    p = add("drill", "break/fix drills on the bundled demo API: auth, timeout, reject (or all)")
+    p.add_argument("names", nargs="+", choices=["all", "auth", "timeout", "reject"], metavar="DRILL",
+                   help="auth | timeout | reject | all")
+    return {"report": cmd_report, "health": cmd_health, "notify": cmd_notify, "drill": cmd_drill}
+
+
+def _cli() -> Any:
+    from framework import cli
+
+    return cli
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from framework.errors import ConfigError
+
+    spark, warehouse, store = _cli()._spark_and_store(args)
+    if not store.is_initialized():
+        raise ConfigError("the control table does not exist; run 'restlake init' first")
+    return spark, warehouse, store
+
+
+# ------------------------------------------------------------------- stale
+def print_stale(spark: Any, warehouse: Any, store: Any, config_ids: Any = None) -> int:
+    """``restlake status --stale``: sources past their cadence; exit 1 when there are any."""
+    from framework.monitoring import freshness
+
+    cli = _cli()
+    items = [f for f in freshness(spark, warehouse, store.rows(config_ids)) if f.stale]
+    rows = [f.as_row() for f in items]
+    cli.console.print(cli._table("stale sources (newest collected_at_utc older than the cadence "
+                                 "allows)", ("ConfigId", "Target", "Frequency", "NewestCollectedAt",
+                                             "AgeMinutes", "AllowedMinutes", "Reason"), rows))
+    if not items:
+        cli.console.print("[green]every source is fresh[/green]")
+    return 1 if items else 0
+
+
+# ------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    from framework.monitoring import build_report
+    from framework.report import render_html, write_xlsx
+    from framework.secrets import RedactingFilter
+
+    cli = _cli()
+    out = Path(args.out)
+    (out / "output").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    log_path = out / "logs" / f"monitoring_run_{now:%Y%m%d}.log"
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    handler.setLevel(logging.INFO)
+    log = logging.getLogger("restlake.report")
+    log.setLevel(logging.INFO)
+    log.propagate = False  # the file only; the console shows the summary
+    log.addHandler(handler)
+    try:
+        log.info("report run started: out=%s days=%d", out, args.days)
+        spark, warehouse, store = _open(args)
+        with cli.console.status("reading the warehouse"):
+            report = build_report(spark, warehouse, store, days=args.days, top=args.top, now=now)
+        for s in report.sections:
+            log.info("section %s: %d rows", s.key, len(s.rows))
+        for label, value in report.headline.items():
+            log.info("%s: %s", label, value)
+        html = out / "output" / "monitoring_daily.html"
+        html.write_text(render_html(report), encoding="utf-8")
+        xlsx = write_xlsx(report, out / "output" / "monitoring_daily.xlsx")
+        log.info("wrote %s and %s", html, xlsx)
+    except Exception as exc:
+        log.error("report run failed: %s: %s", type(exc).__name__, exc)
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    table = Table(title="daily ops report")
+    table.add_column("section")
+    table.add_column("rows", justify="right")
+    for s in report.sections:
+        table.add_row(s.title, str(len(s.rows)))
+    cli.console.print(table)
+    for path in (html, xlsx, log_path):
+        cli.console.print(f"wrote {escape(str(path))}", soft_wrap=True)
+    return 0
+
+
+# ------------------------------------------------------------------- health
+def cmd_health(args: argparse.Namespace) -> int:
+    from control.mapping import row_to_config
+    from framework.errors import ConfigError
+    from framework.health import probe
+    from framework.health_store import append_checks, register_views
+    from framework.runtime import new_run_id
+
+    cli = _cli()
+    spark, warehouse, store = _open(args)
+    catalog = store.control_ref.catalog
+    run_id = new_run_id()
+    results = []
+    for row in store.rows(args.config_id):
+        if row.get("Enabled") is False:
+            continue
+        try:
+            cfg = row_to_config(row)
+        except ConfigError as exc:
+            cli._error(str(exc))
+            continue
+        now = dt.datetime.now(dt.timezone.utc)
+        results.append(probe(cfg, now=now, run_id=run_id, expected=args.expect,
+                             timeout_s=args.timeout))
+    append_checks(spark, warehouse, results, catalog)
+    cli.console.print(cli._table("health probes", ("ConfigId", "Ok", "StatusCode", "ElapsedMs",
+                                                   "ErrorKind", "ErrorMessage"), results))
+    register_views(spark, warehouse, catalog)
+    name = "`api_uptime`" if warehouse.is_local else f"`{catalog}`.`metadata`.`api_uptime`"
+    uptime = [r.asDict() for r in spark.table(name).orderBy("ConfigId").collect()]
+    cli.console.print(cli._table("uptime (view api_uptime)", (
+        "ConfigId", "uptime_pct_24h", "uptime_pct_7d", "uptime_pct_30d", "checks_24h",
+        "last_checked_at", "last_ok"), uptime))
+    return 1 if any(not r["Ok"] for r in results) else 0
+
+
+# ------------------------------------------------------------------- notify
+def cmd_notify(args: argparse.Namespace) -> int:
+    from framework.errors import ConfigError
+    from framework.health import incident_spans
+    from framework.health_store import read_checks
+    from framework.monitoring import audit_since, freshness
+    from framework.notify import (NotificationState, Notifier, build_message, events_from_audit,
+                                  events_from_freshness, events_from_incidents, load_notifications,
+                                  state_path)
+    from pyspark.sql import functions as F
+
+    cli = _cli()
+    config = load_notifications(args.config)
+    if config is None:
+        raise ConfigError("no notifications: block", file=args.config)
+    spark, warehouse, store = _open(args)
+    now = dt.datetime.now(dt.timezone.utc)
+    events = events_from_audit(audit_since(spark, warehouse, store, now - dt.timedelta(days=args.days)))
+    events += events_from_freshness(freshness(spark, warehouse, store.rows(), now))
+    checks = (read_checks(spark, warehouse, store.control_ref.catalog)
+              .where(F.col("CheckedAt") >= F.lit(now - dt.timedelta(days=30)))
+              .select("ConfigId", "CheckedAt", "Ok", "ErrorKind", "ErrorMessage").collect())
+    events += events_from_incidents(incident_spans([r.asDict() for r in checks]), config.down_after)
+    state = NotificationState(state_path(warehouse))
+    if args.dry_run:
+        for e in events:
+            seen = "already notified" if e.key in state else "new"
+            cli.console.print(f"[bold]{escape(e.key)}[/bold] ({seen})\n{escape(build_message(e)[1])}",
+                              soft_wrap=True)
+        return 0
+    deliveries = Notifier(config, state).notify(events, now)
+    table = Table(title="notifications")
+    for col in ("incident", "sent via", "skipped / errors"):
+        table.add_column(col, overflow="fold")
+    for d in deliveries:
+        table.add_row(d.event.key, ", ".join(d.channels), d.skipped or "; ".join(d.errors))
+    cli.console.print(table)
+    return 1 if any(d.errors and not d.channels for d in deliveries) else 0
+
+
+# -------------------------------------------------------------------- drill
+def cmd_drill(args: argparse.Namespace) -> int:
+    from framework.drills import DRILLS, run_drills
+    from framework.spark import get_spark
+    from framework.tables import Warehouse
+
+    cli = _cli()
+    names = list(DRILLS) if "all" in args.names else list(dict.fromkeys(args.names))
+    warehouse = Warehouse.from_env(args.warehouse)
+    with cli.console.status("starting Spark + Delta"):
+        spark = get_spark()
+    log_dir = (warehouse.root / "_ops" / "drills") if warehouse.root else Path("drill_logs")
+    results = run_drills(spark, warehouse, names, log_dir)
+    for r in results:
+        verdict = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+        table = Table(title=f"drill {r.name}: {'PASS' if r.passed else 'FAIL'}")
+        table.add_column("check")
+        table.add_column("ok")
+        table.add_column("evidence", overflow="fold")
+        for what, ok, evidence in r.checks:
+            table.add_row(what, "yes" if ok else "NO", escape(evidence))
+        cli.console.print(table)
+        cli.console.print(f"{verdict} {r.name}: run log {escape(r.log_file)}", soft_wrap=True)
+    return 0 if all(r.passed for r in results) else 1

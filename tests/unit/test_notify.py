@@ -1,0 +1,172 @@
+"""Notifications against real local servers: an HTTP receiver and an SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from framework.errors import ConfigError
+from framework.freshness import assess
+from framework.health import Incident
+from framework.notify import (Event, NotificationState, Notifier, build_message, events_from_audit,
+                              events_from_freshness, events_from_incidents, parse_notifications)
+
+try:
+    from _httpd import FakeApi, Reply
+except ImportError:  # pragma: no cover
+    from tests.unit._httpd import FakeApi, Reply
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
+SECRET = "xoxb-super-secret-1234"
+
+
+def failed_audit(run_id: str, load_id: str = "L1", **kw):
+    return {"ConfigId": "gh", "LoadStatus": "FAILED", "LoadType": "INCREMENTAL", "RunId": run_id,
+            "LoadId": load_id, "Retries": 3, "LoggedAt": T0,
+            "ErrorMessage": f"GET https://api/x returned 401: bad token {SECRET}", **kw}
+
+
+def test_config_parses_and_names_bad_fields():
+    cfg = parse_notifications({"notifications": {
+        "webhook": {"url": "env:HOOK"}, "telegram": {"bot_token": "env:TG", "chat_id": 5},
+        "email": {"host": "localhost", "sender": "a@b", "to": ["c@d"], "tls": "none"}}})
+    assert cfg.channels == ["webhook", "email", "telegram"] and cfg.down_after == 2
+    assert parse_notifications({"sources": []}) is None
+    with pytest.raises(ConfigError, match="notifications.telegram.bot_token"):
+        parse_notifications({"notifications": {"telegram": {"bot_token": "123:literal", "chat_id": 1}}})
+    with pytest.raises(ConfigError, match="notifications.events"):
+        parse_notifications({"notifications": {"events": ["explode"]}})
+
+
+def test_events_one_per_incident():
+    # three attempts of the same failing LoadId are one incident; a new LoadId is another
+    events = events_from_audit([failed_audit("r1"), failed_audit("r2"), failed_audit("r3", "L2"),
+                                {**failed_audit("r4"), "LoadStatus": "SUCCESS"}])
+    assert [e.key for e in events] == ["load_failed:gh:L1", "load_failed:gh:L2"]
+    stale = assess("gh", "c.s.t", "hourly", T0, T0 + dt.timedelta(hours=3))
+    fresh = assess("gh2", "c.s.t2", "hourly", T0, T0 + dt.timedelta(minutes=30))
+    assert [e.key for e in events_from_freshness([stale, fresh])] == ["stale:gh:2024-01-01T00:00:00Z"]
+    inc = [Incident("gh", T0, T0 + dt.timedelta(minutes=10), 4, "503"),
+           Incident("gh2", T0, None, 1, "timeout")]  # one failed check is not an outage
+    out = events_from_incidents(inc, down_after=2)
+    assert [(e.kind, e.requires) for e in out] == [("down", None), ("up", "down:gh:2024-01-01T00:00:00Z")]
+
+
+def test_message_is_redacted(monkeypatch):
+    from framework.secrets import register
+
+    register(SECRET)
+    subject, text = build_message(events_from_audit([failed_audit("r1")])[0])
+    assert subject == "[restlake] gh: load FAILED"
+    assert SECRET not in text and "401" in text and "***" in text
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Receiver(FakeApi):
+    """An HTTP receiver: answers 500 first (to prove the retry), then 200."""
+
+
+def test_webhook_and_telegram_retry_and_dedupe(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOOK_PATH", "/hooks/T000/B000")
+    monkeypatch.setenv("TG_TOKEN", "987654:tg-secret-token")
+    with Receiver() as api:
+        api.route("/hooks/T000/B000", Reply(500, {"error": "busy"}), Reply(200, "ok"))
+        api.route("/bot987654:tg-secret-token/sendMessage", Reply(200, {"ok": True}))
+        monkeypatch.setenv("HOOK_URL", api.url("/hooks/T000/B000"))
+        cfg = parse_notifications({"notifications": {
+            "webhook": {"url": "env:HOOK_URL", "backoff_s": 0},
+            "telegram": {"bot_token": "env:TG_TOKEN", "chat_id": "-100", "api_base": api.base_url,
+                         "backoff_s": 0}}})
+        state = NotificationState(tmp_path / "state.json")
+        events = events_from_audit([failed_audit("r1")])
+        first = Notifier(cfg, state).notify(events, T0)
+        # the next run sees the same incident again (a retry of the load): nothing is sent
+        again = Notifier(cfg, NotificationState(tmp_path / "state.json")).notify(
+            events_from_audit([failed_audit("r2")]), T0)
+        hooks = api.requests_to("/hooks/T000/B000")
+        tg = api.requests_to("/bot987654:tg-secret-token/sendMessage")
+    assert first[0].channels == ["webhook", "telegram"] and not first[0].errors
+    assert again[0].skipped == "already notified" and not again[0].channels
+    assert len(hooks) == 2  # 500, then retried
+    body = hooks[-1].json()
+    assert body["text"].startswith("[restlake] gh: load FAILED") and SECRET not in body["text"]
+    assert len(tg) == 1 and tg[0].json()["chat_id"] == "-100"
+    assert "tg-secret-token" not in tg[0].json()["text"]
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert list(saved["sent"]) == ["load_failed:gh:L1"]
+
+
+def test_failed_channel_is_retried_next_time_and_errors_are_redacted(monkeypatch, tmp_path):
+    monkeypatch.setenv("TG_TOKEN2", "111:another-secret")
+    with FakeApi() as api:
+        api.route("/bot111:another-secret/sendMessage", Reply(403, {"description": "forbidden"}))
+        cfg = parse_notifications({"notifications": {
+            "telegram": {"bot_token": "env:TG_TOKEN2", "chat_id": 1, "api_base": api.base_url}}})
+        state = NotificationState(tmp_path / "s.json")
+        [d] = Notifier(cfg, state).notify([Event("down", "gh", "down:gh:1", "503s")], T0)
+    assert not d.channels and "403" in d.errors[0] and "another-secret" not in d.errors[0]
+    assert "down:gh:1" not in state
+
+
+def test_up_needs_its_down(tmp_path):
+    cfg = parse_notifications({"notifications": {"webhook": {"url": "http://127.0.0.1:9/x"}}})
+    [d] = Notifier(cfg, NotificationState(tmp_path / "s.json")).notify(
+        [Event("up", "gh", "up:gh:1", "back", requires="down:gh:1")], T0)
+    assert d.skipped == "down:gh:1 was never notified"
+
+
+def test_email_via_local_smtp_server(monkeypatch, tmp_path):
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.handlers import Message
+
+    received = []
+
+    class Collect(Message):
+        def handle_message(self, message):
+            received.append(message)
+
+    port = free_port()
+    controller = aiosmtpd.Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        cfg = parse_notifications({"notifications": {"email": {
+            "host": "127.0.0.1", "port": port, "tls": "none", "sender": "restlake@example.com",
+            "to": ["oncall@example.com"]}}})
+        state = NotificationState(tmp_path / "s.json")
+        events = events_from_audit([failed_audit("r1")])
+        Notifier(cfg, state).notify(events, T0)
+        Notifier(cfg, state).notify(events, T0)  # same incident: no second mail
+    finally:
+        controller.stop()
+    assert len(received) == 1
+    mail = received[0]
+    assert mail["Subject"] == "[restlake] gh: load FAILED" and mail["To"] == "oncall@example.com"
+    assert SECRET not in mail.get_payload()
+
+
+def test_starttls_to_a_server_without_tls_fails_cleanly(tmp_path):
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+    from aiosmtpd.handlers import Sink
+
+    port = free_port()
+    controller = aiosmtpd.Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        cfg = parse_notifications({"notifications": {"email": {
+            "host": "127.0.0.1", "port": port, "tls": "starttls", "sender": "a@b", "to": ["c@d"],
+            "username": "u", "password": "env:NOPE_NOT_SET"}}})
+        [d] = Notifier(cfg, NotificationState(tmp_path / "s.json")).notify(
+            [Event("stale", "gh", "stale:gh:x", "old")], T0)
+    finally:
+        controller.stop()
+    assert not d.channels and "email" in d.errors[0] and "STARTTLS" in d.errors[0].upper()
