@@ -26,7 +26,7 @@ EXAMPLES = {
     "validate": "restlake validate conf/*.yaml",
     "generate": "restlake generate --config conf/github_issues.yaml\n"
                 "  restlake generate --config-id gh_issues\n  restlake generate --due",
-    "run": "restlake run --config-id gh_issues\n  restlake run --all",
+    "run": "restlake run --config-id gh_issues\n  restlake run --all\n  restlake run --all --distributed",
     "status": "restlake status\n  restlake status --config-id gh_issues\n  restlake status --stale",
     "audit": "restlake audit --config-id gh_issues --limit 5",
     "retry": "restlake retry --config-id gh_issues",
@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--config-id", nargs="+", metavar="ID")
     g.add_argument("--all", action="store_true", help="every PENDING row")
+    p.add_argument("--distributed", action="store_true",
+                   help="fetch windows on the Spark executors, one task per window (staging "
+                        "must be storage the executors share, e.g. RESTLAKE_STAGING=/Volumes/...)")
     p.add_argument("--lease-minutes", type=float, default=60,
                    help="how long a claim holds before another runner may take over (default 60; "
                         "renewed while the load makes progress)")
@@ -245,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
                              lease=dt.timedelta(minutes=args.lease_minutes),
                              on_event=_progress_printer())
+    ctx.distributed = args.distributed
     ids = args.config_id if args.config_id else None
     if ids is None and not store.claimable_ids():
         console.print("nothing to run: no PENDING rows (run 'restlake generate')")

@@ -38,6 +38,17 @@ class WindowStage:
             shutil.rmtree(self.folder)  # a leftover of a crashed attempt
         self.folder.mkdir(parents=True)
 
+    @classmethod
+    def completed(cls, index: int, folder: Path, files: list[Path], *, rows: int, rejected: int,
+                  tracker: SchemaTracker) -> "WindowStage":
+        """A window staged elsewhere (e.g. by a Spark task), attached without touching it."""
+        stage = cls.__new__(cls)
+        stage.index, stage.folder, stage.files = index, folder, list(files)
+        stage.rows, stage.rejected, stage.tracker = rows, rejected, tracker
+        stage._handle = stage._quarantine = None
+        stage._in_file = 0
+        return stage
+
     def write(self, row: dict[str, Any]) -> None:
         """Append one shaped row."""
         if self._handle is None or self._in_file >= ROWS_PER_FILE:
