@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -49,6 +50,7 @@ RESERVED = set(CONTRACT_COLUMNS) | {SEQ_COLUMN}
 _SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
+@functools.lru_cache(maxsize=8192)  # the same few keys come back on every record
 def column_name(key: str) -> str:
     """A Delta-safe column name for a JSON key (``user.login`` -> ``user_login``)."""
     name = _SAFE.sub("_", str(key)) or "_"
@@ -187,6 +189,16 @@ class RowShaper:
 
     def __post_init__(self) -> None:
         self._lower = {k.lower(): k for k in (self.columns or {})}
+        self._stamps: dict[dt.datetime, str] = {}
+
+    def _stamp(self, value: dt.datetime) -> str:
+        # Window bounds and a page's collected_at repeat on every row: format them once.
+        text = self._stamps.get(value)
+        if text is None:
+            if len(self._stamps) > 64:
+                self._stamps.clear()
+            text = self._stamps[value] = encode(value, ColumnType.TIMESTAMP)
+        return text
 
     def shape(self, record: Any, *, run_id: str, window_start: dt.datetime,
               window_end: dt.datetime, collected_at: dt.datetime, seq: int) -> dict[str, Any]:
@@ -235,13 +247,13 @@ class RowShaper:
             self.rescued_rows += 1
         row["_rescued_data"] = canonical_json(rescued) if rescued else None
         row["source_system"] = self.source_system
-        row["collected_at_utc"] = encode(collected_at, ColumnType.TIMESTAMP)
+        row["collected_at_utc"] = self._stamp(collected_at)
         row["payload_hash"] = payload_hash(record)
         row["entity_key"] = ("|".join(str(record[k]) for k in self.primary_key)
                              if self.primary_key else row["payload_hash"])
         row["_run_id"] = run_id
-        row["_window_start"] = encode(window_start, ColumnType.TIMESTAMP)
-        row["_window_end"] = encode(window_end, ColumnType.TIMESTAMP)
+        row["_window_start"] = self._stamp(window_start)
+        row["_window_end"] = self._stamp(window_end)
         row[SEQ_COLUMN] = seq
         return row
 
