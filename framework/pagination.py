@@ -100,6 +100,23 @@ class Paginator:
     def _read(self, response: PageResponse, records: list) -> None:
         self._has_next_page = False
 
+    def checkpoint(self) -> dict[str, Any]:
+        """The paginator's progress as JSON-able values, to resume a window mid-way."""
+        out: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if isinstance(value, (set, frozenset)):
+                out[key] = {"__set__": sorted(str(v) for v in value)}
+            elif value is None or isinstance(value, (str, int, float, bool)):
+                out[key] = value
+        return out
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Restore progress saved by :meth:`checkpoint` (same style and options)."""
+        for key, value in state.items():
+            if isinstance(value, dict) and "__set__" in value:
+                value = set(value["__set__"])
+            setattr(self, key, value)
+
     def _remember(self, value: Any, what: str) -> None:
         """Raise when ``value`` was already seen in this window (the API loops)."""
         key = json.dumps(value, sort_keys=True, default=str)
