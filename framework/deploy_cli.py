@@ -39,10 +39,17 @@ def observe(spark: Any, store: Any, configs: list[Any]) -> dict[str, Any]:
     from framework.tables import TableRef
     from framework.worksheet import Observed
 
-    audit = store.warehouse.read(spark, store.audit_ref).where(F.col("SchemaChanges").isNotNull())
+    # The first successful load of a config sets its contract (in a shared table its
+    # fields arrive as schema changes); changes reported after it are drift.
+    audit = (store.warehouse.read(spark, store.audit_ref)
+             .where(F.col("LoadStatus") == F.lit("SUCCESS"))
+             .select("ConfigId", "SchemaChanges", "LoggedAt").orderBy("LoggedAt"))
     drift: dict[str, set[str]] = {}
-    for r in audit.select("ConfigId", "SchemaChanges").collect():
-        drift.setdefault(r[0], set()).update(json.loads(r[1]))
+    for r in audit.collect():
+        if r["ConfigId"] not in drift:
+            drift[r["ConfigId"]] = set()
+        elif r["SchemaChanges"]:
+            drift[r["ConfigId"]].update(json.loads(r["SchemaChanges"]))
     out = {}
     for cfg in configs:
         ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)

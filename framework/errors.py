@@ -94,6 +94,10 @@ class PaginationError(WindowError):
     """Pagination cannot complete (repeated cursor/page/link, or a bad option)."""
 
 
+class CompletenessError(WindowError):
+    """The window's record count differs from the API's total (``completeness: strict``)."""
+
+
 class LoadError(RestlakeError):
     """The load cannot run or finish."""
 

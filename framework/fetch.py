@@ -14,9 +14,9 @@ from typing import Any, Callable, Optional
 
 from framework import jsonpath
 from framework.config import SourceConfig
-from framework.errors import RecordRejected, RestlakeError, WindowError
+from framework.errors import CompletenessError, RecordRejected, RestlakeError, WindowError
 from framework.http import HttpClient
-from framework.models import PageRequest
+from framework.models import PageRequest, PageResponse
 from framework.pagination import build_paginator
 from framework.schema import RowShaper
 from framework.staging import WindowStage
@@ -57,6 +57,21 @@ def total_path_of(cfg: SourceConfig) -> Optional[str]:
     return getattr(cfg.pagination, "total_path", None)
 
 
+def check_completeness(cfg: SourceConfig, result: WindowResult) -> None:
+    """Compare the window's record count with the total the API reported.
+
+    Raises:
+        CompletenessError: they differ and the config says ``completeness: strict``.
+    """
+    if result.expected is None or result.expected == result.records or cfg.completeness == "off":
+        return
+    message = (f"window {result.window.key}: loaded {result.records} records but the API "
+               f"reported a total of {result.expected} (difference {result.records - result.expected:+d})")
+    if cfg.completeness == "strict":
+        raise CompletenessError(message + "; completeness: strict fails the window")
+    log.warning("%s: %s", cfg.config_id, message)
+
+
 def build_request(cfg: SourceConfig, window: Window) -> PageRequest:
     """The first request of ``window``: placeholders substituted everywhere."""
     return PageRequest(
@@ -71,15 +86,23 @@ def build_request(cfg: SourceConfig, window: Window) -> PageRequest:
 def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, window: Window,
                  index: int, stage: WindowStage, run_id: str,
                  now: Callable[[], dt.datetime] = utcnow,
-                 on_page: Optional[Callable[[int], None]] = None) -> WindowResult:
+                 on_page: Optional[Callable[[int], None]] = None,
+                 on_response: Optional[Callable[[PageResponse, Window, int], None]] = None
+                 ) -> WindowResult:
     """Read every page of ``window`` and stage its rows.
+
+    ``on_response(response, window, page_no)`` sees every raw page before it is parsed
+    (the raw archive). With ``completeness: strict`` a window whose record count differs
+    from the total the API reported fails.
 
     Raises:
         WindowError: the window cannot be loaded (its stage is removed).
         LoadError: the load cannot go on (e.g. schema drift with ``schema_mode: fail``).
     """
     result = WindowResult(index, window, stage, telemetry=client.telemetry)
-    parser = get_parser(cfg.parser, dict(cfg.parser_options), data_path=cfg.data_path)
+    # total_path is read here, not by the parser
+    options = {k: v for k, v in cfg.parser_options.items() if k != "total_path"}
+    parser = get_parser(cfg.parser, options, data_path=cfg.data_path)
     paginator = build_paginator(cfg.pagination.model_dump(exclude_none=True))
     request = build_request(cfg, window)
     total_path = total_path_of(cfg)
@@ -88,6 +111,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
         paginator.init_request(request)
         while True:
             response = client.send(request)
+            if on_response is not None:
+                on_response(response, window, result.pages)
             collected_at = now()
             records = parser.parse(response.data)
             if result.pages == 0 and total_path:
@@ -114,6 +139,7 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             if not paginator.has_next_page:
                 break
             paginator.update_request(request)
+        check_completeness(cfg, result)
     except RestlakeError:
         stage.abort()
         raise

@@ -36,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from control import mapping, states
 from control.states import LoadType, RunResult
 from control.store import Claim, ControlStore
+from framework.archive import PageRecorder, staged_page_files, write_pages
 from framework.auth import build_auth
 from framework.config import SourceConfig
 from framework.crashpoints import crashpoint
@@ -239,8 +240,12 @@ class _Load:
                                 pool_size=cfg.limits.concurrency, on_attempt=health.observe)
             shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields),
                                columns, cfg.schema_mode)
-            result = fetch_window(cfg, client, shaper, window, index, self.staging.window(index),
-                                  self.claim.run_id, on_page=lambda _n: crashpoint("page_fetched"))
+            stage = self.staging.window(index)
+            recorder = (PageRecorder(stage.folder, cfg.config_id, self.claim.run_id,
+                                     self.state.load_id, index) if cfg.archive else None)
+            result = fetch_window(cfg, client, shaper, window, index, stage,
+                                  self.claim.run_id, on_page=lambda _n: crashpoint("page_fetched"),
+                                  on_response=recorder)
             crashpoint("window_staged")
             return result
 
@@ -291,6 +296,9 @@ class _Load:
         crashpoint("after_target_commit")
         progress = self.progress
         rejected = self.writer.quarantine([r.stage for r in results])
+        if self.cfg.archive:  # raw pages land with the rows they produced
+            write_pages(self.ctx.spark, self.ctx.warehouse, self.writer.ref,
+                        staged_page_files([r.stage.folder for r in results]))
         now = utcnow()
         rows = []
         for r in results:

@@ -30,7 +30,8 @@ class Observed:
     Attributes:
         columns: data columns holding values of this source.
         rescued: keys found in this source's ``_rescued_data``.
-        drift: fields the audit reported as schema changes for this config.
+        drift: fields the audit reported as schema changes for this config after its
+            first successful load (which set its contract).
     """
 
     columns: tuple[str, ...] = ()

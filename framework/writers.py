@@ -2,7 +2,8 @@
 
 * FULL_LOAD: every window is staged first, then one ``overwrite`` commit replaces the
   table, so readers never see a half-loaded table and a failed load leaves the old
-  table as it was.
+  table as it was. A table shared by several source systems (the monitoring caches)
+  has only this source's rows replaced, by one MERGE that also deletes its vanished rows.
 * INCREMENTAL with a primary key: MERGE on the key after keeping one row per key
   (latest by ``cursor_field``, else last seen). Rows whose ``payload_hash`` did not
   change are not rewritten, so rerunning an unchanged window commits no data files.
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Optional
 
 from framework.commits import retry_conflicts
 from framework.config import SourceConfig
-from framework.errors import SchemaDriftError
+from framework.errors import LoadError, SchemaDriftError
 from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
                               data_columns, reshape)
 from framework.staging import WindowStage
@@ -174,6 +175,8 @@ class TargetWriter:
             df = self._dedupe(df)
         df = df.drop(SEQ_COLUMN).cache()
         try:
+            if self._shared_with_other_sources():
+                return self._replace_source(df, columns, new)
             rows = df.count()
             writer = df.write.format("delta").mode("overwrite")
             if self.cfg.schema_mode == "evolve":
@@ -182,6 +185,49 @@ class TargetWriter:
         finally:
             df.unpersist()
         return WriteResult(rows, self.warehouse.version(self.spark, self.ref), tuple(new))
+
+    def _shared_with_other_sources(self) -> bool:
+        """True when the target holds rows of another source system (a shared cache table)."""
+        from pyspark.sql import functions as F
+
+        if not self.warehouse.exists(self.spark, self.ref):
+            return False
+        df = self.warehouse.read(self.spark, self.ref)
+        if "source_system" not in df.columns:
+            return False
+        other = ~F.col("source_system").eqNullSafe(F.lit(self.cfg.system))
+        return bool(df.where(other).limit(1).count())
+
+    def _replace_source(self, df: Any, columns: dict[str, ColumnType], new: list[str]) -> WriteResult:
+        """FULL_LOAD into a shared table: replace this source's rows only, in one MERGE.
+
+        Rows of this source that the load no longer returns are deleted; rows of other
+        source systems are left alone.
+        """
+        from pyspark.sql import functions as F
+
+        if not self.cfg.primary_key:
+            raise LoadError(f"target {self.ref.name} holds rows of other source systems: a full "
+                            f"load of '{self.cfg.system}' needs primary_key to replace only its "
+                            "own rows")
+        self._evolve(columns, new)
+        system = F.lit(self.cfg.system)
+        cond = F.col("t.source_system") == F.col("s.source_system")
+        for key in self.cfg.primary_key:
+            cond = cond & (F.col(f"t.{key}") == F.col(f"s.{key}"))
+
+        def do_merge() -> Any:
+            target = self.warehouse.delta(self.spark, self.ref)
+            return (target.alias("t").merge(df.alias("s"), cond)
+                    .whenMatchedUpdateAll(condition=~F.col("t.payload_hash").eqNullSafe(
+                        F.col("s.payload_hash")))
+                    .whenNotMatchedInsertAll()
+                    .whenNotMatchedBySourceDelete(condition=F.col("t.source_system") == system)
+                    .execute())
+
+        metrics = retry_conflicts(do_merge, f"replace {self.cfg.system} rows in {self.ref.name}")
+        return WriteResult(_merge_rows(metrics), self.warehouse.version(self.spark, self.ref),
+                           tuple(new))
 
     def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
               batch_version: int) -> WriteResult:

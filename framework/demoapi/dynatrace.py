@@ -23,7 +23,8 @@ A generic health API (``X-API-Key: <key>``, any of ``health_keys``):
 * ``GET /health-api/v1/alerts?since=&until=&offset=&limit=`` → ``{"items": [...], "total": N}``
 
 Knobs for tests: ``throttle_key(key)`` answers 429 to requests made with that key,
-and ``total_skew`` is added to every reported total (an API that miscounts).
+``total_skew`` is added to every reported total (an API that miscounts), and the
+``schema_drift`` fault adds ``"priority": "high"`` to the health API's items.
 """
 
 from __future__ import annotations
@@ -361,6 +362,8 @@ class MonitoringApi(DemoApi):
     def _offset_page(self, call: Call, items: list[dict[str, Any]]) -> Reply:
         offset = _int(call.query, "offset", 0)
         limit = min(_int(call.query, "limit", 20, low=1), self.max_page_size)
+        if call.drift:  # the "schema_drift" fault: a field the contract does not know
+            items = [dict(item, priority="high") for item in items]
         return Reply(200, {"items": items[offset:offset + limit], "total": len(items) + self.total_skew,
                            "offset": offset, "limit": limit})
 
