@@ -18,7 +18,8 @@ from rich.table import Table
 from framework.errors import ConfigError, RestlakeError
 from framework.secrets import install_log_redaction, redact
 
-console = Console(highlight=False)
+# Piped output (job logs, files) is not cut to 80 columns: tables stay readable there.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False)
 
 EXAMPLES = {

@@ -96,6 +96,7 @@ class RunContext:
     lease: dt.timedelta = dt.timedelta(hours=1)
     loaded_by: str = field(default_factory=lambda: _user())
     on_event: Optional[Callable[[str, dict[str, Any]], None]] = None
+    distributed: bool = False  # fetch windows on the Spark executors (framework.distributed)
 
     def emit(self, event: str, **data: Any) -> None:
         if self.on_event is not None:
@@ -251,7 +252,13 @@ class _Load:
 
         pool = ThreadPoolExecutor(max_workers=cfg.limits.concurrency,
                                   thread_name_prefix=f"restlake-{cfg.config_id}")
-        futures: list[tuple[int, Window, Future]] = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
+        if self.ctx.distributed:
+            from framework.distributed import fetch_windows_distributed
+
+            futures = fetch_windows_distributed(self.ctx.spark, cfg, todo, self.claim.run_id,
+                                                self.staging, columns)
+        else:
+            futures = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
         try:
             if incremental:
                 self._commit_in_order(futures, columns)
