@@ -173,7 +173,8 @@ def test_data_path_argument_overrides_options_and_repr_is_useful():
 def test_unknown_parser_lists_the_known_ones():
     with pytest.raises(ValueError) as info:
         get_parser("dynatrace", {})
-    assert str(info.value) == "parser: unknown parser 'dynatrace'; known parsers: flatten, records"
+    assert str(info.value) == ("parser: unknown parser 'dynatrace'; known parsers: "
+                               "dynatrace_metrics, flatten, records")
     assert isinstance(info.value, ConfigError)
 
 
