@@ -19,6 +19,8 @@ import enum
 import functools
 import hashlib
 import json
+
+import orjson
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -59,10 +61,25 @@ def column_name(key: str) -> str:
     return name[:255]
 
 
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+
+
+def canonical_json_bytes(value: Any) -> bytes:
+    """Canonical JSON (sorted keys, compact, UTF-8) used for hashes and rescued data.
+
+    orjson does the work (the per-record hot path); integers beyond 64 bits, which it
+    refuses, fall back to the standard library with the same output format.
+    """
+    try:
+        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          default=_json_default).encode("utf-8")
+
+
 def canonical_json(value: Any) -> str:
-    """Canonical JSON text (sorted keys, compact) used for hashes and rescued data."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_json_default)
+    """:func:`canonical_json_bytes` as text."""
+    return canonical_json_bytes(value).decode("utf-8")
 
 
 def _json_default(value: Any) -> Any:
@@ -73,7 +90,7 @@ def _json_default(value: Any) -> Any:
 
 def payload_hash(record: dict[str, Any]) -> str:
     """sha256 of the record's canonical JSON."""
-    return hashlib.sha256(canonical_json(record).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json_bytes(record)).hexdigest()
 
 
 def infer_type(value: Any) -> Optional[ColumnType]:
@@ -144,6 +161,13 @@ def encode(value: Any, ctype: ColumnType) -> Any:
     return value
 
 
+_SLOW = object()  # "look closer": types that need infer_type (ints may not fit a long)
+_MIN_LONG, _MAX_LONG = -(2 ** 63), 2 ** 63 - 1
+_FAST_TYPES: dict[type, Any] = {bool: ColumnType.BOOLEAN, int: ColumnType.LONG, float: ColumnType.DOUBLE,
+                                str: ColumnType.STRING, dict: ColumnType.STRING,
+                                list: ColumnType.STRING}
+
+
 @dataclass
 class SchemaTracker:
     """Columns seen in records, in first-seen order, with their merged types."""
@@ -151,11 +175,21 @@ class SchemaTracker:
     columns: dict[str, Optional[ColumnType]] = field(default_factory=dict)
 
     def observe(self, row: dict[str, Any]) -> None:
+        columns = self.columns
         for key, value in row.items():
+            # Fast path: a value of the type already recorded (or a null) changes nothing.
+            current = columns.get(key, _SLOW)
+            if value is None and current is not _SLOW:
+                continue
+            kind = _FAST_TYPES.get(type(value), _SLOW)
+            if kind is ColumnType.LONG and not _MIN_LONG <= value <= _MAX_LONG:
+                kind = _SLOW
+            if kind is current and kind is not _SLOW:
+                continue
             if key in RESERVED:
                 continue
-            self.columns[key] = merge_types(self.columns.get(key), infer_type(value)) \
-                if key in self.columns else infer_type(value)
+            inferred = infer_type(value)
+            columns[key] = merge_types(current, inferred) if current is not _SLOW else inferred
 
     def merge(self, other: "SchemaTracker") -> None:
         for key, ctype in other.columns.items():
@@ -190,6 +224,7 @@ class RowShaper:
     def __post_init__(self) -> None:
         self._lower = {k.lower(): k for k in (self.columns or {})}
         self._stamps: dict[dt.datetime, str] = {}
+        self._plans: dict[tuple[str, ...], list[tuple[str, Optional[str], Optional[ColumnType]]]] = {}
 
     def _stamp(self, value: dt.datetime) -> str:
         # Window bounds and a page's collected_at repeat on every row: format them once.
@@ -199,6 +234,44 @@ class RowShaper:
                 self._stamps.clear()
             text = self._stamps[value] = encode(value, ColumnType.TIMESTAMP)
         return text
+
+    def _plan(self, keys: tuple[str, ...]) -> list[tuple[str, Optional[str], Optional[ColumnType]]]:
+        """Where each key of a record goes: (key, column or None to rescue, type to check).
+
+        Records of one API nearly always share their keys, so the plan is computed once per
+        key set and reused (the per-record hot path only follows it).
+
+        Raises:
+            SchemaDriftError: a new field while ``schema_mode`` is ``fail``.
+        """
+        plan: list[tuple[str, Optional[str], Optional[ColumnType]]] = []
+        seen_lower: set[str] = set()
+        for key in keys:
+            col = column_name(key)
+            if col in RESERVED or col.lower() in seen_lower:
+                plan.append((key, None, None))
+                continue
+            if self.columns is None:
+                plan.append((key, col, None))
+                seen_lower.add(col.lower())
+                continue
+            target_col = col if col in self.columns else self._lower.get(col.lower())
+            if target_col is None:
+                if self.schema_mode == "fail":
+                    raise SchemaDriftError(f"field '{key}' is not in the target table "
+                                           "(schema_mode: fail)")
+                self.new_fields.add(col)
+                if self.schema_mode == "evolve":
+                    plan.append((key, col, None))
+                    seen_lower.add(col.lower())
+                else:
+                    plan.append((key, None, None))
+                continue
+            plan.append((key, target_col, self.columns[target_col]))
+            seen_lower.add(target_col.lower())
+        if len(self._plans) < 1024:
+            self._plans[keys] = plan
+        return plan
 
     def shape(self, record: Any, *, run_id: str, window_start: dt.datetime,
               window_end: dt.datetime, collected_at: dt.datetime, seq: int) -> dict[str, Any]:
@@ -215,32 +288,18 @@ class RowShaper:
                 raise RecordRejected(f"required field '{name}' is missing", field=name)
         row: dict[str, Any] = {}
         rescued: dict[str, Any] = {}
-        seen_lower: set[str] = set()
-        for key, value in record.items():
-            col = column_name(key)
-            if col in RESERVED or col.lower() in seen_lower:
+        keys = tuple(record)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._plan(keys)
+        for key, col, ctype in plan:
+            value = record[key]
+            if col is None:
                 rescued[key] = value
-                continue
-            if self.columns is None:
+            elif ctype is None:
                 row[col] = value
-                seen_lower.add(col.lower())
-                continue
-            target_col = col if col in self.columns else self._lower.get(col.lower())
-            if target_col is None:
-                if self.schema_mode == "fail":
-                    raise SchemaDriftError(f"field '{key}' is not in the target table "
-                                           "(schema_mode: fail)")
-                self.new_fields.add(col)
-                if self.schema_mode == "evolve":
-                    row[col] = value
-                    seen_lower.add(col.lower())
-                else:
-                    rescued[key] = value
-                continue
-            ctype = self.columns[target_col]
-            if fits(value, ctype):
-                row[target_col] = encode(value, ctype)
-                seen_lower.add(target_col.lower())
+            elif fits(value, ctype):
+                row[col] = encode(value, ctype)
             else:
                 rescued[key] = value
         if rescued:

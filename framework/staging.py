@@ -9,6 +9,8 @@ windows. Nothing here imports Spark.
 from __future__ import annotations
 
 import json
+
+import orjson
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +55,7 @@ class WindowStage:
         """Append one shaped row."""
         if self._handle is None or self._in_file >= ROWS_PER_FILE:
             self._roll()
-        self._handle.write(json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str))
-        self._handle.write("\n")
+        self._handle.write(orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE))
         self._in_file += 1
         self.rows += 1
         self.tracker.observe(row)
@@ -71,7 +72,7 @@ class WindowStage:
         if self._handle is not None:
             self._handle.close()
         path = self.folder / f"part-{len(self.files):05d}.jsonl"
-        self._handle = path.open("w", encoding="utf-8")
+        self._handle = path.open("wb")
         self.files.append(path)
         self._in_file = 0
 
@@ -112,6 +113,10 @@ class RunStaging:
 
     def window(self, index: int) -> WindowStage:
         return WindowStage(index, self.folder / f"w{index:06d}")
+
+    def segment(self, index: int, segment: int) -> WindowStage:
+        """The stage of one page batch of window ``index`` (``limits.pages_per_commit``)."""
+        return WindowStage(index, self.folder / f"w{index:06d}-s{segment:05d}")
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
