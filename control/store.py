@@ -148,6 +148,22 @@ class ControlStore:
               .select("WindowStart", "WindowEnd"))
         return {(to_utc(r[0]), to_utc(r[1])) for r in df.collect()}
 
+    def window_checkpoints(self, config_id: str, load_id: str) -> dict[tuple[dt.datetime, dt.datetime], dict]:
+        """The latest page-batch checkpoint of each window of ``load_id`` (Status CHECKPOINT)."""
+        from pyspark.sql import functions as F
+
+        df = (self.warehouse.read(self.spark, self.window_ref)
+              .where((F.col("ConfigId") == F.lit(config_id)) & (F.col("LoadId") == F.lit(load_id))
+                     & (F.col("Status") == F.lit("CHECKPOINT")))
+              .select("WindowStart", "WindowEnd", "Checkpoint"))
+        latest: dict[tuple[dt.datetime, dt.datetime], dict] = {}
+        for r in df.collect():
+            key = (to_utc(r[0]), to_utc(r[1]))
+            point = json.loads(r[2])
+            if key not in latest or point["segment"] > latest[key]["segment"]:
+                latest[key] = point
+        return latest
+
     # ---------------------------------------------------------------- generate
     def generate(self, configs: Iterable[SourceConfig], *, now: Optional[dt.datetime] = None,
                  due_only: bool = False) -> list[GenerateResult]:

@@ -271,6 +271,9 @@ def _progress_printer() -> Callable[[str, dict[str, Any]], None]:
         elif event == "committed":
             console.print(f"  {cid}: committed {data['windows']} window(s): {data['rows']} rows written "
                           f"(table version {data['version']})")
+        elif event == "segment_committed":
+            console.print(f"  {cid}: committed page batch {data['segment']} of {data['window']}: "
+                          f"{data['rows']} rows written (table version {data['version']})")
         elif event == "skipped":
             console.print(f"[yellow]{cid}[/yellow] skipped: {data['reason']}")
         elif event == "load_finished":

@@ -286,6 +286,8 @@ class Limits(_Model):
     backoff_max_s: float = Field(default=30.0, ge=0)
     lease_s: int = Field(default=3600, ge=30)
     windows_per_commit: int = Field(default=8, ge=1, le=1000)
+    # Long windows of incremental loads: commit every N pages with a checkpoint (None: whole windows).
+    pages_per_commit: Optional[int] = Field(default=None, ge=1, le=1_000_000)
 
 
 class SourceConfig(_Model):
@@ -417,6 +419,9 @@ class SourceConfig(_Model):
             raise _FieldError("body", "a body is only sent with method: POST")
         if self.pagination.style == "body_token" and self.method != "POST":
             raise _FieldError("pagination.style", "body_token needs method: POST")
+        if self.limits.pages_per_commit and self.archive:
+            raise _FieldError("limits.pages_per_commit", "cannot be combined with archive: true "
+                              "(archived pages are written per whole window)")
         if self.delta_column and not self.primary_key:
             raise _FieldError("primary_key", "is required when delta_column is true "
                               "(incremental loads MERGE on it)")

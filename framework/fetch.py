@@ -43,6 +43,7 @@ class WindowResult:
     rescued_rows: int = 0
     telemetry: Any = None
     checkpoint: Optional[dict[str, Any]] = None
+    resumed_from: Optional[int] = None  # the page-batch segment a rerun resumed after
 
     def __repr__(self) -> str:
         return (f"WindowResult(w{self.index} {self.window.key} records={self.records} "
@@ -87,9 +88,17 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                  index: int, stage: WindowStage, run_id: str,
                  now: Callable[[], dt.datetime] = utcnow,
                  on_page: Optional[Callable[[int], None]] = None,
-                 on_response: Optional[Callable[[PageResponse, Window, int], None]] = None
-                 ) -> WindowResult:
+                 on_response: Optional[Callable[[PageResponse, Window, int], None]] = None,
+                 pages_per_commit: Optional[int] = None,
+                 on_segment: Optional[Callable[[WindowStage, dict[str, Any]], WindowStage]] = None,
+                 resume: Optional[dict[str, Any]] = None) -> WindowResult:
     """Read every page of ``window`` and stage its rows.
+
+    Page batches (``pages_per_commit`` with ``on_segment``): every ``pages_per_commit``
+    pages, while more pages follow, the current stage is closed and handed to
+    ``on_segment(stage, checkpoint)``, which commits it and returns the stage for the
+    next pages. ``checkpoint`` holds the next request and the paginator's progress;
+    passing it back as ``resume`` continues the window from there (after a crash).
 
     ``on_response(response, window, page_no)`` sees every raw page before it is parsed
     (the raw archive). With ``completeness: strict`` a window whose record count differs
@@ -107,8 +116,15 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     request = build_request(cfg, window)
     total_path = total_path_of(cfg)
     seq = index * SEQ_STRIDE
+    segment, pages_in_segment = 0, 0
     try:
-        paginator.init_request(request)
+        if resume:
+            request = PageRequest(**resume["request"])
+            paginator.resume(resume["paginator"])
+            segment, seq = int(resume["segment"]), int(resume["seq"])
+            result.resumed_from = segment
+        else:
+            paginator.init_request(request)
         while True:
             response = client.send(request)
             if on_response is not None:
@@ -139,7 +155,17 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             if not paginator.has_next_page:
                 break
             paginator.update_request(request)
-        check_completeness(cfg, result)
+            pages_in_segment += 1
+            if pages_per_commit and on_segment is not None and pages_in_segment >= pages_per_commit:
+                segment += 1
+                checkpoint = {"segment": segment, "seq": seq, "request": vars(request.copy()),
+                              "paginator": paginator.checkpoint()}
+                stage.close()
+                stage = on_segment(stage, checkpoint)
+                result.stage = stage
+                pages_in_segment = 0
+        if result.resumed_from is None:
+            check_completeness(cfg, result)
     except RestlakeError:
         stage.abort()
         raise

@@ -47,7 +47,7 @@ from framework.ratelimit import limiter_for
 from framework.retry import RetryPolicy
 from framework.schema import RowShaper
 from framework.secrets import redact
-from framework.staging import RunStaging
+from framework.staging import RunStaging, WindowStage
 from framework.tables import TableRef, Warehouse
 from framework.telemetry import Telemetry
 from framework.timeutil import to_utc, utcnow
@@ -57,6 +57,8 @@ from framework.writers import TargetWriter, WriteResult
 log = logging.getLogger(__name__)
 
 ERROR_LIMIT = 2000
+# Idempotent-append versions: window i's page batches are i*SPAN+1.., the whole window (i+1)*SPAN.
+SEGMENT_SPAN = 100_000
 
 
 def new_run_id() -> str:
@@ -235,6 +237,10 @@ class _Load:
 
         health = HealthRecorder(cfg.config_id, cfg.system, self.claim.run_id)  # bounded buffer
 
+        batched = bool(incremental and cfg.limits.pages_per_commit and not self.ctx.distributed)
+        checkpoints = (self.ctx.store.window_checkpoints(cfg.config_id, self.state.load_id or "")
+                       if batched else {})
+
         def fetch(index: int, window: Window) -> WindowResult:
             client = HttpClient(auth, policy, cfg.limits.timeout_s, limiter, Telemetry(), session,
                                 cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
@@ -244,15 +250,29 @@ class _Load:
             stage = self.staging.window(index)
             recorder = (PageRecorder(stage.folder, cfg.config_id, self.claim.run_id,
                                      self.state.load_id, index) if cfg.archive else None)
+            segments: dict[str, Any] = {}
+            if batched:
+                def on_segment(done: WindowStage, checkpoint: dict[str, Any]) -> WindowStage:
+                    self._commit_segment(index, window, done, checkpoint, columns)
+                    return self.staging.segment(index, checkpoint["segment"])
+
+                segments = {"pages_per_commit": cfg.limits.pages_per_commit,
+                            "on_segment": on_segment,
+                            "resume": checkpoints.get((window.start, window.end))}
             result = fetch_window(cfg, client, shaper, window, index, stage,
                                   self.claim.run_id, on_page=lambda _n: crashpoint("page_fetched"),
-                                  on_response=recorder)
+                                  on_response=recorder, **segments)
             crashpoint("window_staged")
             return result
 
         pool = ThreadPoolExecutor(max_workers=cfg.limits.concurrency,
                                   thread_name_prefix=f"restlake-{cfg.config_id}")
-        if self.ctx.distributed:
+        if batched:
+            # Page batches commit from inside the window, so windows go one at a time, in order.
+            pool.shutdown()
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"restlake-{cfg.config_id}")
+            futures = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
+        elif self.ctx.distributed:
             from framework.distributed import fetch_windows_distributed
 
             futures = fetch_windows_distributed(self.ctx.spark, cfg, todo, self.claim.run_id,
@@ -295,7 +315,7 @@ class _Load:
             if len(batch) >= per_commit or is_last or not next_ready:
                 crashpoint("before_target_commit")
                 write = self.writer.merge([r.stage for r in batch], columns,
-                                          batch_version=batch[-1].index + 1)
+                                          batch_version=(batch[-1].index + 1) * SEGMENT_SPAN)
                 self._committed(batch, write)
                 batch = []
 
@@ -334,6 +354,29 @@ class _Load:
         crashpoint("after_window_log")
         self.ctx.emit("committed", config_id=self.cfg.config_id, windows=len(results),
                       rows=write.rows_written, version=write.version)
+
+    def _commit_segment(self, index: int, window: Window, stage: WindowStage,
+                        checkpoint: dict[str, Any], columns: Any) -> None:
+        """Commit one page batch of a long window and record where to resume after it."""
+        crashpoint("before_target_commit")
+        write = self.writer.merge([stage], columns,
+                                  batch_version=index * SEGMENT_SPAN + checkpoint["segment"])
+        crashpoint("after_target_commit")
+        rejected = self.writer.quarantine([stage])
+        self.progress.rows_written += write.rows_written
+        self.progress.rejected += rejected
+        self.progress.schema_changes |= set(write.schema_changes)
+        self.progress.version = write.version
+        self.ctx.store.append_window_log([{
+            "ConfigId": self.cfg.config_id, "LoadId": self.state.load_id or "",
+            "RunId": self.claim.run_id, "WindowStart": window.start, "WindowEnd": window.end,
+            "Status": "CHECKPOINT", "Rows": stage.rows, "TargetVersion": write.version,
+            "Checkpoint": json.dumps(checkpoint, default=str), "LoggedAt": utcnow(),
+        }])
+        crashpoint("after_window_log")
+        stage.discard()
+        self.ctx.emit("segment_committed", config_id=self.cfg.config_id, window=window.key,
+                      segment=checkpoint["segment"], rows=write.rows_written, version=write.version)
 
     def _log_failed_window(self, window: Window, exc: BaseException) -> None:
         try:
@@ -391,7 +434,7 @@ def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: s
     cid = claim.config_id
     if error is None:
         status = RunResult.SUCCESS.value
-    elif progress.windows_loaded > 0:
+    elif progress.windows_loaded > 0 or progress.rows_written > 0:
         status = RunResult.PARTIAL.value
     else:
         status = RunResult.FAILED.value
