@@ -109,7 +109,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             console.print(f"  {r.config_id}: {r.action} {r.detail}")
         ctx = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
                                  on_event=_progress_printer())
-        outcomes = runtime.run(ctx, [c.config_id for c in configs])
+        outcomes = runtime.run(ctx, [c.config_id for c in configs], parallel=3)
 
         console.rule("2. the source changes; generate + run: INCREMENTAL MERGE")
         later = END + dt.timedelta(hours=6)
@@ -122,7 +122,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             console.print(f"  {r.config_id}: {r.action} {r.detail}")
         ctx2 = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
                                   on_event=_progress_printer())
-        outcomes += runtime.run(ctx2, [c.config_id for c in incremental])
+        outcomes += runtime.run(ctx2, [c.config_id for c in incremental], parallel=2)
         _print_outcomes(outcomes)
 
         console.rule("summary")
