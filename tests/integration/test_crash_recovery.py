@@ -57,7 +57,8 @@ def _run_cli(warehouse: Path, crash_at: str | None) -> subprocess.CompletedProce
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
-def _crash_then_recover(spark, store, warehouse, api, tmp_path, points: list[str]) -> list[str]:
+def _crash_then_recover(spark, store, warehouse, api, tmp_path, points: list[str],
+                        success_audits: int = 2) -> list[str]:
     cfg = load_file(_config(api.base_url, tmp_path / "crashy.yaml"))[0]
     seen = []
     # 1. the FULL load, then 2. an INCREMENTAL load of six daily windows; crashes in both
@@ -81,8 +82,10 @@ def _crash_then_recover(spark, store, warehouse, api, tmp_path, points: list[str
     assert df.select("id").distinct().count() == df.count(), "duplicate keys in the target"
     assert actual_rows(df) == expected_rows(api, DAY1, DAY9)
     assert store.get("crashy")["LastLoadTime"] == dt.datetime(2024, 1, 9, tzinfo=UTC)
+    # A kill between the control update and the audit append loses that run's audit row
+    # (documented in the README); every other finished load has one.
     statuses = [r["LoadStatus"] for r in warehouse.read(spark, store.audit_ref).collect()]
-    assert statuses.count("SUCCESS") >= 2
+    assert statuses.count("SUCCESS") >= success_audits
     return seen
 
 
@@ -105,5 +108,5 @@ def test_sigkill_at_critical_points_then_rerun_equals_source(spark, store, wareh
 def test_sigkill_at_twenty_seeded_random_points(spark, store, warehouse, api, tmp_path):
     rng = random.Random(20240101)
     points = [f"{rng.choice(POINTS)}:{rng.randint(1, 3)}" for _ in range(22)]
-    seen = _crash_then_recover(spark, store, warehouse, api, tmp_path, points)
+    seen = _crash_then_recover(spark, store, warehouse, api, tmp_path, points, success_audits=1)
     assert sum(s.endswith(f"-> {-signal.SIGKILL}") for s in seen) >= 12, seen
