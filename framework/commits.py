@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
-import time
 from typing import Callable, TypeVar
 
 from tenacity import (RetryError, Retrying, retry_if_exception, stop_after_attempt,
@@ -58,8 +56,3 @@ def retry_conflicts(action: Callable[[], T], what: str, *, attempts: int = 12,
         last = exc.last_attempt.exception()
         raise CommitConflictError(f"{what}: Delta commit still conflicting after {attempts} "
                                   f"attempts ({type(last).__name__})") from None
-
-
-def jitter_sleep(base: float) -> None:
-    """Sleep ``base`` seconds plus up to 50% jitter (spreads concurrent runners)."""
-    time.sleep(base * (1 + random.random() / 2))

@@ -50,7 +50,7 @@ from framework.secrets import redact
 from framework.staging import RunStaging, WindowStage
 from framework.tables import TableRef, Warehouse
 from framework.telemetry import Telemetry
-from framework.timeutil import to_utc, utcnow
+from framework.timeutil import utcnow
 from framework.windows import Window, split
 from framework.writers import TargetWriter, WriteResult
 
@@ -502,7 +502,3 @@ def staging_root(warehouse: Warehouse) -> Path:
     import tempfile
 
     return Path(tempfile.gettempdir()) / "restlake_staging"
-
-
-def to_ts(value: Any) -> Optional[dt.datetime]:
-    return to_utc(value) if value is not None else None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from framework.commits import retry_conflicts
@@ -232,7 +231,6 @@ class TargetWriter:
     def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
               batch_version: int) -> WriteResult:
         """INCREMENTAL: MERGE on the primary key (or idempotent append without one)."""
-        from pyspark.sql import functions as F
 
         df, columns, new = self._frame(stages, staged_with)
         if not self.warehouse.exists(self.spark, self.ref):
@@ -344,7 +342,3 @@ def _merge_rows(metrics: Any) -> int:
     except Exception:  # noqa: BLE001 - older Delta returns no metrics frame
         return 0
     return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
-
-
-def stage_files(stages: Iterable[WindowStage]) -> list[Path]:
-    return [p for s in stages for p in s.files]
