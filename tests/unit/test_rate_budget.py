@@ -102,10 +102,11 @@ def test_429_retry_after_pauses_every_worker_of_the_host(api, tmp_path):
                  key=lambda e: e["t"])
     [hit] = [e for e in log if e["status"] == 429]
     after = [e["t"] - hit["t"] for e in log if e["t"] > hit["t"]]
-    # Requests already on the wire when the 429 arrived may land just after it;
-    # then nothing, from any worker, until Retry-After has passed.
+    # Until the 429 reaches its worker, the other workers may still be sending: each can
+    # have one request on the wire and send at most one more before the pause is seen.
+    # Then nothing, from any worker, until Retry-After has passed.
     in_flight = [d for d in after if d < 0.05]
-    assert len(in_flight) < cfg.limits.concurrency
+    assert len(in_flight) <= 2 * (cfg.limits.concurrency - 1)
     assert not [d for d in after if 0.05 <= d < 0.95]
     assert min(d for d in after if d >= 0.05) >= 0.95
     # Without the pause the six workers keep the server busy: gaps stay small.
