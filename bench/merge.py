@@ -16,7 +16,7 @@ import argparse
 import datetime as dt
 import shutil
 
-from _common import START, DemoServer, config, figure, info, restlake_fetch, temp_dir, timed
+from _common import START, config, figure, info, restlake_fetch, temp_dir, timed
 
 
 def main() -> None:

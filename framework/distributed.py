@@ -34,15 +34,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import requests
-from requests.adapters import HTTPAdapter
 
 from framework import errors
 from framework.auth import build_auth
 from framework.config import SourceConfig
 from framework.errors import RestlakeError, WindowError
 from framework.fetch import WindowResult, fetch_window
-from framework.http import HttpClient
+from framework.http import HttpClient, pooled_session
 from framework.ratelimit import RateLimiter
 from framework.retry import RetryPolicy
 from framework.schema import ColumnType, RowShaper, SchemaTracker
@@ -78,11 +76,7 @@ class WindowFetcher:
         self.cfg, self.run_id, self.staging, self.columns = cfg, run_id, staging, columns
         self.limiter = limiter
         self.pool_size = pool_size
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, pool_size * 2),
-                              max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.session = pooled_session(max(10, pool_size * 2))
         self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
         self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                                   backoff_base_s=cfg.limits.backoff_base_s,

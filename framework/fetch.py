@@ -1,14 +1,17 @@
 """Fetching one window: request -> pages -> records -> staged rows (no Spark).
 
-One page is in memory at a time; records stream to the window's staging files.
-A window either completes (every page read and staged) or raises, and then nothing
-of it reaches the target.
+At most two pages are in memory at a time: while the rows of one page are shaped and
+staged, the request for the next is already on the wire (one request in flight per
+window, so ``limits.concurrency`` still bounds the requests a load has in flight).
+Records stream to the window's staging files. A window either completes (every page
+read and staged) or raises, and then nothing of it reaches the target.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -117,6 +120,10 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     total_path = total_path_of(cfg)
     seq = index * SEQ_STRIDE
     segment, pages_in_segment = 0, 0
+    # The next page's request goes out before this page's rows are shaped, so shaping
+    # overlaps the API's latency instead of adding to it.
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix=f"restlake-page-{index}")
+    pending: Optional[Future[PageResponse]] = None
     try:
         if resume:
             request = PageRequest(**resume["request"])
@@ -126,7 +133,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
         else:
             paginator.init_request(request)
         while True:
-            response = client.send(request)
+            response = pending.result() if pending is not None else client.send(request)
+            pending = None
             if on_response is not None:
                 on_response(response, window, result.pages)
             collected_at = now()
@@ -136,6 +144,10 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 if isinstance(total, int) and not isinstance(total, bool):
                     result.expected = total
             paginator.update_state(response, records)
+            more = paginator.has_next_page
+            if more:
+                paginator.update_request(request)
+                pending = prefetch.submit(client.send, request.copy())
             for record in records:
                 seq += 1
                 try:
@@ -152,9 +164,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             client.telemetry.count_page()
             if on_page is not None:
                 on_page(len(records))
-            if not paginator.has_next_page:
+            if not more:
                 break
-            paginator.update_request(request)
             pages_in_segment += 1
             if pages_per_commit and on_segment is not None and pages_in_segment >= pages_per_commit:
                 segment += 1
@@ -172,6 +183,10 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     except Exception as exc:  # a bug or an unexpected library error: still fail the window
         stage.abort()
         raise WindowError(f"window {window.key}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        # On failure a request may still be in flight: its answer is not needed; do not
+        # hold the window's failure back until it arrives.
+        prefetch.shutdown(wait=pending is None, cancel_futures=True)
     stage.close()
     result.new_fields = set(shaper.new_fields)
     result.rescued_rows = shaper.rescued_rows

@@ -19,10 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
+import orjson
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
@@ -41,6 +44,10 @@ from framework.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
 USER_AGENT = "restlake/0.1"
 MESSAGE_LIMIT = 300
 _CHUNK_BYTES = 64 * 1024
+# Every digit becomes "0", everything else a space: a run of 20 digits is then a substring
+# search (C speed; a regex over digit runs backtracks and costs more than the parse).
+_DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_TWENTY_DIGITS = b"0" * 20
 _MESSAGE_KEYS = ("message", "error_description", "detail", "errorMessage", "title", "error")
 
 
@@ -59,6 +66,63 @@ class _Unauthorized(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
         super().__init__(message)
+
+
+class _Session(requests.Session):
+    """A ``requests.Session`` that reads proxy and CA settings from the environment once
+    per host instead of on every request.
+
+    requests walks the whole process environment (``*_proxy`` variables) for each request;
+    a load sends thousands of requests to one host while the environment stays the same.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._environment_lock = threading.Lock()
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        parts = urlsplit(str(url))
+        try:
+            key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream,
+                   verify, cert)
+            hit = self._environment.get(key)
+        except TypeError:  # unhashable settings: no cache
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if hit is None:
+            hit = super().merge_environment_settings(url, dict(proxies or {}), stream, verify, cert)
+            with self._environment_lock:
+                if len(self._environment) < 256:
+                    self._environment[key] = hit
+        return {**hit, "proxies": dict(hit["proxies"])}
+
+
+def pooled_session(pool_maxsize: int, pool_connections: int = 4) -> requests.Session:
+    """A session for one source: ``pool_maxsize`` kept connections per host, no urllib3
+    retries (the retry policy counts every attempt), environment read once per host."""
+    session = _Session()
+    adapter = HTTPAdapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize,
+                          max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _parse_json(body: bytes) -> Any:
+    """Decode a response body: orjson for speed, the standard library for what orjson refuses.
+
+    orjson reads UTF-8 only and rejects ``NaN``/``Infinity``, which some APIs send and
+    :func:`json.loads` accepts; it also turns integers beyond 64 bits into floats, losing
+    digits of large ids. Those bodies take the slow path (a run of 20+ digits anywhere is
+    enough to send a body there: exact, if slower, for the rare body that has one).
+    """
+    if _TWENTY_DIGITS in body.translate(_DIGITS_ONLY):
+        return json.loads(body)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _find_message(data: Any, depth: int = 0) -> str | None:
@@ -146,11 +210,7 @@ class HttpClient:
         self._on_attempt = on_attempt
         self._owns_session = session is None
         if session is None:
-            session = requests.Session()
-            # urllib3 must not retry behind our back: the policy counts every attempt.
-            adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+            session = pooled_session(pool_size, pool_connections=pool_size)
         self.session = session
 
     # -- public ---------------------------------------------------------------------------
@@ -333,7 +393,7 @@ class HttpClient:
             data = None
             if status != 204:
                 try:
-                    data = json.loads(body)
+                    data = _parse_json(body)
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
                     # Often a body cut short by the network; a resend usually fixes it.
                     raise _Transient(f"{where} returned {label} with a body that is not valid "

@@ -31,7 +31,6 @@ from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from control import mapping, states
 from control.states import LoadType, RunResult
@@ -42,7 +41,7 @@ from framework.config import SourceConfig
 from framework.crashpoints import crashpoint
 from framework.errors import LoadError, RestlakeError
 from framework.fetch import WindowResult, fetch_window
-from framework.http import HttpClient
+from framework.http import HttpClient, pooled_session
 from framework.ratelimit import limiter_for
 from framework.retry import RetryPolicy
 from framework.schema import RowShaper
@@ -420,11 +419,7 @@ class _Heartbeat:
 
 
 def _session(concurrency: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, concurrency * 2))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return pooled_session(max(10, concurrency * 2))
 
 
 def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: states.ControlState,

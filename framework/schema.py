@@ -19,6 +19,7 @@ import enum
 import functools
 import hashlib
 import json
+import operator
 
 import orjson
 import re
@@ -173,8 +174,32 @@ class SchemaTracker:
     """Columns seen in records, in first-seen order, with their merged types."""
 
     columns: dict[str, Optional[ColumnType]] = field(default_factory=dict)
+    #: (keys, value types) of rows already observed -> getter of their int values (or None).
+    _seen: dict[tuple[tuple[str, ...], tuple[type, ...]], Any] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def observe(self, row: dict[str, Any]) -> None:
+        # A column's type depends only on the Python types of its values (and whether an
+        # int fits a long). A row with the keys and value types of one already observed
+        # therefore changes nothing, unless one of its ints is out of range: the hot path
+        # is one tuple lookup per row instead of a type check per value.
+        types = tuple(map(type, row.values()))
+        signature = (tuple(row), types)
+        ints = self._seen.get(signature, _SLOW)
+        if ints is None:
+            return
+        if ints is not _SLOW:
+            values = ints(row)
+            if _MIN_LONG <= min(values) and max(values) <= _MAX_LONG:
+                return
+        self._observe_each(row)
+        if ints is _SLOW and len(self._seen) < 1024:
+            int_keys = [key for key, t in zip(row, types) if t is int]
+            # itemgetter of one key returns the value itself: keep a tuple either way.
+            self._seen[signature] = (None if not int_keys else
+                                     operator.itemgetter(*int_keys, *int_keys[:1]))
+
+    def _observe_each(self, row: dict[str, Any]) -> None:
         columns = self.columns
         for key, value in row.items():
             # Fast path: a value of the type already recorded (or a null) changes nothing.

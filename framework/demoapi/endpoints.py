@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import urlencode
 
+import orjson
+
 from framework.demoapi.data import decode_token, encode_token, parse_time, to_iso
 from framework.demoapi.faults import drift
 
@@ -61,7 +63,10 @@ class Reply:
         """The body as bytes."""
         if isinstance(self.body, bytes):
             return self.body
-        return json.dumps(self.body, separators=(",", ":")).encode()
+        try:
+            return orjson.dumps(self.body)
+        except (orjson.JSONEncodeError, TypeError):  # NaN-free and 64-bit only: fall back
+            return json.dumps(self.body, separators=(",", ":")).encode()
 
 
 def error(status: int, message: str) -> Reply:

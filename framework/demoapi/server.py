@@ -62,6 +62,10 @@ class DemoApi:
             ``{"method": "api_token", "token": T}`` (``Authorization: Api-Token T``),
             ``{"method": "oauth2", "client_id": C, "client_secret": S, "token_ttl_s": 3600}``.
         port: port to bind on 127.0.0.1 (0 picks a free one).
+        cache_replies: remember the bytes of every successful GET reply and send them
+            again for the same request line and credentials, without re-encoding (for
+            benchmarks: a real API spends its CPU on another machine, not on the client's
+            cores). Faults and the request log still apply to every request.
 
     Example:
         >>> with DemoApi(records_per_resource=50) as api:
@@ -71,7 +75,7 @@ class DemoApi:
     def __init__(self, seed: int = 7, records_per_resource: int = 500,
                  start: datetime = DEFAULT_START, end: datetime | None = None, latency_ms: float = 0,
                  max_page_size: int = 100, auth: Mapping[str, Any] | None = None,
-                 port: int = 0) -> None:
+                 port: int = 0, cache_replies: bool = False) -> None:
         if max_page_size < 1:
             raise ValueError(f"max_page_size must be >= 1, got {max_page_size}")
         self.dataset = Dataset(seed, records_per_resource, start, end)
@@ -89,6 +93,7 @@ class DemoApi:
         self._connections: set[socket.socket] = set()  # open keep-alive sockets, closed by stop()
         self._connections_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._replies: dict[tuple[str, str, str], Reply] | None = {} if cache_replies else None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -320,9 +325,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "timeout":
             api._stopping.wait(fault.delay_s)
-        call = Call(method, url.path, query, body, self.headers,
-                    drift=fault is not None and fault.kind == "schema_drift")
-        reply = api.dispatch(call)
+        key = (self.path, self.headers.get("Authorization", ""), self.headers.get("X-API-Key", ""))
+        cached = api._replies is not None and method == "GET" and fault is None
+        reply = api._replies.get(key) if cached else None
+        if reply is None:
+            call = Call(method, url.path, query, body, self.headers,
+                        drift=fault is not None and fault.kind == "schema_drift")
+            reply = api.dispatch(call)
+            if cached and reply.status == 200:
+                api._replies[key] = Reply(200, reply.payload(), reply.headers, reply.content_type)
         if fault is not None and fault.kind in ("reset", "truncated"):
             entry["status"] = reply.status
             headers = dict(reply.headers, **{"Content-Type": reply.content_type})

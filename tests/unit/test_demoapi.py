@@ -260,6 +260,25 @@ def test_touch_and_add_move_records_between_windows(http):
             api.dataset.touch([1])
 
 
+def test_cached_replies_are_resent_and_faults_still_apply(http):
+    window = {"since": "2024-06-01T00:00:00Z", "until": "2024-06-02T00:00:00Z", "limit": 5}
+    with DemoApi(records_per_resource=20, max_page_size=5, cache_replies=True) as api:
+        url = api.base_url + "/api/cursor/issues"
+        first = http.get(url, params=window)
+        api.dataset.add(2, at=datetime(2024, 6, 1, 1, tzinfo=UTC))
+        again = http.get(url, params=window)
+        assert again.status_code == 200 and again.content == first.content  # not re-computed
+        assert first.json()["data"] == []  # ...which is why only benchmarks turn it on
+        api.faults.add("503")
+        assert http.get(url, params=window).status_code == 503
+        assert len(api.request_log) == 3
+    with DemoApi(records_per_resource=20, max_page_size=5) as api:
+        url = api.base_url + "/api/cursor/issues"
+        http.get(url, params=window)
+        api.dataset.add(2, at=datetime(2024, 6, 1, 1, tzinfo=UTC))
+        assert len(http.get(url, params=window).json()["data"]) == 2
+
+
 # -- auth -------------------------------------------------------------------------------
 
 AUTH_CASES = [

@@ -106,6 +106,37 @@ def test_no_content_is_none(api, client):
     assert client.send(get(api)).data is None
 
 
+@pytest.mark.parametrize("body, expected", [
+    (b'{"data": [{"v": NaN}]}', "nan"),                       # non-standard, common in the wild
+    (b'{"data": [{"v": 123456789012345678901234567890}]}', 123456789012345678901234567890),
+    ('{"data": [{"v": "\u00e9t\u00e9"}]}'.encode("utf-16"), "\u00e9t\u00e9"),
+])
+def test_bodies_the_fast_parser_refuses_still_parse(api, client, body, expected):
+    api.route("/items", Reply(200, body))
+    value = client.send(get(api)).data["data"][0]["v"]
+    assert (str(value) if expected == "nan" else value) == expected
+
+
+def test_proxy_from_the_environment_is_used_and_read_once_per_host(api, clock, monkeypatch):
+    import requests.sessions
+
+    reads = []
+    real = requests.sessions.get_environ_proxies
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies",
+                        lambda url, no_proxy=None: reads.append(url) or real(url, no_proxy=no_proxy))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", api.url(""))  # the fake API plays the proxy
+    monkeypatch.setenv("http_proxy", api.url(""))
+    api.route("/items", Reply(200, {"data": [1]}))
+    client = HttpClient(policy=NO_JITTER, sleep=clock.sleep)
+    for page in range(3):
+        req = PageRequest("GET", "http://api.restlake-proxy-test.invalid/items", params={"p": page})
+        assert client.send(req).data == {"data": [1]}
+    assert len(api.requests_to("/items")) == 3  # every request went through the proxy
+    assert len(reads) == 1
+
+
 # -- retries ---------------------------------------------------------------------------------------
 
 def test_429_honours_retry_after_and_pauses_the_host(api, clock):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from framework.errors import RecordRejected, SchemaDriftError
-from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, RowShaper, SchemaTracker,
+from framework.schema import (CONTRACT_COLUMNS, RESERVED, SEQ_COLUMN, ColumnType, RowShaper, SchemaTracker,
                               canonical_json, column_name, data_columns, encode, fits, infer_type,
                               merge_types, payload_hash, reshape)
 
@@ -264,6 +264,45 @@ def test_schema_tracker_merges_types_and_skips_reserved() -> None:
     assert a.resolved() == {"id": ColumnType.DOUBLE, "x": ColumnType.STRING}
     a.merge(b)
     assert a.resolved() == {"id": ColumnType.STRING, "x": ColumnType.STRING, "y": ColumnType.BOOLEAN}
+
+
+def _reference_types(rows: list[dict]) -> dict:
+    """Column types by inferring and merging every value, one at a time."""
+    out: dict = {}
+    for row in rows:
+        for key, value in row.items():
+            if key in RESERVED:
+                continue
+            out[key] = merge_types(out[key], infer_type(value)) if key in out else infer_type(value)
+    return {k: v or ColumnType.STRING for k, v in out.items()}
+
+
+def test_schema_tracker_sees_what_differs_in_rows_of_one_shape() -> None:
+    rows = [{"id": 1, "n": 2, "s": "a"}] * 3 + [
+        {"id": 2, "n": 2 ** 63, "s": "b"},      # same keys and types, an int out of range
+        {"id": 3, "n": 4, "s": None},           # a null where a string was
+        {"id": 4, "n": 5, "s": 1.5},            # same keys, another type
+        {"s": "c", "id": 5, "n": 6},            # another key order
+    ]
+    tracker = SchemaTracker()
+    for i, row in enumerate(rows):
+        tracker.observe(row)
+        assert tracker.resolved() == _reference_types(rows[: i + 1]), i
+    assert tracker.resolved()["n"] == ColumnType.STRING
+
+
+def test_schema_tracker_equals_per_value_inference_on_random_rows() -> None:
+    import random
+
+    rng = random.Random(5)
+    pool = [None, True, 0, -(2 ** 63), 2 ** 63, 1.5, "x", {"a": 1}, [1]]
+    rows = [{k: rng.choice(pool) for k in rng.sample("abcd", rng.randint(1, 4))}
+            for _ in range(400)]
+    tracker = SchemaTracker()
+    for i, row in enumerate(rows):
+        tracker.observe(row)
+        if i % 20 == 19:
+            assert tracker.resolved() == _reference_types(rows[: i + 1]), i
 
 
 def test_data_columns_drops_contract_columns() -> None:
