@@ -106,6 +106,11 @@ class Warehouse:
 
     def version(self, spark: Any, ref: TableRef) -> int | None:
         """The latest committed version of ``ref`` (None when it does not exist)."""
+        if self.root is not None:
+            # A path table's latest version is its highest commit file: no Spark job.
+            log = Path(self.path(ref), "_delta_log")
+            versions = [int(p.name[:-5]) for p in log.glob("*.json") if p.name[:-5].isdigit()]
+            return max(versions) if versions else None
         if not self.exists(spark, ref):
             return None
         row = self.delta(spark, ref).history(1).select("version").collect()

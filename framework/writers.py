@@ -239,18 +239,15 @@ class TargetWriter:
         if not self.cfg.primary_key:
             return self._append(df, new, batch_version)
         deduped = self._dedupe(df).drop(SEQ_COLUMN)
-        # Keep only new or changed rows: MERGE rewrites every file it touches, so rows
-        # whose payload_hash is unchanged must not reach it at all.
+        # Keep only new or changed rows: MERGE rewrites every file holding a matched row
+        # (its WHEN MATCHED condition does not spare a file), so rows whose payload_hash
+        # is unchanged must not reach it at all. When none are left, Delta's MERGE of an
+        # empty source commits nothing: an unchanged rerun leaves the table version as is.
         current = self.warehouse.read(self.spark, self.ref).select(
             *self.cfg.primary_key, "payload_hash")
         source = deduped.join(current, on=[*self.cfg.primary_key, "payload_hash"],
-                              how="left_anti").cache()
-        try:
-            if source.isEmpty():
-                return WriteResult(0, self.warehouse.version(self.spark, self.ref), tuple(new))
-            return self._merge(source, new)
-        finally:
-            source.unpersist()
+                              how="left_anti")
+        return self._merge(source, new)
 
     def _merge(self, source: Any, new: list[str]) -> WriteResult:
         from pyspark.sql import functions as F
