@@ -41,7 +41,11 @@ def run_restlake(spark, cfg, root, warehouse, store) -> int:
     t0 = time.perf_counter()
     marks: list[str] = []
 
+    fetched = []
+
     def on_event(event, data):
+        if event == "window_fetched":
+            fetched.append(time.perf_counter() - t0)
         if event in ("load_started", "committed", "load_finished"):
             marks.append(f"{event} +{time.perf_counter() - t0:.1f}s")
 
@@ -49,6 +53,8 @@ def run_restlake(spark, cfg, root, warehouse, store) -> int:
     ctx = runtime.RunContext(spark, warehouse, store, root / "staging", on_event=on_event)
     [outcome] = runtime.run(ctx, [cfg.config_id])
     if cfg.config_id != "warm_up":
+        if fetched:
+            marks.insert(1, f"last window fetched +{max(fetched):.1f}s")
         info("restlake phases", ", ".join(marks))
     assert outcome.status == "SUCCESS", outcome.error
     return outcome.rows_written
