@@ -212,25 +212,42 @@ class Dataset:
             self._order = sorted((ts, i) for i, ts in self._stamps.items())
         return self._order
 
+    def _bounds(self, order: list[tuple[datetime, int]], since: datetime | None,
+                until: datetime | None) -> tuple[int, int]:
+        lo = bisect.bisect_left(order, (since, -1)) if since else 0
+        hi = bisect.bisect_left(order, (until, -1)) if until else len(order)
+        return lo, max(lo, hi)
+
     def select(self, since: datetime | None = None, until: datetime | None = None, *,
-               after: tuple[datetime, int] | None = None) -> list[dict[str, Any]]:
+               after: tuple[datetime, int] | None = None, offset: int = 0,
+               limit: int | None = None) -> list[dict[str, Any]]:
         """Records with ``since <= updated_at < until`` in ``(updated_at, id)`` order.
 
         Args:
             since: inclusive lower bound, ``None`` for unbounded.
             until: exclusive upper bound, ``None`` for unbounded.
             after: only records strictly after this ``(updated_at, id)`` position.
+            offset: skip this many of them.
+            limit: at most this many (a page costs its size, not the window's).
 
         Returns:
             The shared record dicts (treat them as read-only).
         """
         with self._lock:
             order = self._sorted()
-            lo = bisect.bisect_left(order, (since, -1)) if since else 0
-            hi = bisect.bisect_left(order, (until, -1)) if until else len(order)
+            lo, hi = self._bounds(order, since, until)
             if after is not None:
                 lo = max(lo, bisect.bisect_right(order, after))
+            lo += max(0, offset)
+            if limit is not None:
+                hi = min(hi, lo + max(0, limit))
             return [self._rows[i] for _, i in order[lo:hi]]
+
+    def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many records have ``since <= updated_at < until``."""
+        with self._lock:
+            lo, hi = self._bounds(self._sorted(), since, until)
+            return hi - lo
 
     def records_in(self, since: str | datetime | None = None,
                    until: str | datetime | None = None) -> list[dict[str, Any]]:

@@ -134,7 +134,7 @@ def _keyed_page(api: DemoApi, state: dict[str, Any], size: int
     """The page after the position in ``state``, and the state of the next page (or None)."""
     since, until = parse_time(state.get("s")), parse_time(state.get("e"))
     after = (parse_time(state["u"]), state["i"]) if state.get("u") else None
-    rows = api.dataset.select(since, until, after=after)
+    rows = api.dataset.select(since, until, after=after, limit=size + 1)
     page = rows[:size]
     if len(rows) <= size:
         return page, None
@@ -148,19 +148,21 @@ def none(api: DemoApi, call: Call) -> Reply:
 
 def offset(api: DemoApi, call: Call) -> Reply:
     """``GET /api/offset/issues?offset&limit`` → ``{"data": [...], "total": N}``."""
-    rows = api.dataset.select(*_window(call.query))
+    since, until = _window(call.query)
     start, size = _int("offset", call.query.get("offset"), 0), _size(api, call.query, "limit")
     if start < 0:
         raise BadRequest(f"offset must be >= 0, got {start}")
-    return Reply(200, {"data": _out(call, rows[start:start + size]), "total": len(rows)})
+    rows = api.dataset.select(since, until, offset=start, limit=size)
+    return Reply(200, {"data": _out(call, rows), "total": api.dataset.count(since, until)})
 
 
 def _numbered(api: DemoApi, call: Call) -> tuple[Records, int, int, int]:
-    rows = api.dataset.select(*_window(call.query))
+    since, until = _window(call.query)
     number, size = _int("page", call.query.get("page"), 1), _size(api, call.query, "per_page")
     if number < 1:
         raise BadRequest(f"page must be >= 1, got {number}")
-    return rows[(number - 1) * size:number * size], number, size, math.ceil(len(rows) / size)
+    rows = api.dataset.select(since, until, offset=(number - 1) * size, limit=size)
+    return rows, number, size, math.ceil(api.dataset.count(since, until) / size)
 
 
 def page(api: DemoApi, call: Call) -> Reply:
@@ -215,7 +217,7 @@ def next_key(api: DemoApi, call: Call) -> Reply:
     else:
         since, until = _window(call.query)
         state = {"s": _iso(since), "e": _iso(until), "n": _size(api, call.query, "pageSize")}
-    total = len(api.dataset.select(parse_time(state.get("s")), parse_time(state.get("e"))))
+    total = api.dataset.count(parse_time(state.get("s")), parse_time(state.get("e")))
     rows, nxt = _keyed_page(api, state, state["n"])
     return Reply(200, {"totalCount": total, "pageSize": state["n"],
                        "nextPageKey": encode_token(nxt) if nxt else None,

@@ -243,6 +243,18 @@ def test_dataset_is_deterministic_and_realistic():
         assert isinstance(row["user"]["login"], str) and isinstance(row["score"], float)
 
 
+def test_dataset_pages_equal_slices_of_the_window():
+    data = Dataset(5, 200, datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 11, tzinfo=UTC))
+    since, until = datetime(2024, 1, 3, tzinfo=UTC), datetime(2024, 1, 7, tzinfo=UTC)
+    window = data.select(since, until)
+    assert 40 < len(window) == data.count(since, until) < 200
+    for offset, limit in [(0, 7), (5, 10), (len(window) - 3, 10), (len(window) + 5, 10), (3, 0)]:
+        assert data.select(since, until, offset=offset, limit=limit) == window[offset:offset + limit]
+    after = (window[9]["updated_at"], window[9]["id"])
+    after = (datetime.fromisoformat(after[0].replace("Z", "+00:00")), after[1])
+    assert data.select(since, until, after=after, limit=4) == window[10:14]
+
+
 def test_touch_and_add_move_records_between_windows(http):
     with DemoApi(records_per_resource=20, max_page_size=5) as api:
         first = api.dataset.records_in()[0]
