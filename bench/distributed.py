@@ -1,6 +1,6 @@
 """distributed: fetch on Spark executors, local[2] vs local[1], latency-bound windows.
 
-    python bench/distributed.py [--windows 16] [--records 16000] [--latency-ms 20]
+    python bench/distributed.py [--windows 16] [--records 64000] [--latency-ms 20]
 
 Each master runs in its own process (a Spark session's master is fixed at start):
 start Spark (excluded), warm the Python workers up, then time
@@ -56,7 +56,7 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--windows", type=int, default=16, help="daily windows")
-    ap.add_argument("--records", type=int, default=16_000)
+    ap.add_argument("--records", type=int, default=64_000)
     ap.add_argument("--latency-ms", type=float, default=20)
     ap.add_argument("--page-size", type=int, default=50)
     args = ap.parse_args()
