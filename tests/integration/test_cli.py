@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
 from deltalake import DeltaTable as RsDeltaTable
 
-import datetime as dt
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from framework.cli import main
+from tests.unit._httpd import FakeApi, Reply
 
 pytestmark = pytest.mark.spark
-
-
-def _webhook_receiver():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - stdlib naming
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append(json.loads(body or b"{}"))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, received
 
 
 def test_demo_then_the_operator_commands(spark, tmp_path, capsys, monkeypatch):
@@ -70,9 +51,9 @@ def test_demo_then_the_operator_commands(spark, tmp_path, capsys, monkeypatch):
     from control.store import ControlStore
     from framework.tables import Warehouse
 
-    server, received = _webhook_receiver()
-    try:
-        monkeypatch.setenv("RL_TEST_HOOK", f"http://127.0.0.1:{server.server_port}/hook")
+    with FakeApi() as hook:
+        hook.route("/hook", Reply(200, {}))
+        monkeypatch.setenv("RL_TEST_HOOK", hook.url("/hook"))
         conf = tmp_path / "notify.yaml"
         conf.write_text("notifications:\n  events: [load_failed]\n"
                         "  webhook: {url: env:RL_TEST_HOOK, retries: 1}\n")
@@ -81,12 +62,11 @@ def test_demo_then_the_operator_commands(spark, tmp_path, capsys, monkeypatch):
             "LoadStatus": "FAILED", "ErrorMessage": "GET /api/problems: HTTP 503 after 5 attempts",
             "LoggedAt": dt.datetime.now(dt.timezone.utc)})
         assert main(["--warehouse", wh, "notify", "--config", str(conf)]) == 0
+        received = [r.json() for r in hook.requests_to("/hook")]
         assert len(received) == 1 and "demo_problems" in json.dumps(received[0])
         assert "503" in json.dumps(received[0])
         assert main(["--warehouse", wh, "notify", "--config", str(conf)]) == 0
-        assert len(received) == 1
-    finally:
-        server.shutdown()
+        assert len(hook.requests_to("/hook")) == 1
 
 
 def test_commands_need_init_first(spark, tmp_path, capsys):
