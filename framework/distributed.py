@@ -34,7 +34,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-
 from framework import errors
 from framework.auth import build_auth
 from framework.config import SourceConfig

@@ -325,9 +325,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "timeout":
             api._stopping.wait(fault.delay_s)
-        key = (self.path, self.headers.get("Authorization", ""), self.headers.get("X-API-Key", ""))
         cached = api._replies is not None and method == "GET" and fault is None
-        reply = api._replies.get(key) if cached else None
+        if cached:
+            key = (self.path, self.headers.get("Authorization", ""),
+                   self.headers.get("X-API-Key", ""))
+            reply = api._replies.get(key)
+        else:
+            reply = None
         if reply is None:
             call = Call(method, url.path, query, body, self.headers,
                         drift=fault is not None and fault.kind == "schema_drift")
