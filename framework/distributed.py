@@ -39,7 +39,7 @@ from framework.auth import build_auth
 from framework.config import SourceConfig
 from framework.errors import RestlakeError, WindowError
 from framework.fetch import WindowResult, fetch_window
-from framework.http import HttpClient, pooled_session
+from framework.http import HttpClient, source_session
 from framework.ratelimit import RateLimiter
 from framework.retry import RetryPolicy
 from framework.schema import ColumnType, RowShaper, SchemaTracker
@@ -75,7 +75,7 @@ class WindowFetcher:
         self.cfg, self.run_id, self.staging, self.columns = cfg, run_id, staging, columns
         self.limiter = limiter
         self.pool_size = pool_size
-        self.session = pooled_session(max(10, pool_size * 2))
+        self.session = source_session(pool_size)
         self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
         self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                                   backoff_base_s=cfg.limits.backoff_base_s,

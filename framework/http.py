@@ -109,6 +109,12 @@ def pooled_session(pool_maxsize: int, pool_connections: int = 4) -> requests.Ses
     return session
 
 
+def source_session(concurrency: int) -> requests.Session:
+    """The session of one load fetching ``concurrency`` windows at once (on the driver or in
+    a Spark task): connections kept for twice that, at least 10."""
+    return pooled_session(max(10, concurrency * 2))
+
+
 def _parse_json(body: bytes) -> Any:
     """Decode a response body: orjson for speed, the standard library for what orjson refuses.
 

@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
-import requests
-
 from control import mapping, states
 from control.states import LoadType, RunResult
 from control.store import Claim, ControlStore
@@ -41,7 +39,7 @@ from framework.config import SourceConfig
 from framework.crashpoints import crashpoint
 from framework.errors import LoadError, RestlakeError
 from framework.fetch import WindowResult, fetch_window
-from framework.http import HttpClient, pooled_session
+from framework.http import HttpClient, source_session
 from framework.ratelimit import limiter_for
 from framework.retry import RetryPolicy
 from framework.schema import RowShaper
@@ -224,7 +222,7 @@ class _Load:
         if not todo:
             return
         columns = self.writer.current_columns()
-        session = _session(cfg.limits.concurrency)
+        session = source_session(cfg.limits.concurrency)
         auth = build_auth(cfg.auth.model_dump(exclude_none=True), session)
         limiter = limiter_for(urlsplit(cfg.endpoint).netloc or cfg.endpoint,
                               cfg.limits.requests_per_second)
@@ -416,10 +414,6 @@ class _Heartbeat:
             except Exception as exc:  # noqa: BLE001 - the load goes on; finish() checks ownership
                 log.warning("%s: could not renew the lease: %s", self.claim.config_id,
                             sanitize_error(exc))
-
-
-def _session(concurrency: int) -> requests.Session:
-    return pooled_session(max(10, concurrency * 2))
 
 
 def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: states.ControlState,
