@@ -4,7 +4,7 @@
 
 Each master runs in its own process (a Spark session's master is fixed at start):
 start Spark (excluded), warm the Python workers up, then time
-``framework.distributed.fetch_windows_distributed`` over the same windows of the demo
+``framework.load.distributed.fetch_windows_distributed`` over the same windows of the demo
 API. One task per window; a task pages through its window sequentially, so the
 fetch is bound by latency and should scale with the task slots.
 """
@@ -21,9 +21,9 @@ from _common import DemoServer, config, figure, info, temp_dir, windows_of
 
 
 def child(master: str, base_url: str, days: int, page_size: int) -> None:
-    from framework.distributed import fetch_windows_distributed
-    from framework.spark import get_spark
-    from framework.staging import RunStaging
+    from framework.load.distributed import fetch_windows_distributed
+    from framework.lake.spark import get_spark
+    from framework.load.staging import RunStaging
 
     slots = int(master[len("local["):-1])
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ SEED_SCHEMA = ("id long, number long, title string, state string, labels array<s
 
 def init_restlake(spark, root):
     from control.store import ControlStore
-    from framework.tables import Warehouse
+    from framework.lake.tables import Warehouse
 
     warehouse = Warehouse(root / "restlake")
     store = ControlStore(spark, warehouse)
@@ -36,7 +36,7 @@ def init_restlake(spark, root):
 def run_restlake(spark, cfg, root, warehouse, store) -> int:
     import time
 
-    from framework import runtime
+    from framework.load import runtime
 
     t0 = time.perf_counter()
     marks: list[str] = []
@@ -110,7 +110,7 @@ def main() -> None:
     end = (START + dt.timedelta(days=args.days)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with DemoServer(records_per_resource=args.records, latency_ms=args.latency_ms,
                     max_page_size=args.page_size, end=end) as api:
-        from framework.spark import get_spark
+        from framework.lake.spark import get_spark
 
         spark_s, spark = timed(get_spark, "restlake-bench", master=args.master)
         info("spark start (excluded)", f"{spark_s:.1f}s")

@@ -31,9 +31,9 @@ def main() -> None:
 
     from deltalake import DeltaTable as RsDeltaTable
 
-    from framework.spark import get_spark
-    from framework.tables import TableRef, Warehouse
-    from framework.writers import TargetWriter
+    from framework.lake.spark import get_spark
+    from framework.lake.tables import TableRef, Warehouse
+    from framework.load.writers import TargetWriter
 
     root = temp_dir("restlake-bench-merge-")
     end = START + dt.timedelta(days=args.days)
@@ -59,9 +59,9 @@ def main() -> None:
         api.dataset.touch(edited, at=START + dt.timedelta(hours=23))
         writer = TargetWriter(spark, wh_rl, one_day, ref, "incr", one_day.config_id)
         columns = writer.current_columns()
-        from framework.distributed import WindowFetcher
-        from framework.ratelimit import limiter_for
-        from framework.staging import RunStaging
+        from framework.load.distributed import WindowFetcher
+        from framework.http.ratelimit import limiter_for
+        from framework.load.staging import RunStaging
         from framework.windows import Window
 
         window = Window(START, START + dt.timedelta(days=1))

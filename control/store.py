@@ -3,7 +3,7 @@
 Every change goes through the DataFrame / DeltaTable API with literal values
 (``F.lit``), never through SQL text built from values. Each change is conditional on
 the state that was read (optimistic concurrency at row level), and Delta commit
-conflicts are retried with backoff (:func:`framework.commits.retry_conflicts`).
+conflicts are retried with backoff (:func:`framework.lake.commits.retry_conflicts`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL
                              CONTROL_TABLE, METADATA_SCHEMA, WINDOW_LOG_SCHEMA,
                              WINDOW_LOG_TABLE)
 from control.states import ControlState, LoadStatus
-from framework.commits import retry_conflicts
+from framework.lake.commits import retry_conflicts
 from framework.config import SourceConfig
 from framework.errors import ConfigError
-from framework.tables import TableRef, Warehouse
+from framework.lake.tables import TableRef, Warehouse
 from framework.timeutil import to_utc, utcnow
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ dbutils.widgets.text("warehouse", "", "Local warehouse (empty on Databricks)")
 
 # COMMAND ----------
 
-from framework import jobs
+from framework.cli import jobs
 from framework.secrets import set_dbutils_provider
 
 # `databricks:SCOPE/KEY` secret references resolve through this notebook's dbutils.

@@ -21,7 +21,7 @@ dbutils.widgets.text("staging", "", "RESTLAKE_STAGING (a /Volumes/... path)")
 
 import os
 
-from framework import jobs
+from framework.cli import jobs
 from framework.secrets import set_dbutils_provider
 
 set_dbutils_provider(lambda: dbutils)

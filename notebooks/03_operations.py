@@ -19,7 +19,7 @@ dbutils.widgets.text("days", "7", "Look back (days)")
 
 from pyspark.sql import functions as F
 
-from framework import jobs
+from framework.cli import jobs
 
 store = jobs.open_store(spark, dbutils.widgets.get("warehouse") or None,
                         dbutils.widgets.get("control_catalog"))

@@ -15,7 +15,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 @pytest.fixture(scope="session")
 def spark():
     """The one SparkSession of the test run (local[2], few partitions, UI off)."""
-    from framework.spark import get_spark
+    from framework.lake.spark import get_spark
 
     session = get_spark("restlake-tests", master="local[2]",
                         conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
@@ -25,7 +25,7 @@ def spark():
 
 @pytest.fixture
 def warehouse(tmp_path):
-    from framework.tables import Warehouse
+    from framework.lake.tables import Warehouse
 
     return Warehouse(tmp_path / "wh")
 

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any, Optional
 
 from framework.config import SourceConfig, parse_source
-from framework.tables import TableRef
+from framework.lake.tables import TableRef
 
 UTC = dt.timezone.utc
 START = dt.datetime(2024, 1, 1, tzinfo=UTC)
@@ -74,7 +74,7 @@ def target_ref(cfg: SourceConfig) -> TableRef:
 def run_loads(spark, warehouse, store, configs: list[SourceConfig], now: Optional[dt.datetime] = None,
               generate: bool = True):
     """generate (optional) + run the given configs; returns their outcomes."""
-    from framework import runtime
+    from framework.load import runtime
 
     if generate:
         store.generate(configs, now=now)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from framework import runtime
+from framework.load import runtime
 from framework.demoapi import DemoApi
 from tests.integration.helpers import UTC, actual_rows, expected_rows, read_target, source, target_ref
 

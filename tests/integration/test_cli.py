@@ -8,7 +8,7 @@ import json
 import pytest
 from deltalake import DeltaTable as RsDeltaTable
 
-from framework.cli import main
+from framework.cli.app import main
 from tests.unit._httpd import FakeApi, Reply
 
 pytestmark = pytest.mark.spark
@@ -49,7 +49,7 @@ def test_demo_then_the_operator_commands(spark, tmp_path, capsys, monkeypatch):
 
     # a failed load is notified once (a Slack-compatible webhook on loopback), not per rerun
     from control.store import ControlStore
-    from framework.tables import Warehouse
+    from framework.lake.tables import Warehouse
 
     with FakeApi() as hook:
         hook.route("/hook", Reply(200, {}))

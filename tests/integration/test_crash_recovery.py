@@ -1,7 +1,7 @@
 """Crash-kill harness: SIGKILL a real ``restlake run`` at seeded points, rerun, compare.
 
 A load of several windows runs in a subprocess (its own Spark, the real CLI) that is
-killed with SIGKILL at a named step (``framework.crashpoints``): after the claim, mid
+killed with SIGKILL at a named step (``framework.load.crashpoints``): after the claim, mid
 pagination, after staging, before/after the target commit, after the window log,
 around the control update and before the audit row. Each next run takes the row over
 once its lease expired and resumes; at the end the target must equal the source: no
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from framework.config import load_file
-from framework.crashpoints import POINTS
+from framework.load.crashpoints import POINTS
 from framework.demoapi import DemoApi
 from tests.integration.helpers import UTC, actual_rows, expected_rows, read_target
 

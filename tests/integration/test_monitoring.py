@@ -12,10 +12,10 @@ import yaml
 from chispa import assert_df_equality
 from deltalake import DeltaTable as RsDeltaTable
 
-from framework.archive import RAW_SUFFIX, replay
+from framework.load.archive import RAW_SUFFIX, replay
 from framework.config import parse_source
 from framework.demoapi.dynatrace import MonitoringApi
-from framework.tables import TableRef
+from framework.lake.tables import TableRef
 from tests.integration.helpers import run_loads
 
 pytestmark = pytest.mark.spark
@@ -129,8 +129,8 @@ def test_monitoring_sources_load_into_shared_cache_tables(spark, warehouse, stor
     assert alerts.where(alerts.problemId == closed["problemId"]).count() == 0
     assert alerts.where("source_system = 'db_health'").count() == len(api.health_alerts(None, END))
 
-    from framework.deploy_cli import observe
-    from framework.worksheet import build, to_markdown
+    from framework.cli.worksheet import observe
+    from framework.ops.worksheet import build, to_markdown
 
     rows = {r.config_id: r for r in build(configs, observe(spark, store, configs))}
     assert rows["health_instances"].unmapped == ("priority",)

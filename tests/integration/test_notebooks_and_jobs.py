@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from framework import jobs
+from framework.cli import jobs
 from framework.demoapi import DemoApi
 from tests.integration.helpers import actual_rows, expected_rows
 from tests.local_dbutils import LocalDbutils, run_notebook
@@ -46,7 +46,7 @@ def test_notebooks_generate_run_and_report_on_a_local_warehouse(spark, tmp_path)
         assert ("restlake", "demo_token") in dbutils.secrets.reads
 
         store = jobs.open_store(spark, str(wh), "ops")
-        df = store.warehouse.read(spark, __import__("framework.tables", fromlist=["TableRef"])
+        df = store.warehouse.read(spark, __import__("framework.lake.tables", fromlist=["TableRef"])
                                   .TableRef("raw", "nb", "issues"))
         assert actual_rows(df) == expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z")
 

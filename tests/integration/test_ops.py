@@ -15,10 +15,10 @@ END = dt.datetime(2024, 1, 4, tzinfo=UTC)
 
 
 def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store, tmp_path):
-    from framework.health import incident_spans
-    from framework.health_store import read_checks, register_views
-    from framework.monitoring import build_report, freshness
-    from framework.report import render_html, write_xlsx
+    from framework.ops.health import incident_spans
+    from framework.ops.health_store import read_checks, register_views
+    from framework.ops.monitoring import build_report, freshness
+    from framework.ops.report import render_html, write_xlsx
 
     with DemoApi(seed=3, records_per_resource=80, end=END, max_page_size=25) as api:
         alerts = source(api.base_url, "offset", "alerts", table="cache_monitoring_alerts",
@@ -69,7 +69,7 @@ def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store,
 
 
 def test_break_fix_drills(spark, warehouse, tmp_path):
-    from framework.drills import run_drills
+    from framework.ops.drills import run_drills
 
     results = run_drills(spark, warehouse, ["auth", "timeout", "reject"], tmp_path / "logs")
     for r in results:

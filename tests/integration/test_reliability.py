@@ -9,7 +9,7 @@ import threading
 import pytest
 from deltalake import DeltaTable as RsDeltaTable
 
-from framework import runtime
+from framework.load import runtime
 from framework.demoapi import DemoApi
 from tests.integration.helpers import (UTC, actual_rows, expected_rows, read_target, run_loads,
                                        source, target_ref)

@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 
 from framework.demoapi import DemoApi
-from framework.distributed import WindowFetcher, fetch_windows_distributed
+from framework.load.distributed import WindowFetcher, fetch_windows_distributed
 from framework.errors import HttpError
-from framework.staging import RunStaging
-from framework.writers import TargetWriter
+from framework.load.staging import RunStaging
+from framework.load.writers import TargetWriter
 from framework.windows import split
 from tests.integration.helpers import (UTC, actual_rows, expected_rows, read_target, run_loads,
                                        source, target_ref)

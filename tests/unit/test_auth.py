@@ -1,14 +1,14 @@
-"""Tests of framework.auth; OAuth runs against a real local token endpoint."""
+"""Tests of framework.http.auth; OAuth runs against a real local token endpoint."""
 
 import base64
 
 import pytest
 import requests
 
-from framework.auth import (ApiKeyAuth, Auth, BearerAuth, OAuth2ClientCredentials, auth_methods,
+from framework.http.auth import (ApiKeyAuth, Auth, BearerAuth, OAuth2ClientCredentials, auth_methods,
                             build_auth)
 from framework.errors import AuthError, ConfigError, SecretError
-from framework.models import PageRequest
+from framework.http.models import PageRequest
 
 try:
     from _httpd import FakeApi, Received, Reply

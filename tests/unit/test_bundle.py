@@ -97,7 +97,7 @@ def test_notebooks_are_databricks_sources_with_widgets():
 
 
 def test_wheel_entry_points_parse_their_arguments():
-    from framework import jobs
+    from framework.cli import jobs
 
     args = jobs._generate_parser().parse_args(["--conf-dir", "conf/monitoring", "--due"])
     assert args.conf_dir == ["conf/monitoring"] and args.due

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.cli import main
+from framework.cli.app import main
 from framework.config import load_files
 
 CONF = Path(__file__).resolve().parents[2] / "conf"

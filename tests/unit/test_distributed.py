@@ -1,4 +1,4 @@
-"""framework.distributed without Spark: what a task sends back and how the driver rebuilds it."""
+"""framework.load.distributed without Spark: what a task sends back and how the driver rebuilds it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from framework.distributed import (error_to_json, result_from_json, result_to_json, task_share)
+from framework.load.distributed import (error_to_json, result_from_json, result_to_json, task_share)
 from framework.errors import HttpError, SchemaDriftError, WindowError
-from framework.fetch import WindowResult
-from framework.staging import RunStaging
-from framework.telemetry import Telemetry
+from framework.load.fetch import WindowResult
+from framework.load.staging import RunStaging
+from framework.http.telemetry import Telemetry
 from framework.windows import Window
 
 UTC = dt.timezone.utc

@@ -15,15 +15,15 @@ import secrets as pysecrets
 import pytest
 import requests
 
-from framework.auth import build_auth
+from framework.http.auth import build_auth
 from framework.demoapi import DemoApi
 from framework.errors import WindowError
-from framework.fetch import fetch_window
-from framework.http import HttpClient
-from framework.retry import RetryPolicy
+from framework.load.fetch import fetch_window
+from framework.http.client import HttpClient
+from framework.http.retry import RetryPolicy
 from framework.schema import RowShaper
-from framework.staging import RunStaging
-from framework.telemetry import Telemetry
+from framework.load.staging import RunStaging
+from framework.http.telemetry import Telemetry
 from framework.windows import Window
 from tests.integration.helpers import STYLE_SOURCES, source
 

@@ -1,11 +1,11 @@
-"""framework.fetch.build_request: the first request of a window, placeholders substituted."""
+"""framework.load.fetch.build_request: the first request of a window, placeholders substituted."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from framework.config import parse_source
-from framework.fetch import build_request
+from framework.load.fetch import build_request
 from framework.windows import Window
 
 UTC = dt.timezone.utc

@@ -1,4 +1,4 @@
-"""framework.fetch.fetch_window against the demo API: the next page is on the wire while
+"""framework.load.fetch.fetch_window against the demo API: the next page is on the wire while
 the current page's rows are shaped, and nothing else about a window's result changes."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 from framework.config import parse_source
 from framework.demoapi import DemoApi
 from framework.errors import RestlakeError
-from framework.fetch import fetch_window
-from framework.http import HttpClient
-from framework.retry import RetryPolicy
+from framework.load.fetch import fetch_window
+from framework.http.client import HttpClient
+from framework.http.retry import RetryPolicy
 from framework.schema import RowShaper
-from framework.staging import RunStaging
+from framework.load.staging import RunStaging
 from framework.windows import Window
 
 UTC = dt.timezone.utc

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from framework import freshness as fr
+from framework.ops import freshness as fr
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 6, 1, 12, tzinfo=UTC)

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from framework.health import INGEST, PROBE, HealthRecorder, incident_spans, is_up, probe
-from framework.http import HttpClient
-from framework.models import PageRequest
-from framework.retry import RetryPolicy
+from framework.ops.health import INGEST, PROBE, HealthRecorder, incident_spans, is_up, probe
+from framework.http.client import HttpClient
+from framework.http.models import PageRequest
+from framework.http.retry import RetryPolicy
 
 try:
     from _httpd import FakeApi, Reply

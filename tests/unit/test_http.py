@@ -1,15 +1,15 @@
-"""Tests of framework.http against a real local server; sleeps are recorded, not slept."""
+"""Tests of framework.http.client against a real local server; sleeps are recorded, not slept."""
 
 import pytest
 
-from framework.auth import build_auth
+from framework.http.auth import build_auth
 from framework.errors import AuthError, ConfigError, HttpError, PaginationError, ResponseError
-from framework.http import USER_AGENT, HttpClient, api_message
-from framework.models import PageRequest
-from framework.pagination import build_paginator
-from framework.ratelimit import RateLimiter
-from framework.retry import RetryPolicy
-from framework.telemetry import Telemetry
+from framework.http.client import USER_AGENT, HttpClient, api_message
+from framework.http.models import PageRequest
+from framework.http.pagination import build_paginator
+from framework.http.ratelimit import RateLimiter
+from framework.http.retry import RetryPolicy
+from framework.http.telemetry import Telemetry
 
 try:
     from _httpd import FakeApi, Received, Reply

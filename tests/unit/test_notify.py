@@ -8,9 +8,9 @@ import json
 import pytest
 
 from framework.errors import ConfigError
-from framework.freshness import assess
-from framework.health import Incident
-from framework.notify import (Event, NotificationState, Notifier, build_message, events_from_audit,
+from framework.ops.freshness import assess
+from framework.ops.health import Incident
+from framework.ops.notify import (Event, NotificationState, Notifier, build_message, events_from_audit,
                               events_from_freshness, events_from_incidents, parse_notifications)
 
 try:

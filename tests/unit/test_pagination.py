@@ -1,11 +1,11 @@
-"""Tests of framework.pagination: each paginator driven through scripted responses."""
+"""Tests of framework.http.pagination: each paginator driven through scripted responses."""
 
 import pytest
 
 from framework import jsonpath, secrets
 from framework.errors import ConfigError, PaginationError
-from framework.models import PageRequest, PageResponse
-from framework.pagination import build_paginator, paginator_styles
+from framework.http.models import PageRequest, PageResponse
+from framework.http.pagination import build_paginator, paginator_styles
 
 URL = "https://api.example.com/v2/items"
 

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from framework.demoapi import DemoApi
-from framework.fetch import build_request
-from framework.http import HttpClient
-from framework.models import PageRequest
-from framework.pagination import build_paginator
+from framework.load.fetch import build_request
+from framework.http.client import HttpClient
+from framework.http.models import PageRequest
+from framework.http.pagination import build_paginator
 from parsers import get_parser
 from tests.integration.helpers import STYLE_SOURCES, source
 from framework.windows import Window

@@ -14,9 +14,9 @@ import pytest
 
 from framework.config import parse_source
 from framework.demoapi import DemoApi
-from framework.distributed import WindowFetcher
-from framework.ratelimit import limiter_for, reset_limiters
-from framework.staging import RunStaging
+from framework.load.distributed import WindowFetcher
+from framework.http.ratelimit import limiter_for, reset_limiters
+from framework.load.staging import RunStaging
 from framework.windows import split
 
 UTC = dt.timezone.utc

@@ -1,11 +1,11 @@
-"""Tests of framework.ratelimit, on a fake clock (no sleeping)."""
+"""Tests of framework.http.ratelimit, on a fake clock (no sleeping)."""
 
 import threading
 import time
 
 import pytest
 
-from framework.ratelimit import KeyRing, RateLimiter, host_key, limiter_for, reset_limiters
+from framework.http.ratelimit import KeyRing, RateLimiter, host_key, limiter_for, reset_limiters
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from framework.report import Chart, Report, Section, render_html, write_xlsx
+from framework.ops.report import Chart, Report, Section, render_html, write_xlsx
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 6, 1, 8, tzinfo=UTC)

@@ -1,10 +1,10 @@
-"""Tests of framework.retry: the backoff sequence, checked without sleeping."""
+"""Tests of framework.http.retry: the backoff sequence, checked without sleeping."""
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from framework.retry import RetryPolicy, backoff_seconds, is_retriable_status, parse_retry_after
+from framework.http.retry import RetryPolicy, backoff_seconds, is_retriable_status, parse_retry_after
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
 

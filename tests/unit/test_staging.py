@@ -1,4 +1,4 @@
-"""framework.staging: window rows streamed to JSON-lines files, quarantine, completion marker."""
+"""framework.load.staging: window rows streamed to JSON-lines files, quarantine, completion marker."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from framework import staging
+from framework.load import staging
 from framework.schema import ColumnType
-from framework.staging import RunStaging
+from framework.load.staging import RunStaging
 
 
 def read_rows(files: list[Path]) -> list[dict]:

@@ -1,9 +1,9 @@
-"""Tests of framework.telemetry."""
+"""Tests of framework.http.telemetry."""
 
 import json
 import threading
 
-from framework.telemetry import Telemetry
+from framework.http.telemetry import Telemetry
 
 
 def test_counts_requests_by_status_and_bytes():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from framework import cli
+from framework.cli import app as cli
 from framework.config import load_file
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

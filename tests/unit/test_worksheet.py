@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from framework import cli, worksheet
+from framework.cli import app as cli
+
+from framework.ops import worksheet
 from framework.config import load_files
-from framework.worksheet import Observed
+from framework.ops.worksheet import Observed
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,8 +1,8 @@
 """Delta jars for local Spark: check that Spark can start with Delta, or fetch the jars.
 
-``python -m framework.jars check`` starts a local Spark + Delta session (resolving the
+``python -m framework.lake.jars check`` starts a local Spark + Delta session (resolving the
 jars from Maven Central through ``spark.jars.packages``) and writes a tiny Delta table.
-``python -m framework.jars fetch --dest DIR`` downloads the same jars with Maven (which
+``python -m framework.lake.jars fetch --dest DIR`` downloads the same jars with Maven (which
 uses the machine's Maven settings and proxy) and prints the comma-separated list to put
 in ``RESTLAKE_SPARK_JARS`` (used as ``spark.jars``).
 """
@@ -40,7 +40,7 @@ def delta_coordinates() -> tuple[str, str]:
 
 
 def check() -> int:
-    from framework.spark import get_spark
+    from framework.lake.spark import get_spark
 
     try:
         spark = get_spark("restlake-jar-check", master="local[1]")
@@ -74,7 +74,7 @@ def fetch(dest: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m framework.jars")
+    parser = argparse.ArgumentParser(prog="python -m framework.lake.jars")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check")
     f = sub.add_parser("fetch")

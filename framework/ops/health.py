@@ -6,7 +6,7 @@ Two kinds of checks land in the health log (``metadata.api_health_log``):
   (its own auth, timeout and first window's params, page size 1 where the
   pagination style has one) and compares the status with the expected one;
 * ``ingest`` — every attempt of a real load, seen through
-  :class:`framework.http.HttpClient`'s ``on_attempt`` observer and buffered by
+  :class:`framework.http.client.HttpClient`'s ``on_attempt`` observer and buffered by
   :class:`HealthRecorder` (bounded; the runtime appends one batch per load).
 
 A check is *up* when the source answered as expected: for probes, the expected status;
@@ -74,7 +74,7 @@ class HealthRecorder:
 
     def observe(self, method: str, url: str, status: Optional[int], elapsed_s: float,
                 error_kind: Optional[str], error: Optional[str] = None) -> None:
-        """The ``on_attempt`` observer of :class:`framework.http.HttpClient`."""
+        """The ``on_attempt`` observer of :class:`framework.http.client.HttpClient`."""
         ok = is_up(self.kind, status, self.expected)
         if self.kind == PROBE and not ok and error_kind is None:
             error_kind = "unexpected_status"
@@ -179,7 +179,7 @@ def incident_spans(checks: Iterable[dict[str, Any]]) -> list[Incident]:
 # -------------------------------------------------------------------- probes
 def probe_request(cfg: Any, now: dt.datetime) -> Any:
     """The cheap request of a probe: the source's request for the last hour, page size 1."""
-    from framework.fetch import build_request
+    from framework.load.fetch import build_request
     from framework.windows import Window
 
     request = build_request(cfg, Window(to_utc(now) - dt.timedelta(hours=1), to_utc(now)))
@@ -201,10 +201,10 @@ def probe(cfg: Any, *, now: dt.datetime, run_id: Optional[str] = None,
         expected: statuses that mean up (default: any 2xx).
         timeout_s: override the source's ``limits.timeout_s``.
     """
-    from framework.auth import build_auth
+    from framework.http.auth import build_auth
     from framework.errors import RestlakeError
-    from framework.http import HttpClient
-    from framework.retry import RetryPolicy
+    from framework.http.client import HttpClient
+    from framework.http.retry import RetryPolicy
 
     recorder = HealthRecorder(cfg.config_id, cfg.system, run_id, PROBE, expected,
                               clock=clock or (lambda: to_utc(now)))

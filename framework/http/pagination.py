@@ -1,7 +1,7 @@
 """Paginators: small stateful classes, one per pagination style, chosen by name.
 
 Each window gets a fresh paginator. The loop that drives it
-(:meth:`framework.http.HttpClient.paginate`)::
+(:meth:`framework.http.client.HttpClient.paginate`)::
 
     paginator.init_request(request)
     while paginator.has_next_page:
@@ -25,7 +25,7 @@ from requests.utils import parse_header_links
 
 from framework import jsonpath
 from framework.errors import ConfigError, PaginationError, ResponseError
-from framework.models import PageRequest, PageResponse
+from framework.http.models import PageRequest, PageResponse
 from framework.secrets import redact
 
 

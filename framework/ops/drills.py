@@ -71,7 +71,7 @@ def _config(api_url: str, name: str, **extra: Any) -> Any:
 
 
 def _run(spark: Any, warehouse: Any, store: Any, cfg: Any) -> Any:
-    from framework import runtime
+    from framework.load import runtime
 
     store.generate([cfg])
     row = store.get(cfg.config_id)
@@ -85,7 +85,7 @@ def _run(spark: Any, warehouse: Any, store: Any, cfg: Any) -> Any:
 def _health_rows(spark: Any, warehouse: Any, run_id: str) -> list[dict[str, Any]]:
     from pyspark.sql import functions as F
 
-    from framework.health_store import read_checks
+    from framework.ops.health_store import read_checks
 
     df = read_checks(spark, warehouse, DRILL_CATALOG).where(F.col("RunId") == F.lit(run_id))
     return [r.asDict() for r in df.collect()]
@@ -146,7 +146,7 @@ def drill_reject(spark: Any, warehouse: Any, store: Any, log_text: Callable[[], 
     from pyspark.sql import functions as F
 
     from framework.demoapi import DemoApi
-    from framework.tables import TableRef
+    from framework.lake.tables import TableRef
 
     result = DrillResult("reject")
     with DemoApi(seed=5, records_per_resource=60, start=START, end=END) as api:

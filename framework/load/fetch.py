@@ -18,11 +18,11 @@ from typing import Any, Callable, Optional
 from framework import jsonpath
 from framework.config import SourceConfig
 from framework.errors import CompletenessError, RecordRejected, RestlakeError, WindowError
-from framework.http import HttpClient
-from framework.models import PageRequest, PageResponse
-from framework.pagination import build_paginator
+from framework.http.client import HttpClient
+from framework.http.models import PageRequest, PageResponse
+from framework.http.pagination import build_paginator
 from framework.schema import RowShaper
-from framework.staging import WindowStage
+from framework.load.staging import WindowStage
 from framework.timeutil import utcnow
 from framework.windows import Window, render
 from parsers import get_parser

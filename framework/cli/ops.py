@@ -1,6 +1,6 @@
 """Operations commands of ``restlake``: report, health, notify, drill (and ``status --stale``).
 
-Loaded by :mod:`framework.cli` (``EXTENSION_MODULES``): :func:`add_commands` adds the
+Loaded by :mod:`framework.cli.app` (``EXTENSION_MODULES``): :func:`add_commands` adds the
 subcommands and returns their handlers.
 """
 
@@ -49,7 +49,7 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
 
 
 def _cli() -> Any:
-    from framework import cli
+    from framework.cli import app as cli
 
     return cli
 
@@ -66,7 +66,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 # ------------------------------------------------------------------- stale
 def print_stale(spark: Any, warehouse: Any, store: Any, config_ids: Any = None) -> int:
     """``restlake status --stale``: sources past their cadence; exit 1 when there are any."""
-    from framework.monitoring import freshness
+    from framework.ops.monitoring import freshness
 
     cli = _cli()
     items = [f for f in freshness(spark, warehouse, store.rows(config_ids)) if f.stale]
@@ -81,8 +81,8 @@ def print_stale(spark: Any, warehouse: Any, store: Any, config_ids: Any = None) 
 
 # ------------------------------------------------------------------- report
 def cmd_report(args: argparse.Namespace) -> int:
-    from framework.monitoring import build_report
-    from framework.report import render_html, write_xlsx
+    from framework.ops.monitoring import build_report
+    from framework.ops.report import render_html, write_xlsx
     from framework.secrets import RedactingFilter
 
     cli = _cli()
@@ -133,9 +133,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     from control.mapping import row_to_config
     from framework.errors import ConfigError
-    from framework.health import probe
-    from framework.health_store import append_checks, register_views
-    from framework.runtime import new_run_id
+    from framework.ops.health import probe
+    from framework.ops.health_store import append_checks, register_views
+    from framework.load.runtime import new_run_id
 
     cli = _cli()
     spark, warehouse, store = _open(args)
@@ -168,10 +168,10 @@ def cmd_health(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- notify
 def cmd_notify(args: argparse.Namespace) -> int:
     from framework.errors import ConfigError
-    from framework.health import incident_spans
-    from framework.health_store import read_checks
-    from framework.monitoring import audit_since, freshness
-    from framework.notify import (NotificationState, Notifier, build_message, events_from_audit,
+    from framework.ops.health import incident_spans
+    from framework.ops.health_store import read_checks
+    from framework.ops.monitoring import audit_since, freshness
+    from framework.ops.notify import (NotificationState, Notifier, build_message, events_from_audit,
                                   events_from_freshness, events_from_incidents, load_notifications,
                                   state_path)
     from pyspark.sql import functions as F
@@ -207,9 +207,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------- drill
 def cmd_drill(args: argparse.Namespace) -> int:
-    from framework.drills import DRILLS, run_drills
-    from framework.spark import get_spark
-    from framework.tables import Warehouse
+    from framework.ops.drills import DRILLS, run_drills
+    from framework.lake.spark import get_spark
+    from framework.lake.tables import Warehouse
 
     cli = _cli()
     names = list(DRILLS) if "all" in args.names else list(dict.fromkeys(args.names))

@@ -20,8 +20,8 @@ import requests
 
 from framework import secrets
 from framework.errors import AuthError, ConfigError
-from framework.models import PageRequest
-from framework.ratelimit import KeyRing
+from framework.http.models import PageRequest
+from framework.http.ratelimit import KeyRing
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Fetch a new OAuth token this long before the old one expires.

@@ -21,13 +21,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-from framework.commits import retry_conflicts
+from framework.lake.commits import retry_conflicts
 from framework.config import SourceConfig
 from framework.errors import LoadError, SchemaDriftError
 from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
                               data_columns, reshape)
-from framework.staging import WindowStage
-from framework.tables import TableRef, Warehouse
+from framework.load.staging import WindowStage
+from framework.lake.tables import TableRef, Warehouse
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Distributed fetch: the windows of one load become Spark tasks fetched on the executors.
 
 For loads that outgrow one driver. ``spark.range(n, numPartitions=n)`` gives one
-partition per window, and ``mapInArrow`` runs the same :func:`~framework.fetch.fetch_window`
+partition per window, and ``mapInArrow`` runs the same :func:`~framework.load.fetch.fetch_window`
 as the threaded fetch inside each task: the window's rows stream to the run's staging
 folder, and the task returns one small stats row (counts, staged files, schema seen,
 telemetry, or the window's error). The driver turns those rows back into
-:class:`~framework.fetch.WindowResult` objects, so the writer path (overwrite, MERGE in
+:class:`~framework.load.fetch.WindowResult` objects, so the writer path (overwrite, MERGE in
 window order, window log, quarantine) is exactly the threaded fetch's.
 
 Rate budget: a task cannot share a token bucket with tasks in other processes, so each
@@ -35,16 +35,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from framework import errors
-from framework.auth import build_auth
+from framework.http.auth import build_auth
 from framework.config import SourceConfig
 from framework.errors import RestlakeError, WindowError
-from framework.fetch import WindowResult, fetch_window
-from framework.http import HttpClient, source_session
-from framework.ratelimit import RateLimiter
-from framework.retry import RetryPolicy
+from framework.load.fetch import WindowResult, fetch_window
+from framework.http.client import HttpClient, source_session
+from framework.http.ratelimit import RateLimiter
+from framework.http.retry import RetryPolicy
 from framework.schema import ColumnType, RowShaper, SchemaTracker
-from framework.staging import RunStaging, WindowStage
-from framework.telemetry import Telemetry
+from framework.load.staging import RunStaging, WindowStage
+from framework.http.telemetry import Telemetry
 from framework.windows import Window
 
 #: The stats row each task returns (one per window).

@@ -61,7 +61,7 @@ class Warehouse:
     @classmethod
     def from_env(cls, explicit: str | None = None) -> "Warehouse":
         """``--warehouse``, else ``RESTLAKE_WAREHOUSE``, else metastore on Databricks, else ./warehouse."""
-        from framework.spark import on_databricks
+        from framework.lake.spark import on_databricks
 
         root = explicit or os.environ.get("RESTLAKE_WAREHOUSE")
         if root is None and not on_databricks():

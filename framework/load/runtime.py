@@ -33,23 +33,23 @@ from urllib.parse import urlsplit
 from control import mapping, states
 from control.states import LoadType, RunResult
 from control.store import Claim, ControlStore
-from framework.archive import PageRecorder, staged_page_files, write_pages
-from framework.auth import build_auth
+from framework.load.archive import PageRecorder, staged_page_files, write_pages
+from framework.http.auth import build_auth
 from framework.config import SourceConfig
-from framework.crashpoints import crashpoint
+from framework.load.crashpoints import crashpoint
 from framework.errors import LoadError, RestlakeError
-from framework.fetch import WindowResult, fetch_window
-from framework.http import HttpClient, source_session
-from framework.ratelimit import limiter_for
-from framework.retry import RetryPolicy
+from framework.load.fetch import WindowResult, fetch_window
+from framework.http.client import HttpClient, source_session
+from framework.http.ratelimit import limiter_for
+from framework.http.retry import RetryPolicy
 from framework.schema import RowShaper
 from framework.secrets import redact
-from framework.staging import RunStaging, WindowStage
-from framework.tables import TableRef, Warehouse
-from framework.telemetry import Telemetry
+from framework.load.staging import RunStaging, WindowStage
+from framework.lake.tables import TableRef, Warehouse
+from framework.http.telemetry import Telemetry
 from framework.timeutil import utcnow
 from framework.windows import Window, split
-from framework.writers import TargetWriter, WriteResult
+from framework.load.writers import TargetWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class RunContext:
     lease: dt.timedelta = dt.timedelta(hours=1)
     loaded_by: str = field(default_factory=lambda: _user())
     on_event: Optional[Callable[[str, dict[str, Any]], None]] = None
-    distributed: bool = False  # fetch windows on the Spark executors (framework.distributed)
+    distributed: bool = False  # fetch windows on the Spark executors (framework.load.distributed)
 
     def emit(self, event: str, **data: Any) -> None:
         if self.on_event is not None:
@@ -229,8 +229,8 @@ class _Load:
         policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                              backoff_base_s=cfg.limits.backoff_base_s,
                              backoff_max_s=cfg.limits.backoff_max_s)
-        from framework.health import HealthRecorder
-        from framework.health_store import flush_load_health
+        from framework.ops.health import HealthRecorder
+        from framework.ops.health_store import flush_load_health
 
         health = HealthRecorder(cfg.config_id, cfg.system, self.claim.run_id)  # bounded buffer
 
@@ -270,7 +270,7 @@ class _Load:
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"restlake-{cfg.config_id}")
             futures = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
         elif self.ctx.distributed:
-            from framework.distributed import fetch_windows_distributed
+            from framework.load.distributed import fetch_windows_distributed
 
             futures = fetch_windows_distributed(self.ctx.spark, cfg, todo, self.claim.run_id,
                                                 self.staging, columns)
@@ -475,7 +475,7 @@ def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: s
         log.error("%s: could not append the audit row: %s", cid, sanitize_error(exc))
     ctx.emit("load_finished", config_id=cid, status=status, rows=progress.rows_written,
              source_rows=progress.source_rows, error=error)
-    from framework.notify import notify_load_finished
+    from framework.ops.notify import notify_load_finished
 
     notify_load_finished(ctx.warehouse, audit)  # no-op unless RESTLAKE_NOTIFICATIONS is set
     return LoadOutcome(cid, status, progress.rows_written, progress.source_rows, error, audit)

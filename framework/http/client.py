@@ -32,14 +32,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from framework import jsonpath
-from framework.auth import Auth
+from framework.http.auth import Auth
 from framework.errors import AuthError, ConfigError, HttpError, ResponseError, RetriableError
-from framework.models import PageRequest, PageResponse
-from framework.pagination import Paginator
-from framework.ratelimit import RateLimiter
-from framework.retry import RetryPolicy
+from framework.http.models import PageRequest, PageResponse
+from framework.http.pagination import Paginator
+from framework.http.ratelimit import RateLimiter
+from framework.http.retry import RetryPolicy
 from framework.secrets import redact
-from framework.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
+from framework.http.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
 
 USER_AGENT = "restlake/0.1"
 MESSAGE_LIMIT = 300
@@ -173,7 +173,7 @@ class HttpClient:
         auth: credentials (default: none).
         policy: retry policy (default: ``RetryPolicy()``).
         timeout_s: connect and read timeout of each attempt.
-        limiter: the host's shared budget (see :func:`framework.ratelimit.limiter_for`).
+        limiter: the host's shared budget (see :func:`framework.http.ratelimit.limiter_for`).
         telemetry: counters to update (default: a new one, see :attr:`telemetry`).
         session: a ``requests.Session`` to use; by default the client makes one
             with a pool of ``pool_size`` connections and owns it.
@@ -253,7 +253,7 @@ class HttpClient:
 
         Raises:
             ResponseError: a page lacks ``data_path``.
-            PaginationError: see :mod:`framework.pagination`.
+            PaginationError: see :mod:`framework.http.pagination`.
         """
         steps = jsonpath.compile_path(data_path)
         paginator.init_request(request)

@@ -105,8 +105,8 @@ def _parser() -> argparse.ArgumentParser:
 # ``add_commands(sub, add) -> dict[name, handler]`` where ``add(name, help)`` returns the
 # subparser (its example comes from the module's ``EXAMPLES`` merged into ours).
 EXTENSION_MODULES = (
-    "framework.ops_cli",
-    "framework.deploy_cli",
+    "framework.cli.ops",
+    "framework.cli.worksheet",
 )
 
 
@@ -137,8 +137,8 @@ def _setup_logging(verbose: bool) -> None:
 
 def _spark_and_store(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from control.store import ControlStore
-    from framework.spark import get_spark
-    from framework.tables import Warehouse
+    from framework.lake.spark import get_spark
+    from framework.lake.tables import Warehouse
 
     warehouse = Warehouse.from_env(args.warehouse)
     with console.status("starting Spark + Delta (first start downloads the Delta jars)"):
@@ -192,7 +192,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         state = "created" if name.name in created else "exists"
         where = warehouse.path(name) if warehouse.is_local else name.name
         console.print(f"{state:8} {name.name}  [dim]{where}[/dim]")
-    from framework.health_store import register_views
+    from framework.ops.health_store import register_views
 
     console.print(f"views    {', '.join(register_views(spark, warehouse, args.control_catalog))}")
     return 0
@@ -240,7 +240,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from framework import runtime
+    from framework.load import runtime
 
     spark, warehouse, store = _spark_and_store(args)
     if not store.is_initialized():
@@ -302,7 +302,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not store.is_initialized():
         raise ConfigError("the control table does not exist; run 'restlake init' first")
     if getattr(args, "stale", False):
-        from framework.ops_cli import print_stale
+        from framework.cli.ops import print_stale
 
         return print_stale(spark, warehouse, store, args.config_id)
     rows = store.rows(args.config_id)
@@ -341,7 +341,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from framework.demo import run_demo
+    from framework.cli.demo import run_demo
 
     return run_demo(args, console)
 

@@ -68,12 +68,12 @@ def demo_configs(github_url: str, dynatrace_url: str) -> list[dict[str, Any]]:
 
 def run_demo(args: argparse.Namespace, console: Console) -> int:
     from control.store import ControlStore
-    from framework import runtime
-    from framework.cli import _print_outcomes, _progress_printer
+    from framework.load import runtime
+    from framework.cli.app import _print_outcomes, _progress_printer
     from framework.config import load_files
     from framework.demoapi import DemoApi
-    from framework.spark import get_spark
-    from framework.tables import TableRef, Warehouse
+    from framework.lake.spark import get_spark
+    from framework.lake.tables import TableRef, Warehouse
 
     t0 = time.monotonic()
     gh_token, dt_token = pysecrets.token_urlsafe(16), pysecrets.token_urlsafe(16)

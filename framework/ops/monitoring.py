@@ -1,7 +1,7 @@
 """Monitoring data from the warehouse: freshness, cache tables, audit, health views.
 
 Spark lives here; everything returned is plain Python (rows as dicts), ready for
-:mod:`framework.report`, ``restlake status --stale`` and :mod:`framework.notify`.
+:mod:`framework.ops.report`, ``restlake status --stale`` and :mod:`framework.ops.notify`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any, Optional
 
-from framework import freshness as fr
-from framework.report import Chart, Report, Section
+from framework.ops import freshness as fr
+from framework.ops.report import Chart, Report, Section
 from framework.secrets import redact
-from framework.tables import TableRef, Warehouse
+from framework.lake.tables import TableRef, Warehouse
 from framework.timeutil import to_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def newest_collected(spark: Any, warehouse: Warehouse, ref: TableRef) -> Optiona
 
 def freshness(spark: Any, warehouse: Warehouse, rows: list[dict[str, Any]],
               now: Optional[dt.datetime] = None) -> list[fr.Freshness]:
-    """The freshness rule (:mod:`framework.freshness`) applied to every enabled control row."""
+    """The freshness rule (:mod:`framework.ops.freshness`) applied to every enabled control row."""
     newest = {}
     for row in rows:
         if row.get("Enabled") is False:
@@ -145,7 +145,7 @@ def down_cache_rows(spark: Any, warehouse: Warehouse, refs: list[TableRef]) -> l
 
 def health_views(spark: Any, warehouse: Warehouse, catalog: str) -> dict[str, list[dict[str, Any]]]:
     """Rows of the uptime views (registered for this session first)."""
-    from framework.health_store import METADATA_SCHEMA, VIEW_NAMES, register_views
+    from framework.ops.health_store import METADATA_SCHEMA, VIEW_NAMES, register_views
 
     register_views(spark, warehouse, catalog)
     out = {}

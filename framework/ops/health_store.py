@@ -1,7 +1,7 @@
 """The health log on Delta and the uptime SQL views over it.
 
 Table ``<control catalog>.metadata.api_health_log`` (append-only): one row per probe
-or per ingestion request attempt (see :mod:`framework.health`).
+or per ingestion request attempt (see :mod:`framework.ops.health`).
 
 Views (names are a public contract, documented in the README):
 
@@ -25,9 +25,9 @@ from typing import Any, Iterable
 from pyspark.sql.types import (BooleanType, DoubleType, IntegerType, StringType, StructField,
                                StructType, TimestampType)
 
-from framework.commits import retry_conflicts
+from framework.lake.commits import retry_conflicts
 from framework.config import check_identifier
-from framework.tables import TableRef, Warehouse
+from framework.lake.tables import TableRef, Warehouse
 from framework.timeutil import to_utc
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
 """The daily ops report: plain sections in, a self-contained HTML page and an XLSX out.
 
-:mod:`framework.monitoring` gathers the data from the warehouse into a :class:`Report`
+:mod:`framework.ops.monitoring` gathers the data from the warehouse into a :class:`Report`
 (no Spark objects past that point); this module renders it:
 
-* HTML with jinja2 (``framework/templates/monitoring_daily.html.j2``): inline CSS, charts
+* HTML with jinja2 (``framework/ops/templates/monitoring_daily.html.j2``): inline CSS, charts
   as base64 PNG images drawn with matplotlib, no external request of any kind;
 * XLSX with openpyxl: one sheet per section, typed cells (numbers, booleans, UTC
   datetimes), bold frozen header row, auto filter and sized columns.
@@ -159,7 +159,7 @@ def render_html(report: Report) -> str:
     """The report as one self-contained HTML page."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(loader=PackageLoader("framework", "templates"),
+    env = Environment(loader=PackageLoader("framework.ops", "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["cell"] = cell_text

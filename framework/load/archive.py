@@ -100,7 +100,7 @@ def staged_page_files(folders: list[Path]) -> list[str]:
 
 def write_pages(spark: Any, warehouse: Any, target: Any, files: list[str]) -> int:
     """Append staged pages to ``<target>_raw``; returns how many pages."""
-    from framework.commits import retry_conflicts
+    from framework.lake.commits import retry_conflicts
 
     if not files:
         return 0
@@ -148,9 +148,9 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
     from control.mapping import row_to_config
     from framework.errors import ConfigError, LoadError, RecordRejected
     from framework.schema import RowShaper
-    from framework.staging import RunStaging
-    from framework.tables import TableRef
-    from framework.writers import TargetWriter
+    from framework.load.staging import RunStaging
+    from framework.lake.tables import TableRef
+    from framework.load.writers import TargetWriter
     from parsers import get_parser
 
     row = store.get(config_id)

@@ -1,4 +1,4 @@
-"""``restlake worksheet`` and ``restlake replay`` (loaded by :mod:`framework.cli`)."""
+"""``restlake worksheet`` and ``restlake replay`` (loaded by :mod:`framework.cli.app`)."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def observe(spark: Any, store: Any, configs: list[Any]) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     from framework.schema import RESERVED
-    from framework.tables import TableRef
-    from framework.worksheet import Observed
+    from framework.lake.tables import TableRef
+    from framework.ops.worksheet import Observed
 
     # The first successful load of a config sets its contract (in a shared table its
     # fields arrive as schema changes); changes reported after it are drift.
@@ -74,8 +74,8 @@ def observe(spark: Any, store: Any, configs: list[Any]) -> dict[str, Any]:
 
 
 def cmd_worksheet(args: argparse.Namespace) -> int:
-    from framework import worksheet
-    from framework.cli import _spark_and_store, console
+    from framework.ops import worksheet
+    from framework.cli.app import _spark_and_store, console
     from framework.config import load_files
 
     configs = load_files(args.config)
@@ -98,9 +98,9 @@ def cmd_worksheet(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from framework import runtime
-    from framework.archive import replay
-    from framework.cli import _spark_and_store, console
+    from framework.load import runtime
+    from framework.load.archive import replay
+    from framework.cli.app import _spark_and_store, console
 
     spark, warehouse, store = _spark_and_store(args)
     result = replay(spark, store, args.config_id, args.run_id, runtime.staging_root(warehouse))

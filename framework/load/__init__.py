@@ -1,0 +1,28 @@
+"""One load end to end: claim -> windows -> fetch -> stage -> write Delta -> audit.
+
+``runtime.run`` is the entry point every front end calls (the CLI, wheel tasks,
+notebooks, the scheduler); ``fetch`` reads one window, ``writers`` commits staged
+windows, ``distributed`` runs the same window fetch inside Spark tasks.
+"""
+
+from typing import Any
+
+_EXPORTS = {
+    "RunContext": "framework.load.runtime", "LoadOutcome": "framework.load.runtime",
+    "run": "framework.load.runtime", "run_load": "framework.load.runtime",
+    "staging_root": "framework.load.runtime", "new_run_id": "framework.load.runtime",
+    "fetch_window": "framework.load.fetch", "WindowResult": "framework.load.fetch",
+    "TargetWriter": "framework.load.writers", "WriteResult": "framework.load.writers",
+    "RunStaging": "framework.load.staging", "WindowStage": "framework.load.staging",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing the package must not import the control store (and pyspark).
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'framework.load' has no attribute {name!r}")
