@@ -15,11 +15,16 @@ import secrets as pysecrets
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+from framework.cli.console import console as default_console
+from framework.cli.console import print_outcomes, progress_printer
+
+EXAMPLES = {"demo": "restlake demo\n  restlake --warehouse /tmp/wh demo --keep-running"}
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 END = dt.datetime(2024, 1, 8, tzinfo=dt.timezone.utc)
@@ -66,10 +71,21 @@ def demo_configs(github_url: str, dynatrace_url: str) -> list[dict[str, Any]]:
     ]
 
 
+def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
+                 ) -> dict[str, Callable[[argparse.Namespace], int]]:
+    p = add("demo", "start the bundled demo API and run init -> generate -> run end to end")
+    p.add_argument("--keep-running", action="store_true",
+                   help="keep the demo API up after the run (Ctrl-C to stop)")
+    return {"demo": cmd_demo}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(args, default_console)
+
+
 def run_demo(args: argparse.Namespace, console: Console) -> int:
     from control.store import ControlStore
     from framework.load import runtime
-    from framework.cli.app import _print_outcomes, _progress_printer
     from framework.config import load_files
     from framework.demoapi import DemoApi
     from framework.lake.spark import get_spark
@@ -108,7 +124,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         for r in store.generate(configs):
             console.print(f"  {r.config_id}: {r.action} {r.detail}")
         ctx = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
-                                 on_event=_progress_printer())
+                                 on_event=progress_printer())
         outcomes = runtime.run(ctx, [c.config_id for c in configs], parallel=3)
 
         console.rule("2. the source changes; generate + run: INCREMENTAL MERGE")
@@ -121,9 +137,9 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         for r in store.generate(incremental, now=now):
             console.print(f"  {r.config_id}: {r.action} {r.detail}")
         ctx2 = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
-                                  on_event=_progress_printer())
+                                  on_event=progress_printer())
         outcomes += runtime.run(ctx2, [c.config_id for c in incremental], parallel=2)
-        _print_outcomes(outcomes)
+        print_outcomes(outcomes)
 
         console.rule("summary")
         table = Table(title="target tables")

@@ -1,7 +1,6 @@
 """Operations commands of ``restlake``: report, health, notify, drill (and ``status --stale``).
 
-Loaded by :mod:`framework.cli.app` (``EXTENSION_MODULES``): :func:`add_commands` adds the
-subcommands and returns their handlers.
+:func:`add_commands` adds the subcommands and returns their handlers.
 """
 
 from __future__ import annotations
@@ -14,6 +13,8 @@ from typing import Any, Callable
 
 from rich.markup import escape
 from rich.table import Table
+
+from framework.cli.console import console, error, open_store, table
 
 EXAMPLES = {
     "report": "restlake report --out ./ops\n  restlake report --out ./ops --days 1",
@@ -48,16 +49,10 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     return {"report": cmd_report, "health": cmd_health, "notify": cmd_notify, "drill": cmd_drill}
 
 
-def _cli() -> Any:
-    from framework.cli import app as cli
-
-    return cli
-
-
 def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from framework.errors import ConfigError
 
-    spark, warehouse, store = _cli()._spark_and_store(args)
+    spark, warehouse, store = open_store(args)
     if not store.is_initialized():
         raise ConfigError("the control table does not exist; run 'restlake init' first")
     return spark, warehouse, store
@@ -68,14 +63,13 @@ def print_stale(spark: Any, warehouse: Any, store: Any, config_ids: Any = None) 
     """``restlake status --stale``: sources past their cadence; exit 1 when there are any."""
     from framework.ops.monitoring import freshness
 
-    cli = _cli()
     items = [f for f in freshness(spark, warehouse, store.rows(config_ids)) if f.stale]
     rows = [f.as_row() for f in items]
-    cli.console.print(cli._table("stale sources (newest collected_at_utc older than the cadence "
+    console.print(table("stale sources (newest collected_at_utc older than the cadence "
                                  "allows)", ("ConfigId", "Target", "Frequency", "NewestCollectedAt",
                                              "AgeMinutes", "AllowedMinutes", "Reason"), rows))
     if not items:
-        cli.console.print("[green]every source is fresh[/green]")
+        console.print("[green]every source is fresh[/green]")
     return 1 if items else 0
 
 
@@ -85,7 +79,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from framework.ops.report import render_html, write_xlsx
     from framework.secrets import RedactingFilter
 
-    cli = _cli()
     out = Path(args.out)
     (out / "output").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -102,7 +95,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         log.info("report run started: out=%s days=%d", out, args.days)
         spark, warehouse, store = _open(args)
-        with cli.console.status("reading the warehouse"):
+        with console.status("reading the warehouse"):
             report = build_report(spark, warehouse, store, days=args.days, top=args.top, now=now)
         for s in report.sections:
             log.info("section %s: %d rows", s.key, len(s.rows))
@@ -118,14 +111,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         log.removeHandler(handler)
         handler.close()
-    table = Table(title="daily ops report")
-    table.add_column("section")
-    table.add_column("rows", justify="right")
+    summary = Table(title="daily ops report")
+    summary.add_column("section")
+    summary.add_column("rows", justify="right")
     for s in report.sections:
-        table.add_row(s.title, str(len(s.rows)))
-    cli.console.print(table)
+        summary.add_row(s.title, str(len(s.rows)))
+    console.print(summary)
     for path in (html, xlsx, log_path):
-        cli.console.print(f"wrote {escape(str(path))}", soft_wrap=True)
+        console.print(f"wrote {escape(str(path))}", soft_wrap=True)
     return 0
 
 
@@ -137,7 +130,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     from framework.ops.health_store import append_checks, register_views
     from framework.load.runtime import new_run_id
 
-    cli = _cli()
     spark, warehouse, store = _open(args)
     catalog = store.control_ref.catalog
     run_id = new_run_id()
@@ -148,18 +140,18 @@ def cmd_health(args: argparse.Namespace) -> int:
         try:
             cfg = row_to_config(row)
         except ConfigError as exc:
-            cli._error(str(exc))
+            error(str(exc))
             continue
         now = dt.datetime.now(dt.timezone.utc)
         results.append(probe(cfg, now=now, run_id=run_id, expected=args.expect,
                              timeout_s=args.timeout))
     append_checks(spark, warehouse, results, catalog)
-    cli.console.print(cli._table("health probes", ("ConfigId", "Ok", "StatusCode", "ElapsedMs",
+    console.print(table("health probes", ("ConfigId", "Ok", "StatusCode", "ElapsedMs",
                                                    "ErrorKind", "ErrorMessage"), results))
     register_views(spark, warehouse, catalog)
     name = "`api_uptime`" if warehouse.is_local else f"`{catalog}`.`metadata`.`api_uptime`"
     uptime = [r.asDict() for r in spark.table(name).orderBy("ConfigId").collect()]
-    cli.console.print(cli._table("uptime (view api_uptime)", (
+    console.print(table("uptime (view api_uptime)", (
         "ConfigId", "uptime_pct_24h", "uptime_pct_7d", "uptime_pct_30d", "checks_24h",
         "last_checked_at", "last_ok"), uptime))
     return 1 if any(not r["Ok"] for r in results) else 0
@@ -176,7 +168,6 @@ def cmd_notify(args: argparse.Namespace) -> int:
                                   state_path)
     from pyspark.sql import functions as F
 
-    cli = _cli()
     config = load_notifications(args.config)
     if config is None:
         raise ConfigError("no notifications: block", file=args.config)
@@ -192,16 +183,16 @@ def cmd_notify(args: argparse.Namespace) -> int:
     if args.dry_run:
         for e in events:
             seen = "already notified" if e.key in state else "new"
-            cli.console.print(f"[bold]{escape(e.key)}[/bold] ({seen})\n{escape(build_message(e)[1])}",
+            console.print(f"[bold]{escape(e.key)}[/bold] ({seen})\n{escape(build_message(e)[1])}",
                               soft_wrap=True)
         return 0
     deliveries = Notifier(config, state).notify(events, now)
-    table = Table(title="notifications")
+    sent = Table(title="notifications")
     for col in ("incident", "sent via", "skipped / errors"):
-        table.add_column(col, overflow="fold")
+        sent.add_column(col, overflow="fold")
     for d in deliveries:
-        table.add_row(d.event.key, ", ".join(d.channels), d.skipped or "; ".join(d.errors))
-    cli.console.print(table)
+        sent.add_row(d.event.key, ", ".join(d.channels), d.skipped or "; ".join(d.errors))
+    console.print(sent)
     return 1 if any(d.errors and not d.channels for d in deliveries) else 0
 
 
@@ -211,21 +202,20 @@ def cmd_drill(args: argparse.Namespace) -> int:
     from framework.lake.spark import get_spark
     from framework.lake.tables import Warehouse
 
-    cli = _cli()
     names = list(DRILLS) if "all" in args.names else list(dict.fromkeys(args.names))
     warehouse = Warehouse.from_env(args.warehouse)
-    with cli.console.status("starting Spark + Delta"):
+    with console.status("starting Spark + Delta"):
         spark = get_spark()
     log_dir = (warehouse.root / "_ops" / "drills") if warehouse.root else Path("drill_logs")
     results = run_drills(spark, warehouse, names, log_dir)
     for r in results:
         verdict = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-        table = Table(title=f"drill {r.name}: {'PASS' if r.passed else 'FAIL'}")
-        table.add_column("check")
-        table.add_column("ok")
-        table.add_column("evidence", overflow="fold")
+        checks = Table(title=f"drill {r.name}: {'PASS' if r.passed else 'FAIL'}")
+        checks.add_column("check")
+        checks.add_column("ok")
+        checks.add_column("evidence", overflow="fold")
         for what, ok, evidence in r.checks:
-            table.add_row(what, "yes" if ok else "NO", escape(evidence))
-        cli.console.print(table)
-        cli.console.print(f"{verdict} {r.name}: run log {escape(r.log_file)}", soft_wrap=True)
+            checks.add_row(what, "yes" if ok else "NO", escape(evidence))
+        console.print(checks)
+        console.print(f"{verdict} {r.name}: run log {escape(r.log_file)}", soft_wrap=True)
     return 0 if all(r.passed for r in results) else 1

@@ -1,4 +1,4 @@
-"""``restlake worksheet`` and ``restlake replay`` (loaded by :mod:`framework.cli.app`)."""
+"""``restlake worksheet``: the field mapping worksheet from the configs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any, Callable
 EXAMPLES = {
     "worksheet": "restlake worksheet --config conf/monitoring/*.yaml --out docs/\n"
                  "  restlake worksheet --config conf/monitoring/*.yaml --no-tables",
-    "replay": "restlake replay --config-id dt_host_metrics --run-id run-20240105T020000-1a2b3c",
 }
 
 WORKSHEET_NAME = "field_mapping_worksheet"
@@ -24,11 +23,7 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p.add_argument("--out", metavar="DIR", default=".", help="where to write the files (default .)")
     p.add_argument("--no-tables", action="store_true",
                    help="configs only: do not read the target and audit tables (no Spark)")
-    p = add("replay", "re-parse the archived raw pages of a run and MERGE them into the target "
-                      "(no API calls; needs archive: true)")
-    p.add_argument("--config-id", required=True, metavar="ID")
-    p.add_argument("--run-id", required=True, metavar="RUN")
-    return {"worksheet": cmd_worksheet, "replay": cmd_replay}
+    return {"worksheet": cmd_worksheet}
 
 
 def observe(spark: Any, store: Any, configs: list[Any]) -> dict[str, Any]:
@@ -75,13 +70,13 @@ def observe(spark: Any, store: Any, configs: list[Any]) -> dict[str, Any]:
 
 def cmd_worksheet(args: argparse.Namespace) -> int:
     from framework.ops import worksheet
-    from framework.cli.app import _spark_and_store, console
+    from framework.cli.console import console, open_store
     from framework.config import load_files
 
     configs = load_files(args.config)
     observed = None
     if not args.no_tables:
-        spark, _, store = _spark_and_store(args)
+        spark, _, store = open_store(args)
         observed = observe(spark, store, configs) if store.is_initialized() else None
     rows = worksheet.build(configs, observed)
     out = Path(args.out)
@@ -94,17 +89,4 @@ def cmd_worksheet(args: argparse.Namespace) -> int:
         if r.unmapped:
             console.print(f"[yellow]flagged[/yellow] {r.config_id} ({r.destination}): fields "
                           f"outside the contract: {', '.join(r.unmapped)}", soft_wrap=True)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from framework.load import runtime
-    from framework.load.archive import replay
-    from framework.cli.app import _spark_and_store, console
-
-    spark, warehouse, store = _spark_and_store(args)
-    result = replay(spark, store, args.config_id, args.run_id, runtime.staging_root(warehouse))
-    console.print(f"{result.config_id}: replayed run {result.source_run_id} as {result.run_id}: "
-                  f"{result.pages} pages, {result.records} records, {result.rows_written} rows "
-                  f"written (table version {result.version}); no API calls")
     return 0

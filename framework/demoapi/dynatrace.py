@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 
 from framework.demoapi.data import DEFAULT_START, decode_token, encode_token, parse_time, to_iso
 from framework.demoapi.endpoints import NEXT_KEY_RULE, Call, Reply, error
-from framework.demoapi.server import DemoApi, _same
+from framework.demoapi.server import DemoApi, same_secret
 
 UTC = timezone.utc
 METRICS = ("builtin:host.cpu.usage", "builtin:host.mem.usage", "builtin:host.disk.avail")
@@ -239,11 +239,11 @@ class MonitoringApi(DemoApi):
             given = call.headers.get("Authorization", "")
             if not given:
                 return error(401, "Missing authorization parameter.")
-            if not _same(given, f"Api-Token {self.dt_token}"):
+            if not same_secret(given, f"Api-Token {self.dt_token}"):
                 return error(401, "Token Authentication failed")
             return None
         key = call.headers.get("X-API-Key", "")
-        if not any(_same(key, k) for k in self.health_keys):
+        if not any(same_secret(key, k) for k in self.health_keys):
             return error(401, "missing or invalid API key")
         with self._lock:
             retry = self._throttled.get(key)

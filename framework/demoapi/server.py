@@ -25,7 +25,7 @@ _AUTH_KEYS = {"bearer": ("token",), "api_key": ("key",), "basic": ("username", "
               "api_token": ("token",), "oauth2": ("client_id", "client_secret"), "none": ()}
 
 
-def _same(given: str, expected: str) -> bool:
+def same_secret(given: str, expected: str) -> bool:
     # Constant-time, and safe for non-ASCII header text (compare_digest rejects it as str).
     return secrets.compare_digest(str(given).encode("utf-8", "replace"),
                                   str(expected).encode("utf-8", "replace"))
@@ -202,16 +202,16 @@ class DemoApi:
                              {"WWW-Authenticate": 'Bearer error="invalid_token"'})
             return None
         if method == "bearer":
-            ok = _same(given, f"Bearer {conf['token']}")
+            ok = same_secret(given, f"Bearer {conf['token']}")
         elif method == "api_token":
-            ok = _same(given, f"Api-Token {conf['token']}")
+            ok = same_secret(given, f"Api-Token {conf['token']}")
         elif method == "basic":
             expected = base64.b64encode(f"{conf['username']}:{conf['password']}".encode()).decode()
-            ok = _same(given, f"Basic {expected}")
+            ok = same_secret(given, f"Basic {expected}")
         elif conf.get("query"):
-            ok = _same(str(call.query.get(conf["query"], "")), conf["key"])
+            ok = same_secret(str(call.query.get(conf["query"], "")), conf["key"])
         else:
-            ok = _same(call.headers.get(conf["header"], ""), conf["key"])
+            ok = same_secret(call.headers.get(conf["header"], ""), conf["key"])
         if ok:
             return None
         return Reply(401, {"error": {"code": 401, "message": f"missing or invalid credentials "
@@ -232,7 +232,7 @@ class DemoApi:
         if form.get("grant_type") != "client_credentials":
             return Reply(400, {"error": "unsupported_grant_type"})
         if (form.get("client_id") != self.auth["client_id"]
-                or not _same(form.get("client_secret", ""), self.auth["client_secret"])):
+                or not same_secret(form.get("client_secret", ""), self.auth["client_secret"])):
             return Reply(401, {"error": "invalid_client"})
         token = secrets.token_urlsafe(24)
         with self._tokens_lock:

@@ -1,0 +1,92 @@
+"""Output shared by every command: the consoles, error lines, tables, progress.
+
+Text that came from an API or a table (error messages, payload fields) is data: it
+is printed through :func:`table` cells or :func:`text`, never as rich markup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from typing import Any, Callable, Sequence
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+# Piped output (job logs, files) is not cut to 80 columns: tables stay readable there.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, highlight=False)
+
+
+def error(text: str) -> None:
+    """One error line on stderr: never wrapped, and its text never read as rich markup."""
+    err_console.print(f"[red]error[/red] {escape(text)}", soft_wrap=True)
+
+
+def fmt(value: Any) -> str:
+    """A cell's text: UTC datetimes as ``YYYY-MM-DD HH:MM:SSZ``, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%SZ")
+    return str(value)
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> Table:
+    """A table of ``rows`` (dicts) showing ``columns``."""
+    out = Table(title=title, show_lines=False)
+    for col in columns:
+        out.add_column(col, overflow="fold")
+    for row in rows:
+        out.add_row(*[fmt(row.get(c)) for c in columns])
+    return out
+
+
+def open_store(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Spark, the warehouse and the control store named by the global options."""
+    from control.store import ControlStore
+    from framework.lake.spark import get_spark
+    from framework.lake.tables import Warehouse
+
+    warehouse = Warehouse.from_env(args.warehouse)
+    with console.status("starting Spark + Delta (first start downloads the Delta jars)"):
+        spark = get_spark()
+    return spark, warehouse, ControlStore(spark, warehouse, args.control_catalog)
+
+
+def progress_printer() -> Callable[[str, dict[str, Any]], None]:
+    """The ``on_event`` of a run that prints its progress."""
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        cid = data.get("config_id")
+        if event == "load_started":
+            console.print(f"[bold]{cid}[/bold] {data['load_type']} {fmt(data['start'])} .. "
+                          f"{fmt(data['end'])}")
+        elif event == "window_fetched":
+            console.print(f"  {cid}: fetched {data['window']}: {data['records']} records, "
+                          f"{data['pages']} pages", style="dim")
+        elif event == "committed":
+            console.print(f"  {cid}: committed {data['windows']} window(s): {data['rows']} rows written "
+                          f"(table version {data['version']})")
+        elif event == "segment_committed":
+            console.print(f"  {cid}: committed page batch {data['segment']} of {data['window']}: "
+                          f"{data['rows']} rows written (table version {data['version']})")
+        elif event == "skipped":
+            console.print(f"[yellow]{cid}[/yellow] skipped: {data['reason']}")
+        elif event == "load_finished":
+            colour = "green" if data["status"] == "SUCCESS" else "red"
+            console.print(f"[{colour}]{cid} {data['status']}[/{colour}] "
+                          f"{data['source_rows']} records read, {data['rows']} rows written"
+                          + (f": {data['error']}" if data.get("error") else ""))
+    return on_event
+
+
+def print_outcomes(outcomes: list[Any]) -> None:
+    """The summary table of a run."""
+    out = Table(title="run")
+    for col in ("ConfigId", "status", "records", "rows written", "error"):
+        out.add_column(col, overflow="fold")
+    for o in outcomes:
+        out.add_row(o.config_id, o.status, str(o.source_rows), str(o.rows_written), o.error or "")
+    console.print(out)

@@ -1,0 +1,166 @@
+"""Commands on the control plane: ``init``, ``validate``, ``generate``, ``status``, ``audit``,
+``retry``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.markup import escape
+from rich.table import Table
+
+from framework.cli.console import console, error, fmt, open_store, table
+from framework.errors import ConfigError
+
+EXAMPLES = {
+    "init": "restlake --warehouse ./wh init",
+    "validate": "restlake validate conf/*.yaml",
+    "generate": "restlake generate --config conf/github_issues.yaml\n"
+                "  restlake generate --config-id gh_issues\n  restlake generate --due",
+    "status": "restlake status\n  restlake status --config-id gh_issues\n  restlake status --stale",
+    "audit": "restlake audit --config-id gh_issues --limit 5",
+    "retry": "restlake retry --config-id gh_issues",
+}
+
+
+def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
+                 ) -> dict[str, Callable[[argparse.Namespace], int]]:
+    add("init", "create the control, audit and window-log tables (idempotent)")
+    p = add("validate", "check config files (no Spark); exit 1 on the first bad file")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p = add("generate", "upsert control rows from configs and mark due loads PENDING")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--config", nargs="+", metavar="FILE", help="config files")
+    g.add_argument("--config-id", nargs="+", metavar="ID", help="plan these existing rows now")
+    g.add_argument("--due", action="store_true", help="plan every row whose schedule fired")
+    p.add_argument("--conf-dir", metavar="DIR", help="with --due: also upsert the configs in DIR")
+    p = add("status", "show the control rows")
+    p.add_argument("--config-id", nargs="+", metavar="ID")
+    p.add_argument("--stale", action="store_true",
+                   help="only sources whose newest data is older than their cadence allows "
+                        "(exit 1 when any)")
+    p = add("audit", "show recent audit rows")
+    p.add_argument("--config-id", metavar="ID")
+    p.add_argument("--limit", type=int, default=20)
+    p = add("retry", "set FAILED rows back to PENDING with the same range")
+    p.add_argument("--config-id", nargs="+", metavar="ID", required=True)
+    return {"init": cmd_init, "validate": cmd_validate, "generate": cmd_generate,
+            "status": cmd_status, "audit": cmd_audit, "retry": cmd_retry}
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from framework.config import load_file
+
+    failed = 0
+    for path in args.files:
+        try:
+            configs = load_file(path)
+        except ConfigError as exc:
+            error(str(exc))
+            failed += 1
+            continue
+        ids = ", ".join(c.config_id for c in configs)
+        console.print(f"[green]ok[/green] {escape(f'{path}: {ids}')}", soft_wrap=True)
+    return 1 if failed else 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    spark, warehouse, store = open_store(args)
+    created = store.init()
+    for name in (store.control_ref, store.audit_ref, store.window_ref):
+        state = "created" if name.name in created else "exists"
+        where = warehouse.path(name) if warehouse.is_local else name.name
+        console.print(f"{state:8} {name.name}  [dim]{where}[/dim]")
+    from framework.ops.health_store import register_views
+
+    console.print(f"views    {', '.join(register_views(spark, warehouse, args.control_catalog))}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from framework.config import load_files
+
+    configs = []
+    if args.config:
+        configs = load_files(args.config)
+    spark, warehouse, store = open_store(args)
+    store.init()
+    if args.config_id:
+        from control.mapping import row_to_config
+
+        rows = store.rows(args.config_id)
+        missing = sorted(set(args.config_id) - {r["ConfigId"] for r in rows})
+        if missing:
+            raise ConfigError(f"no control row with ConfigId {', '.join(missing)}; "
+                              "generate it from its config file first (--config FILE)")
+        configs = [row_to_config(r) for r in rows]
+    due = bool(args.due)
+    if due:
+        from control.mapping import row_to_config
+
+        if args.conf_dir:
+            from framework.config import load_files as lf
+
+            store.generate(lf(sorted(Path(args.conf_dir).glob("*.y*ml"))), due_only=True)
+        configs = []
+        for row in store.rows():
+            try:
+                configs.append(row_to_config(row))
+            except ConfigError as exc:
+                error(str(exc))
+    results = store.generate(configs, due_only=due)
+    out = Table(title="generate")
+    for col in ("ConfigId", "action", "detail"):
+        out.add_column(col)
+    for r in results:
+        out.add_row(r.config_id, r.action, r.detail)
+    console.print(out)
+    return 0
+
+
+STATUS_COLUMNS = ("ConfigId", "LoadType", "LoadStatus", "LoadStartTime", "LoadEndTime",
+                  "LastLoadTime", "Attempt", "LastJobRunId", "ErrorMessage")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    spark, warehouse, store = open_store(args)
+    if not store.is_initialized():
+        raise ConfigError("the control table does not exist; run 'restlake init' first")
+    if getattr(args, "stale", False):
+        from framework.cli.ops import print_stale
+
+        return print_stale(spark, warehouse, store, args.config_id)
+    rows = store.rows(args.config_id)
+    console.print(table(f"control table {store.control_ref.name}", STATUS_COLUMNS, rows))
+    return 0
+
+
+AUDIT_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "SourceRowCount",
+                 "TargetRowCount", "TargetTotalRowCount", "WindowsLoaded", "Requests", "Retries",
+                 "RunDuration", "ErrorMessage")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    spark, warehouse, store = open_store(args)
+    if not store.is_initialized():
+        raise ConfigError("the audit table does not exist; run 'restlake init' first")
+    rows = store.audit_rows(args.config_id, args.limit)
+    console.print(table(f"audit table {store.audit_ref.name}", AUDIT_COLUMNS, rows))
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from control.states import InvalidTransition
+
+    spark, warehouse, store = open_store(args)
+    code = 0
+    for cid in args.config_id:
+        try:
+            state = store.retry(cid)
+            console.print(f"{cid}: PENDING again ({state.load_type.value} "
+                          f"{fmt(state.load_start)} .. {fmt(state.load_end)})")
+        except InvalidTransition as exc:
+            error(f"{cid}: {exc}")
+            code = 1
+    return code
