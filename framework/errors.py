@@ -106,10 +106,6 @@ class SchemaDriftError(LoadError):
     """Records carry fields the target lacks while ``schema_mode`` is ``fail``."""
 
 
-class ClaimError(LoadError):
-    """The control row could not be claimed (another runner holds it)."""
-
-
 class CommitConflictError(LoadError):
     """A Delta commit kept conflicting with concurrent writers after retries."""
 

@@ -86,10 +86,3 @@ def parse_duration(text: str) -> dt.timedelta | relativedelta:
     if value.total_seconds() < 0:
         raise ValueError(f"{text!r} is negative")
     return value
-
-
-def to_datetime_for_spark(value: dt.datetime | None) -> dt.datetime | None:
-    """A naive UTC datetime, as PySpark expects with a UTC session time zone."""
-    if value is None:
-        return None
-    return to_utc(value).replace(tzinfo=None)

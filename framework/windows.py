@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import string
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
@@ -183,8 +183,3 @@ def expand_env(text: str, environ: dict[str, str]) -> str:
         return environ[name]
 
     return _ENV.sub(sub, text)
-
-
-def iter_windows(windows: list[Window], skip: set[str]) -> Iterator[Window]:
-    """Windows whose key is not in ``skip`` (already committed by an earlier attempt)."""
-    return (w for w in windows if w.key not in skip)

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import orjson
@@ -31,11 +31,9 @@ import tenacity
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
-from framework import jsonpath
 from framework.http.auth import Auth
 from framework.errors import AuthError, ConfigError, HttpError, ResponseError, RetriableError
 from framework.http.models import PageRequest, PageResponse
-from framework.http.pagination import Paginator
 from framework.http.ratelimit import RateLimiter
 from framework.http.retry import RetryPolicy
 from framework.secrets import redact
@@ -243,31 +241,6 @@ class HttpClient:
         except _Unauthorized as second:
             raise AuthError(f"{second.message} (again after refreshing the token)",
                             status=401) from None
-
-    def paginate(self, request: PageRequest, paginator: Paginator, data_path: str = "$"
-                 ) -> Iterator[tuple[PageResponse, list]]:
-        """Yield ``(response, records)`` page by page until ``paginator`` stops.
-
-        Pages are yielded as they arrive, so callers stream them; ``request`` is
-        changed in place as pagination advances.
-
-        Raises:
-            ResponseError: a page lacks ``data_path``.
-            PaginationError: see :mod:`framework.http.pagination`.
-        """
-        steps = jsonpath.compile_path(data_path)
-        paginator.init_request(request)
-        while paginator.has_next_page:
-            response = self.send(request)
-            records = jsonpath.records(response.data, steps)
-            if records is None:
-                raise ResponseError(f"response of {response.url} has no data at "
-                                    f"data_path {data_path!r}")
-            paginator.update_state(response, records)
-            self.telemetry.count_page()
-            yield response, records
-            if paginator.has_next_page:
-                paginator.update_request(request)
 
     def close(self) -> None:
         """Close the session if the client created it."""

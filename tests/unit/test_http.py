@@ -364,31 +364,6 @@ def test_api_message_extraction():
 
 # -- paginate ---------------------------------------------------------------------------------------
 
-def test_paginate_streams_pages_until_the_cursor_ends(api, client):
-    pages = {None: ({"items": [1, 2], "next": "c2"}), "c2": {"items": [3], "next": "c3"},
-             "c3": {"items": [], "next": None}}
-    api.route("/items", lambda got: Reply(200, pages[got.query.get("cursor", [None])[0]]))
-    paginator = build_paginator({"style": "cursor", "cursor_path": "next"})
-    out = [records for _, records in client.paginate(get(api, q="x"), paginator, "items")]
-    assert out == [[1, 2], [3], []]
-    assert [r.query for r in api.requests_to("/items")] == [
-        {"q": ["x"]}, {"q": ["x"], "cursor": ["c2"]}, {"q": ["x"], "cursor": ["c3"]}]
-    assert client.telemetry.pages == 3
-
-
-def test_paginate_missing_data_path(api, client):
-    api.route("/items", Reply(200, {"other": []}))
-    with pytest.raises(ResponseError, match="data_path 'items'"):
-        list(client.paginate(get(api), build_paginator({"style": "none"}), "items"))
-
-
-def test_paginate_repeated_cursor_raises(api, client):
-    api.route("/items", Reply(200, {"items": [1], "next_cursor": "same"}))
-    with pytest.raises(PaginationError, match="same"):
-        list(client.paginate(get(api), build_paginator({"style": "cursor"}), "items"))
-    assert len(api.requests_to("/items")) == 2
-
-
 def test_repr_and_pool(clock):
     client = HttpClient(policy=NO_JITTER, pool_size=16, sleep=clock.sleep)
     adapter = client.session.get_adapter("https://x.example")

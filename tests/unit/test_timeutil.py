@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from dateutil.relativedelta import relativedelta
 
-from framework.timeutil import iso, parse_duration, to_datetime_for_spark, to_utc, utcnow
+from framework.timeutil import iso, parse_duration, to_utc, utcnow
 
 UTC = dt.timezone.utc
 
@@ -76,12 +76,6 @@ def test_parse_calendar_durations() -> None:
 def test_parse_duration_errors(text: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_duration(text)  # type: ignore[arg-type]
-
-
-def test_to_datetime_for_spark_is_naive_utc() -> None:
-    aware = dt.datetime(2024, 1, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=2)))
-    assert to_datetime_for_spark(aware) == dt.datetime(2024, 1, 1)
-    assert to_datetime_for_spark(None) is None
 
 
 def test_utcnow_is_aware_and_whole_seconds() -> None:

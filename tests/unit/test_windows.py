@@ -8,7 +8,7 @@ import pytest
 from dateutil.relativedelta import relativedelta
 
 from framework import windows
-from framework.windows import (PLACEHOLDERS, Window, check_placeholders, expand_env, iter_windows,
+from framework.windows import (PLACEHOLDERS, Window, check_placeholders, expand_env,
                                parse_window, placeholders_in, render, split)
 
 UTC = dt.timezone.utc
@@ -83,11 +83,6 @@ def test_max_windows_guard(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(split(t(2024, 1, 1), t(2024, 1, 1, 10), "hourly")) == 10
     with pytest.raises(ValueError, match="more than 10 windows"):
         split(t(2024, 1, 1), t(2024, 1, 1, 11), "hourly")
-
-
-def test_iter_windows_skips_committed_keys() -> None:
-    ws = split(t(2024, 1, 1), t(2024, 1, 4), "daily")
-    assert list(iter_windows(ws, {ws[1].key})) == [ws[0], ws[2]]
 
 
 # ------------------------------------------------------------------ Window
