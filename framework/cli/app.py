@@ -28,6 +28,7 @@ GROUPS = (
     "framework.cli.demo",
     "framework.cli.ops",
     "framework.cli.worksheet",
+    "framework.cli.service",
 )
 
 Handler = Callable[[argparse.Namespace], int]

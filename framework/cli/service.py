@@ -1,0 +1,73 @@
+"""``restlake serve``: the monitoring service (JSON API and live dashboard).
+
+Reads start no JVM; the first write (``POST``) starts the one Spark session the process
+keeps. ``--schedule`` attaches the scheduler (see :func:`serve`, its ``scheduler``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any, Callable, Optional
+
+from framework.cli.console import console
+from framework.errors import ConfigError
+
+EXAMPLES = {
+    "serve": "RESTLAKE_API_KEYS=env:RESTLAKE_KEY restlake serve --port 8080\n"
+             "  restlake serve --public-read        # loopback only: reads without a key",
+}
+
+log = logging.getLogger(__name__)
+
+
+def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
+                 ) -> dict[str, Callable[[argparse.Namespace], int]]:
+    p = add("serve", "serve the JSON API (/api/v1, docs at /docs) and the live dashboard (/); "
+                     "keys: RESTLAKE_API_KEYS=env:NAME[,file:PATH...], sent as X-API-Key")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--public-read", action="store_true",
+                   help="answer GET requests without a key (only with a loopback --host)")
+    return {"serve": cmd_serve}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return serve(args)
+
+
+def serve(args: argparse.Namespace, scheduler: Optional[Any] = None) -> int:
+    """Run the service until interrupted.
+
+    Args:
+        args: the global options and ``--host``, ``--port``, ``--public-read``.
+        scheduler: what ``--schedule`` attaches (see :class:`framework.service.api.Scheduler`).
+    """
+    try:
+        import uvicorn
+
+        from framework.service.access import ApiKeys, is_loopback
+        from framework.service.api import create_app
+    except ImportError as exc:
+        raise ConfigError(f"the service needs its extra: pip install 'restlake[service]' "
+                          f"({exc.name} is missing)") from None
+    from framework.lake.tables import Warehouse
+
+    if args.public_read and not is_loopback(args.host):
+        raise ConfigError(f"--public-read serves data without a key, so it needs a loopback "
+                          f"--host (127.0.0.1, ::1 or localhost), not {args.host}")
+    keys = ApiKeys.from_env()
+    if not keys and not args.public_read:
+        raise ConfigError("no API keys: set RESTLAKE_API_KEYS to secret references "
+                          "(e.g. RESTLAKE_API_KEYS=env:RESTLAKE_KEY), or use --public-read on "
+                          "loopback for a read-only local service")
+    warehouse = Warehouse.from_env(args.warehouse)
+    app = create_app(warehouse, args.control_catalog, keys, scheduler=scheduler,
+                     public_read=args.public_read)
+    access = ("reads without a key, POST with a key" if args.public_read else "every request needs a key")
+    console.print(f"restlake serve on http://{args.host}:{args.port} ({access}; "
+                  f"{len(keys)} key(s)); dashboard /, docs /docs", soft_wrap=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")))
+    return 0

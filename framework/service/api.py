@@ -1,0 +1,123 @@
+"""The FastAPI application of ``restlake serve``.
+
+:func:`create_app` wires the parts: the JVM-free read path (:class:`framework.lake.reader.
+TableReader`), the API-key rule (:mod:`framework.service.access`), problem+json errors
+(:mod:`framework.service.problems`), the routes of :mod:`framework.service.routes` and the
+dashboard. A scheduler (``restlake serve --schedule``) is attached by passing it as
+``scheduler``; it is optional and only needs the small :class:`Scheduler` protocol.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
+
+from fastapi import Depends, FastAPI, Request
+
+from framework.lake.reader import TableReader
+from framework.lake.tables import Warehouse
+from framework.service import problems
+from framework.service.access import HEADER, ApiKeys
+from framework.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """What the service needs from a scheduler it is given.
+
+    ``state()`` is shown by ``GET /health``; ``request_run(config_id)`` is told that a load
+    was planned by ``POST /api/v1/sources/{id}/run`` (so it runs soon); ``request_check
+    (config_id)`` probes the source now and returns its health row (``POST .../check``).
+    """
+
+    def state(self) -> dict[str, Any]: ...
+
+    def request_run(self, config_id: str) -> None: ...
+
+    def request_check(self, config_id: str) -> dict[str, Any]: ...
+
+
+class Service:
+    """What every route reads: the warehouse, its reader, keys, the clock and the writer
+    session (started on the first write, then kept warm)."""
+
+    def __init__(self, warehouse: Warehouse, control_catalog: str, keys: ApiKeys,
+                 scheduler: Optional[Scheduler], public_read: bool,
+                 clock: Callable[[], dt.datetime], spark_factory: Optional[Callable[[], Any]]) -> None:
+        self.warehouse = warehouse
+        self.control_catalog = control_catalog
+        self.keys = keys
+        self.scheduler = scheduler
+        self.public_read = public_read
+        self.clock = clock
+        self._spark_factory = spark_factory
+        self._spark_lock = threading.Lock()
+        self.reader = TableReader(warehouse, spark_factory=self.spark)
+
+    def spark(self) -> Any:
+        """The Spark session writes use (one per process, started once)."""
+        with self._spark_lock:
+            if self._spark_factory is None:
+                from framework.lake.spark import get_spark
+
+                self._spark_factory = get_spark
+            return self._spark_factory()
+
+    def __repr__(self) -> str:
+        return (f"Service({self.warehouse!r}, catalog {self.control_catalog}, {self.keys!r}, "
+                f"public_read={self.public_read}, scheduler={type(self.scheduler).__name__})")
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def require_key(request: Request) -> None:
+    """Every POST needs a valid key; reads too unless the service allows public reads."""
+    svc = service_of(request)
+    if request.method in ("GET", "HEAD") and svc.public_read:
+        return
+    presented = request.headers.get(HEADER)
+    if svc.keys.accepts(presented):
+        return
+    client = request.client.host if request.client else "?"
+    reason = "no API key" if not presented else "a wrong API key"
+    # Never the key itself: only what was asked and by whom.
+    log.warning("refused %s %s from %s: %s", request.method, request.url.path, client, reason)
+    detail = (f"send a valid API key in the {HEADER} header" if svc.keys else
+              "this service has no API keys (RESTLAKE_API_KEYS); only public reads are served")
+    raise problems.Problem(401, detail, headers={"WWW-Authenticate": HEADER})
+
+
+def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Optional[ApiKeys] = None,
+               scheduler: Optional[Scheduler] = None, public_read: bool = False, *,
+               clock: Callable[[], dt.datetime] = utcnow,
+               spark_factory: Optional[Callable[[], Any]] = None) -> FastAPI:
+    """The service's application.
+
+    Args:
+        warehouse: the warehouse it serves.
+        control_catalog: catalog of the ``metadata`` schema.
+        keys: accepted API keys (``ApiKeys.from_env()`` in ``restlake serve``).
+        scheduler: the scheduler of ``serve --schedule``, if any.
+        public_read: serve GET requests without a key (``serve`` allows it only on loopback).
+        clock: the current UTC time (tests inject one).
+        spark_factory: the Spark session for writes (default: started on the first write).
+    """
+    from framework import __version__
+    from framework.service import dashboard, routes
+
+    app = FastAPI(title="restlake", version=__version__,
+                  description="The monitoring service of restlake: sources, loads, uptime, "
+                              f"incidents. Send the API key as `{HEADER}`.")
+    app.state.service = Service(warehouse, control_catalog, keys or ApiKeys(), scheduler,
+                                public_read, clock, spark_factory)
+    problems.install(app)
+    app.include_router(routes.health)
+    app.include_router(routes.api, dependencies=[Depends(require_key)])
+    app.include_router(dashboard.router)
+    return app
