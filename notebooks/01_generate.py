@@ -23,7 +23,11 @@ dbutils.widgets.text("warehouse", "", "Local warehouse (empty on Databricks)")
 # COMMAND ----------
 
 from framework.cli import jobs
+from framework.logs import setup_logging
 from framework.secrets import set_dbutils_provider
+
+# The same logging as the CLI: secrets are masked in every log line.
+setup_logging("INFO")
 
 # `databricks:SCOPE/KEY` secret references resolve through this notebook's dbutils.
 set_dbutils_provider(lambda: dbutils)

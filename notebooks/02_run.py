@@ -22,7 +22,11 @@ dbutils.widgets.text("staging", "", "RESTLAKE_STAGING (a /Volumes/... path)")
 import os
 
 from framework.cli import jobs
+from framework.logs import setup_logging
 from framework.secrets import set_dbutils_provider
+
+# The same logging as the CLI: secrets are masked in every log line.
+setup_logging("INFO")
 
 set_dbutils_provider(lambda: dbutils)
 if dbutils.widgets.get("staging"):

@@ -20,6 +20,10 @@ dbutils.widgets.text("days", "7", "Look back (days)")
 from pyspark.sql import functions as F
 
 from framework.cli import jobs
+from framework.logs import setup_logging
+
+# The same logging as the CLI: secrets are masked in every log line.
+setup_logging("INFO")
 
 store = jobs.open_store(spark, dbutils.widgets.get("warehouse") or None,
                         dbutils.widgets.get("control_catalog"))

@@ -18,8 +18,9 @@ from typing import Callable, Optional, Sequence
 from rich.markup import escape
 
 from framework.cli.console import err_console, error
+from framework import logs
 from framework.errors import RestlakeError
-from framework.secrets import install_log_redaction, redact
+from framework.secrets import redact
 
 #: The command groups, in the order ``restlake --help`` lists them.
 GROUPS = (
@@ -48,13 +49,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
               restlake --warehouse ./wh generate --config conf/github_issues.yaml
               restlake --warehouse ./wh run --all
               restlake --warehouse ./wh status
+              restlake --log-format json --log-file ./logs/restlake.log run --all
             """))
     parser.add_argument("--warehouse", metavar="DIR",
                         help="local warehouse folder (env RESTLAKE_WAREHOUSE, default ./warehouse; "
                              "on Databricks: Unity Catalog tables)")
     parser.add_argument("--control-catalog", default=os.environ.get("RESTLAKE_CONTROL_CATALOG", "main"),
                         metavar="NAME", help="catalog of the metadata schema (default main)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more (level INFO)")
+    logs.add_arguments(parser)
+    # The logging options are global, and every command takes them after its name too.
+    log_options = argparse.ArgumentParser(add_help=False)
+    logs.add_arguments(log_options, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     handlers: dict[str, Handler] = {}
     for name in GROUPS:
@@ -64,6 +70,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
         def add(command: str, help_text: str, examples: dict[str, str] = examples
                 ) -> argparse.ArgumentParser:
             return sub.add_parser(command, help=help_text, description=help_text,
+                                  parents=[log_options],
                                   formatter_class=argparse.RawDescriptionHelpFormatter,
                                   epilog="example:\n  " + examples[command])
 
@@ -71,12 +78,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     return parser, handlers
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    install_log_redaction()
+def _setup_logging(args: argparse.Namespace) -> None:
+    """Logging for the command: ``--log-level``, else INFO with ``-v`` or for long-lived
+    commands (their ``default_log_level``), else WARNING."""
+    default = "INFO" if args.verbose else getattr(args, "default_log_level", "WARNING")
+    logs.setup_from_args(args, default)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -86,11 +92,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    _setup_logging(args.verbose)
     try:
+        _setup_logging(args)
         return handlers[args.command](args)
     except RestlakeError as exc:
         error(str(exc))
+        _log_failure(args, str(exc))
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -101,7 +108,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             err_console.print(escape(redact(traceback.format_exc())))
         error(f"{type(exc).__name__}: {redact(str(exc))[:2000]}")
+        _log_failure(args, f"{type(exc).__name__}: {exc}")
         return 1
+
+
+def _log_failure(args: argparse.Namespace, text: str) -> None:
+    """A failed command also ends its log file / JSON stream (the console line is not there)."""
+    if getattr(args, "log_file", None) or getattr(args, "log_format", "text") == "json":
+        logging.getLogger("framework.cli").error("%s failed: %s", args.command, redact(text)[:2000])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from framework.logs import setup_from_args
+
 log = logging.getLogger(__name__)
 
 
@@ -113,8 +115,11 @@ def register_views(spark: Any, store: Any, prefix: str = "") -> dict[str, str]:
 
 # ------------------------------------------------------------------ entry points
 def _common(parser: argparse.ArgumentParser) -> None:
+    from framework.logs import add_arguments
+
     parser.add_argument("--warehouse", help="local warehouse folder (omit on Databricks)")
     parser.add_argument("--control-catalog", help="catalog of the metadata schema (default main)")
+    add_arguments(parser, level="INFO")
 
 
 def _generate_parser() -> argparse.ArgumentParser:
@@ -148,7 +153,7 @@ def _spark() -> Any:
 def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     """Wheel entry point ``restlake-generate`` (argv from the task's parameters)."""
     args = _generate_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_from_args(args, "INFO")
     results = generate(_spark(), config_paths=[*args.config, *args.conf_dir],
                        config_ids=args.config_id, due=args.due, warehouse=args.warehouse,
                        control_catalog=args.control_catalog)
@@ -160,7 +165,7 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
 def run_main(argv: Optional[Sequence[str]] = None) -> int:
     """Wheel entry point ``restlake-run``; exits 1 when a load failed (the task fails)."""
     args = _run_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_from_args(args, "INFO")
     outcomes = run(_spark(), config_ids=args.config_id, warehouse=args.warehouse,
                    control_catalog=args.control_catalog, lease_minutes=args.lease_minutes)
     for o in outcomes:

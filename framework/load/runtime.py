@@ -37,6 +37,7 @@ from framework.load.archive import PageRecorder, staged_page_files, write_pages
 from framework.http.auth import build_auth
 from framework.config import SourceConfig
 from framework.load.crashpoints import crashpoint
+from framework.logs import log_context
 from framework.errors import LoadError, RestlakeError
 from framework.load.fetch import WindowResult, fetch_window
 from framework.http.client import HttpClient, source_session
@@ -98,6 +99,12 @@ class RunContext:
     distributed: bool = False  # fetch windows on the Spark executors (framework.load.distributed)
 
     def emit(self, event: str, **data: Any) -> None:
+        """Log a step of a load (INFO) and pass it to ``on_event`` (progress output)."""
+        extra = {"event": event, **{k: data[k] for k in ("config_id", "window")
+                                    if data.get(k) is not None}}
+        log.info("%s: %s", event.replace("_", " "),
+                 " ".join(f"{k}={v}" for k, v in data.items() if k not in ("config_id", "window")),
+                 extra=extra)
         if self.on_event is not None:
             self.on_event(event, data)
 
@@ -170,6 +177,11 @@ def _claim_and_load(ctx: RunContext, cid: str) -> LoadOutcome:
 
 def run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
     """Load one claimed row to completion or failure; always finishes the row and audits."""
+    with log_context(config_id=claim.config_id, run_id=claim.run_id):
+        return _run_load(ctx, claim)
+
+
+def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
     started_at, t0 = utcnow(), time.monotonic()
     row, state = claim.row, claim.state
     cid = claim.config_id
@@ -239,6 +251,10 @@ class _Load:
                        if batched else {})
 
         def fetch(index: int, window: Window) -> WindowResult:
+            with log_context(config_id=cfg.config_id, run_id=self.claim.run_id, window=window.key):
+                return fetch_logged(index, window)
+
+        def fetch_logged(index: int, window: Window) -> WindowResult:
             client = HttpClient(auth, policy, cfg.limits.timeout_s, limiter, Telemetry(), session,
                                 cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
                                 pool_size=cfg.limits.concurrency, on_attempt=health.observe)
