@@ -30,7 +30,7 @@ KEY_TO_COLUMN = {
     "limits": "Limits", "required_fields": "RequiredFields", "schema_mode": "SchemaMode",
     "owner": "Owner", "enabled": "Enabled",
 }
-OPTION_KEYS = ("archive", "completeness", "description")
+OPTION_KEYS = ("archive", "completeness", "description", "health")
 # nested fields kept in a column of their own
 FIELD_TO_COLUMN = {
     "auth.method": "AuthMethod", "target.catalog": "TargetCatalog", "target.schema": "TargetSchema",
@@ -52,7 +52,9 @@ def config_to_row(cfg: SourceConfig) -> dict[str, Any]:
     dump = cfg.model_dump(mode="json", by_alias=True)
     auth = dict(dump["auth"])
     method = auth.pop("method")
-    options = {k: dump[k] for k in OPTION_KEYS if dump.get(k) is not None}
+    options = {k: ({kk: vv for kk, vv in dump[k].items() if vv is not None}
+                   if isinstance(dump[k], dict) else dump[k])
+               for k in OPTION_KEYS if dump.get(k) is not None}
     row = {
         "ConfigId": cfg.config_id,
         "APIName": cfg.api_name,
@@ -168,7 +170,7 @@ def row_to_config(row: dict[str, Any]) -> SourceConfig:
     except ConfigError as exc:
         field = exc.field or ""
         top = field.split(".")[0]
-        column = FIELD_TO_COLUMN.get(field) or KEY_TO_COLUMN.get(top)
+        column = FIELD_TO_COLUMN.get(field) or KEY_TO_COLUMN.get(top) or FIELD_TO_COLUMN.get(top)
         named = field != top or top in OPTION_KEYS
         where = f"control row column {column}" + (f" ({field})" if column and named else "") \
             if column else (field or None)

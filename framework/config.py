@@ -35,6 +35,7 @@ LOAD_TYPES = ("FULL_LOAD", "INCREMENTAL")
 SCHEMA_MODES = ("rescue", "evolve", "fail")
 FREQUENCIES = ("once", "hourly", "daily", "weekly", "monthly")
 READ_ONLY_METHODS = ("GET", "POST")
+MIN_HEALTH_INTERVAL = dt.timedelta(seconds=10)
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -276,6 +277,51 @@ class Schedule(_Model):
         return v.upper()
 
 
+class HealthCheck(_Model):
+    """How the scheduler probes a source (``health:``); absent means these defaults.
+
+    ``interval`` is an ISO-8601 duration of fixed length (``PT1M``, ``PT30S``, at least
+    ``PT10S``); ``expected_status`` lists the statuses that mean up (default: any 2xx);
+    ``timeout_s`` defaults to the source's ``limits.timeout_s``.
+    """
+
+    interval: str = "PT5M"
+    expected_status: Optional[list[int]] = Field(default=None, min_length=1)
+    timeout_s: Optional[float] = Field(default=None, gt=0, le=600)
+    enabled: bool = True
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        try:
+            step = parse_duration(v.upper())
+        except ValueError:
+            raise ValueError(f"{v!r} is not an ISO-8601 duration (e.g. PT1M, PT30S)") from None
+        if not isinstance(step, dt.timedelta):
+            raise ValueError(f"{v!r} is not a fixed-length duration (use PT…/P…D, not months or "
+                             "years)")
+        if step < MIN_HEALTH_INTERVAL:
+            raise ValueError(f"{v!r} is shorter than PT10S")
+        return v.upper()
+
+    @field_validator("expected_status")
+    @classmethod
+    def _statuses(cls, v: Optional[list[int]]) -> Optional[list[int]]:
+        if v is None:
+            return v
+        for status in v:
+            if not 100 <= status <= 599:
+                raise ValueError(f"{status} is not an HTTP status (100-599)")
+        return sorted(set(v))
+
+    @property
+    def every(self) -> dt.timedelta:
+        """``interval`` as a timedelta."""
+        step = parse_duration(self.interval)
+        assert isinstance(step, dt.timedelta)
+        return step
+
+
 class Limits(_Model):
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     max_retries: int = Field(default=5, ge=0, le=50)
@@ -324,6 +370,7 @@ class SourceConfig(_Model):
     archive: bool = False
     completeness: Literal["off", "record", "strict"] = "record"
     description: Optional[str] = None
+    health: Optional[HealthCheck] = None  # None: HealthCheck's defaults
 
     @field_validator("config_id")
     @classmethod
@@ -429,6 +476,11 @@ class SourceConfig(_Model):
 
     # ------------------------------------------------------------ derived views
     @property
+    def health_check(self) -> HealthCheck:
+        """The ``health:`` block, or its defaults when the config has none."""
+        return self.health or HealthCheck()
+
+    @property
     def system(self) -> str:
         """``source_system``, defaulting to the lower-cased ``api_name``."""
         return self.source_system or re.sub(r"[^a-z0-9_]+", "_", self.api_name.lower()).strip("_")
@@ -500,7 +552,7 @@ _UNION_MODELS: dict[str, dict[str, type[BaseModel]]] = {
                    "link_header": PagingLinkHeader, "has_more": PagingHasMore,
                    "body_token": PagingBodyToken},
 }
-_NESTED = {"target": Target, "schedule": Schedule, "limits": Limits}
+_NESTED = {"target": Target, "schedule": Schedule, "limits": Limits, "health": HealthCheck}
 
 
 def _fields_of(model: type[BaseModel]) -> list[str]:

@@ -35,8 +35,10 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p = add("health", "probe each enabled source once, log the results, show uptime")
     p.add_argument("--config-id", nargs="+", metavar="ID", help="only these sources")
     p.add_argument("--expect", nargs="+", type=int, metavar="STATUS",
-                   help="statuses that mean up (default: any 2xx)")
-    p.add_argument("--timeout", type=float, metavar="S", help="override each source's timeout_s")
+                   help="statuses that mean up (default: each source's health.expected_status, "
+                        "else any 2xx)")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="override each source's health.timeout_s / limits.timeout_s")
     p = add("notify", "send notifications for failed loads, stale sources and outages "
                       "(once per incident)")
     p.add_argument("--config", required=True, metavar="FILE",
@@ -142,6 +144,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             error(str(exc))
             continue
+        if not cfg.health_check.enabled and not args.config_id:
+            continue  # health: {enabled: false}; probed only when named
         now = dt.datetime.now(dt.timezone.utc)
         results.append(probe(cfg, now=now, run_id=run_id, expected=args.expect,
                              timeout_s=args.timeout))

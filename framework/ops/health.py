@@ -2,9 +2,10 @@
 
 Two kinds of checks land in the health log (``metadata.api_health_log``):
 
-* ``probe`` — ``restlake health`` sends one cheap read-only request per enabled source
-  (its own auth, timeout and first window's params, page size 1 where the
-  pagination style has one) and compares the status with the expected one;
+* ``probe`` — ``restlake health`` and the scheduler send one cheap read-only request per
+  enabled source (its own auth, timeout and first window's params, page size 1 where
+  the pagination style has one) and compare the status with the expected one (the
+  config's ``health:`` block: ``expected_status``, ``timeout_s``);
 * ``ingest`` — every attempt of a real load, seen through
   :class:`framework.http.client.HttpClient`'s ``on_attempt`` observer and buffered by
   :class:`HealthRecorder` (bounded; the runtime appends one batch per load).
@@ -198,20 +199,24 @@ def probe(cfg: Any, *, now: dt.datetime, run_id: Optional[str] = None,
     Args:
         cfg: the source's :class:`framework.config.SourceConfig`.
         now: the probe time (also used to render the request's window).
-        expected: statuses that mean up (default: any 2xx).
-        timeout_s: override the source's ``limits.timeout_s``.
+        expected: statuses that mean up (default: the config's ``health.expected_status``,
+            else any 2xx).
+        timeout_s: override the config's ``health.timeout_s`` (default: ``limits.timeout_s``).
     """
     from framework.http.auth import build_auth
     from framework.errors import RestlakeError
     from framework.http.client import HttpClient
     from framework.http.retry import RetryPolicy
 
+    check = cfg.health_check
+    expected = expected or check.expected_status
+    timeout_s = timeout_s or check.timeout_s or cfg.limits.timeout_s
     recorder = HealthRecorder(cfg.config_id, cfg.system, run_id, PROBE, expected,
                               clock=clock or (lambda: to_utc(now)))
     try:
         request = probe_request(cfg, now)
         auth = build_auth(cfg.auth.model_dump(exclude_none=True))
-        client = HttpClient(auth, RetryPolicy(max_retries=0), timeout_s or cfg.limits.timeout_s,
+        client = HttpClient(auth, RetryPolicy(max_retries=0), timeout_s,
                             max_body_bytes=cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
                             pool_size=1, on_attempt=recorder.observe)
     except RestlakeError as exc:  # a missing secret or a bad option: the source is not checkable

@@ -1,7 +1,8 @@
 """The field mapping worksheet, generated from the configs (seed 000), never kept by hand.
 
 One row per source config: entity, source system, collection cadence, destination
-table, owner, primary key, and the fields seen in the target table. Fields seen in
+table, owner, primary key, the fields seen in the target table, and the health check
+the scheduler runs (``health:``). Fields seen in
 payloads but outside the contract (kept in ``_rescued_data``, or reported as schema
 changes in the audit table) are flagged: that is schema drift to review.
 
@@ -18,7 +19,7 @@ from typing import Iterable, Mapping, Optional
 from framework.config import SourceConfig
 
 COLUMNS = ("Entity", "Source system", "Collection cadence", "Destination table", "Owner",
-           "Config id", "Primary key", "Fields", "Unmapped fields (flagged)")
+           "Config id", "Primary key", "Fields", "Health check", "Unmapped fields (flagged)")
 _EVERY = {"hourly": "Hourly", "daily": "Daily", "weekly": "Weekly", "monthly": "Monthly",
           "once": "Once"}
 
@@ -50,11 +51,12 @@ class WorksheetRow:
     primary_key: tuple[str, ...]
     fields: tuple[str, ...]
     unmapped: tuple[str, ...] = field(default=())
+    health: str = ""
 
     def cells(self) -> list[str]:
         return [self.entity, self.source_system, self.cadence, self.destination, self.owner,
                 self.config_id, ", ".join(self.primary_key), ", ".join(self.fields),
-                ", ".join(self.unmapped)]
+                self.health, ", ".join(self.unmapped)]
 
 
 def cadence(frequency: str, time: str = "00:00") -> str:
@@ -68,6 +70,16 @@ def cadence(frequency: str, time: str = "00:00") -> str:
             n = int(text[2:-1])
             return "Hourly" if (unit, n) in (("h", 1), ("min", 60)) else f"Every {n} {unit}"
     return frequency
+
+
+def health_check(cfg: SourceConfig) -> str:
+    """The scheduler's probe of a source as people say it: ``Every 1 min, expects 200, 204``."""
+    check = cfg.health_check
+    if not check.enabled or not cfg.enabled:
+        return "Off"
+    expects = ", ".join(map(str, check.expected_status)) if check.expected_status else "2xx"
+    timeout = check.timeout_s or cfg.limits.timeout_s
+    return f"{cadence(check.interval)}, expects {expects}, timeout {timeout:g} s"
 
 
 def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Observed]] = None
@@ -87,7 +99,8 @@ def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Obser
             entity=cfg.description or cfg.api_name, source_system=cfg.system,
             cadence=cadence(cfg.schedule.frequency, cfg.schedule.time),
             destination=cfg.target.name, owner=cfg.owner or "", config_id=cfg.config_id,
-            primary_key=tuple(cfg.primary_key), fields=tuple(fields), unmapped=tuple(unmapped)))
+            primary_key=tuple(cfg.primary_key), fields=tuple(fields), unmapped=tuple(unmapped),
+            health=health_check(cfg)))
     return sorted(rows, key=lambda r: (r.destination, r.source_system, r.config_id))
 
 

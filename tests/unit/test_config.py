@@ -57,6 +57,33 @@ def test_defaults_of_a_minimal_source() -> None:
     assert cfg.target.name == "main.raw.things"
 
 
+def test_health_block_defaults_and_values() -> None:
+    default = src().health_check
+    assert src().health is None
+    assert (default.interval, default.every, default.expected_status, default.timeout_s,
+            default.enabled) == ("PT5M", dt.timedelta(minutes=5), None, None, True)
+    cfg = src(health={"interval": "pt30s", "expected_status": [204, 200, 204], "timeout_s": 10,
+                      "enabled": False})
+    assert cfg.health_check.interval == "PT30S" and cfg.health_check.every == dt.timedelta(seconds=30)
+    assert cfg.health_check.expected_status == [200, 204]
+    assert cfg.health_check.timeout_s == 10 and not cfg.health_check.enabled
+
+
+@pytest.mark.parametrize("health,field,message", [
+    ({"interval": "P1M"}, "health.interval", "'P1M' is not a fixed-length duration"),
+    ({"interval": "PT5S"}, "health.interval", "'PT5S' is shorter than PT10S"),
+    ({"interval": "soon"}, "health.interval", "'soon' is not an ISO-8601 duration"),
+    ({"expected_status": [200, 700]}, "health.expected_status", "700 is not an HTTP status"),
+    ({"expected_status": []}, "health.expected_status", "at least 1 item"),
+    ({"timeout_s": 0}, "health.timeout_s", "greater than 0"),
+    ({"intervall": "PT1M"}, "health.intervall", "unknown key (did you mean 'interval'?)"),
+    ({"enabled": "perhaps"}, "health.enabled", "valid boolean"),
+])
+def test_health_block_errors_name_the_field(health: dict, field: str, message: str) -> None:
+    exc = error(health=health)
+    assert exc.field == field and message in str(exc)
+
+
 def test_offset_pagination_defaults() -> None:
     cfg = src(pagination={"style": "offset"})
 

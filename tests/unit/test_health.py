@@ -106,3 +106,25 @@ def test_probe_uses_auth_and_page_size_one(monkeypatch):
     assert sent.query["limit"] == ["1"]
     assert not down["Ok"] and down["StatusCode"] == 404 and down["ErrorKind"] == "http_status"
     assert "s3cret-probe-token" not in str(down) and "404" in down["ErrorMessage"]
+
+
+def test_probe_follows_the_config_health_block():
+    from framework.config import parse_source
+
+    with FakeApi() as api:
+        api.route("/empty", Reply(204, b""))
+        api.route("/slow", Reply(200, {"data": []}, delay_s=1.0))
+        base = {"api_name": "X", "load_start": "2024-01-01T00:00:00Z",
+                "limits": {"timeout_s": 30}, "target": {"catalog": "c", "schema": "s", "table": "t"}}
+        plain = parse_source({**base, "config_id": "plain", "endpoint": api.url("/empty")})
+        expects = parse_source({**base, "config_id": "expects", "endpoint": api.url("/empty"),
+                                "health": {"expected_status": [200, 204]}})
+        strict = parse_source({**base, "config_id": "strict", "endpoint": api.url("/slow"),
+                               "health": {"timeout_s": 0.2}})
+        # 204 is a 2xx: up by default; and up when listed
+        assert probe(plain, now=T0)["Ok"] and probe(expects, now=T0)["Ok"]
+        only_200 = probe(expects, now=T0, expected=[200])  # an explicit expectation wins
+        assert not only_200["Ok"] and only_200["ErrorMessage"] == "status 204, expected 200"
+        timed_out = probe(strict, now=T0)  # health.timeout_s, not limits.timeout_s
+        assert not timed_out["Ok"] and timed_out["ErrorKind"] == "timeout"
+        assert probe(strict, now=T0, timeout_s=5)["Ok"]

@@ -11,7 +11,7 @@ import pytest
 from control.mapping import (config_to_row, policy_of, row_to_config, row_to_state,
                              state_to_columns)
 from control.states import ControlState, LoadStatus, LoadType
-from framework.config import load_file
+from framework.config import load_file, parse_source
 from framework.errors import ConfigError
 
 UTC = dt.timezone.utc
@@ -83,6 +83,19 @@ def test_row_holds_references_not_secret_values(monkeypatch: pytest.MonkeyPatch,
 
 
 # ------------------------------------------------------------------ row -> config
+def test_health_block_travels_in_the_options_column() -> None:
+    cfg = parse_source({"config_id": "h", "api_name": "H", "endpoint": "https://h.example.com/x",
+                        "load_start": "2024-01-01T00:00:00Z",
+                        "target": {"catalog": "c", "schema": "s", "table": "t"},
+                        "health": {"interval": "PT1M", "expected_status": [200, 204]}})
+    row = config_to_row(cfg)
+    assert json.loads(row["Options"])["health"] == {"interval": "PT1M", "expected_status": [200, 204],
+                                                    "enabled": True}
+    assert row_to_config(row).health == cfg.health
+    plain = config_to_row(cfg.model_copy(update={"health": None}))
+    assert "health" not in json.loads(plain["Options"]) and row_to_config(plain).health is None
+
+
 def test_seed_spellings_of_auth_methods(row: dict) -> None:
     cfg = row_to_config({**row, "AuthMethod": "apikey",
                          "AuthConfig": json.dumps({"secret": "env:K", "header": "X-Key"})})
@@ -131,6 +144,8 @@ def test_missing_auth_method_means_none(row: dict) -> None:
     ({"Options": json.dumps({"completeness": "maybe"})}, "control row column Options (completeness)",
      "'maybe' is not one of"),
     ({"Options": json.dumps({"colour": "red"})}, "colour", "unknown key"),
+    ({"Options": json.dumps({"health": {"interval": "PT1S"}})},
+     "control row column Options (health.interval)", "'PT1S' is shorter than PT10S"),
 ])
 def test_row_errors_name_the_column(row: dict, changes: dict, column: str, message: str) -> None:
     exc = row_error(row, **changes)

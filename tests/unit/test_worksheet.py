@@ -44,6 +44,22 @@ def test_rows_follow_the_seed_worksheet_for_the_monitoring_configs(configs):
     assert metrics.primary_key == ("metric_id", "dimension_key", "timestamp")
 
 
+def test_each_row_shows_the_health_check_the_scheduler_runs(configs):
+    from framework.config import parse_source
+
+    rows = {r.config_id: r for r in worksheet.build(configs)}
+    assert rows["dt_problems"].health == "Every 5 min, expects 2xx, timeout 30 s"  # the defaults
+    base = {"api_name": "X", "endpoint": "https://x.example.com/a", "load_start": "2024-01-01T00:00:00Z",
+            "target": {"catalog": "c", "schema": "s", "table": "t"}}
+    checked = parse_source({**base, "config_id": "checked", "health": {
+        "interval": "PT1M", "expected_status": [204, 200], "timeout_s": 10}})
+    off = parse_source({**base, "config_id": "off", "health": {"enabled": False}})
+    got = {r.config_id: r.health for r in worksheet.build([checked, off])}
+    assert got == {"checked": "Every 1 min, expects 200, 204, timeout 10 s", "off": "Off"}
+    table = list(csv.reader(io.StringIO(worksheet.to_csv(worksheet.build([checked])))))
+    assert dict(zip(table[0], table[1]))["Health check"] == "Every 1 min, expects 200, 204, timeout 10 s"
+
+
 def test_fields_outside_the_contract_are_flagged(configs):
     observed = {"dt_hosts": Observed(columns=("entityId", "displayName", "properties_state"),
                                      rescued=("properties_newFlag",)),
