@@ -242,6 +242,37 @@ def last_scheduled_instant(time_hhmm: str, frequency: str, now: dt.datetime) -> 
     return midnight + dt.timedelta(seconds=(elapsed // seconds) * seconds)
 
 
+def next_scheduled_instant(time_hhmm: str, frequency: str, now: dt.datetime) -> Optional[dt.datetime]:
+    """The first scheduled instant strictly after ``now`` (``None`` for ``once``).
+
+    The same rule as :func:`last_scheduled_instant`: the step after the latest instant,
+    except that a duration's count restarts at midnight UTC (``PT7M`` fires at 23:55 and
+    then at 00:00) and a calendar one's on January 1st.
+    """
+    from framework.windows import parse_window
+
+    last = last_scheduled_instant(time_hhmm, frequency, now)
+    if last is None:
+        return None
+    freq = frequency.lower()
+    fixed = {"hourly": dt.timedelta(hours=1), "daily": dt.timedelta(days=1),
+             "weekly": dt.timedelta(weeks=1)}
+    if freq in fixed:
+        return last + fixed[freq]
+    if freq == "monthly":
+        return last + relativedelta(months=1)
+    step = parse_window(frequency.upper())
+    if isinstance(step, relativedelta):
+        months = step.years * 12 + step.months
+        year_start = last.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+        next_year = year_start + relativedelta(years=1)
+        if months <= 0:
+            return last.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+        return min(last + relativedelta(months=months), next_year)
+    midnight = last.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+    return min(last + step, midnight)
+
+
 def is_due(state: ControlState, time_hhmm: str, frequency: str, now: dt.datetime) -> bool:
     """True when the schedule has fired since the row's last load was generated."""
     if state.load_status is None:

@@ -10,7 +10,7 @@ import pytest
 
 from control.states import (ControlState, InvalidTransition, LoadPolicy, LoadStatus, LoadType, claim,
                             fail, is_claimable, is_due, last_scheduled_instant, new_load_id,
-                            plan_next, renew_lease, retry, succeed)
+                            next_scheduled_instant, plan_next, renew_lease, retry, succeed)
 
 UTC = dt.timezone.utc
 H = dt.timedelta(hours=1)
@@ -263,6 +263,40 @@ def test_last_scheduled_instant(time_hhmm: str, frequency: str, now: dt.datetime
 
 def test_once_has_no_instant() -> None:
     assert last_scheduled_instant("02:00", "once", NOW) is None
+    assert next_scheduled_instant("02:00", "once", NOW) is None
+
+
+@pytest.mark.parametrize("time_hhmm,frequency,now,expected", [
+    ("02:00", "daily", t(2024, 5, 10, 3), t(2024, 5, 11, 2)),
+    ("02:00", "daily", t(2024, 5, 10, 2), t(2024, 5, 11, 2)),   # strictly after
+    ("00:15", "hourly", t(2024, 5, 10, 10, 10), t(2024, 5, 10, 10, 15)),
+    ("02:00", "weekly", t(2024, 5, 8, 10), t(2024, 5, 13, 2)),
+    ("02:00", "monthly", t(2024, 12, 10), t(2025, 1, 1, 2)),
+    ("00:00", "PT15M", t(2024, 5, 10, 10, 37, 12), t(2024, 5, 10, 10, 45)),
+    ("00:00", "PT7M", t(2024, 5, 10, 23, 54), t(2024, 5, 10, 23, 55)),
+    ("00:00", "PT7M", t(2024, 5, 10, 23, 56), t(2024, 5, 11)),      # the count restarts at midnight
+    ("00:00", "P5M", t(2024, 11, 2), t(2025, 1, 1)),                # and on January 1st
+])
+def test_next_scheduled_instant(time_hhmm: str, frequency: str, now: dt.datetime,
+                                expected: dt.datetime) -> None:
+    assert next_scheduled_instant(time_hhmm, frequency, now) == expected
+
+
+@pytest.mark.parametrize("time_hhmm,frequency", [
+    ("02:00", "daily"), ("00:15", "hourly"), ("02:00", "weekly"), ("02:00", "monthly"),
+    ("00:00", "PT15M"), ("00:00", "PT7M"), ("00:00", "PT6H"), ("00:00", "P3M"), ("00:00", "P5M"),
+])
+def test_next_instant_is_the_first_one_the_last_instant_rule_knows(time_hhmm: str, frequency: str) -> None:
+    """Nothing fires between ``now`` and the next instant, and the next one does fire."""
+    tick = dt.timedelta(microseconds=1)
+    now = t(2023, 12, 20)
+    for i in range(400):
+        nxt = next_scheduled_instant(time_hhmm, frequency, now)
+        assert nxt > now
+        assert last_scheduled_instant(time_hhmm, frequency, nxt) == nxt
+        assert last_scheduled_instant(time_hhmm, frequency, nxt - tick) == \
+            last_scheduled_instant(time_hhmm, frequency, now)
+        now = nxt if i % 2 else nxt + dt.timedelta(minutes=3, seconds=7)  # on and between instants
 
 
 def test_new_row_is_always_due() -> None:
