@@ -28,9 +28,9 @@ KEY_TO_COLUMN = {
     "load_end": "HistoryEndTime", "window": "WindowStrategy", "lookback": "Lookback",
     "target": "TargetCatalog/TargetSchema/TargetTable", "schedule": "TriggerScheduleTime/TriggerFrequency",
     "limits": "Limits", "required_fields": "RequiredFields", "schema_mode": "SchemaMode",
-    "owner": "Owner", "enabled": "Enabled",
+    "owner": "Owner", "enabled": "Enabled", "webhook": "Options",
 }
-OPTION_KEYS = ("archive", "completeness", "description", "health")
+OPTION_KEYS = ("archive", "completeness", "description", "health", "webhook")
 # nested fields kept in a column of their own
 FIELD_TO_COLUMN = {
     "auth.method": "AuthMethod", "target.catalog": "TargetCatalog", "target.schema": "TargetSchema",

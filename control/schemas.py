@@ -20,7 +20,7 @@ CONTROL_SCHEMA = StructType([
     _s("ConfigId", StringType(), False, "one row per source config"),
     _s("APIName", StringType(), False),
     _s("APIEndpoint", StringType()),
-    _s("LoadType", StringType(), False, "FULL_LOAD | INCREMENTAL"),
+    _s("LoadType", StringType(), False, "FULL_LOAD | INCREMENTAL | PUSH"),
     _s("LoadStartTime", TimestampType(), comment="start of the range to load (UTC)"),
     _s("LoadEndTime", TimestampType(), comment="end of the range to load, exclusive (UTC)"),
     _s("RequestPayload", StringType(), comment="query params (JSON)"),
@@ -105,6 +105,10 @@ AUDIT_SCHEMA = StructType([
     _s("SchemaChanges", StringType(), comment="JSON list of fields seen that the target lacks"),
     _s("ExpectedRowCount", LongType(), comment="total reported by the API, when it reports one"),
     _s("TargetVersion", LongType()),
+    # push sources (LoadType PUSH): one row per flush
+    _s("EventsReceived", LongType(), comment="PUSH: webhook events in this flush"),
+    _s("DuplicateRows", LongType(), comment="PUSH: records that changed nothing "
+                                            "(redelivered or repeated events)"),
 ])
 
 WINDOW_LOG_SCHEMA = StructType([

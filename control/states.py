@@ -9,6 +9,7 @@ States per ``LoadType``::
     FAILED -> PENDING, same range and LoadId (retry; generate does it for INCREMENTAL)
     FULL_LOAD SUCCESS -> INCREMENTAL (when DeltaColumn) -> next rolling window
     FULL_LOAD SUCCESS without DeltaColumn -> FULL_LOAD PENDING again on the next refresh
+    (push source) -> PUSH SUCCESS, for good: the webhook receiver loads it, never ``run``
 
 Every function takes the current :class:`ControlState` and returns a new one (or
 raises :class:`InvalidTransition`); the control store applies it to Delta.
@@ -39,6 +40,7 @@ class LoadStatus(str, enum.Enum):
 class LoadType(str, enum.Enum):
     FULL_LOAD = "FULL_LOAD"
     INCREMENTAL = "INCREMENTAL"
+    PUSH = "PUSH"  # a webhook source: events are pushed to the receiver, nothing is planned
 
 
 class RunResult(str, enum.Enum):
@@ -142,6 +144,21 @@ def plan_next(state: ControlState, policy: LoadPolicy, now: dt.datetime,
                    load_start=to_utc(policy.history_start), load_end=end, load_id=load_id,
                    attempt=0, claimed_by=None, lease_expires_at=None, error=None,
                    generated_at=now)
+
+
+def register_push(state: ControlState, now: dt.datetime) -> Optional[ControlState]:
+    """The state of a push source's row: ``PUSH SUCCESS`` (never PENDING, so never claimed).
+
+    Returns ``None`` when the row already is, or while a pull load holds it (``RUNNING``:
+    it finishes first; the next ``generate`` turns it into a push row).
+    """
+    if state.load_type == LoadType.PUSH and state.load_status == LoadStatus.SUCCESS:
+        return None
+    if state.load_status == LoadStatus.RUNNING:
+        return None
+    return replace(state, load_type=LoadType.PUSH, load_status=LoadStatus.SUCCESS,
+                   load_start=None, load_end=None, load_id=None, attempt=0, claimed_by=None,
+                   lease_expires_at=None, error=None, generated_at=to_utc(now))
 
 
 def claim(state: ControlState, runner: str, run_id: str, now: dt.datetime,

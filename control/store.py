@@ -191,7 +191,10 @@ class ControlStore:
             prev = existing.get(cfg.config_id)
             state = mapping.row_to_state(prev) if prev else ControlState()
             planned: Optional[ControlState] = None
-            if not cfg.enabled:
+            if cfg.is_push:
+                planned = states.register_push(state, now)
+                detail = "push source: loaded by the webhook receiver"
+            elif not cfg.enabled:
                 detail = "disabled"
             elif due_only and prev and not states.is_due(state, cfg.schedule.time,
                                                           cfg.schedule.frequency, now):
@@ -218,7 +221,8 @@ class ControlStore:
             else:
                 action = "pending" if planned else "unchanged"
             rng = (f"{planned.load_type.value} {planned.load_start:%Y-%m-%dT%H:%M:%SZ}.."
-                   f"{planned.load_end:%Y-%m-%dT%H:%M:%SZ}") if planned else detail
+                   f"{planned.load_end:%Y-%m-%dT%H:%M:%SZ}") if planned and not cfg.is_push \
+                else detail
             results.append(GenerateResult(cfg.config_id, action, rng))
 
         from pyspark.sql.types import IntegerType, StringType, StructField, StructType
@@ -343,19 +347,25 @@ class ControlStore:
 
     # -------------------------------------------------------------- append logs
     def append_audit(self, record: dict[str, Any]) -> None:
-        """Append one audit row (blind append: never conflicts)."""
-        self._append(self.audit_ref, AUDIT_SCHEMA, [record], "audit")
+        """Append one audit row (blind append: never conflicts).
+
+        An audit table made by an older restlake gains the newer columns on this append.
+        """
+        self._append(self.audit_ref, AUDIT_SCHEMA, [record], "audit", merge_schema=True)
 
     def append_window_log(self, records: list[dict[str, Any]]) -> None:
         """Append window-log rows (blind append)."""
         if records:
             self._append(self.window_ref, WINDOW_LOG_SCHEMA, records, "window log")
 
-    def _append(self, ref: TableRef, schema: Any, records: list[dict[str, Any]], what: str) -> None:
+    def _append(self, ref: TableRef, schema: Any, records: list[dict[str, Any]], what: str,
+                merge_schema: bool = False) -> None:
         data = [tuple(_spark_value(r.get(f.name)) for f in schema.fields) for r in records]
         df = self.spark.createDataFrame(data, schema)
-        retry_conflicts(lambda: self.warehouse.save(df.write.format("delta").mode("append"), ref),
-                        f"append {what}")
+        writer = df.write.format("delta").mode("append")
+        if merge_schema:
+            writer = writer.option("mergeSchema", "true")
+        retry_conflicts(lambda: self.warehouse.save(writer, ref), f"append {what}")
 
 
 def _spark_value(value: Any) -> Any:

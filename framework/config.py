@@ -231,6 +231,55 @@ PAGINATION_STYLES = ("none", "offset", "page", "cursor", "next_key", "link_heade
                      "body_token")
 
 
+# ------------------------------------------------------------------- webhooks
+SIGNATURE_SCHEMES = ("github", "stripe", "hmac_sha256")
+#: The header each signature scheme reads unless ``webhook.header`` names another.
+SIGNATURE_HEADERS = {"github": "X-Hub-Signature-256", "stripe": "Stripe-Signature",
+                     "hmac_sha256": "X-Signature"}
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+
+
+class Webhook(_Model):
+    """A push source: events are POSTed to ``/hooks/<config_id>`` and verified by signature.
+
+    Defaults live here: the signature header of the scheme, Stripe's 300 s tolerance,
+    a 1 MiB body limit, a flush every 1,000 events or 5 seconds, and room for 50,000
+    spooled events waiting for the flusher before senders are asked to retry (503).
+    """
+
+    signature: Literal["github", "stripe", "hmac_sha256"]
+    secret: str
+    header: Optional[str] = None
+    tolerance_s: int = Field(default=300, ge=1, le=86_400)
+    event_id_path: Optional[str] = None
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    batch_events: int = Field(default=1000, ge=1, le=1_000_000)
+    batch_seconds: float = Field(default=5.0, gt=0, le=3600)
+    queue_events: int = Field(default=50_000, ge=1, le=10_000_000)
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _ref(cls, v: Any) -> str:
+        return _secret_ref(v)
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, v: str | None) -> str | None:
+        if v is not None and not _HEADER_NAME.match(v):
+            raise ValueError(f"{v!r} is not an HTTP header name")
+        return v
+
+    @field_validator("event_id_path")
+    @classmethod
+    def _event_path(cls, v: str | None) -> str | None:
+        return _path(v)
+
+    @property
+    def signature_header(self) -> str:
+        """The header that carries the signature."""
+        return self.header or SIGNATURE_HEADERS[self.signature]
+
+
 # ------------------------------------------------------------------- the rest
 class Target(_Model):
     catalog: str
@@ -342,7 +391,7 @@ class SourceConfig(_Model):
     config_id: str
     api_name: str = Field(min_length=1)
     source_system: Optional[str] = None
-    endpoint: str
+    endpoint: Optional[str] = None  # required, except for a push source (webhook)
     method: str = "GET"
     allow_post: bool = False
     params: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
@@ -356,7 +405,7 @@ class SourceConfig(_Model):
     primary_key: list[str] = Field(default_factory=list)
     delta_column: bool = False
     cursor_field: Optional[str] = None
-    load_start: dt.datetime
+    load_start: Optional[dt.datetime] = None  # required, except for a push source
     load_end: Optional[dt.datetime] = None
     window: str = "none"
     lookback: str = "PT0S"
@@ -371,6 +420,7 @@ class SourceConfig(_Model):
     completeness: Literal["off", "record", "strict"] = "record"
     description: Optional[str] = None
     health: Optional[HealthCheck] = None  # None: HealthCheck's defaults
+    webhook: Optional[Webhook] = None
 
     @field_validator("config_id")
     @classmethod
@@ -381,7 +431,9 @@ class SourceConfig(_Model):
 
     @field_validator("endpoint")
     @classmethod
-    def _endpoint(cls, v: str) -> str:
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         v = _expand(v)
         windows.check_placeholders(v)
         _check_url(windows.render(v, None))
@@ -456,6 +508,12 @@ class SourceConfig(_Model):
 
     @model_validator(mode="after")
     def _cross(self) -> "SourceConfig":
+        if self.webhook is not None:
+            return self._push_source()
+        for name in ("endpoint", "load_start"):
+            if getattr(self, name) is None:
+                raise _FieldError(name, "is required (only a push source, with webhook:, has "
+                                  "none)")
         if self.load_end is not None and self.load_end <= self.load_start:
             raise _FieldError("load_end", f"{self.load_end.isoformat()} is not after load_start "
                               f"{self.load_start.isoformat()}")
@@ -473,6 +531,24 @@ class SourceConfig(_Model):
             raise _FieldError("primary_key", "is required when delta_column is true "
                               "(incremental loads MERGE on it)")
         return self
+
+    def _push_source(self) -> "SourceConfig":
+        """A push source is loaded by the receiver: the keys that drive pulling mean nothing."""
+        pull_only = ("endpoint", "method", "allow_post", "params", "body", "headers", "auth",
+                     "pagination", "load_start", "load_end", "window", "lookback", "schedule",
+                     "delta_column", "completeness", "archive", "health")
+        fields = type(self).model_fields
+        for name in pull_only:
+            # A control row carries every column, so a default value is not a mistake.
+            if getattr(self, name) != fields[name].get_default(call_default_factory=True):
+                raise _FieldError(name, "is not used by a push source (webhook:): events are "
+                                  "POSTed to /hooks/<config_id>; remove it")
+        return self
+
+    @property
+    def is_push(self) -> bool:
+        """True for a push source (``webhook:``): loaded by the receiver, never by ``run``."""
+        return self.webhook is not None
 
     # ------------------------------------------------------------ derived views
     @property
@@ -552,7 +628,8 @@ _UNION_MODELS: dict[str, dict[str, type[BaseModel]]] = {
                    "link_header": PagingLinkHeader, "has_more": PagingHasMore,
                    "body_token": PagingBodyToken},
 }
-_NESTED = {"target": Target, "schedule": Schedule, "limits": Limits, "health": HealthCheck}
+_NESTED = {"target": Target, "schedule": Schedule, "limits": Limits, "health": HealthCheck,
+           "webhook": Webhook}
 
 
 def _fields_of(model: type[BaseModel]) -> list[str]:

@@ -144,6 +144,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             error(str(exc))
             continue
+        if cfg.is_push:  # nothing to probe: its events come to the receiver
+            continue
         if not cfg.health_check.enabled and not args.config_id:
             continue  # health: {enabled: false}; probed only when named
         now = dt.datetime.now(dt.timezone.utc)

@@ -98,8 +98,14 @@ def staged_page_files(folders: list[Path]) -> list[str]:
     return [str(Path(f) / PAGES_FILE) for f in folders if (Path(f) / PAGES_FILE).exists()]
 
 
-def write_pages(spark: Any, warehouse: Any, target: Any, files: list[str]) -> int:
-    """Append staged pages to ``<target>_raw``; returns how many pages."""
+def write_pages(spark: Any, warehouse: Any, target: Any, files: list[str],
+                txn: Optional[tuple[str, int]] = None) -> int:
+    """Append staged pages to ``<target>_raw``; returns how many pages.
+
+    Args:
+        txn: ``(app id, version)`` makes the append idempotent (Delta ``txnAppId``/
+            ``txnVersion``): a batch written again with a version already committed is skipped.
+    """
     from framework.lake.commits import retry_conflicts
 
     if not files:
@@ -108,6 +114,8 @@ def write_pages(spark: Any, warehouse: Any, target: Any, files: list[str]) -> in
     try:
         count = df.count()
         writer = df.write.format("delta").mode("append")
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
         retry_conflicts(lambda: warehouse.save(writer, target.suffixed(RAW_SUFFIX)),
                         f"append raw pages of {target.name}")
     finally:

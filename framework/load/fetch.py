@@ -87,6 +87,28 @@ def build_request(cfg: SourceConfig, window: Window) -> PageRequest:
     )
 
 
+def stage_records(records: Any, shaper: RowShaper, stage: WindowStage, *, run_id: str,
+                  window_start: dt.datetime, window_end: dt.datetime,
+                  collected_at: dt.datetime, seq: int) -> int:
+    """Shape parsed records into ``stage``; a rejected record goes to its quarantine file.
+
+    Returns:
+        the sequence number of the last record (arrival order: ``seq + 1`` is the first's).
+    """
+    for record in records:
+        seq += 1
+        try:
+            row = shaper.shape(record, run_id=run_id, window_start=window_start,
+                               window_end=window_end, collected_at=collected_at, seq=seq)
+        except RecordRejected as exc:
+            stage.reject(str(exc), record, window_start=window_start.isoformat(),
+                         window_end=window_end.isoformat(),
+                         collected_at_utc=collected_at.isoformat())
+            continue
+        stage.write(row)
+    return seq
+
+
 def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, window: Window,
                  index: int, stage: WindowStage, run_id: str,
                  now: Callable[[], dt.datetime] = utcnow,
@@ -148,17 +170,9 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             if more:
                 paginator.update_request(request)
                 pending = prefetch.submit(client.send, request.copy())
-            for record in records:
-                seq += 1
-                try:
-                    row = shaper.shape(record, run_id=run_id, window_start=window.start,
-                                       window_end=window.end, collected_at=collected_at, seq=seq)
-                except RecordRejected as exc:
-                    stage.reject(str(exc), record, window_start=window.start.isoformat(),
-                                 window_end=window.end.isoformat(),
-                                 collected_at_utc=collected_at.isoformat())
-                    continue
-                stage.write(row)
+            seq = stage_records(records, shaper, stage, run_id=run_id,
+                                window_start=window.start, window_end=window.end,
+                                collected_at=collected_at, seq=seq)
             result.records += len(records)
             result.pages += 1
             client.telemetry.count_page()

@@ -196,6 +196,9 @@ def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
     crashpoint("after_claim")
     try:
         cfg = mapping.row_to_config(row)
+        if cfg.is_push:
+            raise LoadError(f"{cid} is a push source (webhook:): its events are loaded by "
+                            "'restlake receive' or 'restlake serve', not by 'run'")
         if state.load_start is None or state.load_end is None:
             raise LoadError("control row has no LoadStartTime/LoadEndTime; run 'restlake generate'")
         windows = split(state.load_start, state.load_end, cfg.window)

@@ -305,8 +305,14 @@ class TargetWriter:
         return self.warehouse.read(self.spark, self.ref).count()
 
     # ------------------------------------------------------------ quarantine
-    def quarantine(self, stages: Iterable[WindowStage]) -> int:
-        """Append rejected records to ``<target>_quarantine``; returns how many."""
+    def quarantine(self, stages: Iterable[WindowStage], txn: Optional[tuple[str, int]] = None
+                   ) -> int:
+        """Append rejected records to ``<target>_quarantine``; returns how many.
+
+        Args:
+            txn: ``(app id, version)`` makes the append idempotent (Delta ``txnAppId``/
+                ``txnVersion``), for a batch that may be written again after a crash.
+        """
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
 
@@ -326,6 +332,8 @@ class TargetWriter:
         try:
             count = df.count()
             writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+            if txn is not None:
+                writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
             retry_conflicts(lambda: self.warehouse.save(writer, self.ref.suffixed(QUARANTINE_SUFFIX)),
                             "append quarantine")
         finally:

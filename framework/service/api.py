@@ -96,7 +96,8 @@ def require_key(request: Request) -> None:
 def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Optional[ApiKeys] = None,
                scheduler: Optional[Scheduler] = None, public_read: bool = False, *,
                clock: Callable[[], dt.datetime] = utcnow,
-               spark_factory: Optional[Callable[[], Any]] = None) -> FastAPI:
+               spark_factory: Optional[Callable[[], Any]] = None,
+               receiver: Optional[Any] = None) -> FastAPI:
     """The service's application.
 
     Args:
@@ -107,6 +108,8 @@ def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Option
         public_read: serve GET requests without a key (``serve`` allows it only on loopback).
         clock: the current UTC time (tests inject one).
         spark_factory: the Spark session for writes (default: started on the first write).
+        receiver: the webhook receiver (:class:`framework.push.receiver.Receiver`) whose
+            ``POST /hooks/{config_id}`` this app serves (signed by the sender, no API key).
     """
     from framework import __version__
     from framework.service import dashboard, routes
@@ -120,4 +123,8 @@ def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Option
     app.include_router(routes.health)
     app.include_router(routes.api, dependencies=[Depends(require_key)])
     app.include_router(dashboard.router)
+    if receiver is not None:
+        from framework.service import hooks
+
+        hooks.install(app, receiver)
     return app

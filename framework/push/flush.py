@@ -1,0 +1,194 @@
+"""One flush of a push source: spooled events -> parser -> staged rows -> Delta (Spark edge).
+
+The same parts a pull load uses, in the same order: the source's parser turns each
+event body into records, :func:`framework.load.fetch.stage_records` shapes them into a
+staging folder, :class:`framework.load.writers.TargetWriter` MERGEs them into the target
+and appends the rejected ones to ``<target>_quarantine``, and the raw events land in
+``<target>_raw`` with the archive's columns (:func:`framework.load.archive.write_pages`;
+``restlake replay`` can re-parse a flush's events).
+
+Rows are keyed by ``primary_key``, or by the event id when the config has none, so an
+event delivered twice is stored once. Every row carries ``_event_id`` (which delivery
+wrote it). A flush is idempotent: redone after a crash, its MERGE finds its rows
+unchanged, and its quarantine and raw appends carry Delta's ``txnAppId``/``txnVersion``
+(the spool's id and the flush's sequence number), so Delta skips what already committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import orjson
+
+from framework.config import SourceConfig
+from framework.errors import RestlakeError
+from framework.load.crashpoints import crashpoint
+
+log = logging.getLogger(__name__)
+
+EVENT_ID = "_event_id"
+#: Request headers kept with each raw event (never credentials or signatures).
+HEADERS_KEPT = ("content-type", "user-agent", "x-github-event", "x-github-delivery",
+                "x-github-hook-id", "x-request-id", "idempotency-key")
+
+
+@dataclass
+class FlushResult:
+    """What one flush did (one audit row)."""
+
+    config_id: str
+    run_id: str
+    seq: int
+    events: int = 0
+    records: int = 0
+    stored: int = 0
+    rejected: int = 0
+    version: Optional[int] = None
+    total_rows: Optional[int] = None
+    first_received: Optional[dt.datetime] = None
+    last_received: Optional[dt.datetime] = None
+    error: Optional[str] = None
+
+    @property
+    def duplicates(self) -> int:
+        """Records that changed nothing: redelivered, or repeated within the flush."""
+        return max(0, self.records - self.rejected - self.stored)
+
+    def __repr__(self) -> str:
+        return (f"FlushResult({self.config_id} #{self.seq}: events={self.events} "
+                f"stored={self.stored} duplicates={self.duplicates} rejected={self.rejected})")
+
+
+def event_id(body: bytes, data: Any, path: Optional[str]) -> Optional[str]:
+    """The event's id: the value at ``event_id_path`` in the body, else the body's sha256.
+
+    Returns None when the path is configured and the body has no value there.
+    """
+    if path is None:
+        return hashlib.sha256(body).hexdigest()
+    from framework import jsonpath
+
+    value = jsonpath.find(data, path)
+    if value is None or isinstance(value, (dict, list)) or value == "":
+        return None
+    return str(value)
+
+
+def received_at(meta: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(meta["at"]) / 1e6, dt.timezone.utc)
+
+
+def keyed(cfg: SourceConfig) -> SourceConfig:
+    """The config the writer uses: keyed by ``_event_id`` when it has no primary key."""
+    return cfg if cfg.primary_key else cfg.model_copy(update={"primary_key": [EVENT_ID]})
+
+
+def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable[Any],
+                 seq: int, spool_id: str, staging_root: Path) -> FlushResult:
+    """Write one batch of spooled events to the target, its quarantine and its raw table.
+
+    Args:
+        events: :class:`framework.push.spool.SpooledEvent` s, in spool order.
+        seq: the flush's sequence number (the spool's intent).
+        spool_id: the spool's id (with ``seq``, keys the idempotent appends).
+
+    Raises:
+        RestlakeError: the batch could not be written (nothing is lost: it stays spooled).
+    """
+    from framework.lake.tables import TableRef
+    from framework.load.archive import PAGES_FILE, write_pages
+    from framework.load.fetch import stage_records
+    from framework.load.staging import RunStaging
+    from framework.load.writers import TargetWriter
+    from framework.schema import RowShaper
+    from parsers import get_parser
+
+    run_id = f"push-{spool_id}-{seq:08d}"  # the same when the flush is redone
+    out = FlushResult(cfg.config_id, run_id, seq)
+    kcfg = keyed(cfg)
+    ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+    writer = TargetWriter(spark, warehouse, kcfg, ref, run_id, cfg.config_id)
+    columns = writer.current_columns()
+    options = {k: v for k, v in cfg.parser_options.items() if k != "total_path"}
+    parser = get_parser(cfg.parser, options, data_path=cfg.data_path)
+    shaper = RowShaper(cfg.system, tuple(kcfg.primary_key), tuple(cfg.required_fields), columns,
+                       cfg.schema_mode)
+    staging = RunStaging(staging_root, cfg.config_id, run_id)
+    try:
+        events = list(events)
+        if not events:
+            return out
+        out.first_received = received_at(events[0].meta)
+        out.last_received = received_at(events[-1].meta)
+        start, end = out.first_received, out.last_received + dt.timedelta(microseconds=1)
+        stage = staging.window(0)
+        row_seq = 0
+        with (stage.folder / PAGES_FILE).open("w", encoding="utf-8") as raw:
+            for n, event in enumerate(events):
+                at = received_at(event.meta)
+                raw.write(json.dumps(_raw_line(cfg, event, run_id, n, start, end, at),
+                                     ensure_ascii=False) + "\n")
+                out.events += 1
+                records = _records(cfg, parser, event, stage, start, end, at)
+                if records is None:
+                    out.records += 1
+                    continue
+                out.records += len(records)
+                row_seq = stage_records(records, shaper, stage, run_id=run_id, window_start=start,
+                                        window_end=end, collected_at=at, seq=row_seq)
+        stage.close()
+        out.rejected = stage.rejected
+        crashpoint("push_before_commit")
+        write = writer.merge([stage], columns, batch_version=seq)
+        crashpoint("push_after_commit")
+        writer.quarantine([stage], txn=(f"restlake:push:{spool_id}:quarantine", seq))
+        write_pages(spark, warehouse, ref, [str(stage.folder / PAGES_FILE)],
+                    txn=(f"restlake:push:{spool_id}:raw", seq))
+        out.stored, out.version = write.rows_written, write.version
+        out.total_rows = writer.total_rows()
+        return out
+    finally:
+        staging.cleanup()
+
+
+def _records(cfg: SourceConfig, parser: Any, event: Any, stage: Any, start: dt.datetime,
+             end: dt.datetime, at: dt.datetime) -> Optional[list[Any]]:
+    """The event's records, with ``_event_id``; None when the whole event was rejected."""
+    eid = event.meta.get("id")
+    context = {"window_start": start.isoformat(), "window_end": end.isoformat(),
+               "collected_at_utc": at.isoformat()}
+    try:
+        records = parser.parse(orjson.loads(event.body))
+    except (ValueError, RestlakeError) as exc:  # orjson's JSONDecodeError is a ValueError
+        stage.reject(f"event {eid}: {exc}", event.body.decode("utf-8", "replace"), **context)
+        return None
+    if not cfg.primary_key and len(records) > 1:
+        stage.reject(f"event {eid} holds {len(records)} records; without primary_key each "
+                     "event is keyed by its id, so it may hold one record", records, **context)
+        return None
+    return [{**r, EVENT_ID: eid} if isinstance(r, dict) else r for r in records]
+
+
+def _raw_line(cfg: SourceConfig, event: Any, run_id: str, n: int, start: dt.datetime,
+              end: dt.datetime, at: dt.datetime) -> dict[str, Any]:
+    """The event as a row of ``<target>_raw`` (the archive's columns)."""
+    def ts(value: dt.datetime) -> str:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    return {
+        "config_id": cfg.config_id, "run_id": run_id, "load_id": None, "window_index": 0,
+        "window_start": ts(start), "window_end": ts(end), "page_no": n,
+        "url": f"/hooks/{cfg.config_id}", "status": 202,
+        "headers": json.dumps({**event.meta.get("h", {}), "event-id": event.meta.get("id")},
+                              sort_keys=True),
+        "body": event.body.decode("utf-8", "replace"),
+        "body_sha256": hashlib.sha256(event.body).hexdigest(), "bytes": len(event.body),
+        "fetched_at": ts(at),
+    }
+

@@ -1,0 +1,390 @@
+"""The spool: an append-only, fsync'd log of the events one push source acknowledged.
+
+An event is acknowledged (2xx) only once it is in the spool and the spool is on disk,
+so a crash, a SIGKILL or a power cut after the answer loses nothing. The flusher
+reads the spool in batches, writes them to Delta, and then records durably how far
+it got (``state.json``); segments wholly before that point are deleted.
+
+Layout of ``<spool root>/<config_id>/``:
+
+* ``<base>.spool`` segments, ``base`` the global offset of their first byte (20 digits);
+  a position is a global byte offset, so positions grow for ever across segments;
+* ``state.json``: ``flushed`` (every event before it is in Delta), ``seq`` (the last
+  committed flush) and ``intent`` (the flush in progress: its range is fixed before
+  any Delta write, so a flush redone after a crash covers exactly the same events and
+  its idempotent writes skip what already committed).
+
+A record is ``RLEV`` + meta length + body length + CRC-32 (4 bytes each, big-endian),
+then the meta (JSON: event id, receipt time, headers kept) and the raw body. The CRC
+covers the lengths, the meta and the body, so a record torn by a crash mid-write is
+detected when the spool is opened: it is moved to ``<segment>.torn`` and cut off,
+never read as an event. Only an unacknowledged write can be torn (the answer waits
+for the fsync), so cutting it loses nothing that was acknowledged.
+
+Group commit: appends go to the page cache at once; one syncer thread per spool
+fsyncs, and every append written before an fsync started is durable when it returns,
+so concurrent requests share one fsync instead of queueing for one each.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import os
+import struct
+import threading
+import uuid
+import zlib
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"RLEV"
+HEADER = struct.Struct(">4sIII")
+SEGMENT_BYTES = 64 * 1024 * 1024
+STATE_FILE = "state.json"
+SUFFIX = ".spool"
+
+
+class SpoolFull(Exception):
+    """The flusher is behind by ``limit`` events: the sender should retry later."""
+
+
+@dataclass(frozen=True)
+class SpooledEvent:
+    """One acknowledged event read back from the spool."""
+
+    position: int
+    end: int
+    meta: dict[str, Any]
+    body: bytes
+
+    def __repr__(self) -> str:
+        return f"SpooledEvent(@{self.position} id={self.meta.get('id')} {len(self.body)} B)"
+
+
+@dataclass(frozen=True)
+class FlushIntent:
+    """The events of one flush: ``[start, end)``, its sequence number and event count."""
+
+    seq: int
+    start: int
+    end: int
+    events: int
+
+    def as_json(self) -> dict[str, int]:
+        return {"seq": self.seq, "start": self.start, "end": self.end, "events": self.events}
+
+
+def encode_record(meta: dict[str, Any], body: bytes) -> bytes:
+    """One spool record (header, meta JSON, body)."""
+    meta_bytes = orjson.dumps(meta)
+    lengths = struct.pack(">II", len(meta_bytes), len(body))
+    crc = zlib.crc32(body, zlib.crc32(meta_bytes, zlib.crc32(lengths)))
+    return MAGIC + lengths + struct.pack(">I", crc) + meta_bytes + body
+
+
+def _sync_file(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """The spool of one push source (thread-safe).
+
+    Args:
+        folder: the source's spool folder (created when missing).
+        segment_bytes: a segment is closed and a new one started past this size.
+        fsync: flushes a file descriptor to disk (tests count calls).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], segment_bytes: int = SEGMENT_BYTES,
+                 fsync: Callable[[int], None] = _sync_file) -> None:
+        self.folder = Path(folder)
+        self.segment_bytes = segment_bytes
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._synced = threading.Condition(threading.Lock())
+        self._waiters: list[tuple[int, Future]] = []
+        self._durable = 0
+        self._syncer: Optional[threading.Thread] = None
+        self._closed = False
+        self._fd: Optional[int] = None
+        self._base = 0
+        self._written = 0
+        # The in-memory queue in front of the flusher: (position, end) of each pending event.
+        self._pending: collections.deque[tuple[int, int]] = collections.deque()
+        self.flushed, self.seq, self.intent = 0, 0, None
+        self.spool_id = ""  # random, per spool folder: keys the flushes' idempotent writes
+        self.torn_bytes = 0  # bytes cut off when opening (torn tails)
+        self.fsyncs = 0
+        self._open()
+
+    def __repr__(self) -> str:
+        return (f"Spool({self.folder}, pending={len(self._pending)}, flushed={self.flushed}, "
+                f"written={self._written})")
+
+    # -------------------------------------------------------------- recovery
+    def _segments(self) -> list[tuple[int, Path]]:
+        out = []
+        for path in self.folder.glob(f"*{SUFFIX}"):
+            stem = path.name[: -len(SUFFIX)]
+            if stem.isdigit():
+                out.append((int(stem), path))
+        return sorted(out)
+
+    def _open(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state_path = self.folder / STATE_FILE
+        if state_path.exists():
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+            self.flushed, self.seq = int(state["flushed"]), int(state["seq"])
+            self.spool_id = state["spool_id"]
+            intent = state.get("intent")
+            self.intent = FlushIntent(**intent) if intent else None
+        if not self.spool_id:
+            self.spool_id = uuid.uuid4().hex[:12]
+            self._write_state()
+        segments = self._segments()
+        for n, (base, path) in enumerate(segments):
+            is_last = n == len(segments) - 1
+            end = base + self._scan(base, path, is_last)
+            if end <= self.flushed and not is_last:
+                path.unlink()  # wholly flushed: the crash came before it was deleted
+        if segments:
+            self._base, path = segments[-1]
+            self._written = self._base + path.stat().st_size
+        else:
+            self._base = self._written = self.flushed
+        self._durable = self._written
+        self._fd = self._open_segment(self._base)
+
+    def _scan(self, base: int, path: Path, is_last: bool) -> int:
+        """Index the pending events of one segment, cutting off a torn tail; its valid size."""
+        with path.open("rb") as f:
+            data = f.read()
+        offset = max(0, self.flushed - base)
+        while offset < len(data):
+            size = _record_size(data, offset)
+            if size is None:
+                torn = data[offset:]
+                with open(str(path) + ".torn", "ab") as keep:
+                    keep.write(torn)
+                os.truncate(path, offset)
+                self.torn_bytes += len(torn)
+                level = logging.WARNING if is_last else logging.ERROR
+                log.log(level, "%s: cut %d bytes of a %s record at offset %d (kept in %s.torn)",
+                        path, len(torn), "torn" if is_last else "corrupt", offset, path.name)
+                break
+            self._pending.append((base + offset, base + offset + size))
+            offset += size
+        return min(offset, len(data))
+
+    def _open_segment(self, base: int) -> int:
+        path = self.folder / f"{base:020d}{SUFFIX}"
+        new = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if new:
+            _sync_dir(self.folder)
+        return fd
+
+    # ----------------------------------------------------------------- append
+    @property
+    def pending(self) -> int:
+        """Events acknowledged (or being acknowledged) and not yet flushed to Delta."""
+        return len(self._pending)
+
+    def append(self, meta: dict[str, Any], body: bytes, limit: Optional[int] = None) -> int:
+        """Write one event (not yet durable: see :meth:`durable`); returns its end position.
+
+        Raises:
+            SpoolFull: ``limit`` events are already waiting for the flusher.
+        """
+        record = encode_record(meta, body)
+        with self._lock:
+            if self._closed:
+                raise SpoolFull("the spool is closed (the receiver is stopping)")
+            if limit is not None and len(self._pending) >= limit:
+                raise SpoolFull(f"{len(self._pending)} events are waiting for the flusher")
+            if self._written - self._base >= self.segment_bytes:
+                self._rotate()
+            os.write(self._fd, record)
+            start = self._written
+            self._written += len(record)
+            self._pending.append((start, self._written))
+            return self._written
+
+    def _rotate(self) -> None:
+        # Under self._lock. The old segment is made durable before the new one takes writes,
+        # so "durable up to the written end of the new segment" stays true.
+        self._fsync(self._fd)
+        os.close(self._fd)
+        self._base = self._written
+        self._fd = self._open_segment(self._base)
+        with self._synced:
+            self._durable = max(self._durable, self._base)
+
+    def durable(self, end: int) -> Future:
+        """A future done once every byte before ``end`` is on disk (group commit)."""
+        fut: Future = Future()
+        with self._synced:
+            if self._durable >= end:
+                fut.set_result(self._durable)
+                return fut
+            self._waiters.append((end, fut))
+            if self._syncer is None:
+                self._syncer = threading.Thread(target=self._sync_loop, daemon=True,
+                                                name=f"restlake-spool-{self.folder.name}")
+                self._syncer.start()
+            self._synced.notify()
+        return fut
+
+    def append_durable(self, meta: dict[str, Any], body: bytes, limit: Optional[int] = None,
+                       timeout: Optional[float] = None) -> int:
+        """Append and wait until it is on disk; returns the event's end position."""
+        end = self.append(meta, body, limit)
+        self.durable(end).result(timeout)
+        return end
+
+    def _sync_loop(self) -> None:
+        while True:
+            with self._synced:
+                while not self._waiters and not self._closed:
+                    self._synced.wait()
+                if not self._waiters and self._closed:
+                    return
+            with self._lock:
+                target = self._written
+                fd = os.dup(self._fd)  # the segment may rotate while this fsync runs
+            try:
+                self._fsync(fd)
+                error: Optional[BaseException] = None
+            except OSError as exc:  # the disk failed: no one is told "stored"
+                error = exc
+            finally:
+                os.close(fd)
+            with self._synced:
+                self.fsyncs += 1
+                if error is None:
+                    self._durable = max(self._durable, target)
+                keep = []
+                for end, fut in self._waiters:
+                    if error is not None:
+                        fut.set_exception(error)
+                    elif end <= self._durable:
+                        fut.set_result(self._durable)
+                    else:
+                        keep.append((end, fut))
+                self._waiters = keep
+
+    # ------------------------------------------------------------------ flush
+    def begin_flush(self, max_events: int) -> Optional[FlushIntent]:
+        """Fix the range of the next flush and record it durably (``None``: nothing pending).
+
+        A flush that was begun and not committed (a crash, a failed write) is returned
+        again, with the same range and sequence number.
+        """
+        if self.intent is not None:
+            return self.intent
+        with self._lock:
+            with self._synced:
+                durable = self._durable
+            # Only acknowledged (durable) events are flushed.
+            taken = list(itertools.islice(
+                itertools.takewhile(lambda pe: pe[1] <= durable, self._pending), max_events))
+        if not taken:
+            return None
+        self.intent = FlushIntent(self.seq + 1, taken[0][0], taken[-1][1], len(taken))
+        self._write_state()
+        return self.intent
+
+    def read(self, start: int, end: int) -> Iterator[SpooledEvent]:
+        """The events in ``[start, end)``, in order."""
+        for base, path in self._segments():
+            if end <= base:
+                break
+            with path.open("rb") as f:
+                f.seek(max(0, start - base))
+                pos = max(start, base)
+                while pos < end:
+                    head = f.read(HEADER.size)
+                    if len(head) < HEADER.size:
+                        break  # the next segment holds the rest
+                    magic, meta_len, body_len, crc = HEADER.unpack(head)
+                    payload = f.read(meta_len + body_len)
+                    lengths = head[4:12]
+                    if magic != MAGIC or len(payload) != meta_len + body_len or \
+                            zlib.crc32(payload, zlib.crc32(lengths)) != crc:
+                        raise OSError(f"{path}: bad record at offset {pos - base} (changed "
+                                      "since it was opened?)")
+                    size = HEADER.size + meta_len + body_len
+                    yield SpooledEvent(pos, pos + size, orjson.loads(payload[:meta_len]),
+                                       payload[meta_len:])
+                    pos += size
+
+    def commit_flush(self, intent: FlushIntent) -> None:
+        """The flush's writes committed: move ``flushed`` past it and drop what it covered."""
+        with self._lock:
+            while self._pending and self._pending[0][1] <= intent.end:
+                self._pending.popleft()
+        self.flushed, self.seq, self.intent = intent.end, intent.seq, None
+        self._write_state()
+        for base, path in self._segments()[:-1]:
+            nxt = [b for b, _ in self._segments() if b > base]
+            if nxt and nxt[0] <= self.flushed:
+                path.unlink(missing_ok=True)
+
+    def _write_state(self) -> None:
+        state = {"spool_id": self.spool_id, "flushed": self.flushed, "seq": self.seq,
+                 "intent": self.intent.as_json() if self.intent else None}
+        tmp = self.folder / (STATE_FILE + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.folder / STATE_FILE)
+        _sync_dir(self.folder)
+
+    def close(self) -> None:
+        """Stop taking events; waits for the syncer to finish what it was asked."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._synced:
+            self._synced.notify_all()
+        if self._syncer is not None:
+            self._syncer.join()
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _record_size(data: bytes, offset: int) -> Optional[int]:
+    """The size of the valid record at ``offset``, or None (torn or corrupt)."""
+    if len(data) - offset < HEADER.size:
+        return None
+    magic, meta_len, body_len, crc = HEADER.unpack_from(data, offset)
+    end = offset + HEADER.size + meta_len + body_len
+    if magic != MAGIC or end > len(data):
+        return None
+    lengths = data[offset + 4: offset + 12]
+    payload = memoryview(data)[offset + HEADER.size: end]
+    if zlib.crc32(payload, zlib.crc32(lengths)) != crc:
+        return None
+    return end - offset
