@@ -107,8 +107,8 @@ AUDIT_SCHEMA = StructType([
     _s("TargetVersion", LongType()),
     # push sources (LoadType PUSH): one row per flush
     _s("EventsReceived", LongType(), comment="PUSH: webhook events in this flush"),
-    _s("DuplicateRows", LongType(), comment="PUSH: records that changed nothing "
-                                            "(redelivered or repeated events)"),
+    _s("DuplicateRows", LongType(), comment="PUSH: records that changed nothing (an event "
+                                            "delivered again, or superseded in the flush)"),
 ])
 
 WINDOW_LOG_SCHEMA = StructType([

@@ -57,7 +57,8 @@ class FlushResult:
 
     @property
     def duplicates(self) -> int:
-        """Records that changed nothing: redelivered, or repeated within the flush."""
+        """Records that changed nothing in the target: an event delivered again, or
+        superseded by a later event of the same key in the same flush."""
         return max(0, self.records - self.rejected - self.stored)
 
     def __repr__(self) -> str:

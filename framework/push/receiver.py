@@ -82,6 +82,7 @@ class PushSource:
         self.first_pending: Optional[float] = None  # monotonic time the oldest pending arrived
         self.failures = 0
         self.next_try = 0.0
+        self.flushing = threading.Lock()  # one flush of a source at a time
         self.last: Optional[FlushResult] = None
 
     def __repr__(self) -> str:
@@ -118,12 +119,14 @@ class Receiver:
         clock: Unix seconds (Stripe's tolerance, receipt times); tests inject one.
         refresh_s: how often the push sources are re-read from the control table.
         tick_s: how often the flusher looks for due batches.
+        configs: serve these push sources instead of reading the control table
+            (benchmarks, tests; the audit table is still written).
     """
 
     def __init__(self, warehouse: Any, control_catalog: str = "main", *,
                  spool: Optional[Path] = None, spark_factory: Optional[Callable[[], Any]] = None,
                  clock: Callable[[], float] = time.time, refresh_s: float = 10.0,
-                 tick_s: float = 0.2) -> None:
+                 tick_s: float = 0.2, configs: Optional[list[SourceConfig]] = None) -> None:
         self.warehouse = warehouse
         self.control_catalog = control_catalog
         self.root = Path(spool) if spool is not None else spool_root(warehouse)
@@ -134,7 +137,8 @@ class Receiver:
         self._lock = threading.RLock()
         self._wake = threading.Condition()
         self._sources: dict[str, PushSource] = {}
-        self._configs: dict[str, SourceConfig] = {}
+        self._fixed = {c.config_id: c for c in configs} if configs is not None else None
+        self._configs: dict[str, SourceConfig] = dict(self._fixed or {})
         self._loaded_at = -math.inf
         self._reader: Any = None
         self._flusher: Optional[threading.Thread] = None
@@ -198,6 +202,9 @@ class Receiver:
 
     def _read_push_configs(self) -> dict[str, SourceConfig]:
         from control.mapping import row_to_config
+
+        if self._fixed is not None:
+            return dict(self._fixed)
         from framework.lake.reader import TableReader
         from framework.ops.queries import Queries
 
@@ -353,6 +360,10 @@ class Receiver:
 
     def flush_once(self, src: PushSource) -> FlushResult:
         """Flush one batch of ``src``; the audit row is appended whatever happened."""
+        with src.flushing:
+            return self._flush_once(src)
+
+    def _flush_once(self, src: PushSource) -> FlushResult:
         from framework.load.runtime import sanitize_error, staging_root
 
         intent = src.spool.begin_flush(src.cfg.webhook.batch_events)

@@ -208,6 +208,12 @@ class Spool:
         """Events acknowledged (or being acknowledged) and not yet flushed to Delta."""
         return len(self._pending)
 
+    @property
+    def unsynced_bytes(self) -> int:
+        """Bytes written and not yet fsync'd (events not yet acknowledged)."""
+        with self._lock, self._synced:
+            return self._written - self._durable
+
     def append(self, meta: dict[str, Any], body: bytes, limit: Optional[int] = None) -> int:
         """Write one event (not yet durable: see :meth:`durable`); returns its end position.
 

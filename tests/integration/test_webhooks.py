@@ -1,0 +1,293 @@
+"""The webhook receiver end to end: real HTTP on 127.0.0.1, real spool, real Spark + Delta.
+
+Signed events are acknowledged only once on disk and stored once however often they
+are delivered; unsigned, wrongly signed, replayed, oversized or unknown ones are refused
+and store nothing; a full queue asks the sender to retry; a receiver killed with SIGKILL
+after acknowledging events loses none of them, and a flush cut between its Delta commit
+and its checkpoint stores nothing twice when it is redone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from chispa import assert_df_equality
+
+from framework.config import parse_source
+from framework.lake.tables import TableRef
+from framework.push.receiver import Receiver
+from framework.push.signatures import sign
+from framework.service.hooks import receiver_app
+from tests.unit._service import ServiceThread, free_port
+
+pytestmark = pytest.mark.spark
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "whsec-test-secret-0123"
+CLOCK = 1_714_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch):
+    monkeypatch.setenv("RL_HOOK_SECRET", SECRET)
+
+
+def push_config(config_id: str, scheme: str = "github", **webhook) -> dict:
+    return {
+        "config_id": config_id, "api_name": "Hooks", "source_system": "hooks",
+        "webhook": {"signature": scheme, "secret": "env:RL_HOOK_SECRET", "event_id_path": "id",
+                    "batch_events": 100_000, "batch_seconds": 3600, "max_body_bytes": 1024,
+                    **webhook},
+        "primary_key": ["issue_id"], "required_fields": ["action"],
+        "target": {"catalog": "raw", "schema": "hooks", "table": config_id},
+    }
+
+
+def event(n: int, action: str = "opened", issue: int | None = None) -> bytes:
+    return json.dumps({"id": f"evt_{n}", "issue_id": issue if issue is not None else n,
+                       "action": action, "title": f"issue {n}"}).encode()
+
+
+def headers(scheme: str, body: bytes, *, at: float = CLOCK, secret: str = SECRET) -> dict:
+    key = secret.encode()
+    if scheme == "github":
+        return {"X-Hub-Signature-256": sign("github", key, body), "X-GitHub-Event": "issues"}
+    if scheme == "stripe":
+        return {"Stripe-Signature": sign("stripe", key, body, timestamp=int(at))}
+    return {"X-Signature": sign("hmac_sha256", key, body)}
+
+
+def read(warehouse, table: str, suffix: str = ""):
+    from deltalake import DeltaTable
+
+    path = warehouse.path(TableRef("raw", "hooks", table + suffix))
+    return DeltaTable(path).to_pyarrow_table().to_pylist() if Path(path).exists() else []
+
+
+def receiver_for(spark, warehouse, tmp_path) -> Receiver:
+    return Receiver(warehouse, spool=tmp_path / "spool", spark_factory=lambda: spark,
+                    clock=lambda: CLOCK)
+
+
+def test_signed_events_are_stored_once_and_every_refusal_stores_nothing(spark, store, warehouse,
+                                                                       tmp_path):
+    schemes = ("github", "stripe", "hmac_sha256")
+    store.generate([parse_source(push_config(f"h_{s}", s)) for s in schemes])
+    assert {r["ConfigId"]: (r["LoadType"], r["LoadStatus"]) for r in store.rows()} == {
+        f"h_{s}": ("PUSH", "SUCCESS") for s in schemes}
+    receiver = receiver_for(spark, warehouse, tmp_path).start()
+    try:
+        with ServiceThread(receiver_app(receiver)) as svc:
+            for scheme in schemes:
+                url = f"/hooks/h_{scheme}"
+                for n in (1, 2, 3, 2):  # event 2 is delivered twice
+                    body = event(n)
+                    r = svc.post(url, data=body, headers=headers(scheme, body))
+                    assert r.status_code == 202 and r.json()["event_id"] == f"evt_{n}", r.text
+                refusals = [
+                    (401, event(7), headers(scheme, event(7), secret="wrong-secret")),
+                    (401, event(7), {}),
+                    (401, event(7), headers(scheme, event(8))),  # signed another body
+                    (400, b"not json", headers(scheme, b"not json")),
+                    (400, b'{"no_id": 1}', headers(scheme, b'{"no_id": 1}')),
+                    (413, b'{"id": "' + b"x" * 2048 + b'"}', {}),
+                ]
+                if scheme == "stripe":  # signed an hour ago, replayed now
+                    refusals.append((401, event(7), headers(scheme, event(7), at=CLOCK - 3600)))
+                for status, body, hdrs in refusals:
+                    r = svc.post(url, data=body, headers=hdrs)
+                    assert r.status_code == status, (scheme, status, r.text)
+                    assert r.headers["content-type"] == "application/problem+json"
+                    assert SECRET not in r.text
+            r = svc.post("/hooks/nope", data=event(1), headers=headers("github", event(1)))
+            assert r.status_code == 404 and "no push source 'nope'" in r.json()["detail"]
+            assert svc.get("/health").json()["sources"]["h_github"]["pending"] == 4
+        results = receiver.flush()
+    finally:
+        receiver.stop()
+    assert [(r.events, r.stored, r.duplicates, r.rejected) for r in results] == [(4, 3, 1, 0)] * 3
+    for scheme in schemes:
+        table = f"h_{scheme}"
+        rows = sorted((r["issue_id"], r["_event_id"], r["action"]) for r in read(warehouse, table))
+        assert rows == [(1, "evt_1", "opened"), (2, "evt_2", "opened"), (3, "evt_3", "opened")]
+        raw = read(warehouse, table, "_raw")
+        assert sorted(json.loads(r["body"])["id"] for r in raw) == ["evt_1", "evt_2", "evt_2",
+                                                                   "evt_3"]
+        assert all(SECRET not in r["headers"] for r in raw)
+    github_raw = read(warehouse, "h_github", "_raw")
+    assert json.loads(github_raw[0]["headers"])["x-github-event"] == "issues"
+    audit = [r for r in store.audit_rows(limit=10) if r["LoadType"] == "PUSH"]
+    assert sorted((r["ConfigId"], r["LoadStatus"], r["EventsReceived"], r["TargetRowCount"],
+                   r["DuplicateRows"], r["RejectedRows"]) for r in audit) == sorted(
+        (f"h_{s}", "SUCCESS", 4, 3, 1, 0) for s in schemes)
+
+
+def test_updates_merge_on_the_key_and_bad_records_go_to_quarantine(spark, store, warehouse,
+                                                                   tmp_path):
+    store.generate([parse_source(push_config("h_upd"))])
+    receiver = receiver_for(spark, warehouse, tmp_path).start()
+    try:
+        for body in (event(1), event(2), event(3, action="closed", issue=1),
+                     json.dumps({"id": "evt_4", "issue_id": 9}).encode(),  # no action: rejected
+                     event(3, action="closed", issue=1)):  # a redelivery
+            receiver.receive("h_upd", body, headers("github", body))
+        [first] = receiver.flush()
+        receiver.receive("h_upd", event(5, action="edited", issue=2),
+                         headers("github", event(5, action="edited", issue=2)))
+        [second] = receiver.flush()
+    finally:
+        receiver.stop()
+    # evt_1 is superseded by evt_3 (same issue) in the same flush, evt_3 comes twice
+    assert (first.events, first.records, first.stored, first.duplicates, first.rejected) == (
+        5, 5, 2, 2, 1)
+    assert (second.stored, second.duplicates) == (1, 0)
+    df = spark.read.format("delta").load(warehouse.path(TableRef("raw", "hooks", "h_upd")))
+    got = df.select("issue_id", "action", "_event_id").orderBy("issue_id")
+    expected = spark.createDataFrame([(1, "closed", "evt_3"), (2, "edited", "evt_5")],
+                                     "issue_id long, action string, _event_id string")
+    assert_df_equality(got, expected, ignore_nullable=True)
+    quarantine = read(warehouse, "h_upd", "_quarantine")
+    assert len(quarantine) == 1 and "required field 'action'" in quarantine[0]["reason"]
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(spark, store, warehouse,
+                                                                     tmp_path):
+    store.generate([parse_source(push_config("h_full", queue_events=2, batch_seconds=7))])
+    receiver = receiver_for(spark, warehouse, tmp_path).start()
+    try:
+        with ServiceThread(receiver_app(receiver)) as svc:
+            for n in (1, 2):
+                assert svc.post("/hooks/h_full", data=event(n),
+                                headers=headers("github", event(n))).status_code == 202
+            r = svc.post("/hooks/h_full", data=event(3), headers=headers("github", event(3)))
+            assert r.status_code == 503 and r.headers["Retry-After"] == "7"
+            assert receiver.state()["h_full"]["pending"] == 2
+            receiver.flush()
+            assert svc.post("/hooks/h_full", data=event(3),
+                            headers=headers("github", event(3))).status_code == 202
+        receiver.flush()
+    finally:
+        receiver.stop()
+    assert sorted(r["issue_id"] for r in read(warehouse, "h_full")) == [1, 2, 3]
+
+
+def test_a_flush_redone_after_its_commit_stores_nothing_twice(spark, store, warehouse, tmp_path):
+    """A crash between the Delta commits and the spool checkpoint: the next start redoes it."""
+    from framework.load.runtime import staging_root
+    from framework.push.flush import flush_events
+
+    store.generate([parse_source(push_config("h_redo"))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: no flusher thread
+    bodies = [event(1), event(2), json.dumps({"id": "evt_3", "issue_id": 3}).encode()]
+    for body in bodies:
+        receiver.receive("h_redo", body, headers("github", body))
+    src = receiver.source("h_redo")
+    intent = src.spool.begin_flush(100)
+    cfg = src.cfg
+    flush_events(spark, warehouse, cfg, src.spool.read(intent.start, intent.end), intent.seq,
+                 src.spool.spool_id, staging_root(warehouse))  # committed; the checkpoint is not
+    src.spool.close()  # the crash
+    again = receiver_for(spark, warehouse, tmp_path).start()  # drains the recovered intent
+    again.stop()
+    assert sorted(r["issue_id"] for r in read(warehouse, "h_redo")) == [1, 2]
+    assert len(read(warehouse, "h_redo", "_raw")) == 3
+    assert len(read(warehouse, "h_redo", "_quarantine")) == 1
+    audit = [r for r in store.audit_rows("h_redo") if r["LoadType"] == "PUSH"]
+    assert [(r["TargetRowCount"], r["DuplicateRows"]) for r in audit] == [(0, 2)]
+
+
+def _start_receiver(warehouse: Path, spool: Path, port: int, crash_at: str | None = None
+                    ) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RESTLAKE_SPOOL=str(spool),
+               RESTLAKE_SPARK_MASTER="local[1]", RL_HOOK_SECRET=SECRET)
+    env.pop("RESTLAKE_CRASH_AT", None)
+    if crash_at:
+        env["RESTLAKE_CRASH_AT"] = crash_at
+    cmd = [sys.executable, "-m", "framework.cli", "--warehouse", str(warehouse), "receive",
+           "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    for _ in range(600):
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                return proc
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode()[-3000:])
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the receiver did not start")
+
+
+def _send(port: int, numbers: range) -> list[int]:
+    def one(n: int) -> int:
+        body = event(n)
+        return requests.post(f"http://127.0.0.1:{port}/hooks/h_kill", data=body,
+                             headers=headers("github", body, at=time.time()), timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(one, numbers))
+
+
+def test_sigkill_after_acknowledging_loses_no_event(spark, store, warehouse, tmp_path):
+    """A real ``restlake receive`` acknowledges 60 events and is killed before any flush;
+    the next start flushes all 60 from its spool, once."""
+    store.generate([parse_source(push_config("h_kill"))])
+    spool, port = tmp_path / "spool", free_port()
+    proc = _start_receiver(warehouse.root, spool, port)
+    try:
+        assert _send(port, range(60)) == [202] * 60
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    assert read(warehouse, "h_kill") == []  # nothing was flushed before the kill
+    receiver = Receiver(warehouse, spool=spool, spark_factory=lambda: spark).start()
+    receiver.stop()  # the start flushed the recovered events; stop drains the rest
+    assert sorted(r["issue_id"] for r in read(warehouse, "h_kill")) == list(range(60))
+    assert len(read(warehouse, "h_kill", "_raw")) == 60
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_real_receiver_between_commit_and_checkpoint(store, warehouse, tmp_path):
+    """The whole cycle in subprocesses: killed after its Delta commit, restarted, drained."""
+    store.generate([parse_source(push_config("h_kill", batch_events=20))])
+    spool, port = tmp_path / "spool", free_port()
+    proc = _start_receiver(warehouse.root, spool, port, crash_at="push_after_commit:1")
+    assert _send(port, range(20)) == [202] * 20
+    assert proc.wait(600) == -signal.SIGKILL
+    port = free_port()
+    proc = _start_receiver(warehouse.root, spool, port)
+    try:
+        assert _send(port, range(20, 25)) == [202] * 5
+    finally:
+        proc.send_signal(signal.SIGTERM)  # drains: flushes the redo and the 5 new events
+        assert proc.wait(600) == 0
+    assert sorted(r["issue_id"] for r in read(warehouse, "h_kill")) == list(range(25))
+    assert len(read(warehouse, "h_kill", "_raw")) == 25
+
+
+def test_an_audit_table_from_before_push_sources_gains_their_columns(spark, warehouse):
+    from pyspark.sql.types import StructType
+
+    from control.schemas import AUDIT_SCHEMA
+    from control.store import ControlStore
+
+    store = ControlStore(spark, warehouse)
+    older = StructType([f for f in AUDIT_SCHEMA.fields
+                        if f.name not in ("EventsReceived", "DuplicateRows")])
+    warehouse.create_if_not_exists(spark, store.audit_ref, older, {"delta.appendOnly": "true"})
+    store.append_audit({"ConfigId": "old", "LoadType": "FULL_LOAD", "SourceRowCount": 1})
+    store.append_audit({"ConfigId": "h", "LoadType": "PUSH", "EventsReceived": 4,
+                        "DuplicateRows": 1})
+    rows = sorted(store.audit_rows(limit=5), key=lambda r: r["ConfigId"])
+    assert [(r["ConfigId"], r["EventsReceived"], r["DuplicateRows"]) for r in rows] == [
+        ("h", 4, 1), ("old", None, None)]
