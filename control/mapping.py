@@ -30,7 +30,7 @@ KEY_TO_COLUMN = {
     "limits": "Limits", "required_fields": "RequiredFields", "schema_mode": "SchemaMode",
     "owner": "Owner", "enabled": "Enabled", "webhook": "Options",
 }
-OPTION_KEYS = ("archive", "completeness", "description", "health", "webhook")
+OPTION_KEYS = ("archive", "completeness", "description", "health", "webhook", "allowed_hosts")
 # nested fields kept in a column of their own
 FIELD_TO_COLUMN = {
     "auth.method": "AuthMethod", "target.catalog": "TargetCatalog", "target.schema": "TargetSchema",
@@ -54,7 +54,7 @@ def config_to_row(cfg: SourceConfig) -> dict[str, Any]:
     method = auth.pop("method")
     options = {k: ({kk: vv for kk, vv in dump[k].items() if vv is not None}
                    if isinstance(dump[k], dict) else dump[k])
-               for k in OPTION_KEYS if dump.get(k) is not None}
+               for k in OPTION_KEYS if dump.get(k) not in (None, [])}
     row = {
         "ConfigId": cfg.config_id,
         "APIName": cfg.api_name,

@@ -2,7 +2,7 @@
 
 A YAML file holds one source (a mapping) or several (``sources: [...]``). Keys map
 1:1 to control-table columns (see :mod:`control.mapping`). Validation does no I/O
-beyond reading the file and the environment (``${ENV}`` expansion), never resolves
+beyond reading the file and the environment (``${ENV}`` must be set), never resolves
 a secret, and reports every problem as one line naming the file, the source and the
 field::
 
@@ -24,11 +24,15 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 
 from framework import jsonpath, windows
 from framework.errors import ConfigError
+from framework.http.origins import OriginPolicy, check_https
 from framework.secrets import is_reference
 from framework.timeutil import parse_duration, to_utc
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 CONFIG_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+#: A run id: ``run-YYYYMMDDTHHMMSS-xxxxxx``, a Databricks job run id, or ``RESTLAKE_RUN_ID``;
+#: letters, digits, ``_`` and ``-`` only, so it is always one path segment under staging.
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,254}$")
 
 LOAD_TYPES = ("FULL_LOAD", "INCREMENTAL")
@@ -36,6 +40,22 @@ SCHEMA_MODES = ("rescue", "evolve", "fail")
 FREQUENCIES = ("once", "hourly", "daily", "weekly", "monthly")
 READ_ONLY_METHODS = ("GET", "POST")
 MIN_HEALTH_INTERVAL = dt.timedelta(seconds=10)
+#: Bounds on config files: a YAML file larger than this, or whose aliases expand to more
+#: elements than this, is refused before validation.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_ELEMENTS = 100_000
+MAX_BODY_BYTES_CEILING = 1024 ** 3  # limits.max_body_bytes: at most 1 GiB per response
+#: A header name is an RFC 9110 token; a value holds no CR, LF or other control character.
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: Words that make a header or query parameter name hold a credential (they go in ``auth``),
+#: and words that make such a name a paging or ordering value instead (``nextPageKey``).
+CREDENTIAL_WORDS = frozenset({
+    "authorization", "auth", "token", "key", "apikey", "secret", "password", "passwd", "pwd",
+    "signature", "sig", "credential", "credentials", "cookie", "session", "bearer"})
+NOT_CREDENTIAL_WORDS = frozenset({
+    "page", "next", "cursor", "continuation", "sort", "partition", "primary", "idempotency",
+    "cache", "group", "foreign"})
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -99,6 +119,11 @@ class AuthApiKey(_KeyedAuth):
     header: Optional[str] = None
     query: Optional[str] = None
 
+    @field_validator("header")
+    @classmethod
+    def _header(cls, v: str | None) -> str | None:
+        return None if v is None else _header_name(v)
+
     @model_validator(mode="after")
     def _where(self) -> "AuthApiKey":
         if self.header and self.query:
@@ -110,6 +135,16 @@ class AuthApiToken(_KeyedAuth):
     method: Literal["api_token"]
     header: str = "Authorization"
     prefix: str = "Api-Token"
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, v: str) -> str:
+        return _header_name(v)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return _header_value(v)
 
 
 class AuthBasic(_Model):
@@ -140,7 +175,14 @@ class AuthOAuth2(_Model):
     @field_validator("token_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        return _check_url(_expand(v))
+        # The template is kept (the control row never holds ${ENV} values); its expansion
+        # must be https, or http on a loopback host.
+        windows.check_placeholders(v)
+        try:
+            check_https(_check_url(_expand(v)), field="auth.token_url")
+        except ConfigError as exc:
+            raise ValueError(exc.message.removeprefix("auth.token_url: ")) from None
+        return v
 
 
 AuthConfig = Annotated[
@@ -376,13 +418,20 @@ class Limits(_Model):
     max_retries: int = Field(default=5, ge=0, le=50)
     requests_per_second: Optional[float] = Field(default=None, gt=0)
     concurrency: int = Field(default=4, ge=1, le=64)
-    max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=MAX_BODY_BYTES_CEILING)
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
     lease_s: int = Field(default=3600, ge=30)
     windows_per_commit: int = Field(default=8, ge=1, le=1000)
     # Long windows of incremental loads: commit every N pages with a checkpoint (None: whole windows).
     pages_per_commit: Optional[int] = Field(default=None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> "Limits":
+        if self.backoff_base_s > self.backoff_max_s:
+            raise _FieldError("limits.backoff_base_s", f"{self.backoff_base_s:g} is above "
+                              f"backoff_max_s {self.backoff_max_s:g}")
+        return self
 
 
 class SourceConfig(_Model):
@@ -392,6 +441,7 @@ class SourceConfig(_Model):
     api_name: str = Field(min_length=1)
     source_system: Optional[str] = None
     endpoint: Optional[str] = None  # required, except for a push source (webhook)
+    allowed_hosts: list[str] = Field(default_factory=list)
     method: str = "GET"
     allow_post: bool = False
     params: dict[str, Union[Scalar, list[Scalar]]] = Field(default_factory=dict)
@@ -434,9 +484,11 @@ class SourceConfig(_Model):
     def _endpoint(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        v = _expand(v)
+        # Kept as written: ${ENV} is expanded at request time (framework.secrets.expand_env),
+        # so the control row and the audit hold the template, never the value.
         windows.check_placeholders(v)
-        _check_url(windows.render(v, None))
+        _check_url(_expand(windows.render(v, None)))
+        _no_literal_credentials_in_url(v)
         return v
 
     @field_validator("method")
@@ -452,6 +504,27 @@ class SourceConfig(_Model):
     @classmethod
     def _placeholders(cls, v: Any) -> Any:
         windows.check_placeholders(v)
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            _header_name(name)
+            try:
+                _header_value(value)
+            except ValueError as exc:
+                raise _FieldError(f"headers.{name}", str(exc)) from None
+            if _is_credential_name(name):
+                raise _FieldError(f"headers.{name}", _CREDENTIAL_HINT)
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if _is_credential_name(name):
+                raise _FieldError(f"params.{name}", _CREDENTIAL_HINT)
         return v
 
     @field_validator("data_path")
@@ -527,6 +600,11 @@ class SourceConfig(_Model):
         if self.limits.pages_per_commit and self.archive:
             raise _FieldError("limits.pages_per_commit", "cannot be combined with archive: true "
                               "(archived pages are written per whole window)")
+        try:
+            OriginPolicy(_expand(windows.render(self.endpoint, None)), self.allowed_hosts)
+        except ConfigError as exc:
+            raise _FieldError(exc.field or "allowed_hosts",
+                              exc.message.removeprefix(f"{exc.field}: ")) from None
         if self.delta_column and not self.primary_key:
             raise _FieldError("primary_key", "is required when delta_column is true "
                               "(incremental loads MERGE on it)")
@@ -561,6 +639,13 @@ class SourceConfig(_Model):
         """``source_system``, defaulting to the lower-cased ``api_name``."""
         return self.source_system or re.sub(r"[^a-z0-9_]+", "_", self.api_name.lower()).strip("_")
 
+    def origin_policy(self) -> OriginPolicy:
+        """Where this source's credentials may go: its endpoint's origin and ``allowed_hosts``
+        (``${ENV}`` expanded now)."""
+        from framework.secrets import expand_env
+
+        return OriginPolicy(expand_env(windows.render(self.endpoint, None)), self.allowed_hosts)
+
     def __repr__(self) -> str:
         return f"SourceConfig({self.config_id} -> {self.target.name})"
 
@@ -586,6 +671,20 @@ def check_identifier(name: Any) -> str:
     return name
 
 
+def check_run_id(value: Any, *, field: str = "run_id") -> str:
+    """Validate a run id (``restlake replay --run-id``, ``RESTLAKE_RUN_ID``).
+
+    Raises:
+        ConfigError: naming ``field``: not letters, digits, ``_`` and ``-`` (no ``/``, no
+            ``..``), or longer than 128 characters.
+    """
+    if not isinstance(value, str) or not RUN_ID.match(value):
+        raise ConfigError(f"{str(value)[:80]!r} is not a run id (letters, digits, '_' and '-', "
+                          "starting with a letter or digit, at most 128 characters; e.g. "
+                          "run-20240105T020000-1a2b3c)", field=field)
+    return value
+
+
 def quote_identifier(name: str) -> str:
     """Back-quote a validated identifier for use in SQL text."""
     return f"`{check_identifier(name)}`"
@@ -602,7 +701,58 @@ def _expand(text: str) -> str:
 def _check_url(url: str) -> str:
     if not re.match(r"^https?://[^/\s]+", url):
         raise ValueError(f"{url!r} is not an http(s) URL")
+    if _CONTROL.search(url):
+        raise ValueError("holds a control character (CR, LF, NUL, ...)")
     return url
+
+
+_CREDENTIAL_HINT = ("looks like a credential, and a literal value here would be stored in the "
+                    "control table and sent wherever the request goes: use auth instead "
+                    "(bearer, api_key with header or query, api_token with header and prefix, "
+                    "basic, oauth2_client_credentials), whose secrets are references")
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def _is_credential_name(name: str) -> bool:
+    """True for header/parameter names that carry credentials (``X-API-Key``, ``access_token``,
+    ``Authorization``), false for paging ones (``nextPageKey``, ``page_token``)."""
+    words = _words(str(name))
+    joined = "".join(words)
+    if not set(words) & NOT_CREDENTIAL_WORDS and (set(words) & CREDENTIAL_WORDS or joined in (
+            "apikey", "xapikey", "accesstoken", "xapitoken", "authtoken", "clientsecret")):
+        return True
+    return False
+
+
+def _no_literal_credentials_in_url(url: str) -> None:
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError("holds user info (user:password@): credentials go in auth (method: "
+                         "basic), never in the URL")
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if _is_credential_name(name) and not windows.env_names(value):
+            raise ValueError(f"query parameter {name!r} {_CREDENTIAL_HINT} (or ${{ENV}}, which "
+                             "is expanded at request time and masked)")
+
+
+def _header_name(name: str) -> str:
+    if not isinstance(name, str) or not HEADER_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid header name (letters, digits and "
+                         "!#$%&'*+.^_`|~- only; no spaces, CR or LF)")
+    return name
+
+
+def _header_value(value: str) -> str:
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("holds a control character (CR, LF, NUL, ...): a header value is "
+                         "one line")
+    return value
 
 
 def _known_parsers() -> list[str]:
@@ -714,12 +864,20 @@ def parse_source(raw: Any, *, file: str | None = None, index: int | None = None)
         raise  # pragma: no cover - _raise_first always raises
 
 
-def load_text(text: str, *, file: str = "<text>") -> list[SourceConfig]:
-    """Parse YAML text holding one source or ``sources: [...]``.
+def safe_yaml(text: str, *, file: str = "<text>") -> Any:
+    """Parse a YAML config document within bounds.
+
+    Refuses text above :data:`MAX_CONFIG_BYTES`, and documents whose aliases expand to
+    more than :data:`MAX_CONFIG_ELEMENTS` elements (a few hundred bytes of nested
+    aliases can stand for millions of elements, which validation and JSON would expand).
 
     Raises:
-        ConfigError: the YAML is malformed or a source is invalid.
+        ConfigError: naming the file.
     """
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"file is {size} bytes; a config file holds at most "
+                          f"{MAX_CONFIG_BYTES} bytes (split it)", file=file)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -727,6 +885,34 @@ def load_text(text: str, *, file: str = "<text>") -> list[SourceConfig]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError(f"{problem}{where}", file=file) from None
+    if _elements(doc, MAX_CONFIG_ELEMENTS) > MAX_CONFIG_ELEMENTS:
+        raise ConfigError(f"the YAML expands to more than {MAX_CONFIG_ELEMENTS} elements "
+                          "(aliases repeated inside aliases?); refusing it", file=file)
+    return doc
+
+
+def _elements(doc: Any, limit: int) -> int:
+    """Elements of ``doc`` counted as expanded (a shared alias counts each time it is
+    used); stops counting past ``limit``."""
+    count, stack = 0, [doc]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
+def load_text(text: str, *, file: str = "<text>") -> list[SourceConfig]:
+    """Parse YAML text holding one source or ``sources: [...]``.
+
+    Raises:
+        ConfigError: the YAML is malformed or a source is invalid.
+    """
+    doc = safe_yaml(text, file=file)
     if doc is None:
         raise ConfigError("file is empty", file=file)
     if isinstance(doc, dict) and "sources" in doc:
@@ -753,6 +939,10 @@ def load_file(path: str | Path) -> list[SourceConfig]:
     """Read and validate one YAML config file (see :func:`load_text`)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:  # before reading it
+            raise ConfigError(f"file is {size} bytes; a config file holds at most "
+                              f"{MAX_CONFIG_BYTES} bytes (split it)", file=str(path))
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror}", file=str(path)) from None

@@ -94,6 +94,11 @@ class PaginationError(WindowError):
     """Pagination cannot complete (repeated cursor/page/link, or a bad option)."""
 
 
+class CrossOriginError(WindowError):
+    """A request would carry the source's credentials outside its origin (a next link or a
+    redirect to another host, or from https to http) and was not sent."""
+
+
 class CompletenessError(WindowError):
     """The window's record count differs from the API's total (``completeness: strict``)."""
 

@@ -120,8 +120,49 @@ def resolve(reference: str, *, field: str = "secret") -> str:
     return value
 
 
-def redact(text: Any) -> str:
-    """Return ``text`` with every registered secret and credential shape masked."""
+def expand_env(text: str, *, field: str = "endpoint") -> str:
+    """Expand ``${NAME}`` from the environment at request time.
+
+    The config keeps the template (``https://${API_HOST}/v1?key=${KEY}``), so the control
+    row and the audit never hold the values; each value is registered for masking, since
+    ``${...}`` is how a config keeps a value out of the tables.
+
+    Raises:
+        ConfigError: a variable is not set (named, never its value).
+    """
+    from framework.errors import ConfigError
+    from framework.windows import env_names
+    from framework.windows import expand_env as expand
+
+    try:
+        out = expand(text, dict(os.environ))
+    except KeyError as exc:
+        raise ConfigError(f"environment variable {exc.args[0]} is not set "
+                          f"(used as ${{{exc.args[0]}}})", field=field) from None
+    for name in env_names(text):
+        register(os.environ[name])
+    return out
+
+
+def redact_values(value: Any, *, known_only: bool = False) -> Any:
+    """``value`` (dicts, lists, strings) with :func:`redact` applied to every string."""
+    if isinstance(value, str):
+        return redact(value, known_only=known_only)
+    if isinstance(value, dict):
+        return {k: redact_values(v, known_only=known_only) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_values(v, known_only=known_only) for v in value]
+    return value
+
+
+def redact(text: Any, *, known_only: bool = False) -> str:
+    """Return ``text`` with every registered secret and credential shape masked.
+
+    Args:
+        known_only: mask only the registered values (resolved secrets, OAuth tokens,
+            ``${ENV}`` values), not the credential shapes: for text that must stay
+            usable, such as a page checkpoint whose next link has a ``token=`` cursor.
+    """
     if text is None:
         return ""
     out = str(text)
@@ -130,6 +171,8 @@ def redact(text: Any) -> str:
     for secret in known:
         if secret in out:
             out = out.replace(secret, MASK)
+    if known_only:
+        return out
     for pattern, repl in _SHAPES:
         out = pattern.sub(repl, out)
     return out

@@ -119,6 +119,7 @@ def split(start: dt.datetime, end: dt.datetime, spec: str) -> list[Window]:
 
 
 _FORMATTER = string.Formatter()
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def placeholders_in(text: str) -> list[str]:
@@ -128,7 +129,7 @@ def placeholders_in(text: str) -> list[str]:
         ValueError: the braces are unbalanced.
     """
     names = []
-    for _, field, spec, conv in _FORMATTER.parse(text):
+    for _, field, spec, conv in _FORMATTER.parse(_ENV.sub("", text)):  # ${ENV} is not one
         if field is not None:
             names.append(field + (f"!{conv}" if conv else "") + (f":{spec}" if spec else ""))
     return names
@@ -159,7 +160,8 @@ def render(value: Any, window: Window | None) -> Any:
         if "{" not in value and "}" not in value:
             return value
         mapping = window.placeholders() if window else {p: "" for p in PLACEHOLDERS}
-        return value.format_map(mapping)
+        # ${NAME} stays as written: it is expanded at request time (framework.secrets).
+        return _ENV.sub(lambda m: "${{" + m.group(1) + "}}", value).format_map(mapping)
     if isinstance(value, dict):
         return {k: render(v, window) for k, v in value.items()}
     if isinstance(value, list):
@@ -167,7 +169,9 @@ def render(value: Any, window: Window | None) -> Any:
     return value
 
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+def env_names(text: str) -> list[str]:
+    """The ``${NAME}`` variables used in ``text``, in order."""
+    return _ENV.findall(text or "")
 
 
 def expand_env(text: str, environ: dict[str, str]) -> str:

@@ -57,9 +57,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from framework.config import check_run_id
     from framework.load import runtime
     from framework.load.archive import replay
 
+    check_run_id(args.run_id, field="--run-id")  # before Spark starts
     spark, warehouse, store = open_store(args)
     result = replay(spark, store, args.config_id, args.run_id, runtime.staging_root(warehouse))
     console.print(f"{result.config_id}: replayed run {result.source_run_id} as {result.run_id}: "

@@ -177,15 +177,18 @@ def link_header(api: DemoApi, call: Call) -> Reply:
     """``GET /api/link_header/issues?page&per_page`` → a JSON array plus a ``Link`` header.
 
     ``rel="next"`` (only when there are more pages) and ``rel="last"`` are absolute
-    URLs that carry ``per_page``, ``since`` and ``until``, as GitHub's do.
+    URLs that carry ``per_page``, ``since``, ``until`` and every other query parameter
+    of the request, as GitHub's do: a key sent as a query parameter is echoed in them.
     """
     rows, number, size, total_pages = _numbered(api, call)
     since, until = _window(call.query)
     keep = {"per_page": size, **({"since": to_iso(since)} if since else {}),
             **({"until": to_iso(until)} if until else {})}
+    keep.update({k: v for k, v in call.query.items() if k not in keep and k != "page"})
 
     def link(target: int, rel: str) -> str:
-        return f'<{api.base_url}{call.path}?{urlencode({"page": target, **keep})}>; rel="{rel}"'
+        return (f'<{api.base_url}{call.path}?{urlencode({"page": target, **keep}, doseq=True)}>; '
+                f'rel="{rel}"')
 
     links = [link(number + 1, "next")] if number < total_pages else []
     links.append(link(max(total_pages, 1), "last"))

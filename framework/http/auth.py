@@ -10,20 +10,19 @@ lists several (``secrets: [...]``).
 from __future__ import annotations
 
 import base64
-import os
-import re
 import threading
 import time
 from typing import Any, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
 from framework import secrets
 from framework.errors import AuthError, ConfigError
 from framework.http.models import PageRequest
+from framework.http.origins import check_https
 from framework.http.ratelimit import KeyRing
 
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Fetch a new OAuth token this long before the old one expires.
 TOKEN_EXPIRY_SKEW_S = 60.0
 TOKEN_TIMEOUT_S = 30.0
@@ -134,14 +133,13 @@ def _literal_or_reference(config: dict[str, Any], key: str) -> str:
     return secrets.resolve(value, field=f"auth.{key}") if secrets.is_reference(value) else value
 
 
-def expand_env(text: str, *, field: str) -> str:
-    """Expand ``${NAME}`` from the environment; an unset variable is an error."""
-    def sub(match: re.Match[str]) -> str:
-        value = os.environ.get(match.group(1))
-        if value is None:
-            raise ConfigError(f"environment variable {match.group(1)} is not set", field=field)
-        return value
-    return _ENV_VAR.sub(sub, text)
+def without_query_param(url: str, name: str) -> str:
+    """``url`` without the query parameter ``name`` (an auth sets its own, once)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 class _KeyAuth(Auth):
@@ -243,6 +241,8 @@ class ApiKeyAuth(_HeaderKeyAuth):
 
     def apply(self, request: PageRequest) -> None:
         if self._query:
+            # A next link may echo the key (or a masked one from a checkpoint): send ours once.
+            request.url = without_query_param(request.url, self._query)
             request.params[self._query] = self._ring.current
         else:
             super().apply(request)
@@ -309,7 +309,9 @@ class OAuth2ClientCredentials(Auth):
         scopes = config.get("scopes", [])
         if isinstance(scopes, str) or not isinstance(scopes, list):
             raise ConfigError(f"must be a list, got {type(scopes).__name__}", field="auth.scopes")
-        return cls(expand_env(url, field="auth.token_url"),
+        token_url = check_https(secrets.expand_env(url, field="auth.token_url"),
+                                field="auth.token_url")
+        return cls(token_url,
                    _literal_or_reference(config, "client_id"),
                    _reference(config, "client_secret"),
                    scopes=scopes, audience=config.get("audience"),
@@ -341,9 +343,10 @@ class OAuth2ClientCredentials(Auth):
             form.update(client_id=self._client_id, client_secret=self._client_secret)
         where = f"token endpoint {self._token_url}"
         try:
+            # Never redirected: a 307 would replay the client secret to wherever it points.
             resp = self._session.post(self._token_url, data=form, auth=basic,
                                       headers={"Accept": "application/json"},
-                                      timeout=TOKEN_TIMEOUT_S)
+                                      timeout=TOKEN_TIMEOUT_S, allow_redirects=False)
         except requests.RequestException as exc:
             # The exception text may carry the request; name only its type.
             raise AuthError(f"{where} unreachable: {type(exc).__name__}") from None
@@ -351,6 +354,10 @@ class OAuth2ClientCredentials(Auth):
             body = resp.json()
         except ValueError:
             body = None
+        if resp.is_redirect:
+            raise AuthError(f"{where} answered {resp.status_code} with a redirect; restlake does "
+                            "not follow it (the client secret would go along): set token_url "
+                            "to the final URL", status=resp.status_code)
         if resp.status_code != 200:
             detail = ""
             if isinstance(body, dict):

@@ -9,7 +9,10 @@ or a typed error, following the project's HTTP policy:
 * 408/5xx, timeouts, resets, incomplete bodies and bodies that are not JSON
   are retried with exponential backoff and jitter (``RetryPolicy``);
 * 401 refreshes the credentials once when the auth can, then fails (AuthError);
-* other 4xx fail fast (HttpError) with the API's own message, redacted.
+* other 4xx fail fast (HttpError) with the API's own message, redacted;
+* credentials go only to the request's allowed origins (:mod:`framework.http.origins`):
+  every URL, including next links, is checked before the auth is applied, and redirects
+  are followed here (at most :data:`MAX_REDIRECTS` hops), each hop checked the same way.
 
 restlake only reads: GET always, POST only when the source allows it.
 """
@@ -23,7 +26,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
@@ -34,6 +37,7 @@ from urllib3.exceptions import ReadTimeoutError
 from framework.http.auth import Auth
 from framework.errors import AuthError, ConfigError, HttpError, ResponseError, RetriableError
 from framework.http.models import PageRequest, PageResponse
+from framework.http.origins import Origin, OriginPolicy
 from framework.http.ratelimit import RateLimiter
 from framework.http.retry import RetryPolicy
 from framework.secrets import redact
@@ -46,6 +50,9 @@ _CHUNK_BYTES = 64 * 1024
 # search (C speed; a regex over digit runs backtracks and costs more than the parse).
 _DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 _TWENTY_DIGITS = b"0" * 20
+#: Redirect hops followed for one request (requests' own default is 30).
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MESSAGE_KEYS = ("message", "error_description", "detail", "errorMessage", "title", "error")
 
 
@@ -294,39 +301,65 @@ class HttpClient:
     def _attempt(self, request: PageRequest) -> PageResponse:
         # Auth decorates a copy: the caller's request (owned by the paginator) never
         # holds credentials, and a rotated key or refreshed token applies on resend.
-        req = request.copy()
-        req.method = req.method.upper()
-        req.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **req.headers}
-        self.auth.apply(req)
+        base = request.copy()
+        base.method = base.method.upper()
+        base.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **base.headers}
+        policy = request.origins or OriginPolicy.same_origin(request.url)
+        url, method, params, body = base.url, base.method, base.params, base.json
+        via, came_from = "page request", None
+        for _hop in range(MAX_REDIRECTS + 1):
+            # Checked where the auth is applied: no paginator or redirect can skip it.
+            policy.check(url, via=via, from_url=came_from)
+            req = PageRequest(method, url, dict(params), dict(base.headers), body, policy)
+            self.auth.apply(req)
+            resp, where, started = self._send_once(req, request.url if _hop == 0 else url)
+            location = resp.headers.get("Location") if resp.status_code in REDIRECT_STATUSES else None
+            if not location:
+                break
+            resp.close()
+            self.telemetry.count_request(resp.status_code)
+            self._observe(req.method, url, resp.status_code, started, None)
+            came_from, via = url, f"redirect ({resp.status_code}) from {_origin_text(url)}"
+            url = urljoin(resp.url or url, location)
+            params = {}  # the Location is the whole URL
+            if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
+                method, body = "GET", None  # what browsers and requests do
+        else:
+            raise HttpError(f"{method} {request.url}: more than {MAX_REDIRECTS} redirects")
+        try:
+            body_bytes = self._read_body(resp, where)
+        except _Transient as exc:
+            self._observe(req.method, url, resp.status_code, started,
+                          TIMEOUT if "timed out" in exc.message else CONNECTION_ERROR)
+            raise
+        finally:
+            resp.close()
+        self.telemetry.count_request(resp.status_code, len(body_bytes))
+        self._observe(req.method, url, resp.status_code, started,
+                      None if resp.status_code < 400 else "http_status")
+        return self._classify(req, resp, body_bytes, where)
+
+    def _send_once(self, req: PageRequest, shown_url: str
+                   ) -> tuple[requests.Response, str, float]:
+        """One HTTP exchange, redirects not followed; ``shown_url`` (no credentials) names it."""
         if self.limiter is not None:
             self.limiter.acquire()
-        where = f"{req.method} {request.url}"
+        where = f"{req.method} {shown_url}"
         started = time.monotonic()
         try:
             resp = self.session.request(
                 req.method, req.url, params=req.params or None, headers=req.headers,
                 json=req.json if req.method == "POST" else None,
-                timeout=self.timeout_s, stream=True)
+                timeout=self.timeout_s, stream=True, allow_redirects=False)
         except requests.Timeout:
             self.telemetry.count_request(TIMEOUT)
-            self._observe(req.method, request.url, None, started, TIMEOUT)
+            self._observe(req.method, shown_url, None, started, TIMEOUT)
             raise _Transient(f"{where} timed out after {self.timeout_s:g}s") from None
         except requests.RequestException as exc:
             self.telemetry.count_request(CONNECTION_ERROR)
-            self._observe(req.method, request.url, None, started, CONNECTION_ERROR)
+            self._observe(req.method, shown_url, None, started, CONNECTION_ERROR)
             raise _Transient(f"{where} failed: {self._describe(exc)}") from None
-        try:
-            body = self._read_body(resp, where)
-        except _Transient as exc:
-            self._observe(req.method, request.url, resp.status_code, started,
-                          TIMEOUT if "timed out" in exc.message else CONNECTION_ERROR)
-            raise
-        finally:
-            resp.close()
-        self.telemetry.count_request(resp.status_code, len(body))
-        self._observe(req.method, request.url, resp.status_code, started,
-                      None if resp.status_code < 400 else "http_status")
-        return self._classify(req, resp, body, where)
+        return resp, where, started
 
     def _observe(self, method: str, url: str, status: int | None, started: float,
                  error_kind: str | None) -> None:
@@ -408,3 +441,10 @@ class HttpClient:
     def _describe(exc: BaseException) -> str:
         # requests' texts embed the full URL (query included); redact and shorten.
         return f"{type(exc).__name__}: {redact(exc)[:200]}"
+
+
+def _origin_text(url: str) -> str:
+    try:
+        return str(Origin.of(url))
+    except ValueError:
+        return redact(url)

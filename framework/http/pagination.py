@@ -11,7 +11,10 @@ Each window gets a fresh paginator. The loop that drives it
 
 Only each style's own end rule stops a window; a short page never does, since
 servers cap page sizes silently. A value seen twice (cursor, key, token, link,
-page) raises :class:`PaginationError` instead of looping forever.
+page) raises :class:`PaginationError` instead of looping forever; the values are
+remembered as short digests, the last :data:`SEEN_LIMIT` of them (a checkpoint keeps
+the last :data:`CHECKPOINT_SEEN`), so an API handing out fresh cursors forever costs
+bounded memory and is stopped by ``max_pages`` (default :data:`DEFAULT_MAX_PAGES`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,20 @@ from requests.utils import parse_header_links
 from framework import jsonpath
 from framework.errors import ConfigError, PaginationError, ResponseError
 from framework.http.models import PageRequest, PageResponse
-from framework.secrets import redact
+from framework.secrets import redact, redact_values
+
+#: Pages one window may read unless ``pagination.max_pages`` says otherwise: a safety stop
+#: for an API that never stops handing out next pages.
+DEFAULT_MAX_PAGES = 100_000
+#: Digests of cursors/keys/links remembered for loop detection (in memory, per window) ...
+SEEN_LIMIT = 4096
+#: ... and in a page checkpoint.
+CHECKPOINT_SEEN = 256
+
+
+def _digest(key: str) -> str:
+    """A short digest of a seen value: bounded size, and no cursor or link text kept."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 class PaginationConfigError(ConfigError, ValueError):
@@ -61,7 +77,8 @@ def _path(style: str, name: str, value: Any) -> tuple[jsonpath.Step, ...]:
 
 
 class Paginator:
-    """The interface and shared state: page count, ``max_pages``, repeat detection.
+    """The interface and shared state: page count, ``max_pages`` (default
+    :data:`DEFAULT_MAX_PAGES`), repeat detection.
 
     Subclasses implement :meth:`_read` (and usually :meth:`init_request` and
     :meth:`update_request`).
@@ -73,10 +90,10 @@ class Paginator:
     def __init__(self, max_pages: int | None = None) -> None:
         if max_pages is not None:
             _positive_int(self.style, "max_pages", max_pages)
-        self.max_pages = max_pages
+        self.max_pages = DEFAULT_MAX_PAGES if max_pages is None else max_pages
         self.pages = 0
         self._has_next_page = True
-        self._seen: set[str] = set()
+        self._seen: dict[str, None] = {}  # digests, oldest first (an ordered, bounded set)
 
     @property
     def has_next_page(self) -> bool:
@@ -90,9 +107,12 @@ class Paginator:
         """Read one page: ``records`` are its records after ``data_path`` extraction."""
         self.pages += 1
         self._read(response, records)
-        if self._has_next_page and self.max_pages is not None and self.pages >= self.max_pages:
+        if self._has_next_page and self.pages >= self.max_pages:
+            default = " (the default safety stop)" if self.max_pages == DEFAULT_MAX_PAGES else ""
             raise PaginationError(f"pagination style {self.style} exceeded max_pages="
-                                  f"{self.max_pages} and the API still reports more pages")
+                                  f"{self.max_pages}{default} and the API still reports more "
+                                  "pages; raise pagination.max_pages if the window really has "
+                                  "more, or use smaller windows")
 
     def update_request(self, request: PageRequest) -> None:
         """Change ``request`` (in place) to ask for the next page."""
@@ -101,33 +121,43 @@ class Paginator:
         self._has_next_page = False
 
     def checkpoint(self) -> dict[str, Any]:
-        """The paginator's progress as JSON-able values, to resume a window mid-way."""
+        """The paginator's progress as JSON-able values, to resume a window mid-way.
+
+        Known secrets are masked (a next link may echo a key); seen values are kept as
+        the last :data:`CHECKPOINT_SEEN` digests.
+        """
         out: dict[str, Any] = {}
         for key, value in vars(self).items():
-            if isinstance(value, (set, frozenset)):
-                out[key] = {"__set__": sorted(str(v) for v in value)}
+            if key == "_seen":
+                out[key] = {"__seen__": list(self._seen)[-CHECKPOINT_SEEN:]}
             elif value is None or isinstance(value, (str, int, float, bool)):
                 out[key] = value
-        return out
+        return redact_values(out, known_only=True)
 
     def resume(self, state: dict[str, Any]) -> None:
         """Restore progress saved by :meth:`checkpoint` (same style and options)."""
         for key, value in state.items():
-            if isinstance(value, dict) and "__set__" in value:
-                value = set(value["__set__"])
+            if key == "_seen" and isinstance(value, dict):
+                digests = value.get("__seen__")
+                if digests is None:  # an older checkpoint: the values themselves
+                    digests = [_digest(v) for v in value.get("__set__", [])]
+                value = dict.fromkeys(digests[-SEEN_LIMIT:])
             setattr(self, key, value)
 
     def _remember(self, value: Any, what: str) -> None:
         """Raise when ``value`` was already seen in this window (the API loops)."""
         key = json.dumps(value, sort_keys=True, default=str)
-        if key in self._seen:
+        digest = _digest(key)
+        if digest in self._seen:
             shown = redact(value if isinstance(value, str) else key)
             if len(shown) > 120:
                 shown = shown[:120] + "..."
             raise PaginationError(f"pagination style {self.style}: the API returned the same "
                                   f"{what} twice ({shown!r}) after {self.pages} pages; stopping "
                                   "instead of looping forever")
-        self._seen.add(key)
+        self._seen[digest] = None
+        if len(self._seen) > SEEN_LIMIT:
+            del self._seen[next(iter(self._seen))]
 
     def _state(self) -> str:
         return ""

@@ -1,8 +1,9 @@
 """Raw response archive (bronze) and replay (seed 004).
 
 With ``archive: true`` every page a window reads is kept, as received, in the Delta
-table ``<target>_raw``: body, URL (secrets masked), status, headers of interest, the
-run / load / window it belongs to and the body's sha256. The pages of a window are
+table ``<target>_raw``: body, URL, status, headers of interest, the run / load / window
+it belongs to and the sha256 of the body as received. Secrets are masked in the URL and
+the headers (a ``Link`` header may echo a key), and known secret values in the body. The pages of a window are
 staged next to its rows (:class:`PageRecorder`, no Spark) and appended when the
 window's rows are committed, so the archive holds what the target was built from.
 
@@ -74,14 +75,14 @@ class PageRecorder:
 
     def __call__(self, response: Any, window: Any, page_no: int) -> None:
         body: bytes = response.body or b""
-        headers = {k.lower(): v for k, v in dict(response.headers or {}).items()
+        headers = {k.lower(): redact(v) for k, v in dict(response.headers or {}).items()
                    if k.lower() in HEADERS_KEPT}
         line = {
             "config_id": self.config_id, "run_id": self.run_id, "load_id": self.load_id,
             "window_index": self.index, "window_start": _ts(window.start),
             "window_end": _ts(window.end), "page_no": page_no, "url": redact(response.url),
             "status": response.status, "headers": json.dumps(headers, sort_keys=True),
-            "body": body.decode("utf-8", "replace"),
+            "body": redact(body.decode("utf-8", "replace"), known_only=True),
             "body_sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
             "fetched_at": _ts(utcnow()),
         }
@@ -146,10 +147,14 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
     """Re-parse the archived pages of ``run_id`` and MERGE their rows into the target.
 
     Raises:
-        ConfigError: no control row for ``config_id``.
+        ConfigError: ``run_id`` is not a run id, or no control row for ``config_id``.
         LoadError: the config has no primary key, or nothing was archived for the run.
     """
     import time
+
+    from framework.config import check_run_id
+
+    check_run_id(run_id, field="--run-id")
 
     from pyspark.sql import functions as F
 

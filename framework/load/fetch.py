@@ -22,6 +22,7 @@ from framework.http.client import HttpClient
 from framework.http.models import PageRequest, PageResponse
 from framework.http.pagination import build_paginator
 from framework.schema import RowShaper
+from framework.secrets import expand_env
 from framework.load.staging import WindowStage
 from framework.timeutil import utcnow
 from framework.windows import Window, render
@@ -77,13 +78,16 @@ def check_completeness(cfg: SourceConfig, result: WindowResult) -> None:
 
 
 def build_request(cfg: SourceConfig, window: Window) -> PageRequest:
-    """The first request of ``window``: placeholders substituted everywhere."""
+    """The first request of ``window``: placeholders substituted everywhere, ``${ENV}``
+    expanded (now, not at validation: the control row keeps the template), and the
+    source's origin policy attached (where its credentials may go)."""
     return PageRequest(
         method=cfg.method,
-        url=render(cfg.endpoint, window),
+        url=expand_env(render(cfg.endpoint, window)),
         params=render(dict(cfg.params), window),
         headers=render(dict(cfg.headers), window),
         json=render(cfg.body, window) if cfg.body is not None else None,
+        origins=cfg.origin_policy(),
     )
 
 
@@ -147,8 +151,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     prefetch = ThreadPoolExecutor(1, thread_name_prefix=f"restlake-page-{index}")
     pending: Optional[Future[PageResponse]] = None
     try:
-        if resume:
-            request = PageRequest(**resume["request"])
+        if resume:  # the saved request; masked values and the origin policy from the config
+            request = request.resumed(resume["request"])
             paginator.resume(resume["paginator"])
             segment, seq = int(resume["segment"]), int(resume["seq"])
             result.resumed_from = segment
@@ -183,7 +187,7 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             pages_in_segment += 1
             if pages_per_commit and on_segment is not None and pages_in_segment >= pages_per_commit:
                 segment += 1
-                checkpoint = {"segment": segment, "seq": seq, "request": vars(request.copy()),
+                checkpoint = {"segment": segment, "seq": seq, "request": request.checkpoint(),
                               "paginator": paginator.checkpoint()}
                 stage.close()
                 stage = on_segment(stage, checkpoint)

@@ -61,9 +61,11 @@ SEGMENT_SPAN = 100_000
 
 def new_run_id() -> str:
     """The run id: the Databricks job run id when there is one, else a sortable unique id."""
+    from framework.config import check_run_id
+
     for var in ("RESTLAKE_RUN_ID", "DATABRICKS_JOB_RUN_ID"):
         if os.environ.get(var):
-            return os.environ[var]
+            return check_run_id(os.environ[var], field=var)
     return f"run-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 

@@ -9,9 +9,10 @@ windows. Nothing here imports Spark.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import orjson
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from framework.schema import SchemaTracker, canonical_json
 
 ROWS_PER_FILE = 50_000
+_SEGMENT = re.compile(r"^(?!\.)[A-Za-z0-9_.-]{1,255}$")  # one folder name, never . or ..
 
 
 @dataclass
@@ -108,6 +110,9 @@ class RunStaging:
     """The staging folder of one run of one config."""
 
     def __init__(self, root: str | Path, config_id: str, run_id: str) -> None:
+        for name in (config_id, run_id):  # each one folder below root: cleanup removes it
+            if not isinstance(name, str) or not _SEGMENT.match(name):
+                raise ValueError(f"{str(name)[:80]!r} cannot name a staging folder")
         self.folder = Path(root) / config_id / run_id
         self.folder.mkdir(parents=True, exist_ok=True)
 

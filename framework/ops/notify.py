@@ -40,12 +40,12 @@ from typing import Any, Iterable, Literal, Optional, Union
 
 import requests
 import tenacity
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from framework.errors import ConfigError, RestlakeError
 from framework.secrets import is_reference, redact, resolve
 from framework.timeutil import iso, to_utc
+from framework.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +145,14 @@ def parse_notifications(doc: Any, *, file: str = "<text>") -> Optional[Notificat
 
 def load_notifications(path: str | os.PathLike[str]) -> Optional[NotificationConfig]:
     """Read the ``notifications:`` block of a YAML file."""
+    from framework.config import safe_yaml
+
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror}", file=str(p)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=str(p)) from None
-    return parse_notifications(doc, file=str(p))
+    return parse_notifications(safe_yaml(text, file=str(p)), file=str(p))
 
 
 # -------------------------------------------------------------------- events
@@ -183,10 +183,12 @@ _ICONS = {"load_failed": ":x:", "stale": ":hourglass:", "down": ":red_circle:", 
 
 
 def build_message(event: Event) -> tuple[str, str]:
-    """``(subject, text)`` of one event; redacted, never longer than :data:`TEXT_LIMIT`."""
-    subject = redact(f"[restlake] {event.config_id}: {_TITLES.get(event.kind, event.kind)}")
+    """``(subject, text)`` of one event; redacted, control characters written as ``\\xNN``
+    (the subject is one line), never longer than :data:`TEXT_LIMIT`."""
+    subject = printable(redact(f"[restlake] {event.config_id}: "
+                               f"{_TITLES.get(event.kind, event.kind)}"), newlines=False)
     when = f" at {iso(event.at)}" if event.at else ""
-    text = redact(f"{subject}{when}\n{event.detail}".strip())
+    text = printable(redact(f"{subject}{when}\n{event.detail}".strip()))
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT] + "..."
     return subject, text
@@ -268,8 +270,14 @@ def _post_json(url: str, payload: dict[str, Any], timeout_s: float, retries: int
 def send_webhook(cfg: WebhookConfig, subject: str, text: str) -> None:
     """Slack-compatible incoming webhook: ``{"text": ...}`` (Mattermost, Teams' Slack mode...)."""
     url = resolve(cfg.url, field="notifications.webhook.url") if is_reference(cfg.url) else cfg.url
-    _post_json(url, {"text": text, "username": "restlake"}, cfg.timeout_s, cfg.retries,
-               cfg.backoff_s, "webhook")
+    _post_json(url, {"text": slack_escape(text), "username": "restlake"}, cfg.timeout_s,
+               cfg.retries, cfg.backoff_s, "webhook")
+
+
+def slack_escape(text: str) -> str:
+    """Slack's escaping of message text: ``&``, ``<`` and ``>`` as entities, so API text
+    cannot form a link (``<https://...|click>``) or a mention (``<!channel>``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def send_telegram(cfg: TelegramConfig, subject: str, text: str) -> None:

@@ -69,9 +69,12 @@ Route = list[Reply] | Callable[[Received], Reply]
 
 
 class FakeApi:
-    """Start with ``with FakeApi() as api:``; script with ``api.route(path, ...)``."""
+    """Start with ``with FakeApi() as api:``; script with ``api.route(path, ...)``.
 
-    def __init__(self) -> None:
+    ``ssl_context`` (a server-side :class:`ssl.SSLContext`) serves https instead of http.
+    """
+
+    def __init__(self, ssl_context: Any = None) -> None:
         self.routes: dict[str, Route] = {}
         self.received: list[Received] = []
         self._lock = threading.Lock()
@@ -119,12 +122,16 @@ class FakeApi:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if ssl_context is not None:
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
 
     @property
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path

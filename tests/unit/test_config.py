@@ -178,13 +178,23 @@ def test_bad_field_name_in_primary_key() -> None:
     assert exc.field == "primary_key" and "'bad name' is not a valid field name" in str(exc)
 
 
-def test_env_is_expanded_in_endpoint_and_token_url(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_is_kept_as_a_template_in_endpoint_and_token_url_and_expanded_at_request_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from framework.load.fetch import build_request
+    from framework.windows import Window
+
     monkeypatch.setenv("RL_TEST_HOST", "api.internal.example.com")
-    cfg = src(endpoint="https://${RL_TEST_HOST}/v1/things",
+    cfg = src(endpoint="https://${RL_TEST_HOST}/v1/things/{window_start_date}",
               auth={"method": "oauth2_client_credentials", "token_url": "https://${RL_TEST_HOST}/token",
                     "client_id": "me", "client_secret": "env:RL_TEST_SECRET"})
-    assert cfg.endpoint == "https://api.internal.example.com/v1/things"
-    assert cfg.auth.token_url == "https://api.internal.example.com/token"
+    # The config (and so the control row) holds the template, never the value ...
+    assert cfg.endpoint == "https://${RL_TEST_HOST}/v1/things/{window_start_date}"
+    assert cfg.auth.token_url == "https://${RL_TEST_HOST}/token"
+    # ... and the request gets the value, read when it is built.
+    monkeypatch.setenv("RL_TEST_HOST", "api2.internal.example.com")
+    start = dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)
+    request = build_request(cfg, Window(start, start + dt.timedelta(days=1)))
+    assert request.url == "https://api2.internal.example.com/v1/things/2024-01-02"
 
 
 def test_unset_env_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

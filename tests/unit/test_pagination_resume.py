@@ -55,7 +55,7 @@ def test_checkpoint_and_resume_reads_every_record_once(api, style):
     first, done = _walk(cfg, client, request, paginator, max_pages=2)
     assert not done and 0 < len(first) < len(expected)
     # what a window-log checkpoint row holds, through JSON
-    saved = json.loads(json.dumps({"request": vars(request), "paginator": paginator.checkpoint()}))
+    saved = json.loads(json.dumps({"request": request.checkpoint(), "paginator": paginator.checkpoint()}))
 
     resumed = build_paginator(cfg.pagination.model_dump(exclude_none=True))
     resumed.resume(saved["paginator"])
