@@ -1,7 +1,8 @@
 """Output shared by every command: the consoles, error lines, tables, progress.
 
 Text that came from an API or a table (error messages, payload fields) is data: it
-is printed through :func:`table` cells or :func:`text`, never as rich markup.
+goes through :func:`safe` (markup escaped, control characters shown as ``\\xNN``) or
+:func:`table` cells (plain ``Text``), never into rich markup as it is.
 """
 
 from __future__ import annotations
@@ -14,15 +15,30 @@ from typing import Any, Callable, Sequence
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from framework.untrusted import printable
 
 # Piped output (job logs, files) is not cut to 80 columns: tables stay readable there.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False)
 
 
+def safe(value: Any) -> str:
+    """``value`` ready to sit inside rich markup: as :func:`fmt` shows it, control
+    characters (ESC sequences, NUL) written as ``\\xNN``, markup (``[/]``, ``[link=...]``)
+    escaped."""
+    return escape(printable(fmt(value)))
+
+
+def cell(value: Any) -> Text:
+    """A table cell: plain text (never markup), control characters written as ``\\xNN``."""
+    return Text(printable(fmt(value)))
+
+
 def error(text: str) -> None:
     """One error line on stderr: never wrapped, and its text never read as rich markup."""
-    err_console.print(f"[red]error[/red] {escape(text)}", soft_wrap=True)
+    err_console.print(f"[red]error[/red] {safe(text)}", soft_wrap=True)
 
 
 def fmt(value: Any) -> str:
@@ -40,7 +56,7 @@ def table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) ->
     for col in columns:
         out.add_column(col, overflow="fold")
     for row in rows:
-        out.add_row(*[fmt(row.get(c)) for c in columns])
+        out.add_row(*[cell(row.get(c)) for c in columns])
     return out
 
 
@@ -57,12 +73,13 @@ def open_store(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def progress_printer() -> Callable[[str, dict[str, Any]], None]:
-    """The ``on_event`` of a run that prints its progress."""
-    def on_event(event: str, data: dict[str, Any]) -> None:
+    """The ``on_event`` of a run that prints its progress (every value through :func:`safe`)."""
+    def on_event(event: str, raw: dict[str, Any]) -> None:
+        data = {k: safe(v) for k, v in raw.items()}
         cid = data.get("config_id")
         if event == "load_started":
-            console.print(f"[bold]{cid}[/bold] {data['load_type']} {fmt(data['start'])} .. "
-                          f"{fmt(data['end'])}")
+            console.print(f"[bold]{cid}[/bold] {data['load_type']} {data['start']} .. "
+                          f"{data['end']}")
         elif event == "window_fetched":
             console.print(f"  {cid}: fetched {data['window']}: {data['records']} records, "
                           f"{data['pages']} pages", style="dim")
@@ -75,10 +92,10 @@ def progress_printer() -> Callable[[str, dict[str, Any]], None]:
         elif event == "skipped":
             console.print(f"[yellow]{cid}[/yellow] skipped: {data['reason']}")
         elif event == "load_finished":
-            colour = "green" if data["status"] == "SUCCESS" else "red"
+            colour = "green" if raw["status"] == "SUCCESS" else "red"
             console.print(f"[{colour}]{cid} {data['status']}[/{colour}] "
                           f"{data['source_rows']} records read, {data['rows']} rows written"
-                          + (f": {data['error']}" if data.get("error") else ""))
+                          + (f": {data['error']}" if raw.get("error") else ""))
     return on_event
 
 
@@ -88,5 +105,5 @@ def print_outcomes(outcomes: list[Any]) -> None:
     for col in ("ConfigId", "status", "records", "rows written", "error"):
         out.add_column(col, overflow="fold")
     for o in outcomes:
-        out.add_row(o.config_id, o.status, str(o.source_rows), str(o.rows_written), o.error or "")
+        out.add_row(*map(cell, (o.config_id, o.status, o.source_rows, o.rows_written, o.error)))
     console.print(out)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from rich.markup import escape
 from rich.table import Table
 
-from framework.cli.console import console, error, fmt, open_store, table
+from framework.cli.console import cell, console, error, fmt, open_store, table
 from framework.errors import ConfigError
 
 EXAMPLES = {
@@ -114,7 +114,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for col in ("ConfigId", "action", "detail"):
         out.add_column(col)
     for r in results:
-        out.add_row(r.config_id, r.action, r.detail)
+        out.add_row(cell(r.config_id), cell(r.action), cell(r.detail))
     console.print(out)
     return 0
 

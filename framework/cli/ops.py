@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.markup import escape
 from rich.table import Table
 
-from framework.cli.console import console, error, open_store, table
+from framework.cli.console import cell, console, error, open_store, safe, table
 
 EXAMPLES = {
     "report": "restlake report --out ./ops\n  restlake report --out ./ops --days 1",
@@ -117,10 +116,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary.add_column("section")
     summary.add_column("rows", justify="right")
     for s in report.sections:
-        summary.add_row(s.title, str(len(s.rows)))
+        summary.add_row(cell(s.title), str(len(s.rows)))
     console.print(summary)
     for path in (html, xlsx, log_path):
-        console.print(f"wrote {escape(str(path))}", soft_wrap=True)
+        console.print(f"wrote {safe(path)}", soft_wrap=True)
     return 0
 
 
@@ -189,7 +188,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     if args.dry_run:
         for e in events:
             seen = "already notified" if e.key in state else "new"
-            console.print(f"[bold]{escape(e.key)}[/bold] ({seen})\n{escape(build_message(e)[1])}",
+            console.print(f"[bold]{safe(e.key)}[/bold] ({seen})\n{safe(build_message(e)[1])}",
                               soft_wrap=True)
         return 0
     deliveries = Notifier(config, state).notify(events, now)
@@ -197,7 +196,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
     for col in ("incident", "sent via", "skipped / errors"):
         sent.add_column(col, overflow="fold")
     for d in deliveries:
-        sent.add_row(d.event.key, ", ".join(d.channels), d.skipped or "; ".join(d.errors))
+        sent.add_row(cell(d.event.key), cell(", ".join(d.channels)),
+                     cell(d.skipped or "; ".join(d.errors)))
     console.print(sent)
     return 1 if any(d.errors and not d.channels for d in deliveries) else 0
 
@@ -221,7 +221,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
         checks.add_column("ok")
         checks.add_column("evidence", overflow="fold")
         for what, ok, evidence in r.checks:
-            checks.add_row(what, "yes" if ok else "NO", escape(evidence))
+            checks.add_row(cell(what), "yes" if ok else "NO", cell(evidence))
         console.print(checks)
-        console.print(f"{verdict} {r.name}: run log {escape(r.log_file)}", soft_wrap=True)
+        console.print(f"{verdict} {r.name}: run log {safe(r.log_file)}", soft_wrap=True)
     return 0 if all(r.passed for r in results) else 1

@@ -70,7 +70,7 @@ def observe(spark: Any, store: Any, configs: list[Any]) -> dict[str, Any]:
 
 def cmd_worksheet(args: argparse.Namespace) -> int:
     from framework.ops import worksheet
-    from framework.cli.console import console, open_store
+    from framework.cli.console import console, open_store, safe
     from framework.config import load_files
 
     configs = load_files(args.config)
@@ -84,9 +84,10 @@ def cmd_worksheet(args: argparse.Namespace) -> int:
     md, csv_path = out / f"{WORKSHEET_NAME}.md", out / f"{WORKSHEET_NAME}.csv"
     md.write_text(worksheet.to_markdown(rows), encoding="utf-8")
     csv_path.write_text(worksheet.to_csv(rows), encoding="utf-8")
-    console.print(f"wrote {md} and {csv_path} ({len(rows)} sources)")
+    console.print(f"wrote {safe(md)} and {safe(csv_path)} ({len(rows)} sources)", soft_wrap=True)
     for r in rows:
         if r.unmapped:
-            console.print(f"[yellow]flagged[/yellow] {r.config_id} ({r.destination}): fields "
-                          f"outside the contract: {', '.join(r.unmapped)}", soft_wrap=True)
+            console.print(f"[yellow]flagged[/yellow] {safe(r.config_id)} ({safe(r.destination)}): "
+                          f"fields outside the contract: {safe(', '.join(r.unmapped))}",
+                          soft_wrap=True)
     return 0

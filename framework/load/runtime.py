@@ -101,14 +101,20 @@ class RunContext:
     distributed: bool = False  # fetch windows on the Spark executors (framework.load.distributed)
 
     def emit(self, event: str, **data: Any) -> None:
-        """Log a step of a load (INFO) and pass it to ``on_event`` (progress output)."""
+        """Log a step of a load (INFO) and pass it to ``on_event`` (progress output). A
+        failing ``on_event`` is logged and ignored: output cannot abort a load, skip its
+        audit row or its notification."""
         extra = {"event": event, **{k: data[k] for k in ("config_id", "window")
                                     if data.get(k) is not None}}
         log.info("%s: %s", event.replace("_", " "),
                  " ".join(f"{k}={v}" for k, v in data.items() if k not in ("config_id", "window")),
                  extra=extra)
-        if self.on_event is not None:
+        if self.on_event is None:
+            return
+        try:
             self.on_event(event, data)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("progress output for %s failed: %s", event, sanitize_error(exc))
 
 
 def _user() -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from framework.secrets import redact
+from framework.untrusted import is_formula_like, printable
 
 COLUMN_TYPES = ("str", "int", "float", "bool", "datetime")
 
@@ -99,7 +100,7 @@ def cell_text(value: Any, ctype: str) -> str:
         return f"{int(value):,}"
     if ctype == "bool":
         return "yes" if value else "no"
-    return redact(str(value))
+    return printable(redact(str(value)))
 
 
 def excel_value(value: Any, ctype: str) -> Any:
@@ -116,7 +117,22 @@ def excel_value(value: Any, ctype: str) -> Any:
         return float(value)
     if ctype == "bool":
         return bool(value)
-    return redact(str(value))
+    # openpyxl refuses control characters in a cell (IllegalCharacterError): escape them.
+    return printable(redact(str(value)))
+
+
+def set_text(cell: Any, value: Any) -> None:
+    """Write ``value`` into an openpyxl cell as text, never as a formula.
+
+    openpyxl stores a string starting with ``=`` as a formula; API text such as
+    ``=HYPERLINK(...)`` must stay text. A formula-like start also gets Excel's quote
+    prefix (what typing a leading apostrophe does), so editing the cell keeps it text.
+    """
+    cell.value = value
+    if isinstance(value, str):
+        cell.data_type = "s"
+        if is_formula_like(value):
+            cell.quotePrefix = True
 
 
 # --------------------------------------------------------------------- charts
@@ -186,13 +202,17 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
     summary["A1"].font = Font(bold=True, size=14)
     summary.append(["generated at (UTC)", excel_value(report.generated_at, "datetime")])
     summary["B2"].number_format = _FORMATS["datetime"]
-    summary.append(["warehouse", report.warehouse])
+    summary.append(["warehouse", None])
+    set_text(summary.cell(row=summary.max_row, column=2), excel_value(report.warehouse, "str"))
     for key, value in report.headline.items():
-        summary.append([key, value])
+        summary.append([key, None])
+        set_text(summary.cell(row=summary.max_row, column=2),
+                 value if isinstance(value, (int, float)) else excel_value(value, "str"))
     summary.append([])
     summary.append(["section", "rows", "note"])
     for s in report.sections:
-        summary.append([s.key, len(s.rows), s.note])
+        summary.append([s.key, len(s.rows), None])
+        set_text(summary.cell(row=summary.max_row, column=3), excel_value(s.note, "str"))
     summary.column_dimensions["A"].width = 28
     summary.column_dimensions["B"].width = 22
     summary.column_dimensions["C"].width = 80
@@ -206,7 +226,9 @@ def write_xlsx(report: Report, path: str | Path) -> Path:
             cell.font = Font(bold=True, color="FFFFFF")
             cell.fill = header_fill
         for row in s.rows:
-            ws.append([excel_value(row.get(n), t) for n, t in s.columns])
+            ws.append([None] * len(s.columns))
+            for col_idx, (n, t) in enumerate(s.columns, start=1):
+                set_text(ws.cell(row=ws.max_row, column=col_idx), excel_value(row.get(n), t))
         widths = [len(n) + 2 for n in names]
         for col_idx, (name, ctype) in enumerate(s.columns, start=1):
             fmt = _FORMATS.get(ctype)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
 from framework.config import SourceConfig
+from framework.untrusted import printable, spreadsheet_text
 
 COLUMNS = ("Entity", "Source system", "Collection cadence", "Destination table", "Owner",
            "Config id", "Primary key", "Fields", "Health check", "Unmapped fields (flagged)")
@@ -105,7 +106,12 @@ def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Obser
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return printable(text, newlines=False).replace("|", "\\|")
+
+
+def _md_code(text: str) -> str:
+    """A field name (from a payload) as inline code; a backquote in it cannot end the span."""
+    return "`" + _md_cell(text).replace("`", "'") + "`"
 
 
 def to_markdown(rows: list[WorksheetRow]) -> str:
@@ -118,7 +124,7 @@ def to_markdown(rows: list[WorksheetRow]) -> str:
     out.append("")
     if flagged:
         out += ["## Flagged: fields seen in payloads but not in the contract", ""]
-        out += [f"- `{r.config_id}` ({r.destination}): " + ", ".join(f"`{f}`" for f in r.unmapped)
+        out += [f"- `{r.config_id}` ({r.destination}): " + ", ".join(_md_code(f) for f in r.unmapped)
                 for r in flagged]
     else:
         out.append("No field outside the contract was seen.")
@@ -126,9 +132,10 @@ def to_markdown(rows: list[WorksheetRow]) -> str:
 
 
 def to_csv(rows: list[WorksheetRow]) -> str:
-    """The worksheet as CSV (one header row)."""
+    """The worksheet as CSV (one header row). Field names come from API payloads: every
+    cell is printable text and a formula-like one starts with an apostrophe (OWASP)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(COLUMNS)
-    writer.writerows(r.cells() for r in rows)
+    writer.writerows([spreadsheet_text(c) for c in r.cells()] for r in rows)
     return buf.getvalue()
