@@ -119,3 +119,16 @@ def test_anchors_shared_by_many_sources_stay_accepted():
     rest = "".join(f"  - {{<<: *d, config_id: s{i}, endpoint: https://api.example.com/{i}, "
                    f"target: {{catalog: raw, schema: t, table: x{i}}}}}\n" for i in range(1, 300))
     assert len(load_text("sources:\n" + first + rest, file="many.yaml")) == 300
+
+
+def test_allowed_hosts_are_validated_and_carried_in_the_control_row():
+    from control.mapping import row_to_config
+
+    cfg = parse_source({**BASE, "allowed_hosts": ["https://api2.example.com",
+                                                   "https://files.example.com:8443/"]})
+    row = config_to_row(cfg)
+    assert row_to_config(row).allowed_hosts == cfg.allowed_hosts
+    assert "allowed_hosts" not in config_to_row(parse_source(BASE))["Options"]  # rows unchanged
+    for bad in ("api2.example.com", "https://*.example.com", "https://api2.example.com/v1",
+                "https://u:p@api2.example.com", "ftp://api2.example.com"):
+        assert error(allowed_hosts=[bad]).field == "allowed_hosts[0]", bad
