@@ -504,6 +504,9 @@ class SourceConfig(_Model):
     @classmethod
     def _placeholders(cls, v: Any) -> Any:
         windows.check_placeholders(v)
+        if _env_anywhere(v):
+            raise ValueError("${ENV} is expanded only in endpoint and auth.token_url; "
+                             "credentials go in auth")
         return v
 
     @field_validator("headers")
@@ -725,6 +728,16 @@ def _is_credential_name(name: str) -> bool:
     if not set(words) & NOT_CREDENTIAL_WORDS and (set(words) & CREDENTIAL_WORDS or joined in (
             "apikey", "xapikey", "accesstoken", "xapitoken", "authtoken", "clientsecret")):
         return True
+    return False
+
+
+def _env_anywhere(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(windows.env_names(value))
+    if isinstance(value, dict):
+        return any(_env_anywhere(k) or _env_anywhere(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_env_anywhere(v) for v in value)
     return False
 
 

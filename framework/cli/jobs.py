@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from framework.logs import setup_from_args
+from framework.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,9 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
     outcomes = run(_spark(), config_ids=args.config_id, warehouse=args.warehouse,
                    control_catalog=args.control_catalog, lease_minutes=args.lease_minutes)
     for o in outcomes:
+        # The error holds API text: control characters are escaped before the job log.
         print(f"{o.config_id}: {o.status} records={o.source_rows} rows={o.rows_written}"
-              + (f" error={o.error}" if o.error else ""))
+              + (f" error={printable(o.error, newlines=False)}" if o.error else ""))
     failed = [o.config_id for o in outcomes if o.failed]
     if failed:
         print(f"failed loads: {', '.join(failed)}", file=sys.stderr)

@@ -132,3 +132,10 @@ def test_allowed_hosts_are_validated_and_carried_in_the_control_row():
     for bad in ("api2.example.com", "https://*.example.com", "https://api2.example.com/v1",
                 "https://u:p@api2.example.com", "ftp://api2.example.com"):
         assert error(allowed_hosts=[bad]).field == "allowed_hosts[0]", bad
+
+
+@pytest.mark.parametrize("key, value", [("params", {"q": "${RL_X}"}), ("headers", {"X-A": "${RL_X}"}),
+                                        ("body", {"a": ["${RL_X}"]})])
+def test_env_templates_outside_endpoint_and_token_url_are_refused_not_sent_as_text(key, value):
+    extra = {"method": "POST", "allow_post": True} if key == "body" else {}
+    assert error(**{key: value}, **extra).field == key
