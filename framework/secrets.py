@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 MASK = "***"
+MIN_ENV_MASK = 8  # ${ENV} values this long or longer are masked like secrets
 REF_PATTERN = re.compile(r"^(env|file|databricks):(.+)$")
 
 _lock = threading.Lock()
@@ -124,8 +125,9 @@ def expand_env(text: str, *, field: str = "endpoint") -> str:
     """Expand ``${NAME}`` from the environment at request time.
 
     The config keeps the template (``https://${API_HOST}/v1?key=${KEY}``), so the control
-    row and the audit never hold the values; each value is registered for masking, since
-    ``${...}`` is how a config keeps a value out of the tables.
+    row and the audit never hold the values; each value of :data:`MIN_ENV_MASK` characters
+    or more is registered for masking, since ``${...}`` is how a config keeps a value out
+    of the tables (shorter ones, such as ``v2``, would mask ordinary text).
 
     Raises:
         ConfigError: a variable is not set (named, never its value).
@@ -140,7 +142,8 @@ def expand_env(text: str, *, field: str = "endpoint") -> str:
         raise ConfigError(f"environment variable {exc.args[0]} is not set "
                           f"(used as ${{{exc.args[0]}}})", field=field) from None
     for name in env_names(text):
-        register(os.environ[name])
+        if len(os.environ[name]) >= MIN_ENV_MASK:
+            register(os.environ[name])
     return out
 
 

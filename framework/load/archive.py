@@ -2,8 +2,8 @@
 
 With ``archive: true`` every page a window reads is kept, as received, in the Delta
 table ``<target>_raw``: body, URL, status, headers of interest, the run / load / window
-it belongs to and the sha256 of the body as received. Secrets are masked in the URL and
-the headers (a ``Link`` header may echo a key), and known secret values in the body. The pages of a window are
+it belongs to and the body's sha256. Secrets are masked in the URL and the headers (a
+``Link`` header may echo a key); the body is kept as received (it is the data). The pages of a window are
 staged next to its rows (:class:`PageRecorder`, no Spark) and appended when the
 window's rows are committed, so the archive holds what the target was built from.
 
@@ -82,7 +82,7 @@ class PageRecorder:
             "window_index": self.index, "window_start": _ts(window.start),
             "window_end": _ts(window.end), "page_no": page_no, "url": redact(response.url),
             "status": response.status, "headers": json.dumps(headers, sort_keys=True),
-            "body": redact(body.decode("utf-8", "replace"), known_only=True),
+            "body": body.decode("utf-8", "replace"),
             "body_sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
             "fetched_at": _ts(utcnow()),
         }
