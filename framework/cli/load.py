@@ -32,7 +32,9 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p = add("replay", "re-parse the archived raw pages of a run and MERGE them into the target "
                       "(no API calls; needs archive: true)")
     p.add_argument("--config-id", required=True, metavar="ID")
-    p.add_argument("--run-id", required=True, metavar="RUN")
+    p.add_argument("--run-id", required=True, metavar="RUN",
+                   help="the RunId of the archived run, as the audit shows it (letters, digits, "
+                        "'_' and '-')")
     return {"run": cmd_run, "replay": cmd_replay}
 
 
