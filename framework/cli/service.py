@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 from typing import Any, Callable, Optional
 
 from framework.cli.console import console
@@ -48,6 +50,24 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
+def run_server(uvicorn: Any, app: Any, host: str, port: int) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM; returns after uvicorn's graceful shutdown.
+
+    uvicorn raises the signal it caught again once it has shut down; for SIGTERM that
+    would end the process before the caller drains (the receiver's last flush), so while
+    it serves SIGTERM's own handler does nothing and the caller finishes, then exits 0.
+    """
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning",
+                    access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_receive(args: argparse.Namespace) -> int:
     """Run the webhook receiver until interrupted; on exit, flush what is spooled."""
     uvicorn = _uvicorn()
@@ -62,8 +82,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
         console.print(f"restlake receive on http://{args.host}:{args.port}/hooks/<config_id> "
                       f"(spool {receiver.root}; push sources: {sources})", soft_wrap=True,
                       markup=False)
-        uvicorn.run(receiver_app(receiver), host=args.host, port=args.port, log_level="warning",
-                    access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")))
+        run_server(uvicorn, receiver_app(receiver), args.host, args.port)
     finally:
         receiver.stop()
     return 0
@@ -106,8 +125,7 @@ def serve(args: argparse.Namespace, scheduler: Optional[Any] = None) -> int:
         console.print(f"restlake serve on http://{args.host}:{args.port} ({access}; "
                       f"{len(keys)} key(s)); dashboard /, docs /docs, webhooks /hooks/<config_id>",
                       soft_wrap=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                    access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")))
+        run_server(uvicorn, app, args.host, args.port)
     finally:
         receiver.stop()
     return 0

@@ -97,3 +97,38 @@ def test_concurrent_deliveries_are_all_acknowledged_after_an_fsync(make):
     assert codes == [202] * 300 and spool.pending == 300
     # every answer waited for an fsync (test_push_spool proves that they are shared)
     assert 1 <= spool.fsyncs <= 300 and spool.unsynced_bytes == 0
+
+
+def test_sigterm_stops_restlake_receive_cleanly(tmp_path):
+    """SIGTERM: uvicorn shuts down, then the receiver drains and the process exits 0
+    (uvicorn re-raises the signal after its shutdown, which would skip the drain)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    from tests.unit._service import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(root), RESTLAKE_SPOOL=str(tmp_path / "spool"))
+    proc = subprocess.Popen([sys.executable, "-m", "framework.cli", "--warehouse",
+                             str(tmp_path / "wh"), "receive", "--port", str(port)], env=env,
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        r = requests.post(f"http://127.0.0.1:{port}/hooks/nothing", data=b"{}", timeout=5)
+        assert r.status_code == 404
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.stdout.read().decode()[-2000:]
+    finally:
+        proc.kill()
