@@ -182,17 +182,21 @@ def redact(text: Any, *, known_only: bool = False) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Logging filter that masks secrets in every record it passes."""
+    """Logging filter that masks secrets in every record it passes, and writes control
+    characters (an API's ESC sequences, NUL) as ``\\xNN`` so a log line on a terminal
+    shows them instead of obeying them."""
 
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003
+        from framework.untrusted import printable
+
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001
             return True
-        record.msg = redact(message)
+        record.msg = printable(redact(message))
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = printable(redact(logging.Formatter().formatException(record.exc_info)))
             record.exc_info = None
         return True
 

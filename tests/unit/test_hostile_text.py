@@ -137,3 +137,21 @@ def test_spreadsheet_text(text, expected):
     from framework.untrusted import spreadsheet_text
 
     assert spreadsheet_text(text) == expected
+
+
+def test_log_lines_show_control_characters_instead_of_sending_them_to_the_terminal():
+    import logging
+
+    from framework.secrets import RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("restlake.test.hostile")
+    logger.addHandler(handler)
+    try:
+        logger.error("load failed: %s", HOSTILE)
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert "\x1b" not in line and "\x00" not in line and "\\x1b[31m" in line
