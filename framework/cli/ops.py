@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -76,49 +75,19 @@ def print_stale(spark: Any, warehouse: Any, store: Any, config_ids: Any = None) 
 
 # ------------------------------------------------------------------- report
 def cmd_report(args: argparse.Namespace) -> int:
-    from framework.ops.monitoring import build_report
-    from framework.ops.report import render_html, write_xlsx
-    from framework.secrets import RedactingFilter
+    from framework.ops.monitoring import write_daily_report
 
-    out = Path(args.out)
-    (out / "output").mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    log_path = out / "logs" / f"monitoring_run_{now:%Y%m%d}.log"
-    handler = logging.FileHandler(log_path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
-    handler.setLevel(logging.INFO)
-    log = logging.getLogger("restlake.report")
-    log.setLevel(logging.INFO)
-    log.propagate = False  # the file only; the console shows the summary
-    log.addHandler(handler)
-    try:
-        log.info("report run started: out=%s days=%d", out, args.days)
-        spark, warehouse, store = _open(args)
-        with console.status("reading the warehouse"):
-            report = build_report(spark, warehouse, store, days=args.days, top=args.top, now=now)
-        for s in report.sections:
-            log.info("section %s: %d rows", s.key, len(s.rows))
-        for label, value in report.headline.items():
-            log.info("%s: %s", label, value)
-        html = out / "output" / "monitoring_daily.html"
-        html.write_text(render_html(report), encoding="utf-8")
-        xlsx = write_xlsx(report, out / "output" / "monitoring_daily.xlsx")
-        log.info("wrote %s and %s", html, xlsx)
-    except Exception as exc:
-        log.error("report run failed: %s: %s", type(exc).__name__, exc)
-        raise
-    finally:
-        log.removeHandler(handler)
-        handler.close()
+    spark, warehouse, store = _open(args)
+    with console.status("reading the warehouse"):
+        report, paths = write_daily_report(spark, warehouse, store, args.out, days=args.days,
+                                           top=args.top)
     summary = Table(title="daily ops report")
     summary.add_column("section")
     summary.add_column("rows", justify="right")
     for s in report.sections:
         summary.add_row(cell(s.title), str(len(s.rows)))
     console.print(summary)
-    for path in (html, xlsx, log_path):
+    for path in paths:
         console.print(f"wrote {safe(path)}", soft_wrap=True)
     return 0
 
@@ -127,14 +96,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     from control.mapping import row_to_config
     from framework.errors import ConfigError
-    from framework.ops.health import probe
+    from framework.ops.health import probe_many
     from framework.ops.health_store import append_checks, register_views
     from framework.load.runtime import new_run_id
 
     spark, warehouse, store = _open(args)
     catalog = store.control_ref.catalog
-    run_id = new_run_id()
-    results = []
+    configs = []
     for row in store.rows(args.config_id):
         if row.get("Enabled") is False:
             continue
@@ -147,9 +115,9 @@ def cmd_health(args: argparse.Namespace) -> int:
             continue
         if not cfg.health_check.enabled and not args.config_id:
             continue  # health: {enabled: false}; probed only when named
-        now = dt.datetime.now(dt.timezone.utc)
-        results.append(probe(cfg, now=now, run_id=run_id, expected=args.expect,
-                             timeout_s=args.timeout))
+        configs.append(cfg)
+    results = probe_many(configs, now=dt.datetime.now(dt.timezone.utc), run_id=new_run_id(),
+                         expected=args.expect, timeout_s=args.timeout)
     append_checks(spark, warehouse, results, catalog)
     console.print(table("health probes", ("ConfigId", "Ok", "StatusCode", "ElapsedMs",
                                                    "ErrorKind", "ErrorMessage"), results))

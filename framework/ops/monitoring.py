@@ -296,3 +296,55 @@ def build_report(spark: Any, warehouse: Warehouse, store: Any, *, days: int = 7,
         "open alerts": len(alerts),
     }
     return Report(now, str(warehouse.root or "metastore"), sections, charts, headline)
+
+
+def write_daily_report(spark: Any, warehouse: Warehouse, store: Any, out: Any, *, days: int = 7,
+                       top: int = 15, now: Optional[dt.datetime] = None) -> tuple[Report, list[Any]]:
+    """Write the daily ops report (``restlake report`` and the scheduler's daily job).
+
+    Writes ``OUT/output/monitoring_daily.html`` and ``.xlsx``, and the run log
+    ``OUT/logs/monitoring_run_YYYYMMDD.log`` (redacted, like every log).
+
+    Returns:
+        the report and the paths of the HTML page, the workbook and the run log.
+    """
+    from pathlib import Path
+
+    from framework.errors import ConfigError
+    from framework.ops.report import render_html, write_xlsx
+    from framework.secrets import RedactingFilter
+
+    out = Path(out)
+    (out / "output").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    now = (now or utcnow()).replace(microsecond=0)
+    log_path = out / "logs" / f"monitoring_run_{now:%Y%m%d}.log"
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    handler.setLevel(logging.INFO)
+    run_log = logging.getLogger("restlake.report")
+    run_log.setLevel(logging.INFO)
+    run_log.propagate = False  # the file only; the caller shows the summary
+    run_log.addHandler(handler)
+    try:
+        run_log.info("report run started: out=%s days=%d", out, days)
+        if not store.is_initialized():
+            raise ConfigError("the control table does not exist; run 'restlake init' first")
+        report = build_report(spark, warehouse, store, days=days, top=top, now=now)
+        for s in report.sections:
+            run_log.info("section %s: %d rows", s.key, len(s.rows))
+        for label, value in report.headline.items():
+            run_log.info("%s: %s", label, value)
+        html = out / "output" / "monitoring_daily.html"
+        html.write_text(render_html(report), encoding="utf-8")
+        xlsx = write_xlsx(report, out / "output" / "monitoring_daily.xlsx")
+        run_log.info("wrote %s and %s", html, xlsx)
+    except Exception as exc:
+        run_log.error("report run failed: %s: %s", type(exc).__name__, exc)
+        raise
+    finally:
+        run_log.removeHandler(handler)
+        handler.close()
+    return report, [html, xlsx, log_path]
+

@@ -128,3 +128,53 @@ def test_probe_follows_the_config_health_block():
         timed_out = probe(strict, now=T0)  # health.timeout_s, not limits.timeout_s
         assert not timed_out["Ok"] and timed_out["ErrorKind"] == "timeout"
         assert probe(strict, now=T0, timeout_s=5)["Ok"]
+
+
+def test_probe_many_runs_probes_at_once_bounded_by_workers():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from framework.config import parse_source
+    from framework.ops.health import probe_many
+
+    workers, sources = 4, 8
+    barrier = threading.Barrier(workers, timeout=20)  # passes only when `workers` wait together
+    lock, inflight, peak = threading.Lock(), [0], [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            with lock:
+                inflight[0] += 1
+                peak[0] = max(peak[0], inflight[0])
+            try:
+                barrier.wait()
+                status = 200
+            except threading.BrokenBarrierError:
+                status = 500
+            with lock:
+                inflight[0] -= 1
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/p"
+        configs = [parse_source({"config_id": f"s{i}", "api_name": "X", "endpoint": url,
+                                 "load_start": "2024-01-01T00:00:00Z",
+                                 "target": {"catalog": "c", "schema": "s", "table": "t"}})
+                   for i in range(sources)]
+        rows = probe_many(configs, now=T0, run_id="r1", workers=workers)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r["ConfigId"] for r in rows] == [f"s{i}" for i in range(sources)]
+    assert all(r["Ok"] for r in rows), [r["ErrorMessage"] for r in rows]
+    assert peak[0] == workers
+    assert probe_many([], now=T0) == []
