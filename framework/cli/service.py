@@ -1,24 +1,34 @@
-"""``restlake serve``: the monitoring service (JSON API and live dashboard).
+"""``restlake serve`` (the monitoring service: JSON API and live dashboard), ``restlake
+receive`` (webhooks alone) and ``restlake scheduler`` (the scheduler alone, no HTTP).
 
 Reads start no JVM; the first write (``POST``) starts the one Spark session the process
-keeps. ``--schedule`` attaches the scheduler (see :func:`serve`, its ``scheduler``).
+keeps. ``serve --schedule`` attaches the scheduler (:mod:`framework.service.scheduler`),
+which starts that session at once and keeps it warm. SIGTERM or SIGINT drains the
+scheduler: no new claim, loads in flight reach a commit, leases released, health log
+flushed; exit 0 within ``--grace`` seconds (1 when the grace period ran out).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from framework.cli.console import console
 from framework.errors import ConfigError
 
 EXAMPLES = {
     "serve": "RESTLAKE_API_KEYS=env:RESTLAKE_KEY restlake serve --port 8080\n"
-             "  restlake serve --public-read        # loopback only: reads without a key",
+             "  restlake serve --public-read        # loopback only: reads without a key\n"
+             "  restlake serve --schedule --service-config conf/service.yaml --grace 60",
+    "scheduler": "restlake scheduler\n"
+                 "  restlake scheduler --service-config conf/service.yaml --log-format json "
+                 "--log-file ./logs/scheduler.log",
     "receive": "restlake receive --host 0.0.0.0 --port 8090   # senders POST /hooks/<config_id>",
 }
 
@@ -33,11 +43,25 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--public-read", action="store_true",
                    help="answer GET requests without a key (only with a loopback --host)")
+    p.add_argument("--schedule", action="store_true",
+                   help="also run the scheduler: due loads, health probes, notifications, report")
+    _scheduler_options(p)
+    p = add("scheduler", "run the scheduler alone (no HTTP): due loads on each source's cadence, "
+                         "health probes on each source's interval, notifications, daily report")
+    _scheduler_options(p)
     p = add("receive", "receive the webhooks of push sources alone (POST /hooks/<config_id>): "
                        "verified, spooled durably (RESTLAKE_SPOOL), flushed to Delta in batches")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8090, help="port (default 8090)")
-    return {"serve": cmd_serve, "receive": cmd_receive}
+    return {"serve": cmd_serve, "receive": cmd_receive, "scheduler": cmd_scheduler}
+
+
+def _scheduler_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--service-config", metavar="FILE",
+                   help="YAML with scheduler:, report: and notifications: blocks (README: Scheduler)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM/SIGINT, seconds to drain before exiting (default 30)")
+    p.set_defaults(default_log_level="INFO")
 
 
 def _uvicorn() -> Any:
@@ -50,19 +74,36 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-def run_server(uvicorn: Any, app: Any, host: str, port: int) -> None:
+def run_server(uvicorn: Any, app: Any, host: str, port: int, *,
+               on_signal: Optional[Callable[[], None]] = None, grace: float = 30.0) -> None:
     """Serve ``app`` until SIGINT or SIGTERM; returns after uvicorn's graceful shutdown.
 
     uvicorn raises the signal it caught again once it has shut down; for SIGTERM that
     would end the process before the caller drains (the receiver's last flush), so while
     it serves SIGTERM's own handler does nothing and the caller finishes, then exits 0.
+
+    Args:
+        on_signal: called at once when the signal comes (the scheduler starts draining
+            while uvicorn closes the HTTP side).
+        grace: how long uvicorn waits for requests in flight.
     """
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, log_level="warning",
+        access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")),
+        timeout_graceful_shutdown=max(1, int(grace))))
+    if on_signal is not None:
+        handle_exit = server.handle_exit
+
+        def on_exit(sig: int, frame: Any) -> None:
+            on_signal()
+            handle_exit(sig, frame)
+
+        server.handle_exit = on_exit  # type: ignore[method-assign]
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning",
-                    access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")))
+        server.run()
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -89,7 +130,72 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    return serve(args)
+    if not args.schedule:
+        return serve(args)
+    scheduler = build_scheduler(args)
+    with _stop_on_signals(scheduler):
+        scheduler.start()
+        try:
+            serve(args, scheduler)
+        except BaseException:  # the service could not start: stop the scheduler too
+            scheduler.stop(args.grace)
+            raise
+    return _drained(scheduler, args.grace)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    scheduler = build_scheduler(args)
+    with _stop_on_signals(scheduler):
+        scheduler.start()
+        console.print(f"restlake scheduler running ({len(scheduler.agenda.sources)} sources); "
+                      "SIGTERM or Ctrl-C drains and stops", soft_wrap=True)
+        while not scheduler.wait(1.0):
+            pass
+    return _drained(scheduler, args.grace)
+
+
+def build_scheduler(args: argparse.Namespace) -> Any:
+    """The scheduler of the global options and ``--service-config``, its Spark session started."""
+    try:
+        from framework.service.scheduler import Scheduler
+    except ImportError as exc:
+        raise ConfigError(f"the scheduler needs the service extra: pip install 'restlake[service]' "
+                          f"({exc.name} is missing)") from None
+    from framework.cli.console import open_store
+    from framework.service.settings import load_settings
+
+    settings = load_settings(args.service_config)
+    spark, _, store = open_store(args)
+    store.init()
+    return Scheduler(spark, store, settings)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(scheduler: Any) -> Iterator[None]:
+    """SIGTERM and SIGINT ask the scheduler to stop (while uvicorn serves, it calls it too)."""
+    def handler(signum: int, frame: Any) -> None:
+        log.info("%s received: draining", signal.Signals(signum).name)
+        scheduler.request_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _drained(scheduler: Any, grace: float) -> int:
+    if scheduler.stop(grace):
+        console.print("scheduler stopped: every job finished")
+        return 0
+    # A job is still running: its rows stay RUNNING until their lease expires and another
+    # runner takes them over. Leave now (the job's threads would hold the interpreter).
+    console.print(f"scheduler stopped: the grace period ({grace:g} s) ran out")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def serve(args: argparse.Namespace, scheduler: Optional[Any] = None) -> int:
@@ -125,7 +231,8 @@ def serve(args: argparse.Namespace, scheduler: Optional[Any] = None) -> int:
         console.print(f"restlake serve on http://{args.host}:{args.port} ({access}; "
                       f"{len(keys)} key(s)); dashboard /, docs /docs, webhooks /hooks/<config_id>",
                       soft_wrap=True)
-        run_server(uvicorn, app, args.host, args.port)
+        run_server(uvicorn, app, args.host, args.port, grace=args.grace,
+                   on_signal=scheduler.request_stop if scheduler is not None else None)
     finally:
         receiver.stop()
     return 0

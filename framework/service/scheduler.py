@@ -1,0 +1,451 @@
+"""The scheduler of ``restlake scheduler`` and ``restlake serve --schedule``.
+
+One long-lived process keeps ONE Spark session warm and runs three jobs on APScheduler
+(each at most once at a time; a late one runs once, not once per missed time):
+
+* **loads** — at each source's next scheduled instant and every ``poll``
+  (:mod:`framework.service.agenda`): plan the due loads (the one ``generate``:
+  :meth:`control.store.ControlStore.generate` with ``due_only``, fed from the control
+  rows) and run every claimable row (:func:`framework.load.runtime.run`). Claims and
+  leases decide who loads a row, so two schedulers (or a scheduler and a Databricks job)
+  on one warehouse never load it twice;
+* **probes** — each source on its own ``health.interval``: the sources due together are
+  probed concurrently (:func:`framework.ops.health.probe_many`, a bounded pool) and
+  appended to the health log in one commit;
+* **report** — the daily report at ``report.time`` (UTC).
+
+After each round the notifications of :mod:`framework.ops.notify` go out (once per
+incident). :meth:`Scheduler.stop` drains: no new job or claim, the jobs in flight finish
+(in-flight loads reach a commit), then the health log is flushed; it says whether that
+happened within the grace period.
+
+Time comes from ``clock``. :meth:`Scheduler.start` hands the jobs to APScheduler;
+:meth:`Scheduler.run_pending` runs what is due at ``clock()`` in the calling thread, with
+the same triggers, so a test drives the scheduler through hours with an injected clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from apscheduler.triggers.base import BaseTrigger
+
+from framework.service.agenda import Agenda, Source
+from framework.timeutil import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+JOBS = ("loads", "probes", "report")
+DEFAULT_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """How the scheduler runs (``--service-config`` FILE's ``scheduler:``, ``report:`` and
+    ``notifications:`` blocks; see :mod:`framework.service.settings`).
+
+    Attributes:
+        poll: how often the loads job looks for rows planned elsewhere.
+        parallel: loads at once.
+        probe_workers: probes at once.
+        lease: the lease of a claimed row (renewed while the load runs).
+        report_time: ``HH:MM`` UTC of the daily report (``None``: no report).
+        report_out: the report folder.
+        report_days: audit history the report shows.
+        notifications: the ``notifications:`` block (``None``: none sent).
+        stale_every: how often stale sources are looked for after a load round.
+    """
+
+    poll: dt.timedelta = dt.timedelta(minutes=1)
+    parallel: int = 2
+    probe_workers: int = 64
+    lease: dt.timedelta = dt.timedelta(hours=1)
+    report_time: Optional[str] = None
+    report_out: Optional[str] = None
+    report_days: int = 7
+    notifications: Any = None
+    stale_every: dt.timedelta = dt.timedelta(minutes=15)
+
+
+@dataclass
+class JobState:
+    """What ``GET /health`` shows of one job."""
+
+    next_run: Optional[dt.datetime] = None
+    running: bool = False
+    runs: int = 0
+    last_started: Optional[dt.datetime] = None
+    last_finished: Optional[dt.datetime] = None
+    last_error: Optional[str] = None
+    last_result: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"next_run": iso(self.next_run), "running": self.running, "runs": self.runs,
+                "last_started": iso(self.last_started), "last_finished": iso(self.last_finished),
+                "last_error": self.last_error, "last_result": self.last_result}
+
+
+class AgendaTrigger(BaseTrigger):
+    """An APScheduler trigger whose fire times come from the :class:`Agenda`."""
+
+    def __init__(self, next_fire: Callable[[Optional[dt.datetime], dt.datetime],
+                                           Optional[dt.datetime]], name: str) -> None:
+        self._next_fire, self.name = next_fire, name
+        self.jitter = None
+
+    def get_next_fire_time(self, previous_fire_time: Optional[dt.datetime],
+                           now: dt.datetime) -> Optional[dt.datetime]:
+        return self._next_fire(previous_fire_time, now)
+
+    def __repr__(self) -> str:
+        return f"AgendaTrigger({self.name})"
+
+
+class Scheduler:
+    """Loads on each source's cadence, probes on each source's health interval, the report.
+
+    Args:
+        spark: the session loads and appends use (kept warm for the process's life).
+        store: the control store of the warehouse.
+        settings: see :class:`SchedulerSettings`.
+        clock: the current UTC time.
+    """
+
+    def __init__(self, spark: Any, store: Any, settings: SchedulerSettings = SchedulerSettings(),
+                 *, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        from framework.load.runtime import runner_id
+
+        self.spark, self.store, self.settings, self.clock = spark, store, settings, clock
+        self.warehouse = store.warehouse
+        self.runner = runner_id()
+        self.agenda = Agenda(clock(), settings.poll, settings.report_time)
+        self.jobs = {name: JobState() for name in JOBS}
+        self.configs: dict[str, Any] = {}
+        self._triggers = {"loads": AgendaTrigger(lambda prev, now: self.agenda.next_load(prev), "loads"),
+                          "probes": AgendaTrigger(lambda prev, now: self.agenda.next_probe(prev), "probes"),
+                          "report": AgendaTrigger(self.agenda.next_report, "report")}
+        self._funcs = {"loads": self.load_round, "probes": self.probe_round,
+                       "report": self.report_round}
+        self._state = "created"
+        self._started_at: Optional[dt.datetime] = None
+        self._stop = threading.Event()
+        self._lock = threading.Condition()
+        self._notify_lock = threading.Lock()
+        self._wanted = threading.Event()  # a load was planned elsewhere (POST /run): run again
+        self._aps: Any = None
+        self._last_up: dict[str, bool] = {}
+        self._last_stale_check: Optional[dt.datetime] = None
+
+    def __repr__(self) -> str:
+        return f"Scheduler({self._state}, {self.agenda!r}, runner {self.runner})"
+
+    # ------------------------------------------------------------ the service protocol
+    def state(self) -> dict[str, Any]:
+        """What ``GET /health`` shows: state, runner, sources, and each job."""
+        with self._lock:
+            jobs = {name: job.as_dict() for name, job in self.jobs.items()}
+        if self._aps is not None:
+            for job in self._aps.get_jobs():
+                jobs[job.id]["next_run"] = iso(job.next_run_time)
+        return {"attached": True, "state": self._state, "runner": self.runner,
+                "started_at": iso(self._started_at), "sources": len(self.agenda.sources),
+                "probed_sources": sum(1 for s in self.agenda.sources.values() if s.probe_every),
+                "jobs": jobs}
+
+    def request_run(self, config_id: str) -> None:
+        """A load of ``config_id`` was planned elsewhere (``POST /run``): run it soon."""
+        log.info("load of %s requested: the loads job runs now", config_id,
+                 extra={"config_id": config_id})
+        self._wanted.set()
+        self._wake("loads", self.clock())
+
+    def request_check(self, config_id: str) -> dict[str, Any]:
+        """Probe ``config_id`` now, append the result to the health log and return it.
+
+        Raises:
+            ConfigError: no such control row, or the row is not a valid config.
+        """
+        from control.mapping import row_to_config
+        from framework.errors import ConfigError
+        from framework.ops.health import probe_many
+
+        row = self.store.get(config_id)
+        if row is None:
+            raise ConfigError(f"no control row with ConfigId '{config_id}'")
+        now = self.clock()
+        [result] = probe_many([row_to_config(row)], now=now, run_id=f"check-{self.runner}")
+        self._append_checks([result])
+        self.agenda.mark_probed([config_id], now)
+        return result
+
+    # ------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Read the sources and hand the jobs to APScheduler (background threads)."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.refresh()
+        self._aps = BackgroundScheduler(
+            timezone=dt.timezone.utc,
+            executors={"default": ThreadPoolExecutor(len(JOBS))},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        for name in JOBS:
+            if name == "report" and self.settings.report_time is None:
+                continue
+            self._aps.add_job(self._run_job, trigger=self._triggers[name], args=(name,), id=name,
+                              name=name)
+        self._aps.start()
+        self._started_at, self._state = self.clock(), "running"
+        log.info("scheduler started: %r", self)
+
+    def prepare(self) -> None:
+        """Read the sources and compute the first fire times, for :meth:`run_pending`."""
+        self.refresh()
+        now = self.clock()
+        for name in JOBS:
+            self.jobs[name].next_run = self._triggers[name].get_next_fire_time(None, now)
+        self._started_at, self._state = now, "running"
+
+    def run_pending(self) -> list[str]:
+        """Run, in this thread, every job due at ``clock()``; returns their names in order."""
+        now = self.clock()
+        ran = []
+        for name in JOBS:
+            due = self.jobs[name].next_run
+            if due is None or due > now or self._stop.is_set():
+                continue
+            self._run_job(name)
+            ran.append(name)
+            self.jobs[name].next_run = self._triggers[name].get_next_fire_time(due, now)
+        return ran
+
+    def next_wakeup(self) -> Optional[dt.datetime]:
+        """The earliest next fire time of the jobs (with :meth:`run_pending`)."""
+        times = [j.next_run for j in self.jobs.values() if j.next_run is not None]
+        return min(times) if times else None
+
+    def request_stop(self) -> None:
+        """Ask the scheduler to stop (safe in a signal handler: only sets a flag)."""
+        self._stop.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until :meth:`request_stop`; True when asked to stop."""
+        return self._stop.wait(timeout)
+
+    def stop(self, grace_s: float = DEFAULT_GRACE_S) -> bool:
+        """Drain: no new job or claim, the jobs in flight finish, within ``grace_s`` seconds.
+
+        Returns:
+            True when every job finished in time (the health log is then flushed: each
+            probe round appends before it ends, each load before it finishes).
+        """
+        self._stop.set()
+        self._state = "stopping"
+        log.info("scheduler stopping: waiting up to %.0f s for the jobs in flight", grace_s)
+        if self._aps is not None:
+            self._aps.shutdown(wait=False)
+        deadline = time.monotonic() + grace_s
+        with self._lock:
+            while any(j.running for j in self.jobs.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    busy = [n for n, j in self.jobs.items() if j.running]
+                    log.error("scheduler stopped with %s still running after %.0f s",
+                              ", ".join(busy), grace_s)
+                    self._state = "stopped (grace exceeded)"
+                    return False
+                self._lock.wait(min(left, 0.5))
+        self._state = "stopped"
+        log.info("scheduler stopped: every job finished")
+        return True
+
+    def _wake(self, name: str, at: dt.datetime) -> None:
+        if self._aps is not None:
+            job = self._aps.get_job(name)
+            if job is not None and (job.next_run_time is None or at < job.next_run_time):
+                job.modify(next_run_time=at)
+        elif self.jobs[name].next_run is None or at < self.jobs[name].next_run:
+            self.jobs[name].next_run = at
+
+    def _run_job(self, name: str) -> None:
+        job = self.jobs[name]
+        with self._lock:
+            if self._stop.is_set() or job.running:
+                return
+            job.running, job.last_started = True, self.clock()
+        try:
+            job.last_result = self._funcs[name]() or {}
+            job.last_error = None
+        except Exception as exc:  # noqa: BLE001 - a failed round is logged; the next one runs
+            from framework.load.runtime import sanitize_error
+
+            job.last_error = sanitize_error(exc)
+            log.error("%s round failed: %s", name, job.last_error)
+        finally:
+            with self._lock:
+                job.running, job.last_finished = False, self.clock()
+                job.runs += 1
+                self._lock.notify_all()
+
+    # --------------------------------------------------------------------- sources
+    def refresh(self) -> dict[str, Any]:
+        """Read the control rows: the enabled sources' configs, into the agenda."""
+        from control.mapping import row_to_config
+        from framework.errors import ConfigError
+
+        configs = {}
+        for row in self.store.rows():
+            if row.get("Enabled") is False:
+                continue
+            try:
+                configs[row["ConfigId"]] = row_to_config(row)
+            except ConfigError as exc:
+                log.error("%s: skipped: %s", row.get("ConfigId"), exc,
+                          extra={"config_id": row.get("ConfigId")})
+        self.configs = configs
+        sources = [Source(c.config_id, c.schedule.time, c.schedule.frequency,
+                          c.health_check.every if c.health_check.enabled else None)
+                   for c in configs.values()]
+        if self.agenda.update(sources):
+            log.info("sources: %s", ", ".join(sorted(configs)) or "none")
+            probed = [s for s in sources if s.probe_every is not None]
+            if probed:
+                last = self.jobs["probes"].last_started
+                self._wake("probes", self.agenda.next_probe(last))
+        return configs
+
+    # ----------------------------------------------------------------------- loads
+    def load_round(self) -> dict[str, Any]:
+        """Plan the due loads and run every claimable row; returns what happened."""
+        from framework.load import runtime
+
+        now = self.clock()
+        configs = self.refresh()
+        planned = self.store.generate(list(configs.values()), due_only=True, now=now)
+        outcomes: list[Any] = []
+        while not self._stop.is_set():
+            self._wanted.clear()
+            ids = self.store.claimable_ids(self.clock())
+            if not ids:
+                break
+            ctx = runtime.RunContext(self.spark, self.warehouse, self.store,
+                                     runtime.staging_root(self.warehouse), runner=self.runner,
+                                     lease=self.settings.lease)
+            outcomes += self._run_loads(runtime, ctx, ids)
+            if not self._wanted.is_set():
+                break
+        result = {"at": iso(now), "planned": sum(1 for r in planned if r.action in ("created", "pending")),
+                  "loaded": sum(1 for o in outcomes if o.status == "SUCCESS"),
+                  "failed": [o.config_id for o in outcomes if o.failed],
+                  "skipped": [o.config_id for o in outcomes if o.status == "SKIPPED"]}
+        log.info("load round: %d planned, %d loaded, %d failed, %d not claimed", result["planned"],
+                 result["loaded"], len(result["failed"]), len(result["skipped"]),
+                 extra={"round": "loads", **{k: v for k, v in result.items() if k != "at"}})
+        self._notify_loads(outcomes, now)
+        return result
+
+    def _run_loads(self, runtime: Any, ctx: Any, ids: list[str]) -> list[Any]:
+        """Each id through :func:`runtime.run`; no new claim once a stop is asked."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(cid: str) -> list[Any]:
+            return [] if self._stop.is_set() else runtime.run(ctx, [cid])
+
+        if self.settings.parallel <= 1 or len(ids) <= 1:
+            return [o for cid in ids for o in one(cid)]
+        with ThreadPoolExecutor(self.settings.parallel, thread_name_prefix="restlake-load") as pool:
+            return [o for found in pool.map(one, ids) for o in found]
+
+    # ---------------------------------------------------------------------- probes
+    def probe_round(self) -> dict[str, Any]:
+        """Probe the sources due now, concurrently; one health-log commit; notifications."""
+        from framework.ops.health import probe_many
+
+        now = self.clock()
+        due = [cid for cid in self.agenda.probes_due(now) if cid in self.configs]
+        if not due:
+            return {"at": iso(now), "probed": 0}
+        rows = probe_many([self.configs[c] for c in due], now=now,
+                          run_id=f"probe-{now:%Y%m%dT%H%M%S}", workers=self.settings.probe_workers)
+        self._append_checks(rows)
+        self.agenda.mark_probed(due, now)
+        down = sorted(r["ConfigId"] for r in rows if not r["Ok"])
+        log.info("probe round: %d sources, %d down%s", len(rows), len(down),
+                 f" ({', '.join(down)})" if down else "",
+                 extra={"round": "probes", "probed": len(rows), "down": down})
+        changed = [r["ConfigId"] for r in rows
+                   if not r["Ok"] or self._last_up.get(r["ConfigId"]) is False]
+        self._last_up.update({r["ConfigId"]: bool(r["Ok"]) for r in rows})
+        if changed:
+            self._notify_incidents(changed, now)
+        return {"at": iso(now), "probed": len(rows), "down": down}
+
+    def _append_checks(self, rows: list[dict[str, Any]]) -> None:
+        from framework.ops.health_store import append_checks
+
+        append_checks(self.spark, self.warehouse, rows, self.store.control_ref.catalog)
+
+    # --------------------------------------------------------------- notifications
+    def _notify(self, events: list[Any], now: dt.datetime) -> list[Any]:
+        from framework.ops.notify import NotificationState, Notifier, state_path
+
+        if not events or self.settings.notifications is None:
+            return []
+        with self._notify_lock:  # one state file, two rounds may finish at once
+            state = NotificationState(state_path(self.warehouse))
+            return Notifier(self.settings.notifications, state).notify(events, now)
+
+    def _notify_loads(self, outcomes: list[Any], now: dt.datetime) -> None:
+        """Failed loads of this round, and (every ``stale_every``) stale sources."""
+        from framework.ops.notify import events_from_audit, events_from_freshness
+
+        config = self.settings.notifications
+        if config is None:
+            return
+        events = []
+        if "load_failed" in config.events:
+            events += events_from_audit([o.audit for o in outcomes if o.audit])
+        last = self._last_stale_check
+        if "stale" in config.events and (last is None or now - last >= self.settings.stale_every):
+            from framework.ops.monitoring import freshness
+
+            self._last_stale_check = now
+            events += events_from_freshness(freshness(self.spark, self.warehouse,
+                                                      self.store.rows(), now))
+        self._notify(events, now)
+
+    def _notify_incidents(self, config_ids: list[str], now: dt.datetime) -> None:
+        """Down (after ``down_after`` failed checks) and up, from the health log."""
+        from pyspark.sql import functions as F
+
+        from framework.ops.health import incident_spans
+        from framework.ops.health_store import read_checks
+        from framework.ops.notify import events_from_incidents
+
+        config = self.settings.notifications
+        if config is None or not {"down", "up"} & set(config.events):
+            return
+        checks = (read_checks(self.spark, self.warehouse, self.store.control_ref.catalog)
+                  .where(F.col("ConfigId").isin(config_ids)
+                         & F.col("CheckedAt").between(now - dt.timedelta(days=30), now))
+                  .select("ConfigId", "CheckedAt", "Ok", "ErrorKind", "ErrorMessage").collect())
+        events = events_from_incidents(incident_spans([r.asDict() for r in checks]),
+                                       config.down_after)
+        self._notify(events, now)
+
+    # ---------------------------------------------------------------------- report
+    def report_round(self) -> dict[str, Any]:
+        """Write the daily report to ``report_out``."""
+        from framework.ops.monitoring import write_daily_report
+
+        now = self.clock()
+        paths = write_daily_report(self.spark, self.warehouse, self.store,
+                                   self.settings.report_out or "ops",
+                                   days=self.settings.report_days, now=now)
+        log.info("daily report written: %s", ", ".join(str(p) for p in paths))
+        return {"at": iso(now), "files": [str(p) for p in paths]}
