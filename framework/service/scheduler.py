@@ -192,8 +192,10 @@ class Scheduler:
         self.refresh()
         self._aps = BackgroundScheduler(
             timezone=dt.timezone.utc,
-            executors={"default": ThreadPoolExecutor(len(JOBS))},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+            executors={"default": ThreadPoolExecutor(2 * len(JOBS))},
+            # A round may outlast the poll: the time that comes meanwhile finds the job
+            # running and returns at once (_run_job), instead of a warning per poll.
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None})
         for name in JOBS:
             if name == "report" and self.settings.report_time is None:
                 continue
