@@ -310,8 +310,10 @@ class Scheduler:
                 log.error("%s: skipped: %s", row.get("ConfigId"), exc,
                           extra={"config_id": row.get("ConfigId")})
         self.configs = configs
+        # Push sources (webhook:) have nothing to probe: their events come to the receiver.
         sources = [Source(c.config_id, c.schedule.time, c.schedule.frequency,
-                          c.health_check.every if c.health_check.enabled else None)
+                          c.health_check.every if c.health_check.enabled and not c.is_push
+                          else None)
                    for c in configs.values()]
         if self.agenda.update(sources):
             log.info("sources: %s", ", ".join(sorted(configs)) or "none")
