@@ -177,8 +177,11 @@ class Scheduler:
         row = self.store.get(config_id)
         if row is None:
             raise ConfigError(f"no control row with ConfigId '{config_id}'")
+        cfg = row_to_config(row)
+        if cfg.is_push:
+            raise ConfigError(f"{config_id} is a push source (webhook:): there is no API to probe")
         now = self.clock()
-        [result] = probe_many([row_to_config(row)], now=now, run_id=f"check-{self.runner}")
+        [result] = probe_many([cfg], now=now, run_id=f"check-{self.runner}")
         self._append_checks([result])
         self.agenda.mark_probed([config_id], now)
         return result
