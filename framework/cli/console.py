@@ -72,6 +72,24 @@ def open_store(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return spark, warehouse, ControlStore(spark, warehouse, args.control_catalog)
 
 
+def open_queries(args: argparse.Namespace) -> Any:
+    """The JVM-free read questions over the warehouse named by the global options."""
+    from framework.lake.reader import TableReader
+    from framework.lake.tables import Warehouse
+    from framework.ops.queries import Queries
+
+    return Queries(TableReader(Warehouse.from_env(args.warehouse)), args.control_catalog)
+
+
+def require_init(queries: Any) -> Any:
+    """``queries``, or a clear error when the control table does not exist yet."""
+    from framework.errors import ConfigError
+
+    if not queries.is_initialized():
+        raise ConfigError("the control table does not exist; run 'restlake init' first")
+    return queries
+
+
 def progress_printer() -> Callable[[str, dict[str, Any]], None]:
     """The ``on_event`` of a run that prints its progress (every value through :func:`safe`)."""
     def on_event(event: str, raw: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ from typing import Any, Callable
 from rich.markup import escape
 from rich.table import Table
 
-from framework.cli.console import cell, console, error, fmt, open_store, table
+from framework.cli.console import (cell, console, error, fmt, open_queries, open_store,
+                                  require_init, table)
 from framework.errors import ConfigError
 
 EXAMPLES = {
@@ -35,12 +36,12 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     g.add_argument("--config-id", nargs="+", metavar="ID", help="plan these existing rows now")
     g.add_argument("--due", action="store_true", help="plan every row whose schedule fired")
     p.add_argument("--conf-dir", metavar="DIR", help="with --due: also upsert the configs in DIR")
-    p = add("status", "show the control rows")
+    p = add("status", "show the control rows (no Spark)")
     p.add_argument("--config-id", nargs="+", metavar="ID")
     p.add_argument("--stale", action="store_true",
                    help="only sources whose newest data is older than their cadence allows "
                         "(exit 1 when any)")
-    p = add("audit", "show recent audit rows")
+    p = add("audit", "show recent audit rows (no Spark)")
     p.add_argument("--config-id", metavar="ID")
     p.add_argument("--limit", type=int, default=20)
     p = add("retry", "set FAILED rows back to PENDING with the same range")
@@ -66,6 +67,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    q = open_queries(args)
+    refs = (q.control_ref, q.audit_ref, q.window_ref, q.health_ref)
+    if q.reader.warehouse.is_local and all(q.reader.exists(r) for r in refs):
+        # Nothing to create: answered from the folder, without starting Spark.
+        for ref in refs[:3]:
+            console.print(f"exists   {ref.name}  [dim]{q.reader.warehouse.path(ref)}[/dim]")
+        from framework.ops.uptime import VIEW_NAMES
+
+        console.print(f"views    {', '.join(VIEW_NAMES)} (temporary views: each Spark session "
+                      "registers them over api_health_log)")
+        return 0
     spark, warehouse, store = open_store(args)
     created = store.init()
     for name in (store.control_ref, store.audit_ref, store.window_ref):
@@ -124,15 +136,13 @@ STATUS_COLUMNS = ("ConfigId", "LoadType", "LoadStatus", "LoadStartTime", "LoadEn
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    spark, warehouse, store = open_store(args)
-    if not store.is_initialized():
-        raise ConfigError("the control table does not exist; run 'restlake init' first")
+    q = require_init(open_queries(args))
     if getattr(args, "stale", False):
         from framework.cli.ops import print_stale
 
-        return print_stale(spark, warehouse, store, args.config_id)
-    rows = store.rows(args.config_id)
-    console.print(table(f"control table {store.control_ref.name}", STATUS_COLUMNS, rows))
+        return print_stale(q, args.config_id)
+    rows = q.control_rows(args.config_id)
+    console.print(table(f"control table {q.control_ref.name}", STATUS_COLUMNS, rows))
     return 0
 
 
@@ -142,11 +152,9 @@ AUDIT_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "SourceRowCou
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    spark, warehouse, store = open_store(args)
-    if not store.is_initialized():
-        raise ConfigError("the audit table does not exist; run 'restlake init' first")
-    rows = store.audit_rows(args.config_id, args.limit)
-    console.print(table(f"audit table {store.audit_ref.name}", AUDIT_COLUMNS, rows))
+    q = require_init(open_queries(args))
+    rows = q.audit_rows(args.config_id, args.limit)
+    console.print(table(f"audit table {q.audit_ref.name}", AUDIT_COLUMNS, rows))
     return 0
 
 

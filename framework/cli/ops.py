@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from rich.table import Table
 
-from framework.cli.console import cell, console, error, open_store, safe, table
+from framework.cli.console import (cell, console, error, open_queries, open_store, require_init, safe,
+                                  table)
 
 EXAMPLES = {
     "report": "restlake report --out ./ops\n  restlake report --out ./ops --days 1",
@@ -59,11 +60,9 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 # ------------------------------------------------------------------- stale
-def print_stale(spark: Any, warehouse: Any, store: Any, config_ids: Any = None) -> int:
+def print_stale(queries: Any, config_ids: Any = None) -> int:
     """``restlake status --stale``: sources past their cadence; exit 1 when there are any."""
-    from framework.ops.monitoring import freshness
-
-    items = [f for f in freshness(spark, warehouse, store.rows(config_ids)) if f.stale]
+    items = [f for f in queries.freshness(queries.control_rows(config_ids)) if f.stale]
     rows = [f.as_row() for f in items]
     console.print(table("stale sources (newest collected_at_utc older than the cadence "
                                  "allows)", ("ConfigId", "Target", "Frequency", "NewestCollectedAt",
@@ -77,10 +76,9 @@ def print_stale(spark: Any, warehouse: Any, store: Any, config_ids: Any = None) 
 def cmd_report(args: argparse.Namespace) -> int:
     from framework.ops.monitoring import write_daily_report
 
-    spark, warehouse, store = _open(args)
+    queries = open_queries(args)
     with console.status("reading the warehouse"):
-        report, paths = write_daily_report(spark, warehouse, store, args.out, days=args.days,
-                                           top=args.top)
+        report, paths = write_daily_report(queries, args.out, days=args.days, top=args.top)
     summary = Table(title="daily ops report")
     summary.add_column("section")
     summary.add_column("rows", justify="right")
@@ -134,24 +132,20 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_notify(args: argparse.Namespace) -> int:
     from framework.errors import ConfigError
     from framework.ops.health import incident_spans
-    from framework.ops.health_store import read_checks
-    from framework.ops.monitoring import audit_since, freshness
     from framework.ops.notify import (NotificationState, Notifier, build_message, events_from_audit,
                                   events_from_freshness, events_from_incidents, load_notifications,
                                   state_path)
-    from pyspark.sql import functions as F
 
     config = load_notifications(args.config)
     if config is None:
         raise ConfigError("no notifications: block", file=args.config)
-    spark, warehouse, store = _open(args)
+    queries = require_init(open_queries(args))
+    warehouse = queries.reader.warehouse
     now = dt.datetime.now(dt.timezone.utc)
-    events = events_from_audit(audit_since(spark, warehouse, store, now - dt.timedelta(days=args.days)))
-    events += events_from_freshness(freshness(spark, warehouse, store.rows(), now))
-    checks = (read_checks(spark, warehouse, store.control_ref.catalog)
-              .where(F.col("CheckedAt") >= F.lit(now - dt.timedelta(days=30)))
-              .select("ConfigId", "CheckedAt", "Ok", "ErrorKind", "ErrorMessage").collect())
-    events += events_from_incidents(incident_spans([r.asDict() for r in checks]), config.down_after)
+    events = events_from_audit(queries.audit_since(now - dt.timedelta(days=args.days)))
+    events += events_from_freshness(queries.freshness(now=now))
+    checks = queries.checks(limit=None, since=now - dt.timedelta(days=30))
+    events += events_from_incidents(incident_spans(checks), config.down_after)
     state = NotificationState(state_path(warehouse))
     if args.dry_run:
         for e in events:

@@ -13,6 +13,7 @@ Without a local root (Unity Catalog on Databricks) the same calls read through S
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -51,7 +52,7 @@ class TableReader:
         warehouse: where tables live.
         spark_factory: returns a SparkSession; used only when the warehouse has no local
             root (Unity Catalog), never for a local warehouse.
-        clock: seconds for answer ages (``time.monotonic`` by default).
+        clock: seconds, to evict the least recently stored answer (``time.monotonic``).
     """
 
     def __init__(self, warehouse: Warehouse, spark_factory: Optional[Callable[[], Any]] = None,
@@ -61,9 +62,13 @@ class TableReader:
         self._clock = clock
         self._lock = threading.RLock()
         self._tables: dict[tuple, _Loaded] = {}
+        self._table_locks: dict[tuple, threading.Lock] = {}
+        self._refreshing: set[Hashable] = set()
+        self._pool: Any = None
         self._versions: dict[str, int] = {}
         self._answers: dict[Hashable, _Answer] = {}
         self.reads = 0  # table reads done (not served from the cache): for tests and benches
+        self.files_read = 0  # data files those reads opened
 
     def __repr__(self) -> str:
         return f"TableReader({self.warehouse!r}, {len(self._tables)} tables cached)"
@@ -107,6 +112,8 @@ class TableReader:
             return None
         key = (ref.name, tuple(columns) if columns else None)
         with self._lock:
+            lock = self._table_locks.setdefault(key, threading.Lock())
+        with lock:  # one reader per table; other tables are read meanwhile
             cached = self._tables.get(key)
             if cached is not None and cached.version == version:
                 return cached.table
@@ -174,33 +181,70 @@ class TableReader:
             new = [f for f in fragments if f.path not in cached.files]
             if not new:
                 return _Loaded(version, files, cached.table, True)
+            self.files_read += len(new)
             part = pds.FileSystemDataset(new, ds.schema, ds.format, ds.filesystem).to_table(columns=cols)
             table = pa.concat_tables([cached.table, part.cast(cached.table.schema)])
             log.debug("%s: read %d new files at version %d", ref.name, len(new), version)
             return _Loaded(version, files, table, True)
+        self.files_read += len(fragments)
         table = ds.to_table(columns=cols)
         return _Loaded(version, files, table, append_only)
 
     # ------------------------------------------------------------------ answers
-    def cached(self, key: Hashable, refs: Sequence[TableRef], compute: Callable[[], Any],
-               max_age_s: Optional[float] = None) -> Any:
-        """An answer computed from ``refs``, recomputed only when one of their versions moved
-        (or, for answers that depend on the time, when it is older than ``max_age_s``)."""
-        versions = self.versions(refs)
+    def cached(self, key: Hashable, refs: Sequence[TableRef], compute: Callable[[], Any], *,
+               slot: Optional[int] = None, background: bool = False) -> Any:
+        """An answer computed from ``refs``, recomputed only when one of their versions moved.
+
+        Args:
+            key: names the question and its arguments.
+            refs: the tables the answer reads.
+            compute: computes the answer.
+            slot: for an answer that also depends on the time, the current time slot: a new
+                slot recomputes it like a new version.
+            background: when an older answer exists, return it at once and recompute in a
+                background thread (one at a time per key), so no caller waits for an
+                expensive recomputation; the first answer is always computed in the call.
+        """
+        versions = self.versions(refs) + ((slot,) if slot is not None else ())
         now = self._clock()
         with self._lock:
             hit = self._answers.get(key)
-            if hit is not None and hit.versions == versions and (
-                    max_age_s is None or now - hit.at <= max_age_s):
+            if hit is not None and hit.versions == versions:
                 hit.hits += 1
                 return hit.value
+            if hit is not None and background:
+                if key not in self._refreshing:
+                    self._refreshing.add(key)
+                    self._executor().submit(self._refresh, key, versions, compute)
+                return hit.value
         value = compute()
+        self._store(key, versions, value, now)
+        return value
+
+    def _store(self, key: Hashable, versions: tuple, value: Any, now: float) -> None:
         with self._lock:
-            if len(self._answers) >= ANSWER_CACHE_SIZE:
+            if key not in self._answers and len(self._answers) >= ANSWER_CACHE_SIZE:
                 oldest = min(self._answers, key=lambda k: self._answers[k].at)
                 del self._answers[oldest]
             self._answers[key] = _Answer(versions, value, now)
-        return value
+
+    def _refresh(self, key: Hashable, versions: tuple, compute: Callable[[], Any]) -> None:
+        try:
+            self._store(key, versions, compute(), self._clock())
+        except Exception as exc:  # noqa: BLE001 - the older answer stays; the next call retries
+            from framework.secrets import redact
+
+            log.warning("refreshing %s failed: %s", key, redact(f"{type(exc).__name__}: {exc}")[:500])
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restlake-refresh")
+        return self._pool
 
     def query(self, sql: str, tables: dict[str, Any], params: Optional[dict[str, Any]] = None
               ) -> list[dict[str, Any]]:
@@ -213,11 +257,23 @@ class TableReader:
         try:
             for name, table in tables.items():
                 con.register(name, table)
-            rel = con.execute(sql, params or {})
-            names = [d[0] for d in rel.description]
-            return [dict(zip(names, row)) for row in rel.fetchall()]
+            return rows_of(con.sql(sql, params=params or None).to_arrow_table())
         finally:
             con.close()
+
+
+def rows_of(table: Any) -> list[dict[str, Any]]:
+    """An Arrow table's rows as dicts, datetimes in UTC (``datetime.timezone.utc``)."""
+    import datetime as dt
+
+    from framework.timeutil import to_utc
+
+    rows = table.to_pylist()
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, dt.datetime):
+                row[key] = to_utc(value)
+    return rows
 
 
 _DUCK: Any = None
@@ -234,5 +290,16 @@ def _duckdb() -> Any:
             con = duckdb.connect(":memory:")
             con.execute("SET TimeZone = 'UTC'")
             con.execute("SET threads = 2")
+            # An open connection at interpreter shutdown can abort the process (duckdb
+            # issue 13904): close it first.
+            atexit.register(_close_duckdb)
             _DUCK = con
         return _DUCK
+
+
+def _close_duckdb() -> None:
+    global _DUCK
+    with _DUCK_LOCK:
+        if _DUCK is not None:
+            _DUCK.close()
+            _DUCK = None

@@ -3,7 +3,8 @@
 Table ``<control catalog>.metadata.api_health_log`` (append-only): one row per probe
 or per ingestion request attempt (see :mod:`framework.ops.health`).
 
-Views (names are a public contract, documented in the README):
+Views (names are a public contract, documented in the README; their SQL is defined once in
+:mod:`framework.ops.uptime`, which also renders it for the JVM-free read path):
 
 * ``api_uptime`` — per source: uptime % and check counts over 24 h, 7 d and 30 d;
 * ``api_response_times`` — per source, last 7 d: min / avg / max / p95 response ms;
@@ -26,6 +27,7 @@ from pyspark.sql.types import (BooleanType, DoubleType, IntegerType, StringType,
                                StructType, TimestampType)
 
 from framework.lake.commits import retry_conflicts
+from framework.ops import uptime
 from framework.config import check_identifier
 from framework.lake.tables import TableRef, Warehouse
 from framework.timeutil import to_utc
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 HEALTH_TABLE = "api_health_log"
 METADATA_SCHEMA = "metadata"
-VIEW_NAMES = ("api_uptime", "api_response_times", "api_incidents", "api_health_summary")
+VIEW_NAMES = uptime.VIEW_NAMES
 
 HEALTH_SCHEMA = StructType([
     StructField("ConfigId", StringType(), False),
@@ -95,92 +97,10 @@ def _value(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------- views
-_UPTIME = """
-SELECT ConfigId,
-       max(SourceSystem) AS SourceSystem,
-       round(100 * avg(CASE WHEN CheckedAt >= current_timestamp() - INTERVAL 24 HOURS
-                            THEN CAST(Ok AS INT) END), 3) AS uptime_pct_24h,
-       count(CASE WHEN CheckedAt >= current_timestamp() - INTERVAL 24 HOURS THEN 1 END) AS checks_24h,
-       round(100 * avg(CASE WHEN CheckedAt >= current_timestamp() - INTERVAL 7 DAYS
-                            THEN CAST(Ok AS INT) END), 3) AS uptime_pct_7d,
-       count(CASE WHEN CheckedAt >= current_timestamp() - INTERVAL 7 DAYS THEN 1 END) AS checks_7d,
-       round(100 * avg(CAST(Ok AS INT)), 3) AS uptime_pct_30d,
-       count(*) AS checks_30d,
-       max(CheckedAt) AS last_checked_at,
-       max_by(Ok, CheckedAt) AS last_ok
-FROM {src}
-WHERE CheckedAt >= current_timestamp() - INTERVAL 30 DAYS
-GROUP BY ConfigId
-"""
-
-_RESPONSE = """
-SELECT ConfigId,
-       count(*) AS responses_7d,
-       round(min(ElapsedMs), 3) AS min_ms,
-       round(avg(ElapsedMs), 3) AS avg_ms,
-       round(max(ElapsedMs), 3) AS max_ms,
-       round(percentile_approx(ElapsedMs, 0.95), 3) AS p95_ms
-FROM {src}
-WHERE StatusCode IS NOT NULL AND CheckedAt >= current_timestamp() - INTERVAL 7 DAYS
-GROUP BY ConfigId
-"""
-
-# gaps and islands: a new group starts whenever Ok flips; failed groups are incidents,
-# ended by the first check of the next group.
-_INCIDENTS = """
-WITH ordered AS (
-  SELECT ConfigId, CheckedAt, Ok, coalesce(ErrorMessage, ErrorKind) AS err,
-         CASE WHEN Ok = lag(Ok) OVER (PARTITION BY ConfigId ORDER BY CheckedAt, Ok DESC)
-              THEN 0 ELSE 1 END AS flipped
-  FROM {src}
-), grouped AS (
-  SELECT *, sum(flipped) OVER (PARTITION BY ConfigId ORDER BY CheckedAt, Ok DESC
-                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS grp
-  FROM ordered
-), spans AS (
-  SELECT ConfigId, grp, min(Ok) AS ok, min(CheckedAt) AS started_at, count(*) AS checks,
-         max_by(err, CheckedAt) AS last_error
-  FROM grouped GROUP BY ConfigId, grp
-)
-SELECT f.ConfigId,
-       f.started_at,
-       n.started_at AS ended_at,
-       n.started_at IS NULL AS ongoing,
-       round((unix_micros(coalesce(n.started_at, current_timestamp()))
-              - unix_micros(f.started_at)) / 1e6, 3) AS duration_s,
-       f.checks AS failed_checks,
-       f.last_error
-FROM spans f LEFT JOIN spans n ON n.ConfigId = f.ConfigId AND n.grp = f.grp + 1
-WHERE NOT f.ok
-"""
-
-_SUMMARY = """
-WITH latest AS (
-  SELECT ConfigId, max_by(Ok, CheckedAt) AS up FROM {src} GROUP BY ConfigId
-), day AS (
-  SELECT * FROM {src} WHERE CheckedAt >= current_timestamp() - INTERVAL 24 HOURS
-)
-SELECT (SELECT count(*) FROM latest) AS sources,
-       (SELECT count(*) FROM latest WHERE up) AS sources_up,
-       (SELECT count(*) FROM latest WHERE NOT up) AS sources_down,
-       (SELECT round(100 * avg(CAST(Ok AS INT)), 3) FROM day) AS uptime_pct_24h,
-       (SELECT count(*) FROM day) AS checks_24h,
-       (SELECT round(avg(ElapsedMs), 3) FROM day WHERE StatusCode IS NOT NULL) AS avg_ms_24h,
-       (SELECT round(percentile_approx(ElapsedMs, 0.95), 3) FROM day
-         WHERE StatusCode IS NOT NULL) AS p95_ms_24h,
-       (SELECT count(*) FROM {incidents} WHERE ongoing) AS open_incidents,
-       (SELECT max(CheckedAt) FROM {src}) AS last_checked_at
-"""
-
-
 def view_sql(source: str, incidents: str) -> dict[str, str]:
-    """The views' SELECT texts over ``source`` (a validated, quoted name)."""
-    return {
-        "api_uptime": _UPTIME.format(src=source),
-        "api_response_times": _RESPONSE.format(src=source),
-        "api_incidents": _INCIDENTS.format(src=source),
-        "api_health_summary": _SUMMARY.format(src=source, incidents=incidents),
-    }
+    """The views' Spark SQL SELECT texts over ``source`` (a validated, quoted name); the
+    metrics themselves are defined once, in :mod:`framework.ops.uptime`."""
+    return uptime.view_sql(source, incidents, uptime.SPARK)
 
 
 def _quoted(*parts: str) -> str:

@@ -1,7 +1,8 @@
-"""Monitoring data from the warehouse: freshness, cache tables, audit, health views.
+"""Monitoring data from the warehouse for the daily report: cache tables, audit, health.
 
-Spark lives here; everything returned is plain Python (rows as dicts), ready for
-:mod:`framework.ops.report`, ``restlake status --stale`` and :mod:`framework.ops.notify`.
+Everything is read through :class:`framework.ops.queries.Queries` (delta-rs, Arrow and
+DuckDB: no JVM); what is returned is plain Python (rows as dicts), ready for
+:mod:`framework.ops.report`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any, Optional
 
+from framework.lake.tables import TableRef
 from framework.ops import freshness as fr
+from framework.ops.queries import Queries, target_ref
 from framework.ops.report import Chart, Report, Section
 from framework.secrets import redact
-from framework.lake.tables import TableRef, Warehouse
 from framework.timeutil import to_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -30,37 +32,9 @@ TEXT_COLUMNS = ("title", "name", "displayname", "display_name", "description", "
 SCORE_COLUMNS = ("score", "impact", "value")
 
 
-def _ref(row: dict[str, Any]) -> TableRef:
-    return TableRef(row["TargetCatalog"], row["TargetSchema"], row["TargetTable"])
-
-
-def newest_collected(spark: Any, warehouse: Warehouse, ref: TableRef) -> Optional[dt.datetime]:
-    """The newest ``collected_at_utc`` of a target (None: missing or empty table)."""
-    from pyspark.sql import functions as F
-
-    if not warehouse.exists(spark, ref):
-        return None
-    df = warehouse.read(spark, ref)
-    if "collected_at_utc" not in df.columns:
-        return None
-    value = df.agg(F.max("collected_at_utc")).first()[0]
-    return to_utc(value) if value is not None else None
-
-
-def freshness(spark: Any, warehouse: Warehouse, rows: list[dict[str, Any]],
-              now: Optional[dt.datetime] = None) -> list[fr.Freshness]:
-    """The freshness rule (:mod:`framework.ops.freshness`) applied to every enabled control row."""
-    newest = {}
-    for row in rows:
-        if row.get("Enabled") is False:
-            continue
-        newest[fr.target_name(row)] = newest_collected(spark, warehouse, _ref(row))
-    return fr.assess_rows(rows, newest, now or utcnow())
-
-
 def cache_tables(rows: list[dict[str, Any]]) -> dict[str, TableRef]:
     """Cache tables (targets named ``cache_*``) by table name."""
-    return {r["TargetTable"]: _ref(r) for r in rows
+    return {r["TargetTable"]: target_ref(r) for r in rows
             if str(r.get("TargetTable", "")).startswith(CACHE_PREFIX)}
 
 
@@ -72,35 +46,38 @@ def _pick(columns: list[str], candidates: tuple[str, ...]) -> Optional[str]:
     return None
 
 
-def top_alerts(spark: Any, warehouse: Warehouse, refs: list[TableRef], limit: int = 15
-               ) -> list[dict[str, Any]]:
-    """Open alerts of the alert cache tables, most severe (then highest score, newest) first."""
-    from pyspark.sql import functions as F
+def _cache_rows(q: Queries, ref: TableRef) -> list[dict[str, Any]]:
+    from framework.lake.reader import rows_of
 
+    table = q.reader.table(ref)
+    return [] if table is None else rows_of(table)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).lower()
+
+
+def top_alerts(q: Queries, refs: list[TableRef], limit: int = 15) -> list[dict[str, Any]]:
+    """Open alerts of the alert cache tables, most severe (then highest score, newest) first."""
     out: list[dict[str, Any]] = []
     for ref in refs:
-        if not warehouse.exists(spark, ref):
+        rows = _cache_rows(q, ref)
+        if not rows:
             continue
-        df = warehouse.read(spark, ref)
-        cols = df.columns
+        cols = list(rows[0])
         sev, status = _pick(cols, SEVERITY_COLUMNS), _pick(cols, STATUS_COLUMNS)
         text, score = _pick(cols, TEXT_COLUMNS), _pick(cols, SCORE_COLUMNS)
         if status:
-            df = df.where(~F.lower(F.col(status).cast("string")).isin(*CLOSED_STATES)
-                          | F.col(status).isNull())
-        order = []
-        if sev:
-            rank = F.lit(9)
-            for word, value in sorted(SEVERITY_RANK.items(), key=lambda kv: -kv[1]):
-                rank = F.when(F.lower(F.col(sev).cast("string")) == F.lit(word), F.lit(value)
-                              ).otherwise(rank)
-            df = df.withColumn("_rank", rank)
-            order.append(F.col("_rank").asc())
-        if score:
-            order.append(F.col(score).cast("double").desc_nulls_last())
-        order.append(F.col("collected_at_utc").desc())
-        for r in df.orderBy(*order).limit(limit).collect():
-            d = r.asDict()
+            rows = [d for d in rows if d.get(status) is None or _text(d[status]) not in CLOSED_STATES]
+
+        def order(d: dict[str, Any]) -> tuple:
+            rank = SEVERITY_RANK.get(_text(d.get(sev)), 9) if sev else 0
+            value = float(d[score]) if score and _is_number(d.get(score)) else None
+            collected = d.get("collected_at_utc")
+            return (rank, value is None, -(value or 0.0),
+                    -(to_utc(collected).timestamp() if collected else 0.0))
+
+        for d in sorted(rows, key=order)[:limit]:
             out.append({
                 "Table": ref.name, "EntityKey": d.get("entity_key"),
                 "Alert": d.get(text) if text else None,
@@ -121,78 +98,43 @@ def _is_number(value: Any) -> bool:
         return False
 
 
-def down_cache_rows(spark: Any, warehouse: Warehouse, refs: list[TableRef]) -> list[dict[str, Any]]:
+def down_cache_rows(q: Queries, refs: list[TableRef]) -> list[dict[str, Any]]:
     """Resources that node/instance cache tables report down."""
-    from pyspark.sql import functions as F
-
     out = []
     for ref in refs:
-        if not warehouse.exists(spark, ref):
-            continue
-        df = warehouse.read(spark, ref)
-        status = _pick(df.columns, STATUS_COLUMNS)
+        rows = _cache_rows(q, ref)
+        status = _pick(list(rows[0]), STATUS_COLUMNS) if rows else None
         if not status:
             continue
-        text = _pick(df.columns, TEXT_COLUMNS)
-        for r in (df.where(F.lower(F.col(status).cast("string")).isin(*DOWN_STATES))
-                  .orderBy(F.col("collected_at_utc").desc()).limit(100).collect()):
-            d = r.asDict()
+        text = _pick(list(rows[0]), TEXT_COLUMNS)
+        down = [d for d in rows if _text(d.get(status)) in DOWN_STATES]
+        down.sort(key=lambda d: to_utc(d["collected_at_utc"]), reverse=True)
+        for d in down[:100]:
             out.append({"Resource": d.get(text) or d.get("entity_key"), "Kind": ref.table,
                         "Status": str(d.get(status)), "Since": to_utc(d["collected_at_utc"]),
                         "Detail": ref.name})
     return out
 
 
-def health_views(spark: Any, warehouse: Warehouse, catalog: str) -> dict[str, list[dict[str, Any]]]:
-    """Rows of the uptime views (registered for this session first)."""
-    from framework.ops.health_store import METADATA_SCHEMA, VIEW_NAMES, register_views
-
-    register_views(spark, warehouse, catalog)
-    out = {}
-    for view in VIEW_NAMES:
-        name = f"`{view}`" if warehouse.is_local else f"`{catalog}`.`{METADATA_SCHEMA}`.`{view}`"
-        out[view] = [_plain(r.asDict()) for r in spark.table(name).collect()]
-    return out
-
-
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (to_utc(v) if isinstance(v, dt.datetime) else v) for k, v in d.items()}
-
-
-def audit_since(spark: Any, warehouse: Warehouse, store: Any, since: dt.datetime
-                ) -> list[dict[str, Any]]:
-    from pyspark.sql import functions as F
-
-    if not warehouse.exists(spark, store.audit_ref):
-        return []
-    df = (warehouse.read(spark, store.audit_ref)
-          .where(F.col("LoggedAt") >= F.lit(to_utc(since)))
-          .select("ConfigId", "LoadType", "LoadStatus", "SourceRowCount", "TargetRowCount",
-                  "RejectedRows", "Requests", "Retries", "RunDuration", "ErrorMessage", "LoggedAt",
-                  "RunId", "LoadId")
-          .orderBy(F.col("LoggedAt").desc()))
-    return [_plain(r.asDict()) for r in df.collect()]
-
-
 # ---------------------------------------------------------------------- report
-def build_report(spark: Any, warehouse: Warehouse, store: Any, *, days: int = 7,
-                 now: Optional[dt.datetime] = None, top: int = 15) -> Report:
-    """Gather every section of the daily ops report."""
+def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None,
+                 top: int = 15) -> Report:
+    """Gather every section of the daily ops report (no JVM)."""
     now = now or utcnow()
-    rows = store.rows() if store.is_initialized() else []
+    rows = q.control_rows()
     caches = cache_tables(rows)
     alert_refs = [ref for name, ref in caches.items() if "alert" in name]
     node_refs = [ref for name, ref in caches.items() if "node" in name or "instance" in name]
 
-    alerts = top_alerts(spark, warehouse, alert_refs, top)
-    views = health_views(spark, warehouse, store.control_ref.catalog)
-    stale = freshness(spark, warehouse, rows, now)
-    audit = audit_since(spark, warehouse, store, now - dt.timedelta(days=days))
+    alerts = top_alerts(q, alert_refs, top)
+    views = q.health_metrics(now)
+    stale = q.freshness(rows, now)
+    audit = q.audit_since(now - dt.timedelta(days=days))
 
     down = [{"Resource": i["ConfigId"], "Kind": "API source", "Status": "down",
              "Since": i["started_at"], "Detail": redact(i.get("last_error") or "")}
             for i in views["api_incidents"] if i["ongoing"]]
-    down += down_cache_rows(spark, warehouse, node_refs)
+    down += down_cache_rows(q, node_refs)
 
     rt = {r["ConfigId"]: r for r in views["api_response_times"]}
     health_rows = []
@@ -295,11 +237,12 @@ def build_report(spark: Any, warehouse: Warehouse, store: Any, *, days: int = 7,
                        else "n/a"),
         "open alerts": len(alerts),
     }
+    warehouse = q.reader.warehouse
     return Report(now, str(warehouse.root or "metastore"), sections, charts, headline)
 
 
-def write_daily_report(spark: Any, warehouse: Warehouse, store: Any, out: Any, *, days: int = 7,
-                       top: int = 15, now: Optional[dt.datetime] = None) -> tuple[Report, list[Any]]:
+def write_daily_report(q: Queries, out: Any, *, days: int = 7, top: int = 15,
+                       now: Optional[dt.datetime] = None) -> tuple[Report, list[Any]]:
     """Write the daily ops report (``restlake report`` and the scheduler's daily job).
 
     Writes ``OUT/output/monitoring_daily.html`` and ``.xlsx``, and the run log
@@ -329,9 +272,9 @@ def write_daily_report(spark: Any, warehouse: Warehouse, store: Any, out: Any, *
     run_log.addHandler(handler)
     try:
         run_log.info("report run started: out=%s days=%d", out, days)
-        if not store.is_initialized():
+        if not q.is_initialized():
             raise ConfigError("the control table does not exist; run 'restlake init' first")
-        report = build_report(spark, warehouse, store, days=days, top=top, now=now)
+        report = build_report(q, days=days, top=top, now=now)
         for s in report.sections:
             run_log.info("section %s: %d rows", s.key, len(s.rows))
         for label, value in report.headline.items():

@@ -1,22 +1,44 @@
 """Read-only questions over the warehouse, answered without a JVM.
 
-``restlake status``/``audit``/``status --stale``, the report, the worksheet and the
-service ask them here; :class:`framework.lake.reader.TableReader` reads the Delta
-tables (delta-rs, Arrow, DuckDB) and caches answers by the tables' versions.
+``restlake status``/``audit``/``status --stale``, the daily report, notifications, the
+worksheet and the service ask them here. :class:`framework.lake.reader.TableReader` reads
+the Delta tables (delta-rs into Arrow; DuckDB for sorting and aggregation) and caches each
+answer by the versions of the tables it read. Answers that depend on the time (uptime over
+the last 24 h, freshness) are also recomputed when the clock enters a new ``ttl_s`` slot.
+
+The uptime metrics are the SQL of :mod:`framework.ops.uptime` (the same text as the Spark
+views); freshness is :mod:`framework.ops.freshness`'s rule.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import datetime as dt
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from framework.lake.reader import TableReader
 from framework.lake.tables import TableRef
+from framework.ops import freshness as fr
+from framework.ops import uptime
+from framework.timeutil import to_utc, utcnow
 
 METADATA_SCHEMA = "metadata"
 CONTROL_TABLE = "api_control_table"
 AUDIT_TABLE = "api_audit_table"
 WINDOW_LOG_TABLE = "api_window_log"
 HEALTH_TABLE = "api_health_log"
+DEFAULT_TTL_S = 10.0
+
+#: The health-log columns the metrics read (Arrow types, for an empty log too).
+HEALTH_COLUMNS = ("ConfigId", "SourceSystem", "CheckKind", "CheckedAt", "StatusCode", "Ok",
+                  "ElapsedMs", "ErrorKind", "ErrorMessage", "RunId")
+
+
+def _health_schema() -> Any:
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    types = {"CheckedAt": ts, "StatusCode": pa.int32(), "Ok": pa.bool_(), "ElapsedMs": pa.float64()}
+    return pa.schema([(c, types.get(c, pa.string())) for c in HEALTH_COLUMNS])
 
 
 class Queries:
@@ -25,11 +47,21 @@ class Queries:
     Args:
         reader: the table reader (its caches are shared by every question).
         catalog: the catalog of the ``metadata`` schema.
+        clock: the current UTC time.
+        ttl_s: how long an answer that depends on the time is reused.
+        background: recompute the health metrics in the background, answering with the
+            previous answer meanwhile (a service: no request waits for an aggregation over
+            the whole health log; a one-shot command computes them in the call).
     """
 
-    def __init__(self, reader: TableReader, catalog: str = "main") -> None:
+    def __init__(self, reader: TableReader, catalog: str = "main",
+                 clock: Callable[[], dt.datetime] = utcnow, ttl_s: float = DEFAULT_TTL_S,
+                 background: bool = False) -> None:
         self.reader = reader
         self.catalog = catalog
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.background = background
         self.control_ref = TableRef(catalog, METADATA_SCHEMA, CONTROL_TABLE)
         self.audit_ref = TableRef(catalog, METADATA_SCHEMA, AUDIT_TABLE)
         self.window_ref = TableRef(catalog, METADATA_SCHEMA, WINDOW_LOG_TABLE)
@@ -38,18 +70,32 @@ class Queries:
     def __repr__(self) -> str:
         return f"Queries({self.catalog} via {self.reader!r})"
 
+    def slot(self, now: Optional[dt.datetime] = None) -> int:
+        """The time slot of ``now`` (default: the clock): answers that depend on the time are
+        reused within one slot of ``ttl_s`` seconds."""
+        at = to_utc(now or self.clock())
+        return int(at.timestamp() // self.ttl_s) if self.ttl_s > 0 else id(object())
+
+    # ------------------------------------------------------------------ control
     def control_version(self) -> Optional[int]:
         return self.reader.version(self.control_ref)
 
-    # ------------------------------------------------------------------ control
+    def is_initialized(self) -> bool:
+        return self.control_version() is not None
+
     def control_rows(self, config_ids: Optional[Iterable[str]] = None) -> list[dict[str, Any]]:
         """Control rows (all, or those of ``config_ids``), sorted by ConfigId; ``[]`` when the
         control table does not exist."""
-        rows = self.reader.cached(("control_rows",), [self.control_ref], self._control_rows)
+        rows = self.reader.cached(("control_rows", self.catalog), [self.control_ref],
+                                  self._control_rows)
         if config_ids is None:
             return [dict(r) for r in rows]
         wanted = set(config_ids)
         return [dict(r) for r in rows if r["ConfigId"] in wanted]
+
+    def control_row(self, config_id: str) -> Optional[dict[str, Any]]:
+        rows = self.control_rows([config_id])
+        return rows[0] if rows else None
 
     def _control_rows(self) -> list[dict[str, Any]]:
         table = self.reader.table(self.control_ref)
@@ -57,16 +103,225 @@ class Queries:
             return []
         return sorted(plain_rows(table), key=lambda r: r["ConfigId"])
 
+    # -------------------------------------------------------------------- audit
+    def audit_rows(self, config_id: Optional[str] = None, limit: Optional[int] = 20, *,
+                   status: Optional[str] = None, since: Optional[dt.datetime] = None,
+                   after: Optional[Sequence[Any]] = None) -> list[dict[str, Any]]:
+        """Audit rows, newest first (``LoggedAt``, then ``RunId``, ``ConfigId`` descending).
+
+        Args:
+            config_id: only this source.
+            limit: at most this many rows (None: all).
+            status: only this ``LoadStatus``.
+            since: only rows logged at or after this time.
+            after: the sort key ``(LoggedAt, RunId, ConfigId)`` of the last row of the
+                previous page (see :func:`audit_key`).
+        """
+        after_at, after_run, after_cid = (list(after) + [None, None, None])[:3] if after else (None,) * 3
+        key = ("audit", self.catalog, config_id, limit, status, since, after_at, after_run, after_cid)
+
+        def compute() -> list[dict[str, Any]]:
+            table = self.reader.table(self.audit_ref)
+            if table is None:
+                return []
+            sql = """
+                SELECT * FROM audit
+                WHERE ($cid IS NULL OR ConfigId = $cid)
+                  AND ($status IS NULL OR LoadStatus = $status)
+                  AND ($since IS NULL OR LoggedAt >= CAST($since AS TIMESTAMPTZ))
+                  AND ($at IS NULL
+                       OR coalesce(LoggedAt, TIMESTAMPTZ '1970-01-01 00:00:00+00')
+                          < CAST($at AS TIMESTAMPTZ)
+                       OR (coalesce(LoggedAt, TIMESTAMPTZ '1970-01-01 00:00:00+00')
+                           = CAST($at AS TIMESTAMPTZ)
+                           AND (coalesce(RunId, '') < $run
+                                OR (coalesce(RunId, '') = $run AND ConfigId < $after_cid))))
+                ORDER BY LoggedAt DESC NULLS LAST, RunId DESC NULLS LAST, ConfigId DESC"""
+            params = {"cid": config_id, "status": status, "since": to_utc(since) if since else None,
+                      "at": to_utc(after_at) if after_at else None, "run": after_run or "",
+                      "after_cid": after_cid or ""}
+            if limit is not None:
+                sql += "\nLIMIT $limit"
+                params["limit"] = int(limit)
+            return self.reader.query(sql, {"audit": table}, params)
+
+        return [dict(r) for r in self.reader.cached(key, [self.audit_ref], compute)]
+
+    def audit_since(self, since: dt.datetime) -> list[dict[str, Any]]:
+        """Every audit row logged at or after ``since``, newest first."""
+        return self.audit_rows(limit=None, since=since)
+
+    def load_counts(self, hours: int = 24, now: Optional[dt.datetime] = None) -> dict[str, int]:
+        """Loads logged in the last ``hours``: ``{"loads": n, "failed": n}`` (FAILED or PARTIAL)."""
+        at = to_utc(now or self.clock())
+
+        def compute() -> dict[str, int]:
+            table = self.reader.table(self.audit_ref, ["LoggedAt", "LoadStatus"])
+            if table is None:
+                return {"loads": 0, "failed": 0}
+            [row] = self.reader.query("""
+                SELECT count(*) AS loads,
+                       count(*) FILTER (WHERE LoadStatus IN ('FAILED', 'PARTIAL')) AS failed
+                FROM audit WHERE LoggedAt >= CAST($since AS TIMESTAMPTZ)""",
+                {"audit": table}, {"since": at - dt.timedelta(hours=hours)})
+            return {"loads": int(row["loads"]), "failed": int(row["failed"])}
+
+        return dict(self.reader.cached(("load_counts", self.catalog, hours), [self.audit_ref],
+                                       compute, slot=self.slot(at)))
+
+    def latest_loads(self) -> dict[str, dict[str, Any]]:
+        """The newest audit row of each source (ConfigId -> row)."""
+        def compute() -> dict[str, dict[str, Any]]:
+            table = self.reader.table(self.audit_ref)
+            if table is None:
+                return {}
+            rows = self.reader.query("""
+                SELECT * FROM audit
+                QUALIFY row_number() OVER (PARTITION BY ConfigId
+                                           ORDER BY LoggedAt DESC NULLS LAST, RunId DESC) = 1""",
+                                     {"audit": table})
+            return {r["ConfigId"]: r for r in rows}
+
+        return self.reader.cached(("latest_loads", self.catalog), [self.audit_ref], compute)
+
+    # ------------------------------------------------------------------- health
+    def _health(self) -> Any:
+        table = self.reader.table(self.health_ref, HEALTH_COLUMNS)
+        return _health_schema().empty_table() if table is None else table
+
+    def health_metric(self, name: str, now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
+        """The rows of one uptime metric (a name of :data:`framework.ops.uptime.VIEW_NAMES`).
+
+        Incidents do not depend on the time (only an ongoing one's duration does, which is
+        measured up to ``now`` when asked): they are recomputed only when the log grows.
+        """
+        at = to_utc(now or self.clock())
+        sqls = uptime.duckdb_sql(HEALTH_TABLE)
+        if name == "api_incidents":
+            def incidents() -> list[dict[str, Any]]:
+                return self.reader.query(sqls[name], {HEALTH_TABLE: self._health()}, {"now": at})
+
+            rows = [dict(r) for r in self.reader.cached(("health", self.catalog, name),
+                                                        [self.health_ref], incidents,
+                                                        background=self.background)]
+            for r in rows:
+                if r["ongoing"]:
+                    r["duration_s"] = round((at - to_utc(r["started_at"])).total_seconds(), 3)
+            return rows
+
+        def compute() -> list[dict[str, Any]]:
+            tables = {HEALTH_TABLE: self._health()}
+            if name == "api_health_summary":
+                import pyarrow as pa
+
+                found = self.health_metric("api_incidents", at)
+                tables["api_incidents"] = pa.Table.from_pylist(found) if found else \
+                    pa.table({"ongoing": pa.array([], pa.bool_())})
+                sql = uptime.view_sql(HEALTH_TABLE, "api_incidents", uptime.DUCKDB)[name]
+            else:
+                sql = sqls[name]
+            return self.reader.query(sql, tables, {"now": at} if "$now" in sql else {})
+
+        rows = self.reader.cached(("health", self.catalog, name), [self.health_ref], compute,
+                                  slot=self.slot(at), background=self.background)
+        return [dict(r) for r in rows]
+
+    def health_metrics(self, now: Optional[dt.datetime] = None) -> dict[str, list[dict[str, Any]]]:
+        """Every uptime metric, as the report reads them."""
+        return {name: self.health_metric(name, now) for name in uptime.VIEW_NAMES}
+
+    def uptime_buckets(self, hours: int = 24, bucket_s: int = 3600,
+                       now: Optional[dt.datetime] = None) -> dict[str, list[dict[str, Any]]]:
+        """Per source, the checks and uptime % of each bucket of the last ``hours`` (the
+        sparklines), oldest first; buckets without checks are absent."""
+        at = to_utc(now or self.clock())
+        since = at - dt.timedelta(hours=hours)
+
+        def compute() -> dict[str, list[dict[str, Any]]]:
+            sql = uptime.duckdb_sql(HEALTH_TABLE)["uptime_buckets"]
+            out: dict[str, list[dict[str, Any]]] = {}
+            for r in self.reader.query(sql, {HEALTH_TABLE: self._health()},
+                                       {"since": since, "bucket_s": bucket_s}):
+                out.setdefault(r.pop("ConfigId"), []).append(r)
+            return out
+
+        return self.reader.cached(("buckets", self.catalog, hours, bucket_s), [self.health_ref],
+                                  compute, slot=self.slot(at), background=self.background)
+
+    def checks(self, config_id: Optional[str] = None, limit: Optional[int] = 100, *,
+               since: Optional[dt.datetime] = None, after: Optional[Sequence[Any]] = None
+               ) -> list[dict[str, Any]]:
+        """Health-log rows, newest first (``CheckedAt``, then ``RunId`` descending)."""
+        after_at, after_run = (list(after) + [None, None])[:2] if after else (None, None)
+        key = ("checks", self.catalog, config_id, limit, since, after_at, after_run)
+
+        def compute() -> list[dict[str, Any]]:
+            sql = """
+                SELECT * FROM api_health_log
+                WHERE ($cid IS NULL OR ConfigId = $cid)
+                  AND ($since IS NULL OR CheckedAt >= CAST($since AS TIMESTAMPTZ))
+                  AND ($at IS NULL OR CheckedAt < CAST($at AS TIMESTAMPTZ)
+                       OR (CheckedAt = CAST($at AS TIMESTAMPTZ) AND coalesce(RunId, '') < $run))
+                ORDER BY CheckedAt DESC, RunId DESC NULLS LAST"""
+            params = {"cid": config_id, "since": to_utc(since) if since else None,
+                      "at": to_utc(after_at) if after_at else None, "run": after_run or ""}
+            if limit is not None:
+                sql += "\nLIMIT $limit"
+                params["limit"] = int(limit)
+            return self.reader.query(sql, {HEALTH_TABLE: self._health()}, params)
+
+        return [dict(r) for r in self.reader.cached(key, [self.health_ref], compute)]
+
+    # ---------------------------------------------------------------- freshness
+    def newest_collected(self, ref: TableRef) -> Optional[dt.datetime]:
+        """The newest ``collected_at_utc`` of a target (None: missing, empty or no such column).
+
+        Read from the files' statistics when every file has them, else from the column.
+        """
+        def compute() -> Optional[dt.datetime]:
+            if "collected_at_utc" not in self.reader.schema_names(ref):
+                return None
+            stats = self.reader.file_stats(ref)
+            if stats is not None and "max.collected_at_utc" in stats.column_names:
+                values = stats.column("max.collected_at_utc").to_pylist()
+                counts = stats.column("num_records").to_pylist()
+                nulls = (stats.column("null_count.collected_at_utc").to_pylist()
+                         if "null_count.collected_at_utc" in stats.column_names else [None] * len(values))
+                known = [v for v, n, z in zip(values, counts, nulls) if v is not None]
+                if all(v is not None or (n is not None and z is not None and n == z)
+                       for v, n, z in zip(values, counts, nulls)):
+                    return to_utc(max(known)) if known else None
+            data = self.reader.dataset(ref)
+            [row] = self.reader.query("SELECT max(collected_at_utc) AS newest FROM target",
+                                      {"target": data})
+            return to_utc(row["newest"]) if row["newest"] is not None else None
+
+        return self.reader.cached(("newest", ref.name), [ref], compute)
+
+    def freshness(self, rows: Optional[list[dict[str, Any]]] = None,
+                  now: Optional[dt.datetime] = None) -> list[fr.Freshness]:
+        """The freshness rule applied to every enabled control row (all rows by default)."""
+        rows = self.control_rows() if rows is None else rows
+        newest = {}
+        for row in rows:
+            if row.get("Enabled") is False:
+                continue
+            newest[fr.target_name(row)] = self.newest_collected(target_ref(row))
+        return fr.assess_rows(rows, newest, to_utc(now or self.clock()))
+
+
+def target_ref(row: dict[str, Any]) -> TableRef:
+    """The target table of a control row."""
+    return TableRef(row["TargetCatalog"], row["TargetSchema"], row["TargetTable"])
+
+
+def audit_key(row: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The sort key of an audit row (the ``after`` of the next page)."""
+    return (row.get("LoggedAt"), row.get("RunId"), row.get("ConfigId"))
+
 
 def plain_rows(table: Any) -> list[dict[str, Any]]:
     """An Arrow table's rows as dicts, datetimes in UTC."""
-    import datetime as dt
+    from framework.lake.reader import rows_of
 
-    from framework.timeutil import to_utc
-
-    rows = table.to_pylist()
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, dt.datetime):
-                row[key] = to_utc(value)
-    return rows
+    return rows_of(table)

@@ -132,7 +132,10 @@ def test_monitoring_sources_load_into_shared_cache_tables(spark, warehouse, stor
     from framework.cli.worksheet import observe
     from framework.ops.worksheet import build, to_markdown
 
-    rows = {r.config_id: r for r in build(configs, observe(spark, store, configs))}
+    from framework.lake.reader import TableReader
+    from framework.ops.queries import Queries
+
+    rows = {r.config_id: r for r in build(configs, observe(Queries(TableReader(warehouse)), configs))}
     assert rows["health_instances"].unmapped == ("priority",)
     assert "cpu_pct" in rows["health_instances"].fields and "problemId" not in rows["health_instances"].fields
     assert "metric_id" in rows["dt_host_metrics"].fields and not rows["dt_host_metrics"].unmapped

@@ -17,7 +17,9 @@ END = dt.datetime(2024, 1, 4, tzinfo=UTC)
 def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store, tmp_path):
     from framework.ops.health import incident_spans
     from framework.ops.health_store import read_checks, register_views
-    from framework.ops.monitoring import build_report, freshness
+    from framework.lake.reader import TableReader
+    from framework.ops.monitoring import build_report
+    from framework.ops.queries import Queries
     from framework.ops.report import render_html, write_xlsx
 
     with DemoApi(seed=3, records_per_resource=80, end=END, max_page_size=25) as api:
@@ -54,11 +56,29 @@ def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store,
     assert (summary["sources"], summary["sources_up"], summary["sources_down"]) == (2, 1, 1)
     assert summary["open_incidents"] == 1
 
+    # one definition of each metric: its DuckDB rendering (the JVM-free read path) agrees
+    # with the Spark view on the same data
+    duck = Queries(TableReader(warehouse)).health_metrics()
+    for view, key in (("api_uptime", "ConfigId"), ("api_response_times", "ConfigId"),
+                      ("api_incidents", "started_at"), ("api_health_summary", None)):
+        spark_rows = sorted((_plain(r.asDict()) for r in spark.table(view).collect()),
+                            key=lambda r: str(r[key]) if key else "")
+        duck_rows = sorted(duck[view], key=lambda r: str(r[key]) if key else "")
+        assert len(spark_rows) == len(duck_rows) > 0, view
+        for a, b in zip(spark_rows, duck_rows):
+            assert set(a) == set(b), view
+            for col in a:
+                if col == "duration_s" and a["ongoing"]:
+                    continue  # measured up to "now", which differs between the two runs
+                expected = pytest.approx(a[col], abs=1e-3) if isinstance(a[col], float) else a[col]
+                assert b[col] == expected, (view, col, a, b)
+
     later = dt.datetime.now(UTC) + dt.timedelta(minutes=30)
-    fresh = {f.config_id: f for f in freshness(spark, warehouse, store.rows(), later)}
+    queries = Queries(TableReader(warehouse))
+    fresh = {f.config_id: f for f in queries.freshness(store.rows(), later)}
     assert fresh["alerts"].stale and fresh["broken"].stale and fresh["broken"].newest is None
 
-    report = build_report(spark, warehouse, store)
+    report = build_report(queries)
     assert len(report.section("critical_alerts").rows) == 15
     assert report.section("critical_alerts").rows[0]["Status"] == "open"
     assert [d["Resource"] for d in report.section("down_resources").rows] == ["broken"]
@@ -66,6 +86,12 @@ def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store,
     assert failure["ConfigId"] == "broken" and "500" in failure["ErrorMessage"]
     assert render_html(report).count("data:image/png;base64,") == 3
     assert write_xlsx(report, tmp_path / "r.xlsx").stat().st_size > 0
+
+
+def _plain(row: dict) -> dict:
+    from framework.timeutil import to_utc
+
+    return {k: (to_utc(v) if isinstance(v, dt.datetime) else v) for k, v in row.items()}
 
 
 def test_break_fix_drills(spark, warehouse, tmp_path):
