@@ -330,6 +330,23 @@ class ControlStore:
 
         return retry_conflicts(attempt, f"retry {config_id}")
 
+    def set_enabled(self, config_id: str, enabled: bool, now: Optional[dt.datetime] = None) -> bool:
+        """Enable or disable a source (its ``Enabled`` column); False when there is no such row.
+
+        A disabled row is neither planned nor claimed; a load already RUNNING finishes.
+        """
+        from pyspark.sql import functions as F
+
+        def attempt() -> bool:
+            if self.get(config_id) is None:
+                return False
+            self._control().update(condition=F.col("ConfigId") == F.lit(config_id),
+                                   set={"Enabled": F.lit(bool(enabled)),
+                                        "LastUpdatedTime": F.lit(_spark_value(now or utcnow()))})
+            return True
+
+        return retry_conflicts(attempt, f"{'enable' if enabled else 'disable'} {config_id}")
+
     def _update_if_unchanged(self, row: dict[str, Any], new_state: ControlState, now: dt.datetime,
                              extra: Optional[dict[str, Any]] = None) -> None:
         from pyspark.sql import functions as F

@@ -923,6 +923,15 @@ def load_text(text: str, *, file: str = "<text>") -> list[SourceConfig]:
         ConfigError: the YAML is malformed or a source is invalid.
     """
     doc = safe_yaml(text, file=file)
+    return parse_document(doc, file=file)
+
+
+def parse_document(doc: Any, *, file: str = "<text>") -> list[SourceConfig]:
+    """Validate a parsed document (YAML or JSON) holding one source or ``sources: [...]``.
+
+    Raises:
+        ConfigError: a source is invalid, naming ``file``, the source and the field.
+    """
     if doc is None:
         raise ConfigError("file is empty", file=file)
     if isinstance(doc, dict) and "sources" in doc:

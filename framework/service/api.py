@@ -9,10 +9,11 @@ dashboard. A scheduler (``restlake serve --schedule``) is attached by passing it
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
-from typing import Any, Callable, Optional, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Callable, Optional, Protocol, runtime_checkable
 
 from fastapi import Depends, FastAPI, Request
 
@@ -111,17 +112,28 @@ def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Option
         receiver: the webhook receiver (:class:`framework.push.receiver.Receiver`) whose
             ``POST /hooks/{config_id}`` this app serves (signed by the sender, no API key).
     """
-    from framework import __version__
-    from framework.service import dashboard, routes
+    from fastapi_offline import FastAPIOffline
 
-    app = FastAPI(title="restlake", version=__version__,
-                  description="The monitoring service of restlake: sources, loads, uptime, "
-                              f"incidents. Send the API key as `{HEADER}`.")
+    from framework import __version__
+    from framework.service import actions, dashboard, routes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=routes.warm, args=(app.state.service,), name="restlake-warm",
+                         daemon=True).start()
+        yield
+
+    # /docs with Swagger UI served by this service (no CDN), like the dashboard.
+    app = FastAPIOffline(title="restlake", version=__version__, redoc_url=None,
+                         static_url="/docs-static", lifespan=lifespan,
+                         description="The monitoring service of restlake: sources, loads, uptime, "
+                                     f"incidents. Send the API key as `{HEADER}`.")
     app.state.service = Service(warehouse, control_catalog, keys or ApiKeys(), scheduler,
                                 public_read, clock, spark_factory)
     problems.install(app)
     app.include_router(routes.health)
     app.include_router(routes.api, dependencies=[Depends(require_key)])
+    app.include_router(actions.router, dependencies=[Depends(require_key)])
     app.include_router(dashboard.router)
     if receiver is not None:
         from framework.service import hooks

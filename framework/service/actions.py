@@ -1,0 +1,155 @@
+"""The write side of the JSON API: ``POST /api/v1/sources`` and the source actions.
+
+Writes go through the code the command line uses — :func:`framework.config.parse_document`
+(the validation of ``restlake validate``), :class:`control.store.ControlStore` (``generate``,
+``set_enabled``), :func:`framework.ops.health.probe` and
+:func:`framework.ops.health_store.append_checks` — on the service's one Spark session,
+started by the first write. The blocking work runs in the thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from framework.errors import ConfigError
+from framework.service.api import Service, service_of
+from framework.service.paging import jsonable
+from framework.service.problems import Problem
+from framework.service.routes import queries, source_row
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["actions"])
+
+MAX_BODY_BYTES = 1 << 20
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
+CONFIG_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object"},
+                             "example": {"config_id": "gh_issues", "api_name": "GitHub",
+                                         "endpoint": "https://api.example.com/issues",
+                                         "load_start": "2024-01-01T00:00:00Z",
+                                         "target": {"catalog": "raw", "schema": "gh", "table": "issues"}}},
+        "application/yaml": {"schema": {"type": "string"}},
+    },
+}
+
+
+def _store(svc: Service) -> Any:
+    from control.store import ControlStore
+
+    return ControlStore(svc.spark(), svc.warehouse, svc.control_catalog)
+
+
+def parse_body(raw: bytes, content_type: str) -> list[Any]:
+    """The configs in a request body (JSON or YAML), validated like ``restlake validate``.
+
+    Raises:
+        ConfigError: the body is not JSON/YAML, or a config is invalid (names the field).
+    """
+    from framework.config import load_text, parse_document
+
+    if len(raw) > MAX_BODY_BYTES:
+        raise Problem(413, f"a config body may hold at most {MAX_BODY_BYTES} bytes")
+    kind = content_type.split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("the body is not UTF-8 text", file="<request body>") from None
+    if kind == "application/json" or kind.endswith("+json"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
+                              file="<request body>") from None
+        return parse_document(doc, file="<request body>")
+    if kind in YAML_TYPES or not kind:
+        return load_text(text, file="<request body>")
+    raise Problem(415, f"send the config as application/json or application/yaml, not {kind}")
+
+
+@router.post("/sources", summary="add or update sources from a config (JSON or YAML): the "
+                                 "validation of 'restlake validate', then an upsert of the control row",
+             openapi_extra={"requestBody": CONFIG_BODY}, status_code=200,
+             responses={201: {"description": "a source was created"},
+                        422: {"description": "invalid config (problem+json naming the field)"}})
+async def post_sources(request: Request) -> JSONResponse:
+    svc = service_of(request)
+    configs = parse_body(await request.body(), request.headers.get("content-type", ""))
+
+    def upsert() -> list[Any]:
+        store = _store(svc)
+        store.init()
+        # due_only: a new source is planned now; an existing one keeps its schedule.
+        return store.generate(configs, now=svc.clock(), due_only=True)
+
+    results = await run_in_threadpool(upsert)
+    created = any(r.action == "created" for r in results)
+    log.info("POST /api/v1/sources: %s", ", ".join(f"{r.config_id} {r.action}" for r in results))
+    return JSONResponse(jsonable({"results": [{"config_id": r.config_id, "action": r.action,
+                                               "detail": r.detail} for r in results]}),
+                        status_code=201 if created else 200)
+
+
+def _set_enabled(request: Request, config_id: str, enabled: bool) -> dict[str, Any]:
+    svc = service_of(request)
+    source_row(queries(request), config_id)
+    if not _store(svc).set_enabled(config_id, enabled, svc.clock()):
+        raise Problem(404, f"no source with config_id {config_id!r}")
+    log.info("%s %s", "enabled" if enabled else "disabled", config_id)
+    return {"config_id": config_id, "enabled": enabled}
+
+
+@router.post("/sources/{config_id}/disable", summary="disable a source: no more planning, "
+                                                     "claims or probes (a running load finishes)")
+def disable_source(request: Request, config_id: str) -> dict[str, Any]:
+    return _set_enabled(request, config_id, False)
+
+
+@router.post("/sources/{config_id}/enable", summary="enable a source again")
+def enable_source(request: Request, config_id: str) -> dict[str, Any]:
+    return _set_enabled(request, config_id, True)
+
+
+@router.post("/sources/{config_id}/check", summary="probe the source now; the result lands in "
+                                                   "the health log")
+def check_source(request: Request, config_id: str) -> dict[str, Any]:
+    from control.mapping import row_to_config
+
+    svc = service_of(request)
+    row = source_row(queries(request), config_id)
+    if svc.scheduler is not None:
+        return jsonable({"config_id": config_id, "check": svc.scheduler.request_check(config_id)})
+    from framework.load.runtime import new_run_id
+    from framework.ops.health import probe
+    from framework.ops.health_store import append_checks
+
+    result = probe(row_to_config(row), now=svc.clock(), run_id=new_run_id())
+    append_checks(svc.spark(), svc.warehouse, [result], svc.control_catalog)
+    return jsonable({"config_id": config_id, "check": result})
+
+
+@router.post("/sources/{config_id}/run", status_code=202,
+             summary="plan a load now (PENDING with its range); the scheduler runs it")
+def run_source(request: Request, config_id: str) -> dict[str, Any]:
+    from control.mapping import row_to_config
+
+    svc = service_of(request)
+    row = source_row(queries(request), config_id)
+    if row.get("Enabled") is False:
+        raise Problem(409, f"source {config_id!r} is disabled; POST .../enable first")
+    [result] = _store(svc).generate([row_to_config(row)], now=svc.clock())
+    if svc.scheduler is not None:
+        svc.scheduler.request_run(config_id)
+        runner = "the scheduler runs it"
+    else:
+        runner = "no scheduler is attached: 'restlake run --all' (or 'restlake serve --schedule') runs it"
+    return jsonable({"config_id": config_id, "action": result.action, "detail": result.detail,
+                     "runner": runner})

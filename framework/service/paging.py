@@ -1,0 +1,79 @@
+"""Pages of a list answer and the JSON shape of values.
+
+A list answer is ``{"items": [...], "limit": N, "next_cursor": "…" | null}``. A cursor is
+opaque to clients: the sort key of the page's last item, as base64url JSON. Datetimes are
+ISO-8601 UTC with ``Z``; text passes through :func:`framework.secrets.redact`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from typing import Any, Callable, Optional, Sequence
+
+from fastapi import Query
+
+from framework.secrets import redact
+from framework.service.problems import Problem
+from framework.timeutil import iso, to_utc
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+LimitParam = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="items per page (1..500)")
+CursorParam = Query(None, description="the next_cursor of the previous page")
+
+
+def encode_cursor(key: Sequence[Any]) -> str:
+    parts = [{"t": iso(v)} if isinstance(v, dt.datetime) else v for v in key]
+    return base64.urlsafe_b64encode(json.dumps(parts, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: Optional[str], size: int) -> Optional[list[Any]]:
+    """The sort key in ``cursor`` (None for the first page).
+
+    Raises:
+        Problem: 422 when the cursor is not one this service returned.
+    """
+    if not cursor:
+        return None
+    try:
+        parts = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"==="))
+        if not isinstance(parts, list) or len(parts) != size:
+            raise ValueError("wrong shape")
+        return [to_utc(p["t"]) if isinstance(p, dict) else p for p in parts]
+    except (ValueError, TypeError, KeyError):
+        raise Problem(422, "cursor: not a cursor of this list (pass the next_cursor of the "
+                           "previous page unchanged)",
+                      errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}]) from None
+
+
+def page(fetch: Callable[[Optional[list[Any]], int], list[dict[str, Any]]], key: Callable[[dict], Sequence[Any]],
+         limit: int, cursor: Optional[str], key_size: int,
+         shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda r: r, encoded: bool = False
+         ) -> dict[str, Any]:
+    """One page: ``fetch(after, n)`` returns up to ``n`` rows after the key ``after``
+    (``encoded``: the rows are JSON values already, see :func:`jsonable`)."""
+    after = decode_cursor(cursor, key_size)
+    rows = fetch(after, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [shape(r) for r in rows] if encoded else [jsonable(shape(r)) for r in rows]
+    return {"items": items, "limit": limit,
+            "next_cursor": encode_cursor(key(rows[-1])) if more and rows else None}
+
+
+def jsonable(value: Any) -> Any:
+    """Datetimes as ISO-8601 UTC text, text redacted, containers walked."""
+    if isinstance(value, dt.datetime):
+        return iso(to_utc(value))
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value

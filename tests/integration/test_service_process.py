@@ -1,0 +1,182 @@
+"""Read commands and 'restlake serve' as real processes: no JVM starts, and the dashboard
+renders in headless Chromium.
+
+A JVM start is detected, not timed: ``JAVA_HOME`` and ``PATH`` point at a ``java`` that
+records its call in a marker file and fails, so any Spark start would leave the marker
+(and fail the command).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from framework.demoapi import DemoApi
+from tests.integration.helpers import source
+from tests.integration.service_data import END, MARKUP, build_warehouse
+from tests.unit._service import free_port
+
+pytestmark = pytest.mark.spark
+
+ROOT = Path(__file__).resolve().parents[2]
+RESTLAKE = Path(sys.executable).with_name("restlake")
+
+
+def no_jvm_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose ``java`` records that it was started, and the record's path."""
+    home = tmp_path / "java-home"
+    (home / "bin").mkdir(parents=True, exist_ok=True)
+    marker = tmp_path / "jvm-started"
+    java = home / "bin" / "java"
+    java.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\nexit 1\n')
+    java.chmod(0o755)
+    env = {**os.environ, "JAVA_HOME": str(home), "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    env.pop("SPARK_HOME", None)
+    return env, marker
+
+
+def restlake(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(RESTLAKE), *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def api():
+    with DemoApi(seed=5, records_per_resource=60, end=END, max_page_size=20) as demo:
+        yield demo
+
+
+@pytest.fixture(scope="module")
+def rich(spark, api, tmp_path_factory):
+    """A warehouse with real loads, a failed one, and an open incident."""
+    return build_warehouse(spark, tmp_path_factory.mktemp("proc") / "wh", api)[0]
+
+
+@pytest.fixture(scope="module")
+def thousand(spark, api, tmp_path_factory):
+    """A warehouse with 1,000 control rows (generated, not loaded)."""
+    from control.store import ControlStore
+    from framework.lake.tables import Warehouse
+    from framework.ops.health_store import ensure_table
+
+    warehouse = Warehouse(tmp_path_factory.mktemp("k") / "wh")
+    store = ControlStore(spark, warehouse)
+    store.init()
+    ensure_table(spark, warehouse)
+    configs = [source(api.base_url, "offset", f"src_{i:04d}", schedule={"frequency": "hourly"})
+               for i in range(1000)]
+    store.generate(configs)
+    return warehouse
+
+
+def test_status_on_1000_control_rows_and_the_other_read_commands_start_no_jvm(thousand, tmp_path):
+    env, marker = no_jvm_env(tmp_path)
+    wh = str(thousand.root)
+    status = restlake(env, "--warehouse", wh, "status", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert len(re.findall(r"src_\d{4}", status.stdout)) == 1000 and "PENDING" in status.stdout
+    one = restlake(env, "--warehouse", wh, "status", "--config-id", "src_0042", cwd=tmp_path)
+    assert one.returncode == 0 and re.findall(r"src_\d{4}", one.stdout) == ["src_0042"]
+    stale = restlake(env, "--warehouse", wh, "status", "--stale", cwd=tmp_path)
+    assert stale.returncode == 1 and "no data collected yet" in stale.stdout  # nothing loaded yet
+    audit = restlake(env, "--warehouse", wh, "audit", cwd=tmp_path)
+    assert audit.returncode == 0, audit.stderr
+    init = restlake(env, "--warehouse", wh, "init", cwd=tmp_path)
+    assert init.returncode == 0 and "exists" in init.stdout and "created" not in init.stdout
+    conf = ROOT / "tests" / "configs" / "good" / "minimal.yaml"
+    assert restlake(env, "validate", str(conf), cwd=tmp_path).returncode == 0
+    assert not marker.exists(), marker.read_text()
+
+
+def test_report_and_worksheet_gather_their_data_without_a_jvm(rich, api, tmp_path):
+    env, marker = no_jvm_env(tmp_path)
+    wh = str(rich.root)
+    report = restlake(env, "--warehouse", wh, "report", "--out", str(tmp_path / "ops"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "ops" / "output" / "monitoring_daily.html").read_text()
+    assert "broken" in html and "&lt;img src=x" in html and '<img src=x' not in html
+    conf = tmp_path / "alerts.yaml"
+    cfg = source(api.base_url, "offset", "alerts", table="cache_monitoring_alerts", window="none")
+    conf.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    sheet = restlake(env, "--warehouse", wh, "worksheet", "--config", str(conf), "--out",
+                     str(tmp_path / "ws"), cwd=tmp_path)
+    assert sheet.returncode == 0, sheet.stderr
+    assert "title" in (tmp_path / "ws" / "field_mapping_worksheet.md").read_text()
+    assert not marker.exists(), marker.read_text()
+
+
+class _Dom(HTMLParser):
+    """Section ids with their data-rows, and the text of the page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, int] = {}
+        self.body_state = None
+        self.text: list[str] = []
+        self.images = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section" and "data-rows" in a:
+            self.rows[a["id"]] = int(a["data-rows"])
+        if tag == "body":
+            self.body_state = a.get("data-state")
+        if tag == "img":
+            self.images += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see .ci/run)")
+def test_serve_answers_without_a_jvm_and_the_dashboard_renders_in_chromium(rich, tmp_path):
+    env, marker = no_jvm_env(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen([str(RESTLAKE), "--warehouse", str(rich.root), "serve", "--port", str(port),
+                             "--public-read"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert requests.get(url + "/health", timeout=10).json()["warehouse"]["readable"]
+        sources = requests.get(url + "/api/v1/sources", timeout=30).json()["items"]
+        assert {s["config_id"] for s in sources} == {"alerts", "issues", "broken"}
+        assert requests.post(url + "/api/v1/sources/alerts/run", timeout=30).status_code == 401
+
+        profile = tmp_path / "chromium-profile"
+        dom = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url + "/"],
+            capture_output=True, text=True, timeout=180)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        page = _Dom()
+        page.feed(dom.stdout)
+        assert page.body_state == "ready", dom.stdout[:3000]
+        assert page.rows["sources"] == 3
+        assert page.rows["incidents"] == 1 and page.rows["failures"] >= 2 and page.rows["stale"] >= 1
+        text = "".join(page.text)
+        assert "broken" in text and "alerts" in text
+        assert MARKUP in text and page.images == 0  # the API's markup is shown as text
+        assert dom.stdout.count("<polyline") >= 3  # a sparkline per source with checks
+        assert not marker.exists(), marker.read_text()
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err[-3000:]
