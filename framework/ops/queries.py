@@ -169,20 +169,21 @@ class Queries:
         return dict(self.reader.cached(("load_counts", self.catalog, hours), [self.audit_ref],
                                        compute, slot=self.slot(at)))
 
-    def latest_loads(self) -> dict[str, dict[str, Any]]:
-        """The newest audit row of each source (ConfigId -> row)."""
+    def latest_loads(self, status: Optional[str] = None) -> dict[str, dict[str, Any]]:
+        """The newest audit row of each source (ConfigId -> row), of ``status`` only if given."""
         def compute() -> dict[str, dict[str, Any]]:
             table = self.reader.table(self.audit_ref)
             if table is None:
                 return {}
             rows = self.reader.query("""
                 SELECT * FROM audit
+                WHERE $status IS NULL OR LoadStatus = $status
                 QUALIFY row_number() OVER (PARTITION BY ConfigId
                                            ORDER BY LoggedAt DESC NULLS LAST, RunId DESC) = 1""",
-                                     {"audit": table})
+                                     {"audit": table}, {"status": status})
             return {r["ConfigId"]: r for r in rows}
 
-        return self.reader.cached(("latest_loads", self.catalog), [self.audit_ref], compute)
+        return self.reader.cached(("latest_loads", self.catalog, status), [self.audit_ref], compute)
 
     # ------------------------------------------------------------------- health
     def _health(self) -> Any:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from framework.errors import ConfigError
 from framework.service.api import Service, service_of
-from framework.service.paging import jsonable
+from framework.service.paging import JsonAnswer, jsonable, respond
 from framework.service.problems import Problem
 from framework.service.routes import queries, source_row
 
@@ -98,47 +98,47 @@ async def post_sources(request: Request) -> JSONResponse:
                         status_code=201 if created else 200)
 
 
-def _set_enabled(request: Request, config_id: str, enabled: bool) -> dict[str, Any]:
+def _set_enabled(request: Request, config_id: str, enabled: bool) -> JsonAnswer:
     svc = service_of(request)
     source_row(queries(request), config_id)
     if not _store(svc).set_enabled(config_id, enabled, svc.clock()):
         raise Problem(404, f"no source with config_id {config_id!r}")
     log.info("%s %s", "enabled" if enabled else "disabled", config_id)
-    return {"config_id": config_id, "enabled": enabled}
+    return respond({"config_id": config_id, "enabled": enabled})
 
 
 @router.post("/sources/{config_id}/disable", summary="disable a source: no more planning, "
                                                      "claims or probes (a running load finishes)")
-def disable_source(request: Request, config_id: str) -> dict[str, Any]:
+def disable_source(request: Request, config_id: str) -> JsonAnswer:
     return _set_enabled(request, config_id, False)
 
 
 @router.post("/sources/{config_id}/enable", summary="enable a source again")
-def enable_source(request: Request, config_id: str) -> dict[str, Any]:
+def enable_source(request: Request, config_id: str) -> JsonAnswer:
     return _set_enabled(request, config_id, True)
 
 
 @router.post("/sources/{config_id}/check", summary="probe the source now; the result lands in "
                                                    "the health log")
-def check_source(request: Request, config_id: str) -> dict[str, Any]:
+def check_source(request: Request, config_id: str) -> JsonAnswer:
     from control.mapping import row_to_config
 
     svc = service_of(request)
     row = source_row(queries(request), config_id)
     if svc.scheduler is not None:
-        return jsonable({"config_id": config_id, "check": svc.scheduler.request_check(config_id)})
+        return respond({"config_id": config_id, "check": svc.scheduler.request_check(config_id)})
     from framework.load.runtime import new_run_id
     from framework.ops.health import probe
     from framework.ops.health_store import append_checks
 
     result = probe(row_to_config(row), now=svc.clock(), run_id=new_run_id())
     append_checks(svc.spark(), svc.warehouse, [result], svc.control_catalog)
-    return jsonable({"config_id": config_id, "check": result})
+    return respond({"config_id": config_id, "check": result})
 
 
 @router.post("/sources/{config_id}/run", status_code=202,
              summary="plan a load now (PENDING with its range); the scheduler runs it")
-def run_source(request: Request, config_id: str) -> dict[str, Any]:
+def run_source(request: Request, config_id: str) -> JsonAnswer:
     from control.mapping import row_to_config
 
     svc = service_of(request)
@@ -151,5 +151,5 @@ def run_source(request: Request, config_id: str) -> dict[str, Any]:
         runner = "the scheduler runs it"
     else:
         runner = "no scheduler is attached: 'restlake run --all' (or 'restlake serve --schedule') runs it"
-    return jsonable({"config_id": config_id, "action": result.action, "detail": result.detail,
-                     "runner": runner})
+    return respond({"config_id": config_id, "action": result.action, "detail": result.detail,
+                    "runner": runner}, status_code=202)

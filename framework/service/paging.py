@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from decimal import Decimal
 from typing import Any, Callable, Optional, Sequence
 
+import orjson
 from fastapi import Query
+from starlette.responses import Response
 
 from framework.secrets import redact
 from framework.service.problems import Problem
@@ -23,6 +26,16 @@ MAX_LIMIT = 500
 
 LimitParam = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="items per page (1..500)")
 CursorParam = Query(None, description="the next_cursor of the previous page")
+
+
+class JsonAnswer(Response):
+    """A JSON answer encoded by orjson: the values are JSON already (see :func:`jsonable`),
+    so nothing walks them again."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 def encode_cursor(key: Sequence[Any]) -> str:
@@ -52,7 +65,7 @@ def decode_cursor(cursor: Optional[str], size: int) -> Optional[list[Any]]:
 def page(fetch: Callable[[Optional[list[Any]], int], list[dict[str, Any]]], key: Callable[[dict], Sequence[Any]],
          limit: int, cursor: Optional[str], key_size: int,
          shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda r: r, encoded: bool = False
-         ) -> dict[str, Any]:
+         ) -> JsonAnswer:
     """One page: ``fetch(after, n)`` returns up to ``n`` rows after the key ``after``
     (``encoded``: the rows are JSON values already, see :func:`jsonable`)."""
     after = decode_cursor(cursor, key_size)
@@ -60,8 +73,14 @@ def page(fetch: Callable[[Optional[list[Any]], int], list[dict[str, Any]]], key:
     more = len(rows) > limit
     rows = rows[:limit]
     items = [shape(r) for r in rows] if encoded else [jsonable(shape(r)) for r in rows]
-    return {"items": items, "limit": limit,
-            "next_cursor": encode_cursor(key(rows[-1])) if more and rows else None}
+    return JsonAnswer({"items": items, "limit": limit,
+                           "next_cursor": encode_cursor(key(rows[-1])) if more and rows else None})
+
+
+def respond(value: Any, status_code: int = 200) -> JsonAnswer:
+    """A JSON answer of :func:`jsonable` values, encoded by orjson (FastAPI's generic encoder
+    would walk every value again)."""
+    return JsonAnswer(jsonable(value), status_code=status_code)
 
 
 def jsonable(value: Any) -> Any:
@@ -76,4 +95,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, float) and value != value:  # NaN is not JSON
         return None
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
     return value

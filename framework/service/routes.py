@@ -16,7 +16,7 @@ from framework.ops import freshness as fr
 from framework.ops.queries import Queries, audit_key
 from framework.secrets import is_reference, redact
 from framework.service.api import service_of
-from framework.service.paging import CursorParam, LimitParam, jsonable, page
+from framework.service.paging import CursorParam, JsonAnswer, LimitParam, jsonable, page, respond
 from framework.service.problems import Problem
 from framework.timeutil import to_utc
 
@@ -61,7 +61,7 @@ def source_row(q: Queries, config_id: str) -> dict[str, Any]:
 
 
 @health.get("/health", summary="the service itself: warehouse readable, scheduler state, version")
-def get_health(request: Request) -> dict[str, Any]:
+def get_health(request: Request) -> JsonAnswer:
     from framework import __version__
 
     svc = service_of(request)
@@ -73,7 +73,7 @@ def get_health(request: Request) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health answer
         readable, detail = False, redact(f"{type(exc).__name__}: {exc}")[:500]
     scheduler = svc.scheduler.state() if svc.scheduler is not None else {"attached": False}
-    return jsonable({"status": "ok" if readable else "degraded", "version": __version__,
+    return respond({"status": "ok" if readable else "degraded", "version": __version__,
                      "warehouse": {"readable": readable, "control_table_version": control,
                                    "detail": detail},
                      "scheduler": scheduler, "checked_at": svc.clock()})
@@ -121,6 +121,7 @@ def source_items(q: Queries) -> list[dict[str, Any]]:
 def _source_items(q: Queries) -> list[dict[str, Any]]:
     rows = q.control_rows()
     latest = q.latest_loads()
+    succeeded = q.latest_loads("SUCCESS")
     fresh = {f.config_id: f for f in q.freshness(rows)}
     uptime = {u["ConfigId"]: u for u in q.health_metric("api_uptime")}
     spark = q.uptime_buckets(hours=24, bucket_s=3600)
@@ -137,7 +138,7 @@ def _source_items(q: Queries) -> list[dict[str, Any]]:
             "schedule": {"time": r.get("TriggerScheduleTime"), "frequency": r.get("TriggerFrequency")},
             "error": r.get("ErrorMessage"),
             "last_load": _load_json(last),
-            "rows": last.get("TargetTotalRowCount") if last else None,
+            "rows": (succeeded.get(cid) or {}).get("TargetTotalRowCount"),
             "freshness": _freshness_json(fresh.get(cid)),
             "uptime": _uptime_json(uptime.get(cid)),
             "sparkline": [{"at": b["bucket_start"], "uptime_pct": b["uptime_pct"], "checks": b["checks"]}
@@ -149,7 +150,7 @@ def _source_items(q: Queries) -> list[dict[str, Any]]:
 @api.get("/sources", tags=["sources"],
          summary="every source: status, last load, rows, freshness, uptime 24h (by config_id)")
 def list_sources(request: Request, limit: int = LimitParam, cursor: Optional[str] = CursorParam
-                 ) -> dict[str, Any]:
+                 ) -> JsonAnswer:
     items = source_items(queries(request))
 
     def fetch(after: Optional[list[Any]], n: int) -> list[dict[str, Any]]:
@@ -182,7 +183,7 @@ def mask_headers(headers: Any) -> Any:
 
 @api.get("/sources/{config_id}", tags=["sources"],
          summary="the control row and config of a source (secret references, never values)")
-def get_source(request: Request, config_id: str) -> dict[str, Any]:
+def get_source(request: Request, config_id: str) -> JsonAnswer:
     q = queries(request)
     row = source_row(q, config_id)
     control = dict(row)
@@ -195,7 +196,7 @@ def get_source(request: Request, config_id: str) -> dict[str, Any]:
     control["RequestHeaders"] = mask_headers(control.get("RequestHeaders"))
     config, error = masked_config(row)
     [summary] = [i for i in source_items(q) if i["config_id"] == config_id] or [None]
-    return jsonable({"config_id": config_id, "control_row": control, "config": config,
+    return respond({"config_id": config_id, "control_row": control, "config": config,
                      "config_error": error, "summary": summary})
 
 
@@ -207,7 +208,7 @@ def _loads_page(q: Queries, limit: int, cursor: Optional[str], **filters: Any) -
 
 @api.get("/sources/{config_id}/loads", tags=["loads"], summary="audit rows of a source, newest first")
 def source_loads(request: Request, config_id: str, limit: int = LimitParam,
-                 cursor: Optional[str] = CursorParam) -> dict[str, Any]:
+                 cursor: Optional[str] = CursorParam) -> JsonAnswer:
     q = queries(request)
     source_row(q, config_id)
     return _loads_page(q, limit, cursor, config_id=config_id)
@@ -228,7 +229,7 @@ def parse_since(since: Optional[str]) -> Optional[dt.datetime]:
 def list_loads(request: Request,
                status: Optional[Literal["SUCCESS", "FAILED", "PARTIAL"]] = Query(None),
                since: Optional[str] = Query(None, description="ISO-8601 UTC, e.g. 2024-01-01T00:00:00Z"),
-               limit: int = LimitParam, cursor: Optional[str] = CursorParam) -> dict[str, Any]:
+               limit: int = LimitParam, cursor: Optional[str] = CursorParam) -> JsonAnswer:
     return _loads_page(queries(request), limit, cursor, status=status, since=parse_since(since))
 
 
@@ -236,14 +237,14 @@ def list_loads(request: Request,
 @api.get("/stats/uptime/{config_id}", tags=["stats"],
          summary="uptime % of a source over 24h, 7d or 30d, with its series")
 def source_uptime(request: Request, config_id: str,
-                  period: Literal["24h", "7d", "30d"] = Query("24h")) -> dict[str, Any]:
+                  period: Literal["24h", "7d", "30d"] = Query("24h")) -> JsonAnswer:
     q = queries(request)
     source_row(q, config_id)
     [u] = [u for u in q.health_metric("api_uptime") if u["ConfigId"] == config_id] or [{}]
     hours = int(PERIODS[period].total_seconds() // 3600)
     bucket = 3600 if period == "24h" else 86400 if period == "30d" else 6 * 3600
     series = q.uptime_buckets(hours=hours, bucket_s=bucket).get(config_id, [])
-    return jsonable({"config_id": config_id, "period": period,
+    return respond({"config_id": config_id, "period": period,
                      "uptime_pct": u.get(f"uptime_pct_{period}"), "checks": u.get(f"checks_{period}", 0),
                      "last_checked_at": u.get("last_checked_at"), "last_ok": u.get("last_ok"),
                      "bucket_s": bucket,
@@ -253,11 +254,11 @@ def source_uptime(request: Request, config_id: str,
 
 @api.get("/stats/response-times/{config_id}", tags=["stats"],
          summary="response times of a source over the last 7 days: min, avg, max, p95 (ms)")
-def source_response_times(request: Request, config_id: str) -> dict[str, Any]:
+def source_response_times(request: Request, config_id: str) -> JsonAnswer:
     q = queries(request)
     source_row(q, config_id)
     [r] = [r for r in q.health_metric("api_response_times") if r["ConfigId"] == config_id] or [{}]
-    return jsonable({"config_id": config_id, "period": "7d", "responses": r.get("responses_7d", 0),
+    return respond({"config_id": config_id, "period": "7d", "responses": r.get("responses_7d", 0),
                      "min_ms": r.get("min_ms"), "avg_ms": r.get("avg_ms"), "max_ms": r.get("max_ms"),
                      "p95_ms": r.get("p95_ms")})
 
@@ -266,7 +267,7 @@ def source_response_times(request: Request, config_id: str) -> dict[str, Any]:
          summary="the health checks of a source (probes and ingestion requests), newest first")
 def source_history(request: Request, config_id: str,
                    since: Optional[str] = Query(None, description="ISO-8601 UTC"),
-                   limit: int = LimitParam, cursor: Optional[str] = CursorParam) -> dict[str, Any]:
+                   limit: int = LimitParam, cursor: Optional[str] = CursorParam) -> JsonAnswer:
     q = queries(request)
     source_row(q, config_id)
     at = parse_since(since)
@@ -276,7 +277,7 @@ def source_history(request: Request, config_id: str,
 
 @api.get("/stats/summary", tags=["stats"],
          summary="the whole warehouse at a glance: sources up/down, uptime 24h, p95, incidents, loads")
-def stats_summary(request: Request) -> dict[str, Any]:
+def stats_summary(request: Request) -> JsonAnswer:
     q = queries(request)
     rows = q.control_rows()
     [health_row] = q.health_metric("api_health_summary") or [{}]
@@ -285,7 +286,7 @@ def stats_summary(request: Request) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r.get("LoadStatus") or "NONE"] = by_status.get(r.get("LoadStatus") or "NONE", 0) + 1
-    return jsonable({
+    return respond({
         "sources": len(rows), "enabled": sum(1 for r in rows if r.get("Enabled") is not False),
         "by_status": by_status, "stale": len(stale),
         "loads_24h": day["loads"], "failed_loads_24h": day["failed"],
@@ -300,7 +301,7 @@ def stats_summary(request: Request) -> dict[str, Any]:
          summary="spans of consecutive failed checks, newest first (open=true: ongoing only)")
 def list_incidents(request: Request, open: Optional[bool] = Query(None),  # noqa: A002 - API name
                    config_id: Optional[str] = Query(None), limit: int = LimitParam,
-                   cursor: Optional[str] = CursorParam) -> dict[str, Any]:
+                   cursor: Optional[str] = CursorParam) -> JsonAnswer:
     q = queries(request)
     items = [i for i in q.health_metric("api_incidents")
              if (open is None or bool(i["ongoing"]) == open)
@@ -322,7 +323,7 @@ def list_incidents(request: Request, open: Optional[bool] = Query(None),  # noqa
 @api.get("/stale", tags=["stats"],
          summary="sources whose newest data is older than their cadence allows")
 def list_stale(request: Request, limit: int = LimitParam,
-               cursor: Optional[str] = CursorParam) -> dict[str, Any]:
+               cursor: Optional[str] = CursorParam) -> JsonAnswer:
     q = queries(request)
     items = sorted((f for f in q.freshness() if f.stale), key=lambda f: f.config_id)
 
