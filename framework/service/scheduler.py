@@ -122,6 +122,7 @@ class Scheduler:
 
         self.spark, self.store, self.settings, self.clock = spark, store, settings, clock
         self.warehouse = store.warehouse
+        self._reader: Any = None  # the JVM-free read path, made on first use
         self.runner = runner_id()
         self.agenda = Agenda(clock(), settings.poll, settings.report_time)
         self.jobs = {name: JobState() for name in JOBS}
@@ -419,11 +420,8 @@ class Scheduler:
             events += events_from_audit([o.audit for o in outcomes if o.audit])
         last = self._last_stale_check
         if "stale" in config.events and (last is None or now - last >= self.settings.stale_every):
-            from framework.ops.monitoring import freshness
-
             self._last_stale_check = now
-            events += events_from_freshness(freshness(self.spark, self.warehouse,
-                                                      self.store.rows(), now))
+            events += events_from_freshness(self.queries().freshness(now=now))
         self._notify(events, now)
 
     def _notify_incidents(self, config_ids: list[str], now: dt.datetime) -> None:
@@ -445,14 +443,23 @@ class Scheduler:
                                        config.down_after)
         self._notify(events, now)
 
+    def queries(self) -> Any:
+        """The read questions over the warehouse (:class:`framework.ops.queries.Queries`):
+        delta-rs and DuckDB, cached by table version; Spark only without a local root."""
+        from framework.lake.reader import TableReader
+        from framework.ops.queries import Queries
+
+        if self._reader is None:
+            self._reader = TableReader(self.warehouse, spark_factory=lambda: self.spark)
+        return Queries(self._reader, self.store.control_ref.catalog, clock=self.clock)
+
     # ---------------------------------------------------------------------- report
     def report_round(self) -> dict[str, Any]:
         """Write the daily report to ``report_out``."""
         from framework.ops.monitoring import write_daily_report
 
         now = self.clock()
-        paths = write_daily_report(self.spark, self.warehouse, self.store,
-                                   self.settings.report_out or "ops",
-                                   days=self.settings.report_days, now=now)
+        _, paths = write_daily_report(self.queries(), self.settings.report_out or "ops",
+                                      days=self.settings.report_days, now=now)
         log.info("daily report written: %s", ", ".join(str(p) for p in paths))
         return {"at": iso(now), "files": [str(p) for p in paths]}
