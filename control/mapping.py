@@ -30,7 +30,9 @@ KEY_TO_COLUMN = {
     "limits": "Limits", "required_fields": "RequiredFields", "schema_mode": "SchemaMode",
     "owner": "Owner", "enabled": "Enabled", "webhook": "Options",
 }
-OPTION_KEYS = ("archive", "completeness", "description", "health", "webhook", "allowed_hosts")
+OPTION_KEYS = ("archive", "completeness", "description", "health", "webhook", "allowed_hosts",
+               "quality")
+KEY_TO_COLUMN.update({k: "Options" for k in OPTION_KEYS})
 # nested fields kept in a column of their own
 FIELD_TO_COLUMN = {
     "auth.method": "AuthMethod", "target.catalog": "TargetCatalog", "target.schema": "TargetSchema",
@@ -52,9 +54,7 @@ def config_to_row(cfg: SourceConfig) -> dict[str, Any]:
     dump = cfg.model_dump(mode="json", by_alias=True)
     auth = dict(dump["auth"])
     method = auth.pop("method")
-    options = {k: ({kk: vv for kk, vv in dump[k].items() if vv is not None}
-                   if isinstance(dump[k], dict) else dump[k])
-               for k in OPTION_KEYS if dump.get(k) not in (None, [])}
+    options = {k: _without_nulls(dump[k]) for k in OPTION_KEYS if dump.get(k) not in (None, [])}
     row = {
         "ConfigId": cfg.config_id,
         "APIName": cfg.api_name,
@@ -92,6 +92,13 @@ def config_to_row(cfg: SourceConfig) -> dict[str, Any]:
     }
     row["ConfigHash"] = hashlib.sha256(_json({k: v for k, v in row.items()}).encode()).hexdigest()[:16]
     return row
+
+
+def _without_nulls(value: Any) -> Any:
+    """A JSON value without null members (unset optional keys), recursively."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def _load_json(row: dict[str, Any], column: str, cid: str) -> Any:

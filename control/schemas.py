@@ -8,6 +8,7 @@ from pyspark.sql.types import (BooleanType, DoubleType, IntegerType, LongType, S
 CONTROL_TABLE = "api_control_table"
 AUDIT_TABLE = "api_audit_table"
 WINDOW_LOG_TABLE = "api_window_log"
+QUALITY_TABLE = "api_quality_results"
 METADATA_SCHEMA = "metadata"
 
 
@@ -80,7 +81,7 @@ AUDIT_SCHEMA = StructType([
     _s("TargetRowCount", LongType(), comment="rows inserted or updated in the target"),
     _s("TargetTotalRowCount", LongType(), comment="rows in the target after the run"),
     _s("RunId", StringType()),
-    _s("LoadStatus", StringType(), comment="SUCCESS | FAILED | PARTIAL"),
+    _s("LoadStatus", StringType(), comment="SUCCESS | FAILED | PARTIAL | FAILED_QUALITY"),
     _s("ErrorMessage", StringType()),
     _s("LoadStartTime", TimestampType()),
     _s("LoadEndTime", TimestampType()),
@@ -126,6 +127,24 @@ WINDOW_LOG_SCHEMA = StructType([
     _s("Checkpoint", StringType(), comment="JSON: last committed page cursor"),
     _s("ErrorMessage", StringType()),
     _s("LoggedAt", TimestampType()),
+])
+
+QUALITY_SCHEMA = StructType([
+    _s("ConfigId", StringType(), False),
+    _s("LoadId", StringType(), comment="the load (range) the check judged"),
+    _s("RunId", StringType()),
+    _s("LoadType", StringType(), comment="FULL_LOAD | INCREMENTAL"),
+    _s("Phase", StringType(), False, "before_commit | after_commit"),
+    _s("CheckName", StringType(), False, "min_rows | max_row_drop_pct | max_spike_pct | max_null_pct | "
+       "not_null | accepted_values | unique | schema_drift"),
+    _s("Field", StringType(), comment="the field checked (null for row counts)"),
+    _s("ObservedValue", DoubleType(), comment="what the load showed (rows, %, count)"),
+    _s("Threshold", DoubleType(), comment="the limit it was held to"),
+    _s("Severity", StringType(), False, "warn | fail"),
+    _s("Passed", BooleanType(), False),
+    _s("Message", StringType(), comment="what was found, sanitized"),
+    _s("Detail", StringType(), comment="JSON: e.g. the drift kind or sample values"),
+    _s("CheckedAt", TimestampType(), False),
 ])
 
 CONTROL_COLUMNS = [f.name for f in CONTROL_SCHEMA.fields]

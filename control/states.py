@@ -49,6 +49,7 @@ class RunResult(str, enum.Enum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     PARTIAL = "PARTIAL"
+    FAILED_QUALITY = "FAILED_QUALITY"  # a quality check of severity fail did not pass
 
 
 class InvalidTransition(ValueError):

@@ -16,8 +16,8 @@ from typing import Any, Iterable, Optional
 
 from control import mapping, states
 from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL_SCHEMA,
-                             CONTROL_TABLE, METADATA_SCHEMA, WINDOW_LOG_SCHEMA,
-                             WINDOW_LOG_TABLE)
+                             CONTROL_TABLE, METADATA_SCHEMA, QUALITY_SCHEMA, QUALITY_TABLE,
+                             WINDOW_LOG_SCHEMA, WINDOW_LOG_TABLE)
 from control.states import ControlState, LoadStatus
 from framework.lake.commits import retry_conflicts
 from framework.config import SourceConfig
@@ -76,13 +76,14 @@ class ControlStore:
         self.control_ref = TableRef(catalog, METADATA_SCHEMA, CONTROL_TABLE)
         self.audit_ref = TableRef(catalog, METADATA_SCHEMA, AUDIT_TABLE)
         self.window_ref = TableRef(catalog, METADATA_SCHEMA, WINDOW_LOG_TABLE)
+        self.quality_ref = TableRef(catalog, METADATA_SCHEMA, QUALITY_TABLE)
 
     def __repr__(self) -> str:
         return f"ControlStore({self.control_ref.catalog} in {self.warehouse!r})"
 
     # ------------------------------------------------------------------ tables
     def init(self) -> list[str]:
-        """Create the control, audit (append-only) and window-log tables; idempotent.
+        """Create the control, audit, window-log and quality-results tables; idempotent.
 
         Returns:
             the names of the tables created by this call.
@@ -94,6 +95,8 @@ class ControlStore:
              "restlake audit table: one row per run (append-only)"),
             (self.window_ref, WINDOW_LOG_SCHEMA, {"delta.appendOnly": "true"},
              "restlake window log: one row per window attempt (append-only)"),
+            (self.quality_ref, QUALITY_SCHEMA, {"delta.appendOnly": "true"},
+             "restlake quality results: one row per check per load (append-only)"),
         ]
         for ref, schema, props, comment in specs:
             made = retry_conflicts(
@@ -374,6 +377,37 @@ class ControlStore:
         """Append window-log rows (blind append)."""
         if records:
             self._append(self.window_ref, WINDOW_LOG_SCHEMA, records, "window log")
+
+    def append_quality_results(self, records: list[dict[str, Any]]) -> None:
+        """Append quality-check rows (blind append); creates the table for warehouses
+        initialized before it existed."""
+        if not records:
+            return
+        retry_conflicts(lambda: self.warehouse.create_if_not_exists(
+            self.spark, self.quality_ref, QUALITY_SCHEMA, {"delta.appendOnly": "true"}),
+            f"create {self.quality_ref.name}")
+        self._append(self.quality_ref, QUALITY_SCHEMA, records, "quality results")
+
+    def quality_results(self, config_ids: Optional[Iterable[str]] = None,
+                        since: Optional[dt.datetime] = None,
+                        limit: Optional[int] = None) -> list[dict[str, Any]]:
+        """Quality-check rows, newest first (empty when the table does not exist yet)."""
+        from pyspark.sql import functions as F
+
+        if not self.warehouse.exists(self.spark, self.quality_ref):
+            return []
+        df = self.warehouse.read(self.spark, self.quality_ref)
+        if config_ids is not None:
+            ids = list(config_ids)
+            if not ids:
+                return []
+            df = df.where(F.col("ConfigId").isin(ids))
+        if since is not None:
+            df = df.where(F.col("CheckedAt") >= F.lit(to_utc(since)))
+        df = df.orderBy(F.col("CheckedAt").desc(), F.col("CheckName"), F.col("Field"))
+        if limit is not None:
+            df = df.limit(limit)
+        return [_row_dict(r) for r in df.collect()]
 
     def _append(self, ref: TableRef, schema: Any, records: list[dict[str, Any]], what: str,
                 merge_schema: bool = False) -> None:

@@ -16,7 +16,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Iterable, Literal, Optional, Union
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
@@ -338,6 +338,19 @@ class Target(_Model):
         return f"{self.catalog}.{self.schema_}.{self.table}"
 
 
+def hhmm(v: Any) -> str:
+    """A ``HH:MM`` time of day (UTC), as YAML may give it.
+
+    Raises:
+        ValueError: ``v`` is not a ``HH:MM`` time.
+    """
+    if isinstance(v, int) and not isinstance(v, bool):  # YAML 1.1 reads 02:00 as base-60 int
+        v = f"{v // 60:02d}:{v % 60:02d}"
+    if not isinstance(v, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v.strip()):
+        raise ValueError(f"{v!r} is not a HH:MM time (e.g. '02:00')")
+    return v.strip()
+
+
 class Schedule(_Model):
     time: str = "00:00"
     frequency: str = "daily"
@@ -345,11 +358,7 @@ class Schedule(_Model):
     @field_validator("time", mode="before")
     @classmethod
     def _time(cls, v: Any) -> str:
-        if isinstance(v, int):  # YAML 1.1 reads 02:00 as a base-60 integer
-            v = f"{v // 60:02d}:{v % 60:02d}"
-        if not isinstance(v, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", v.strip()):
-            raise ValueError(f"{v!r} is not a HH:MM time (e.g. '02:00')")
-        return v.strip()
+        return hhmm(v)
 
     @field_validator("frequency")
     @classmethod
@@ -431,6 +440,139 @@ class Limits(_Model):
         return self
 
 
+# -------------------------------------------------------------------- quality
+SEVERITIES = ("warn", "fail")
+Severity = Literal["warn", "fail"]
+
+
+class _Check(_Model):
+    """One quality check: its ``value`` (threshold, fields...) and, optionally, its severity.
+
+    ``min_rows: 100`` is short for ``min_rows: {value: 100}``; the long form can set
+    ``severity`` (else the block's ``severity`` applies).
+    """
+
+    DICT_VALUED: ClassVar[bool] = False  # value is a mapping: a bare mapping is the short form
+    severity: Optional[Severity] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        if not isinstance(v, dict) or "value" in v:
+            return v if isinstance(v, dict) else {"value": v}
+        if not cls.DICT_VALUED:
+            return v
+        if "severity" in v:
+            raise ValueError("with 'severity:', give the fields under 'value:' "
+                             "(e.g. {value: {email: 5}, severity: fail})")
+        return {"value": v}
+
+
+def _field_names(names: Any) -> Any:
+    for name in names or ():
+        if not isinstance(name, str) or not FIELD_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid field name")
+    return names
+
+
+class MinRows(_Check):
+    value: int = Field(default=1, ge=0)
+
+
+class MaxRowDropPct(_Check):
+    value: float = Field(default=10.0, ge=0, le=100)
+
+
+class MaxSpikePct(_Check):
+    value: float = Field(default=100.0, gt=0)
+    baseline: Literal["windows", "loads"] = "windows"
+    loads: int = Field(default=5, ge=1, le=100)  # baseline loads: the last N successful loads
+
+
+class FieldList(_Check):
+    value: list[str] = Field(min_length=1)
+
+    @field_validator("value")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return _field_names(v)
+
+
+class NullPct(_Check):
+    DICT_VALUED: ClassVar[bool] = True
+    value: dict[str, Annotated[float, Field(ge=0, le=100)]] = Field(min_length=1)
+
+    @field_validator("value")
+    @classmethod
+    def _names(cls, v: dict[str, float]) -> dict[str, float]:
+        _field_names(list(v))
+        return v
+
+
+class AcceptedValues(_Check):
+    DICT_VALUED: ClassVar[bool] = True
+    value: dict[str, Annotated[list[Scalar], Field(min_length=1)]] = Field(min_length=1)
+
+    @field_validator("value")
+    @classmethod
+    def _names(cls, v: dict[str, list[Scalar]]) -> dict[str, list[Scalar]]:
+        _field_names(list(v))
+        return v
+
+
+class FreshnessSla(_Check):
+    value: str
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _time(cls, v: Any) -> str:
+        return hhmm(v)
+
+
+class Quality(_Model):
+    """The ``quality:`` block of a source: checks and their default severity.
+
+    Checks on the rows about to be written run before the target commit (a failing
+    ``fail`` check refuses the commit); ``unique`` runs on the target after it;
+    ``freshness_sla`` is judged by the clock, outside loads.
+    """
+
+    severity: Severity = "warn"
+    min_rows: Optional[MinRows] = None
+    max_row_drop_pct: Optional[MaxRowDropPct] = None
+    max_spike_pct: Optional[MaxSpikePct] = None
+    max_null_pct: Optional[NullPct] = None
+    not_null: Optional[FieldList] = None
+    accepted_values: Optional[AcceptedValues] = None
+    unique: Optional[FieldList] = None
+    freshness_sla: Optional[FreshnessSla] = None
+
+    BEFORE_COMMIT: ClassVar[tuple[str, ...]] = ("min_rows", "max_row_drop_pct", "max_spike_pct",
+                                                "max_null_pct", "not_null", "accepted_values")
+    AFTER_COMMIT: ClassVar[tuple[str, ...]] = ("unique",)
+
+    def checks(self, names: Iterable[str]) -> list[tuple[str, Any, str]]:
+        """``(name, check, severity)`` of the configured checks among ``names``, in that order."""
+        out = []
+        for name in names:
+            check = getattr(self, name)
+            if check is not None:
+                out.append((name, check, check.severity or self.severity))
+        return out
+
+    @property
+    def gates_commit(self) -> bool:
+        """True when a check must see the load's rows before they are committed."""
+        return bool(self.checks(self.BEFORE_COMMIT))
+
+
+QUALITY_CHECKS: dict[str, type[BaseModel]] = {
+    "min_rows": MinRows, "max_row_drop_pct": MaxRowDropPct, "max_spike_pct": MaxSpikePct,
+    "max_null_pct": NullPct, "not_null": FieldList, "accepted_values": AcceptedValues,
+    "unique": FieldList, "freshness_sla": FreshnessSla,
+}
+
+
 class SourceConfig(_Model):
     """One source, as written in YAML. Defaults live here and nowhere else."""
 
@@ -468,6 +610,7 @@ class SourceConfig(_Model):
     description: Optional[str] = None
     health: Optional[HealthCheck] = None  # None: HealthCheck's defaults
     webhook: Optional[Webhook] = None
+    quality: Optional[Quality] = None
 
     @field_validator("config_id")
     @classmethod
@@ -605,6 +748,16 @@ class SourceConfig(_Model):
         except ConfigError as exc:
             raise _FieldError(exc.field or "allowed_hosts",
                               exc.message.removeprefix(f"{exc.field}: ")) from None
+        if self.quality is not None and self.quality.gates_commit and self.limits.pages_per_commit:
+            raise _FieldError("limits.pages_per_commit", "cannot be combined with quality checks "
+                              "that run before the commit (" + ", ".join(
+                                  n for n, _, _ in self.quality.checks(Quality.BEFORE_COMMIT))
+                              + "): they need every row of the load before its one commit")
+        spike = self.quality.max_spike_pct if self.quality is not None else None
+        if spike is not None and spike.baseline == "windows" and windows.parse_window(self.window) is None:
+            raise _FieldError("quality.max_spike_pct.baseline", "'windows' compares the windows of "
+                              "a load, but window is 'none' (one window per load); use "
+                              "baseline: loads")
         if self.delta_column and not self.primary_key:
             raise _FieldError("primary_key", "is required when delta_column is true "
                               "(incremental loads MERGE on it)")
@@ -614,7 +767,7 @@ class SourceConfig(_Model):
         """A push source is loaded by the receiver: the keys that drive pulling mean nothing."""
         pull_only = ("endpoint", "method", "allow_post", "params", "body", "headers", "auth",
                      "pagination", "load_start", "load_end", "window", "lookback", "schedule",
-                     "delta_column", "completeness", "archive", "health")
+                     "delta_column", "completeness", "archive", "health", "quality")
         fields = type(self).model_fields
         for name in pull_only:
             # A control row carries every column, so a default value is not a mistake.
@@ -789,7 +942,7 @@ _UNION_MODELS: dict[str, dict[str, type[BaseModel]]] = {
                    "body_token": PagingBodyToken},
 }
 _NESTED = {"target": Target, "schedule": Schedule, "limits": Limits, "health": HealthCheck,
-           "webhook": Webhook}
+           "webhook": Webhook, "quality": Quality}
 
 
 def _fields_of(model: type[BaseModel]) -> list[str]:
@@ -805,6 +958,8 @@ def _format_error(err: dict[str, Any]) -> tuple[str, str]:
         tag = loc[1]
         loc = [loc[0]] + loc[2:]
         parent: type[BaseModel] | None = _UNION_MODELS[loc[0]][tag]
+    elif loc and loc[0] == "quality" and len(loc) > 2 and loc[1] in QUALITY_CHECKS:
+        parent = QUALITY_CHECKS[loc[1]]
     elif loc and loc[0] in _NESTED:
         parent = _NESTED[loc[0]]
     else:

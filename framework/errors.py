@@ -5,7 +5,7 @@
 * ``WindowError``: the window cannot be loaded (bad response, pagination that
   never ends, 4xx); the window writes nothing and the load fails.
 * ``LoadError``: the whole load cannot run (bad control row, missing secret,
-  schema drift with ``schema_mode: fail``).
+  schema drift with ``schema_mode: fail``, a failed quality check of severity ``fail``).
 * ``RecordRejected``: one record is bad; it goes to quarantine, the load goes on.
 * ``ConfigError``: a config file or control row is invalid; raised before any I/O.
 
@@ -109,6 +109,11 @@ class LoadError(RestlakeError):
 
 class SchemaDriftError(LoadError):
     """Records carry fields the target lacks while ``schema_mode`` is ``fail``."""
+
+
+class QualityError(LoadError):
+    """A quality check of severity ``fail`` did not pass: the load is ``FAILED_QUALITY``
+    (before the commit, nothing of it was written)."""
 
 
 class CommitConflictError(LoadError):

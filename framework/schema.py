@@ -245,6 +245,8 @@ class RowShaper:
     schema_mode: str = "rescue"
     new_fields: set[str] = field(default_factory=set)
     rescued_rows: int = 0
+    #: target column -> the type of values that did not fit it (rescued: schema drift)
+    retyped: dict[str, ColumnType] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lower = {k.lower(): k for k in (self.columns or {})}
@@ -327,6 +329,8 @@ class RowShaper:
                 row[col] = encode(value, ctype)
             else:
                 rescued[key] = value
+                self.retyped[col] = merge_types(self.retyped.get(col), infer_type(value)) \
+                    or ColumnType.STRING
         if rescued:
             self.rescued_rows += 1
         row["_rescued_data"] = canonical_json(rescued) if rescued else None

@@ -107,6 +107,11 @@ def progress_printer() -> Callable[[str, dict[str, Any]], None]:
         elif event == "segment_committed":
             console.print(f"  {cid}: committed page batch {data['segment']} of {data['window']}: "
                           f"{data['rows']} rows written (table version {data['version']})")
+        elif event == "quality_checked":
+            colour = {"PASSED": "green", "WARNED": "yellow"}.get(data["verdict"], "red")
+            console.print(f"  {cid}: quality [{colour}]{data['verdict']}[/{colour}]"
+                          + "".join(f"\n    {escape(repr(r))}" for r in data["failed"]),
+                          soft_wrap=True)
         elif event == "skipped":
             console.print(f"[yellow]{cid}[/yellow] skipped: {data['reason']}")
         elif event == "load_finished":

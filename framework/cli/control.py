@@ -27,7 +27,7 @@ EXAMPLES = {
 
 def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
                  ) -> dict[str, Callable[[argparse.Namespace], int]]:
-    add("init", "create the control, audit and window-log tables (idempotent)")
+    add("init", "create the control, audit, window-log and quality-results tables (idempotent)")
     p = add("validate", "check config files (no Spark); exit 1 on the first bad file")
     p.add_argument("files", nargs="+", metavar="FILE")
     p = add("generate", "upsert control rows from configs and mark due loads PENDING")
@@ -80,7 +80,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 0
     spark, warehouse, store = open_store(args)
     created = store.init()
-    for name in (store.control_ref, store.audit_ref, store.window_ref):
+    for name in (store.control_ref, store.audit_ref, store.window_ref, store.quality_ref):
         state = "created" if name.name in created else "exists"
         where = warehouse.path(name) if warehouse.is_local else name.name
         console.print(f"{state:8} {name.name}  [dim]{where}[/dim]")
@@ -132,7 +132,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 STATUS_COLUMNS = ("ConfigId", "LoadType", "LoadStatus", "LoadStartTime", "LoadEndTime",
-                  "LastLoadTime", "Attempt", "LastJobRunId", "ErrorMessage")
+                  "LastLoadTime", "Attempt", "LastJobRunId", "Quality", "ErrorMessage")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -142,7 +142,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         return print_stale(q, args.config_id)
     rows = q.control_rows(args.config_id)
-    console.print(table(f"control table {q.control_ref.name}", STATUS_COLUMNS, rows))
+    states = q.quality_states(args.config_id)
+    shown = [dict(r, Quality=states[r["ConfigId"]].text if r["ConfigId"] in states else None)
+             for r in rows]
+    console.print(table(f"control table {q.control_ref.name}", STATUS_COLUMNS, shown))
     return 0
 
 

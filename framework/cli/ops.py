@@ -1,4 +1,5 @@
-"""Operations commands of ``restlake``: report, health, notify, drill (and ``status --stale``).
+"""Operations commands of ``restlake``: report, health, notify, drill, quality (and
+``status --stale``).
 
 :func:`add_commands` adds the subcommands and returns their handlers.
 """
@@ -20,7 +21,9 @@ EXAMPLES = {
     "health": "restlake health\n  restlake health --config-id demo_problems --expect 200",
     "notify": "restlake notify --config conf/notifications.yaml\n"
               "  restlake notify --config conf/notifications.yaml --dry-run",
-    "drill": "restlake drill all\n  restlake drill auth timeout",
+    "drill": "restlake drill all\n  restlake drill auth timeout\n  restlake drill quality",
+    "quality": "restlake quality\n  restlake quality --config-id gh_issues --limit 50\n"
+               "  restlake quality --failed --days 7",
 }
 
 
@@ -44,10 +47,19 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
                    help="YAML file with a top-level notifications: block")
     p.add_argument("--days", type=int, default=1, help="failed loads of the last N days (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the messages, send nothing")
-    p = add("drill", "break/fix drills on the bundled demo API: auth, timeout, reject (or all)")
-    p.add_argument("names", nargs="+", choices=["all", "auth", "timeout", "reject"], metavar="DRILL",
-                   help="auth | timeout | reject | all")
-    return {"report": cmd_report, "health": cmd_health, "notify": cmd_notify, "drill": cmd_drill}
+    p = add("drill", "break/fix drills on the bundled demo API: auth, timeout, reject, quality "
+                     "(or all)")
+    p.add_argument("names", nargs="+", choices=["all", "auth", "timeout", "reject", "quality"],
+                   metavar="DRILL", help="auth | timeout | reject | quality | all")
+    p = add("quality", "the latest quality state per source (checks, SLA) and recent check "
+                       "results; exit 1 when a source's latest load failed a check or missed "
+                       "an SLA of severity fail")
+    p.add_argument("--config-id", nargs="+", metavar="ID", help="only these sources")
+    p.add_argument("--limit", type=int, default=30, help="result rows to show (default 30)")
+    p.add_argument("--days", type=int, default=7, help="results of the last N days (default 7)")
+    p.add_argument("--failed", action="store_true", help="only checks that did not pass")
+    return {"report": cmd_report, "health": cmd_health, "notify": cmd_notify, "drill": cmd_drill,
+            "quality": cmd_quality}
 
 
 def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -135,6 +147,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from framework.ops.notify import (NotificationState, Notifier, build_message, events_from_audit,
                                   events_from_freshness, events_from_incidents, load_notifications,
                                   state_path)
+    from framework.ops.notify import quality_events
 
     config = load_notifications(args.config)
     if config is None:
@@ -146,6 +159,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     events += events_from_freshness(queries.freshness(now=now))
     checks = queries.checks(limit=None, since=now - dt.timedelta(days=30))
     events += events_from_incidents(incident_spans(checks), config.down_after)
+    events += quality_events(queries, now, days=args.days)
     state = NotificationState(state_path(warehouse))
     if args.dry_run:
         for e in events:
@@ -187,3 +201,27 @@ def cmd_drill(args: argparse.Namespace) -> int:
         console.print(checks)
         console.print(f"{verdict} {r.name}: run log {safe(r.log_file)}", soft_wrap=True)
     return 0 if all(r.passed for r in results) else 1
+
+
+# ------------------------------------------------------------------ quality
+QUALITY_COLUMNS = ("CheckedAt", "ConfigId", "LoadId", "Phase", "CheckName", "Field",
+                   "ObservedValue", "Threshold", "Severity", "Passed", "Message", "Detail")
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    queries = require_init(open_queries(args))
+    now = dt.datetime.now(dt.timezone.utc)
+    ids = args.config_id
+    states = queries.quality_states(ids, now)
+    console.print(table("latest quality state per source", (
+        "ConfigId", "State", "CheckedAt", "Failed", "Warned", "SlaMet", "Sla"),
+        [s.as_row() for s in states.values()]))
+    rows = queries.quality_results(ids, since=now - dt.timedelta(days=args.days))
+    if args.failed:
+        rows = [r for r in rows if not r["Passed"]]
+    # cells are plain text: a check's Detail holds values the API sent
+    console.print(table(f"quality results {queries.quality_ref.name} (newest first)",
+                        QUALITY_COLUMNS, rows[:args.limit]))
+    if not states:
+        console.print("no quality results yet: add a quality: block to a source's config")
+    return 1 if any(s.level == "bad" for s in states.values()) else 0

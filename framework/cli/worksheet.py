@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,55 +26,10 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
 
 
 def observe(queries: Any, configs: list[Any]) -> dict[str, Any]:
-    """What each config's target table and audit rows show (fields, rescued keys, drift).
-
-    Read with delta-rs and DuckDB (no JVM); each target is scanned once, for the non-null
-    count of every column and the keys found in ``_rescued_data``.
-    """
-    from framework.lake.tables import TableRef
-    from framework.ops.worksheet import Observed
-    from framework.schema import RESERVED
-
-    reader = queries.reader
-    # The first successful load of a config sets its contract (in a shared table its
-    # fields arrive as schema changes); changes reported after it are drift.
-    drift: dict[str, set[str]] = {}
-    audit = reader.table(queries.audit_ref, ["ConfigId", "SchemaChanges", "LoggedAt", "LoadStatus"])
-    if audit is not None:
-        for r in reader.query("SELECT ConfigId, SchemaChanges FROM audit WHERE LoadStatus = 'SUCCESS' "
-                              "ORDER BY LoggedAt", {"audit": audit}):
-            if r["ConfigId"] not in drift:
-                drift[r["ConfigId"]] = set()
-            elif r["SchemaChanges"]:
-                drift[r["ConfigId"]].update(json.loads(r["SchemaChanges"]))
-    out = {}
-    for cfg in configs:
-        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
-        names = reader.schema_names(ref)
-        columns: list[str] = []
-        rescued: list[str] = []
-        if names:
-            data = reader.dataset(ref)
-            where, params = ("WHERE source_system = $system", {"system": cfg.system}) \
-                if "source_system" in names else ("", {})
-            fields = [c for c in names if c not in RESERVED]
-            if fields:
-                counts = ", ".join(f"count({quote(c)}) AS {quote(c)}" for c in fields)
-                [row] = reader.query(f"SELECT {counts} FROM target {where}", {"target": data}, params)
-                columns = [c for c in fields if row[c]]
-            if "_rescued_data" in names:
-                cond = f"{where} AND" if where else "WHERE"
-                rescued = [r["k"] for r in reader.query(
-                    f"SELECT DISTINCT unnest(json_keys(_rescued_data)) AS k FROM target "
-                    f"{cond} _rescued_data IS NOT NULL", {"target": data}, params)]
-        out[cfg.config_id] = Observed(tuple(columns), tuple(rescued),
-                                      tuple(sorted(drift.get(cfg.config_id, ()))))
-    return out
-
-
-def quote(name: str) -> str:
-    """A column name as a DuckDB identifier (double quotes, doubled inside)."""
-    return '"' + name.replace('"', '""') + '"'
+    """What each config's target table, audit and quality rows show (fields, rescued keys,
+    drift, removed fields), read without a JVM:
+    :meth:`framework.ops.queries.Queries.observe_contract`."""
+    return queries.observe_contract(configs)
 
 
 def cmd_worksheet(args: argparse.Namespace) -> int:

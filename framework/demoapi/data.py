@@ -8,6 +8,10 @@ value the server filtered on.
 Records are never mutated in place: :meth:`Dataset.touch` replaces a record with
 a new dict. A page being serialized by one thread therefore never sees a record
 half-changed by another, and :meth:`Dataset.select` need not copy anything.
+
+:meth:`Dataset.degrade` makes every endpoint serve quietly worse data (fewer records,
+a field nulled or gone) with consistent totals and pages, as an upstream bug would,
+until :meth:`Dataset.restore`: the "green load with wrong data" of the quality drills.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import copy
 import json
 import random
 import threading
+import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -93,6 +99,35 @@ def decode_token(token: str) -> dict[str, Any]:
     return state
 
 
+@dataclass(frozen=True)
+class Degradation:
+    """How a degraded dataset serves its records.
+
+    Attributes:
+        drop_pct: share of records left out (the same ones on every request: chosen by a
+            hash of their ``id``, so every pagination style and total agree).
+        null_field: a field served as null in every record.
+        remove_field: a field missing from every record.
+    """
+
+    drop_pct: float = 0.0
+    null_field: str | None = None
+    remove_field: str | None = None
+
+    def drops(self, record_id: int) -> bool:
+        return zlib.crc32(str(record_id).encode()) % 10_000 < self.drop_pct * 100
+
+    def serve(self, record: dict[str, Any]) -> dict[str, Any]:
+        if self.null_field is None and self.remove_field is None:
+            return record
+        out = dict(record)
+        if self.null_field is not None:
+            out[self.null_field] = None
+        if self.remove_field is not None:
+            out.pop(self.remove_field, None)
+        return out
+
+
 class Dataset:
     """Issue records with ``updated_at`` spread over ``[start, end)``.
 
@@ -122,6 +157,7 @@ class Dataset:
         self._rows: dict[int, dict[str, Any]] = {}
         self._stamps: dict[int, datetime] = {}
         self._order: list[tuple[datetime, int]] | None = None  # cache, rebuilt on change
+        self._degraded: Degradation | None = None
         self._next_id = 1_000_000
         self._next_number = 1
         span = max(int((end - start).total_seconds()), 1)
@@ -205,11 +241,40 @@ class Dataset:
                 self._rows[record_id]["created_at"] = to_iso(stamp)
             return ids
 
+    def degrade(self, drop_pct: float = 0.0, null_field: str | None = None,
+                remove_field: str | None = None) -> Degradation:
+        """Serve quietly worse data until :meth:`restore` (records are kept, not changed).
+
+        Args:
+            drop_pct: percent of records every endpoint (and every total) leaves out.
+            null_field: a field served as null in every record.
+            remove_field: a field left out of every record.
+
+        Raises:
+            ValueError: ``drop_pct`` outside 0-100, or nothing to degrade.
+        """
+        if not 0 <= drop_pct <= 100:
+            raise ValueError(f"drop_pct must be within 0-100, got {drop_pct}")
+        if not (drop_pct or null_field or remove_field):
+            raise ValueError("give drop_pct, null_field or remove_field")
+        with self._lock:
+            self._degraded = Degradation(drop_pct, null_field, remove_field)
+            self._order = None
+            return self._degraded
+
+    def restore(self) -> None:
+        """Serve the records as they are again (undo :meth:`degrade`)."""
+        with self._lock:
+            self._degraded = None
+            self._order = None
+
     # -- reads --------------------------------------------------------------------
 
     def _sorted(self) -> list[tuple[datetime, int]]:
         if self._order is None:
-            self._order = sorted((ts, i) for i, ts in self._stamps.items())
+            bad = self._degraded
+            self._order = sorted((ts, i) for i, ts in self._stamps.items()
+                                 if bad is None or not bad.drops(i))
         return self._order
 
     def _bounds(self, order: list[tuple[datetime, int]], since: datetime | None,
@@ -241,6 +306,8 @@ class Dataset:
             lo += max(0, offset)
             if limit is not None:
                 hi = min(hi, lo + max(0, limit))
+            if self._degraded is not None:
+                return [self._degraded.serve(self._rows[i]) for _, i in order[lo:hi]]
             return [self._rows[i] for _, i in order[lo:hi]]
 
     def count(self, since: datetime | None = None, until: datetime | None = None) -> int:

@@ -112,6 +112,7 @@ def result_to_json(result: WindowResult) -> str:
     return json.dumps({
         "records": result.records, "pages": result.pages, "expected": result.expected,
         "new_fields": sorted(result.new_fields), "rescued_rows": result.rescued_rows,
+        "retyped": result.retyped,
         "checkpoint": result.checkpoint,
         "telemetry": result.telemetry.as_dict() if result.telemetry is not None else None,
         "stage": {"folder": str(stage.folder), "files": [str(p) for p in stage.files],
@@ -141,7 +142,8 @@ def result_from_json(index: int, window: Window, text: str) -> WindowResult:
                                   rows=st["rows"], rejected=st["rejected"], tracker=tracker)
     return WindowResult(index, window, stage, records=data["records"], pages=data["pages"],
                         expected=data["expected"], new_fields=set(data["new_fields"]),
-                        rescued_rows=data["rescued_rows"], checkpoint=data["checkpoint"],
+                        rescued_rows=data["rescued_rows"], retyped=data.get("retyped") or {},
+                        checkpoint=data["checkpoint"],
                         telemetry=telemetry_from_dict(data["telemetry"] or {}))
 
 

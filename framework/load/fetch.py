@@ -45,6 +45,7 @@ class WindowResult:
     expected: Optional[int] = None  # the total the API reported, when it reports one
     new_fields: set[str] = field(default_factory=set)
     rescued_rows: int = 0
+    retyped: dict[str, str] = field(default_factory=dict)  # column -> type of misfit values
     telemetry: Any = None
     checkpoint: Optional[dict[str, Any]] = None
     resumed_from: Optional[int] = None  # the page-batch segment a rerun resumed after
@@ -208,4 +209,5 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     stage.close()
     result.new_fields = set(shaper.new_fields)
     result.rescued_rows = shaper.rescued_rows
+    result.retyped = {k: v.value for k, v in shaper.retyped.items()}
     return result

@@ -10,7 +10,10 @@ Per load (one claimed control row):
 4. INCREMENTAL: commit consecutive finished windows in window order, a batch per
    MERGE, and append their window-log rows after each commit; FULL_LOAD: one
    overwrite once every window is staged;
-5. finish the control row (SUCCESS or FAILED) and append exactly one audit row,
+5. quality checks (:mod:`framework.load.quality`): before each target commit on the rows
+   about to be written (a failing ``fail`` check refuses the commit), after the commits
+   on the target and the load's schema drift;
+6. finish the control row (SUCCESS or FAILED) and append exactly one audit row,
    whatever happened (``try``/``finally``).
 """
 
@@ -38,8 +41,9 @@ from framework.http.auth import build_auth
 from framework.config import SourceConfig
 from framework.load.crashpoints import crashpoint
 from framework.logs import log_context
-from framework.errors import LoadError, RestlakeError
+from framework.errors import LoadError, QualityError, RestlakeError
 from framework.load.fetch import WindowResult, fetch_window
+from framework.load.quality import LoadQuality
 from framework.http.client import HttpClient, source_session
 from framework.http.ratelimit import limiter_for
 from framework.http.retry import RetryPolicy
@@ -129,7 +133,7 @@ class LoadOutcome:
     """The result of one load, as the audit row tells it."""
 
     config_id: str
-    status: str  # SUCCESS | FAILED | PARTIAL | SKIPPED
+    status: str  # SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | SKIPPED
     rows_written: int = 0
     source_rows: int = 0
     error: Optional[str] = None
@@ -137,7 +141,8 @@ class LoadOutcome:
 
     @property
     def failed(self) -> bool:
-        return self.status in (RunResult.FAILED.value, RunResult.PARTIAL.value)
+        return self.status in (RunResult.FAILED.value, RunResult.PARTIAL.value,
+                               RunResult.FAILED_QUALITY.value)
 
     def __repr__(self) -> str:
         return f"LoadOutcome({self.config_id} {self.status} rows={self.rows_written})"
@@ -155,6 +160,7 @@ class _Progress:
     expected: Optional[int] = None
     schema_changes: set[str] = field(default_factory=set)
     version: Optional[int] = None
+    quality_failed: bool = False  # a quality check of severity fail stopped the load
 
 
 def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int = 1) -> list[LoadOutcome]:
@@ -213,9 +219,12 @@ def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
         ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
         writer = TargetWriter(ctx.spark, ctx.warehouse, cfg, ref, claim.run_id, cid)
         with _Heartbeat(ctx, claim):
-            _Load(ctx, claim, cfg, writer, staging, telemetry, progress).execute(windows)
+            load = _Load(ctx, claim, cfg, writer, staging, telemetry, progress)
+            load.execute(windows)
+            load.quality.after_load()
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
         error = sanitize_error(exc)
+        progress.quality_failed = isinstance(exc, QualityError)
         log.error("%s: load failed: %s", cid, error)
         if not isinstance(exc, Exception):
             _finish(ctx, claim, cfg, state, error, progress, telemetry, started_at, t0, writer)
@@ -233,6 +242,8 @@ class _Load:
         self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
         self.staging, self.telemetry, self.progress = staging, telemetry, progress
         self.state = claim.state
+        self.quality = LoadQuality(ctx.spark, ctx.store, cfg, claim.run_id, claim.state, writer,
+                                   ctx.emit)
 
     def execute(self, windows: list[Window]) -> None:
         cfg, progress = self.cfg, self.progress
@@ -308,6 +319,7 @@ class _Load:
                 self._commit_in_order(futures, columns)
             else:
                 results = [self._result(i, w, f) for i, w, f in futures]
+                self.quality.before_commit([r.stage for r in results], results, columns)
                 crashpoint("before_target_commit")
                 write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
@@ -332,11 +344,13 @@ class _Load:
     def _commit_in_order(self, futures: list[tuple[int, Window, Future]], columns: Any) -> None:
         batch: list[WindowResult] = []
         per_commit = self.cfg.limits.windows_per_commit
+        together = self.quality.holds_commits  # quality checks see the whole load first
         for n, (index, window, future) in enumerate(futures):
             batch.append(self._result(index, window, future))
             is_last = n == len(futures) - 1
             next_ready = not is_last and futures[n + 1][2].done()
-            if len(batch) >= per_commit or is_last or not next_ready:
+            if is_last or (not together and (len(batch) >= per_commit or not next_ready)):
+                self.quality.before_commit([r.stage for r in batch], batch, columns)
                 crashpoint("before_target_commit")
                 write = self.writer.merge([r.stage for r in batch], columns,
                                           batch_version=(batch[-1].index + 1) * SEGMENT_SPAN)
@@ -382,6 +396,7 @@ class _Load:
     def _commit_segment(self, index: int, window: Window, stage: WindowStage,
                         checkpoint: dict[str, Any], columns: Any) -> None:
         """Commit one page batch of a long window and record where to resume after it."""
+        self.quality.before_commit([stage], (), columns)
         crashpoint("before_target_commit")
         write = self.writer.merge([stage], columns,
                                   batch_version=index * SEGMENT_SPAN + checkpoint["segment"])
@@ -450,6 +465,8 @@ def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: s
     cid = claim.config_id
     if error is None:
         status = RunResult.SUCCESS.value
+    elif progress.quality_failed:
+        status = RunResult.FAILED_QUALITY.value
     elif progress.windows_loaded > 0 or progress.rows_written > 0:
         status = RunResult.PARTIAL.value
     else:

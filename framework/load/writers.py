@@ -145,6 +145,12 @@ class TargetWriter:
         df = self.spark.read.schema(schema).option("mode", "FAILFAST").json(files)
         return df, columns, new
 
+    def frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]) -> Any:
+        """The rows of ``stages`` as the next commit would write them (before the one-row-
+        per-key dedupe); reading them commits nothing."""
+        df, _, _ = self._frame(stages, staged_with)
+        return df.drop(SEQ_COLUMN)
+
     def _dedupe(self, df: Any) -> Any:
         """One row per primary key: latest by cursor_field, else last seen."""
         from pyspark.sql import Window as W

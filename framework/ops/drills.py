@@ -7,7 +7,11 @@
   (``Retries``, ``HttpStatusCounts``) and in the health log;
 * ``reject`` — records lose a required field (``priority``): they are rejected to
   ``<target>_quarantine`` with the reason, counted in the audit row (``RejectedRows``),
-  and the good records still load.
+  and the good records still load;
+* ``quality`` — after a healthy full load, the API quietly serves 40 % fewer records and
+  nulls ``state`` (a 200 with wrong data): ``max_row_drop_pct`` and ``not_null`` (severity
+  ``fail``) refuse the commit, the load is ``FAILED_QUALITY``, the target keeps its
+  version and rows, and ``api_quality_results`` holds every check.
 
 Drills use their own control catalog (``drills`` by default), so their rows and health
 checks never mix with the real sources of the warehouse. Each drill returns a
@@ -28,7 +32,7 @@ from typing import Any, Callable
 from framework.config import parse_source
 from framework.secrets import RedactingFilter
 
-DRILLS = ("auth", "timeout", "reject")
+DRILLS = ("auth", "timeout", "reject", "quality")
 DRILL_CATALOG = "drills"
 START = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 END = dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc)
@@ -173,7 +177,51 @@ def drill_reject(spark: Any, warehouse: Any, store: Any, log_text: Callable[[], 
     return result
 
 
-RUNNERS = {"auth": drill_auth, "timeout": drill_timeout, "reject": drill_reject}
+def drill_quality(spark: Any, warehouse: Any, store: Any, log_text: Callable[[], str]) -> DrillResult:
+    from framework.demoapi import DemoApi
+    from framework.lake.tables import TableRef
+
+    result = DrillResult("quality")
+    checks = {"max_row_drop_pct": {"value": 10, "severity": "fail"},
+              "not_null": {"value": ["state"], "severity": "fail"},
+              "max_null_pct": {"closed_at": 100}, "unique": ["id"]}
+    with DemoApi(seed=5, records_per_resource=120, start=START, end=END) as api:
+        cfg = _config(api.base_url, "quality", quality=checks)
+        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+        healthy = _run(spark, warehouse, store, cfg)
+        version, rows = warehouse.version(spark, ref), warehouse.read(spark, ref).count()
+        api.dataset.degrade(drop_pct=40, null_field="state")  # a 200 with the wrong data
+        served = len(api.dataset.records_in(START, END))
+        degraded = _run(spark, warehouse, store, cfg)
+    results = {(r["CheckName"], r["Field"]): r for r in store.quality_results([cfg.config_id])
+               if r["RunId"] == degraded.audit.get("RunId")}
+    drop = results.get(("max_row_drop_pct", None), {})
+    nulls = results.get(("not_null", "state"), {})
+    row = store.get(cfg.config_id) or {}
+    result.check("the healthy load succeeded", healthy.status == "SUCCESS",
+                 healthy.error or f"{healthy.status}, {rows} rows")
+    result.check("the degraded load is FAILED_QUALITY", degraded.status == "FAILED_QUALITY",
+                 degraded.error or degraded.status)
+    result.check("the commit was refused: same table version and rows",
+                 warehouse.version(spark, ref) == version and warehouse.read(spark, ref).count() == rows,
+                 f"version {warehouse.version(spark, ref)} (was {version}), "
+                 f"{warehouse.read(spark, ref).count()} rows (was {rows}); the API served {served}")
+    result.check("max_row_drop_pct caught the drop", drop.get("Passed") is False,
+                 drop.get("Message", "no result row"))
+    result.check("not_null caught the nulled field", nulls.get("Passed") is False,
+                 nulls.get("Message", "no result row"))
+    result.check("the control row is FAILED, naming the checks",
+                 row.get("LoadStatus") == "FAILED" and "max_row_drop_pct" in (row.get("ErrorMessage") or ""),
+                 row.get("ErrorMessage"))
+    result.check("api_quality_results holds every check of the refused load",
+                 set(results) == {("max_row_drop_pct", None), ("not_null", "state"),
+                                  ("max_null_pct", "closed_at")},
+                 ", ".join(sorted(f"{c}{' ' + f if f else ''}" for c, f in results)))
+    return result
+
+
+RUNNERS = {"auth": drill_auth, "timeout": drill_timeout, "reject": drill_reject,
+           "quality": drill_quality}
 
 
 def run_drills(spark: Any, warehouse: Any, names: list[str], log_dir: Path) -> list[DrillResult]:

@@ -1,4 +1,5 @@
-"""Monitoring data from the warehouse for the daily report: cache tables, audit, health.
+"""Monitoring data from the warehouse for the daily report: cache tables, audit, health,
+quality.
 
 Everything is read through :class:`framework.ops.queries.Queries` (delta-rs, Arrow and
 DuckDB: no JVM); what is returned is plain Python (rows as dicts), ready for
@@ -130,6 +131,7 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
     views = q.health_metrics(now)
     stale = q.freshness(rows, now)
     audit = q.audit_since(now - dt.timedelta(days=days))
+    quality = list(q.quality_states(now=now).values())
 
     down = [{"Resource": i["ConfigId"], "Kind": "API source", "Status": "down",
              "Since": i["started_at"], "Detail": redact(i.get("last_error") or "")}
@@ -152,6 +154,8 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
         c = by_source[a["ConfigId"]]
         c["loads"] += 1
         c[a["LoadStatus"] or "UNKNOWN"] += 1
+        if a["LoadStatus"] == "FAILED_QUALITY":
+            c["FAILED"] += 1
         c["rows"] += a["TargetRowCount"] or 0
         c["rejected"] += a["RejectedRows"] or 0
         c["retries"] += a["Retries"] or 0
@@ -162,7 +166,7 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
         "Retries": c["retries"], "AvgDurationS": round(c["duration"] / c["loads"], 2) if c["loads"] else None,
     } for cid, c in sorted(by_source.items())]
     failures = [dict(a, ErrorMessage=redact(a["ErrorMessage"] or "")) for a in audit
-                if a["LoadStatus"] in ("FAILED", "PARTIAL")]
+                if a["LoadStatus"] in ("FAILED", "PARTIAL", "FAILED_QUALITY")]
 
     stale_rows = [f.as_row() for f in stale]
     n_stale = sum(1 for f in stale if f.stale)
@@ -193,11 +197,21 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
                  ("AllowedMinutes", "float"), ("Stale", "bool"), ("Reason", "str")], stale_rows,
                 note=f"stale: newest collected_at_utc older than {fr.DEFAULT_TOLERANCE:g} x the "
                      "source's cadence (TriggerFrequency)", severity="warn" if n_stale else "ok"),
+        Section("data_quality", "Data quality (latest checked load, SLA)",
+                [("ConfigId", "str"), ("State", "str"), ("CheckedAt", "datetime"),
+                 ("Failed", "str"), ("Warned", "str"), ("SlaDeadline", "datetime"),
+                 ("SlaMet", "bool"), ("Sla", "str")], [s.as_row() for s in quality],
+                note="per source: checks of its latest checked load (api_quality_results: "
+                     "failed fail checks, failed warn checks and schema drift) and its "
+                     "freshness_sla at the latest deadline",
+                severity=("bad" if any(s.level == "bad" for s in quality) else
+                          "warn" if any(s.level == "warn" for s in quality) else "ok")),
         Section("ingestion_summary", f"Ingestion health, last {days} days",
                 [("ConfigId", "str"), ("Loads", "int"), ("Success", "int"), ("Failed", "int"),
                  ("Partial", "int"), ("RowsWritten", "int"), ("RejectedRows", "int"),
                  ("Retries", "int"), ("AvgDurationS", "float")], summary_rows,
-                note="loads by status per source, from the audit table",
+                note="loads by status per source, from the audit table (Failed counts "
+                     "FAILED_QUALITY loads too)",
                 severity="bad" if failures else "ok"),
         Section("ingestion_failures", "Failed loads (sanitized errors)",
                 [("LoggedAt", "datetime"), ("ConfigId", "str"), ("LoadType", "str"),
@@ -236,6 +250,7 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
         "uptime 24h": (f"{summary['uptime_pct_24h']:.2f}%" if summary.get("uptime_pct_24h") is not None
                        else "n/a"),
         "open alerts": len(alerts),
+        "quality failures": sum(1 for s in quality if s.level == "bad"),
     }
     warehouse = q.reader.warehouse
     return Report(now, str(warehouse.root or "metastore"), sections, charts, headline)

@@ -1,10 +1,10 @@
-"""Notifications: a failed load, a stale source, a source going down and coming back up.
+"""Notifications: failed loads, stale sources, outages, quality failures, drift and SLAs.
 
 Configured under the top-level ``notifications:`` key of a YAML file (a sources file may
 carry it next to ``sources:``)::
 
     notifications:
-      events: [load_failed, stale, down, up]      # default: all four
+      events: [load_failed, stale, down, up]      # default: every kind (EVENT_KINDS)
       down_after: 2                               # consecutive failed checks before "down"
       webhook: {url: env:SLACK_WEBHOOK_URL, retries: 3, timeout_s: 10}
       email: {host: smtp.example.com, port: 587, tls: starttls, username: alerts,
@@ -18,7 +18,10 @@ and every error text passes through :func:`framework.secrets.redact`.
 
 One message per incident, not per retry: each event has a stable key (a load failure is
 keyed by its ``LoadId``, so the attempts of one failing range are one incident; a stale
-source by its newest ``collected_at_utc``; an outage by its first failed check). Keys
+source by its newest ``collected_at_utc``; an outage by its first failed check; a
+quality failure by its ``LoadId``; warnings and schema drift by the load where they
+started, so a condition that persists over many loads is one message; a missed SLA by
+its deadline). Keys
 already sent are remembered in a small JSON state file in the warehouse
 (``<warehouse>/_ops/notifications_state.json``); a key is remembered only once at least
 one channel took the message, so a channel outage means a later resend, not a loss.
@@ -49,7 +52,10 @@ from framework.untrusted import printable
 
 log = logging.getLogger(__name__)
 
-EVENT_KINDS = ("load_failed", "stale", "down", "up")
+EVENT_KINDS = ("load_failed", "stale", "down", "up", "quality_failed", "quality_warned",
+               "schema_drift", "sla_missed")
+EventKind = Literal["load_failed", "stale", "down", "up", "quality_failed", "quality_warned",
+                    "schema_drift", "sla_missed"]
 STATE_FILE = "_ops/notifications_state.json"
 TEXT_LIMIT = 3500  # Telegram caps a message at 4096 characters
 
@@ -114,8 +120,7 @@ class TelegramConfig(_Model):
 
 
 class NotificationConfig(_Model):
-    events: list[Literal["load_failed", "stale", "down", "up"]] = Field(
-        default_factory=lambda: list(EVENT_KINDS))
+    events: list[EventKind] = Field(default_factory=lambda: list(EVENT_KINDS))
     down_after: int = Field(default=2, ge=1, le=100)
     webhook: Optional[WebhookConfig] = None
     email: Optional[EmailConfig] = None
@@ -178,8 +183,9 @@ class Event:
 
 
 _TITLES = {"load_failed": "load FAILED", "stale": "data is STALE", "down": "source is DOWN",
-           "up": "source is back UP"}
-_ICONS = {"load_failed": ":x:", "stale": ":hourglass:", "down": ":red_circle:", "up": ":large_green_circle:"}
+           "up": "source is back UP", "quality_failed": "quality check FAILED",
+           "quality_warned": "quality WARNING", "schema_drift": "schema DRIFT",
+           "sla_missed": "SLA MISSED"}
 
 
 def build_message(event: Event) -> tuple[str, str]:
@@ -206,6 +212,64 @@ def events_from_audit(rows: Iterable[dict[str, Any]]) -> list[Event]:
                   f"retries {r.get('Retries') or 0}): {r.get('ErrorMessage') or 'no error text'}")
         out.setdefault(key, Event("load_failed", r["ConfigId"], key, detail, r.get("LoggedAt")))
     return list(out.values())
+
+
+def _evaluations(rows: Iterable[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """Quality rows grouped per checked run: ``(config_id, load_id, rows)``, oldest first."""
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        runs.setdefault((r["ConfigId"], r.get("RunId") or ""), []).append(r)
+    ordered = sorted(runs.items(), key=lambda kv: min(to_utc(r["CheckedAt"]) for r in kv[1]))
+    return [(cid, group[0].get("LoadId") or run, group) for (cid, run), group in ordered]
+
+
+def _line(r: dict[str, Any]) -> str:
+    return f"- {r['CheckName']}" + (f" {r['Field']}" if r.get("Field") else "") + f": {r['Message']}"
+
+
+def _change(r: dict[str, Any]) -> str:
+    return (json.loads(r.get("Detail") or "{}").get("change") or "") + ":" + str(r.get("Field"))
+
+
+def events_from_quality(rows: Iterable[dict[str, Any]]) -> list[Event]:
+    """Quality failures, warnings and schema drift from ``api_quality_results`` rows.
+
+    * ``quality_failed``: a run with a failed ``fail`` check, keyed by its ``LoadId`` (the
+      retries of a refused load are one incident);
+    * ``quality_warned`` / ``schema_drift``: a run whose failed ``warn`` checks (drift) are
+      not all failing in the source's previous checked run: a condition that persists
+      over many loads is one incident, one that ends and comes back is a new one.
+    """
+    out: dict[str, Event] = {}
+    previous: dict[tuple[str, str], set[str]] = {}
+    for cid, load_id, group in _evaluations(rows):
+        at = max(to_utc(r["CheckedAt"]) for r in group)
+        failed = [r for r in group if not r["Passed"] and r["Severity"] == "fail"]
+        if failed:
+            key = f"quality_failed:{cid}:{load_id}"
+            out.setdefault(key, Event("quality_failed", cid, key, "\n".join(
+                [f"{group[0].get('LoadType') or ''} load {load_id}: the load is FAILED_QUALITY"]
+                + [_line(r) for r in failed]), at))
+        for kind, pick in (("quality_warned", lambda r: r["CheckName"] != "schema_drift"),
+                           ("schema_drift", lambda r: r["CheckName"] == "schema_drift")):
+            if not any(pick(r) for r in group):
+                continue  # this run did not judge it: the previous state stands
+            hits = [r for r in group if pick(r) and not r["Passed"] and r["Severity"] != "fail"]
+            now = {_change(r) if kind == "schema_drift" else f"{r['CheckName']}:{r.get('Field')}"
+                   for r in hits}
+            if now - previous.get((kind, cid), set()):
+                key = f"{kind}:{cid}:{load_id}"
+                out.setdefault(key, Event(kind, cid, key, "\n".join(
+                    [f"{group[0].get('LoadType') or ''} load {load_id}:"]
+                    + [_line(r) for r in hits]), at))
+            previous[(kind, cid)] = now
+    return list(out.values())
+
+
+def events_from_sla(statuses: Iterable[Any]) -> list[Event]:
+    """A missed SLA, once per source and deadline."""
+    return [Event("sla_missed", s.config_id, f"sla_missed:{s.config_id}:{iso(s.deadline)}",
+                  s.message, s.deadline) for s in statuses if not s.met]
 
 
 def events_from_freshness(items: Iterable[Any]) -> list[Event]:
@@ -399,6 +463,62 @@ def state_path(warehouse: Any) -> Path:
         return Path(explicit)
     root = getattr(warehouse, "root", None)
     return (Path(root) if root is not None else Path.home() / ".restlake") / STATE_FILE
+
+
+def _configured() -> Optional[NotificationConfig]:
+    path = os.environ.get(NOTIFICATIONS_ENV)
+    return load_notifications(path) if path else None
+
+
+def quality_events(queries: Any, now: Optional[dt.datetime] = None, days: int = 1,
+                   history_days: int = 30, config_ids: Optional[list[str]] = None,
+                   checks: bool = True, sla: bool = True) -> list[Event]:
+    """Events of the last ``days`` from the warehouse: quality failures, warnings, drift,
+    missed SLAs (read through :class:`framework.ops.queries.Queries`, no JVM).
+
+    Warnings and drift are judged against ``history_days`` of results, so a condition
+    that began before the window and still holds is not a new incident.
+
+    Args:
+        config_ids: only these sources (default: all).
+        checks: the events of the checks' results (failures, warnings, drift).
+        sla: the sources' ``freshness_sla`` judged at ``now``.
+    """
+    now = to_utc(now or dt.datetime.now(dt.timezone.utc))
+    events: list[Event] = []
+    if checks:
+        rows = queries.quality_results(config_ids,
+                                       since=now - dt.timedelta(days=max(days, history_days)))
+        since = now - dt.timedelta(days=days)
+        events += [e for e in events_from_quality(rows) if e.at is None or to_utc(e.at) >= since]
+    if sla:
+        rows = queries.control_rows(config_ids)
+        events += events_from_sla(queries.sla_statuses(rows, now))
+    return events
+
+
+def notify_quality(warehouse: Any, catalog: str, config_id: str,
+                   spark_factory: Optional[Any] = None) -> list[Delivery]:
+    """Tell on-call about a load's quality failures, new warnings and drift at once.
+
+    A no-op unless ``RESTLAKE_NOTIFICATIONS`` names a YAML file with a ``notifications:``
+    block. Reads the source's recent quality rows (a warning that persists since an
+    earlier load was already notified). Never raises.
+    """
+    try:
+        config = _configured()
+        if config is None:
+            return []
+        from framework.lake.reader import TableReader
+        from framework.ops.queries import Queries
+
+        queries = Queries(TableReader(warehouse, spark_factory=spark_factory), catalog)
+        return Notifier(config, NotificationState(state_path(warehouse))).notify(
+            quality_events(queries, config_ids=[config_id], days=1, sla=False))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not send the quality notification: %s",
+                    redact(f"{type(exc).__name__}: {exc}"))
+        return []
 
 
 def notify_load_finished(warehouse: Any, audit: dict[str, Any]) -> list[Delivery]:

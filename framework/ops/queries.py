@@ -1,7 +1,7 @@
 """Read-only questions over the warehouse, answered without a JVM.
 
-``restlake status``/``audit``/``status --stale``, the daily report, notifications, the
-worksheet and the service ask them here. :class:`framework.lake.reader.TableReader` reads
+``restlake status``/``audit``/``status --stale``/``quality``, the daily report,
+notifications, the worksheet and the service ask them here. :class:`framework.lake.reader.TableReader` reads
 the Delta tables (delta-rs into Arrow; DuckDB for sorting and aggregation) and caches each
 answer by the versions of the tables it read. Answers that depend on the time (uptime over
 the last 24 h, freshness) are also recomputed when the clock enters a new ``ttl_s`` slot.
@@ -26,6 +26,7 @@ CONTROL_TABLE = "api_control_table"
 AUDIT_TABLE = "api_audit_table"
 WINDOW_LOG_TABLE = "api_window_log"
 HEALTH_TABLE = "api_health_log"
+QUALITY_TABLE = "api_quality_results"
 DEFAULT_TTL_S = 10.0
 
 #: The health-log columns the metrics read (Arrow types, for an empty log too).
@@ -66,6 +67,7 @@ class Queries:
         self.audit_ref = TableRef(catalog, METADATA_SCHEMA, AUDIT_TABLE)
         self.window_ref = TableRef(catalog, METADATA_SCHEMA, WINDOW_LOG_TABLE)
         self.health_ref = TableRef(catalog, METADATA_SCHEMA, HEALTH_TABLE)
+        self.quality_ref = TableRef(catalog, METADATA_SCHEMA, QUALITY_TABLE)
 
     def __repr__(self) -> str:
         return f"Queries({self.catalog} via {self.reader!r})"
@@ -152,7 +154,8 @@ class Queries:
         return self.audit_rows(limit=None, since=since)
 
     def load_counts(self, hours: int = 24, now: Optional[dt.datetime] = None) -> dict[str, int]:
-        """Loads logged in the last ``hours``: ``{"loads": n, "failed": n}`` (FAILED or PARTIAL)."""
+        """Loads logged in the last ``hours``: ``{"loads": n, "failed": n}`` (FAILED, PARTIAL or
+        FAILED_QUALITY)."""
         at = to_utc(now or self.clock())
 
         def compute() -> dict[str, int]:
@@ -161,7 +164,7 @@ class Queries:
                 return {"loads": 0, "failed": 0}
             [row] = self.reader.query("""
                 SELECT count(*) AS loads,
-                       count(*) FILTER (WHERE LoadStatus IN ('FAILED', 'PARTIAL')) AS failed
+                       count(*) FILTER (WHERE LoadStatus IN ('FAILED', 'PARTIAL', 'FAILED_QUALITY')) AS failed
                 FROM audit WHERE LoggedAt >= CAST($since AS TIMESTAMPTZ)""",
                 {"audit": table}, {"since": at - dt.timedelta(hours=hours)})
             return {"loads": int(row["loads"]), "failed": int(row["failed"])}
@@ -309,6 +312,165 @@ class Queries:
                 continue
             newest[fr.target_name(row)] = self.newest_collected(target_ref(row))
         return fr.assess_rows(rows, newest, to_utc(now or self.clock()))
+
+
+    # ------------------------------------------------------------------ quality
+    def quality_results(self, config_ids: Optional[Iterable[str]] = None,
+                        since: Optional[dt.datetime] = None, limit: Optional[int] = None
+                        ) -> list[dict[str, Any]]:
+        """Rows of ``api_quality_results``, newest first (``[]`` while the table is missing)."""
+        ids = sorted(set(config_ids)) if config_ids is not None else None
+        key = ("quality", self.catalog, tuple(ids) if ids is not None else None, since, limit)
+
+        def compute() -> list[dict[str, Any]]:
+            table = self.reader.table(self.quality_ref)
+            if table is None or (ids is not None and not ids):
+                return []
+            sql = """
+                SELECT * FROM quality
+                WHERE ($ids IS NULL OR list_contains($ids, ConfigId))
+                  AND ($since IS NULL OR CheckedAt >= CAST($since AS TIMESTAMPTZ))
+                ORDER BY CheckedAt DESC, RunId DESC NULLS LAST, CheckName, Field NULLS FIRST"""
+            params = {"ids": ids, "since": to_utc(since) if since else None}
+            if limit is not None:
+                sql += "\nLIMIT $limit"
+                params["limit"] = int(limit)
+            return self.reader.query(sql, {"quality": table}, params)
+
+        return [dict(r) for r in self.reader.cached(key, [self.quality_ref], compute)]
+
+    def latest_quality(self, config_ids: Optional[Iterable[str]] = None, days: int = 30,
+                       now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
+        """The result rows of each source's latest checked run (of the last ``days``)."""
+        since = to_utc(now or self.clock()) - dt.timedelta(days=days)
+        rows = self.quality_results(config_ids, since=since)
+        latest: dict[str, Any] = {}
+        for r in rows:  # newest first: a source's first row names its latest run
+            latest.setdefault(r["ConfigId"], r["RunId"])
+        return sorted((r for r in rows if latest[r["ConfigId"]] == r["RunId"]),
+                      key=lambda r: (r["ConfigId"], r["Phase"], r["CheckName"], r["Field"] or ""))
+
+    def sla_statuses(self, rows: Optional[list[dict[str, Any]]] = None,
+                     now: Optional[dt.datetime] = None) -> list[Any]:
+        """The SLA (:class:`framework.ops.sla.SlaStatus`) of every enabled control row whose
+        config has ``quality.freshness_sla``, judged at ``now`` from the audit."""
+        from control.mapping import row_to_config
+        from framework.errors import ConfigError
+        from framework.ops.sla import assess_sla
+
+        at = to_utc(now or self.clock())
+        slas: dict[str, tuple[str, str]] = {}
+        for row in (self.control_rows() if rows is None else rows):
+            if row.get("Enabled") is False:
+                continue
+            try:
+                quality = row_to_config(row).quality
+            except ConfigError:
+                continue  # a broken row is reported by the commands that load it
+            if quality is not None and quality.freshness_sla is not None:
+                slas[row["ConfigId"]] = (quality.freshness_sla.value,
+                                         quality.freshness_sla.severity or quality.severity)
+        if not slas:
+            return []
+        table = self.reader.table(self.audit_ref, ["ConfigId", "LoggedAt", "LoadStatus"])
+        seen: dict[str, dict[str, Any]] = {}
+        if table is not None:
+            seen = {r["ConfigId"]: r for r in self.reader.query("""
+                SELECT ConfigId, min(LoggedAt) AS first,
+                       list(LoggedAt) FILTER (WHERE LoadStatus = 'SUCCESS'
+                                              AND LoggedAt >= CAST($since AS TIMESTAMPTZ)) AS done
+                FROM audit WHERE list_contains($ids, ConfigId) GROUP BY ConfigId""",
+                {"audit": table}, {"ids": sorted(slas), "since": at - dt.timedelta(days=2)})}
+        out = []
+        for cid, (sla, severity) in sorted(slas.items()):
+            r = seen.get(cid, {})
+            status = assess_sla(cid, sla, r.get("done") or [], r.get("first"), at, severity)
+            if status is not None:
+                out.append(status)
+        return out
+
+    def quality_states(self, config_ids: Optional[Iterable[str]] = None,
+                       now: Optional[dt.datetime] = None) -> dict[str, Any]:
+        """The latest quality state per source (:class:`framework.ops.quality.SourceQuality`):
+        its latest checked load and its SLA."""
+        from framework.ops.quality import summarize
+
+        ids = list(config_ids) if config_ids is not None else None
+        rows = self.control_rows(ids)
+        return summarize(self.latest_quality(ids, now=now), self.sla_statuses(rows, now))
+
+    # ----------------------------------------------------------------- contract
+    def observe_contract(self, configs: Sequence[Any]) -> dict[str, Any]:
+        """What each config's target, audit and quality rows show (the worksheet's
+        :class:`framework.ops.worksheet.Observed`, also the baseline of schema drift).
+
+        Each target is scanned once, for the non-null count of every column and the keys
+        found in ``_rescued_data`` (of this source's rows in a shared table).
+        """
+        import json
+
+        from framework.ops.worksheet import Observed
+        from framework.schema import RESERVED
+
+        reader = self.reader
+        ids = [cfg.config_id for cfg in configs]
+        # The first successful load of a config sets its contract (in a shared table its
+        # fields arrive as schema changes); changes reported after it are drift.
+        drift: dict[str, set[str]] = {}
+        audit = reader.table(self.audit_ref, ["ConfigId", "SchemaChanges", "LoggedAt", "LoadStatus"])
+        if audit is not None:
+            for r in reader.query("SELECT ConfigId, SchemaChanges FROM audit "
+                                  "WHERE LoadStatus = 'SUCCESS' AND list_contains($ids, ConfigId) "
+                                  "ORDER BY LoggedAt", {"audit": audit}, {"ids": ids}):
+                if r["ConfigId"] not in drift:
+                    drift[r["ConfigId"]] = set()
+                elif r["SchemaChanges"]:
+                    drift[r["ConfigId"]].update(json.loads(r["SchemaChanges"]))
+        removed = self.removed_fields(ids)
+        out = {}
+        for cfg in configs:
+            ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+            names = reader.schema_names(ref)
+            columns: list[str] = []
+            rescued: list[str] = []
+            if names:
+                data = reader.dataset(ref)
+                where, params = ("WHERE source_system = $system", {"system": cfg.system}) \
+                    if "source_system" in names else ("", {})
+                fields = [c for c in names if c not in RESERVED]
+                if fields:
+                    counts = ", ".join(f"count({duck_name(c)}) AS {duck_name(c)}" for c in fields)
+                    [row] = reader.query(f"SELECT {counts} FROM target {where}", {"target": data},
+                                         params)
+                    columns = [c for c in fields if row[c]]
+                if "_rescued_data" in names:
+                    cond = f"{where} AND" if where else "WHERE"
+                    rescued = [r["k"] for r in reader.query(
+                        f"SELECT DISTINCT unnest(json_keys(_rescued_data)) AS k FROM target "
+                        f"{cond} _rescued_data IS NOT NULL", {"target": data}, params)]
+            out[cfg.config_id] = Observed(tuple(columns), tuple(rescued),
+                                          tuple(sorted(drift.get(cfg.config_id, ()))),
+                                          tuple(sorted(removed.get(cfg.config_id, ()))))
+        return out
+
+    def removed_fields(self, config_ids: Iterable[str], days: int = 90) -> dict[str, set[str]]:
+        """Fields the latest drifted load of each config (last ``days``) lacked in every record."""
+        import json
+
+        since = to_utc(self.clock()) - dt.timedelta(days=days)
+        latest: dict[str, tuple[Any, set[str]]] = {}
+        for r in self.quality_results(config_ids, since=since):  # newest first
+            if r["CheckName"] != "schema_drift" or r["Passed"]:
+                continue
+            run, fields = latest.setdefault(r["ConfigId"], (r["RunId"], set()))
+            if r["RunId"] == run and json.loads(r["Detail"] or "{}").get("change") == "removed":
+                fields.add(r["Field"])
+        return {cid: fields for cid, (_, fields) in latest.items()}
+
+
+def duck_name(name: str) -> str:
+    """A column name as a DuckDB identifier (double quotes, doubled inside)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def target_ref(row: dict[str, Any]) -> TableRef:

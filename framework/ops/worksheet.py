@@ -1,10 +1,11 @@
 """The field mapping worksheet, generated from the configs (seed 000), never kept by hand.
 
 One row per source config: entity, source system, collection cadence, destination
-table, owner, primary key, the fields seen in the target table, and the health check
-the scheduler runs (``health:``). Fields seen in
-payloads but outside the contract (kept in ``_rescued_data``, or reported as schema
-changes in the audit table) are flagged: that is schema drift to review.
+table, owner, primary key, the fields seen in the target table (the contract), the health
+check the scheduler runs (``health:``) and the quality checks of the config. Fields seen
+in payloads but outside the contract (kept in ``_rescued_data``, or reported as schema
+changes in the audit table), and contract fields that a load's records all lacked
+(``schema_drift`` rows of the quality results), are flagged: that is schema drift to review.
 
 Pure logic: the caller gathers what the tables hold (:class:`Observed`) with Spark.
 """
@@ -20,7 +21,8 @@ from framework.config import SourceConfig
 from framework.untrusted import printable, spreadsheet_text
 
 COLUMNS = ("Entity", "Source system", "Collection cadence", "Destination table", "Owner",
-           "Config id", "Primary key", "Fields", "Health check", "Unmapped fields (flagged)")
+           "Config id", "Primary key", "Fields", "Health check", "Unmapped fields (flagged)",
+           "Removed fields (flagged)", "Quality checks")
 _EVERY = {"hourly": "Hourly", "daily": "Daily", "weekly": "Weekly", "monthly": "Monthly",
           "once": "Once"}
 
@@ -34,11 +36,14 @@ class Observed:
         rescued: keys found in this source's ``_rescued_data``.
         drift: fields the audit reported as schema changes for this config after its
             first successful load (which set its contract).
+        removed: contract fields that the latest load with schema drift lacked in every
+            record (from ``api_quality_results``).
     """
 
     columns: tuple[str, ...] = ()
     rescued: tuple[str, ...] = ()
     drift: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,14 @@ class WorksheetRow:
     fields: tuple[str, ...]
     unmapped: tuple[str, ...] = field(default=())
     health: str = ""
+    quality: tuple[str, ...] = field(default=())
+    removed: tuple[str, ...] = field(default=())
 
     def cells(self) -> list[str]:
         return [self.entity, self.source_system, self.cadence, self.destination, self.owner,
                 self.config_id, ", ".join(self.primary_key), ", ".join(self.fields),
-                self.health, ", ".join(self.unmapped)]
+                self.health, ", ".join(self.unmapped), ", ".join(self.removed),
+                "; ".join(self.quality)]
 
 
 def cadence(frequency: str, time: str = "00:00") -> str:
@@ -83,25 +91,37 @@ def health_check(cfg: SourceConfig) -> str:
     return f"{cadence(check.interval)}, expects {expects}, timeout {timeout:g} s"
 
 
+def declared_fields(cfg: SourceConfig) -> set[str]:
+    """Fields the config itself names: primary key, required fields, cursor field."""
+    return set(cfg.primary_key) | set(cfg.required_fields) | (
+        {cfg.cursor_field} if cfg.cursor_field else set())
+
+
+def contract_fields(cfg: SourceConfig, seen: Observed) -> set[str]:
+    """The contract of a source: the fields its target holds for it (minus those that
+    only arrived as drift) plus the declared ones. Schema drift is judged against it."""
+    return (set(seen.columns) - set(seen.drift)) | declared_fields(cfg)
+
+
 def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Observed]] = None
           ) -> list[WorksheetRow]:
     """One worksheet row per config, sorted by destination table then source system."""
+    from framework.ops.quality import describe
+
     observed = observed or {}
     rows = []
     for cfg in configs:
         seen = observed.get(cfg.config_id, Observed())
-        drift = set(seen.drift)
-        declared = set(cfg.primary_key) | set(cfg.required_fields) | (
-            {cfg.cursor_field} if cfg.cursor_field else set())
-        contract = (set(seen.columns) - drift) | declared
-        fields = sorted(contract)
-        unmapped = sorted((set(seen.rescued) | drift) - contract)
+        contract = contract_fields(cfg, seen)
+        unmapped = sorted((set(seen.rescued) | set(seen.drift)) - contract)
         rows.append(WorksheetRow(
             entity=cfg.description or cfg.api_name, source_system=cfg.system,
             cadence=cadence(cfg.schedule.frequency, cfg.schedule.time),
             destination=cfg.target.name, owner=cfg.owner or "", config_id=cfg.config_id,
-            primary_key=tuple(cfg.primary_key), fields=tuple(fields), unmapped=tuple(unmapped),
-            health=health_check(cfg)))
+            primary_key=tuple(cfg.primary_key), fields=tuple(sorted(contract)),
+            unmapped=tuple(unmapped), health=health_check(cfg),
+            quality=tuple(describe(cfg.quality)),
+            removed=tuple(sorted(set(seen.removed) & contract))))
     return sorted(rows, key=lambda r: (r.destination, r.source_system, r.config_id))
 
 
@@ -128,6 +148,12 @@ def to_markdown(rows: list[WorksheetRow]) -> str:
                 for r in flagged]
     else:
         out.append("No field outside the contract was seen.")
+    gone = [r for r in rows if r.removed]
+    if gone:
+        out += ["", "## Flagged: contract fields missing from every record of the latest drifted "
+                "load", ""]
+        out += [f"- `{r.config_id}` ({r.destination}): " + ", ".join(f"`{f}`" for f in r.removed)
+                for r in gone]
     return "\n".join(out) + "\n"
 
 

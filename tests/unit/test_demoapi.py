@@ -485,3 +485,37 @@ def test_request_log_and_lifecycle(http):
     # the session's kept-alive connection is closed too, not served by a leftover thread
     with pytest.raises(requests.exceptions.ConnectionError):
         http.get(url + "/health", timeout=0.5)
+
+
+def test_degraded_data_is_consistent_across_styles_and_totals(http):
+    with DemoApi(seed=9, records_per_resource=200, max_page_size=MAX_PAGE) as api:
+        full = api.dataset.records_in()
+        api.dataset.degrade(drop_pct=40, null_field="state", remove_field="title")
+        served = api.dataset.records_in()
+        assert 0.3 < 1 - len(served) / len(full) < 0.5
+        assert {r["id"] for r in served} < {r["id"] for r in full}
+        assert all(r["state"] is None and "title" not in r for r in served)
+        # every endpoint agrees with the degraded ground truth: no overlap, no gap, same total
+        by_offset, total = [], None
+        while total is None or len(by_offset) < total:
+            page = http.get(api.base_url + "/api/offset/issues",
+                            params={"offset": len(by_offset), "limit": 30}).json()
+            by_offset += [r["id"] for r in page["data"]]
+            total = page["total"]
+        assert by_offset == [r["id"] for r in served]
+        ids, cursor = [], None
+        while True:
+            page = http.get(api.base_url + "/api/cursor/issues",
+                            params={"limit": 30, **({"cursor": cursor} if cursor else {})}).json()
+            ids += [r["id"] for r in page["data"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert ids == [r["id"] for r in served]
+        assert api.dataset.get(full[0]["id"])["title"]  # the records themselves are untouched
+        api.dataset.restore()
+        assert api.dataset.records_in() == full
+    with pytest.raises(ValueError, match="drop_pct"):
+        api.dataset.degrade(drop_pct=140)
+    with pytest.raises(ValueError, match="give drop_pct"):
+        api.dataset.degrade()

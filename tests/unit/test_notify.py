@@ -170,3 +170,58 @@ def test_starttls_to_a_server_without_tls_fails_cleanly(tmp_path):
     finally:
         controller.stop()
     assert not d.channels and "email" in d.errors[0] and "STARTTLS" in d.errors[0].upper()
+
+
+def quality_row(run, load, check, field, passed, severity="warn", minute=0, change=None):
+    return {"ConfigId": "gh", "RunId": run, "LoadId": load, "LoadType": "INCREMENTAL",
+            "CheckName": check, "Field": field, "Passed": passed, "Severity": severity,
+            "Message": f"{check} {field} message", "CheckedAt": T0 + dt.timedelta(minutes=minute),
+            "Detail": json.dumps({"change": change}) if change else None}
+
+
+def test_quality_events_one_per_incident():
+    from framework.ops.notify import events_from_quality
+
+    rows = [
+        # load 1: a fail check refused the commit; its retry (same LoadId) fails again
+        quality_row("r1", "L1", "max_row_drop_pct", None, False, "fail", 0),
+        quality_row("r2", "L1", "max_row_drop_pct", None, False, "fail", 5),
+        # loads 2-3: a warning starts and persists; drift appears on load 2 and stays
+        quality_row("r3", "L2", "not_null", "state", False, minute=10),
+        quality_row("r3", "L2", "schema_drift", "title", False, minute=10, change="removed"),
+        quality_row("r4", "L3", "not_null", "state", False, minute=20),
+        quality_row("r4", "L3", "schema_drift", "title", False, minute=20, change="removed"),
+        # load 4: a second warning joins (new incident); load 5 clean; load 6 it comes back
+        quality_row("r5", "L4", "not_null", "state", False, minute=30),
+        quality_row("r5", "L4", "max_null_pct", "email", False, minute=30),
+        quality_row("r6", "L5", "not_null", "state", True, minute=40),
+        quality_row("r7", "L6", "not_null", "state", False, minute=50),
+    ]
+    events = events_from_quality(reversed(rows))  # newest-first input, as the table reads
+    assert [e.key for e in events] == [
+        "quality_failed:gh:L1", "quality_warned:gh:L2", "schema_drift:gh:L2",
+        "quality_warned:gh:L4", "quality_warned:gh:L6"]
+    subject, text = build_message(events[3])
+    assert subject == "[restlake] gh: quality WARNING" and "max_null_pct email" in text
+    assert "FAILED_QUALITY" in events[0].detail and "max_row_drop_pct" in events[0].detail
+
+
+def test_sla_events_once_per_deadline():
+    from framework.ops.notify import events_from_sla
+    from framework.ops.sla import assess_sla
+
+    first = T0 - dt.timedelta(days=5)
+    missed = assess_sla("gh", "03:00", [], first, T0 + dt.timedelta(hours=4))
+    met = assess_sla("gh2", "03:00", [T0 + dt.timedelta(hours=1)], first, T0 + dt.timedelta(hours=4))
+    [event] = events_from_sla([missed, met])
+    assert event.kind == "sla_missed" and event.key == "sla_missed:gh:2024-01-01T03:00:00Z"
+    assert build_message(event)[0] == "[restlake] gh: SLA MISSED"
+
+
+def test_event_kinds_are_configurable():
+    from framework.ops.notify import EVENT_KINDS
+
+    cfg = parse_notifications({"notifications": {"events": ["quality_failed", "sla_missed"]}})
+    assert cfg.events == ["quality_failed", "sla_missed"]
+    assert {"quality_warned", "schema_drift"} <= set(EVENT_KINDS)
+    assert parse_notifications({"notifications": {}}).events == list(EVENT_KINDS)

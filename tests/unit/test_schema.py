@@ -314,3 +314,15 @@ def test_data_columns_drops_contract_columns() -> None:
 def test_canonical_json_handles_datetimes() -> None:
     assert canonical_json({"b": AT, "a": dt.date(2024, 1, 1)}) == \
         '{"a":"2024-01-01","b":"2024-01-01T12:30:00Z"}'
+
+
+def test_values_that_no_longer_fit_their_column_are_reported_as_retyped() -> None:
+    s = RowShaper("s", columns={"id": ColumnType.LONG, "n": ColumnType.LONG,
+                                "when": ColumnType.TIMESTAMP})
+    for record in ({"id": 1, "n": 2}, {"id": 2, "n": "two"}, {"id": 3, "n": 2.5, "when": "soon"}):
+        shape(s, record)
+    assert s.retyped == {"n": ColumnType.STRING, "when": ColumnType.STRING}
+    assert s.rescued_rows == 2
+    fine = shaper()
+    shape(fine, {"id": 1, "score": 3})  # an int in a double column fits
+    assert fine.retyped == {}

@@ -91,3 +91,22 @@ def test_new_commands_have_help_with_an_example(capsys):
         with pytest.raises(SystemExit):
             cli.main([name, "--help"])
         assert "example:" in capsys.readouterr().out
+
+
+def test_quality_checks_and_removed_fields_are_shown(configs):
+    from framework.config import parse_source
+
+    cfg = parse_source({"config_id": "q", "api_name": "Q", "endpoint": "https://api.example.com/q",
+                        "load_start": "2024-01-01T00:00:00Z", "primary_key": ["id"],
+                        "target": {"catalog": "main", "schema": "raw", "table": "q"},
+                        "quality": {"min_rows": 1, "not_null": {"value": ["id"], "severity": "fail"}}})
+    observed = {"q": Observed(columns=("id", "title", "state"), removed=("title", "never_there"))}
+    [row] = worksheet.build([cfg], observed)
+    assert row.quality == ("min_rows >= 1 (warn)", "not_null id (fail)")
+    assert row.removed == ("title",)  # only contract fields can be removed
+    assert worksheet.contract_fields(cfg, observed["q"]) == {"id", "title", "state"}
+    md = worksheet.to_markdown([row])
+    assert "| Removed fields (flagged) | Quality checks |" in md
+    assert "- `q` (main.raw.q): `title`" in md
+    table = list(csv.reader(io.StringIO(worksheet.to_csv([row]))))
+    assert table[1][-2:] == ["title", "min_rows >= 1 (warn); not_null id (fail)"]
