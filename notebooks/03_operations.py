@@ -3,10 +3,10 @@
 # MAGIC # restlake: operations
 # MAGIC
 # MAGIC The questions an on-call engineer asks, as SQL over the control plane. The cells read
-# MAGIC the temp views `api_control`, `api_audit` and `api_window_log`, which point at
-# MAGIC `<control_catalog>.metadata.api_control_table`, `.api_audit_table` and `.api_window_log`
-# MAGIC (on Databricks you can query those tables directly with the same SQL), and
-# MAGIC `recent_audit`, the audit rows of the last `days` days.
+# MAGIC the temp views `api_control`, `api_audit`, `api_window_log` and `api_quality`, which
+# MAGIC point at `<control_catalog>.metadata.api_control_table`, `.api_audit_table`,
+# MAGIC `.api_window_log` and `.api_quality_results` (on Databricks you can query those tables
+# MAGIC directly with the same SQL), and `recent_audit`, the audit rows of the last `days` days.
 
 # COMMAND ----------
 
@@ -43,7 +43,7 @@ spark.table("api_audit").where(F.col("LoggedAt") >= since).createOrReplaceTempVi
 failures_today = spark.sql("""
     SELECT ConfigId, LoadType, LoadStatus, ErrorMessage, WindowsLoaded, WindowsTotal, RunId, LoggedAt
     FROM api_audit
-    WHERE LoadStatus IN ('FAILED', 'PARTIAL')
+    WHERE LoadStatus IN ('FAILED', 'PARTIAL', 'FAILED_QUALITY')
       AND LoggedAt >= date_trunc('DAY', current_timestamp())
     ORDER BY LoggedAt DESC
 """)
@@ -102,6 +102,19 @@ stale_sources = spark.sql("""
 """).where(F.col("hours_since_success").isNull()
            | (F.col("hours_since_success") >= F.lit(stale_hours)))
 display(stale_sources)
+
+# COMMAND ----------
+
+# MAGIC %md ## Data quality: checks that did not pass (last `days` days)
+
+# COMMAND ----------
+
+quality_failures = (spark.table("api_quality").where(F.col("CheckedAt") >= since)
+                    .where(~F.col("Passed"))
+                    .select("CheckedAt", "ConfigId", "LoadId", "Phase", "CheckName", "Field",
+                            "ObservedValue", "Threshold", "Severity", "Message")
+                    .orderBy(F.col("CheckedAt").desc()))
+display(quality_failures)
 
 # COMMAND ----------
 

@@ -102,14 +102,20 @@ def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] 
 
 
 def register_views(spark: Any, store: Any, prefix: str = "") -> dict[str, str]:
-    """Temp views ``api_control``, ``api_audit``, ``api_window_log`` over the metadata tables.
+    """Temp views ``api_control``, ``api_audit``, ``api_window_log`` and ``api_quality``
+    over the metadata tables.
 
     The operations SQL reads these views, so the same query runs on Unity Catalog and
-    on a local warehouse folder.
+    on a local warehouse folder. ``api_quality`` is empty while no quality result exists.
     """
+    from control.schemas import QUALITY_SCHEMA
+
     views = {f"{prefix}api_control": store.control_ref, f"{prefix}api_audit": store.audit_ref,
-             f"{prefix}api_window_log": store.window_ref}
+             f"{prefix}api_window_log": store.window_ref, f"{prefix}api_quality": store.quality_ref}
     for name, ref in views.items():
+        if ref == store.quality_ref and not store.warehouse.exists(spark, ref):
+            spark.createDataFrame([], QUALITY_SCHEMA).createOrReplaceTempView(name)
+            continue
         store.warehouse.read(spark, ref).createOrReplaceTempView(name)
     return {name: ref.name for name, ref in views.items()}
 

@@ -9,6 +9,7 @@ supports, behind any of its auth methods, and injects faults on demand::
         api.faults.add("429", times=2, retry_after=0)
         ...  # point a source's endpoint at api.base_url + "/api/cursor/issues"
         expected = api.dataset.records_in("2024-01-05T00:00:00Z", "2024-01-06T00:00:00Z")
+        api.dataset.degrade(drop_pct=40, null_field="state")  # a 200 with wrong data (drills)
 
 Endpoints (``since``/``until`` filter ``updated_at`` to ``[since, until)`` everywhere; page
 sizes are capped at ``max_page_size``):

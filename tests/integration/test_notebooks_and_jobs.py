@@ -52,6 +52,7 @@ def test_notebooks_generate_run_and_report_on_a_local_warehouse(spark, tmp_path)
 
         ops = run_notebook(ROOT / "notebooks/03_operations.py", spark, dbutils)
         assert ops["failures_today"].count() == 0
+        assert ops["quality_failures"].count() == 0  # no checks configured, no drift
         [load] = ops["rows_per_load"].collect()
         assert load["ConfigId"] == "nb_issues" and load["SourceRowCount"] == df.count()
         assert ops["durations"].first()["runs"] == 1

@@ -97,7 +97,8 @@ def _plain(row: dict) -> dict:
 def test_break_fix_drills(spark, warehouse, tmp_path):
     from framework.ops.drills import run_drills
 
-    results = run_drills(spark, warehouse, ["auth", "timeout", "reject"], tmp_path / "logs")
+    results = run_drills(spark, warehouse, ["auth", "timeout", "reject", "quality"],
+                         tmp_path / "logs")
     for r in results:
         assert r.passed, (r.name, [c for c in r.checks if not c[1]])
-    assert [r.name for r in results] == ["auth", "timeout", "reject"]
+    assert [r.name for r in results] == ["auth", "timeout", "reject", "quality"]
