@@ -152,7 +152,7 @@ def to_markdown(rows: list[WorksheetRow]) -> str:
     if gone:
         out += ["", "## Flagged: contract fields missing from every record of the latest drifted "
                 "load", ""]
-        out += [f"- `{r.config_id}` ({r.destination}): " + ", ".join(f"`{f}`" for f in r.removed)
+        out += [f"- `{r.config_id}` ({r.destination}): " + ", ".join(_md_code(f) for f in r.removed)
                 for r in gone]
     return "\n".join(out) + "\n"
 
