@@ -8,7 +8,7 @@ import threading
 import pytest
 from deltalake import DeltaTable as RsDeltaTable
 
-from control.schemas import AUDIT_COLUMNS, CONTROL_COLUMNS
+from control.schemas import AUDIT_COLUMNS, CONTROL_COLUMNS, QUALITY_SCHEMA
 from control.states import LoadStatus, LoadType, fail
 from tests.integration.helpers import UTC, source
 
@@ -30,7 +30,7 @@ def test_init_creates_tables_an_independent_reader_opens(spark, warehouse):
     store = ControlStore(spark, warehouse)
     created = store.init()
     assert created == ["main.metadata.api_control_table", "main.metadata.api_audit_table",
-                       "main.metadata.api_window_log"]
+                       "main.metadata.api_window_log", "main.metadata.api_quality_results"]
     assert store.init() == []  # idempotent
     control = RsDeltaTable(warehouse.path(store.control_ref))
     names = [f.name for f in control.schema().fields]
@@ -42,6 +42,9 @@ def test_init_creates_tables_an_independent_reader_opens(spark, warehouse):
     assert audit.metadata().configuration.get("delta.appendOnly") == "true"
     window_log = RsDeltaTable(warehouse.path(store.window_ref))
     assert "WindowStart" in [f.name for f in window_log.schema().fields]
+    quality = RsDeltaTable(warehouse.path(store.quality_ref))
+    assert [f.name for f in quality.schema().fields] == [f.name for f in QUALITY_SCHEMA.fields]
+    assert quality.metadata().configuration.get("delta.appendOnly") == "true"
 
 
 def test_audit_table_refuses_update_and_delete(spark, store, warehouse):

@@ -33,7 +33,8 @@ def _full(api, cid, **quality):
 def test_a_40_pct_row_drop_under_fail_refuses_the_commit_and_keeps_the_table(
         spark, warehouse, store, api):
     cfg = _full(api, "q_drop", max_row_drop_pct={"value": 10, "severity": "fail"},
-                not_null=["state"], max_null_pct={"closed_at": 100})
+                not_null=["state"], max_null_pct={"closed_at": 100},
+                max_spike_pct={"value": 50, "baseline": "loads", "loads": 3})
     [first] = run_loads(spark, warehouse, store, [cfg])
     assert first.status == "SUCCESS", first.error
     path = warehouse.path(target_ref(cfg))
@@ -64,6 +65,9 @@ def test_a_40_pct_row_drop_under_fail_refuses_the_commit_and_keeps_the_table(
     nulls = results[("not_null", "state")]
     assert nulls["Passed"] is False and nulls["Severity"] == "warn" and nulls["ObservedValue"] == kept
     assert results[("max_null_pct", "closed_at")]["Passed"] is True
+    spike = results[("max_spike_pct", None)]  # fewer rows than the audit's last loads: no spike
+    assert spike["Passed"] is True and json.loads(spike["Detail"]) == {
+        "baseline": "loads", "median": first.source_rows, "loads": 1}
 
 
 def test_incremental_checks_see_the_whole_load_before_its_one_commit(spark, warehouse, store, api):
