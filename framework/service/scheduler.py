@@ -409,8 +409,9 @@ class Scheduler:
             return Notifier(self.settings.notifications, state).notify(events, now)
 
     def _notify_loads(self, outcomes: list[Any], now: dt.datetime) -> None:
-        """Failed loads of this round, and (every ``stale_every``) stale sources."""
-        from framework.ops.notify import events_from_audit, events_from_freshness
+        """Failed loads and quality incidents of this round, and (every ``stale_every``)
+        stale sources and missed SLAs."""
+        from framework.ops.notify import events_from_audit, events_from_freshness, quality_events
 
         config = self.settings.notifications
         if config is None:
@@ -418,10 +419,16 @@ class Scheduler:
         events = []
         if "load_failed" in config.events:
             events += events_from_audit([o.audit for o in outcomes if o.audit])
+        checked = [o.config_id for o in outcomes if o.audit]
+        if checked and {"quality_failed", "quality_warned", "schema_drift"} & set(config.events):
+            events += quality_events(self.queries(), now, config_ids=checked, sla=False)
         last = self._last_stale_check
-        if "stale" in config.events and (last is None or now - last >= self.settings.stale_every):
+        if last is None or now - last >= self.settings.stale_every:
             self._last_stale_check = now
-            events += events_from_freshness(self.queries().freshness(now=now))
+            if "stale" in config.events:
+                events += events_from_freshness(self.queries().freshness(now=now))
+            if "sla_missed" in config.events:
+                events += quality_events(self.queries(), now, checks=False)
         self._notify(events, now)
 
     def _notify_incidents(self, config_ids: list[str], now: dt.datetime) -> None:

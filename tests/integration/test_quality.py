@@ -203,3 +203,32 @@ def test_quality_command_and_status_show_the_latest_state(spark, warehouse, stor
     assert "min_rows" in out and "10000" in out and "not_null" in out
     assert main(["--warehouse", wh, "status"]) == 0
     assert "FAILED:" in capsys.readouterr().out  # the Quality column (errors say "failed")
+
+
+def test_the_scheduler_notifies_a_refused_load_once(spark, warehouse, store, monkeypatch):
+    from framework.ops.notify import parse_notifications
+    from framework.service.scheduler import Scheduler, SchedulerSettings
+
+    start = dt.datetime(2024, 1, 5, 0, 5, tzinfo=UTC)
+    with DemoApi(seed=13, records_per_resource=60, end=dt.datetime(2024, 1, 6, tzinfo=UTC)) as api, \
+            FakeApi() as hook:
+        hook.route("/hook", Reply(200, {}))
+        cfg = source(api.base_url, "cursor", "q_sched", end=None, window="none",
+                     schedule={"time": "00:00", "frequency": "PT15M"},
+                     health={"enabled": False},
+                     quality={"min_rows": {"value": 10_000, "severity": "fail"}})
+        store.generate([cfg], now=start)
+        settings = SchedulerSettings(
+            poll=dt.timedelta(hours=1), parallel=1, probe_workers=1,
+            notifications=parse_notifications({"notifications": {
+                "events": ["quality_failed", "load_failed"],
+                "webhook": {"url": hook.url("/hook"), "retries": 0}}}))
+        now = [start]
+        scheduler = Scheduler(spark, store, settings, clock=lambda: now[0])
+        scheduler.prepare()
+        for minutes in (0, 10, 25):  # the refused load, then rounds with nothing new to say
+            now[0] = start + dt.timedelta(minutes=minutes)
+            scheduler.run_pending()
+        texts = [r.json()["text"] for r in hook.requests_to("/hook")]
+    assert store.audit_rows("q_sched", 1)[0]["LoadStatus"] == "FAILED_QUALITY"
+    assert len(texts) == 1 and "q_sched: quality check FAILED" in texts[0] and "min_rows" in texts[0]
