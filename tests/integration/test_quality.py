@@ -25,6 +25,13 @@ def api():
         yield server
 
 
+def _queries(warehouse):
+    from framework.lake.reader import TableReader
+    from framework.ops.queries import Queries
+
+    return Queries(TableReader(warehouse))  # what status, quality, notify and the report read
+
+
 def _full(api, cid, **quality):
     return source(api.base_url, "offset", cid, window="none", end="2024-01-04T00:00:00Z",
                   quality=quality)
@@ -56,6 +63,9 @@ def test_a_40_pct_row_drop_under_fail_refuses_the_commit_and_keeps_the_table(
 
     results = {(r["CheckName"], r["Field"]): r for r in store.quality_results(["q_drop"])
                if r["RunId"] == second.audit["RunId"]}
+    # the JVM-free reader (status, quality, notify, report) reads the same rows
+    assert sorted(map(repr, _queries(warehouse).quality_results(["q_drop"]))) == \
+        sorted(map(repr, store.quality_results(["q_drop"])))
     drop = results[("max_row_drop_pct", None)]
     kept = len(api.dataset.records_in("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"))
     assert 0.3 < 1 - kept / first.source_rows < 0.5  # the API quietly serves ~40 % fewer rows
@@ -118,7 +128,6 @@ def test_unique_is_judged_on_the_target_after_the_commit(spark, warehouse, store
 
 def test_a_removed_field_raises_schema_drift_once(spark, warehouse, store, api, tmp_path, monkeypatch):
     from framework.ops.notify import events_from_quality
-    from framework.ops.quality_store import observe_contract
     from framework.ops.worksheet import build
 
     cfg = source(api.base_url, "offset", "q_drift", delta_column=True, window="none",
@@ -153,7 +162,7 @@ def test_a_removed_field_raises_schema_drift_once(spark, warehouse, store, api, 
     assert [e.kind for e in events_from_quality(rows)] == ["schema_drift"]
     assert len(sent) == 1 and "schema DRIFT" in sent[0] and "title" in sent[0]
     # the worksheet flags the removed field against the same contract
-    [sheet] = build([cfg], observe_contract(spark, store, [cfg]))
+    [sheet] = build([cfg], _queries(warehouse).observe_contract([cfg]))
     assert "title" in sheet.fields and sheet.removed == ("title",)
 
 
@@ -161,7 +170,7 @@ def test_a_missed_sla_raises_sla_missed_with_an_injected_clock(spark, warehouse,
     from framework.ops.notify import (NotificationState, Notifier, events_from_sla,
                                       parse_notifications)
     from framework.ops.quality import summarize
-    from framework.ops.quality_store import quality_events, sla_statuses
+    from framework.ops.notify import quality_events
     from framework.ops.sla import deadline_at
 
     cfg = _full(api, "q_sla", freshness_sla={"value": "03:00", "severity": "fail"})
@@ -170,15 +179,16 @@ def test_a_missed_sla_raises_sla_missed_with_an_injected_clock(spark, warehouse,
     loaded = ok.audit["LoggedAt"]
     due = deadline_at("03:00", loaded) + dt.timedelta(days=1)  # the first deadline after the load
 
-    [met] = sla_statuses(spark, store, store.rows(), now=due + dt.timedelta(minutes=1))
+    queries = _queries(warehouse)
+    [met] = queries.sla_statuses(now=due + dt.timedelta(minutes=1))
     assert met.met and met.deadline == due
-    assert [e.kind for e in quality_events(spark, store, due + dt.timedelta(minutes=1))] == []
+    assert [e.kind for e in quality_events(queries, due + dt.timedelta(minutes=1))] == []
 
     later = due + dt.timedelta(days=1, minutes=1)  # no load in the 24 h before the next deadline
-    [missed] = sla_statuses(spark, store, store.rows(), now=later)
+    [missed] = queries.sla_statuses(now=later)
     assert not missed.met and missed.deadline == due + dt.timedelta(days=1)
     assert summarize([], [missed])["q_sla"].level == "bad"
-    [event] = [e for e in quality_events(spark, store, later) if e.config_id == "q_sla"]
+    [event] = [e for e in quality_events(queries, later) if e.config_id == "q_sla"]
     assert event.kind == "sla_missed" and event.key == f"sla_missed:q_sla:{missed.deadline:%Y-%m-%dT%H:%M:%SZ}"
     with FakeApi() as hook:
         hook.route("/hook", Reply(200, {}))

@@ -11,7 +11,7 @@ from framework.lake.reader import TableReader
 from framework.lake.tables import TableRef, Warehouse
 from framework.ops.health import incident_spans
 from framework.ops.queries import Queries, audit_key
-from tests.unit._lake import (AUDIT_COLUMNS, AUDIT_TYPES, CONTROL_COLUMNS, CONTROL_TYPES, UTC,
+from tests.unit._lake import (AUDIT_COLUMNS, AUDIT_TYPES, CONTROL_COLUMNS, CONTROL_TYPES, TS, UTC,
                               health_rows, write, write_health)
 
 NOW = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -121,3 +121,72 @@ def test_freshness_reads_the_newest_row_from_file_statistics(tmp_path):
     assert not fresh["fresh"].stale and fresh["fresh"].newest == NOW - dt.timedelta(minutes=30)
     assert fresh["late"].stale and fresh["late"].newest == NOW - dt.timedelta(hours=3)
     assert fresh["empty"].stale and fresh["empty"].newest is None
+
+
+def _quality_row(cid, run, minutes, check, passed, severity="warn", field=None, detail=None):
+    return {"ConfigId": cid, "LoadId": f"L-{run}", "RunId": run, "LoadType": "FULL_LOAD",
+            "Phase": "before_commit", "CheckName": check, "Field": field, "ObservedValue": 1.0,
+            "Threshold": 0.0, "Severity": severity, "Passed": passed, "Message": f"{check} said",
+            "Detail": detail, "CheckedAt": NOW - dt.timedelta(minutes=minutes)}
+
+
+def _control_row(config_id: str, **quality) -> dict:
+    from control.mapping import config_to_row
+    from framework.config import parse_source
+
+    cfg = parse_source({"config_id": config_id, "api_name": "Q", "endpoint": "https://api.example.com/q",
+                        "load_start": "2024-01-01T00:00:00Z",
+                        "target": {"catalog": "raw", "schema": "q", "table": config_id},
+                        **({"quality": quality} if quality else {})})
+    return {**config_to_row(cfg), "LoadType": "FULL_LOAD", "LoadStatus": "SUCCESS"}
+
+
+def test_quality_results_latest_state_and_sla_without_a_jvm(tmp_path):
+    import pyarrow as pa
+
+    from control.schemas import QUALITY_SCHEMA
+
+    wh = Warehouse(tmp_path / "wh")
+    q = _queries(wh)
+    assert q.quality_results() == [] and q.quality_states() == {}  # no table yet
+    types = {"ObservedValue": pa.float64(), "Threshold": pa.float64(), "Passed": pa.bool_(),
+             "CheckedAt": pa.timestamp("us", tz="UTC")}
+    removed = '{"change": "removed"}'
+    write(wh, q.quality_ref, [
+        _quality_row("a", "r1", 90, "not_null", False, field="state"),
+        _quality_row("a", "r2", 30, "not_null", True, field="state"),
+        _quality_row("a", "r2", 30, "schema_drift", False, field="title", detail=removed),
+        _quality_row("b", "r3", 60, "min_rows", False, "fail"),
+        _quality_row("old", "r0", 60 * 24 * 40, "min_rows", False, "fail"),  # 40 days ago
+    ], types, [f.name for f in QUALITY_SCHEMA.fields], append_only=True)
+
+    assert [r["RunId"] for r in q.quality_results(["a"])] == ["r2", "r2", "r1"]  # newest first
+    assert len(q.quality_results(["a"], since=NOW - dt.timedelta(hours=1))) == 2
+    assert len(q.quality_results(limit=1)) == 1 and q.quality_results([]) == []
+    latest = q.latest_quality()
+    assert {(r["ConfigId"], r["RunId"]) for r in latest} == {("a", "r2"), ("b", "r3")}
+    assert q.removed_fields(["a", "b"]) == {"a": {"title"}}
+
+    # SLAs: c loaded within the 24 h before today's 03:00 deadline, d two days ago
+    control = [_control_row("c", freshness_sla="03:00"),
+               _control_row("d", freshness_sla={"value": "03:00", "severity": "fail"}),
+               _control_row("e")]
+    write(wh, q.control_ref, control, {k: (TS if isinstance(v, dt.datetime) else
+                                           pa.bool_() if isinstance(v, bool) else pa.string())
+                                       for k, v in control[0].items()}, control[0])
+    audit = [{"ConfigId": "c", "RunId": "x1", "LoadStatus": "SUCCESS",
+              "LoggedAt": dt.datetime(2024, 2, 29, 4, tzinfo=UTC)},
+             {"ConfigId": "d", "RunId": "x2", "LoadStatus": "SUCCESS",
+              "LoggedAt": NOW - dt.timedelta(days=2)},
+             {"ConfigId": "d", "RunId": "x3", "LoadStatus": "FAILED_QUALITY",
+              "LoggedAt": NOW - dt.timedelta(hours=10)}]
+    write(wh, q.audit_ref, audit, AUDIT_TYPES, AUDIT_COLUMNS, append_only=True)
+    slas = {s.config_id: s for s in q.sla_statuses()}
+    assert set(slas) == {"c", "d"} and slas["c"].met and not slas["d"].met
+    assert slas["d"].deadline == NOW.replace(hour=3) and slas["d"].severity == "fail"
+    states = q.quality_states()
+    assert states["a"].state == "WARNED" and states["a"].warned == ("schema_drift title",)
+    assert states["b"].text == "FAILED: min_rows" and states["d"].level == "bad"
+    assert states["c"].text == "SLA 03:00 met" and "old" not in states
+    assert q.load_counts(hours=24)["failed"] == 1  # FAILED_QUALITY is a failed load
+
