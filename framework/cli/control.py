@@ -68,10 +68,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     q = open_queries(args)
-    refs = (q.control_ref, q.audit_ref, q.window_ref, q.health_ref)
+    refs = (q.control_ref, q.audit_ref, q.window_ref, q.quality_ref, q.health_ref)
     if q.reader.warehouse.is_local and all(q.reader.exists(r) for r in refs):
         # Nothing to create: answered from the folder, without starting Spark.
-        for ref in refs[:3]:
+        for ref in refs[:4]:
             console.print(f"exists   {ref.name}  [dim]{q.reader.warehouse.path(ref)}[/dim]")
         from framework.ops.uptime import VIEW_NAMES
 
