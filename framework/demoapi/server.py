@@ -310,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         api._record(entry)
         if api.latency_ms:
             api._stopping.wait(api.latency_ms / 1000)
-        fault = api.faults.take(url.path)
+        fault = api.faults.take(url.path, query)
         entry["fault"] = fault.kind if fault else None
         if fault is not None and fault.kind in CANNED:
             status, payload, ctype = CANNED[fault.kind]

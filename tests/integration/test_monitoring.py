@@ -62,6 +62,16 @@ def conf(cid: str, /, **overrides):
     raise KeyError(cid)
 
 
+@pytest.fixture
+def dt_secret(tmp_path):
+    """The Dynatrace token as a file: reference, which Spark tasks resolve too (an
+    ``env:`` variable set by a test reaches the driver only)."""
+    path = tmp_path / "dt_token"
+    path.write_text(DT_TOKEN + "\n")
+    return {"method": "api_token", "secret": f"file:{path}", "header": "Authorization",
+            "prefix": "Api-Token"}
+
+
 def table(spark, warehouse, name):
     return warehouse.read(spark, TableRef("main", "monitoring", name))
 
@@ -150,9 +160,11 @@ def test_second_api_key_is_used_when_the_first_is_rate_limited(spark, warehouse,
     assert table(spark, warehouse, "cache_perf_instances").count() == len(api.health_instances())
 
 
-def test_completeness_strict_fails_the_window_when_the_reported_total_differs(spark, warehouse, store, api):
+def test_completeness_strict_fails_the_window_when_the_reported_total_differs(spark, warehouse, store,
+                                                                            api, executor, dt_secret):
     api.total_skew = 3
-    [outcome] = run_loads(spark, warehouse, store, [conf("dt_problems")])
+    [outcome] = run_loads(spark, warehouse, store, [conf("dt_problems", auth=dt_secret)],
+                          executor=executor)
     assert outcome.status == "FAILED"
     n = len(api.problems_in(None, END, "OPEN"))
     assert f"loaded {n} records but the API reported a total of {n + 3} (difference -3)" in outcome.error
@@ -161,16 +173,18 @@ def test_completeness_strict_fails_the_window_when_the_reported_total_differs(sp
     assert not warehouse.exists(spark, TableRef("main", "monitoring", "cache_monitoring_alerts"))
     # record (the default) loads it and keeps the API's total next to the loaded count
     [loaded] = run_loads(spark, warehouse, store, [conf("dt_problems", config_id="dt_problems_rec",
-                                                        completeness="record")])
+                                                        completeness="record", auth=dt_secret)],
+                         executor=executor)
     assert loaded.status == "SUCCESS"
     assert (loaded.audit["SourceRowCount"], loaded.audit["ExpectedRowCount"]) == (n, n + 3)
 
 
-def test_archived_raw_pages_replay_without_calling_the_api(spark, warehouse, store, api):
-    cfg = conf("dt_host_metrics", load_start="2024-01-06T00:00:00Z",
+def test_archived_raw_pages_replay_without_calling_the_api(spark, warehouse, store, api, executor,
+                                                           dt_secret):
+    cfg = conf("dt_host_metrics", load_start="2024-01-06T00:00:00Z", auth=dt_secret,
                params={"metricSelector": "builtin:host.cpu.usage", "resolution": "1h",
                        "from": "{window_start}", "to": "{window_end}", "pageSize": 2})
-    [outcome] = run_loads(spark, warehouse, store, [cfg])
+    [outcome] = run_loads(spark, warehouse, store, [cfg], executor=executor)
     assert outcome.status == "SUCCESS", outcome.error
     ref = TableRef("main", "monitoring", "cache_perf_metrics")
     raw = warehouse.read(spark, ref.suffixed(RAW_SUFFIX))
@@ -194,6 +208,17 @@ def test_archived_raw_pages_replay_without_calling_the_api(spark, warehouse, sto
     assert_df_equality(after.select("metric_id", "dimension_key", "timestamp", "value"),
                        spark.createDataFrame(expected, before.schema),
                        ignore_row_order=True, ignore_nullable=True)
-    replayed = store.audit_rows(cfg.config_id)[0]
+    replayed, run = store.audit_rows(cfg.config_id)[:2]
     assert replayed["LoadType"] == "REPLAY" and replayed["Requests"] == 0
     assert replayed["TargetRowCount"] == result.rows_written > 0
+    # one audit row builder: the replay's row says which load it rewrote, and fills the
+    # columns a run fills; its ErrorMessage is empty because nothing failed
+    assert run["RunId"] == outcome.audit["RunId"] and replayed["RunId"] == result.run_id
+    assert replayed["LoadId"] and (replayed["LoadId"], replayed["Attempt"]) == (run["LoadId"], 1)
+    assert replayed["LoadStatus"] == "SUCCESS" and replayed["ErrorMessage"] is None
+    assert (replayed["LoadStartTime"], replayed["LoadEndTime"]) == (run["LoadStartTime"],
+                                                                    run["LoadEndTime"])
+    assert replayed["Pages"] == run["Pages"] and replayed["SourceRowCount"] == run["SourceRowCount"]
+    assert replayed["ExpectedRowCount"] == run["ExpectedRowCount"]
+    filled = lambda row: sorted(k for k, v in row.items() if v is not None)  # noqa: E731
+    assert filled(replayed) == filled(run)

@@ -449,6 +449,17 @@ def test_fault_path_after_times_and_clear(api, http):
         api.faults.add("418")
 
 
+def test_a_fault_can_name_the_query_of_one_page(api, http):
+    url = api.base_url + "/api/page/issues"
+    api.faults.add("500", times=None, path="/api/page", query={"since": "2024-01-03T00:00:00Z",
+                                                               "page": 2})
+    assert http.get(url, params={"since": "2024-01-03T00:00:00Z", "page": 1}).status_code == 200
+    assert http.get(url, params={"since": "2024-01-02T00:00:00Z", "page": 2}).status_code == 200
+    assert http.get(url, params={"page": 2}).status_code == 200
+    for _ in range(2):  # every request for that page, whenever it comes
+        assert http.get(url, params={"since": "2024-01-03T00:00:00Z", "page": 2}).status_code == 500
+
+
 def test_token_endpoint_faults_need_an_explicit_path(http):
     auth = {"method": "oauth2", "client_id": "cid", "client_secret": "cs3cret"}
     with DemoApi(records_per_resource=1, auth=auth) as api:

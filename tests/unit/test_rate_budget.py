@@ -14,7 +14,7 @@ import pytest
 
 from framework.config import parse_source
 from framework.demoapi import DemoApi
-from framework.load.distributed import WindowFetcher
+from framework.load.fetch import WindowFetcher
 from framework.http.ratelimit import limiter_for, reset_limiters
 from framework.load.staging import RunStaging
 from framework.windows import split
@@ -53,7 +53,7 @@ def _load(cfg, tmp_path) -> int:
     limiter = limiter_for(cfg.endpoint, cfg.limits.requests_per_second)
     staging = RunStaging(tmp_path, cfg.config_id, "run-1")
     windows = split(START, END, cfg.window)
-    with WindowFetcher(cfg, "run-1", staging, None, limiter, cfg.limits.concurrency) as fetch, \
+    with WindowFetcher(cfg, "run-1", staging, None, limiter) as fetch, \
             ThreadPoolExecutor(cfg.limits.concurrency) as pool:
         results = list(pool.map(lambda iw: fetch(*iw), enumerate(windows)))
     return sum(r.records for r in results)
