@@ -222,6 +222,7 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
             if isinstance(total, int) and not isinstance(total, bool):  # as the fetch reads it
                 progress.expected = (progress.expected or 0) + total
             records = parser.parse(data)
+            shaper.check_keys(records)
             out.records += len(records)
             stage_records(records, shaper, stage, run_id=out.run_id, window_start=window_start,
                           window_end=window_end, collected_at=collected,

@@ -199,6 +199,7 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 on_response(response, window, result.pages)
             collected_at = now()
             records = parser.parse(response.data)
+            shaper.check_keys(records)
             if result.pages == 0 and total_path:
                 total = jsonpath.find(response.data, total_path)
                 if isinstance(total, int) and not isinstance(total, bool):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
 from framework.config import SourceConfig
+from framework.schema import column_name
 from framework.untrusted import printable, spreadsheet_text
 
 COLUMNS = ("Entity", "Source system", "Collection cadence", "Destination table", "Owner",
@@ -91,8 +92,8 @@ def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Obser
     for cfg in configs:
         seen = observed.get(cfg.config_id, Observed())
         drift = set(seen.drift)
-        declared = set(cfg.primary_key) | set(cfg.required_fields) | (
-            {cfg.cursor_field} if cfg.cursor_field else set())
+        declared = {column_name(f) for f in (*cfg.primary_key, *cfg.required_fields,
+                                             *([cfg.cursor_field] if cfg.cursor_field else []))}
         contract = (set(seen.columns) - drift) | declared
         fields = sorted(contract)
         unmapped = sorted((set(seen.rescued) | drift) - contract)
