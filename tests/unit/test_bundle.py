@@ -81,6 +81,10 @@ def test_jobs_run_generate_before_ingestion_on_a_schedule_with_volume_staging():
     assert job["schedule"]["timezone_id"] == "UTC"
     run = next(t for t in job["tasks"] if t["python_wheel_task"]["entry_point"] == "restlake-run")
     assert run["depends_on"] == [{"task_key": "generate"}]
+    # a bad hand-added control row fails generate after the others are planned: they still run
+    for _, _, _, task in _tasks(resources):
+        if task.get("depends_on") == [{"task_key": "generate"}]:
+            assert task["run_if"] == "ALL_DONE"
     for _, _, job, _ in _tasks(resources):
         for cluster in job["job_clusters"]:
             staging = cluster["new_cluster"]["spark_env_vars"]["RESTLAKE_STAGING"]
