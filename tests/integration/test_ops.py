@@ -68,10 +68,13 @@ def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store,
     assert write_xlsx(report, tmp_path / "r.xlsx").stat().st_size > 0
 
 
-def test_break_fix_drills(spark, warehouse, tmp_path):
-    from framework.ops.drills import run_drills
+def test_break_fix_drills_through_the_command_line(spark, tmp_path, capsys):
+    from framework.cli.app import main
 
-    results = run_drills(spark, warehouse, ["auth", "timeout", "reject"], tmp_path / "logs")
-    for r in results:
-        assert r.passed, (r.name, [c for c in r.checks if not c[1]])
-    assert [r.name for r in results] == ["auth", "timeout", "reject"]
+    wh = tmp_path / "wh"
+    assert main(["--warehouse", str(wh), "drill", "auth", "timeout", "reject"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[1].rstrip(":") for line in out.splitlines()
+            if line.startswith("PASS ")] == ["auth", "timeout", "reject"], out
+    assert "NO" not in out.split()
+    assert len(list((wh / "_ops" / "drills").glob("*.log"))) >= 3
