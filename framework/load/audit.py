@@ -1,11 +1,12 @@
 """The audit row of a run, built in one place for every kind of run (no Spark).
 
-A load (``restlake run``, wheel tasks, notebooks, the service) and a replay
-(``restlake replay``) each append exactly one row to ``metadata.api_audit_table``;
-:func:`audit_record` builds it from the control row of the source, what the run did
-(:class:`LoadProgress`) and the HTTP telemetry, so both carry the same columns with
-the same meanings: ``LoadId`` and ``Attempt`` say which load and which try, and
-``ErrorMessage`` is ``None`` unless the run failed.
+A load (``restlake run``, wheel tasks, notebooks, the service), a replay
+(``restlake replay``) and a flush of pushed events (``LoadType = PUSH``) each append
+exactly one row to ``metadata.api_audit_table``; :func:`audit_record` builds it from
+the control row of the source, what the run did (:class:`LoadProgress`) and the HTTP
+telemetry, so every kind carries the same columns with the same meanings: ``LoadId``
+and ``Attempt`` say which load and which try, and ``ErrorMessage`` is ``None`` unless
+the run failed.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def audit_record(control_row: Mapping[str, Any], *, load_type: str, status: str,
                  attempt: Optional[int], load_start: Optional[dt.datetime],
                  load_end: Optional[dt.datetime], started_at: dt.datetime, duration_s: float,
                  loaded_by: str, progress: LoadProgress, telemetry: Mapping[str, Any],
-                 total_rows: Optional[int]) -> dict[str, Any]:
+                 total_rows: Optional[int], extra: Optional[Mapping[str, Any]] = None
+                 ) -> dict[str, Any]:
     """The audit row of one run.
 
     Args:
@@ -63,6 +65,7 @@ def audit_record(control_row: Mapping[str, Any], *, load_type: str, status: str,
         error: the sanitized error, ``None`` on success.
         telemetry: :meth:`framework.http.telemetry.Telemetry.as_dict` of the run.
         total_rows: rows in the target after the run (``None`` if unknown).
+        extra: the columns of one kind of run only (``EventsReceived`` of a push flush).
     """
     row = control_row
     return {
@@ -85,4 +88,5 @@ def audit_record(control_row: Mapping[str, Any], *, load_type: str, status: str,
         "SchemaChanges": (json.dumps(sorted(progress.schema_changes))
                           if progress.schema_changes else None),
         "ExpectedRowCount": progress.expected, "TargetVersion": progress.version,
+        **(extra or {}),
     }
