@@ -51,25 +51,37 @@ def _env(api, monkeypatch):
     api.total_skew = 0
 
 
-def conf(cid: str, /, **overrides):
-    """A config of conf/monitoring/, as shipped, with test limits and overrides."""
+def shipped(cid: str) -> dict:
+    """The source ``cid`` of conf/monitoring/, as shipped."""
     for path in sorted((ROOT / "conf/monitoring").glob("*.yaml")):
         for raw in yaml.safe_load(path.read_text())["sources"]:
             if raw["config_id"] == cid:
-                raw = {**raw, "load_end": END.isoformat(), **overrides}
-                raw["limits"] = {**raw.get("limits", {}), **FAST}
-                return parse_source(raw)
+                return raw
     raise KeyError(cid)
 
 
+def conf(cid: str, /, **overrides):
+    """A config of conf/monitoring/, as shipped, with test limits and overrides."""
+    raw = {**shipped(cid), "load_end": END.isoformat(), **overrides}
+    raw["limits"] = {**raw.get("limits", {}), **FAST}
+    return parse_source(raw)
+
+
 @pytest.fixture
-def dt_secret(tmp_path):
-    """The Dynatrace token as a file: reference, which Spark tasks resolve too (an
-    ``env:`` variable set by a test reaches the driver only)."""
+def dt_conf(api, tmp_path):
+    """conf() for a Dynatrace source that Spark tasks can load too: the variables a test
+    sets reach the driver only, so the endpoint is written out (no ``${DT_ENV_URL}``) and
+    the token is a ``file:`` reference."""
     path = tmp_path / "dt_token"
     path.write_text(DT_TOKEN + "\n")
-    return {"method": "api_token", "secret": f"file:{path}", "header": "Authorization",
+    auth = {"method": "api_token", "secret": f"file:{path}", "header": "Authorization",
             "prefix": "Api-Token"}
+
+    def make(cid: str, /, **overrides):
+        endpoint = shipped(cid)["endpoint"].replace("${DT_ENV_URL}", api.base_url)
+        return conf(cid, endpoint=endpoint, auth=auth, **overrides)
+
+    return make
 
 
 def table(spark, warehouse, name):
@@ -166,10 +178,9 @@ def test_second_api_key_is_used_when_the_first_is_rate_limited(spark, warehouse,
 
 
 def test_completeness_strict_fails_the_window_when_the_reported_total_differs(spark, warehouse, store,
-                                                                            api, executor, dt_secret):
+                                                                            api, executor, dt_conf):
     api.total_skew = 3
-    [outcome] = run_loads(spark, warehouse, store, [conf("dt_problems", auth=dt_secret)],
-                          executor=executor)
+    [outcome] = run_loads(spark, warehouse, store, [dt_conf("dt_problems")], executor=executor)
     assert outcome.status == "FAILED"
     n = len(api.problems_in(None, END, "OPEN"))
     assert f"loaded {n} records but the API reported a total of {n + 3} (difference -3)" in outcome.error
@@ -177,16 +188,16 @@ def test_completeness_strict_fails_the_window_when_the_reported_total_differs(sp
     assert audit["LoadStatus"] == "FAILED" and "completeness: strict" in audit["ErrorMessage"]
     assert not warehouse.exists(spark, TableRef("main", "monitoring", "cache_monitoring_alerts"))
     # record (the default) loads it and keeps the API's total next to the loaded count
-    [loaded] = run_loads(spark, warehouse, store, [conf("dt_problems", config_id="dt_problems_rec",
-                                                        completeness="record", auth=dt_secret)],
+    [loaded] = run_loads(spark, warehouse, store, [dt_conf("dt_problems", config_id="dt_problems_rec",
+                                                           completeness="record")],
                          executor=executor)
     assert loaded.status == "SUCCESS"
     assert (loaded.audit["SourceRowCount"], loaded.audit["ExpectedRowCount"]) == (n, n + 3)
 
 
 def test_archived_raw_pages_replay_without_calling_the_api(spark, warehouse, store, api, executor,
-                                                           dt_secret):
-    cfg = conf("dt_host_metrics", load_start="2024-01-06T00:00:00Z", auth=dt_secret,
+                                                           dt_conf):
+    cfg = dt_conf("dt_host_metrics", load_start="2024-01-06T00:00:00Z",
                params={"metricSelector": "builtin:host.cpu.usage", "resolution": "1h",
                        "from": "{window_start}", "to": "{window_end}", "pageSize": 2})
     [outcome] = run_loads(spark, warehouse, store, [cfg], executor=executor)
