@@ -23,7 +23,6 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
-
 from urllib.parse import urlsplit
 
 from framework import jsonpath
