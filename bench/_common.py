@@ -100,14 +100,14 @@ def seed_loop(base_url: str, windows: list[Window], page_size: int) -> list[dict
 def restlake_fetch(cfg: SourceConfig, staging_root: Path, *, discard: bool = True) -> tuple[int, list]:
     """restlake's fetch+stage path as the runtime runs it: ``limits.concurrency`` threads,
     one rate budget per host, every window streamed to JSON-lines staging files."""
-    from framework.load.distributed import WindowFetcher
+    from framework.load.fetch import WindowFetcher
     from framework.http.ratelimit import limiter_for
     from framework.load.staging import RunStaging
 
     limiter = limiter_for(cfg.endpoint, cfg.limits.requests_per_second)
     staging = RunStaging(staging_root, cfg.config_id, "bench")
     records, results = 0, []
-    with WindowFetcher(cfg, "bench", staging, None, limiter, cfg.limits.concurrency) as fetch, \
+    with WindowFetcher(cfg, "bench", staging, None, limiter) as fetch, \
             ThreadPoolExecutor(cfg.limits.concurrency) as pool:
         for result in pool.map(lambda iw: fetch(*iw), enumerate(windows_of(cfg))):
             records += result.records

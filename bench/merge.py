@@ -59,7 +59,7 @@ def main() -> None:
         api.dataset.touch(edited, at=START + dt.timedelta(hours=23))
         writer = TargetWriter(spark, wh_rl, one_day, ref, "incr", one_day.config_id)
         columns = writer.current_columns()
-        from framework.load.distributed import WindowFetcher
+        from framework.load.fetch import WindowFetcher
         from framework.http.ratelimit import limiter_for
         from framework.load.staging import RunStaging
         from framework.windows import Window

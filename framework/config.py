@@ -1123,6 +1123,22 @@ def load_file(path: str | Path) -> list[SourceConfig]:
     return load_text(text, file=str(path))
 
 
+def config_files(paths: Any) -> list[Path]:
+    """The YAML files named by ``paths``: files, folders (their ``*.yaml`` / ``*.yml``, sorted),
+    or comma-separated lists of either (one widget or task parameter can name several)."""
+    out: list[Path] = []
+    for raw in paths:
+        for part in (p.strip() for p in str(raw).split(",")):
+            if not part:
+                continue
+            path = Path(part)
+            if path.is_dir():
+                out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            else:
+                out.append(path)
+    return out
+
+
 def load_files(paths: list[str | Path]) -> list[SourceConfig]:
     """Validate several files; a config_id used in two files is an error."""
     out: list[SourceConfig] = []

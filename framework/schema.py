@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from framework.errors import RecordRejected, SchemaDriftError
+from framework.errors import RecordRejected, SchemaDriftError, WindowError
 from framework.timeutil import iso
 
 
@@ -229,6 +229,10 @@ class SchemaTracker:
 class RowShaper:
     """Turns parsed records into staged rows for one load.
 
+    Field names in ``primary_key`` and ``required_fields`` name a record field either as
+    the parser produces it (``updated-at``) or as its column (``updated_at``): both
+    mean the field whose :func:`column_name` is the same.
+
     Args:
         source_system: the contract's ``source_system``.
         primary_key: record fields forming ``entity_key`` (and the MERGE key).
@@ -252,6 +256,49 @@ class RowShaper:
         self._lower = {k.lower(): k for k in (self.columns or {})}
         self._stamps: dict[dt.datetime, str] = {}
         self._plans: dict[tuple[str, ...], list[tuple[str, Optional[str], Optional[ColumnType]]]] = {}
+        self._needed = tuple(dict.fromkeys(self.required_fields + self.primary_key))
+        self._lookups: dict[tuple[str, ...], tuple[tuple[tuple[str, Optional[str]], ...],
+                                                   tuple[Optional[str], ...]]] = {}
+        self._keys_found = not self.primary_key
+
+    def _lookup(self, keys: tuple[str, ...]) -> tuple[tuple[tuple[str, Optional[str]], ...],
+                                                        tuple[Optional[str], ...]]:
+        """For a record's key set: the key holding each required / primary-key field."""
+        found = self._lookups.get(keys)
+        if found is None:
+            by_column: dict[str, str] = {}
+            for key in keys:
+                by_column.setdefault(column_name(key), key)
+            where = {name: (name if name in keys else by_column.get(column_name(name)))
+                     for name in self._needed}
+            found = (tuple(where.items()), tuple(where[name] for name in self.primary_key))
+            if len(self._lookups) < 1024:
+                self._lookups[keys] = found
+        return found
+
+    def check_keys(self, records: list[Any]) -> None:
+        """Fail when a primary-key field is in none of the records of a window's first page.
+
+        A parser that never produces the key would otherwise send every record to
+        quarantine and leave the MERGE nothing to join on; this stops the window before
+        anything of it is written. Pages after one that had every key are not checked.
+
+        Raises:
+            WindowError: names the missing field and the fields the records have.
+        """
+        if self._keys_found or not records:
+            return
+        seen: dict[str, None] = {}
+        for record in records:
+            if isinstance(record, dict):
+                seen.update(dict.fromkeys(record))
+        columns = {column_name(k) for k in seen}
+        missing = [k for k in self.primary_key if k not in seen and column_name(k) not in columns]
+        if missing:
+            shown = ", ".join(list(seen)[:40]) + (", ..." if len(seen) > 40 else "")
+            raise WindowError(f"primary_key field {missing[0]} is not in the parsed records "
+                              f"(fields seen: {shown or 'none'})")
+        self._keys_found = True
 
     def _stamp(self, value: dt.datetime) -> str:
         # Window bounds and a page's collected_at repeat on every row: format them once.
@@ -310,12 +357,13 @@ class RowShaper:
         """
         if not isinstance(record, dict):
             raise RecordRejected(f"record is a {type(record).__name__}, not a JSON object")
-        for name in self.required_fields + self.primary_key:
-            if record.get(name) in (None, ""):
+        keys = tuple(record)
+        needs, key_fields = self._lookup(keys) if self._needed else ((), ())
+        for name, key in needs:
+            if key is None or record[key] in (None, ""):
                 raise RecordRejected(f"required field '{name}' is missing", field=name)
         row: dict[str, Any] = {}
         rescued: dict[str, Any] = {}
-        keys = tuple(record)
         plan = self._plans.get(keys)
         if plan is None:
             plan = self._plan(keys)
@@ -337,7 +385,7 @@ class RowShaper:
         row["source_system"] = self.source_system
         row["collected_at_utc"] = self._stamp(collected_at)
         row["payload_hash"] = payload_hash(record)
-        row["entity_key"] = ("|".join(str(record[k]) for k in self.primary_key)
+        row["entity_key"] = ("|".join(str(record[k]) for k in key_fields)
                              if self.primary_key else row["payload_hash"])
         row["_run_id"] = run_id
         row["_window_start"] = self._stamp(window_start)

@@ -23,6 +23,13 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(params=["threads", "spark"])
+def executor(request):
+    """The two ways ``run`` fetches windows: threads on the driver, or Spark tasks
+    (``run --distributed``). Tests of the README's guarantees run on both."""
+    return request.param
+
+
 @pytest.fixture
 def warehouse(tmp_path):
     from framework.lake.tables import Warehouse

@@ -59,12 +59,17 @@ class LocalDbutils:
         self.secrets = _Secrets(secrets or {})
 
 
-def run_notebook(path: str | Path, spark: Any, dbutils: LocalDbutils) -> dict[str, Any]:
-    """Execute a Databricks notebook source; returns its globals (``displayed``: what it showed)."""
+def run_notebook(path: str | Path, spark: Any, dbutils: LocalDbutils,
+                 env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Execute a Databricks notebook source; returns its globals (``displayed``: what it showed).
+
+    ``env``: the globals to run in; pass a dict to inspect them when the notebook raises.
+    """
     source = Path(path).read_text(encoding="utf-8")
     assert source.startswith("# Databricks notebook source\n"), f"{path} is not a notebook source"
     shown: list[Any] = []
-    env: dict[str, Any] = {"__name__": "__main__", "spark": spark, "dbutils": dbutils,
-                           "display": shown.append, "displayed": shown}
+    env = {} if env is None else env
+    env.update({"__name__": "__main__", "spark": spark, "dbutils": dbutils,
+                "display": shown.append, "displayed": shown})
     exec(compile(source, str(path), "exec"), env)  # noqa: S102 - our own notebooks
     return env

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any, Callable
 
 from rich.markup import escape
@@ -35,7 +34,9 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     g.add_argument("--config", nargs="+", metavar="FILE", help="config files")
     g.add_argument("--config-id", nargs="+", metavar="ID", help="plan these existing rows now")
     g.add_argument("--due", action="store_true", help="plan every row whose schedule fired")
-    p.add_argument("--conf-dir", metavar="DIR", help="with --due: also upsert the configs in DIR")
+    p.add_argument("--conf-dir", metavar="DIR", help="with --due: also upsert the configs in DIR "
+                                                     "(then every due row is planned, hand-added "
+                                                     "rows included)")
     p = add("status", "show the control rows (no Spark)")
     p.add_argument("--config-id", nargs="+", metavar="ID")
     p.add_argument("--stale", action="store_true",
@@ -91,44 +92,27 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from framework.config import load_files
+    from control.generate import INVALID, generate
+    from framework.config import config_files, load_files
 
-    configs = []
-    if args.config:
-        configs = load_files(args.config)
+    # files are validated before Spark starts
+    configs = load_files(config_files(args.config or ([args.conf_dir] if args.conf_dir else [])))
     spark, warehouse, store = open_store(args)
     store.init()
-    if args.config_id:
-        from control.mapping import row_to_config
-
-        rows = store.rows(args.config_id)
-        missing = sorted(set(args.config_id) - {r["ConfigId"] for r in rows})
-        if missing:
-            raise ConfigError(f"no control row with ConfigId {', '.join(missing)}; "
-                              "generate it from its config file first (--config FILE)")
-        configs = [row_to_config(r) for r in rows]
-    due = bool(args.due)
-    if due:
-        from control.mapping import row_to_config
-
-        if args.conf_dir:
-            from framework.config import load_files as lf
-
-            store.generate(lf(sorted(Path(args.conf_dir).glob("*.y*ml"))), due_only=True)
-        configs = []
-        for row in store.rows():
-            try:
-                configs.append(row_to_config(row))
-            except ConfigError as exc:
-                error(str(exc))
-    results = store.generate(configs, due_only=due)
+    results = generate(store, configs=configs, config_ids=args.config_id or (), due=bool(args.due))
     out = Table(title="generate")
     for col in ("ConfigId", "action", "detail"):
         out.add_column(col)
     for r in results:
-        out.add_row(cell(r.config_id), cell(r.action), cell(r.detail))
+        action = cell(r.action)
+        if r.action == INVALID:
+            action.stylize("red")
+        out.add_row(cell(r.config_id), action, cell(r.detail))
     console.print(out)
-    return 0
+    bad = [r for r in results if r.action == INVALID]
+    for r in bad:
+        error(f"{r.config_id}: {r.detail}")
+    return 1 if bad else 0
 
 
 STATUS_COLUMNS = ("ConfigId", "LoadType", "LoadStatus", "LoadStartTime", "LoadEndTime",

@@ -19,28 +19,13 @@ import argparse
 import datetime as dt
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from framework.config import config_files  # noqa: F401 - kept here for existing imports
 from framework.logs import setup_from_args
 from framework.untrusted import printable
 
 log = logging.getLogger(__name__)
-
-
-def config_files(paths: Sequence[str]) -> list[Path]:
-    """YAML files named in ``paths`` (a folder stands for its ``*.yaml``/``*.yml`` files)."""
-    out: list[Path] = []
-    for raw in paths:
-        for part in (p.strip() for p in str(raw).split(",")):
-            if not part:
-                continue
-            path = Path(part)
-            if path.is_dir():
-                out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
-            else:
-                out.append(path)
-    return out
 
 
 def open_store(spark: Any, warehouse: Optional[str] = None, control_catalog: Optional[str] = None
@@ -60,34 +45,24 @@ def open_store(spark: Any, warehouse: Optional[str] = None, control_catalog: Opt
 def generate(spark: Any, *, config_paths: Sequence[str] = (), config_ids: Sequence[str] = (),
              due: bool = False, warehouse: Optional[str] = None,
              control_catalog: Optional[str] = None) -> list[Any]:
-    """Upsert control rows and mark due loads PENDING.
+    """Upsert control rows from configs, then plan loads (:func:`control.generate.generate`).
 
     Args:
         config_paths: YAML files or folders; their configs are upserted.
-        config_ids: plan these existing control rows (when no files are given).
-        due: plan only rows whose schedule fired (else every named config is planned).
+        config_ids: plan these existing control rows.
+        due: plan only rows whose schedule fired; without ids, every row of the control
+            table (rows added by hand included).
         warehouse: local warehouse folder; ``None`` on Databricks.
         control_catalog: catalog of the ``metadata`` schema.
 
     Returns:
-        one :class:`control.store.GenerateResult` per config.
+        one :class:`control.store.GenerateResult` per config or row; a row that does not
+        validate has action ``invalid`` and its error.
     """
-    from control.mapping import row_to_config
-    from framework.config import load_files
-    from framework.errors import ConfigError
+    from control.generate import generate as plan
 
     store = open_store(spark, warehouse, control_catalog)
-    files = config_files(config_paths)
-    if files:
-        configs = load_files(files)
-    else:
-        rows = store.rows(list(config_ids) or None)
-        missing = sorted(set(config_ids) - {r["ConfigId"] for r in rows})
-        if missing:
-            raise ConfigError(f"no control row with ConfigId {', '.join(missing)}")
-        configs = [row_to_config(r) for r in rows]
-        due = due or not config_ids
-    return store.generate(configs, due_only=due)
+    return plan(store, config_paths=config_paths, config_ids=config_ids, due=due)
 
 
 def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] = None,
@@ -136,7 +111,8 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf-dir", nargs="+", default=[], metavar="DIR", help="folders of configs")
     p.add_argument("--config-id", nargs="+", default=[], metavar="ID",
                    help="plan these existing control rows")
-    p.add_argument("--due", action="store_true", help="plan only rows whose schedule fired")
+    p.add_argument("--due", action="store_true",
+                   help="plan every row whose schedule fired (hand-added rows included)")
     _common(p)
     return p
 
@@ -159,13 +135,20 @@ def _spark() -> Any:
 
 def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     """Wheel entry point ``restlake-generate`` (argv from the task's parameters)."""
+    from control.generate import INVALID
+
     args = _generate_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_from_args(args, "INFO")
     results = generate(_spark(), config_paths=[*args.config, *args.conf_dir],
                        config_ids=args.config_id, due=args.due, warehouse=args.warehouse,
                        control_catalog=args.control_catalog)
     for r in results:
-        print(f"{r.config_id}: {r.action} {r.detail}".rstrip())
+        # details can quote a control row: control characters are escaped before the job log
+        print(printable(f"{r.config_id}: {r.action} {r.detail}".rstrip(), newlines=False))
+    invalid = [r.config_id for r in results if r.action == INVALID]
+    if invalid:  # the others are planned; the task fails so that someone looks
+        print(f"invalid control rows: {', '.join(invalid)}", file=sys.stderr)
+        raise SystemExit(1)
     return 0
 
 

@@ -6,6 +6,7 @@ answers accordingly::
 
     api.faults.add("429", times=2, retry_after=0)      # the next two data requests
     api.faults.add("reset", path="/api/cursor", after=3)  # the 4th cursor request from now
+    api.faults.add("500", query={"since": "2024-01-02T00:00:00Z", "page": "2"})  # one page
 
 Kinds:
 
@@ -56,6 +57,8 @@ class Fault:
         after: matching requests still to let through before it starts.
         retry_after: the ``Retry-After`` value of a ``"429"``, in seconds.
         delay_s: how long a ``"timeout"`` stalls.
+        query: only requests whose query parameters include these values (one page of
+            one window, whatever order concurrent windows arrive in).
     """
 
     kind: str
@@ -64,9 +67,12 @@ class Fault:
     after: int = 0
     retry_after: float = 1
     delay_s: float = 5.0
+    query: dict[str, str] | None = None
 
-    def matches(self, path: str) -> bool:
-        """True when this fault applies to a request for ``path``."""
+    def matches(self, path: str, query: dict[str, Any] | None = None) -> bool:
+        """True when this fault applies to a request for ``path`` with ``query``."""
+        if self.query and any(str((query or {}).get(k)) != str(v) for k, v in self.query.items()):
+            return False
         if self.path is None:
             # Data endpoints only by default: faulting /health or the token endpoint
             # must be asked for explicitly.
@@ -87,7 +93,8 @@ class Faults:
         self._fired: list[tuple[str, str]] = []
 
     def add(self, kind: str | int, times: int | None = 1, path: str | None = None, after: int = 0,
-            retry_after: float = 1, delay_s: float = 5.0) -> Fault:
+            retry_after: float = 1, delay_s: float = 5.0,
+            query: dict[str, Any] | None = None) -> Fault:
         """Queue a fault.
 
         Args:
@@ -97,6 +104,7 @@ class Faults:
             after: let this many matching requests through first.
             retry_after: seconds sent in ``Retry-After`` (``"429"``).
             delay_s: stall of a ``"timeout"``.
+            query: query parameter values a request must carry to match.
 
         Raises:
             ValueError: unknown kind or a negative count.
@@ -107,7 +115,8 @@ class Faults:
         if (times is not None and times < 1) or after < 0 or delay_s < 0:
             raise ValueError(f"times must be >= 1 or None, after and delay_s >= 0; got "
                              f"times={times}, after={after}, delay_s={delay_s}")
-        fault = Fault(kind, times, path, after, retry_after, delay_s)
+        fault = Fault(kind, times, path, after, retry_after, delay_s,
+                      {k: str(v) for k, v in query.items()} if query else None)
         with self._lock:
             self._queue.append(fault)
         return fault
@@ -117,8 +126,8 @@ class Faults:
         with self._lock:
             self._queue.clear()
 
-    def take(self, path: str) -> Fault | None:
-        """Consume and return the fault for a request to ``path``, or ``None``.
+    def take(self, path: str, query: dict[str, Any] | None = None) -> Fault | None:
+        """Consume and return the fault for a request to ``path`` with ``query``, or ``None``.
 
         Every matching fault still waiting (``after``) counts the request, so
         ``after=N`` always means "the N+1-th matching request from now".
@@ -126,7 +135,7 @@ class Faults:
         chosen: Fault | None = None
         with self._lock:
             for fault in list(self._queue):
-                if not fault.matches(path):
+                if not fault.matches(path, query):
                     continue
                 if fault.after > 0:
                     fault.after -= 1

@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from framework.demoapi.data import DEFAULT_START, Dataset
@@ -66,6 +66,9 @@ class DemoApi:
             again for the same request line and credentials, without re-encoding (for
             benchmarks: a real API spends its CPU on another machine, not on the client's
             cores). Faults and the request log still apply to every request.
+        wait: how the server waits out ``latency_ms`` and ``timeout`` faults (seconds;
+            default: a wait that :meth:`stop` cuts short). Tests inject a recorder.
+        clock: the monotonic clock OAuth tokens expire on (injectable for tests).
 
     Example:
         >>> with DemoApi(records_per_resource=50) as api:
@@ -75,7 +78,9 @@ class DemoApi:
     def __init__(self, seed: int = 7, records_per_resource: int = 500,
                  start: datetime = DEFAULT_START, end: datetime | None = None, latency_ms: float = 0,
                  max_page_size: int = 100, auth: Mapping[str, Any] | None = None,
-                 port: int = 0, cache_replies: bool = False) -> None:
+                 port: int = 0, cache_replies: bool = False,
+                 wait: Callable[[float], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if max_page_size < 1:
             raise ValueError(f"max_page_size must be >= 1, got {max_page_size}")
         self.dataset = Dataset(seed, records_per_resource, start, end)
@@ -90,6 +95,8 @@ class DemoApi:
         self._tokens: dict[str, float] = {}  # access token -> monotonic expiry
         self._tokens_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wait = wait or self._stopping.wait
+        self._clock = clock
         self._connections: set[socket.socket] = set()  # open keep-alive sockets, closed by stop()
         self._connections_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -197,7 +204,7 @@ class DemoApi:
             token = given[7:].strip() if given[:7].lower() == "bearer " else ""
             with self._tokens_lock:
                 expiry = self._tokens.get(token)
-            if expiry is None or expiry <= time.monotonic():
+            if expiry is None or expiry <= self._clock():
                 return Reply(401, {"error": "invalid_token"},
                              {"WWW-Authenticate": 'Bearer error="invalid_token"'})
             return None
@@ -236,7 +243,7 @@ class DemoApi:
             return Reply(401, {"error": "invalid_client"})
         token = secrets.token_urlsafe(24)
         with self._tokens_lock:
-            self._tokens[token] = time.monotonic() + self.token_ttl_s
+            self._tokens[token] = self._clock() + self.token_ttl_s
         return Reply(200, {"access_token": token, "token_type": "Bearer",
                            "expires_in": self.token_ttl_s, "scope": form.get("scope", "")})
 
@@ -309,8 +316,8 @@ class _Handler(BaseHTTPRequestHandler):
                  "auth": api.has_credentials(self.headers, query), "fault": None}
         api._record(entry)
         if api.latency_ms:
-            api._stopping.wait(api.latency_ms / 1000)
-        fault = api.faults.take(url.path)
+            api._wait(api.latency_ms / 1000)
+        fault = api.faults.take(url.path, query)
         entry["fault"] = fault.kind if fault else None
         if fault is not None and fault.kind in CANNED:
             status, payload, ctype = CANNED[fault.kind]
@@ -324,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(entry, Reply(status, payload, headers, ctype))
             return
         if fault is not None and fault.kind == "timeout":
-            api._stopping.wait(fault.delay_s)
+            api._wait(fault.delay_s)
         cached = api._replies is not None and method == "GET" and fault is None
         if cached:
             key = (self.path, self.headers.get("Authorization", ""),

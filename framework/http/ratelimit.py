@@ -47,6 +47,8 @@ class RateLimiter:
         self._tokens = float(burst)
         self._updated = clock()
         self._paused_until = float("-inf")
+        #: How many times a 429 paused (or extended the pause of) this host.
+        self.pauses = 0
 
     @property
     def requests_per_second(self) -> float | None:
@@ -97,6 +99,7 @@ class RateLimiter:
         """
         with self._lock:
             if deadline > self._paused_until:
+                self.pauses += 1
                 self._paused_until = deadline
                 # The server's window restarts after the pause: no saved-up burst.
                 self._tokens = min(self._tokens, 1.0)

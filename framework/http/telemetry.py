@@ -88,6 +88,15 @@ class Telemetry:
                 self.status_counts[key] = self.status_counts.get(key, 0) + count
         return self
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Telemetry":
+        """The counters of :meth:`as_dict` (e.g. sent back by a Spark task), as an object."""
+        tel = cls()
+        for name in cls._COUNTERS:
+            setattr(tel, name, int(data.get(name, 0) or 0))
+        tel.status_counts = {str(k): int(v) for k, v in (data.get("status_counts") or {}).items()}
+        return tel
+
     def as_dict(self) -> dict[str, Any]:
         """A consistent snapshot, ready for an audit row (JSON-serializable)."""
         with self._lock:

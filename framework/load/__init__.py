@@ -1,8 +1,9 @@
 """One load end to end: claim -> windows -> fetch -> stage -> write Delta -> audit.
 
 ``runtime.run`` is the entry point every front end calls (the CLI, wheel tasks,
-notebooks, the scheduler); ``fetch`` reads one window, ``writers`` commits staged
-windows, ``distributed`` runs the same window fetch inside Spark tasks.
+notebooks, the scheduler); ``fetch`` holds the fetch stack that reads windows,
+``writers`` commits staged windows, ``distributed`` runs the same fetch stack inside
+Spark tasks, ``audit`` builds the audit row of every run (loads and replays).
 """
 
 from typing import Any
@@ -12,6 +13,7 @@ _EXPORTS = {
     "run": "framework.load.runtime", "run_load": "framework.load.runtime",
     "staging_root": "framework.load.runtime", "new_run_id": "framework.load.runtime",
     "fetch_window": "framework.load.fetch", "WindowResult": "framework.load.fetch",
+    "WindowFetcher": "framework.load.fetch", "audit_record": "framework.load.audit",
     "TargetWriter": "framework.load.writers", "WriteResult": "framework.load.writers",
     "RunStaging": "framework.load.staging", "WindowStage": "framework.load.staging",
 }

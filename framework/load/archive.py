@@ -143,8 +143,13 @@ class ReplayResult:
 
 
 def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Path,
-           new_run_id: Optional[str] = None) -> ReplayResult:
+           new_run_id: Optional[str] = None, loaded_by: Optional[str] = None) -> ReplayResult:
     """Re-parse the archived pages of ``run_id`` and MERGE their rows into the target.
+
+    Appends one audit row (:func:`framework.load.audit.audit_record`, ``LoadType``
+    ``REPLAY``) whatever happens once the control row is found: ``LoadId`` is the load
+    the replayed run belonged to, ``Attempt`` 1 (a replay is a run of its own, not a
+    retry of that load), ``Requests`` 0.
 
     Raises:
         ConfigError: ``run_id`` is not a run id, or no control row for ``config_id``.
@@ -159,78 +164,109 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
     from pyspark.sql import functions as F
 
     from control.mapping import row_to_config
-    from framework.errors import ConfigError, LoadError, RecordRejected
-    from framework.schema import RowShaper
-    from framework.load.staging import RunStaging
+    from framework import jsonpath
+    from framework.errors import ConfigError, LoadError
+    from framework.http.telemetry import Telemetry
     from framework.lake.tables import TableRef
+    from framework.load.audit import LoadProgress, audit_record, current_user
+    from framework.load.fetch import stage_records, total_path_of
+    from framework.load.runtime import sanitize_error
+    from framework.load.staging import RunStaging
     from framework.load.writers import TargetWriter
+    from framework.schema import RowShaper
     from parsers import get_parser
 
     row = store.get(config_id)
     if row is None:
         raise ConfigError(f"no control row with ConfigId '{config_id}'")
-    cfg = row_to_config(row)
-    if not cfg.primary_key:
-        raise LoadError(f"replay of {config_id} needs primary_key (rows are MERGEd, so a "
-                        "replay never duplicates them)")
-    target = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
-    raw = target.suffixed(RAW_SUFFIX)
-    if not store.warehouse.exists(spark, raw):
-        raise LoadError(f"no raw archive {raw.name}: set archive: true in the config of {config_id}")
-    pages = (store.warehouse.read(spark, raw)
-             .where((F.col("config_id") == F.lit(config_id)) & (F.col("run_id") == F.lit(run_id)))
-             .orderBy("window_index", "page_no"))
     started, t0 = utcnow(), time.monotonic()
     out = ReplayResult(config_id, run_id, new_run_id or f"replay-{run_id}-{started:%Y%m%dT%H%M%S}")
-    writer = TargetWriter(spark, store.warehouse, cfg, target, out.run_id, config_id)
-    columns = writer.current_columns()
-    parser = get_parser(cfg.parser, {k: v for k, v in cfg.parser_options.items() if k != "total_path"},
-                        data_path=cfg.data_path)
-    shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields), columns,
-                       cfg.schema_mode)
+    progress, telemetry = LoadProgress(), Telemetry()
+    span: dict[str, Any] = {"load_id": None, "start": None, "end": None}
+    writer: Optional[Any] = None
+    error: Optional[str] = None
     staging = RunStaging(staging_root, config_id, out.run_id)
-    stages: dict[int, Any] = {}
     try:
+        cfg = row_to_config(row)
+        if not cfg.primary_key:
+            raise LoadError(f"replay of {config_id} needs primary_key (rows are MERGEd, so a "
+                            "replay never duplicates them)")
+        target = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+        raw = target.suffixed(RAW_SUFFIX)
+        if not store.warehouse.exists(spark, raw):
+            raise LoadError(f"no raw archive {raw.name}: set archive: true in the config of "
+                            f"{config_id}")
+        pages = (store.warehouse.read(spark, raw)
+                 .where((F.col("config_id") == F.lit(config_id)) & (F.col("run_id") == F.lit(run_id)))
+                 .orderBy("window_index", "page_no"))
+        writer = TargetWriter(spark, store.warehouse, cfg, target, out.run_id, config_id)
+        columns = writer.current_columns()
+        parser = get_parser(cfg.parser, {k: v for k, v in cfg.parser_options.items()
+                                         if k != "total_path"}, data_path=cfg.data_path)
+        shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields), columns,
+                           cfg.schema_mode)
+        total_path = total_path_of(cfg)
+        stages: dict[int, Any] = {}
         for page in pages.toLocalIterator():  # one page in driver memory at a time
             index = int(page["window_index"])
             stage = stages.get(index)
             if stage is None:
                 stage = stages[index] = staging.window(index)
             window_start, window_end = to_utc(page["window_start"]), to_utc(page["window_end"])
+            span["load_id"] = span["load_id"] or page["load_id"]
+            span["start"] = min(filter(None, (span["start"], window_start)))
+            span["end"] = max(filter(None, (span["end"], window_end)))
             collected = to_utc(page["fetched_at"])
-            for n, record in enumerate(parser.parse(json.loads(page["body"]))):
-                out.records += 1
-                try:
-                    stage.write(shaper.shape(record, run_id=out.run_id, window_start=window_start,
-                                             window_end=window_end, collected_at=collected,
-                                             seq=index * 10 ** 9 + int(page["page_no"]) * 10 ** 5 + n))
-                except RecordRejected as exc:
-                    stage.reject(str(exc), record, window_start=window_start.isoformat(),
-                                 window_end=window_end.isoformat(),
-                                 collected_at_utc=collected.isoformat())
+            data = json.loads(page["body"])
+            total = jsonpath.find(data, total_path) if total_path and page["page_no"] == 0 else None
+            if isinstance(total, int) and not isinstance(total, bool):  # as the fetch reads it
+                progress.expected = (progress.expected or 0) + total
+            records = parser.parse(data)
+            shaper.check_keys(records)
+            out.records += len(records)
+            stage_records(records, shaper, stage, run_id=out.run_id, window_start=window_start,
+                          window_end=window_end, collected_at=collected,
+                          seq=index * 10 ** 9 + int(page["page_no"]) * 10 ** 5)
             out.pages += 1
+            telemetry.count_page()
         if not stages:
             raise LoadError(f"no archived pages for run {run_id} of {config_id} in {raw.name}")
         for stage in stages.values():
             stage.close()
         ordered = [stages[i] for i in sorted(stages)]
+        progress.windows_total = len(ordered)
+        progress.source_rows = out.records
+        progress.rescued, progress.schema_changes = shaper.rescued_rows, set(shaper.new_fields)
         write = writer.merge(ordered, columns, batch_version=max(stages) + 1)
-        rejected = writer.quarantine(ordered)
+        progress.rows_written, progress.version = write.rows_written, write.version
+        progress.schema_changes |= set(write.schema_changes)
+        progress.windows_loaded = len(ordered)
+        progress.rejected = writer.quarantine(ordered)
         out.windows, out.rows_written, out.version = len(stages), write.rows_written, write.version
-        store.append_audit({
-            "ConfigId": config_id, "APIName": cfg.api_name, "APIEndpoint": redact(cfg.endpoint),
-            "LoadType": "REPLAY", "TargetCatalog": target.catalog, "TargetSchema": target.schema,
-            "TargetTable": target.table, "SourceRowCount": out.records,
-            "TargetRowCount": out.rows_written, "TargetTotalRowCount": writer.total_rows(),
-            "RunId": out.run_id, "LoadStatus": "SUCCESS",
-            "ErrorMessage": f"replay of run {run_id} from {raw.name} (no API calls)",
-            "RunDuration": round(time.monotonic() - t0, 3), "LoggedAt": utcnow(),
-            "LoadedBy": "restlake replay", "SourceSystem": cfg.system, "RunStartedAt": started,
-            "WindowsTotal": out.windows, "WindowsLoaded": out.windows, "Pages": out.pages,
-            "Requests": 0, "RejectedRows": rejected, "RescuedRows": shaper.rescued_rows,
-            "SchemaChanges": json.dumps(sorted(shaper.new_fields)) if shaper.new_fields else None,
-            "TargetVersion": out.version,
-        })
+    except Exception as exc:
+        error = sanitize_error(exc)
+        raise
     finally:
         staging.cleanup()
+        status = ("SUCCESS" if error is None else
+                  "PARTIAL" if progress.rows_written else "FAILED")
+        total = None
+        if writer is not None:
+            try:
+                total = writer.total_rows()
+            except Exception:  # noqa: BLE001 - a count failure must not hide the result
+                total = None
+        try:
+            store.append_audit(audit_record(
+                row, load_type="REPLAY", status=status, error=error, run_id=out.run_id,
+                load_id=span["load_id"], attempt=1, load_start=span["start"],
+                load_end=span["end"], started_at=started, duration_s=time.monotonic() - t0,
+                loaded_by=loaded_by or current_user(), progress=progress,
+                telemetry=telemetry.as_dict(), total_rows=total))
+        except Exception as audit_exc:
+            if error is None:
+                raise
+            # the replay's own failure is the one to report
+            log.error("%s: could not append the audit row of the replay: %s", config_id,
+                      sanitize_error(audit_exc))
     return out

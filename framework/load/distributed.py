@@ -1,12 +1,29 @@
 """Distributed fetch: the windows of one load become Spark tasks fetched on the executors.
 
 For loads that outgrow one driver. ``spark.range(n, numPartitions=n)`` gives one
-partition per window, and ``mapInArrow`` runs the same :func:`~framework.load.fetch.fetch_window`
-as the threaded fetch inside each task: the window's rows stream to the run's staging
-folder, and the task returns one small stats row (counts, staged files, schema seen,
-telemetry, or the window's error). The driver turns those rows back into
-:class:`~framework.load.fetch.WindowResult` objects, so the writer path (overwrite, MERGE in
-window order, window log, quarantine) is exactly the threaded fetch's.
+partition per window, and ``mapInArrow`` runs the load's fetch stack
+(:class:`~framework.load.fetch.WindowFetcher`, the one the threaded runtime uses) inside
+each task: the window's rows, raw pages (``archive: true``) and page batches
+(``limits.pages_per_commit``) stream to the run's staging folder, and the task returns
+one small stats row per window. The driver turns those rows back into the pieces the
+runtime's commit loop consumes, in window order, exactly as it consumes the thread pool's:
+
+* a :class:`~framework.load.fetch.StagedSegment` per page batch, which the driver
+  commits with its checkpoint before the rest of its window (a task stages its batches;
+  only the driver commits);
+* then the window's :class:`~framework.load.fetch.WindowResult`, or its error (a window
+  that failed after some batches still has those batches committed first, so a rerun
+  resumes after them, as on the threaded path).
+
+The request outcomes a task's health recorder saw travel back in the same row; the
+driver takes them into the load's recorder, which appends them to the health log once
+per load (:func:`framework.ops.health_store.flush_load_health`). The completeness check
+runs inside the fetch, so ``completeness: strict`` fails the window on either path.
+
+What the distributed path cannot do: commit a page batch while its window is still
+being read (batches are committed when the task is done, so a driver crash loses the
+batches staged since its last commit and the rerun reads them again), and crash
+points (``RESTLAKE_CRASH_AT``) inside a task.
 
 Rate budget: a task cannot share a token bucket with tasks in other processes, so each
 task owns ``requests_per_second / slots`` where ``slots`` is how many tasks can run at
@@ -35,116 +52,98 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from framework import errors
-from framework.http.auth import build_auth
 from framework.config import SourceConfig
 from framework.errors import RestlakeError, WindowError
-from framework.load.fetch import WindowResult, fetch_window
-from framework.http.client import HttpClient, source_session
 from framework.http.ratelimit import RateLimiter
-from framework.http.retry import RetryPolicy
-from framework.schema import ColumnType, RowShaper, SchemaTracker
-from framework.load.staging import RunStaging, WindowStage
 from framework.http.telemetry import Telemetry
+from framework.load.fetch import StagedSegment, WindowFetcher, WindowResult
+from framework.load.staging import RunStaging, WindowStage
+from framework.schema import ColumnType, SchemaTracker
 from framework.windows import Window
 
 #: The stats row each task returns (one per window).
 RESULT_SCHEMA = "index long, outcome string"
 
-Outcome = tuple[int, Window, Future]
-
-
-class WindowFetcher:
-    """Fetches windows of one load into staging: one pooled session, auth and limiter.
-
-    The composition the runtime's threaded fetch uses (client, shaper, staging per
-    window), reusable where there is no runtime: inside a Spark task, in benchmarks.
-    Thread-safe: call it from several threads.
-
-    Args:
-        cfg: the source.
-        run_id: lineage of the staged rows.
-        staging: the run's staging folder.
-        columns: the target's data columns (``None`` when it does not exist yet).
-        limiter: the rate budget to draw from (``None``: unlimited).
-        pool_size: connections kept to the host (match the number of threads).
-    """
-
-    def __init__(self, cfg: SourceConfig, run_id: str, staging: RunStaging,
-                 columns: Optional[dict[str, ColumnType]], limiter: Optional[RateLimiter],
-                 pool_size: int = 4) -> None:
-        self.cfg, self.run_id, self.staging, self.columns = cfg, run_id, staging, columns
-        self.limiter = limiter
-        self.pool_size = pool_size
-        self.session = source_session(pool_size)
-        self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
-        self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
-                                  backoff_base_s=cfg.limits.backoff_base_s,
-                                  backoff_max_s=cfg.limits.backoff_max_s)
-
-    def __call__(self, index: int, window: Window) -> WindowResult:
-        cfg = self.cfg
-        client = HttpClient(self.auth, self.policy, cfg.limits.timeout_s, self.limiter, Telemetry(),
-                            self.session, cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
-                            pool_size=self.pool_size)
-        shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields),
-                           self.columns, cfg.schema_mode)
-        return fetch_window(cfg, client, shaper, window, index, self.staging.window(index),
-                            self.run_id)
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "WindowFetcher":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"WindowFetcher({self.cfg.config_id} -> {self.staging.folder}, {self.limiter!r})"
+Piece = tuple[int, Window, Future]
 
 
 # ---------------------------------------------------------------- stats rows (no Spark)
 
-def result_to_json(result: WindowResult) -> str:
+def stage_to_dict(stage: WindowStage) -> dict[str, Any]:
+    """A closed stage, as a task sends it to the driver."""
+    return {"folder": str(stage.folder), "files": [str(p) for p in stage.files],
+            "rows": stage.rows, "rejected": stage.rejected,
+            "columns": {k: (v.value if v else None) for k, v in stage.tracker.columns.items()}}
+
+
+def stage_from_dict(index: int, data: dict[str, Any]) -> WindowStage:
+    """The driver's handle on a stage a task wrote (its files are not touched)."""
+    tracker = SchemaTracker({k: (ColumnType(v) if v else None) for k, v in data["columns"].items()})
+    return WindowStage.completed(index, Path(data["folder"]), [Path(p) for p in data["files"]],
+                                 rows=data["rows"], rejected=data["rejected"], tracker=tracker)
+
+
+def result_to_json(result: WindowResult, segments: list[StagedSegment] = (),
+                   health: Optional[dict[str, Any]] = None) -> str:
     """The stats of a fetched window, as the task sends them to the driver."""
-    stage = result.stage
     return json.dumps({
         "records": result.records, "pages": result.pages, "expected": result.expected,
         "new_fields": sorted(result.new_fields), "rescued_rows": result.rescued_rows,
         "retyped": result.retyped,
-        "checkpoint": result.checkpoint,
+        "checkpoint": result.checkpoint, "resumed_from": result.resumed_from,
         "telemetry": result.telemetry.as_dict() if result.telemetry is not None else None,
-        "stage": {"folder": str(stage.folder), "files": [str(p) for p in stage.files],
-                  "rows": stage.rows, "rejected": stage.rejected,
-                  "columns": {k: (v.value if v else None) for k, v in stage.tracker.columns.items()}},
+        "stage": stage_to_dict(result.stage), **_extras(segments, health),
     }, default=str)
 
 
-def error_to_json(exc: BaseException) -> str:
-    """A window's failure, keeping its error class for the driver."""
+def error_to_json(exc: BaseException, segments: list[StagedSegment] = (),
+                  health: Optional[dict[str, Any]] = None) -> str:
+    """A window's failure, keeping its error class, and the batches staged before it."""
     if isinstance(exc, RestlakeError):
         kind, message = type(exc).__name__, exc.message if hasattr(exc, "message") else str(exc)
     else:
         kind, message = "WindowError", f"{type(exc).__name__}: {exc}"
     return json.dumps({"error": {"type": kind, "message": str(message),
-                                 "status": getattr(exc, "status", None)}})
+                                 "status": getattr(exc, "status", None)},
+                       **_extras(segments, health)}, default=str)
+
+
+def _extras(segments: list[StagedSegment], health: Optional[dict[str, Any]]) -> dict[str, Any]:
+    return {"segments": [{"checkpoint": s.checkpoint, "stage": stage_to_dict(s.stage)}
+                         for s in segments],
+            "health": health}
+
+
+def pieces_from_json(index: int, window: Window, text: str) -> list[Any]:
+    """What the driver commits for one window, in order: its staged page batches, then
+    its :class:`WindowResult` or the window's error (an exception instance)."""
+    data = json.loads(text)
+    out: list[Any] = [StagedSegment(index, window, stage_from_dict(index, s["stage"]),
+                                    s["checkpoint"]) for s in data.get("segments") or ()]
+    if "error" in data:
+        out.append(rebuild_error(data["error"]))
+        return out
+    out.append(WindowResult(index, window, stage_from_dict(index, data["stage"]),
+                            records=data["records"], pages=data["pages"],
+                            expected=data["expected"], new_fields=set(data["new_fields"]),
+                            rescued_rows=data["rescued_rows"], retyped=data.get("retyped") or {},
+                            checkpoint=data["checkpoint"],
+                            telemetry=Telemetry.from_dict(data["telemetry"] or {}),
+                            resumed_from=data.get("resumed_from")))
+    return out
 
 
 def result_from_json(index: int, window: Window, text: str) -> WindowResult:
     """Rebuild a :class:`WindowResult` from a task's stats (raises the window's error)."""
-    data = json.loads(text)
-    if "error" in data:
-        raise rebuild_error(data["error"])
-    st = data["stage"]
-    tracker = SchemaTracker({k: (ColumnType(v) if v else None) for k, v in st["columns"].items()})
-    stage = WindowStage.completed(index, Path(st["folder"]), [Path(p) for p in st["files"]],
-                                  rows=st["rows"], rejected=st["rejected"], tracker=tracker)
-    return WindowResult(index, window, stage, records=data["records"], pages=data["pages"],
-                        expected=data["expected"], new_fields=set(data["new_fields"]),
-                        rescued_rows=data["rescued_rows"], retyped=data.get("retyped") or {},
-                        checkpoint=data["checkpoint"],
-                        telemetry=telemetry_from_dict(data["telemetry"] or {}))
+    last = pieces_from_json(index, window, text)[-1]
+    if isinstance(last, BaseException):
+        raise last
+    return last
+
+
+def health_from_json(text: str) -> Optional[dict[str, Any]]:
+    """The request outcomes the task's health recorder drained, if any."""
+    return json.loads(text).get("health")
 
 
 def rebuild_error(info: dict[str, Any]) -> RestlakeError:
@@ -159,14 +158,6 @@ def rebuild_error(info: dict[str, Any]) -> RestlakeError:
         return cls(message)
     except TypeError:
         return WindowError(message)
-
-
-def telemetry_from_dict(data: dict[str, Any]) -> Telemetry:
-    tel = Telemetry()
-    for name in Telemetry._COUNTERS:
-        setattr(tel, name, int(data.get(name, 0) or 0))
-    tel.status_counts = dict(data.get("status_counts") or {})
-    return tel
 
 
 def task_share(requests_per_second: Optional[float], slots: int) -> Optional[float]:
@@ -192,25 +183,36 @@ def task_slots(spark: Any) -> int:
     return max(1, sc.defaultParallelism)
 
 
-def _fetch_task(cfg: SourceConfig, todo: list[tuple[int, Window]], run_id: str, staging: RunStaging,
-                columns: Optional[dict[str, ColumnType]], share: Optional[float]
+def _fetch_task(cfg: SourceConfig, todo: list[tuple[int, Window]], run_id: str,
+                load_id: Optional[str], staging: RunStaging,
+                columns: Optional[dict[str, ColumnType]], share: Optional[float],
+                batched: bool, resume: dict[int, dict[str, Any]]
                 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The function each task runs: fetch its windows, yield one stats row per window."""
 
     def fetch(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
-        limiter = RateLimiter(share)
-        with WindowFetcher(cfg, run_id, staging, columns, limiter, pool_size=1) as fetcher:
+        from framework.logs import log_context
+        from framework.ops.health import HealthRecorder
+
+        health = HealthRecorder(cfg.config_id, cfg.system, run_id)
+        with WindowFetcher(cfg, run_id, staging, columns, RateLimiter(share), load_id=load_id,
+                           pool_size=1, health=health) as fetcher:
             for batch in batches:
-                positions = batch.column(0).to_pylist()
                 indexes, outcomes = [], []
-                for pos in positions:
+                for pos in batch.column(0).to_pylist():
                     index, window = todo[pos]
+                    segments: list[StagedSegment] = []
+                    options = ({"on_segment": segments.append, "resume": resume.get(index)}
+                               if batched else {})
                     try:
-                        outcome = result_to_json(fetcher(index, window))
+                        with log_context(config_id=cfg.config_id, run_id=run_id,
+                                         window=window.key):
+                            result = fetcher(index, window, **options)
+                        outcome = result_to_json(result, segments, health.drain())
                     except Exception as exc:  # noqa: BLE001 - sent to the driver, raised there
-                        outcome = error_to_json(exc)
+                        outcome = error_to_json(exc, segments, health.drain())
                     indexes.append(index)
                     outcomes.append(outcome)
                 yield pa.RecordBatch.from_arrays([pa.array(indexes, pa.int64()),
@@ -222,15 +224,25 @@ def _fetch_task(cfg: SourceConfig, todo: list[tuple[int, Window]], run_id: str, 
 
 def fetch_windows_distributed(spark: Any, cfg: SourceConfig, todo: list[tuple[int, Window]],
                               run_id: str, staging: RunStaging,
-                              columns: Optional[dict[str, ColumnType]],
-                              slots: Optional[int] = None) -> list[Outcome]:
+                              columns: Optional[dict[str, ColumnType]], *,
+                              load_id: Optional[str] = None, batched: bool = False,
+                              resume: Optional[dict[int, dict[str, Any]]] = None,
+                              health: Any = None, slots: Optional[int] = None) -> list[Piece]:
     """Fetch ``todo`` (``(index, window)`` pairs) on the executors, one task per window.
 
+    Args:
+        load_id: the load the windows belong to (archived with the raw pages).
+        batched: stage page batches (``limits.pages_per_commit``) for the driver to commit.
+        resume: by window index, the checkpoint of its last committed page batch.
+        health: the load's :class:`~framework.ops.health.HealthRecorder`; the tasks'
+            request outcomes are added to it.
+
     Returns:
-        ``(index, window, future)`` in ``todo`` order, every future already done: its
-        result is the window's :class:`WindowResult` (staged like the threaded fetch's),
-        or it raises the window's error. The runtime's commit loop consumes them as it
-        consumes the thread pool's futures.
+        ``(index, window, future)`` pieces in window order, every future already done:
+        its result is a :class:`StagedSegment` (commit it) or the window's
+        :class:`WindowResult` (staged like the threaded fetch's), or it raises the
+        window's error. The runtime's commit loop consumes them as it consumes the
+        thread pool's futures.
 
     Raises:
         Exception: Spark itself failed (a task crashed outside the fetch); the load fails.
@@ -240,18 +252,25 @@ def fetch_windows_distributed(spark: Any, cfg: SourceConfig, todo: list[tuple[in
     slots = slots or task_slots(spark)
     share = task_share(cfg.limits.requests_per_second, min(len(todo), slots))
     frame = spark.range(len(todo), numPartitions=len(todo))
-    stats = frame.mapInArrow(_fetch_task(cfg, todo, run_id, staging, columns, share),
-                             RESULT_SCHEMA).collect()
+    task = _fetch_task(cfg, todo, run_id, load_id, staging, columns, share, batched, resume or {})
+    stats = frame.mapInArrow(task, RESULT_SCHEMA).collect()
     by_index = {row["index"]: row["outcome"] for row in stats}
-    outcomes: list[Outcome] = []
+    out: list[Piece] = []
     for index, window in todo:
-        future: Future = Future()
         text = by_index.get(index)
-        try:
-            if text is None:
-                raise WindowError(f"window {window.key}: no result came back from the executors")
-            future.set_result(result_from_json(index, window, text))
-        except Exception as exc:  # noqa: BLE001 - delivered through the future
-            future.set_exception(exc)
-        outcomes.append((index, window, future))
-    return outcomes
+        if text is None:
+            pieces: list[Any] = [WindowError(f"window {window.key}: no result came back from "
+                                             "the executors")]
+        else:
+            drained = health_from_json(text)
+            if health is not None and drained:
+                health.absorb(drained)
+            pieces = pieces_from_json(index, window, text)
+        for piece in pieces:
+            future: Future = Future()
+            if isinstance(piece, BaseException):
+                future.set_exception(piece)
+            else:
+                future.set_result(piece)
+            out.append((index, window, future))
+    return out

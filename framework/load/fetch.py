@@ -1,4 +1,13 @@
-"""Fetching one window: request -> pages -> records -> staged rows (no Spark).
+"""Fetching windows: request -> pages -> records -> staged rows (no Spark).
+
+:class:`WindowFetcher` is the fetch stack of one load, built in this one place for
+every executor (the threaded runtime, a Spark task of ``run --distributed``, the
+benchmarks): pooled session, auth, retry policy, rate budget, and per window the HTTP
+client (observed by the health recorder), paginator, parser, row shaper, raw-page
+recorder (``archive: true``), completeness check and page batches
+(``limits.pages_per_commit``). What it cannot do itself (Delta commits, health-log
+appends) it hands to its caller: a committed page batch through ``on_segment``, the
+request outcomes through the :class:`~framework.ops.health.HealthRecorder` it fills.
 
 At most two pages are in memory at a time: while the rows of one page are shaped and
 staged, the request for the next is already on the wire (one request in flight per
@@ -14,16 +23,22 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 from framework import jsonpath
 from framework.config import SourceConfig
 from framework.errors import CompletenessError, RecordRejected, RestlakeError, WindowError
-from framework.http.client import HttpClient
+from framework.http.auth import build_auth
+from framework.http.client import HttpClient, source_session
 from framework.http.models import PageRequest, PageResponse
 from framework.http.pagination import build_paginator
-from framework.schema import RowShaper
+from framework.http.ratelimit import RateLimiter, limiter_for
+from framework.http.retry import RetryPolicy
+from framework.http.telemetry import Telemetry
+from framework.load.archive import PageRecorder
+from framework.load.staging import RunStaging, WindowStage
+from framework.schema import ColumnType, RowShaper
 from framework.secrets import expand_env
-from framework.load.staging import WindowStage
 from framework.timeutil import utcnow
 from framework.windows import Window, render
 from parsers import get_parser
@@ -53,6 +68,24 @@ class WindowResult:
     def __repr__(self) -> str:
         return (f"WindowResult(w{self.index} {self.window.key} records={self.records} "
                 f"pages={self.pages})")
+
+
+@dataclass
+class StagedSegment:
+    """A page batch of window ``index`` that is staged and waits for its commit.
+
+    The threaded runtime commits a page batch as soon as it is staged; a Spark task
+    cannot commit, so it stages its batches and the driver commits them, in order,
+    before the rest of their window.
+    """
+
+    index: int
+    window: Window
+    stage: WindowStage
+    checkpoint: dict[str, Any]
+
+    def __repr__(self) -> str:
+        return f"StagedSegment(w{self.index} s{self.checkpoint.get('segment')} rows={self.stage.rows})"
 
 
 def total_path_of(cfg: SourceConfig) -> Optional[str]:
@@ -166,6 +199,7 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 on_response(response, window, result.pages)
             collected_at = now()
             records = parser.parse(response.data)
+            shaper.check_keys(records)
             if result.pages == 0 and total_path:
                 total = jsonpath.find(response.data, total_path)
                 if isinstance(total, int) and not isinstance(total, bool):
@@ -211,3 +245,90 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     result.rescued_rows = shaper.rescued_rows
     result.retyped = {k: v.value for k, v in shaper.retyped.items()}
     return result
+
+
+def load_limiter(cfg: SourceConfig) -> RateLimiter:
+    """The rate budget a load draws from in this process: one bucket per host."""
+    endpoint = expand_env(cfg.endpoint)  # the host may come from ${ENV}
+    return limiter_for(urlsplit(endpoint).netloc or endpoint, cfg.limits.requests_per_second)
+
+
+class WindowFetcher:
+    """The fetch stack of one load: fetches its windows into staging.
+
+    One pooled session, auth and retry policy for the load; per window an HTTP client,
+    a row shaper, the window's stage and, with ``archive: true``, its raw-page recorder.
+    Thread-safe: call it from several threads.
+
+    Args:
+        cfg: the source.
+        run_id: lineage of the staged rows.
+        staging: the run's staging folder.
+        columns: the target's data columns (``None`` when it does not exist yet).
+        limiter: the rate budget to draw from (``None``: unlimited).
+        load_id: the load the windows belong to (archived with the raw pages).
+        pool_size: connections kept to the host (default ``limits.concurrency``).
+        health: a :class:`~framework.ops.health.HealthRecorder` that sees every attempt.
+        on_page: called after each page with its record count (crash points, progress).
+    """
+
+    def __init__(self, cfg: SourceConfig, run_id: str, staging: RunStaging,
+                 columns: Optional[dict[str, ColumnType]], limiter: Optional[RateLimiter], *,
+                 load_id: Optional[str] = None, pool_size: Optional[int] = None,
+                 health: Any = None, on_page: Optional[Callable[[int], None]] = None) -> None:
+        self.cfg, self.run_id, self.staging, self.columns = cfg, run_id, staging, columns
+        self.limiter, self.load_id, self.health, self.on_page = limiter, load_id, health, on_page
+        self.pool_size = pool_size or cfg.limits.concurrency
+        self.session = source_session(self.pool_size)
+        self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
+        self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
+                                  backoff_base_s=cfg.limits.backoff_base_s,
+                                  backoff_max_s=cfg.limits.backoff_max_s)
+
+    def __call__(self, index: int, window: Window, *,
+                 on_segment: Optional[Callable[[StagedSegment], None]] = None,
+                 resume: Optional[dict[str, Any]] = None) -> WindowResult:
+        """Fetch window ``index`` into its stage.
+
+        Args:
+            on_segment: with ``limits.pages_per_commit``, receives each page batch of
+                the window once it is staged (to commit it, or to send it to the
+                driver); the window's later pages go to a new stage.
+            resume: the checkpoint of the last committed page batch (a rerun).
+
+        Raises:
+            WindowError: the window cannot be loaded (its current stage is removed).
+            LoadError: the load cannot go on.
+        """
+        cfg = self.cfg
+        client = HttpClient(self.auth, self.policy, cfg.limits.timeout_s, self.limiter, Telemetry(),
+                            self.session, cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
+                            pool_size=self.pool_size,
+                            on_attempt=self.health.observe if self.health is not None else None)
+        shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields),
+                           self.columns, cfg.schema_mode)
+        stage = self.staging.window(index)
+        recorder = (PageRecorder(stage.folder, cfg.config_id, self.run_id, self.load_id, index)
+                    if cfg.archive else None)
+        batches: dict[str, Any] = {}
+        if on_segment is not None and cfg.limits.pages_per_commit:
+            def next_stage(done: WindowStage, checkpoint: dict[str, Any]) -> WindowStage:
+                on_segment(StagedSegment(index, window, done, checkpoint))
+                return self.staging.segment(index, checkpoint["segment"])
+
+            batches = {"pages_per_commit": cfg.limits.pages_per_commit,
+                       "on_segment": next_stage, "resume": resume}
+        return fetch_window(cfg, client, shaper, window, index, stage, self.run_id,
+                            on_page=self.on_page, on_response=recorder, **batches)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "WindowFetcher":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"WindowFetcher({self.cfg.config_id} -> {self.staging.folder}, {self.limiter!r})"

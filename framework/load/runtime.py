@@ -5,8 +5,10 @@ Per load (one claimed control row):
 1. rebuild the config from the control row (validated; errors name the column);
 2. split ``[LoadStartTime, LoadEndTime)`` into windows and skip those the window log
    marks SUCCESS for this LoadId (a rerun after a crash resumes);
-3. fetch windows concurrently (``limits.concurrency`` threads, one rate budget per
-   host), each streaming its rows to staging files;
+3. fetch windows through the load's fetch stack (:class:`~framework.load.fetch.WindowFetcher`):
+   concurrently on ``limits.concurrency`` threads (one rate budget per host), or in
+   Spark tasks with ``run --distributed`` (:mod:`framework.load.distributed`), each
+   window streaming its rows to staging files;
 4. INCREMENTAL: commit consecutive finished windows in window order, a batch per
    MERGE, and append their window-log rows after each commit; FULL_LOAD: one
    overwrite once every window is staged;
@@ -20,7 +22,6 @@ Per load (one claimed control row):
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import logging
 import os
@@ -31,25 +32,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
 
 from control import mapping, states
 from control.states import LoadType, RunResult
 from control.store import Claim, ControlStore
-from framework.load.archive import PageRecorder, staged_page_files, write_pages
-from framework.http.auth import build_auth
+from framework.load.archive import staged_page_files, write_pages
+from framework.load.audit import LoadProgress, audit_record, current_user
 from framework.config import SourceConfig
 from framework.load.crashpoints import crashpoint
 from framework.logs import log_context
 from framework.errors import LoadError, QualityError, RestlakeError
-from framework.load.fetch import WindowResult, fetch_window
+from framework.load.fetch import StagedSegment, WindowFetcher, WindowResult, load_limiter
 from framework.load.quality import LoadQuality
-from framework.http.client import HttpClient, source_session
-from framework.http.ratelimit import limiter_for
-from framework.http.retry import RetryPolicy
-from framework.schema import RowShaper
 from framework.secrets import redact
-from framework.load.staging import RunStaging, WindowStage
+from framework.load.staging import RunStaging
 from framework.lake.tables import TableRef, Warehouse
 from framework.http.telemetry import Telemetry
 from framework.timeutil import utcnow
@@ -100,7 +96,7 @@ class RunContext:
     run_id: str = field(default_factory=new_run_id)
     runner: str = field(default_factory=runner_id)
     lease: dt.timedelta = dt.timedelta(hours=1)
-    loaded_by: str = field(default_factory=lambda: _user())
+    loaded_by: str = field(default_factory=current_user)
     on_event: Optional[Callable[[str, dict[str, Any]], None]] = None
     distributed: bool = False  # fetch windows on the Spark executors (framework.load.distributed)
 
@@ -121,13 +117,6 @@ class RunContext:
             log.warning("progress output for %s failed: %s", event, sanitize_error(exc))
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
 @dataclass
 class LoadOutcome:
     """The result of one load, as the audit row tells it."""
@@ -146,21 +135,6 @@ class LoadOutcome:
 
     def __repr__(self) -> str:
         return f"LoadOutcome({self.config_id} {self.status} rows={self.rows_written})"
-
-
-@dataclass
-class _Progress:
-    windows_total: int = 0
-    windows_loaded: int = 0
-    windows_skipped: int = 0
-    source_rows: int = 0
-    rows_written: int = 0
-    rejected: int = 0
-    rescued: int = 0
-    expected: Optional[int] = None
-    schema_changes: set[str] = field(default_factory=set)
-    version: Optional[int] = None
-    quality_failed: bool = False  # a quality check of severity fail stopped the load
 
 
 def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int = 1) -> list[LoadOutcome]:
@@ -200,7 +174,7 @@ def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
     row, state = claim.row, claim.state
     cid = claim.config_id
     telemetry = Telemetry()
-    progress = _Progress()
+    progress = LoadProgress()
     cfg: Optional[SourceConfig] = None
     error: Optional[str] = None
     staging = RunStaging(ctx.staging_root, cid, claim.run_id)
@@ -238,7 +212,7 @@ class _Load:
     """One load's fetch/commit loop (kept apart from the bookkeeping in run_load)."""
 
     def __init__(self, ctx: RunContext, claim: Claim, cfg: SourceConfig, writer: TargetWriter,
-                 staging: RunStaging, telemetry: Telemetry, progress: _Progress) -> None:
+                 staging: RunStaging, telemetry: Telemetry, progress: LoadProgress) -> None:
         self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
         self.staging, self.telemetry, self.progress = staging, telemetry, progress
         self.state = claim.state
@@ -256,65 +230,44 @@ class _Load:
         if not todo:
             return
         columns = self.writer.current_columns()
-        session = source_session(cfg.limits.concurrency)
-        auth = build_auth(cfg.auth.model_dump(exclude_none=True), session)
-        limiter = limiter_for(urlsplit(cfg.endpoint).netloc or cfg.endpoint,
-                              cfg.limits.requests_per_second)
-        policy = RetryPolicy(max_retries=cfg.limits.max_retries,
-                             backoff_base_s=cfg.limits.backoff_base_s,
-                             backoff_max_s=cfg.limits.backoff_max_s)
         from framework.ops.health import HealthRecorder
         from framework.ops.health_store import flush_load_health
 
         health = HealthRecorder(cfg.config_id, cfg.system, self.claim.run_id)  # bounded buffer
-
-        batched = bool(incremental and cfg.limits.pages_per_commit and not self.ctx.distributed)
+        batched = bool(incremental and cfg.limits.pages_per_commit)
         checkpoints = (self.ctx.store.window_checkpoints(cfg.config_id, self.state.load_id or "")
                        if batched else {})
-
-        def fetch(index: int, window: Window) -> WindowResult:
-            with log_context(config_id=cfg.config_id, run_id=self.claim.run_id, window=window.key):
-                return fetch_logged(index, window)
-
-        def fetch_logged(index: int, window: Window) -> WindowResult:
-            client = HttpClient(auth, policy, cfg.limits.timeout_s, limiter, Telemetry(), session,
-                                cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
-                                pool_size=cfg.limits.concurrency, on_attempt=health.observe)
-            shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields),
-                               columns, cfg.schema_mode)
-            stage = self.staging.window(index)
-            recorder = (PageRecorder(stage.folder, cfg.config_id, self.claim.run_id,
-                                     self.state.load_id, index) if cfg.archive else None)
-            segments: dict[str, Any] = {}
-            if batched:
-                def on_segment(done: WindowStage, checkpoint: dict[str, Any]) -> WindowStage:
-                    self._commit_segment(index, window, done, checkpoint, columns)
-                    return self.staging.segment(index, checkpoint["segment"])
-
-                segments = {"pages_per_commit": cfg.limits.pages_per_commit,
-                            "on_segment": on_segment,
-                            "resume": checkpoints.get((window.start, window.end))}
-            result = fetch_window(cfg, client, shaper, window, index, stage,
-                                  self.claim.run_id, on_page=lambda _n: crashpoint("page_fetched"),
-                                  on_response=recorder, **segments)
-            crashpoint("window_staged")
-            return result
-
-        pool = ThreadPoolExecutor(max_workers=cfg.limits.concurrency,
-                                  thread_name_prefix=f"restlake-{cfg.config_id}")
-        if batched:
-            # Page batches commit from inside the window, so windows go one at a time, in order.
-            pool.shutdown()
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"restlake-{cfg.config_id}")
-            futures = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
-        elif self.ctx.distributed:
-            from framework.load.distributed import fetch_windows_distributed
-
-            futures = fetch_windows_distributed(self.ctx.spark, cfg, todo, self.claim.run_id,
-                                                self.staging, columns)
-        else:
-            futures = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
+        resume = {i: checkpoints[(w.start, w.end)] for i, w in todo if (w.start, w.end) in checkpoints}
+        pool: Optional[ThreadPoolExecutor] = None
+        fetcher: Optional[WindowFetcher] = None
         try:
+            if self.ctx.distributed:
+                from framework.load.distributed import fetch_windows_distributed
+
+                futures = fetch_windows_distributed(
+                    self.ctx.spark, cfg, todo, self.claim.run_id, self.staging, columns,
+                    load_id=self.state.load_id, batched=batched, resume=resume, health=health)
+            else:
+                fetcher = WindowFetcher(cfg, self.claim.run_id, self.staging, columns,
+                                        load_limiter(cfg), load_id=self.state.load_id,
+                                        health=health,
+                                        on_page=lambda _n: crashpoint("page_fetched"))
+
+                def fetch(index: int, window: Window) -> WindowResult:
+                    options: dict[str, Any] = {}
+                    if batched:
+                        options = {"resume": resume.get(index), "on_segment":
+                                   lambda piece: self._commit_segment(piece, columns)}
+                    with log_context(config_id=cfg.config_id, run_id=self.claim.run_id,
+                                     window=window.key):
+                        result = fetcher(index, window, **options)
+                    crashpoint("window_staged")
+                    return result
+
+                # Page batches commit from inside the window, so windows go one at a time, in order.
+                pool = ThreadPoolExecutor(max_workers=1 if batched else cfg.limits.concurrency,
+                                          thread_name_prefix=f"restlake-{cfg.config_id}")
+                futures = [(i, w, pool.submit(fetch, i, w)) for i, w in todo]
             if incremental:
                 self._commit_in_order(futures, columns)
             else:
@@ -324,18 +277,23 @@ class _Load:
                 write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            session.close()
-            # one health-log append per load (never raises)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            if fetcher is not None:
+                fetcher.close()
+            # one health-log append per load, whichever executor fetched (never raises)
             flush_load_health(self.ctx.spark, self.ctx.warehouse, health,
                               self.ctx.store.control_ref.catalog)
 
-    def _result(self, index: int, window: Window, future: Future) -> WindowResult:
+    def _result(self, index: int, window: Window, future: Future) -> Any:
+        """The window's result (or a page batch staged by a Spark task); logs a failure."""
         try:
             result = future.result()
         except BaseException as exc:
             self._log_failed_window(window, exc)
             raise
+        if isinstance(result, StagedSegment):
+            return result
         self.telemetry.merge(result.telemetry)
         self.ctx.emit("window_fetched", config_id=self.cfg.config_id, window=window.key,
                       records=result.records, pages=result.pages)
@@ -346,16 +304,27 @@ class _Load:
         per_commit = self.cfg.limits.windows_per_commit
         together = self.quality.holds_commits  # quality checks see the whole load first
         for n, (index, window, future) in enumerate(futures):
-            batch.append(self._result(index, window, future))
+            piece = self._result(index, window, future)
+            if isinstance(piece, StagedSegment):  # earlier windows first, then this batch
+                self._commit_windows(batch, columns)
+                batch = []
+                self._commit_segment(piece, columns)
+                continue
+            batch.append(piece)
             is_last = n == len(futures) - 1
             next_ready = not is_last and futures[n + 1][2].done()
             if is_last or (not together and (len(batch) >= per_commit or not next_ready)):
-                self.quality.before_commit([r.stage for r in batch], batch, columns)
-                crashpoint("before_target_commit")
-                write = self.writer.merge([r.stage for r in batch], columns,
-                                          batch_version=(batch[-1].index + 1) * SEGMENT_SPAN)
-                self._committed(batch, write)
+                self._commit_windows(batch, columns)
                 batch = []
+
+    def _commit_windows(self, batch: list[WindowResult], columns: Any) -> None:
+        if not batch:
+            return
+        self.quality.before_commit([r.stage for r in batch], batch, columns)
+        crashpoint("before_target_commit")
+        write = self.writer.merge([r.stage for r in batch], columns,
+                                  batch_version=(batch[-1].index + 1) * SEGMENT_SPAN)
+        self._committed(batch, write)
 
     def _committed(self, results: list[WindowResult], write: WriteResult) -> None:
         crashpoint("after_target_commit")
@@ -393,9 +362,9 @@ class _Load:
         self.ctx.emit("committed", config_id=self.cfg.config_id, windows=len(results),
                       rows=write.rows_written, version=write.version)
 
-    def _commit_segment(self, index: int, window: Window, stage: WindowStage,
-                        checkpoint: dict[str, Any], columns: Any) -> None:
+    def _commit_segment(self, piece: StagedSegment, columns: Any) -> None:
         """Commit one page batch of a long window and record where to resume after it."""
+        index, window, stage, checkpoint = piece.index, piece.window, piece.stage, piece.checkpoint
         self.quality.before_commit([stage], (), columns)
         crashpoint("before_target_commit")
         write = self.writer.merge([stage], columns,
@@ -459,7 +428,7 @@ class _Heartbeat:
 
 
 def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: states.ControlState,
-            error: Optional[str], progress: _Progress, telemetry: Telemetry,
+            error: Optional[str], progress: LoadProgress, telemetry: Telemetry,
             started_at: dt.datetime, t0: float, writer: Optional[TargetWriter]) -> LoadOutcome:
     """Finish the control row and append the audit row; neither failure hides the other."""
     cid = claim.config_id
@@ -492,26 +461,12 @@ def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: s
             total = writer.total_rows()
         except Exception:  # noqa: BLE001 - a count failure must not hide the run's result
             total = None
-    tel = telemetry.as_dict()
-    audit = {
-        "ConfigId": cid, "APIName": claim.row.get("APIName"), "APIEndpoint": redact(claim.row.get("APIEndpoint")),
-        "LoadType": state.load_type.value, "TargetCatalog": claim.row.get("TargetCatalog"),
-        "TargetSchema": claim.row.get("TargetSchema"), "TargetTable": claim.row.get("TargetTable"),
-        "SourceRowCount": progress.source_rows, "TargetRowCount": progress.rows_written,
-        "TargetTotalRowCount": total, "RunId": claim.run_id, "LoadStatus": status,
-        "ErrorMessage": error, "LoadStartTime": state.load_start, "LoadEndTime": state.load_end,
-        "RunDuration": round(time.monotonic() - t0, 3), "LoggedAt": utcnow(),
-        "LoadedBy": ctx.loaded_by, "LoadId": state.load_id, "Attempt": state.attempt,
-        "SourceSystem": claim.row.get("SourceSystem"), "RunStartedAt": started_at,
-        "WindowsTotal": progress.windows_total, "WindowsLoaded": progress.windows_loaded,
-        "WindowsSkipped": progress.windows_skipped, "Pages": tel.get("pages", 0),
-        "Requests": tel.get("requests", 0), "Retries": tel.get("retries", 0),
-        "HttpStatusCounts": json.dumps(tel.get("status_counts", {}), sort_keys=True),
-        "BytesReceived": tel.get("bytes_received", 0), "RejectedRows": progress.rejected,
-        "RescuedRows": progress.rescued,
-        "SchemaChanges": json.dumps(sorted(progress.schema_changes)) if progress.schema_changes else None,
-        "ExpectedRowCount": progress.expected, "TargetVersion": progress.version,
-    }
+    audit = audit_record(
+        claim.row, load_type=state.load_type.value, status=status, error=error,
+        run_id=claim.run_id, load_id=state.load_id, attempt=state.attempt,
+        load_start=state.load_start, load_end=state.load_end, started_at=started_at,
+        duration_s=time.monotonic() - t0, loaded_by=ctx.loaded_by, progress=progress,
+        telemetry=telemetry.as_dict(), total_rows=total)
     crashpoint("before_audit")
     try:
         ctx.store.append_audit(audit)

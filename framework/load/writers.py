@@ -25,7 +25,7 @@ from framework.lake.commits import retry_conflicts
 from framework.config import SourceConfig
 from framework.errors import LoadError, SchemaDriftError
 from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
-                              data_columns, reshape)
+                              column_name, data_columns, reshape)
 from framework.load.staging import WindowStage
 from framework.lake.tables import TableRef, Warehouse
 
@@ -69,7 +69,12 @@ QUARANTINE_SUFFIX = "_quarantine"
 
 
 class TargetWriter:
-    """Writes the staged windows of one load to its target table."""
+    """Writes the staged windows of one load to its target table.
+
+    ``primary_key`` and ``cursor_field`` name record fields; the writer uses their
+    columns (:func:`framework.schema.column_name`: ``updated-at`` -> ``updated_at``),
+    the same mapping the row shaper applies to every field.
+    """
 
     def __init__(self, spark: Any, warehouse: Warehouse, cfg: SourceConfig, ref: TableRef,
                  run_id: str, config_id: str) -> None:
@@ -79,6 +84,8 @@ class TargetWriter:
         self.ref = ref
         self.run_id = run_id
         self.config_id = config_id
+        self.keys = [column_name(k) for k in cfg.primary_key]
+        self.cursor = column_name(cfg.cursor_field) if cfg.cursor_field else None
 
     def __repr__(self) -> str:
         return f"TargetWriter({self.config_id} -> {self.ref.name})"
@@ -151,15 +158,28 @@ class TargetWriter:
         df, _, _ = self._frame(stages, staged_with)
         return df.drop(SEQ_COLUMN)
 
+    def _check_keys(self, df: Any) -> None:
+        have = {c.lower() for c in df.columns}
+        for field, col in zip(self.cfg.primary_key, self.keys):
+            if col.lower() not in have:
+                raise LoadError(f"primary_key field {field} (column {col}) is in neither the "
+                                f"staged rows nor target {self.ref.name}")
+
     def _dedupe(self, df: Any) -> Any:
         """One row per primary key: latest by cursor_field, else last seen."""
         from pyspark.sql import Window as W
         from pyspark.sql import functions as F
 
-        keys = [F.col(k) for k in self.cfg.primary_key]
+        self._check_keys(df)
+        keys = [F.col(k) for k in self.keys]
         order = []
-        if self.cfg.cursor_field and self.cfg.cursor_field in df.columns:
-            order.append(F.col(self.cfg.cursor_field).desc_nulls_last())
+        cursor = {c.lower(): c for c in df.columns}.get(self.cursor.lower()) if self.cursor else None
+        if cursor is not None:
+            order.append(F.col(cursor).desc_nulls_last())
+        elif self.cursor:
+            log.warning("%s: cursor_field %s (column %s) is not in the rows; the last row seen "
+                        "wins among duplicate keys", self.config_id, self.cfg.cursor_field,
+                        self.cursor)
         order.append(F.col(SEQ_COLUMN).desc())
         ranked = df.withColumn("_rank", F.row_number().over(W.partitionBy(*keys).orderBy(*order)))
         return ranked.where(F.col("_rank") == 1).drop("_rank")
@@ -218,7 +238,7 @@ class TargetWriter:
         self._evolve(columns, new)
         system = F.lit(self.cfg.system)
         cond = F.col("t.source_system") == F.col("s.source_system")
-        for key in self.cfg.primary_key:
+        for key in self.keys:
             cond = cond & (F.col(f"t.{key}") == F.col(f"s.{key}"))
 
         def do_merge() -> Any:
@@ -249,17 +269,15 @@ class TargetWriter:
         # (its WHEN MATCHED condition does not spare a file), so rows whose payload_hash
         # is unchanged must not reach it at all. When none are left, Delta's MERGE of an
         # empty source commits nothing: an unchanged rerun leaves the table version as is.
-        current = self.warehouse.read(self.spark, self.ref).select(
-            *self.cfg.primary_key, "payload_hash")
-        source = deduped.join(current, on=[*self.cfg.primary_key, "payload_hash"],
-                              how="left_anti")
+        current = self.warehouse.read(self.spark, self.ref).select(*self.keys, "payload_hash")
+        source = deduped.join(current, on=[*self.keys, "payload_hash"], how="left_anti")
         return self._merge(source, new)
 
     def _merge(self, source: Any, new: list[str]) -> WriteResult:
         from pyspark.sql import functions as F
 
         cond = None
-        for key in self.cfg.primary_key:
+        for key in self.keys:
             part = F.col(f"t.{key}") == F.col(f"s.{key}")
             cond = part if cond is None else cond & part
 

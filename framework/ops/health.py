@@ -79,12 +79,15 @@ class HealthRecorder:
         ok = is_up(self.kind, status, self.expected)
         if self.kind == PROBE and not ok and error_kind is None:
             error_kind = "unexpected_status"
-        row = {
+        self._keep({
             "ConfigId": self.config_id, "SourceSystem": self.source_system, "CheckKind": self.kind,
             "CheckedAt": self._clock(), "Method": method, "Url": redact(url), "StatusCode": status,
             "Ok": ok, "ElapsedMs": round(max(elapsed_s, 0.0) * 1000, 3), "ErrorKind": error_kind,
             "ErrorMessage": redact(error)[:ERROR_LIMIT] if error else None, "RunId": self.run_id,
-        }
+        })
+
+    def _keep(self, row: dict[str, Any]) -> None:
+        ok = row["Ok"]
         with self._lock:
             if len(self._rows) < self.max_rows:
                 self._rows.append(row)
@@ -114,6 +117,26 @@ class HealthRecorder:
         """A snapshot of the buffered rows."""
         with self._lock:
             return [dict(r) for r in self._rows]
+
+    def drain(self) -> dict[str, Any]:
+        """Hand over the buffered rows and the dropped count, JSON-ready, and start empty.
+
+        A Spark task cannot append to the health log; it sends this to the driver,
+        whose recorder takes it in with :meth:`absorb`.
+        """
+        with self._lock:
+            rows, dropped = self._rows, self.dropped
+            self._rows, self.dropped = [], 0
+        for row in rows:
+            row["CheckedAt"] = to_utc(row["CheckedAt"]).isoformat()
+        return {"rows": rows, "dropped": dropped}
+
+    def absorb(self, drained: dict[str, Any]) -> None:
+        """Take in what another recorder drained (its rows count against this bound)."""
+        with self._lock:
+            self.dropped += int(drained.get("dropped") or 0)
+        for row in drained.get("rows") or ():
+            self._keep(dict(row, CheckedAt=to_utc(row["CheckedAt"])))
 
     def __len__(self) -> int:
         with self._lock:

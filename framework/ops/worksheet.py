@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
 from framework.config import SourceConfig
+from framework.schema import column_name
 from framework.untrusted import printable, spreadsheet_text
 
 COLUMNS = ("Entity", "Source system", "Collection cadence", "Destination table", "Owner",
@@ -92,9 +93,10 @@ def health_check(cfg: SourceConfig) -> str:
 
 
 def declared_fields(cfg: SourceConfig) -> set[str]:
-    """Fields the config itself names: primary key, required fields, cursor field."""
-    return set(cfg.primary_key) | set(cfg.required_fields) | (
-        {cfg.cursor_field} if cfg.cursor_field else set())
+    """Fields the config itself names (primary key, required fields, cursor field), as
+    the columns they land in."""
+    return {column_name(f) for f in (*cfg.primary_key, *cfg.required_fields,
+                                     *([cfg.cursor_field] if cfg.cursor_field else []))}
 
 
 def contract_fields(cfg: SourceConfig, seen: Observed) -> set[str]:

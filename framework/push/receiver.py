@@ -21,7 +21,6 @@ its events spooled and is retried with backoff.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import logging
 import math
 import os
@@ -415,21 +414,18 @@ class Receiver:
 
 def push_audit_row(cfg: SourceConfig, result: FlushResult, started: dt.datetime,
                    seconds: float) -> dict[str, Any]:
-    """The audit row of one flush (``LoadType = PUSH``)."""
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001
-        user = "unknown"
-    return {
-        "ConfigId": cfg.config_id, "APIName": cfg.api_name, "APIEndpoint": f"/hooks/{cfg.config_id}",
-        "LoadType": "PUSH", "TargetCatalog": cfg.target.catalog,
-        "TargetSchema": cfg.target.schema_, "TargetTable": cfg.target.table,
-        "SourceRowCount": result.records, "TargetRowCount": result.stored,
-        "TargetTotalRowCount": result.total_rows, "RunId": result.run_id,
-        "LoadStatus": "FAILED" if result.error else "SUCCESS", "ErrorMessage": result.error,
-        "LoadStartTime": result.first_received, "LoadEndTime": result.last_received,
-        "RunDuration": round(seconds, 3), "LoggedAt": utcnow(), "LoadedBy": user,
-        "SourceSystem": cfg.system, "RunStartedAt": started, "Pages": result.events,
-        "Requests": 0, "RejectedRows": result.rejected, "TargetVersion": result.version,
-        "EventsReceived": result.events, "DuplicateRows": result.duplicates,
-    }
+    """The audit row of one flush (``LoadType = PUSH``), built like every run's
+    (:func:`framework.load.audit.audit_record`)."""
+    from control.mapping import config_to_row
+    from framework.load.audit import LoadProgress, audit_record, current_user
+
+    progress = LoadProgress(source_rows=result.records, rows_written=result.stored,
+                            rejected=result.rejected, version=result.version)
+    return audit_record(
+        {**config_to_row(cfg), "APIEndpoint": f"/hooks/{cfg.config_id}"}, load_type="PUSH",
+        status="FAILED" if result.error else "SUCCESS", error=result.error,
+        run_id=result.run_id, load_id=None, attempt=None, load_start=result.first_received,
+        load_end=result.last_received, started_at=started, duration_s=seconds,
+        loaded_by=current_user(), progress=progress,
+        telemetry={"pages": result.events, "requests": 0}, total_rows=result.total_rows,
+        extra={"EventsReceived": result.events, "DuplicateRows": result.duplicates})

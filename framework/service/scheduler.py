@@ -4,9 +4,9 @@ One long-lived process keeps ONE Spark session warm and runs three jobs on APSch
 (each at most once at a time; a late one runs once, not once per missed time):
 
 * **loads** — at each source's next scheduled instant and every ``poll``
-  (:mod:`framework.service.agenda`): plan the due loads (the one ``generate``:
-  :meth:`control.store.ControlStore.generate` with ``due_only``, fed from the control
-  rows) and run every claimable row (:func:`framework.load.runtime.run`). Claims and
+  (:mod:`framework.service.agenda`): plan the due loads (the one ``generate --due``:
+  :func:`control.generate.generate`, every row of the control table) and run every
+  claimable row (:func:`framework.load.runtime.run`). Claims and
   leases decide who loads a row, so two schedulers (or a scheduler and a Databricks job)
   on one warehouse never load it twice;
 * **probes** — each source on its own ``health.interval``: the sources due together are
@@ -330,11 +330,12 @@ class Scheduler:
     # ----------------------------------------------------------------------- loads
     def load_round(self) -> dict[str, Any]:
         """Plan the due loads and run every claimable row; returns what happened."""
+        from control.generate import generate
         from framework.load import runtime
 
         now = self.clock()
-        configs = self.refresh()
-        planned = self.store.generate(list(configs.values()), due_only=True, now=now)
+        self.refresh()  # the sources and their probe agenda
+        planned = generate(self.store, due=True, now=now)  # the one generate --due
         outcomes: list[Any] = []
         while not self._stop.is_set():
             self._wanted.clear()

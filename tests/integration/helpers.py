@@ -72,13 +72,19 @@ def target_ref(cfg: SourceConfig) -> TableRef:
 
 
 def run_loads(spark, warehouse, store, configs: list[SourceConfig], now: Optional[dt.datetime] = None,
-              generate: bool = True):
-    """generate (optional) + run the given configs; returns their outcomes."""
+              generate: bool = True, executor: str = "threads"):
+    """generate (optional) + run the given configs; returns their outcomes.
+
+    ``executor``: ``threads`` (the default fetch) or ``spark`` (``run --distributed``).
+    """
     from framework.load import runtime
 
+    if executor not in ("threads", "spark"):
+        raise ValueError(f"executor must be threads or spark, got {executor!r}")
     if generate:
         store.generate(configs, now=now)
-    ctx = runtime.RunContext(spark, warehouse, store, warehouse.root / "_staging")
+    ctx = runtime.RunContext(spark, warehouse, store, warehouse.root / "_staging",
+                             distributed=executor == "spark")
     return runtime.run(ctx, [c.config_id for c in configs])
 
 

@@ -97,7 +97,8 @@ def test_every_auth_method_loads_and_no_secret_leaks(spark, warehouse, store, se
     assert "token" in outcomes["auth_bad_oauth"].error.lower()
 
     # --- no secret value anywhere --------------------------------------------------
-    haystacks = [capfd.readouterr().out, capfd.readouterr().err, caplog.text]
+    captured = capfd.readouterr()  # read once: a second read returns only what came after
+    haystacks = [captured.out, captured.err, caplog.text]
     haystacks += [str(o.error) for o in outcomes.values()] + [repr(o.audit) for o in outcomes.values()]
     tables = [store.control_ref, store.audit_ref, store.window_ref]
     tables += [target_ref(c) for c in configs] + [target_ref(c).suffixed("_quarantine") for c in configs]

@@ -77,3 +77,55 @@ def test_commands_need_init_first(spark, tmp_path, capsys):
     assert "created" in capsys.readouterr().out
     assert main(["--warehouse", wh, "init"]) == 0
     assert "created" not in capsys.readouterr().out.replace("exists", "")
+
+
+def test_health_status_stale_replay_and_report_through_main(spark, tmp_path, capsys):
+    from control.store import ControlStore
+    from framework.demoapi import DemoApi
+    from framework.lake.tables import TableRef, Warehouse
+    from tests.integration.helpers import run_loads, source
+
+    wh = tmp_path / "wh"
+    store = ControlStore(spark, Warehouse(wh))
+    store.init()
+    end = dt.datetime(2024, 1, 3, tzinfo=dt.timezone.utc)
+    with DemoApi(seed=3, records_per_resource=40, end=end, max_page_size=10) as api:
+        fresh = source(api.base_url, "offset", "fresh_src", window="none", archive=True,
+                       end="2024-01-03T00:00:00Z", schedule={"frequency": "PT15M"})
+        gone = source(api.base_url + "/gone", "offset", "gone_src", window="none",
+                      schedule={"frequency": "PT15M"})
+        [loaded] = run_loads(spark, store.warehouse, store, [fresh])
+        store.generate([gone])  # planned, never loaded
+        assert loaded.status == "SUCCESS", loaded.error
+
+        assert main(["--warehouse", str(wh), "health"]) == 1  # one source answers 404
+        out = capsys.readouterr().out
+        assert "fresh_src" in out and "gone_src" in out and "api_uptime" in out
+        probes = {r["ConfigId"]: r for r in store.warehouse.read(
+            spark, TableRef("main", "metadata", "api_health_log")).where("CheckKind = 'probe'").collect()}
+        assert probes["fresh_src"]["Ok"] and probes["gone_src"]["StatusCode"] == 404
+
+        api.clear_log()
+        assert main(["--warehouse", str(wh), "replay", "--config-id", "fresh_src",
+                     "--run-id", loaded.audit["RunId"]]) == 0
+        assert api.request_log == []  # replay reads the archive, not the API
+    out = capsys.readouterr().out
+    assert f"replayed run {loaded.audit['RunId']}" in out and "no API calls" in out
+    replayed = store.audit_rows("fresh_src")[0]
+    assert replayed["LoadType"] == "REPLAY" and replayed["LoadStatus"] == "SUCCESS"
+
+    assert main(["--warehouse", str(wh), "status", "--stale"]) == 1
+    out = capsys.readouterr().out
+    assert "gone_src" in out and "fresh_src" not in out
+
+    assert main(["--warehouse", str(wh), "report", "--out", str(tmp_path / "ops")]) == 0
+    assert "daily ops report" in capsys.readouterr().out
+    for name in ("monitoring_daily.html", "monitoring_daily.xlsx"):
+        assert (tmp_path / "ops" / "output" / name).stat().st_size > 0
+    assert len(list((tmp_path / "ops" / "logs").glob("monitoring_run_*.log"))) == 1
+
+    assert main(["--warehouse", str(wh), "replay", "--config-id", "fresh_src", "--run-id", "nope"]) == 1
+    assert "no archived pages for run nope" in capsys.readouterr().err
+    failed = store.audit_rows("fresh_src")[0]
+    assert failed["LoadType"] == "REPLAY" and failed["LoadStatus"] == "FAILED"
+    assert "no archived pages" in failed["ErrorMessage"]

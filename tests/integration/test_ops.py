@@ -94,11 +94,13 @@ def _plain(row: dict) -> dict:
     return {k: (to_utc(v) if isinstance(v, dt.datetime) else v) for k, v in row.items()}
 
 
-def test_break_fix_drills(spark, warehouse, tmp_path):
-    from framework.ops.drills import run_drills
+def test_break_fix_drills_through_the_command_line(spark, tmp_path, capsys):
+    from framework.cli.app import main
 
-    results = run_drills(spark, warehouse, ["auth", "timeout", "reject", "quality"],
-                         tmp_path / "logs")
-    for r in results:
-        assert r.passed, (r.name, [c for c in r.checks if not c[1]])
-    assert [r.name for r in results] == ["auth", "timeout", "reject", "quality"]
+    wh = tmp_path / "wh"
+    assert main(["--warehouse", str(wh), "drill", "auth", "timeout", "reject", "quality"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[1].rstrip(":") for line in out.splitlines()
+            if line.startswith("PASS ")] == ["auth", "timeout", "reject", "quality"], out
+    assert "NO" not in out.split()
+    assert len(list((wh / "_ops" / "drills").glob("*.log"))) >= 4

@@ -1,4 +1,5 @@
-"""Long windows committed in page batches resume from their last checkpoint after a failure."""
+"""Long windows committed in page batches resume from their last checkpoint after a failure,
+on the threaded fetch and on Spark tasks (whose batches the driver commits, in order)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ from tests.integration.helpers import UTC, actual_rows, expected_rows, read_targ
 pytestmark = pytest.mark.spark
 
 
-def test_page_batches_commit_with_checkpoints_and_a_rerun_resumes(spark, warehouse, store):
+def test_page_batches_commit_with_checkpoints_and_a_rerun_resumes(spark, warehouse, store, executor):
     with DemoApi(seed=17, records_per_resource=160, end=dt.datetime(2024, 1, 7, tzinfo=UTC),
                  max_page_size=10) as api:
         cfg = source(api.base_url, "cursor", "batched", delta_column=True, window="none",
                      end="2024-01-02T00:00:00Z",
                      limits={"max_retries": 0, "pages_per_commit": 3})
-        [full] = run_loads(spark, warehouse, store, [cfg])
+        [full] = run_loads(spark, warehouse, store, [cfg], executor=executor)
         assert full.status == "SUCCESS"
         incremental = api.dataset.records_in("2024-01-02T00:00:00Z", "2024-01-06T00:00:00Z")
         assert len(incremental) > 80  # one long window of 9+ pages
         api.faults.add("500", times=None, path="/api/cursor/issues", after=7)
         now = dt.datetime(2024, 1, 6, tzinfo=UTC)
-        [failed] = run_loads(spark, warehouse, store, [cfg], now=now)
+        [failed] = run_loads(spark, warehouse, store, [cfg], now=now, executor=executor)
         assert failed.status == "PARTIAL" and "500" in failed.error
         # two batches of three pages are committed; the 8th page failed
         first_six_pages = {r["id"] for r in incremental[:60]}
@@ -38,7 +39,8 @@ def test_page_batches_commit_with_checkpoints_and_a_rerun_resumes(spark, warehou
 
         api.faults.clear()
         api.clear_log()
-        [done] = run_loads(spark, warehouse, store, [cfg], now=now + dt.timedelta(minutes=5))
+        [done] = run_loads(spark, warehouse, store, [cfg], now=now + dt.timedelta(minutes=5),
+                           executor=executor)
         assert done.status == "SUCCESS", done.error
         assert done.audit["LoadId"] == failed.audit["LoadId"]
         first_request = [e for e in api.request_log if e["path"] == "/api/cursor/issues"][0]

@@ -1,4 +1,9 @@
-"""The runtime end to end on the demo API and real Delta tables."""
+"""The runtime end to end on the demo API and real Delta tables.
+
+The README's guarantees hold whichever executor fetches the windows: each test runs on
+the threaded fetch and on Spark tasks (``run --distributed``), through the ``executor``
+fixture.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +36,9 @@ def _clean_faults(api):
     api.faults.clear()
 
 
-def test_every_pagination_style_loads_exactly_the_source(spark, warehouse, store, api):
+def test_every_pagination_style_loads_exactly_the_source(spark, warehouse, store, api, executor):
     configs = [source(api.base_url, style, f"style_{style}") for style in STYLE_SOURCES]
-    outcomes = run_loads(spark, warehouse, store, configs)
+    outcomes = run_loads(spark, warehouse, store, configs, executor=executor)
     assert [o.status for o in outcomes] == ["SUCCESS"] * len(configs), [o.error for o in outcomes]
     expected = expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z")
     assert len(expected) > 60
@@ -55,10 +60,11 @@ def test_every_pagination_style_loads_exactly_the_source(spark, warehouse, store
     assert row["_run_id"] == outcomes[0].audit["RunId"]
 
 
-def test_full_then_incremental_equals_source_and_rerun_changes_nothing(spark, warehouse, store, api):
+def test_full_then_incremental_equals_source_and_rerun_changes_nothing(spark, warehouse, store, api,
+                                                                     executor):
     cfg = source(api.base_url, "cursor", "incr", delta_column=True, lookback="P1D",
                  end="2024-01-05T00:00:00Z")
-    [first] = run_loads(spark, warehouse, store, [cfg])
+    [first] = run_loads(spark, warehouse, store, [cfg], executor=executor)
     assert first.status == "SUCCESS"
     row = store.get("incr")
     assert (row["LoadType"], row["LoadStatus"]) == ("INCREMENTAL", "SUCCESS")
@@ -69,7 +75,7 @@ def test_full_then_incremental_equals_source_and_rerun_changes_nothing(spark, wa
     api.dataset.touch(changed, at=at)
     added = api.dataset.add(3, at=at)
     now = dt.datetime(2024, 1, 6, tzinfo=UTC)
-    [second] = run_loads(spark, warehouse, store, [cfg], now=now)
+    [second] = run_loads(spark, warehouse, store, [cfg], now=now, executor=executor)
     assert second.status == "SUCCESS", second.error
     assert second.audit["LoadType"] == "INCREMENTAL"
     assert second.audit["LoadStartTime"] == dt.datetime(2024, 1, 4, tzinfo=UTC)  # lookback P1D
@@ -85,7 +91,7 @@ def test_full_then_incremental_equals_source_and_rerun_changes_nothing(spark, wa
     files = set(RsDeltaTable(warehouse.path(target_ref(cfg))).file_uris())
     later = dt.datetime(2024, 1, 6, 0, 30, tzinfo=UTC)
     fresh = api.dataset.records_in("2024-01-06T00:00:00Z", "2024-01-06T00:30:00Z")
-    [third] = run_loads(spark, warehouse, store, [cfg], now=later)
+    [third] = run_loads(spark, warehouse, store, [cfg], now=later, executor=executor)
     assert third.status == "SUCCESS" and third.source_rows > len(fresh)
     assert third.rows_written == len(fresh)
     table = RsDeltaTable(warehouse.path(target_ref(cfg)))
@@ -94,17 +100,19 @@ def test_full_then_incremental_equals_source_and_rerun_changes_nothing(spark, wa
     assert actual_rows(df) == expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-06T00:30:00Z")
 
 
-def test_failed_window_writes_nothing_and_retry_completes_without_duplicates(spark, warehouse, store, api):
+def test_failed_window_writes_nothing_and_retry_completes_without_duplicates(spark, warehouse, store,
+                                                                            api, executor):
     cfg = source(api.base_url, "page", "fail_window", delta_column=True,
                  end="2024-01-02T00:00:00Z",
-                 limits={"concurrency": 1, "max_retries": 1, "windows_per_commit": 1})
-    [full] = run_loads(spark, warehouse, store, [cfg])
+                 limits={"concurrency": 2, "max_retries": 1, "windows_per_commit": 1})
+    [full] = run_loads(spark, warehouse, store, [cfg], executor=executor)
     assert full.status == "SUCCESS" and store.get("fail_window")["LoadType"] == "INCREMENTAL"
     # INCREMENTAL [Jan 2, Jan 5): 3 daily windows; the 2nd window's 2nd page keeps failing
-    pages_w1 = -(-len(api.dataset.records_in("2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z")) // 25)
-    api.faults.add("500", times=None, path="/api/page/issues", after=pages_w1 + 1)
+    # (windows are fetched concurrently: the fault names its page, not an arrival order)
+    api.faults.add("500", times=None, path="/api/page/issues",
+                   query={"since": "2024-01-03T00:00:00Z", "page": 2})
     now = dt.datetime(2024, 1, 5, tzinfo=UTC)
-    [failed] = run_loads(spark, warehouse, store, [cfg], now=now)
+    [failed] = run_loads(spark, warehouse, store, [cfg], now=now, executor=executor)
     assert failed.status == "PARTIAL"
     assert "500" in failed.error
     df = read_target(spark, warehouse, cfg)
@@ -116,7 +124,8 @@ def test_failed_window_writes_nothing_and_retry_completes_without_duplicates(spa
 
     api.faults.clear()
     # an INCREMENTAL FAILED row is re-planned by generate with the same range and LoadId
-    [done] = run_loads(spark, warehouse, store, [cfg], now=now + dt.timedelta(hours=1))
+    [done] = run_loads(spark, warehouse, store, [cfg], now=now + dt.timedelta(hours=1),
+                       executor=executor)
     assert done.status == "SUCCESS", done.error
     assert done.audit["LoadId"] == failed.audit["LoadId"]
     assert done.audit["WindowsSkipped"] == 1 and done.audit["WindowsLoaded"] == 2
@@ -125,26 +134,32 @@ def test_failed_window_writes_nothing_and_retry_completes_without_duplicates(spa
     assert df.select("id").distinct().count() == df.count()
 
 
-def test_failed_full_load_leaves_the_old_table_intact(spark, warehouse, store, api):
+def test_failed_full_load_leaves_the_old_table_intact(spark, warehouse, store, api, executor):
     cfg = source(api.base_url, "offset", "full_keep", limits={"max_retries": 0})
-    [ok] = run_loads(spark, warehouse, store, [cfg])
+    [ok] = run_loads(spark, warehouse, store, [cfg], executor=executor)
     assert ok.status == "SUCCESS"
     before = actual_rows(read_target(spark, warehouse, cfg))
     version = RsDeltaTable(warehouse.path(target_ref(cfg))).version()
     api.faults.add("error_body", times=None, path="/api/offset/issues", after=3)
     # FULL without delta_column: the next generate plans FULL again
-    [bad] = run_loads(spark, warehouse, store, [cfg], now=dt.datetime(2024, 2, 1, tzinfo=UTC))
+    [bad] = run_loads(spark, warehouse, store, [cfg], now=dt.datetime(2024, 2, 1, tzinfo=UTC),
+                      executor=executor)
     assert bad.status == "FAILED"
     assert "error" in bad.error.lower()
     assert RsDeltaTable(warehouse.path(target_ref(cfg))).version() == version
     assert actual_rows(read_target(spark, warehouse, cfg)) == before
 
 
-def test_audit_row_counts_requests_retries_and_statuses(spark, warehouse, store, api):
+def test_audit_row_and_health_log_count_requests_retries_and_statuses(spark, warehouse, store, api,
+                                                                      executor):
+    from pyspark.sql import functions as F
+
+    from framework.ops.health_store import read_checks
+
     cfg = source(api.base_url, "offset", "audited", window="none")
     api.faults.add("503", times=2, path="/api/offset/issues")
     api.faults.add("429", times=1, path="/api/offset/issues", retry_after=0)
-    [outcome] = run_loads(spark, warehouse, store, [cfg])
+    [outcome] = run_loads(spark, warehouse, store, [cfg], executor=executor)
     assert outcome.status == "SUCCESS", outcome.error
     audit = store.audit_rows("audited")[0]
     statuses = json.loads(audit["HttpStatusCounts"])
@@ -154,4 +169,12 @@ def test_audit_row_counts_requests_retries_and_statuses(spark, warehouse, store,
     assert audit["SourceRowCount"] == audit["TargetRowCount"] == audit["TargetTotalRowCount"]
     assert audit["ExpectedRowCount"] == audit["SourceRowCount"]
     assert audit["WindowsTotal"] == 1 and audit["Pages"] >= 4 and audit["BytesReceived"] > 0
-    assert audit["LoadStatus"] == "SUCCESS" and audit["RunDuration"] > 0
+    assert audit["LoadStatus"] == "SUCCESS" and audit["ErrorMessage"] is None
+    assert audit["RunDuration"] >= 0
+    # every attempt reached the health log, from the driver or from a Spark task
+    checks = [r.asDict() for r in read_checks(spark, warehouse).where(
+        F.col("RunId") == audit["RunId"]).collect()]
+    assert len(checks) == audit["Requests"]
+    assert sorted(c["StatusCode"] for c in checks) == sorted(
+        int(status) for status, n in statuses.items() for _ in range(n))
+    assert {c["ErrorKind"] for c in checks if not c["Ok"]} == {"http_status"}

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from framework.demoapi import DemoApi
-from framework.load.distributed import WindowFetcher, fetch_windows_distributed
+from framework.load.distributed import fetch_windows_distributed
+from framework.load.fetch import WindowFetcher
 from framework.errors import HttpError
 from framework.load.staging import RunStaging
 from framework.load.writers import TargetWriter
@@ -68,7 +69,7 @@ def test_distributed_fetch_lands_the_same_target_as_local_fetch(spark, warehouse
     todo = list(enumerate(windows))
 
     local_stage = RunStaging(tmp_path / "stage", "local_fetch", "run-1")
-    with WindowFetcher(local_cfg, "run-1", local_stage, None, None, 3) as fetch:
+    with WindowFetcher(local_cfg, "run-1", local_stage, None, None) as fetch:
         local_results = [fetch(i, w) for i, w in todo]
     local_writer = TargetWriter(spark, warehouse, local_cfg, target_ref(local_cfg), "run-1", "local_fetch")
     local_writer.overwrite([r.stage for r in local_results], None)

@@ -7,15 +7,14 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover
-    tomllib = pytest.importorskip("tomli")
+else:  # pragma: no cover - the test extra installs tomli on Python 3.10
+    import tomli as tomllib
 
 
 def _bundle() -> tuple[dict, list[tuple[Path, dict]]]:
@@ -81,6 +80,10 @@ def test_jobs_run_generate_before_ingestion_on_a_schedule_with_volume_staging():
     assert job["schedule"]["timezone_id"] == "UTC"
     run = next(t for t in job["tasks"] if t["python_wheel_task"]["entry_point"] == "restlake-run")
     assert run["depends_on"] == [{"task_key": "generate"}]
+    # a bad hand-added control row fails generate after the others are planned: they still run
+    for _, _, _, task in _tasks(resources):
+        if task.get("depends_on") == [{"task_key": "generate"}]:
+            assert task["run_if"] == "ALL_DONE"
     for _, _, job, _ in _tasks(resources):
         for cluster in job["job_clusters"]:
             staging = cluster["new_cluster"]["spark_env_vars"]["RESTLAKE_STAGING"]

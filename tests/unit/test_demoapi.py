@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -330,14 +329,17 @@ def test_api_key_in_query_may_come_with_next_page_key(http):
 
 def test_oauth2_tokens_are_issued_and_expire(http):
     auth = {"method": "oauth2", "client_id": "cid", "client_secret": "cs3cret", "token_ttl_s": 0.3}
-    with DemoApi(records_per_resource=5, auth=auth) as api:
+    now = [100.0]
+    with DemoApi(records_per_resource=5, auth=auth, clock=lambda: now[0]) as api:
         form = {"grant_type": "client_credentials", "client_id": "cid", "client_secret": "cs3cret",
                 "scope": "read"}
         token = http.post(api.token_url, data=form).json()
         assert token["token_type"] == "Bearer" and token["expires_in"] == 0.3
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         assert http.get(api.base_url + "/api/none/issues", headers=headers).status_code == 200
-        time.sleep(0.35)
+        now[0] += 0.29
+        assert http.get(api.base_url + "/api/none/issues", headers=headers).status_code == 200
+        now[0] += 0.02
         expired = http.get(api.base_url + "/api/none/issues", headers=headers)
         assert expired.status_code == 401 and expired.json() == {"error": "invalid_token"}
         # client credentials in a Basic header are accepted too (RFC 6749 2.3.1)
@@ -449,6 +451,17 @@ def test_fault_path_after_times_and_clear(api, http):
         api.faults.add("418")
 
 
+def test_a_fault_can_name_the_query_of_one_page(api, http):
+    url = api.base_url + "/api/page/issues"
+    api.faults.add("500", times=None, path="/api/page", query={"since": "2024-01-03T00:00:00Z",
+                                                               "page": 2})
+    assert http.get(url, params={"since": "2024-01-03T00:00:00Z", "page": 1}).status_code == 200
+    assert http.get(url, params={"since": "2024-01-02T00:00:00Z", "page": 2}).status_code == 200
+    assert http.get(url, params={"page": 2}).status_code == 200
+    for _ in range(2):  # every request for that page, whenever it comes
+        assert http.get(url, params={"since": "2024-01-03T00:00:00Z", "page": 2}).status_code == 500
+
+
 def test_token_endpoint_faults_need_an_explicit_path(http):
     auth = {"method": "oauth2", "client_id": "cid", "client_secret": "cs3cret"}
     with DemoApi(records_per_resource=1, auth=auth) as api:
@@ -458,11 +471,17 @@ def test_token_endpoint_faults_need_an_explicit_path(http):
         assert http.post(api.token_url, data=form).status_code == 200
 
 
-def test_latency_is_settable_at_runtime(api, http):
-    api.latency_ms = 60
-    started = time.monotonic()
-    http.get(api.base_url + "/health")
-    assert time.monotonic() - started >= 0.06
+def test_latency_and_timeout_faults_wait_before_answering(http):
+    waits: list[float] = []
+    with DemoApi(records_per_resource=5, wait=waits.append) as api:
+        http.get(api.base_url + "/health")
+        assert waits == []  # no latency: no wait
+        api.latency_ms = 60  # settable at runtime
+        http.get(api.base_url + "/health")
+        api.latency_ms = 0
+        api.faults.add("timeout", times=1, path="/api/none/issues", delay_s=2.5)
+        assert http.get(api.base_url + "/api/none/issues").status_code == 200
+    assert waits == [0.06, 2.5]
 
 
 def test_request_log_and_lifecycle(http):

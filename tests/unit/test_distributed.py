@@ -7,7 +7,10 @@ import json
 
 import pytest
 
-from framework.load.distributed import (error_to_json, result_from_json, result_to_json, task_share)
+from framework.load.distributed import (error_to_json, health_from_json, pieces_from_json,
+                                        result_from_json, result_to_json, task_share)
+from framework.load.fetch import StagedSegment
+from framework.ops.health import HealthRecorder
 from framework.errors import HttpError, SchemaDriftError, WindowError
 from framework.load.fetch import WindowResult
 from framework.load.staging import RunStaging
@@ -62,3 +65,38 @@ def test_each_task_holds_its_share_of_the_budget():
     assert task_share(10, 4) == 2.5
     assert task_share(10, 0) == 10
     assert task_share(None, 4) is None
+
+
+def test_page_batches_and_health_rows_travel_with_the_window(tmp_path):
+    staging = RunStaging(tmp_path, "c", "r")
+    batch = staging.segment(0, 1)
+    batch.write({"id": 1, "_seq": 1})
+    batch.close()
+    rest = staging.window(0)
+    rest.write({"id": 2, "_seq": 2})
+    rest.close()
+    health = HealthRecorder("c", "demo", "r")
+    health.observe("GET", "http://h/x?api_key=k", 503, 0.01, "http_status")
+    health.observe("GET", "http://h/x", 200, 0.02, None)
+    checkpoint = {"segment": 1, "seq": 1, "request": {"url": "http://h/x"}, "paginator": {"cursor": "c1"}}
+    sent = WindowResult(0, WINDOW, rest, records=2, pages=4, telemetry=Telemetry())
+    text = result_to_json(sent, [StagedSegment(0, WINDOW, batch, checkpoint)], health.drain())
+
+    segment, result = pieces_from_json(0, WINDOW, text)
+    assert isinstance(segment, StagedSegment) and segment.checkpoint == checkpoint
+    assert segment.stage.files == batch.files and segment.stage.rows == 1
+    assert isinstance(result, WindowResult) and result.stage.files == rest.files
+    driver = HealthRecorder("c", "demo", "r")
+    driver.absorb(health_from_json(text))
+    assert [(r["StatusCode"], r["Ok"]) for r in driver.rows()] == [(503, False), (200, True)]
+    assert driver.rows()[0]["CheckedAt"].tzinfo is not None
+    assert len(health) == 0  # drained
+
+    # a window that fails after a committed-to-be batch: the batch first, then the error
+    failed = error_to_json(HttpError("GET /x returned 500", status=500),
+                           [StagedSegment(0, WINDOW, batch, checkpoint)])
+    segment, error = pieces_from_json(0, WINDOW, failed)
+    assert isinstance(segment, StagedSegment) and isinstance(error, HttpError)
+    assert error.status == 500
+    with pytest.raises(HttpError):
+        result_from_json(0, WINDOW, failed)

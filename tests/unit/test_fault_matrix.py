@@ -1,5 +1,8 @@
 """Fault matrix at the window level (no Spark): every pagination style x every fault.
 
+Windows are fetched by the load's fetch stack (:class:`~framework.load.fetch.WindowFetcher`),
+the one the threaded runtime and the Spark tasks of ``run --distributed`` both run.
+
 Transient faults within the retry budget end with exactly the source's records staged;
 faults that are not transient (or exceed the budget) fail the window with a clear error
 and leave nothing staged, so nothing of the window can reach the target.
@@ -13,17 +16,11 @@ import os
 import secrets as pysecrets
 
 import pytest
-import requests
 
-from framework.http.auth import build_auth
 from framework.demoapi import DemoApi
 from framework.errors import WindowError
-from framework.load.fetch import fetch_window
-from framework.http.client import HttpClient
-from framework.http.retry import RetryPolicy
-from framework.schema import RowShaper
+from framework.load.fetch import WindowFetcher
 from framework.load.staging import RunStaging
-from framework.http.telemetry import Telemetry
 from framework.windows import Window
 from tests.integration.helpers import STYLE_SOURCES, source
 
@@ -61,21 +58,16 @@ def _cfg(api, style):
     return source(api.base_url, style, f"m_{style}",
                   auth={"method": "oauth2_client_credentials", "token_url": api.token_url,
                         "client_id": CLIENT_ID, "client_secret": "env:RESTLAKE_MATRIX_SECRET"},
-                  limits={"timeout_s": 0.5, "max_retries": 3})
+                  limits={"timeout_s": 0.5, "max_retries": 3, "backoff_base_s": 0.001,
+                          "backoff_max_s": 0.01})
 
 
 def _fetch(api, style, tmp_path):
     cfg = _cfg(api, style)
-    session = requests.Session()
-    auth = build_auth(cfg.auth.model_dump(exclude_none=True), session)
-    client = HttpClient(auth, RetryPolicy(max_retries=3, backoff_base_s=0.001, backoff_max_s=0.01),
-                        cfg.limits.timeout_s, None, Telemetry(), session, allow_post=cfg.allow_post)
-    shaper = RowShaper("demo", ("id",), (), None, "rescue")
-    stage = RunStaging(tmp_path, cfg.config_id, "run-1").window(0)
-    try:
-        return fetch_window(cfg, client, shaper, WINDOW, 0, stage, "run-1"), stage, client
-    finally:
-        session.close()
+    with WindowFetcher(cfg, "run-1", RunStaging(tmp_path, cfg.config_id, "run-1"), None,
+                       None) as fetch:
+        result = fetch(0, WINDOW)
+    return result, result.stage, result.telemetry
 
 
 def _staged_ids(stage):
@@ -105,11 +97,11 @@ def test_transient_fault_within_budget_stages_exactly_the_source(api, tmp_path, 
     api.faults.clear()
     api.revoke_tokens() if fault == "expired_token" else None
     _inject(api, style, TRANSIENT[fault])
-    result, stage, client = _fetch(api, style, tmp_path)
+    result, stage, telemetry = _fetch(api, style, tmp_path)
     api.faults.clear()
     assert _staged_ids(stage) == _expected(api)
     assert len({i for i, _ in _staged_ids(stage)}) == result.records
-    tel = client.telemetry.as_dict()
+    tel = telemetry.as_dict()
     if fault == "expired_token":
         assert tel["token_refreshes"] >= 1 and tel["status_counts"].get("401") == 1
     else:

@@ -3,10 +3,9 @@
 import pytest
 
 from framework.http.auth import build_auth
-from framework.errors import AuthError, ConfigError, HttpError, PaginationError, ResponseError
+from framework.errors import AuthError, ConfigError, HttpError, ResponseError
 from framework.http.client import USER_AGENT, HttpClient, api_message
 from framework.http.models import PageRequest
-from framework.http.pagination import build_paginator
 from framework.http.ratelimit import RateLimiter
 from framework.http.retry import RetryPolicy
 from framework.http.telemetry import Telemetry

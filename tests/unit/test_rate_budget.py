@@ -1,26 +1,81 @@
-"""The shared rate budget, measured where it matters: on the demo server's request log.
+"""The shared rate budget, through the load's fetch stack, against a real local HTTP server.
 
-Windows are fetched the way the runtime fetches them (threads per load, one limiter
-per host from ``limiter_for``), against a real local HTTP server; no Spark.
+Windows are fetched the way the runtime fetches them (threads over one
+:class:`~framework.load.fetch.WindowFetcher`, one limiter per host); no Spark. The
+limiter runs on a virtual clock (a tick per reading, and the waits workers sleep), so
+what is asserted is counted, not timed: which request got a token at which instant of
+the budget's own time, and how many requests the server saw.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from framework.config import parse_source
 from framework.demoapi import DemoApi
-from framework.load.distributed import WindowFetcher
-from framework.http.ratelimit import limiter_for, reset_limiters
+from framework.http.ratelimit import RateLimiter, reset_limiters
+from framework.load.fetch import WindowFetcher, load_limiter
 from framework.load.staging import RunStaging
 from framework.windows import split
 
 UTC = dt.timezone.utc
 START, END = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 9, tzinfo=UTC)
+
+
+class VirtualClock:
+    """Seconds that pass by a tick at each reading (work takes time) and when threads sleep.
+
+    A sleeper wakes at its own last reading plus the sleep, so threads that start waiting
+    at the same instant wake at the same instant, as they would on a real clock.
+    """
+
+    def __init__(self, tick: float = 0.001) -> None:
+        self._now = 0.0
+        self._tick = tick
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._now += self._tick
+            self._local.read = self._now
+            return self._now
+
+    @property
+    def last_read(self) -> float:
+        """What this thread last read."""
+        return self._local.read
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._now = max(self._now, getattr(self._local, "read", self._now) + seconds)
+
+
+class RecordingLimiter(RateLimiter):
+    """A limiter that records the virtual instant of every grant and every pause."""
+
+    def __init__(self, requests_per_second: float | None, clock: VirtualClock) -> None:
+        super().__init__(requests_per_second, clock=clock, sleep=clock.sleep)
+        self.virtual = clock
+        self.grants: list[float] = []
+        self.pause_log: list[tuple[float, float]] = []  # (the instant it was set, until when)
+        self._record = threading.Lock()
+
+    def acquire(self) -> float:
+        waited = super().acquire()
+        with self._record:  # the last reading of this thread is the one that got the token
+            self.grants.append(self.virtual.last_read)
+        return waited
+
+    def pause_until(self, deadline: float) -> None:
+        with self._record:
+            self.pause_log.append((self.virtual.last_read, deadline))
+        super().pause_until(deadline)
 
 
 @pytest.fixture(autouse=True)
@@ -48,67 +103,69 @@ def _config(api: DemoApi, config_id: str, style: str, **limits) -> object:
     })
 
 
-def _load(cfg, tmp_path) -> int:
+def _load(cfg, limiter, tmp_path) -> int:
     """Fetch every window of ``cfg`` with ``limits.concurrency`` threads, as the runtime does."""
-    limiter = limiter_for(cfg.endpoint, cfg.limits.requests_per_second)
     staging = RunStaging(tmp_path, cfg.config_id, "run-1")
     windows = split(START, END, cfg.window)
-    with WindowFetcher(cfg, "run-1", staging, None, limiter, cfg.limits.concurrency) as fetch, \
+    with WindowFetcher(cfg, "run-1", staging, None, limiter) as fetch, \
             ThreadPoolExecutor(cfg.limits.concurrency) as pool:
         results = list(pool.map(lambda iw: fetch(*iw), enumerate(windows)))
     return sum(r.records for r in results)
 
 
 def _most_in_any(times: list[float], span: float) -> int:
-    """The largest number of requests that started within any ``span`` seconds."""
+    """The largest number of grants within any ``span`` of virtual seconds."""
     times = sorted(times)
-    return max(bisect.bisect_left(times, t + span) - i for i, t in enumerate(times))
+    return max(bisect.bisect_right(times, t + span) - i for i, t in enumerate(times))
 
 
-def _data_times(api: DemoApi) -> list[float]:
-    return [e["t"] for e in api.request_log if e["path"].startswith("/api/")]
+def _data_requests(api: DemoApi) -> list[dict]:
+    return [e for e in api.request_log if e["path"].startswith("/api/")]
 
 
 def test_budget_holds_across_windows_and_across_two_loads_on_one_host(api, tmp_path):
     rps = 25.0
     one = _config(api, "load_a", "cursor", concurrency=6, requests_per_second=rps)
     two = _config(api, "load_b", "has_more", concurrency=6, requests_per_second=rps)
+    # the runtime gives both loads the one limiter of their host
+    assert load_limiter(one) is load_limiter(two)
+    limiter = RecordingLimiter(rps, VirtualClock())
     api.clear_log()
     with ThreadPoolExecutor(2) as loads:
-        counts = list(loads.map(lambda c: _load(c, tmp_path), [one, two]))
+        counts = list(loads.map(lambda c: _load(c, limiter, tmp_path), [one, two]))
     assert counts == [400, 400]
 
-    times = _data_times(api)
-    assert len(times) >= 80  # 2 loads x 8 windows x 5+ pages
-    # A token bucket with burst 1 allows at most 1 + rps * T requests in any T seconds;
-    # one request of slack covers the jitter between the client's send and the log stamp.
-    for span in (0.2, 0.5, 1.0, 2.0):
-        assert _most_in_any(times, span) <= 1 + rps * span + 1, span
+    # every request the server saw drew a token from the one budget
+    assert len(_data_requests(api)) == len(limiter.grants) >= 80  # 2 loads x 8 windows x 5+ pages
+    # A token bucket with burst 1 grants at most 1 + rps * T tokens in any T seconds...
+    for span in (0.04, 0.2, 0.5, 1.0, 2.0):
+        assert _most_in_any(limiter.grants, span) <= 1 + rps * span + 1e-9, span
     # ...and the budget is used, not just respected (12 workers want far more).
-    rate = (len(times) - 1) / (max(times) - min(times))
-    assert rate > 0.8 * rps
+    first, last = min(limiter.grants), max(limiter.grants)
+    assert (len(limiter.grants) - 1) / (last - first) >= 0.9 * rps
 
 
 def test_429_retry_after_pauses_every_worker_of_the_host(api, tmp_path):
     cfg = _config(api, "paused", "cursor", concurrency=6)
+    limiter = RecordingLimiter(None, VirtualClock())  # unlimited: only the 429 holds workers back
     api.clear_log()
     api.faults.add("429", times=1, path="/api/cursor/issues", after=15, retry_after=1)
     try:
-        assert _load(cfg, tmp_path) == 400
+        assert _load(cfg, limiter, tmp_path) == 400
     finally:
         api.faults.clear()
 
-    log = sorted((e for e in api.request_log if e["path"].startswith("/api/")),
-                 key=lambda e: e["t"])
-    [hit] = [e for e in log if e["status"] == 429]
-    after = [e["t"] - hit["t"] for e in log if e["t"] > hit["t"]]
-    # Until the 429 reaches its worker, the other workers may still be sending: each can
-    # have one request on the wire and send at most one more before the pause is seen.
-    # Then nothing, from any worker, until Retry-After has passed.
-    in_flight = [d for d in after if d < 0.05]
-    assert len(in_flight) <= 2 * (cfg.limits.concurrency - 1)
-    assert not [d for d in after if 0.05 <= d < 0.95]
-    assert min(d for d in after if d >= 0.05) >= 0.95
-    # Without the pause the six workers keep the server busy: gaps stay small.
-    gaps = [b["t"] - a["t"] for a, b in zip(log, log[1:]) if a["t"] > hit["t"] + 1]
-    assert max(gaps) < 0.5
+    served = _data_requests(api)
+    [hit] = [i for i, e in enumerate(served) if e["status"] == 429]
+    # one pause, as long as Retry-After
+    [(paused_at, until)] = limiter.pause_log
+    assert until - paused_at == pytest.approx(1.0)
+    before = [t for t in limiter.grants if t <= paused_at]
+    after = [t for t in limiter.grants if t > paused_at]
+    # nothing, from any worker, while the host is paused...
+    assert min(after) >= until
+    # ...except what was already under way when the 429 arrived: each other worker may have
+    # had one request on the wire and sent at most one more before the pause was set.
+    assert len(before) - (hit + 1) <= 2 * (cfg.limits.concurrency - 1)
+    # every worker resumed after the pause and the load completed
+    assert len(after) == len(served) - len(before) > cfg.limits.concurrency

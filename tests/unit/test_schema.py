@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from framework.errors import RecordRejected, SchemaDriftError
+from framework.errors import RecordRejected, SchemaDriftError, WindowError
 from framework.schema import (CONTRACT_COLUMNS, RESERVED, SEQ_COLUMN, ColumnType, RowShaper, SchemaTracker,
                               canonical_json, column_name, data_columns, encode, fits, infer_type,
                               merge_types, payload_hash, reshape)
@@ -326,3 +326,31 @@ def test_values_that_no_longer_fit_their_column_are_reported_as_retyped() -> Non
     fine = shaper()
     shape(fine, {"id": 1, "score": 3})  # an int in a double column fits
     assert fine.retyped == {}
+
+
+# ------------------------------------------------------------- field names and columns
+@pytest.mark.parametrize("named", ["ext-id", "ext_id"])
+def test_key_and_required_names_match_the_field_through_its_column(named: str) -> None:
+    s = shaper(columns=None, primary_key=(named,), required_fields=("user.login",))
+    row = shape(s, {"ext-id": 7, "user.login": "mona"})
+
+    assert row["ext_id"] == 7 and row["user_login"] == "mona" and row["entity_key"] == "7"
+    with pytest.raises(RecordRejected, match="required field 'user.login' is missing"):
+        shape(s, {"ext-id": 8, "user.login": None})
+    with pytest.raises(RecordRejected, match=f"required field '{named}' is missing"):
+        shape(s, {"user.login": "x"})
+
+
+def test_a_key_field_the_records_lack_fails_the_window_naming_the_fields_seen() -> None:
+    s = shaper(columns=None, primary_key=("uid",))
+    s.check_keys([])  # an empty page says nothing
+    with pytest.raises(WindowError) as info:
+        s.check_keys([{"id": 1, "title": "a"}, {"id": 2, "extra": True}])
+    assert str(info.value) == ("primary_key field uid is not in the parsed records "
+                               "(fields seen: id, title, extra)")
+
+
+def test_key_check_passes_once_a_page_has_the_keys() -> None:
+    s = shaper(columns=None, primary_key=("a", "b-c"))
+    s.check_keys([{"a": 1}, {"b_c": 2}])  # every key is in some record of the page
+    s.check_keys([{"z": 1}])  # later pages: records lacking a key are rejected one by one

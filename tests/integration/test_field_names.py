@@ -1,0 +1,81 @@
+"""Field names that pass validation work: keys, cursor and required fields with ``.`` or ``-``
+name the record's field and its written column alike (``updated-at`` -> ``updated_at``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from deltalake import DeltaTable as RsDeltaTable
+
+from framework.config import parse_source
+from tests.integration.helpers import read_target, run_loads, target_ref
+from tests.unit._httpd import FakeApi, Reply
+
+pytestmark = pytest.mark.spark
+
+UTC = dt.timezone.utc
+OLD, NEW = "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"
+
+
+def _config(url: str, config_id: str, **keys) -> object:
+    return parse_source({
+        "config_id": config_id, "api_name": "Names", "source_system": "names", "endpoint": url,
+        "data_path": "data", "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-03T00:00:00Z",
+        "target": {"catalog": "raw", "schema": "names", "table": config_id},
+        "limits": {"timeout_s": 5, "max_retries": 0}, **keys})
+
+
+def test_keys_cursor_and_required_fields_with_dots_and_dashes(spark, warehouse, store):
+    page = {"data": [
+        # the same key twice in one batch: the later updated-at wins though it comes first
+        {"ext-id": 1, "updated-at": NEW, "user.login": "mona", "v": "new"},
+        {"ext-id": 1, "updated-at": OLD, "user.login": "mona", "v": "old"},
+        {"ext-id": 2, "updated-at": OLD, "user.login": "hubot", "v": "two"},
+        {"ext-id": 3, "updated-at": OLD, "user.login": None, "v": "no login"},  # quarantined
+    ]}
+    with FakeApi() as api:
+        api.route("/items", Reply(200, page))
+        cfg = _config(api.url("/items"), "dashed", primary_key=["ext-id"], delta_column=True,
+                      cursor_field="updated-at", required_fields=["user.login"])
+        [full] = run_loads(spark, warehouse, store, [cfg])
+        assert full.status == "SUCCESS", full.error
+        df = read_target(spark, warehouse, cfg)
+        assert sorted((r["ext_id"], r["v"]) for r in df.collect()) == [(1, "new"), (2, "two")]
+        assert full.audit["RejectedRows"] == 1
+
+        # INCREMENTAL: MERGE on ext_id updates one row and inserts another
+        api.route("/items", Reply(200, {"data": [
+            {"ext-id": 2, "updated-at": NEW, "user.login": "hubot", "v": "two again"},
+            {"ext-id": 4, "updated-at": NEW, "user.login": "octo", "v": "four"}]}))
+        [incr] = run_loads(spark, warehouse, store, [cfg], now=dt.datetime(2024, 1, 4, tzinfo=UTC))
+        assert incr.status == "SUCCESS", incr.error
+        assert incr.audit["LoadType"] == "INCREMENTAL" and incr.rows_written == 2
+    rows = RsDeltaTable(warehouse.path(target_ref(cfg))).to_pyarrow_table(
+        columns=["ext_id", "v", "user_login"]).to_pylist()
+    assert sorted((r["ext_id"], r["v"], r["user_login"]) for r in rows) == [
+        (1, "new", "mona"), (2, "two again", "hubot"), (4, "four", "octo")]
+
+
+def test_a_dashed_cursor_field_decides_among_duplicate_keys(spark, warehouse, store):
+    with FakeApi() as api:
+        api.route("/items", Reply(200, {"data": [
+            {"id": 1, "updated-at": NEW, "v": "new"}, {"id": 1, "updated-at": OLD, "v": "old"}]}))
+        cfg = _config(api.url("/items"), "cursor_dash", primary_key=["id"],
+                      cursor_field="updated-at")
+        [outcome] = run_loads(spark, warehouse, store, [cfg])
+    assert outcome.status == "SUCCESS", outcome.error
+    assert [(r["id"], r["v"]) for r in read_target(spark, warehouse, cfg).collect()] == [(1, "new")]
+
+
+def test_a_primary_key_the_parser_never_produces_fails_before_any_write(spark, warehouse, store):
+    with FakeApi() as api:
+        api.route("/items", Reply(200, {"data": [{"id": 1, "title": "a"}, {"id": 2, "title": "b"}]}))
+        cfg = _config(api.url("/items"), "no_uid", primary_key=["uid"])
+        [outcome] = run_loads(spark, warehouse, store, [cfg])
+    assert outcome.status == "FAILED"
+    assert outcome.error == ("primary_key field uid is not in the parsed records "
+                             "(fields seen: id, title)")
+    ref = target_ref(cfg)
+    assert not warehouse.exists(spark, ref) and not warehouse.exists(spark, ref.suffixed("_quarantine"))
+    assert store.audit_rows("no_uid")[0]["ErrorMessage"] == outcome.error

@@ -1,0 +1,93 @@
+"""One generate, one meaning: the CLI, the wheel task and the notebook plan the same rows.
+
+"Add an API by adding a control row": a row inserted by hand (here with the DataFrame
+API, as a user would with SQL ``INSERT``) gets its next load planned by ``generate --due``
+from every front end, next to the configs of the files given; a hand-added row that does
+not validate is reported with its column named and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import yaml
+
+from control.schemas import CONTROL_SCHEMA
+from control.store import ControlStore
+from framework.cli import jobs
+from framework.cli.app import main
+from framework.lake.tables import Warehouse
+from tests.local_dbutils import LocalDbutils, run_notebook
+
+pytestmark = pytest.mark.spark
+
+ROOT = Path(__file__).resolve().parents[2]
+UTC = dt.timezone.utc
+START, LOADED = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 2, 1, tzinfo=UTC)
+
+
+def _insert_by_hand(spark, store: ControlStore, config_id: str, **columns) -> None:
+    """``INSERT INTO main.metadata.api_control_table (...) VALUES (...)``, as a user writes it:
+    a source whose first (full) load ran, so its next, incremental, load is due."""
+    row = {"ConfigId": config_id, "APIName": "Hand", "APIEndpoint": "https://api.example.com/items",
+           "LoadType": "INCREMENTAL", "LoadStatus": "SUCCESS", "LoadStartTime": START,
+           "LoadEndTime": LOADED, "LastLoadTime": LOADED, "TargetCatalog": "raw",
+           "TargetSchema": "hand", "TargetTable": config_id,
+           "PaginationConfig": '{"style": "offset", "page_size": 50}', "DataPath": "data",
+           "PrimaryColumn": "id", "DeltaColumn": True, "TriggerScheduleTime": "02:00",
+           "TriggerFrequency": "daily", "Enabled": True, **columns}
+    df = spark.createDataFrame([tuple(row.get(f.name) for f in CONTROL_SCHEMA.fields)],
+                               CONTROL_SCHEMA)
+    store.warehouse.save(df.write.format("delta").mode("append"), store.control_ref)
+
+
+@pytest.mark.parametrize("front_end", ["cli", "wheel", "notebook"])
+def test_every_front_end_plans_hand_added_rows_and_reports_a_bad_one(spark, tmp_path, front_end,
+                                                                    capsys):
+    wh = tmp_path / "wh"
+    store = ControlStore(spark, Warehouse(wh))
+    store.init()
+    _insert_by_hand(spark, store, "by_hand")
+    _insert_by_hand(spark, store, "bad_hand", PaginationConfig='{"style": "links"}')
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "file.yaml").write_text(yaml.safe_dump({
+        "config_id": "from_file", "api_name": "File", "endpoint": "https://api.example.com/f",
+        "load_start": "2024-01-01T00:00:00Z", "primary_key": ["id"],
+        "target": {"catalog": "raw", "schema": "hand", "table": "from_file"}}))
+
+    reported: str = ""
+    if front_end == "cli":
+        code = main(["--warehouse", str(wh), "generate", "--due", "--conf-dir", str(conf)])
+        reported = capsys.readouterr().err
+    elif front_end == "wheel":
+        try:
+            code = jobs.generate_main(["--conf-dir", str(conf), "--due", "--warehouse", str(wh)])
+        except SystemExit as exited:
+            code = exited.code
+        reported = "\n".join(line for line in capsys.readouterr().out.splitlines()
+                             if line.startswith("bad_hand:"))
+    else:
+        # the bundle's notebook job: config_path set, due_only left at its default (true)
+        dbutils = LocalDbutils(widgets={"config_path": str(conf), "warehouse": str(wh),
+                                        "control_catalog": "main"})
+        env: dict = {}
+        try:
+            run_notebook(ROOT / "notebooks/01_generate.py", spark, dbutils, env)
+            code = 0
+        except ValueError as raised:  # the notebook (and its job task) fails, after planning
+            code, reported = 1, str(raised)
+        assert {(r.config_id, r.action) for r in env["results"]} == {
+            ("bad_hand", "invalid"), ("by_hand", "pending"), ("from_file", "created")}
+
+    # the same outcome from every front end: the hand-added row's next load is planned...
+    planned = {r["ConfigId"]: (r["LoadType"], r["LoadStatus"], r["LoadStartTime"])
+               for r in store.rows()}
+    assert planned == {"by_hand": ("INCREMENTAL", "PENDING", LOADED),  # the next window
+                       "from_file": ("FULL_LOAD", "PENDING", START),
+                       "bad_hand": ("INCREMENTAL", "SUCCESS", START)}  # left as inserted
+    # ...and the bad one is reported with its column named, and fails the step
+    assert "bad_hand" in reported and "control row column PaginationConfig" in reported
+    assert code == 1
