@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from framework.lake.commits import retry_conflicts
+from framework.lake.metrics import merge_counts
 from framework.config import SourceConfig
 from framework.errors import LoadError, SchemaDriftError
 from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
@@ -225,7 +226,7 @@ class TargetWriter:
                     .execute())
 
         metrics = retry_conflicts(do_merge, f"replace {self.cfg.system} rows in {self.ref.name}")
-        return WriteResult(_merge_rows(metrics), self.warehouse.version(self.spark, self.ref),
+        return WriteResult(merge_counts(metrics).written, self.warehouse.version(self.spark, self.ref),
                            tuple(new))
 
     def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
@@ -266,7 +267,7 @@ class TargetWriter:
                     .execute())
 
         metrics = retry_conflicts(do_merge, f"merge into {self.ref.name}")
-        written = _merge_rows(metrics)
+        written = merge_counts(metrics).written
         return WriteResult(written, self.warehouse.version(self.spark, self.ref), tuple(new))
 
     def _create(self, df: Any, columns: dict[str, ColumnType], new: list[str],
@@ -339,11 +340,3 @@ class TargetWriter:
         finally:
             df.unpersist()
         return count
-
-
-def _merge_rows(metrics: Any) -> int:
-    try:
-        row = metrics.collect()[0].asDict()
-    except Exception:  # noqa: BLE001 - older Delta returns no metrics frame
-        return 0
-    return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)
