@@ -89,10 +89,14 @@ def progress_printer() -> Callable[[str, dict[str, Any]], None]:
         elif event == "segment_committed":
             console.print(f"  {cid}: committed page batch {data['segment']} of {data['window']}: "
                           f"{data['rows']} rows written (table version {data['version']})")
+        elif event == "stopping":
+            console.print(f"[yellow]stopping[/yellow] ({data['reason']}): no new loads or "
+                          "windows; in-flight windows finish and their rows go back to PENDING "
+                          "(signal again to exit now)")
         elif event == "skipped":
             console.print(f"[yellow]{cid}[/yellow] skipped: {data['reason']}")
         elif event == "load_finished":
-            colour = "green" if raw["status"] == "SUCCESS" else "red"
+            colour = {"SUCCESS": "green", "INTERRUPTED": "yellow"}.get(raw["status"], "red")
             console.print(f"[{colour}]{cid} {data['status']}[/{colour}] "
                           f"{data['source_rows']} records read, {data['rows']} rows written"
                           + (f": {data['error']}" if raw.get("error") else ""))
@@ -107,3 +111,8 @@ def print_outcomes(outcomes: list[Any]) -> None:
     for o in outcomes:
         out.add_row(*map(cell, (o.config_id, o.status, o.source_rows, o.rows_written, o.error)))
     console.print(out)
+    for o in outcomes:
+        if getattr(o, "audit_error", None):
+            audit = o.audit or {}
+            error(f"{o.config_id}: the audit row of run {audit.get('RunId')} (load "
+                  f"{audit.get('LoadId')}, {o.status}) could not be appended: {o.audit_error}")

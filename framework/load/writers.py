@@ -10,8 +10,10 @@
   MERGE makes a window written twice (crash between the target commit and the window
   log) idempotent.
 * INCREMENTAL without a key: appends with Delta's idempotent-write options
-  ``txnAppId``/``txnVersion``; the version is the index of the batch's last window,
-  and batches commit in window order, so a re-sent batch is skipped by Delta.
+  ``txnAppId``/``txnVersion``. The app id is the load (``restlake:<ConfigId>:<LoadId>``),
+  so each new load starts its own sequence; the version is a pure function of the
+  batch's window indices (:mod:`framework.load.batching`), so a batch re-sent by a rerun
+  of the same load (a crash between the target commit and the window log) is skipped.
 """
 
 from __future__ import annotations
@@ -73,13 +75,14 @@ class TargetWriter:
     """Writes the staged windows of one load to its target table."""
 
     def __init__(self, spark: Any, warehouse: Warehouse, cfg: SourceConfig, ref: TableRef,
-                 run_id: str, config_id: str) -> None:
+                 run_id: str, config_id: str, load_id: Optional[str] = None) -> None:
         self.spark = spark
         self.warehouse = warehouse
         self.cfg = cfg
         self.ref = ref
         self.run_id = run_id
         self.config_id = config_id
+        self.load_id = load_id or run_id  # the idempotent-append identity: one per load
 
     def __repr__(self) -> str:
         return f"TargetWriter({self.config_id} -> {self.ref.name})"
@@ -231,7 +234,12 @@ class TargetWriter:
 
     def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
               batch_version: int) -> WriteResult:
-        """INCREMENTAL: MERGE on the primary key (or idempotent append without one)."""
+        """INCREMENTAL: MERGE on the primary key (or idempotent append without one).
+
+        Args:
+            batch_version: the ``txnVersion`` of an append (:mod:`framework.load.batching`);
+                an append at or below the load's last version is skipped by Delta.
+        """
 
         df, columns, new = self._frame(stages, staged_with)
         if not self.warehouse.exists(self.spark, self.ref):
@@ -291,7 +299,7 @@ class TargetWriter:
         return WriteResult(self._count_version_rows() if after != before else 0, after, tuple(new))
 
     def _app_id(self) -> str:
-        return f"restlake:{self.config_id}:{self.ref.name}"
+        return f"restlake:{self.config_id}:{self.load_id}"
 
     def _count_version_rows(self) -> int:
         hist = self.warehouse.delta(self.spark, self.ref).history(1).collect()
