@@ -2,7 +2,9 @@
 
 ``runtime.run`` is the entry point every front end calls (the CLI, wheel tasks,
 notebooks, the scheduler); ``fetch`` reads one window, ``writers`` commits staged
-windows, ``distributed`` runs the same window fetch inside Spark tasks.
+windows, ``distributed`` runs the same window fetch inside Spark tasks, ``lease`` keeps
+and fences a claim, ``signals`` drains a run on SIGTERM/SIGINT
+(``RunContext.request_stop`` is the same drain for any other caller).
 """
 
 from typing import Any
@@ -14,6 +16,7 @@ _EXPORTS = {
     "fetch_window": "framework.load.fetch", "WindowResult": "framework.load.fetch",
     "TargetWriter": "framework.load.writers", "WriteResult": "framework.load.writers",
     "RunStaging": "framework.load.staging", "WindowStage": "framework.load.staging",
+    "LeaseKeeper": "framework.load.lease", "drain_on_signals": "framework.load.signals",
 }
 
 __all__ = sorted(_EXPORTS)
