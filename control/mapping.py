@@ -235,6 +235,21 @@ def state_to_columns(state: ControlState) -> dict[str, Any]:
     }
 
 
+def lease_of(row: dict[str, Any]) -> dt.timedelta:
+    """How long a claim of ``row`` holds: its ``limits.lease_s``.
+
+    A row whose ``Limits`` cannot be read gets the default lease; its load then fails on
+    that column with the column named, and the claim still records the failure.
+    """
+    from framework.config import Limits
+
+    try:
+        limits = json.loads(row.get("Limits") or "{}")
+        return dt.timedelta(seconds=Limits(**limits).lease_s)
+    except Exception:  # noqa: BLE001 - reported by row_to_config when the load starts
+        return dt.timedelta(seconds=Limits().lease_s)
+
+
 def policy_of(cfg: SourceConfig) -> LoadPolicy:
     """The range policy the state machine needs from a config."""
     return LoadPolicy(history_start=cfg.load_start, history_end=cfg.load_end,

@@ -81,7 +81,7 @@ AUDIT_SCHEMA = StructType([
     _s("TargetRowCount", LongType(), comment="rows inserted or updated in the target"),
     _s("TargetTotalRowCount", LongType(), comment="rows in the target after the run"),
     _s("RunId", StringType()),
-    _s("LoadStatus", StringType(), comment="SUCCESS | FAILED | PARTIAL | FAILED_QUALITY"),
+    _s("LoadStatus", StringType(), comment="SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | LEASE_LOST | INTERRUPTED"),
     _s("ErrorMessage", StringType()),
     _s("LoadStartTime", TimestampType()),
     _s("LoadEndTime", TimestampType()),

@@ -5,6 +5,7 @@ States per ``LoadType``::
     (new) -> FULL_LOAD PENDING
     PENDING -> RUNNING (claim, with a lease)
     RUNNING -> SUCCESS | FAILED (finish)
+    RUNNING -> PENDING, same range and LoadId (release: the runner was asked to stop)
     RUNNING with an expired lease -> claimable again (a crashed runner)
     FAILED -> PENDING, same range and LoadId (retry; generate does it for INCREMENTAL)
     FULL_LOAD SUCCESS -> INCREMENTAL (when DeltaColumn) -> next rolling window
@@ -44,12 +45,20 @@ class LoadType(str, enum.Enum):
 
 
 class RunResult(str, enum.Enum):
-    """What an audit row says of a run."""
+    """What an audit row says of a run.
+
+    ``LEASE_LOST``: the runner lost its claim (its lease ran out and another runner took
+    the row over) and stopped before its next commit; the row is the new holder's.
+    ``INTERRUPTED``: a stop was requested; committed work stays and the row went back to
+    PENDING (same range and LoadId) for the next run.
+    """
 
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     PARTIAL = "PARTIAL"
     FAILED_QUALITY = "FAILED_QUALITY"  # a quality check of severity fail did not pass
+    LEASE_LOST = "LEASE_LOST"
+    INTERRUPTED = "INTERRUPTED"
 
 
 class InvalidTransition(ValueError):
@@ -196,6 +205,16 @@ def fail(state: ControlState, runner: str, error: str) -> ControlState:
     _check_holder(state, runner)
     return replace(state, load_status=LoadStatus.FAILED, claimed_by=None, lease_expires_at=None,
                    error=error)
+
+
+def release(state: ControlState, runner: str) -> ControlState:
+    """RUNNING -> PENDING with the same range, LoadId and attempt count (a stopped load).
+
+    The next claim resumes it: committed windows are skipped, as on a retry.
+    """
+    _check_holder(state, runner)
+    return replace(state, load_status=LoadStatus.PENDING, claimed_by=None, lease_expires_at=None,
+                   error=None)
 
 
 def retry(state: ControlState, now: dt.datetime) -> ControlState:

@@ -2,7 +2,9 @@
 
 Every change goes through the DataFrame / DeltaTable API with literal values
 (``F.lit``), never through SQL text built from values. Each change is conditional on
-the state that was read (optimistic concurrency at row level), and Delta commit
+the state that was read (optimistic concurrency at row level) or, for a claimed row's
+renewal, finish and release, on the row still being RUNNING under that exact claim
+(runner, run id, attempt): a runner that lost its claim writes nothing. Delta commit
 conflicts are retried with backoff (:func:`framework.lake.commits.retry_conflicts`).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional
 
 from control import mapping, states
@@ -20,8 +22,9 @@ from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL
                              WINDOW_LOG_SCHEMA, WINDOW_LOG_TABLE)
 from control.states import ControlState, LoadStatus
 from framework.lake.commits import retry_conflicts
+from framework.lake.metrics import merge_counts
 from framework.config import SourceConfig
-from framework.errors import ConfigError
+from framework.errors import ConfigError, LeaseLostError
 from framework.lake.tables import TableRef, Warehouse
 from framework.timeutil import to_utc, utcnow
 
@@ -44,13 +47,37 @@ class GenerateResult:
 
 @dataclass(frozen=True)
 class Claim:
-    """A control row this runner holds."""
+    """A control row this runner holds: the claim is (runner, run id, attempt).
+
+    Attributes:
+        lease: how long each claim or renewal holds the row.
+    """
 
     config_id: str
     runner: str
     run_id: str
     state: ControlState
     row: dict[str, Any]
+    lease: dt.timedelta = dt.timedelta(hours=1)
+
+    @property
+    def attempt(self) -> int:
+        return self.state.attempt
+
+    def __repr__(self) -> str:
+        return (f"Claim({self.config_id} by {self.runner} run={self.run_id} "
+                f"attempt={self.attempt} lease={self.lease})")
+
+
+def _lost(claim: Claim, row: Optional[dict[str, Any]]) -> str:
+    """Why ``claim`` no longer holds ``row`` (for the audit row and the log)."""
+    if row is None:
+        return f"lease lost: control row {claim.config_id} no longer exists"
+    status = row.get("LoadStatus")
+    holder = (f" by {row.get('ClaimedBy')} (run {row.get('LastJobRunId')}, attempt "
+              f"{row.get('Attempt')})") if status == LoadStatus.RUNNING.value else ""
+    return (f"lease lost: control row {claim.config_id} is {status}{holder}; this runner's "
+            f"claim (run {claim.run_id}, attempt {claim.attempt}) ended")
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -218,6 +245,7 @@ class ControlStore:
             row["_PrevStatus"] = prev.get("LoadStatus") if prev else None
             row["_PrevAttempt"] = prev.get("Attempt") if prev else None
             row["_PrevRunId"] = prev.get("LastJobRunId") if prev else None
+            row["_PrevLease"] = prev.get("LeaseExpiresAt") if prev else None
             out_rows.append(row)
             if prev is None:
                 action = "created"
@@ -228,19 +256,22 @@ class ControlStore:
                 else detail
             results.append(GenerateResult(cfg.config_id, action, rng))
 
-        from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+        from pyspark.sql.types import (IntegerType, StringType, StructField, StructType,
+                                       TimestampType)
 
         schema = StructType(list(CONTROL_SCHEMA.fields) + [
             StructField("_PrevStatus", StringType()), StructField("_PrevAttempt", IntegerType()),
-            StructField("_PrevRunId", StringType())])
+            StructField("_PrevRunId", StringType()), StructField("_PrevLease", TimestampType())])
         if not out_rows:
             return results
         source = self.spark.createDataFrame(
             [tuple(_spark_value(r.get(f.name)) for f in schema.fields) for r in out_rows], schema)
         t, s = F.col("t.LoadStatus"), F.col("s._PrevStatus")
+        # A lease renewed since the read must not be written back to its older value.
         unchanged_since_read = (t.eqNullSafe(s)
                                 & F.col("t.Attempt").eqNullSafe(F.col("s._PrevAttempt"))
-                                & F.col("t.LastJobRunId").eqNullSafe(F.col("s._PrevRunId")))
+                                & F.col("t.LastJobRunId").eqNullSafe(F.col("s._PrevRunId"))
+                                & F.col("t.LeaseExpiresAt").eqNullSafe(F.col("s._PrevLease")))
         assignments = {c: F.col(f"s.{c}") for c in CONTROL_COLUMNS}
         (self._control().alias("t")
          .merge(source.alias("s"), F.col("t.ConfigId") == F.col("s.ConfigId"))
@@ -250,13 +281,17 @@ class ControlStore:
         return results
 
     # ------------------------------------------------------------------ claims
-    def claim(self, config_id: str, runner: str, run_id: str, lease: dt.timedelta,
+    def claim(self, config_id: str, runner: str, run_id: str,
+              lease: Optional[dt.timedelta] = None,
               now: Optional[dt.datetime] = None) -> Optional[Claim]:
         """Atomically take a claimable row; ``None`` when it is not claimable or another runner won.
 
         The update is conditional on the row's status, holder and attempt as read, so of
         two runners that read the same PENDING row, one commit changes it and the other
         either conflicts (retried: it then reads RUNNING) or matches nothing.
+
+        Args:
+            lease: how long the claim holds; ``None`` takes the row's ``limits.lease_s``.
         """
         def attempt() -> Optional[Claim]:
             row = self.get(config_id)
@@ -264,8 +299,9 @@ class ControlStore:
                 return None
             state = mapping.row_to_state(row)
             at = now or utcnow()
+            held_for = lease if lease is not None else mapping.lease_of(row)
             try:
-                new_state = states.claim(state, runner, run_id, at, lease)
+                new_state = states.claim(state, runner, run_id, at, held_for)
             except states.InvalidTransition as exc:
                 log.info("%s: not claimed: %s", config_id, exc)
                 return None
@@ -273,7 +309,7 @@ class ControlStore:
             fresh = self.get(config_id)
             if fresh and fresh.get("ClaimedBy") == runner and fresh.get("LastJobRunId") == run_id \
                     and fresh.get("LoadStatus") == LoadStatus.RUNNING.value:
-                return Claim(config_id, runner, run_id, mapping.row_to_state(fresh), fresh)
+                return Claim(config_id, runner, run_id, mapping.row_to_state(fresh), fresh, held_for)
             return None
 
         return retry_conflicts(attempt, f"claim {config_id}")
@@ -289,31 +325,64 @@ class ControlStore:
                 out.append(row["ConfigId"])
         return out
 
-    def renew_lease(self, claim: Claim, lease: dt.timedelta) -> Claim:
-        """Extend the lease of a held row (long loads)."""
-        def attempt() -> Claim:
-            row = self.get(claim.config_id) or {}
-            state = mapping.row_to_state(row)
-            at = utcnow()
-            new_state = states.renew_lease(state, claim.runner, at, lease)
-            self._update_if_unchanged(row, new_state, at)
-            return Claim(claim.config_id, claim.runner, claim.run_id, new_state, row)
+    def renew_lease(self, claim: Claim, now: Optional[dt.datetime] = None) -> Claim:
+        """Extend the lease of a row this claim holds, by ``claim.lease`` from ``now``.
 
-        return retry_conflicts(attempt, f"renew lease {claim.config_id}")
+        One conditional write (no read first): it matches only while the row is RUNNING
+        under this exact claim, so a renewal never revives a row another runner took over.
+
+        Returns:
+            the claim with the renewed state (``state.lease_expires_at`` is the new end).
+
+        Raises:
+            LeaseLostError: the row is no longer held by this claim.
+        """
+        at = now or utcnow()
+        renewed = states.renew_lease(claim.state, claim.runner, at, claim.lease)
+        if not self._write_held(claim, {"LeaseExpiresAt": renewed.lease_expires_at,
+                                        "LastUpdatedTime": at}, "renew the lease of"):
+            raise LeaseLostError(self.lost_reason(claim))
+        return replace(claim, state=renewed)
 
     def finish(self, claim: Claim, new_state: ControlState, checkpoint: Optional[dict] = None) -> bool:
-        """Write the final state of a held row; False when the row is no longer ours."""
-        def attempt() -> bool:
-            row = self.get(claim.config_id)
-            if row is None or row.get("ClaimedBy") != claim.runner or \
-                    row.get("LastJobRunId") != claim.run_id:
-                log.warning("%s: row was taken over by another runner; not updated", claim.config_id)
-                return False
-            extra = {"Checkpoint": json.dumps(checkpoint, default=str)} if checkpoint is not None else {}
-            self._update_if_unchanged(row, new_state, utcnow(), extra)
-            return True
+        """Write the final state of a held row; False (nothing written) when it is no longer
+        this claim's."""
+        cols = {**mapping.state_to_columns(new_state), "LastUpdatedTime": utcnow()}
+        if checkpoint is not None:
+            cols["Checkpoint"] = json.dumps(checkpoint, default=str)
+        if not self._write_held(claim, cols, "finish"):
+            log.warning("%s: row was taken over by another runner; not updated", claim.config_id)
+            return False
+        return True
 
-        return retry_conflicts(attempt, f"finish {claim.config_id}")
+    def release(self, claim: Claim) -> bool:
+        """RUNNING -> PENDING for a stopped load (same range, LoadId and attempt count).
+
+        Returns:
+            False when the row is no longer this claim's (nothing was written).
+        """
+        released = states.release(claim.state, claim.runner)
+        return self._write_held(claim, {**mapping.state_to_columns(released),
+                                        "LastUpdatedTime": utcnow()}, "release")
+
+    def lost_reason(self, claim: Claim) -> str:
+        """Why ``claim`` no longer holds its row, as the row reads now."""
+        return _lost(claim, self.get(claim.config_id))
+
+    def _write_held(self, claim: Claim, cols: dict[str, Any], what: str) -> bool:
+        """Write ``cols`` into the row only while it is RUNNING under ``claim``.
+
+        Returns:
+            True when the row matched (and was written), False when it is not this claim's.
+        """
+        from pyspark.sql import functions as F
+
+        held = ((F.col("t.LoadStatus") == F.lit(LoadStatus.RUNNING.value))
+                & (F.col("t.ClaimedBy") == F.lit(claim.runner))
+                & (F.col("t.LastJobRunId") == F.lit(claim.run_id))
+                & (F.col("t.Attempt") == F.lit(claim.attempt)))
+        return retry_conflicts(lambda: self._update_where(claim.config_id, held, cols),
+                               f"{what} {claim.config_id}")
 
     def retry(self, config_id: str, now: Optional[dt.datetime] = None) -> ControlState:
         """FAILED -> PENDING (same range and LoadId).
@@ -351,19 +420,34 @@ class ControlStore:
         return retry_conflicts(attempt, f"{'enable' if enabled else 'disable'} {config_id}")
 
     def _update_if_unchanged(self, row: dict[str, Any], new_state: ControlState, now: dt.datetime,
-                             extra: Optional[dict[str, Any]] = None) -> None:
+                             extra: Optional[dict[str, Any]] = None) -> bool:
+        """Write ``new_state`` into the row if its status, attempt and run are still as read."""
         from pyspark.sql import functions as F
 
         cols = mapping.state_to_columns(new_state)
         cols["LastUpdatedTime"] = now
         cols.update(extra or {})
-        condition = ((F.col("ConfigId") == F.lit(row["ConfigId"]))
-                     & F.col("LoadStatus").eqNullSafe(F.lit(row.get("LoadStatus")))
-                     & F.col("Attempt").eqNullSafe(F.lit(row.get("Attempt")).cast("int"))
-                     & F.col("LastJobRunId").eqNullSafe(F.lit(row.get("LastJobRunId")).cast("string")))
+        unchanged = (F.col("t.LoadStatus").eqNullSafe(F.lit(row.get("LoadStatus")))
+                     & F.col("t.Attempt").eqNullSafe(F.lit(row.get("Attempt")).cast("int"))
+                     & F.col("t.LastJobRunId").eqNullSafe(
+                         F.lit(row.get("LastJobRunId")).cast("string")))
+        return self._update_where(row["ConfigId"], unchanged, cols)
+
+    def _update_where(self, config_id: str, condition: Any, cols: dict[str, Any]) -> bool:
+        """Set ``cols`` on the row of ``config_id`` if it meets ``condition`` (on alias ``t``).
+
+        A one-row MERGE rather than an UPDATE, because its metrics say whether the row
+        matched: False means it did not (nothing was written).
+        """
+        from pyspark.sql import functions as F
+
         types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
         assignments = {k: F.lit(_spark_value(v)).cast(types[k]) for k, v in cols.items()}
-        self._control().update(condition=condition, set=assignments)
+        key = self.spark.createDataFrame([(config_id,)], "ConfigId string")
+        metrics = (self._control().alias("t")
+                   .merge(key.alias("s"), (F.col("t.ConfigId") == F.col("s.ConfigId")) & condition)
+                   .whenMatchedUpdate(set=assignments).execute())
+        return merge_counts(metrics).updated == 1
 
     # -------------------------------------------------------------- append logs
     def append_audit(self, record: dict[str, Any]) -> None:

@@ -5,7 +5,9 @@
 * ``WindowError``: the window cannot be loaded (bad response, pagination that
   never ends, 4xx); the window writes nothing and the load fails.
 * ``LoadError``: the whole load cannot run (bad control row, missing secret,
-  schema drift with ``schema_mode: fail``, a failed quality check of severity ``fail``).
+  schema drift with ``schema_mode: fail``, a failed quality check of severity ``fail``). Two of them stop a load without failing
+  its row: ``LeaseLostError`` (another runner holds the row now: write nothing more)
+  and ``LoadInterrupted`` (a stop was requested: the row is released to PENDING).
 * ``RecordRejected``: one record is bad; it goes to quarantine, the load goes on.
 * ``ConfigError``: a config file or control row is invalid; raised before any I/O.
 
@@ -114,6 +116,16 @@ class SchemaDriftError(LoadError):
 class QualityError(LoadError):
     """A quality check of severity ``fail`` did not pass: the load is ``FAILED_QUALITY``
     (before the commit, nothing of it was written)."""
+
+
+class LeaseLostError(LoadError):
+    """This runner no longer holds the control row (its lease ran out and another runner
+    claimed it, or the lease could not be confirmed): it must write nothing more."""
+
+
+class LoadInterrupted(LoadError):
+    """A stop was requested (SIGTERM, service shutdown): the load stops at a commit or page
+    checkpoint and its row goes back to PENDING."""
 
 
 class CommitConflictError(LoadError):

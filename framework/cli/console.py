@@ -112,10 +112,14 @@ def progress_printer() -> Callable[[str, dict[str, Any]], None]:
             console.print(f"  {cid}: quality [{colour}]{data['verdict']}[/{colour}]"
                           + "".join(f"\n    {escape(repr(r))}" for r in data["failed"]),
                           soft_wrap=True)
+        elif event == "stopping":
+            console.print(f"[yellow]stopping[/yellow] ({data['reason']}): no new loads or "
+                          "windows; in-flight windows finish and their rows go back to PENDING "
+                          "(signal again to exit now)")
         elif event == "skipped":
             console.print(f"[yellow]{cid}[/yellow] skipped: {data['reason']}")
         elif event == "load_finished":
-            colour = "green" if raw["status"] == "SUCCESS" else "red"
+            colour = {"SUCCESS": "green", "INTERRUPTED": "yellow"}.get(raw["status"], "red")
             console.print(f"[{colour}]{cid} {data['status']}[/{colour}] "
                           f"{data['source_rows']} records read, {data['rows']} rows written"
                           + (f": {data['error']}" if raw.get("error") else ""))
@@ -130,3 +134,8 @@ def print_outcomes(outcomes: list[Any]) -> None:
     for o in outcomes:
         out.add_row(*map(cell, (o.config_id, o.status, o.source_rows, o.rows_written, o.error)))
     console.print(out)
+    for o in outcomes:
+        if getattr(o, "audit_error", None):
+            audit = o.audit or {}
+            error(f"{o.config_id}: the audit row of run {audit.get('RunId')} (load "
+                  f"{audit.get('LoadId')}, {o.status}) could not be appended: {o.audit_error}")

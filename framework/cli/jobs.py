@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import signal
 import sys
 from typing import Any, Optional, Sequence
 
@@ -66,14 +67,29 @@ def generate(spark: Any, *, config_paths: Sequence[str] = (), config_ids: Sequen
 
 
 def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] = None,
-        control_catalog: Optional[str] = None, lease_minutes: int = 60) -> list[Any]:
-    """Claim and load PENDING rows (``config_ids``, or every claimable row)."""
+        control_catalog: Optional[str] = None, lease_minutes: Optional[float] = None,
+        drain: Optional[Any] = None) -> list[Any]:
+    """Claim and load PENDING rows (``config_ids``, or every claimable row).
+
+    Args:
+        lease_minutes: how long a claim holds; ``None`` takes each row's ``limits.lease_s``.
+        drain: a :class:`framework.load.signals.SignalDrain` to fill: SIGTERM/SIGINT then
+            drain the run as ``restlake run`` does (the wheel task's process only; a
+            notebook keeps its own interrupt handling).
+    """
     from framework.load import runtime
+    from framework.load.signals import drain_on_signals
 
     store = open_store(spark, warehouse, control_catalog)
+    lease = dt.timedelta(minutes=lease_minutes) if lease_minutes is not None else None
     ctx = runtime.RunContext(spark, store.warehouse, store, runtime.staging_root(store.warehouse),
-                             lease=dt.timedelta(minutes=lease_minutes))
-    return runtime.run(ctx, list(config_ids) or None)
+                             lease=lease)
+    if drain is None:
+        return runtime.run(ctx, list(config_ids) or None)
+    with drain_on_signals(ctx) as seen:
+        outcomes = runtime.run(ctx, list(config_ids) or None)
+    drain.signum = seen.signum
+    return outcomes
 
 
 def register_views(spark: Any, store: Any, prefix: str = "") -> dict[str, str]:
@@ -122,7 +138,8 @@ def _run_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config-id", nargs="+", default=[], metavar="ID")
     g.add_argument("--all", action="store_true", help="every claimable row (the default)")
-    p.add_argument("--lease-minutes", type=int, default=60)
+    p.add_argument("--lease-minutes", type=float, default=None,
+                   help="how long a claim holds (default: each config's limits.lease_s)")
     _common(p)
     return p
 
@@ -156,12 +173,25 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
     """Wheel entry point ``restlake-run``; exits 1 when a load failed (the task fails)."""
     args = _run_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_from_args(args, "INFO")
+    from framework.load.signals import SignalDrain
+
+    drain = SignalDrain()
     outcomes = run(_spark(), config_ids=args.config_id, warehouse=args.warehouse,
-                   control_catalog=args.control_catalog, lease_minutes=args.lease_minutes)
+                   control_catalog=args.control_catalog, lease_minutes=args.lease_minutes,
+                   drain=drain)
     for o in outcomes:
         # The error holds API text: control characters are escaped before the job log.
         print(f"{o.config_id}: {o.status} records={o.source_rows} rows={o.rows_written}"
               + (f" error={printable(o.error, newlines=False)}" if o.error else ""))
+    for o in outcomes:
+        if o.audit_error:
+            print(f"{o.config_id}: the audit row of run {o.audit.get('RunId')} (load "
+                  f"{o.audit.get('LoadId')}) could not be appended: "
+                  f"{printable(o.audit_error, newlines=False)}", file=sys.stderr)
+    if drain.exit_code is not None:
+        print(f"stopped by {signal.Signals(drain.signum).name}: interrupted loads are PENDING "
+              "again", file=sys.stderr)
+        raise SystemExit(drain.exit_code)
     failed = [o.config_id for o in outcomes if o.failed]
     if failed:
         print(f"failed loads: {', '.join(failed)}", file=sys.stderr)

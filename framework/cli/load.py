@@ -24,9 +24,10 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p.add_argument("--distributed", action="store_true",
                    help="fetch windows on the Spark executors, one task per window (staging "
                         "must be storage the executors share, e.g. RESTLAKE_STAGING=/Volumes/...)")
-    p.add_argument("--lease-minutes", type=float, default=60,
-                   help="how long a claim holds before another runner may take over (default 60; "
-                        "renewed while the load makes progress)")
+    p.add_argument("--lease-minutes", type=float, default=None,
+                   help="how long a claim holds before another runner may take over (default: "
+                        "each config's limits.lease_s, 3600 s unless set; renewed while the "
+                        "load runs)")
     p.add_argument("--parallel", type=int, default=2, metavar="N",
                    help="loads run at once (default 2); windows of one load use limits.concurrency")
     p = add("replay", "re-parse the archived raw pages of a run and MERGE them into the target "
@@ -39,22 +40,29 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Exit status: 0 when every load succeeded, 1 when one failed (or lost its lease, or
+    its audit row could not be written), 128 + N when signal N stopped the run (143 for
+    SIGTERM, 130 for SIGINT) after draining it."""
     from framework.load import runtime
+    from framework.load.signals import drain_on_signals
 
     spark, warehouse, store = open_store(args)
     if not store.is_initialized():
         raise ConfigError("the control table does not exist; run 'restlake init' and "
                           "'restlake generate' first")
+    lease = dt.timedelta(minutes=args.lease_minutes) if args.lease_minutes is not None else None
     ctx = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
-                             lease=dt.timedelta(minutes=args.lease_minutes),
-                             on_event=progress_printer())
+                             lease=lease, on_event=progress_printer())
     ctx.distributed = args.distributed
     ids = args.config_id if args.config_id else None
     if ids is None and not store.claimable_ids():
         console.print("nothing to run: no PENDING rows (run 'restlake generate')")
         return 0
-    outcomes = runtime.run(ctx, ids, parallel=max(1, args.parallel))
+    with drain_on_signals(ctx) as drain:
+        outcomes = runtime.run(ctx, ids, parallel=max(1, args.parallel))
     print_outcomes(outcomes)
+    if drain.exit_code is not None:
+        return drain.exit_code
     return 1 if any(o.failed for o in outcomes) else 0
 
 

@@ -3,7 +3,9 @@
 ``runtime.run`` is the entry point every front end calls (the CLI, wheel tasks,
 notebooks, the scheduler); ``fetch`` holds the fetch stack that reads windows,
 ``writers`` commits staged windows, ``distributed`` runs the same fetch stack inside
-Spark tasks, ``audit`` builds the audit row of every run (loads and replays).
+Spark tasks, ``audit`` builds the audit row of every run (loads, replays and
+pushes), ``lease`` keeps and fences a claim, ``signals`` drains a run on SIGTERM/SIGINT
+(``RunContext.request_stop`` is the same drain for any other caller).
 """
 
 from typing import Any
@@ -16,6 +18,7 @@ _EXPORTS = {
     "WindowFetcher": "framework.load.fetch", "audit_record": "framework.load.audit",
     "TargetWriter": "framework.load.writers", "WriteResult": "framework.load.writers",
     "RunStaging": "framework.load.staging", "WindowStage": "framework.load.staging",
+    "LeaseKeeper": "framework.load.lease", "drain_on_signals": "framework.load.signals",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -91,6 +91,7 @@ def result_to_json(result: WindowResult, segments: list[StagedSegment] = (),
         "new_fields": sorted(result.new_fields), "rescued_rows": result.rescued_rows,
         "retyped": result.retyped,
         "checkpoint": result.checkpoint, "resumed_from": result.resumed_from,
+        "earlier_records": result.earlier_records,
         "telemetry": result.telemetry.as_dict() if result.telemetry is not None else None,
         "stage": stage_to_dict(result.stage), **_extras(segments, health),
     }, default=str)
@@ -129,7 +130,8 @@ def pieces_from_json(index: int, window: Window, text: str) -> list[Any]:
                             rescued_rows=data["rescued_rows"], retyped=data.get("retyped") or {},
                             checkpoint=data["checkpoint"],
                             telemetry=Telemetry.from_dict(data["telemetry"] or {}),
-                            resumed_from=data.get("resumed_from")))
+                            resumed_from=data.get("resumed_from"),
+                            earlier_records=data.get("earlier_records")))
     return out
 
 

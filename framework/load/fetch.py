@@ -64,6 +64,12 @@ class WindowResult:
     telemetry: Any = None
     checkpoint: Optional[dict[str, Any]] = None
     resumed_from: Optional[int] = None  # the page-batch segment a rerun resumed after
+    earlier_records: Optional[int] = None  # records of the window read before that checkpoint
+
+    @property
+    def window_records(self) -> int:
+        """Records of the whole window, counting those read before a resumed checkpoint."""
+        return (self.earlier_records or 0) + self.records
 
     def __repr__(self) -> str:
         return (f"WindowResult(w{self.index} {self.window.key} records={self.records} "
@@ -102,10 +108,11 @@ def check_completeness(cfg: SourceConfig, result: WindowResult) -> None:
     Raises:
         CompletenessError: they differ and the config says ``completeness: strict``.
     """
-    if result.expected is None or result.expected == result.records or cfg.completeness == "off":
+    records = result.window_records
+    if result.expected is None or result.expected == records or cfg.completeness == "off":
         return
-    message = (f"window {result.window.key}: loaded {result.records} records but the API "
-               f"reported a total of {result.expected} (difference {result.records - result.expected:+d})")
+    message = (f"window {result.window.key}: loaded {records} records but the API "
+               f"reported a total of {result.expected} (difference {records - result.expected:+d})")
     if cfg.completeness == "strict":
         raise CompletenessError(message + "; completeness: strict fails the window")
     log.warning("%s: %s", cfg.config_id, message)
@@ -190,6 +197,9 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             paginator.resume(resume["paginator"])
             segment, seq = int(resume["segment"]), int(resume["seq"])
             result.resumed_from = segment
+            # counts carried by the checkpoint (absent in checkpoints of older versions)
+            result.earlier_records = resume.get("records")
+            result.expected = resume.get("expected")
         else:
             paginator.init_request(request)
         while True:
@@ -200,7 +210,7 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             collected_at = now()
             records = parser.parse(response.data)
             shaper.check_keys(records)
-            if result.pages == 0 and total_path:
+            if result.pages == 0 and total_path and result.resumed_from is None:
                 total = jsonpath.find(response.data, total_path)
                 if isinstance(total, int) and not isinstance(total, bool):
                     result.expected = total
@@ -223,12 +233,13 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             if pages_per_commit and on_segment is not None and pages_in_segment >= pages_per_commit:
                 segment += 1
                 checkpoint = {"segment": segment, "seq": seq, "request": request.checkpoint(),
-                              "paginator": paginator.checkpoint()}
+                              "paginator": paginator.checkpoint(),
+                              "records": result.window_records, "expected": result.expected}
                 stage.close()
                 stage = on_segment(stage, checkpoint)
                 result.stage = stage
                 pages_in_segment = 0
-        if result.resumed_from is None:
+        if result.resumed_from is None or result.earlier_records is not None:
             check_completeness(cfg, result)
     except RestlakeError:
         stage.abort()

@@ -9,14 +9,22 @@ Per load (one claimed control row):
    concurrently on ``limits.concurrency`` threads (one rate budget per host), or in
    Spark tasks with ``run --distributed`` (:mod:`framework.load.distributed`), each
    window streaming its rows to staging files;
-4. INCREMENTAL: commit consecutive finished windows in window order, a batch per
-   MERGE, and append their window-log rows after each commit; FULL_LOAD: one
-   overwrite once every window is staged;
+4. INCREMENTAL: commit the windows in window order, in batches that depend on the
+   window indices only (:mod:`framework.load.batching`), one MERGE (or idempotent
+   append) per batch, and append their window-log rows after each commit; FULL_LOAD:
+   one overwrite once every window is staged;
 5. quality checks (:mod:`framework.load.quality`): before each target commit on the rows
    about to be written (a failing ``fail`` check refuses the commit), after the commits
    on the target and the load's schema drift;
 6. finish the control row (SUCCESS or FAILED) and append exactly one audit row,
    whatever happened (``try``/``finally``).
+
+The claim is kept by a :class:`~framework.load.lease.LeaseKeeper` (heartbeat), and every
+target commit, window-log append and control update first passes its fence: a runner
+whose row another runner took over writes nothing more and audits ``LEASE_LOST``.
+:meth:`RunContext.request_stop` drains: no new claims, no new windows, in-flight
+windows reach a commit (or page checkpoint), and the row goes back to PENDING
+(``INTERRUPTED`` in the audit).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,12 +46,14 @@ from control import mapping, states
 from control.states import LoadType, RunResult
 from control.store import Claim, ControlStore
 from framework.load.archive import staged_page_files, write_pages
+from framework.load.batching import batch_version, plan_batches, segment_version
 from framework.load.audit import LoadProgress, audit_record, current_user
 from framework.config import SourceConfig
 from framework.load.crashpoints import crashpoint
 from framework.logs import log_context
-from framework.errors import LoadError, QualityError, RestlakeError
+from framework.errors import LeaseLostError, LoadError, LoadInterrupted, QualityError, RestlakeError
 from framework.load.fetch import StagedSegment, WindowFetcher, WindowResult, load_limiter
+from framework.load.lease import LeaseKeeper
 from framework.load.quality import LoadQuality
 from framework.secrets import redact
 from framework.load.staging import RunStaging
@@ -55,8 +66,6 @@ from framework.load.writers import TargetWriter, WriteResult
 log = logging.getLogger(__name__)
 
 ERROR_LIMIT = 2000
-# Idempotent-append versions: window i's page batches are i*SPAN+1.., the whole window (i+1)*SPAN.
-SEGMENT_SPAN = 100_000
 
 
 def new_run_id() -> str:
@@ -87,7 +96,13 @@ def sanitize_error(exc: BaseException) -> str:
 
 @dataclass
 class RunContext:
-    """What every load of one ``restlake run`` shares."""
+    """What every load of one ``restlake run`` (or of one service) shares.
+
+    Attributes:
+        lease: how long a claim holds; ``None`` (the default) takes each row's
+            ``limits.lease_s``.
+        stop: set by :meth:`request_stop`; loads drain when it is set.
+    """
 
     spark: Any
     warehouse: Warehouse
@@ -95,10 +110,12 @@ class RunContext:
     staging_root: Path
     run_id: str = field(default_factory=new_run_id)
     runner: str = field(default_factory=runner_id)
-    lease: dt.timedelta = dt.timedelta(hours=1)
+    lease: Optional[dt.timedelta] = None
     loaded_by: str = field(default_factory=current_user)
     on_event: Optional[Callable[[str, dict[str, Any]], None]] = None
     distributed: bool = False  # fetch windows on the Spark executors (framework.load.distributed)
+    stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    stop_reason: Optional[str] = None
 
     def emit(self, event: str, **data: Any) -> None:
         """Log a step of a load (INFO) and pass it to ``on_event`` (progress output). A
@@ -116,22 +133,50 @@ class RunContext:
         except Exception as exc:  # noqa: BLE001
             log.warning("progress output for %s failed: %s", event, sanitize_error(exc))
 
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Drain this run: claim no more rows and start no more windows.
+
+        Windows in flight finish and are committed (a window loaded in page batches
+        stops after its next checkpoint; a FULL_LOAD, which commits only whole, stops at
+        its next page and commits nothing); each stopped load's row goes back to
+        PENDING with its range and LoadId, and its audit row says ``INTERRUPTED``.
+        Safe to call from a signal handler or another thread, more than once.
+        """
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+            self.emit("stopping", reason=reason)
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop.is_set()
 
 @dataclass
 class LoadOutcome:
-    """The result of one load, as the audit row tells it."""
+    """The result of one load, as the audit row tells it.
+
+    Attributes:
+        audit_error: why the audit row could not be appended (the load then counts as
+            failed whatever its status: its bookkeeping is incomplete).
+    """
 
     config_id: str
-    status: str  # SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | SKIPPED
+    status: str  # SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | LEASE_LOST | INTERRUPTED | SKIPPED
     rows_written: int = 0
     source_rows: int = 0
     error: Optional[str] = None
     audit: dict[str, Any] = field(default_factory=dict)
+    audit_error: Optional[str] = None
 
     @property
     def failed(self) -> bool:
-        return self.status in (RunResult.FAILED.value, RunResult.PARTIAL.value,
-                               RunResult.FAILED_QUALITY.value)
+        return self.audit_error is not None or self.status in (
+            RunResult.FAILED.value, RunResult.PARTIAL.value, RunResult.FAILED_QUALITY.value,
+            RunResult.LEASE_LOST.value)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == RunResult.INTERRUPTED.value
 
     def __repr__(self) -> str:
         return f"LoadOutcome({self.config_id} {self.status} rows={self.rows_written})"
@@ -152,6 +197,9 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
 
 
 def _claim_and_load(ctx: RunContext, cid: str) -> LoadOutcome:
+    if ctx.stopping:
+        ctx.emit("skipped", config_id=cid, reason=f"not claimed: {ctx.stop_reason}")
+        return LoadOutcome(cid, "SKIPPED", error=f"not claimed: {ctx.stop_reason}")
     claim = ctx.store.claim(cid, ctx.runner, ctx.run_id, ctx.lease)
     if claim is None:
         row = ctx.store.get(cid)
@@ -177,33 +225,42 @@ def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
     progress = LoadProgress()
     cfg: Optional[SourceConfig] = None
     error: Optional[str] = None
+    stopped: Optional[BaseException] = None  # LeaseLostError or LoadInterrupted
     staging = RunStaging(ctx.staging_root, cid, claim.run_id)
     writer: Optional[TargetWriter] = None
     ctx.emit("load_started", config_id=cid, load_type=state.load_type.value,
              start=state.load_start, end=state.load_end)
     crashpoint("after_claim")
+    lease = LeaseKeeper(ctx.store, claim)
     try:
-        cfg = mapping.row_to_config(row)
-        if cfg.is_push:
-            raise LoadError(f"{cid} is a push source (webhook:): its events are loaded by "
-                            "'restlake receive' or 'restlake serve', not by 'run'")
-        if state.load_start is None or state.load_end is None:
-            raise LoadError("control row has no LoadStartTime/LoadEndTime; run 'restlake generate'")
-        windows = split(state.load_start, state.load_end, cfg.window)
-        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
-        writer = TargetWriter(ctx.spark, ctx.warehouse, cfg, ref, claim.run_id, cid)
-        with _Heartbeat(ctx, claim):
-            load = _Load(ctx, claim, cfg, writer, staging, telemetry, progress)
+        with lease:
+            cfg = mapping.row_to_config(row)
+            if cfg.is_push:
+                raise LoadError(f"{cid} is a push source (webhook:): its events are loaded by "
+                                "'restlake receive' or 'restlake serve', not by 'run'")
+            if state.load_start is None or state.load_end is None:
+                raise LoadError("control row has no LoadStartTime/LoadEndTime; run 'restlake generate'")
+            windows = split(state.load_start, state.load_end, cfg.window)
+            ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+            writer = TargetWriter(ctx.spark, ctx.warehouse, cfg, ref, claim.run_id, cid,
+                                  load_id=state.load_id)
+            load = _Load(ctx, claim, cfg, writer, staging, telemetry, progress, lease)
             load.execute(windows)
             load.quality.after_load()
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
         error = sanitize_error(exc)
         progress.quality_failed = isinstance(exc, QualityError)
-        log.error("%s: load failed: %s", cid, error)
+        if isinstance(exc, (LeaseLostError, LoadInterrupted)):
+            stopped = exc
+            log.warning("%s: load stopped: %s", cid, error)
+        else:
+            log.error("%s: load failed: %s", cid, error)
         if not isinstance(exc, Exception):
-            _finish(ctx, claim, cfg, state, error, progress, telemetry, started_at, t0, writer)
+            _finish(ctx, claim, lease, cfg, state, error, stopped, progress, telemetry,
+                    started_at, t0, writer)
             raise
-    outcome = _finish(ctx, claim, cfg, state, error, progress, telemetry, started_at, t0, writer)
+    outcome = _finish(ctx, claim, lease, cfg, state, error, stopped, progress, telemetry,
+                      started_at, t0, writer)
     staging.cleanup()
     return outcome
 
@@ -212,10 +269,13 @@ class _Load:
     """One load's fetch/commit loop (kept apart from the bookkeeping in run_load)."""
 
     def __init__(self, ctx: RunContext, claim: Claim, cfg: SourceConfig, writer: TargetWriter,
-                 staging: RunStaging, telemetry: Telemetry, progress: LoadProgress) -> None:
+                 staging: RunStaging, telemetry: Telemetry, progress: LoadProgress,
+                 lease: LeaseKeeper) -> None:
         self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
         self.staging, self.telemetry, self.progress = staging, telemetry, progress
+        self.lease = lease
         self.state = claim.state
+        self.per_commit = cfg.limits.windows_per_commit  # windows per target commit
         self.quality = LoadQuality(ctx.spark, ctx.store, cfg, claim.run_id, claim.state, writer,
                                    ctx.emit)
 
@@ -235,11 +295,20 @@ class _Load:
 
         health = HealthRecorder(cfg.config_id, cfg.system, self.claim.run_id)  # bounded buffer
         batched = bool(incremental and cfg.limits.pages_per_commit)
+        # Which windows share a commit depends on their indices only (framework.load.batching);
+        # quality checks that gate the commit see the whole load, so it commits once.
+        self.per_commit = (1 if batched else len(windows) if self.quality.holds_commits
+                           else cfg.limits.windows_per_commit)
         checkpoints = (self.ctx.store.window_checkpoints(cfg.config_id, self.state.load_id or "")
                        if batched else {})
         resume = {i: checkpoints[(w.start, w.end)] for i, w in todo if (w.start, w.end) in checkpoints}
         pool: Optional[ThreadPoolExecutor] = None
         fetcher: Optional[WindowFetcher] = None
+
+        def on_page(_records: int) -> None:
+            crashpoint("page_fetched")
+            if not incremental:  # a FULL_LOAD commits only whole: an unfinished one stops now
+                self._stop_point("full load stopped before its overwrite")
         try:
             if self.ctx.distributed:
                 from framework.load.distributed import fetch_windows_distributed
@@ -251,13 +320,19 @@ class _Load:
                 fetcher = WindowFetcher(cfg, self.claim.run_id, self.staging, columns,
                                         load_limiter(cfg), load_id=self.state.load_id,
                                         health=health,
-                                        on_page=lambda _n: crashpoint("page_fetched"))
+                                        on_page=on_page)
+
+                def on_segment(piece: StagedSegment) -> None:
+                    self._commit_segment(piece, columns)
+                    self._stop_point(f"window {piece.window.key} stopped after page batch "
+                                     f"{piece.checkpoint['segment']} (committed, with its "
+                                     "checkpoint)")
 
                 def fetch(index: int, window: Window) -> WindowResult:
+                    self._stop_point(f"window {window.key} was not started")
                     options: dict[str, Any] = {}
                     if batched:
-                        options = {"resume": resume.get(index), "on_segment":
-                                   lambda piece: self._commit_segment(piece, columns)}
+                        options = {"resume": resume.get(index), "on_segment": on_segment}
                     with log_context(config_id=cfg.config_id, run_id=self.claim.run_id,
                                      window=window.key):
                         result = fetcher(index, window, **options)
@@ -273,6 +348,7 @@ class _Load:
             else:
                 results = [self._result(i, w, f) for i, w, f in futures]
                 self.quality.before_commit([r.stage for r in results], results, columns)
+                self.lease.check("target commit")
                 crashpoint("before_target_commit")
                 write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
@@ -284,6 +360,11 @@ class _Load:
             # one health-log append per load, whichever executor fetched (never raises)
             flush_load_health(self.ctx.spark, self.ctx.warehouse, health,
                               self.ctx.store.control_ref.catalog)
+
+    def _stop_point(self, what: str) -> None:
+        """Raise :class:`LoadInterrupted` when a stop was requested."""
+        if self.ctx.stopping:
+            raise LoadInterrupted(f"{self.ctx.stop_reason}: {what}")
 
     def _result(self, index: int, window: Window, future: Future) -> Any:
         """The window's result (or a page batch staged by a Spark task); logs a failure."""
@@ -300,31 +381,37 @@ class _Load:
         return result
 
     def _commit_in_order(self, futures: list[tuple[int, Window, Future]], columns: Any) -> None:
-        batch: list[WindowResult] = []
-        per_commit = self.cfg.limits.windows_per_commit
-        together = self.quality.holds_commits  # quality checks see the whole load first
-        for n, (index, window, future) in enumerate(futures):
-            piece = self._result(index, window, future)
-            if isinstance(piece, StagedSegment):  # earlier windows first, then this batch
-                self._commit_windows(batch, columns)
-                batch = []
-                self._commit_segment(piece, columns)
-                continue
-            batch.append(piece)
-            is_last = n == len(futures) - 1
-            next_ready = not is_last and futures[n + 1][2].done()
-            if is_last or (not together and (len(batch) >= per_commit or not next_ready)):
-                self._commit_windows(batch, columns)
-                batch = []
+        pieces: dict[int, list[tuple[int, Window, Future]]] = {}
+        for piece in futures:  # a Spark task's page batches come before its window's result
+            pieces.setdefault(piece[0], []).append(piece)
+        for batch in plan_batches(pieces, self.per_commit):
+            results: list[WindowResult] = []
+            try:
+                for index in batch:
+                    for piece in pieces[index]:
+                        got = self._result(*piece)
+                        if isinstance(got, StagedSegment):  # per_commit is 1 with page batches
+                            self._commit_segment(got, columns)
+                            self._stop_point(f"window {got.window.key} stopped after page batch "
+                                             f"{got.checkpoint['segment']}")
+                        else:
+                            results.append(got)
+            except LoadInterrupted:
+                # A drain commits what is fetched. A keyless batch commits only whole: its
+                # txnVersion names the whole batch, so a part of it would hide the rest.
+                if results and self.cfg.primary_key and not self.quality.holds_commits:
+                    self._commit_windows(results, batch_version(batch, self.per_commit), columns)
+                raise
+            self._commit_windows(results, batch_version(batch, self.per_commit), columns)
 
-    def _commit_windows(self, batch: list[WindowResult], columns: Any) -> None:
-        if not batch:
+    def _commit_windows(self, results: list[WindowResult], version: int, columns: Any) -> None:
+        if not results:
             return
-        self.quality.before_commit([r.stage for r in batch], batch, columns)
+        self.quality.before_commit([r.stage for r in results], results, columns)
+        self.lease.check("target commit")
         crashpoint("before_target_commit")
-        write = self.writer.merge([r.stage for r in batch], columns,
-                                  batch_version=(batch[-1].index + 1) * SEGMENT_SPAN)
-        self._committed(batch, write)
+        write = self.writer.merge([r.stage for r in results], columns, batch_version=version)
+        self._committed(results, write)
 
     def _committed(self, results: list[WindowResult], write: WriteResult) -> None:
         crashpoint("after_target_commit")
@@ -357,6 +444,7 @@ class _Load:
         progress.rejected += rejected
         progress.schema_changes |= set(write.schema_changes)
         progress.version = write.version
+        self.lease.check("window log append")
         self.ctx.store.append_window_log(rows)
         crashpoint("after_window_log")
         self.ctx.emit("committed", config_id=self.cfg.config_id, windows=len(results),
@@ -366,15 +454,17 @@ class _Load:
         """Commit one page batch of a long window and record where to resume after it."""
         index, window, stage, checkpoint = piece.index, piece.window, piece.stage, piece.checkpoint
         self.quality.before_commit([stage], (), columns)
+        self.lease.check("target commit")
         crashpoint("before_target_commit")
         write = self.writer.merge([stage], columns,
-                                  batch_version=index * SEGMENT_SPAN + checkpoint["segment"])
+                                  batch_version=segment_version(index, checkpoint["segment"]))
         crashpoint("after_target_commit")
         rejected = self.writer.quarantine([stage])
         self.progress.rows_written += write.rows_written
         self.progress.rejected += rejected
         self.progress.schema_changes |= set(write.schema_changes)
         self.progress.version = write.version
+        self.lease.check("window log append")
         self.ctx.store.append_window_log([{
             "ConfigId": self.cfg.config_id, "LoadId": self.state.load_id or "",
             "RunId": self.claim.run_id, "WindowStart": window.start, "WindowEnd": window.end,
@@ -387,74 +477,28 @@ class _Load:
                       segment=checkpoint["segment"], rows=write.rows_written, version=write.version)
 
     def _log_failed_window(self, window: Window, exc: BaseException) -> None:
+        if isinstance(exc, (LeaseLostError, LoadInterrupted)):
+            return  # not a failure of the window: nothing to record for it
         try:
+            self.lease.check("window log append")
             self.ctx.store.append_window_log([{
                 "ConfigId": self.cfg.config_id, "LoadId": self.state.load_id or "",
                 "RunId": self.claim.run_id, "WindowStart": window.start, "WindowEnd": window.end,
                 "Status": "FAILED", "ErrorMessage": sanitize_error(exc), "LoggedAt": utcnow(),
             }])
         except Exception as log_exc:  # noqa: BLE001 - the load's own error matters more
-            log.warning("could not append the failed window to the window log: %s",
+            log.warning("did not append the failed window to the window log: %s",
                         sanitize_error(log_exc))
 
 
 
-class _Heartbeat:
-    """Renews the claim's lease every third of its length while the load runs."""
-
-    def __init__(self, ctx: RunContext, claim: Claim) -> None:
-        import threading
-
-        self.ctx, self.claim = ctx, claim
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="restlake-lease", daemon=True)
-
-    def __enter__(self) -> "_Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        interval = max(1.0, self.ctx.lease.total_seconds() / 3)
-        while not self._stop.wait(interval):
-            try:
-                self.claim = self.ctx.store.renew_lease(self.claim, self.ctx.lease)
-            except Exception as exc:  # noqa: BLE001 - the load goes on; finish() checks ownership
-                log.warning("%s: could not renew the lease: %s", self.claim.config_id,
-                            sanitize_error(exc))
-
-
-def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: states.ControlState,
-            error: Optional[str], progress: LoadProgress, telemetry: Telemetry,
-            started_at: dt.datetime, t0: float, writer: Optional[TargetWriter]) -> LoadOutcome:
-    """Finish the control row and append the audit row; neither failure hides the other."""
+def _finish(ctx: RunContext, claim: Claim, lease: LeaseKeeper, cfg: Optional[SourceConfig],
+            state: states.ControlState, error: Optional[str], stopped: Optional[BaseException],
+            progress: LoadProgress, telemetry: Telemetry, started_at: dt.datetime, t0: float,
+            writer: Optional[TargetWriter]) -> LoadOutcome:
+    """Settle the control row and append the audit row; neither failure hides the other."""
     cid = claim.config_id
-    if error is None:
-        status = RunResult.SUCCESS.value
-    elif progress.quality_failed:
-        status = RunResult.FAILED_QUALITY.value
-    elif progress.windows_loaded > 0 or progress.rows_written > 0:
-        status = RunResult.PARTIAL.value
-    else:
-        status = RunResult.FAILED.value
-    try:
-        if error is None:
-            policy = mapping.policy_of(cfg) if cfg else states.LoadPolicy(state.load_start or utcnow())
-            new_state = states.succeed(state, claim.runner, policy)
-        else:
-            new_state = states.fail(state, claim.runner, error)
-        crashpoint("before_control_finish")
-        ctx.store.finish(claim, new_state)
-        crashpoint("after_control_finish")
-    except Exception as exc:  # noqa: BLE001
-        finish_error = sanitize_error(exc)
-        log.error("%s: could not update the control row: %s", cid, finish_error)
-        error = f"{error}; control update failed: {finish_error}" if error else \
-            f"control update failed: {finish_error}"
-        status = RunResult.FAILED.value if progress.windows_loaded == 0 else RunResult.PARTIAL.value
+    status, error = _settle_row(ctx, claim, lease, cfg, state, error, stopped, progress)
     total = None
     if writer is not None:
         try:
@@ -468,16 +512,71 @@ def _finish(ctx: RunContext, claim: Claim, cfg: Optional[SourceConfig], state: s
         duration_s=time.monotonic() - t0, loaded_by=ctx.loaded_by, progress=progress,
         telemetry=telemetry.as_dict(), total_rows=total)
     crashpoint("before_audit")
+    audit_error = None
     try:
-        ctx.store.append_audit(audit)
-    except Exception as exc:  # noqa: BLE001
-        log.error("%s: could not append the audit row: %s", cid, sanitize_error(exc))
+        ctx.store.append_audit(audit)  # Delta commit conflicts are retried inside
+    except Exception as exc:  # noqa: BLE001 - reported: the command exits non-zero
+        audit_error = sanitize_error(exc)
+        log.error("%s: could not append the audit row of run %s (load %s): %s", cid,
+                  claim.run_id, state.load_id, audit_error)
     ctx.emit("load_finished", config_id=cid, status=status, rows=progress.rows_written,
              source_rows=progress.source_rows, error=error)
     from framework.ops.notify import notify_load_finished
 
     notify_load_finished(ctx.warehouse, audit)  # no-op unless RESTLAKE_NOTIFICATIONS is set
-    return LoadOutcome(cid, status, progress.rows_written, progress.source_rows, error, audit)
+    return LoadOutcome(cid, status, progress.rows_written, progress.source_rows, error, audit,
+                       audit_error)
+
+
+def _settle_row(ctx: RunContext, claim: Claim, lease: LeaseKeeper, cfg: Optional[SourceConfig],
+                state: states.ControlState, error: Optional[str], stopped: Optional[BaseException],
+                progress: LoadProgress) -> tuple[str, Optional[str]]:
+    """Write the load's end into its control row, if the claim still holds it.
+
+    SUCCESS and FAILED/PARTIAL finish the row; a drained load (``LoadInterrupted``)
+    releases it to PENDING; a load whose claim was lost writes nothing.
+
+    Returns:
+        the audit status and error text.
+    """
+    if isinstance(stopped, LeaseLostError):
+        return RunResult.LEASE_LOST.value, error
+    if isinstance(stopped, LoadInterrupted):
+        status = RunResult.INTERRUPTED.value
+        error = (f"{error}; {progress.windows_loaded} of {progress.windows_total} windows "
+                 "committed, the row is PENDING again (same range and LoadId)")
+    elif error is None:
+        status = RunResult.SUCCESS.value
+    elif progress.quality_failed:
+        status = RunResult.FAILED_QUALITY.value
+    elif progress.windows_loaded > 0 or progress.rows_written > 0:
+        status = RunResult.PARTIAL.value
+    else:
+        status = RunResult.FAILED.value
+    try:
+        lease.check("control update")
+        crashpoint("before_control_finish")
+        if status == RunResult.INTERRUPTED.value:
+            written = ctx.store.release(claim)
+        elif error is None:
+            policy = mapping.policy_of(cfg) if cfg else states.LoadPolicy(state.load_start or utcnow())
+            written = ctx.store.finish(claim, states.succeed(state, claim.runner, policy))
+        else:
+            written = ctx.store.finish(claim, states.fail(state, claim.runner, error))
+        if not written:
+            raise LeaseLostError(ctx.store.lost_reason(claim) + "; stopped before the control update")
+        crashpoint("after_control_finish")
+    except LeaseLostError as exc:
+        lost = sanitize_error(exc)
+        log.error("%s: %s", claim.config_id, lost)
+        return RunResult.LEASE_LOST.value, f"{error}; {lost}" if error else lost
+    except Exception as exc:  # noqa: BLE001
+        finish_error = sanitize_error(exc)
+        log.error("%s: could not update the control row: %s", claim.config_id, finish_error)
+        error = f"{error}; control update failed: {finish_error}" if error else \
+            f"control update failed: {finish_error}"
+        status = RunResult.FAILED.value if progress.windows_loaded == 0 else RunResult.PARTIAL.value
+    return status, error
 
 
 def staging_root(warehouse: Warehouse) -> Path:

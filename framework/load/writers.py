@@ -10,8 +10,10 @@
   MERGE makes a window written twice (crash between the target commit and the window
   log) idempotent.
 * INCREMENTAL without a key: appends with Delta's idempotent-write options
-  ``txnAppId``/``txnVersion``; the version is the index of the batch's last window,
-  and batches commit in window order, so a re-sent batch is skipped by Delta.
+  ``txnAppId``/``txnVersion``. The app id is the load (``restlake:<ConfigId>:<LoadId>``),
+  so each new load starts its own sequence; the version is a pure function of the
+  batch's window indices (:mod:`framework.load.batching`), so a batch re-sent by a rerun
+  of the same load (a crash between the target commit and the window log) is skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from framework.lake.commits import retry_conflicts
+from framework.lake.metrics import merge_counts
 from framework.config import SourceConfig
 from framework.errors import LoadError, SchemaDriftError
 from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
@@ -77,7 +80,7 @@ class TargetWriter:
     """
 
     def __init__(self, spark: Any, warehouse: Warehouse, cfg: SourceConfig, ref: TableRef,
-                 run_id: str, config_id: str) -> None:
+                 run_id: str, config_id: str, load_id: Optional[str] = None) -> None:
         self.spark = spark
         self.warehouse = warehouse
         self.cfg = cfg
@@ -86,6 +89,7 @@ class TargetWriter:
         self.config_id = config_id
         self.keys = [column_name(k) for k in cfg.primary_key]
         self.cursor = column_name(cfg.cursor_field) if cfg.cursor_field else None
+        self.load_id = load_id or run_id  # the idempotent-append identity: one per load
 
     def __repr__(self) -> str:
         return f"TargetWriter({self.config_id} -> {self.ref.name})"
@@ -251,12 +255,17 @@ class TargetWriter:
                     .execute())
 
         metrics = retry_conflicts(do_merge, f"replace {self.cfg.system} rows in {self.ref.name}")
-        return WriteResult(_merge_rows(metrics), self.warehouse.version(self.spark, self.ref),
+        return WriteResult(merge_counts(metrics).written, self.warehouse.version(self.spark, self.ref),
                            tuple(new))
 
     def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
               batch_version: int) -> WriteResult:
-        """INCREMENTAL: MERGE on the primary key (or idempotent append without one)."""
+        """INCREMENTAL: MERGE on the primary key (or idempotent append without one).
+
+        Args:
+            batch_version: the ``txnVersion`` of an append (:mod:`framework.load.batching`);
+                an append at or below the load's last version is skipped by Delta.
+        """
 
         df, columns, new = self._frame(stages, staged_with)
         if not self.warehouse.exists(self.spark, self.ref):
@@ -290,7 +299,7 @@ class TargetWriter:
                     .execute())
 
         metrics = retry_conflicts(do_merge, f"merge into {self.ref.name}")
-        written = _merge_rows(metrics)
+        written = merge_counts(metrics).written
         return WriteResult(written, self.warehouse.version(self.spark, self.ref), tuple(new))
 
     def _create(self, df: Any, columns: dict[str, ColumnType], new: list[str],
@@ -314,7 +323,7 @@ class TargetWriter:
         return WriteResult(self._count_version_rows() if after != before else 0, after, tuple(new))
 
     def _app_id(self) -> str:
-        return f"restlake:{self.config_id}:{self.ref.name}"
+        return f"restlake:{self.config_id}:{self.load_id}"
 
     def _count_version_rows(self) -> int:
         hist = self.warehouse.delta(self.spark, self.ref).history(1).collect()
@@ -363,11 +372,3 @@ class TargetWriter:
         finally:
             df.unpersist()
         return count
-
-
-def _merge_rows(metrics: Any) -> int:
-    try:
-        row = metrics.collect()[0].asDict()
-    except Exception:  # noqa: BLE001 - older Delta returns no metrics frame
-        return 0
-    return int(row.get("num_updated_rows", 0) or 0) + int(row.get("num_inserted_rows", 0) or 0)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any, Optional
 
 from framework.config import SourceConfig, parse_source
 from framework.lake.tables import TableRef
 
+ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
 START = dt.datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -99,3 +105,34 @@ def expected_rows(api, since: str, until: str) -> list[tuple[int, str, str]]:
 def actual_rows(df) -> list[tuple[int, str, str]]:
     return sorted((r["id"], r["title"], r["updated_at"]) for r in
                   df.select("id", "title", "updated_at").collect())
+
+
+# ------------------------------------------------------------ runs in their own process
+def wait_for(condition, what: str, timeout_s: float = 900) -> None:
+    """Poll ``condition`` (a subprocess starts its own Spark: minutes on a busy machine)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def start_run(warehouse: Path, config_id: str, log: Path, *extra: str) -> subprocess.Popen:
+    """``restlake run --config-id ID`` in its own process (its own Spark), output to ``log``."""
+    env = dict(os.environ, RESTLAKE_SPARK_MASTER="local[1]", PYTHONPATH=str(ROOT))
+    env.pop("RESTLAKE_CRASH_AT", None)
+    cmd = [sys.executable, "-m", "framework.cli", "--warehouse", str(warehouse), "run",
+           "--config-id", config_id, *extra]
+    with log.open("w") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def requested(api, since: str) -> bool:
+    """True once the API saw a request for the window starting at ``since``."""
+    return any(e["query"].get("since") == since for e in api.request_log)
+
+
+def wait_claimable(store, config_id: str, timeout_s: float = 300) -> None:
+    """Wait until a row killed while RUNNING can be claimed again (its lease ran out)."""
+    wait_for(lambda: (store.get(config_id) or {}).get("LoadStatus") != "RUNNING"
+             or config_id in store.claimable_ids(), f"{config_id}'s lease to run out", timeout_s)

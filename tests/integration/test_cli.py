@@ -129,3 +129,33 @@ def test_health_status_stale_replay_and_report_through_main(spark, tmp_path, cap
     failed = store.audit_rows("fresh_src")[0]
     assert failed["LoadType"] == "REPLAY" and failed["LoadStatus"] == "FAILED"
     assert "no archived pages" in failed["ErrorMessage"]
+
+
+def test_run_exits_non_zero_when_the_audit_row_cannot_be_written(spark, tmp_path, capsys):
+    import shutil
+
+    import yaml
+
+    from framework.demoapi import DemoApi
+
+    wh = tmp_path / "wh"
+    with DemoApi(seed=9, records_per_resource=30, end=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)) as api:
+        conf = tmp_path / "audited.yaml"
+        conf.write_text(yaml.safe_dump({
+            "config_id": "audited", "api_name": "Demo", "endpoint": api.base_url + "/api/offset/issues",
+            "pagination": {"style": "offset", "total_path": "total"}, "data_path": "data",
+            "primary_key": ["id"], "load_start": "2024-01-01T00:00:00Z",
+            "load_end": "2024-01-02T00:00:00Z",
+            "target": {"catalog": "raw", "schema": "cli", "table": "audited"}}))
+        assert main(["--warehouse", str(wh), "init"]) == 0
+        assert main(["--warehouse", str(wh), "generate", "--config", str(conf)]) == 0
+        # the audit table is replaced by one whose schema no audit row fits
+        audit = wh / "main" / "metadata" / "api_audit_table"
+        shutil.rmtree(audit)
+        spark.createDataFrame([(1,)], "ConfigId int").write.format("delta").save(str(audit))
+        capsys.readouterr()
+        assert main(["--warehouse", str(wh), "run", "--config-id", "audited"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "audited: the audit row of run" in err and "could not be appended" in err
+    load_id = RsDeltaTable(f"{wh}/main/metadata/api_control_table").to_pyarrow_table().to_pylist()[0]["LoadId"]
+    assert f"(load {load_id}, SUCCESS)" in err  # the load itself succeeded; its record did not

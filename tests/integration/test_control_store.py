@@ -123,6 +123,54 @@ def test_expired_lease_is_claimable_and_old_holder_cannot_finish(spark, store):
     assert store.get("lease")["ClaimedBy"] == "rescuer"
 
 
+def test_an_old_claim_cannot_renew_or_release_and_the_new_holder_keeps_the_row(spark, store):
+    from framework.errors import LeaseLostError
+
+    store.generate([source("http://127.0.0.1:9", "offset", "fenced")])
+    past = dt.datetime.now(UTC) - dt.timedelta(hours=2)
+    old = store.claim("fenced", "paused", "run-a", dt.timedelta(minutes=1), now=past)
+    new = store.claim("fenced", "rescuer", "run-b", dt.timedelta(minutes=5))
+    assert old is not None and new is not None
+    with pytest.raises(LeaseLostError, match="RUNNING by rescuer .*attempt 2.*attempt 1\\) ended"):
+        store.renew_lease(old)
+    assert store.release(old) is False
+    row = store.get("fenced")
+    assert (row["ClaimedBy"], row["LastJobRunId"], row["Attempt"]) == ("rescuer", "run-b", 2)
+    assert row["LeaseExpiresAt"] == new.state.lease_expires_at  # untouched by the old claim
+    renewed = store.renew_lease(new, now=dt.datetime.now(UTC).replace(microsecond=0)
+                                + dt.timedelta(minutes=1))
+    assert store.get("fenced")["LeaseExpiresAt"] == renewed.state.lease_expires_at \
+        > new.state.lease_expires_at
+
+
+def test_release_puts_the_row_back_to_pending_for_the_next_claim(spark, store):
+    store.generate([source("http://127.0.0.1:9", "offset", "drained")])
+    before = store.get("drained")
+    claim = store.claim("drained", "service-a", "run-a", dt.timedelta(minutes=5))
+    assert store.release(claim) is True
+    row = store.get("drained")
+    assert (row["LoadStatus"], row["ClaimedBy"], row["LeaseExpiresAt"]) == ("PENDING", None, None)
+    assert (row["LoadStartTime"], row["LoadEndTime"], row["LoadId"]) == (
+        before["LoadStartTime"], before["LoadEndTime"], before["LoadId"])
+    assert store.release(claim) is False  # no longer held: nothing written
+    again = store.claim("drained", "service-b", "run-b")
+    assert again is not None and again.attempt == 2 and again.state.load_id == before["LoadId"]
+
+
+def test_the_lease_comes_from_limits_lease_s_unless_given(spark, store):
+    store.generate([source("http://127.0.0.1:9", "offset", "short", limits={"lease_s": 90}),
+                    source("http://127.0.0.1:9", "offset", "default")])
+    at = dt.datetime(2030, 1, 1, tzinfo=UTC)
+    short = store.claim("short", "r", "run-1", now=at)
+    default = store.claim("default", "r", "run-1", now=at)
+    assert (short.lease, short.state.lease_expires_at) == (dt.timedelta(seconds=90),
+                                                           at + dt.timedelta(seconds=90))
+    assert default.lease == dt.timedelta(seconds=3600)
+    assert store.release(short) and store.release(default)
+    explicit = store.claim("short", "r", "run-2", dt.timedelta(minutes=7), now=at)
+    assert explicit.state.lease_expires_at == at + dt.timedelta(minutes=7)
+
+
 def test_retry_sets_failed_back_to_pending_with_same_range(spark, store):
     from control.states import InvalidTransition
 

@@ -10,7 +10,8 @@ import pytest
 
 from control.states import (ControlState, InvalidTransition, LoadPolicy, LoadStatus, LoadType, claim,
                             fail, is_claimable, is_due, last_scheduled_instant, new_load_id,
-                            next_scheduled_instant, plan_next, renew_lease, retry, succeed)
+                            next_scheduled_instant, plan_next, release, renew_lease, retry,
+                            succeed)
 
 UTC = dt.timezone.utc
 H = dt.timedelta(hours=1)
@@ -192,6 +193,7 @@ def test_retry_only_from_failed(status: LoadStatus | None) -> None:
     lambda s: succeed(s, "runner-b", HISTORY),
     lambda s: fail(s, "runner-b", "x"),
     lambda s: renew_lease(s, "runner-b", NOW, H),
+    lambda s: release(s, "runner-b"),
 ])
 def test_only_the_holder_may_finish_or_renew(action) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidTransition, match="held by runner-a, not runner-b"):
@@ -204,6 +206,27 @@ def test_finishing_needs_a_running_row(status: LoadStatus) -> None:
         succeed(state(status, claimed_by="runner-a"), "runner-a", HISTORY)
     with pytest.raises(InvalidTransition, match="not RUNNING"):
         fail(state(status, claimed_by="runner-a"), "runner-a", "x")
+
+
+@pytest.mark.parametrize("load_type", list(LoadType))
+def test_release_puts_the_row_back_to_pending_with_the_same_range_and_load(load_type: LoadType) -> None:
+    held = running("runner-a", load_type=load_type, attempt=3, last_load_time=t(2023, 12, 1))
+    out = release(held, "runner-a")
+    assert out.load_status == LoadStatus.PENDING and out.load_type == load_type
+    assert (out.load_start, out.load_end, out.load_id, out.attempt) == (
+        held.load_start, held.load_end, "L1", 3)
+    assert out.last_load_time == t(2023, 12, 1)  # the watermark does not move
+    assert (out.claimed_by, out.lease_expires_at) == (None, None)
+    assert is_claimable(out, NOW)
+    # the next claim resumes it: a new attempt of the same load
+    again = claim(out, "runner-b", "r2", NOW, H)
+    assert (again.load_id, again.attempt, again.claimed_by) == ("L1", 4, "runner-b")
+
+
+@pytest.mark.parametrize("status", [LoadStatus.PENDING, LoadStatus.SUCCESS, LoadStatus.FAILED])
+def test_release_needs_a_running_row(status: LoadStatus) -> None:
+    with pytest.raises(InvalidTransition, match="not RUNNING"):
+        release(state(status, claimed_by="runner-a"), "runner-a")
 
 
 def test_renew_lease_extends_it() -> None:
