@@ -89,6 +89,8 @@ def run_server(uvicorn: Any, app: Any, host: str, port: int, *,
     """
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, log_level="warning",
+        # uvicorn's records go through restlake's handlers (JSON, redaction), not its own
+        log_config=None,
         access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")),
         timeout_graceful_shutdown=max(1, int(grace))))
     if on_signal is not None:

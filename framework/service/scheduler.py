@@ -16,7 +16,8 @@ One long-lived process keeps ONE Spark session warm and runs three jobs on APSch
 
 After each round the notifications of :mod:`framework.ops.notify` go out (once per
 incident). :meth:`Scheduler.stop` drains: no new job or claim, the jobs in flight finish
-(in-flight loads reach a commit), then the health log is flushed; it says whether that
+(in-flight loads stop at their next commit or page checkpoint: their rows go back to
+PENDING, audited ``INTERRUPTED``), then the health log is flushed; it says whether that
 happened within the grace period.
 
 Time comes from ``clock``. :meth:`Scheduler.start` hands the jobs to APScheduler;
@@ -53,7 +54,8 @@ class SchedulerSettings:
         poll: how often the loads job looks for rows planned elsewhere.
         parallel: loads at once.
         probe_workers: probes at once.
-        lease: the lease of a claimed row (renewed while the load runs).
+        lease: the lease of a claimed row (renewed while the load runs); ``None``: each
+            source's ``limits.lease_s``.
         report_time: ``HH:MM`` UTC of the daily report (``None``: no report).
         report_out: the report folder.
         report_days: audit history the report shows.
@@ -64,7 +66,7 @@ class SchedulerSettings:
     poll: dt.timedelta = dt.timedelta(minutes=1)
     parallel: int = 2
     probe_workers: int = 64
-    lease: dt.timedelta = dt.timedelta(hours=1)
+    lease: Optional[dt.timedelta] = None
     report_time: Optional[str] = None
     report_out: Optional[str] = None
     report_days: int = 7
@@ -138,6 +140,7 @@ class Scheduler:
         self._lock = threading.Condition()
         self._notify_lock = threading.Lock()
         self._wanted = threading.Event()  # a load was planned elsewhere (POST /run): run again
+        self._runs: set[Any] = set()  # the RunContexts of the loads in flight (stop drains them)
         self._aps: Any = None
         self._last_up: dict[str, bool] = {}
         self._last_stale_check: Optional[dt.datetime] = None
@@ -253,6 +256,10 @@ class Scheduler:
         self._stop.set()
         self._state = "stopping"
         log.info("scheduler stopping: waiting up to %.0f s for the jobs in flight", grace_s)
+        with self._lock:
+            runs = list(self._runs)
+        for ctx in runs:  # in-flight loads stop at their next commit or page checkpoint
+            ctx.request_stop("the scheduler is stopping")
         if self._aps is not None:
             self._aps.shutdown(wait=False)
         deadline = time.monotonic() + grace_s
@@ -345,12 +352,21 @@ class Scheduler:
             ctx = runtime.RunContext(self.spark, self.warehouse, self.store,
                                      runtime.staging_root(self.warehouse), runner=self.runner,
                                      lease=self.settings.lease)
-            outcomes += self._run_loads(runtime, ctx, ids)
+            with self._lock:
+                self._runs.add(ctx)
+            try:
+                if self._stop.is_set():  # stop() came between the check above and now
+                    ctx.request_stop("the scheduler is stopping")
+                outcomes += self._run_loads(runtime, ctx, ids)
+            finally:
+                with self._lock:
+                    self._runs.discard(ctx)
             if not self._wanted.is_set():
                 break
         result = {"at": iso(now), "planned": sum(1 for r in planned if r.action in ("created", "pending")),
                   "loaded": sum(1 for o in outcomes if o.status == "SUCCESS"),
                   "failed": [o.config_id for o in outcomes if o.failed],
+                  "interrupted": [o.config_id for o in outcomes if o.interrupted],
                   "skipped": [o.config_id for o in outcomes if o.status == "SKIPPED"]}
         log.info("load round: %d planned, %d loaded, %d failed, %d not claimed", result["planned"],
                  result["loaded"], len(result["failed"]), len(result["skipped"]),

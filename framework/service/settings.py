@@ -1,7 +1,7 @@
 """The service config (``--service-config FILE``): how the scheduler runs, the daily report,
 the notifications. Validated once, errors naming the file and the field::
 
-    scheduler: {poll: PT1M, parallel: 2, probe_workers: 64, lease_minutes: 60}
+    scheduler: {poll: PT1M, parallel: 2, probe_workers: 64}   # lease_minutes: each row's limits.lease_s
     report: {time: "06:00", out: ./ops, days: 7}
     notifications:                 # the block `restlake notify --config` reads
       webhook: {url: env:SLACK_WEBHOOK_URL}
@@ -33,7 +33,8 @@ class SchedulerBlock(_Model):
     poll: str = "PT1M"
     parallel: int = Field(default=2, ge=1, le=32)
     probe_workers: int = Field(default=64, ge=1, le=256)
-    lease_minutes: float = Field(default=60, gt=0, le=24 * 60)
+    # None: each source's limits.lease_s (like `restlake run` without --lease-minutes)
+    lease_minutes: Optional[float] = Field(default=None, gt=0, le=24 * 60)
 
     @field_validator("poll")
     @classmethod
@@ -104,7 +105,8 @@ def load_settings(path: Optional[Union[str, Path]]) -> Any:
     assert isinstance(poll, dt.timedelta)
     return SchedulerSettings(
         poll=poll, parallel=cfg.scheduler.parallel, probe_workers=cfg.scheduler.probe_workers,
-        lease=dt.timedelta(minutes=cfg.scheduler.lease_minutes),
+        lease=(dt.timedelta(minutes=cfg.scheduler.lease_minutes)
+               if cfg.scheduler.lease_minutes is not None else None),
         report_time=cfg.report.time if cfg.report else None,
         report_out=cfg.report.out if cfg.report else None,
         report_days=cfg.report.days if cfg.report else 7,

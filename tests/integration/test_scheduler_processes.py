@@ -147,7 +147,7 @@ def test_sigterm_mid_load_drains_and_the_next_start_finishes(spark, store, wareh
         store.generate([slow, later])
         conf = service_config(tmp_path, parallel=1)
         first = Proc(tmp_path, "first", warehouse.root, "scheduler", "--service-config", str(conf),
-                     "--grace", "240")
+                     "--grace", "120")
         try:
             # mid-load: the first source's pages are being fetched
             wait_for("the load to be under way",
@@ -162,6 +162,15 @@ def test_sigterm_mid_load_drains_and_the_next_start_finishes(spark, store, wareh
         rows = control(warehouse.root)
         assert "RUNNING" not in {r["LoadStatus"] for r in rows.values()}, rows
         assert rows["slow_b"]["LoadStatus"] == "PENDING"  # not claimed once the stop was asked
+        # the load in flight was drained: back to PENDING, same LoadId
+        assert rows["slow_a"]["LoadStatus"] == "PENDING", rows["slow_a"]
+        [audit] = RsDeltaTable(str(warehouse.root / "main/metadata/api_audit_table")
+                               ).to_pyarrow_table().to_pylist()
+        assert audit["ConfigId"] == "slow_a" and audit["LoadStatus"] == "INTERRUPTED", audit
+        assert audit["LoadId"] == rows["slow_a"]["LoadId"]
+        # a FULL load commits only whole: it stopped at its next page and wrote nothing
+        assert audit["LoadType"] == "FULL_LOAD" and audit["WindowsLoaded"] == 0, audit
+        assert audit["TargetRowCount"] == 0, audit
 
         second = Proc(tmp_path, "second", warehouse.root, "scheduler", "--service-config", str(conf))
         try:

@@ -239,6 +239,12 @@ def test_a_source_shows_secret_references_never_values(svc, api, monkeypatch):
            "auth": {"method": "bearer", "secret": "env:RL_DETAIL_TOKEN"},
            "headers": {"X-Api-Key": "literal-header-credential", "Accept": "application/json"},
            "target": {"catalog": "raw", "schema": "tests", "table": "secretive"}}
+    refused = svc.post("/api/v1/sources", json=cfg, headers=H)  # a literal credential header
+    assert refused.status_code == 422, refused.text
+    assert "headers" in refused.text and "auth" in refused.text
+    assert "literal-header-credential" not in refused.text
+    assert svc.get("/api/v1/sources/secretive", headers=H).status_code == 404  # nothing stored
+    cfg["headers"] = {"Accept": "application/json"}
     assert svc.post("/api/v1/sources", json=cfg, headers=H).status_code == 201
     svc.post("/api/v1/sources/secretive/check", headers=H)  # resolves the secret in this process
     text = svc.get("/api/v1/sources/secretive", headers=H).text
