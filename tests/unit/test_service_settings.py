@@ -18,14 +18,14 @@ def test_the_shipped_service_config_loads():
     settings = load_settings(ROOT / "conf" / "service.yaml")
     assert settings.poll == dt.timedelta(minutes=1) and settings.parallel == 2
     assert settings.probe_workers == 64 and settings.lease is None  # each source's lease_s
+    assert (settings.report_time, settings.report_out, settings.report_days) == ("06:00", "./ops", 7)
+    assert settings.notifications.down_after == 2 and settings.notifications.webhook is not None
 
 
 def test_lease_minutes_overrides_every_sources_lease(tmp_path):
     conf = tmp_path / "service.yaml"
     conf.write_text("scheduler: {lease_minutes: 5}")
     assert load_settings(conf).lease == dt.timedelta(minutes=5)
-    assert (settings.report_time, settings.report_out, settings.report_days) == ("06:00", "./ops", 7)
-    assert settings.notifications.down_after == 2 and settings.notifications.webhook is not None
 
 
 def test_no_file_and_an_empty_file_mean_the_defaults(tmp_path):
