@@ -87,12 +87,15 @@ def run_server(uvicorn: Any, app: Any, host: str, port: int, *,
             while uvicorn closes the HTTP side).
         grace: how long uvicorn waits for requests in flight.
     """
-    server = uvicorn.Server(uvicorn.Config(
+    access_log = bool(os.environ.get("RESTLAKE_ACCESS_LOG"))
+    config = uvicorn.Config(
         app, host=host, port=port, log_level="warning",
-        # uvicorn's records go through restlake's handlers (JSON, redaction), not its own
-        log_config=None,
-        access_log=bool(os.environ.get("RESTLAKE_ACCESS_LOG")),
-        timeout_graceful_shutdown=max(1, int(grace))))
+        # uvicorn's records go through restlake's handlers (JSON, --log-file, redaction)
+        log_config=None, access_log=access_log,
+        timeout_graceful_shutdown=max(1, int(grace)))
+    if access_log:  # one INFO line per request (log_level quiets uvicorn's own chatter only)
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
+    server = uvicorn.Server(config)
     if on_signal is not None:
         handle_exit = server.handle_exit
 

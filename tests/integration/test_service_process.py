@@ -142,13 +142,10 @@ class _Dom(HTMLParser):
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see .ci/run)")
 def test_serve_answers_without_a_jvm_and_the_dashboard_renders_in_chromium(rich, tmp_path):
     env, marker = no_jvm_env(tmp_path)
-    key = "svc-proc-key-5d1e09b7c4"
-    env.update({"RESTLAKE_ACCESS_LOG": "1", "RL_PROC_KEY": key, "RESTLAKE_API_KEYS": "env:RL_PROC_KEY"})
-    log_file = tmp_path / "logs" / "serve.log"
     port = free_port()
-    proc = subprocess.Popen([str(RESTLAKE), "--warehouse", str(rich.root), "--log-file", str(log_file),
-                             "serve", "--port", str(port), "--public-read"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(RESTLAKE), "--warehouse", str(rich.root), "serve", "--port", str(port),
+                             "--public-read"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -161,8 +158,6 @@ def test_serve_answers_without_a_jvm_and_the_dashboard_renders_in_chromium(rich,
         sources = requests.get(url + "/api/v1/sources", timeout=30).json()["items"]
         assert {s["config_id"] for s in sources} == {"alerts", "issues", "broken"}
         assert requests.post(url + "/api/v1/sources/alerts/run", timeout=30).status_code == 401
-        # a key pasted into a URL reaches uvicorn's access log: through restlake's redaction
-        assert requests.get(url + "/health", params={"probe": key}, timeout=10).status_code == 200
 
         profile = tmp_path / "chromium-profile"
         dom = subprocess.run(
@@ -185,6 +180,3 @@ def test_serve_answers_without_a_jvm_and_the_dashboard_renders_in_chromium(rich,
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err[-3000:]
-    logged = log_file.read_text()
-    assert "GET /health?probe=" in logged  # uvicorn's access log lands in restlake's log file
-    assert key not in logged and key not in out and key not in err
