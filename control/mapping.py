@@ -31,7 +31,7 @@ KEY_TO_COLUMN = {
     "owner": "Owner", "enabled": "Enabled", "webhook": "Options",
 }
 OPTION_KEYS = ("archive", "completeness", "description", "health", "webhook", "allowed_hosts",
-               "quality")
+               "quality", "detail")
 KEY_TO_COLUMN.update({k: "Options" for k in OPTION_KEYS})
 # nested fields kept in a column of their own
 FIELD_TO_COLUMN = {

@@ -110,6 +110,7 @@ AUDIT_SCHEMA = StructType([
     _s("EventsReceived", LongType(), comment="PUSH: webhook events in this flush"),
     _s("DuplicateRows", LongType(), comment="PUSH: records that changed nothing (an event "
                                             "delivered again, or superseded in the flush)"),
+    _s("DetailRequests", LongType(), comment="of Requests, those sent for detail fan-out (detail:)"),
 ])
 
 WINDOW_LOG_SCHEMA = StructType([

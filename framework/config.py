@@ -23,7 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from framework import jsonpath, windows
-from framework.errors import ConfigError
+from framework.errors import ConfigError, CrossOriginError
 from framework.http.origins import OriginPolicy, check_https
 from framework.secrets import is_reference
 from framework.timeutil import parse_duration, to_utc
@@ -319,6 +319,51 @@ class Webhook(_Model):
         return self.header or SIGNATURE_HEADERS[self.signature]
 
 
+# ------------------------------------------------------------------- detail fan-out
+#: The placeholder of a detail endpoint that each record's id replaces.
+DETAIL_ID = "{id}"
+
+
+class Detail(_Model):
+    """Detail fan-out: each listed record is completed by ``GET endpoint`` with its id.
+
+    Same auth, retry policy, rate budget and origin rules as the list requests; at most
+    ``concurrency`` detail requests of one window are in flight at once.
+    """
+
+    endpoint: str
+    id_field: str = "id"
+    concurrency: int = Field(default=8, ge=1, le=64)
+    data_path: str = "$"
+    mode: Literal["merge", "replace"] = "merge"
+    on_404: Literal["fail", "quarantine"] = "fail"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if v.count(DETAIL_ID) != 1:
+            raise ValueError(f"must hold the placeholder {DETAIL_ID} exactly once (where each "
+                             f"record's id goes), e.g. https://api.example.com/items/{DETAIL_ID}")
+        rest = v.replace(DETAIL_ID, "0")
+        windows.check_placeholders(rest)
+        _check_url(_expand(windows.render(rest, None)))
+        _no_literal_credentials_in_url(rest)
+        return v
+
+    @field_validator("id_field")
+    @classmethod
+    def _id_field(cls, v: str) -> str:
+        if not FIELD_NAME.match(v):
+            raise ValueError(f"{v!r} is not a valid field name")
+        return v
+
+    @field_validator("data_path")
+    @classmethod
+    def _data_path(cls, v: str) -> str:
+        jsonpath.compile_path(v)
+        return v
+
+
 # ------------------------------------------------------------------- the rest
 class Target(_Model):
     catalog: str
@@ -611,6 +656,7 @@ class SourceConfig(_Model):
     health: Optional[HealthCheck] = None  # None: HealthCheck's defaults
     webhook: Optional[Webhook] = None
     quality: Optional[Quality] = None
+    detail: Optional[Detail] = None
 
     @field_validator("config_id")
     @classmethod
@@ -744,10 +790,16 @@ class SourceConfig(_Model):
             raise _FieldError("limits.pages_per_commit", "cannot be combined with archive: true "
                               "(archived pages are written per whole window)")
         try:
-            OriginPolicy(_expand(windows.render(self.endpoint, None)), self.allowed_hosts)
+            policy = OriginPolicy(_expand(windows.render(self.endpoint, None)), self.allowed_hosts)
         except ConfigError as exc:
             raise _FieldError(exc.field or "allowed_hosts",
                               exc.message.removeprefix(f"{exc.field}: ")) from None
+        if self.detail is not None:
+            try:
+                policy.check(_expand(windows.render(self.detail.endpoint.replace(DETAIL_ID, "0"),
+                                                    None)), via="detail request")
+            except CrossOriginError as exc:
+                raise _FieldError("detail.endpoint", str(exc)) from None
         if self.quality is not None and self.quality.gates_commit and self.limits.pages_per_commit:
             raise _FieldError("limits.pages_per_commit", "cannot be combined with quality checks "
                               "that run before the commit (" + ", ".join(
@@ -767,7 +819,7 @@ class SourceConfig(_Model):
         """A push source is loaded by the receiver: the keys that drive pulling mean nothing."""
         pull_only = ("endpoint", "method", "allow_post", "params", "body", "headers", "auth",
                      "pagination", "load_start", "load_end", "window", "lookback", "schedule",
-                     "delta_column", "completeness", "archive", "health", "quality")
+                     "delta_column", "completeness", "archive", "health", "quality", "detail")
         fields = type(self).model_fields
         for name in pull_only:
             # A control row carries every column, so a default value is not a mistake.
@@ -942,7 +994,7 @@ _UNION_MODELS: dict[str, dict[str, type[BaseModel]]] = {
                    "body_token": PagingBodyToken},
 }
 _NESTED = {"target": Target, "schedule": Schedule, "limits": Limits, "health": HealthCheck,
-           "webhook": Webhook, "quality": Quality}
+           "webhook": Webhook, "quality": Quality, "detail": Detail}
 
 
 def _fields_of(model: type[BaseModel]) -> list[str]:

@@ -26,6 +26,9 @@ sizes are capped at ``max_page_size``):
   ``{"object": "list", "data": [...], "has_more": bool}`` (``id`` order)
 * ``POST /api/body_token/search`` ``{"since", "until", "page_size", "page_token"}`` →
   ``{"results": {"items": [...]}, "next_page_token": str | null}``
+* ``GET /api/<style>/issues/<id>`` → one issue with the detail-only fields ``body`` and
+  ``reactions`` (404 for an unknown id), for detail fan-out; faults apply as to the lists
+  (``path="/api/offset/issues/"`` targets the detail requests only)
 * ``POST /oauth/token`` (form) → ``{"access_token", "token_type": "Bearer", "expires_in"}``
 * ``GET /health`` → ``{"status": "ok"}``
 """

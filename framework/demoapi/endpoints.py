@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -264,6 +265,21 @@ def body_token(api: DemoApi, call: Call) -> Reply:
     return Reply(200, {"results": {"items": _out(call, rows)},
                        "next_page_token": encode_token(nxt) if nxt else None})
 
+
+def detail(api: DemoApi, call: Call, record_id: str) -> Reply:
+    """``GET /api/<style>/issues/<id>`` → the issue with its detail-only fields
+    (``body``, ``reactions``), or 404 for an unknown id."""
+    try:
+        record = api.dataset.get(int(record_id))
+    except (KeyError, ValueError):
+        return error(404, f"no issue with id {record_id}")
+    body = f"Issue #{record['number']}: {record['title']}"
+    reactions = {"+1": record["number"] % 7, "heart": record["number"] % 3}
+    return Reply(200, _out(call, [dict(record, body=body, reactions=reactions)])[0])
+
+
+#: ``/api/<style>/issues/<id>``: the detail route of every list style.
+DETAIL_ROUTE = re.compile(r"^/api/[a-z_]+/issues/([^/]+)$")
 
 # path -> (HTTP method, endpoint)
 ROUTES: dict[str, tuple[str, Callable[[DemoApi, Call], Reply]]] = {

@@ -11,7 +11,8 @@ answers accordingly::
 Kinds:
 
 * ``"429"``: 429 with a ``Retry-After`` header.
-* ``"500"``, ``"502"``, ``"503"``: that status with a JSON error body.
+* ``"404"``, ``"500"``, ``"502"``, ``"503"``: that status with a JSON error body (a 404 on a
+  detail route: the record vanished between the list and its detail).
 * ``"timeout"``: sleep ``delay_s`` before answering normally (the client times out).
 * ``"reset"``: send the headers and part of the body, then abort the connection (RST).
 * ``"truncated"``: announce the full ``Content-Length``, send half the body, then close.
@@ -31,12 +32,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("429", "500", "502", "503", "timeout", "reset", "truncated", "error_body", "bad_json",
+KINDS = ("429", "404", "500", "502", "503", "timeout", "reset", "truncated", "error_body", "bad_json",
          "token_expired", "schema_drift")
 
 # Faults answered instead of the endpoint: kind -> (status, body, content type).
 CANNED: dict[str, tuple[int, bytes, str]] = {
     "429": (429, b'{"error": {"code": 429, "message": "rate limit exceeded"}}', "application/json"),
+    "404": (404, b'{"error": {"code": 404, "message": "not found"}}', "application/json"),
     "500": (500, b'{"error": {"code": 500, "message": "internal server error"}}', "application/json"),
     "502": (502, b'{"error": {"code": 502, "message": "bad gateway"}}', "application/json"),
     "503": (503, b'{"error": {"code": 503, "message": "service unavailable"}}', "application/json"),

@@ -14,10 +14,10 @@ import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from framework.demoapi.data import DEFAULT_START, Dataset
-from framework.demoapi.endpoints import ROUTES, BadRequest, Call, Reply, error
+from framework.demoapi.endpoints import DETAIL_ROUTE, ROUTES, BadRequest, Call, Reply, detail, error
 from framework.demoapi.faults import CANNED, Faults, send_partial
 
 AUTH_METHODS = ("none", "bearer", "api_key", "basic", "api_token", "oauth2")
@@ -256,6 +256,9 @@ class DemoApi:
         if call.path == "/oauth/token":
             return self._token(call) if call.method == "POST" else error(405, "use POST")
         route = ROUTES.get(call.path)
+        detail_id = DETAIL_ROUTE.match(call.path) if route is None else None
+        if detail_id is not None:
+            route = ("GET", lambda api, c: detail(api, c, unquote(detail_id.group(1))))
         if route is None:
             return error(404, f"no such endpoint {call.path}")
         if route[0] != call.method:

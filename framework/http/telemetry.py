@@ -27,10 +27,11 @@ class Telemetry:
             ``"timeout"`` and ``"connection_error"``.
         rate_limit_waits: times a 429 made us wait (or rotate keys).
         token_refreshes: OAuth tokens fetched again after a 401.
+        detail_requests: of ``requests``, those sent for detail fan-out (``detail:``).
     """
 
     _COUNTERS = ("requests", "retries", "pages", "bytes_received", "rate_limit_waits",
-                 "token_refreshes")
+                 "token_refreshes", "detail_requests")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -40,6 +41,7 @@ class Telemetry:
         self.bytes_received = 0
         self.rate_limit_waits = 0
         self.token_refreshes = 0
+        self.detail_requests = 0
         self.status_counts: dict[str, int] = {}
 
     def count_request(self, status: int | str | None, nbytes: int = 0) -> None:
@@ -71,6 +73,14 @@ class Telemetry:
     def count_token_refresh(self) -> None:
         """Count one forced token refresh."""
         self._add("token_refreshes")
+
+    def merge_detail(self, other: "Telemetry") -> "Telemetry":
+        """Add the counters of a detail client's ``other`` and count its requests as
+        detail requests; returns ``self``."""
+        requests = other.as_dict()["requests"]
+        self.merge(other)
+        self._add("detail_requests", requests - other.detail_requests)
+        return self
 
     def _add(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -110,4 +120,5 @@ class Telemetry:
         return (f"Telemetry(requests={d['requests']}, retries={d['retries']}, pages={d['pages']}, "
                 f"bytes={d['bytes_received']}, statuses={{{statuses}}}, "
                 f"rate_limit_waits={d['rate_limit_waits']}, "
-                f"token_refreshes={d['token_refreshes']})")
+                f"token_refreshes={d['token_refreshes']}, "
+                f"detail_requests={d['detail_requests']})")

@@ -89,5 +89,6 @@ def audit_record(control_row: Mapping[str, Any], *, load_type: str, status: str,
         "SchemaChanges": (json.dumps(sorted(progress.schema_changes))
                           if progress.schema_changes else None),
         "ExpectedRowCount": progress.expected, "TargetVersion": progress.version,
+        "DetailRequests": telemetry.get("detail_requests", 0),
         **(extra or {}),
     }

@@ -36,6 +36,7 @@ from framework.http.ratelimit import RateLimiter, limiter_for
 from framework.http.retry import RetryPolicy
 from framework.http.telemetry import Telemetry
 from framework.load.archive import PageRecorder
+from framework.load.detail import DetailFetcher, detail_fetcher
 from framework.load.staging import RunStaging, WindowStage
 from framework.schema import ColumnType, RowShaper
 from framework.secrets import expand_env
@@ -154,6 +155,17 @@ def stage_records(records: Any, shaper: RowShaper, stage: WindowStage, *, run_id
     return seq
 
 
+def complete_details(details: DetailFetcher, records: list[Any], stage: WindowStage,
+                     window: Window, collected_at: dt.datetime) -> list[Any]:
+    """``records`` completed by their detail requests; those that cannot be go to the
+    stage's quarantine file (reason naming the id)."""
+    completed, quarantined = details.complete(records)
+    for item in quarantined:
+        stage.reject(item.reason, item.record, window_start=window.start.isoformat(),
+                     window_end=window.end.isoformat(), collected_at_utc=collected_at.isoformat())
+    return completed
+
+
 def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, window: Window,
                  index: int, stage: WindowStage, run_id: str,
                  now: Callable[[], dt.datetime] = utcnow,
@@ -161,7 +173,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                  on_response: Optional[Callable[[PageResponse, Window, int], None]] = None,
                  pages_per_commit: Optional[int] = None,
                  on_segment: Optional[Callable[[WindowStage, dict[str, Any]], WindowStage]] = None,
-                 resume: Optional[dict[str, Any]] = None) -> WindowResult:
+                 resume: Optional[dict[str, Any]] = None,
+                 details: Optional[DetailFetcher] = None) -> WindowResult:
     """Read every page of ``window`` and stage its rows.
 
     Page batches (``pages_per_commit`` with ``on_segment``): every ``pages_per_commit``
@@ -173,6 +186,9 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     ``on_response(response, window, page_no)`` sees every raw page before it is parsed
     (the raw archive). With ``completeness: strict`` a window whose record count differs
     from the total the API reported fails.
+
+    ``details`` (``detail:``) completes each page's records with their detail requests
+    before they are staged; records it cannot complete go to the stage's quarantine.
 
     Raises:
         WindowError: the window cannot be loaded (its stage is removed).
@@ -209,7 +225,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 on_response(response, window, result.pages)
             collected_at = now()
             records = parser.parse(response.data)
-            shaper.check_keys(records)
+            if details is None:
+                shaper.check_keys(records)
             if result.pages == 0 and total_path and result.resumed_from is None:
                 total = jsonpath.find(response.data, total_path)
                 if isinstance(total, int) and not isinstance(total, bool):
@@ -219,14 +236,18 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             if more:
                 paginator.update_request(request)
                 pending = prefetch.submit(client.send, request.copy())
+            listed = len(records)
+            if details is not None:  # while the next page is on the wire
+                records = complete_details(details, records, stage, window, collected_at)
+                shaper.check_keys(records)
             seq = stage_records(records, shaper, stage, run_id=run_id,
                                 window_start=window.start, window_end=window.end,
                                 collected_at=collected_at, seq=seq)
-            result.records += len(records)
+            result.records += listed
             result.pages += 1
             client.telemetry.count_page()
             if on_page is not None:
-                on_page(len(records))
+                on_page(listed)
             if not more:
                 break
             pages_in_segment += 1
@@ -251,11 +272,20 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
         # On failure a request may still be in flight: its answer is not needed; do not
         # hold the window's failure back until it arrives.
         prefetch.shutdown(wait=pending is None, cancel_futures=True)
+        if details is not None:
+            details.close()
+            client.telemetry.merge_detail(details.client.telemetry)
     stage.close()
     result.new_fields = set(shaper.new_fields)
     result.rescued_rows = shaper.rescued_rows
     result.retyped = {k: v.value for k, v in shaper.retyped.items()}
     return result
+
+
+def in_flight_per_window(cfg: SourceConfig) -> int:
+    """Requests one window may have in flight at once: its page request plus, with
+    ``detail:``, ``detail.concurrency`` detail requests (connections kept for each)."""
+    return 1 + (cfg.detail.concurrency if cfg.detail is not None else 0)
 
 
 def load_limiter(cfg: SourceConfig) -> RateLimiter:
@@ -290,7 +320,7 @@ class WindowFetcher:
         self.cfg, self.run_id, self.staging, self.columns = cfg, run_id, staging, columns
         self.limiter, self.load_id, self.health, self.on_page = limiter, load_id, health, on_page
         self.pool_size = pool_size or cfg.limits.concurrency
-        self.session = source_session(self.pool_size)
+        self.session = source_session(self.pool_size * in_flight_per_window(cfg))
         self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
         self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                                   backoff_base_s=cfg.limits.backoff_base_s,
@@ -312,10 +342,7 @@ class WindowFetcher:
             LoadError: the load cannot go on.
         """
         cfg = self.cfg
-        client = HttpClient(self.auth, self.policy, cfg.limits.timeout_s, self.limiter, Telemetry(),
-                            self.session, cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
-                            pool_size=self.pool_size,
-                            on_attempt=self.health.observe if self.health is not None else None)
+        client = self.client()
         shaper = RowShaper(cfg.system, tuple(cfg.primary_key), tuple(cfg.required_fields),
                            self.columns, cfg.schema_mode)
         stage = self.staging.window(index)
@@ -329,8 +356,20 @@ class WindowFetcher:
 
             batches = {"pages_per_commit": cfg.limits.pages_per_commit,
                        "on_segment": next_stage, "resume": resume}
+        details = detail_fetcher(cfg.detail, self.client, window, cfg.origin_policy(),
+                                 render(dict(cfg.headers), window))
         return fetch_window(cfg, client, shaper, window, index, stage, self.run_id,
-                            on_page=self.on_page, on_response=recorder, **batches)
+                            on_page=self.on_page, on_response=recorder, details=details,
+                            **batches)
+
+    def client(self) -> HttpClient:
+        """A new HTTP client (own telemetry) on the load's session, auth, retry policy,
+        rate budget and health observer."""
+        cfg = self.cfg
+        return HttpClient(self.auth, self.policy, cfg.limits.timeout_s, self.limiter, Telemetry(),
+                          self.session, cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
+                          pool_size=self.pool_size,
+                          on_attempt=self.health.observe if self.health is not None else None)
 
     def close(self) -> None:
         self.session.close()

@@ -1,0 +1,147 @@
+"""Detail fan-out: each record of a listed page completed by a request for its id (no Spark).
+
+A source with ``detail: {endpoint: "https://api.example.com/items/{id}", ...}`` lists
+records page by page as usual; before a page's rows are staged, :class:`DetailFetcher`
+sends ``GET`` to the detail endpoint once per record (``{id}`` replaced by the record's
+``id_field``, URL-encoded) and merges the detail record into the listed one
+(``mode: merge``, the detail's fields win) or replaces it (``mode: replace``).
+
+* The requests go through an :class:`~framework.http.client.HttpClient` that shares the
+  load's session, auth, retry policy, rate budget and health observer, and the source's
+  origin policy: credentials go only to the endpoint's origin and ``allowed_hosts``
+  (checked at validation and again for every request and redirect).
+* At most ``detail.concurrency`` detail requests of one window are in flight; the page's
+  records keep their list order whatever order the answers arrive in.
+* A detail request that still fails after retries fails the window (nothing of it is
+  staged for commit). With ``on_404: quarantine`` a 404 sends that record, with a reason
+  naming its id, to the quarantine table instead; the other records load.
+* A record without the id field goes to quarantine (there is nothing to ask for).
+* The detail client's counters are added to the window's telemetry, its requests counted
+  as ``detail_requests`` too (the audit's ``DetailRequests``).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+from framework import jsonpath
+from framework.config import DETAIL_ID, Detail
+from framework.errors import HttpError, ResponseError
+from framework.http.client import HttpClient
+from framework.http.models import PageRequest
+from framework.http.origins import OriginPolicy
+from framework.secrets import expand_env
+from framework.windows import Window, render
+
+
+@dataclass
+class Quarantined:
+    """A listed record that could not be completed, and why (it goes to quarantine)."""
+
+    record: Any
+    reason: str
+
+
+class DetailFetcher:
+    """Completes the records of one window's pages with their detail requests.
+
+    Args:
+        detail: the source's ``detail:`` block.
+        client: the client for detail requests (its telemetry counts only them).
+        window: the window (its placeholders are substituted in the endpoint).
+        origins: the source's origin policy (where its credentials may go).
+        headers: the source's ``headers`` (sent with detail requests too).
+    """
+
+    def __init__(self, detail: Detail, client: HttpClient, window: Window,
+                 origins: Optional[OriginPolicy], headers: Optional[dict[str, str]] = None) -> None:
+        self.detail, self.client, self.origins = detail, client, origins
+        self.headers = dict(headers or {})
+        before, after = detail.endpoint.split(DETAIL_ID)
+        self._before = expand_env(render(before, window))
+        self._after = expand_env(render(after, window))
+        self._steps = jsonpath.compile_path(detail.data_path)
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    def url_for(self, record_id: Any) -> str:
+        """The detail URL of ``record_id`` (one path segment, URL-encoded)."""
+        return f"{self._before}{quote(str(record_id), safe='')}{self._after}"
+
+    def record_id(self, record: Any) -> Any:
+        """The id of ``record`` (``None`` when it has none)."""
+        if not isinstance(record, dict):
+            return None
+        field = self.detail.id_field
+        value = record.get(field) if field in record else jsonpath.find(record, field)
+        return None if value is None or value == "" or isinstance(value, (dict, list)) else value
+
+    def complete(self, records: list[Any]) -> tuple[list[Any], list[Quarantined]]:
+        """The page's records, each completed by its detail, in list order.
+
+        Returns:
+            ``(completed, quarantined)``: records that go on to staging, and those that
+            go to quarantine (no id; a 404 with ``on_404: quarantine``).
+
+        Raises:
+            HttpError, AuthError, ResponseError, CrossOriginError: a detail request failed
+                after retries (the window fails).
+        """
+        if not records:
+            return [], []
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.detail.concurrency,
+                                            thread_name_prefix="restlake-detail")
+        futures: list[Future] = [self._pool.submit(self._one, record) for record in records]
+        try:
+            outcomes = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        done = [o for o in outcomes if not isinstance(o, Quarantined)]
+        return done, [o for o in outcomes if isinstance(o, Quarantined)]
+
+    def _one(self, record: Any) -> Any:
+        record_id = self.record_id(record)
+        if record_id is None:
+            return Quarantined(record, f"detail: the record has no {self.detail.id_field!r} to "
+                                       "request its detail with")
+        request = PageRequest("GET", self.url_for(record_id), {}, dict(self.headers),
+                              origins=self.origins)
+        try:
+            response = self.client.send(request)
+        except HttpError as exc:
+            if exc.status == 404 and self.detail.on_404 == "quarantine":
+                return Quarantined(record, f"detail: {self.detail.id_field} {record_id!r} "
+                                           "answered 404 Not Found (on_404: quarantine)")
+            raise
+        found = jsonpath.find(response.data, self._steps)
+        if not isinstance(found, dict):
+            raise ResponseError(f"detail of {self.detail.id_field} {record_id!r}: "
+                                f"{self.detail.data_path!r} is not a JSON object in the "
+                                f"response (got {type(found).__name__})")
+        if self.detail.mode == "replace":
+            return found
+        return {**record, **found}
+
+    def close(self) -> None:
+        """Stop the detail threads (requests still in flight are not waited for)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __repr__(self) -> str:
+        return (f"DetailFetcher({self.detail.endpoint}, concurrency={self.detail.concurrency}, "
+                f"mode={self.detail.mode}, on_404={self.detail.on_404})")
+
+
+def detail_fetcher(detail: Optional[Detail], make_client: Callable[[], HttpClient],
+                   window: Window, origins: Optional[OriginPolicy],
+                   headers: Optional[dict[str, str]] = None) -> Optional[DetailFetcher]:
+    """A :class:`DetailFetcher` for ``window`` when the source has ``detail:``, else ``None``."""
+    if detail is None:
+        return None
+    return DetailFetcher(detail, make_client(), window, origins, headers)
