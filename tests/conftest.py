@@ -37,10 +37,26 @@ def warehouse(tmp_path):
     return Warehouse(tmp_path / "wh")
 
 
+@pytest.fixture(scope="session")
+def initialized_warehouse(spark, session_tmp):
+    """A warehouse folder on which ``init`` ran once; each ``store`` starts from a copy."""
+    from control.store import ControlStore
+    from framework.lake.tables import Warehouse
+
+    template = Warehouse(session_tmp / "initialized" / "wh")
+    ControlStore(spark, template).init()
+    return template.root
+
+
 @pytest.fixture
-def store(spark, warehouse):
+def store(spark, warehouse, initialized_warehouse):
+    """An initialized control store in this test's warehouse. The empty tables are copied
+    from a warehouse initialized once per run (creating them is the slow part); ``init``
+    then runs on the copy as on any existing warehouse."""
     from control.store import ControlStore
 
+    if not Path(warehouse.root).exists():
+        shutil.copytree(initialized_warehouse, warehouse.root)
     st = ControlStore(spark, warehouse)
     st.init()
     return st
