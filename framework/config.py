@@ -476,6 +476,8 @@ class Limits(_Model):
     windows_per_commit: int = Field(default=8, ge=1, le=1000)
     # Long windows of incremental loads: commit every N pages with a checkpoint (None: whole windows).
     pages_per_commit: Optional[int] = Field(default=None, ge=1, le=1_000_000)
+    # offset/page styles with a reported total: fetch a window's remaining pages concurrently
+    concurrent_pages: bool = True
 
     @model_validator(mode="after")
     def _backoff(self) -> "Limits":

@@ -12,6 +12,10 @@ request outcomes through the :class:`~framework.ops.health.HealthRecorder` it fi
 At most two pages are in memory at a time: while the rows of one page are shaped and
 staged, the request for the next is already on the wire (one request in flight per
 window, so ``limits.concurrency`` still bounds the requests a load has in flight).
+Two features add requests, each in its own module: concurrent pages of an
+``offset``/``page`` window whose total is known (:mod:`framework.load.pages`: up to
+``limits.concurrency`` pages ahead, bounded load-wide by one gate, staged in page order)
+and detail fan-out (:mod:`framework.load.detail`: ``detail.concurrency`` per window).
 Records stream to the window's staging files. A window either completes (every page
 read and staged) or raises, and then nothing of it reaches the target.
 """
@@ -37,6 +41,7 @@ from framework.http.retry import RetryPolicy
 from framework.http.telemetry import Telemetry
 from framework.load.archive import PageRecorder
 from framework.load.detail import DetailFetcher, detail_fetcher
+from framework.load.pages import PageWalker, RequestGate
 from framework.load.staging import RunStaging, WindowStage
 from framework.schema import ColumnType, RowShaper
 from framework.secrets import expand_env
@@ -174,7 +179,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                  pages_per_commit: Optional[int] = None,
                  on_segment: Optional[Callable[[WindowStage, dict[str, Any]], WindowStage]] = None,
                  resume: Optional[dict[str, Any]] = None,
-                 details: Optional[DetailFetcher] = None) -> WindowResult:
+                 details: Optional[DetailFetcher] = None,
+                 page_gate: Optional[RequestGate] = None) -> WindowResult:
     """Read every page of ``window`` and stage its rows.
 
     Page batches (``pages_per_commit`` with ``on_segment``): every ``pages_per_commit``
@@ -189,6 +195,11 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
 
     ``details`` (``detail:``) completes each page's records with their detail requests
     before they are staged; records it cannot complete go to the stage's quarantine.
+
+    For ``offset``/``page`` pagination whose first response reports a total (and
+    ``limits.concurrent_pages``), the remaining pages are requested concurrently
+    (:class:`~framework.load.pages.PageWalker`, at most ``limits.concurrency`` ahead and
+    within ``page_gate``, the load's bound) and read here in page order, as above.
 
     Raises:
         WindowError: the window cannot be loaded (its stage is removed).
@@ -207,6 +218,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     # overlaps the API's latency instead of adding to it.
     prefetch = ThreadPoolExecutor(1, thread_name_prefix=f"restlake-page-{index}")
     pending: Optional[Future[PageResponse]] = None
+    walker: Optional[PageWalker] = None
+    concurrency = cfg.limits.concurrency if cfg.limits.concurrent_pages else 1
     try:
         if resume:  # the saved request; masked values and the origin policy from the config
             request = request.resumed(resume["request"])
@@ -219,7 +232,10 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
         else:
             paginator.init_request(request)
         while True:
-            response = pending.result() if pending is not None else client.send(request)
+            if walker is not None:
+                response = walker.next(request)
+            else:
+                response = pending.result() if pending is not None else client.send(request)
             pending = None
             if on_response is not None:
                 on_response(response, window, result.pages)
@@ -231,11 +247,19 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 total = jsonpath.find(response.data, total_path)
                 if isinstance(total, int) and not isinstance(total, bool):
                     result.expected = total
+            if walker is not None:
+                walker.check(response, paginator)
             paginator.update_state(response, records)
             more = paginator.has_next_page
             if more:
                 paginator.update_request(request)
-                pending = prefetch.submit(client.send, request.copy())
+                if walker is None:
+                    walker = PageWalker.start(paginator, request, response, records,
+                                              client.send, concurrency, page_gate)
+                if walker is None:
+                    pending = prefetch.submit(client.send, request.copy())
+            elif walker is not None:
+                walker.finish()
             listed = len(records)
             if details is not None:  # while the next page is on the wire
                 records = complete_details(details, records, stage, window, collected_at)
@@ -272,6 +296,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
         # On failure a request may still be in flight: its answer is not needed; do not
         # hold the window's failure back until it arrives.
         prefetch.shutdown(wait=pending is None, cancel_futures=True)
+        if walker is not None:
+            walker.close()
         if details is not None:
             details.close()
             client.telemetry.merge_detail(details.client.telemetry)
@@ -283,9 +309,11 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
 
 
 def in_flight_per_window(cfg: SourceConfig) -> int:
-    """Requests one window may have in flight at once: its page request plus, with
-    ``detail:``, ``detail.concurrency`` detail requests (connections kept for each)."""
-    return 1 + (cfg.detail.concurrency if cfg.detail is not None else 0)
+    """Requests one window may have in flight at once: its page requests (one, or
+    ``limits.concurrency`` with concurrent pages) plus, with ``detail:``,
+    ``detail.concurrency`` detail requests (connections kept for each)."""
+    pages = cfg.limits.concurrency if cfg.limits.concurrent_pages else 1
+    return pages + (cfg.detail.concurrency if cfg.detail is not None else 0)
 
 
 def load_limiter(cfg: SourceConfig) -> RateLimiter:
@@ -321,6 +349,8 @@ class WindowFetcher:
         self.limiter, self.load_id, self.health, self.on_page = limiter, load_id, health, on_page
         self.pool_size = pool_size or cfg.limits.concurrency
         self.session = source_session(self.pool_size * in_flight_per_window(cfg))
+        # concurrent pages of all windows together: at most limits.concurrency in flight
+        self.page_gate = RequestGate(cfg.limits.concurrency)
         self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
         self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                                   backoff_base_s=cfg.limits.backoff_base_s,
@@ -360,7 +390,7 @@ class WindowFetcher:
                                  render(dict(cfg.headers), window))
         return fetch_window(cfg, client, shaper, window, index, stage, self.run_id,
                             on_page=self.on_page, on_response=recorder, details=details,
-                            **batches)
+                            page_gate=self.page_gate, **batches)
 
     def client(self) -> HttpClient:
         """A new HTTP client (own telemetry) on the load's session, auth, retry policy,

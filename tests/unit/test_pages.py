@@ -1,0 +1,186 @@
+"""Concurrent pages inside one window (framework.load.pages): the remaining pages of an
+offset/page window with a reported total are requested concurrently, staged in page
+order, checkpointed only after their predecessors, and a total that changes, a short
+page or an empty page before the total fails the window."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import pytest
+
+from framework.config import parse_source
+from framework.demoapi import DemoApi
+from framework.errors import PaginationError
+from framework.load.fetch import WindowFetcher
+from framework.load.staging import RunStaging
+from framework.windows import Window
+from tests.unit._httpd import FakeApi, Reply
+
+UTC = dt.timezone.utc
+START, END = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC)
+STYLES = {
+    "offset": ("/api/offset/issues", {"style": "offset", "page_size": 10, "total_path": "total"}),
+    "page": ("/api/page/issues", {"style": "page", "size_param": "per_page", "page_size": 10,
+                                  "total_pages_path": "total_pages"}),
+}
+
+
+class _Holder:
+    """The demo API's wait: holds one page (a "timeout" fault with a query) until
+    ``enough`` requests reached the server, and records how many had when it let go."""
+
+    def __init__(self, enough: int, then=None, patience: int = 500):
+        self.api, self.enough, self.then, self.seen = None, enough, then, []
+        self.patience = patience
+
+    def __call__(self, _seconds: float) -> None:
+        for _ in range(self.patience):  # ~5 s by default: a sequential walk sends no other
+            if len(self.api.request_log) >= self.enough:
+                break
+            time.sleep(0.01)
+        self.seen.append(len(self.api.request_log))
+        if self.then is not None:
+            self.then(self.api)
+
+
+def _demo(holder=None, size=45):
+    api = DemoApi(seed=4, records_per_resource=size, end=END, max_page_size=10, wait=holder)
+    if holder is not None:
+        holder.api = api
+    return api
+
+
+def _cfg(base, style="offset", **limits):
+    path, pagination = STYLES[style]
+    return parse_source({
+        "config_id": "p", "api_name": "Demo", "endpoint": base + path,
+        "params": {"since": "{window_start}", "until": "{window_end}"},
+        "pagination": pagination, "data_path": "data", "primary_key": ["id"],
+        "load_start": START.isoformat(), "load_end": END.isoformat(), "window": "daily",
+        "target": {"catalog": "raw", "schema": "t", "table": "p"},
+        "limits": {"timeout_s": 10, "max_retries": 0, "concurrency": 4, **limits},
+    })
+
+
+def _rows(stage):
+    out = []
+    for path in stage.files:
+        with open(path, "rb") as fh:
+            out += [json.loads(line) for line in fh if line.strip()]
+    return sorted(out, key=lambda r: r["_seq"])
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_later_pages_are_requested_while_an_earlier_one_is_held_and_staged_in_order(style, tmp_path):
+    holder = _Holder(enough=5)  # the first page, the held one and the three after it
+    with _demo(holder) as api:
+        held = {"offset": "10"} if style == "offset" else {"page": "2"}
+        api.faults.add("timeout", times=1, query=held, delay_s=0)
+        cfg = _cfg(api.base_url, style)
+        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "p", "r"), None, None) as fetcher:
+            result = fetcher(0, Window(START, END))
+        listed = api.dataset.records_in(START, END)
+    assert holder.seen == [5], "pages after the held one were on the wire before it answered"
+    assert [r["id"] for r in _rows(result.stage)] == [r["id"] for r in listed]
+    assert result.pages == 5 and result.records == len(listed) == 45
+    assert fetcher.page_gate.peak <= cfg.limits.concurrency
+
+
+def test_concurrent_pages_false_walks_one_page_at_a_time(tmp_path):
+    holder = _Holder(enough=3, patience=100)  # nothing else can come: no need to wait long
+    with _demo(holder) as api:
+        api.faults.add("timeout", times=1, query={"offset": "10"}, delay_s=0)
+        cfg = _cfg(api.base_url, concurrent_pages=False)
+        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "p", "r"), None, None) as fetcher:
+            result = fetcher(0, Window(START, END))
+    assert holder.seen == [2]  # the first page and the held one: nothing else was sent
+    assert result.records == 45
+
+
+def test_page_checkpoints_never_claim_a_page_whose_predecessors_are_not_staged(tmp_path):
+    holder = _Holder(enough=5)
+    with _demo(holder) as api:
+        api.faults.add("timeout", times=1, query={"offset": "10"}, delay_s=0)
+        cfg = _cfg(api.base_url, pages_per_commit=2)
+        staging = RunStaging(tmp_path, "p", "r")
+        segments = []
+
+        def on_segment(piece):
+            segments.append((_rows(piece.stage), piece.checkpoint))
+
+        with WindowFetcher(cfg, "r", staging, None, None) as fetcher:
+            result = fetcher(0, Window(START, END), on_segment=on_segment)
+            listed = [r["id"] for r in api.dataset.records_in(START, END)]
+            staged = 0
+            for rows, checkpoint in segments:
+                assert [r["id"] for r in rows] == listed[staged:staged + len(rows)]
+                staged += len(rows)
+                # the checkpoint's next request starts right after the staged rows
+                assert checkpoint["request"]["params"]["offset"] == staged
+            assert staged + len(_rows(result.stage)) == len(listed)
+            # a rerun from the first checkpoint reads exactly the rest, in order
+            first_rows, first = segments[0]
+            again = fetcher(0, Window(START, END), resume=first,
+                            on_segment=lambda piece: segments.append((_rows(piece.stage), None)))
+    assert len(segments) == 2 + 1 and staged == 40
+    rest = [r["id"] for rows, cp in segments[2:] for r in rows] + [r["id"] for r in _rows(again.stage)]
+    assert rest == listed[len(first_rows):]
+
+
+def test_a_total_that_changes_between_pages_fails_the_window(tmp_path):
+    def add_a_record(api):
+        api.dataset.add(1, at=START + dt.timedelta(hours=1))
+
+    holder = _Holder(enough=5, then=add_a_record)
+    with _demo(holder) as api:
+        api.faults.add("timeout", times=1, query={"offset": "10"}, delay_s=0)
+        staging = RunStaging(tmp_path, "p", "r")
+        with WindowFetcher(_cfg(api.base_url), "r", staging, None, None) as fetcher, \
+                pytest.raises(PaginationError, match="total changed from 45 to 46"):
+            fetcher(0, Window(START, END))
+    assert not any(p.is_file() for p in staging.folder.rglob("*"))
+
+
+def _scripted(pages):
+    """An offset API reporting total 30 whose pages are ``pages[offset]`` record counts."""
+    def reply(got):
+        offset = int(got.query.get("offset", ["0"])[0])
+        n = pages.get(offset, 0)
+        return Reply(200, {"data": [{"id": offset + i} for i in range(n)], "total": 30})
+    return reply
+
+
+@pytest.mark.parametrize("pages, message", [
+    ({0: 10, 10: 5, 20: 10}, "came back short"),
+    ({0: 10, 10: 0, 20: 10}, "came back empty before the total 30"),
+])
+def test_a_short_or_empty_page_before_the_total_fails_the_window(pages, message, tmp_path):
+    with FakeApi() as api:
+        api.route("/items", _scripted(pages))
+        cfg = parse_source({
+            "config_id": "s", "api_name": "S", "endpoint": api.url("/items"),
+            "pagination": {"style": "offset", "page_size": 10, "total_path": "total"},
+            "data_path": "data", "primary_key": ["id"], "load_start": START.isoformat(),
+            "load_end": END.isoformat(), "target": {"catalog": "r", "schema": "s", "table": "s"},
+            "limits": {"timeout_s": 5, "max_retries": 0, "concurrency": 3}})
+        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "s", "r"), None, None) as fetcher, \
+                pytest.raises(PaginationError, match=message):
+            fetcher(0, Window(START, END))
+
+
+def test_the_same_api_walked_one_page_at_a_time_loads_the_short_page(tmp_path):
+    with FakeApi() as api:
+        api.route("/items", _scripted({0: 10, 10: 5, 15: 10, 25: 5}))
+        cfg = parse_source({
+            "config_id": "s", "api_name": "S", "endpoint": api.url("/items"),
+            "pagination": {"style": "offset", "page_size": 10, "total_path": "total"},
+            "data_path": "data", "primary_key": ["id"], "load_start": START.isoformat(),
+            "load_end": END.isoformat(), "target": {"catalog": "r", "schema": "s", "table": "s"},
+            "limits": {"timeout_s": 5, "max_retries": 0, "concurrency": 3,
+                       "concurrent_pages": False}})
+        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "s", "r"), None, None) as fetcher:
+            result = fetcher(0, Window(START, END))
+    assert [r["id"] for r in _rows(result.stage)] == list(range(30))
