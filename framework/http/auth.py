@@ -38,8 +38,17 @@ class Auth:
     def apply(self, request: PageRequest) -> None:
         """Add credentials to ``request`` (in place)."""
 
-    def refresh(self) -> None:
-        """Fetch new credentials (only when :attr:`can_refresh`)."""
+    def refresh(self, rejected: str | None = None) -> bool:
+        """Fetch new credentials (only when :attr:`can_refresh`).
+
+        Args:
+            rejected: the ``Authorization`` value the API rejected; when the credentials
+                were already renewed since it was applied (another request saw its 401
+                first), nothing is fetched again.
+
+        Returns:
+            True when new credentials were fetched.
+        """
         raise AuthError(f"auth method {self.method} cannot refresh its credentials")
 
     @property
@@ -325,10 +334,15 @@ class OAuth2ClientCredentials(Auth):
             token = self._token
         request.headers["Authorization"] = f"Bearer {token}"
 
-    def refresh(self) -> None:
-        """Fetch a new token now (the API rejected the cached one)."""
+    def refresh(self, rejected: str | None = None) -> bool:
+        """Fetch a new token now (the API rejected the cached one), once for every request
+        that was sent with it: concurrent requests rejected together share one refresh."""
         with self._lock:
+            if (rejected is not None and self._token is not None
+                    and rejected != f"Bearer {self._token}"):
+                return False  # renewed since that request was sent: just resend
             self._fetch()
+            return True
 
     def _fetch(self) -> None:
         form = {"grant_type": "client_credentials"}

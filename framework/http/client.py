@@ -66,10 +66,12 @@ class _Transient(RetriableError):
 
 
 class _Unauthorized(Exception):
-    """A 401; :meth:`HttpClient.send` decides whether to refresh and resend."""
+    """A 401; :meth:`HttpClient.send` decides whether to refresh and resend.
+    ``sent`` is the ``Authorization`` value the rejected request carried (never shown)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, sent: str | None = None) -> None:
         self.message = message
+        self.sent = sent
         super().__init__(message)
 
 
@@ -241,8 +243,9 @@ class HttpClient:
         except _Unauthorized as first:
             if not self.auth.can_refresh:
                 raise AuthError(first.message, status=401) from None
-        self.auth.refresh()
-        self.telemetry.count_token_refresh()
+            rejected = first.sent
+        if self.auth.refresh(rejected):
+            self.telemetry.count_token_refresh()
         try:
             return self._send_with_retries(request)
         except _Unauthorized as second:
@@ -415,7 +418,7 @@ class HttpClient:
                                 body=body, data=data, elapsed_s=resp.elapsed.total_seconds())
         message = f"{where} returned {label}: {api_message(body)}"
         if status == 401:
-            raise _Unauthorized(message)
+            raise _Unauthorized(message, req.headers.get("Authorization"))
         if status == 429:
             raise _Transient(message, status=status, retry_after=self._on_rate_limited(req, resp))
         if self.policy.is_retriable_status(status):

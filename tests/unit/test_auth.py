@@ -237,6 +237,23 @@ def test_oauth_refreshes_before_expiry_with_skew(env, api):
     assert len(got) == 2 and req.headers["Authorization"] == "Bearer at-0002-xyz"
 
 
+def test_requests_rejected_with_the_same_token_share_one_refresh(env, api):
+    got = []
+    api.route("/oauth/token", _token_endpoint(got))
+    auth = build_auth(_oauth(api), clock=Clock())
+    sent = []
+    for _ in range(3):  # three requests on the wire with the first token
+        req = _req()
+        auth.apply(req)
+        sent.append(req.headers["Authorization"])
+    # all three come back 401: the first refreshes, the others resend with the new token
+    assert [auth.refresh(s) for s in sent] == [True, False, False]
+    req = _req()
+    auth.apply(req)
+    assert len(got) == 2 and req.headers["Authorization"] == "Bearer at-0002-xyz"
+    assert auth.refresh(req.headers["Authorization"]) is True and len(got) == 3
+
+
 def test_oauth_refresh_forces_a_new_token(env, api):
     got = []
     api.route("/oauth/token", _token_endpoint(got))
