@@ -788,6 +788,10 @@ class SourceConfig(_Model):
             raise _FieldError("body", "a body is only sent with method: POST")
         if self.pagination.style == "body_token" and self.method != "POST":
             raise _FieldError("pagination.style", "body_token needs method: POST")
+        if self.detail is not None and self.archive:
+            raise _FieldError("detail", "cannot be combined with archive: true (the archive "
+                              "keeps the list pages, and a replay would rebuild the rows "
+                              "without their details)")
         if self.limits.pages_per_commit and self.archive:
             raise _FieldError("limits.pages_per_commit", "cannot be combined with archive: true "
                               "(archived pages are written per whole window)")

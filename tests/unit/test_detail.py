@@ -192,3 +192,6 @@ def test_detail_config_is_validated_with_the_field_named(api):
                             ({"id_field": "a b"}, "detail.id_field")]:
         with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):
             _cfg(api, detail=detail)
+    # a replay rebuilds rows from the archived list pages: it could not add the details
+    with pytest.raises(ConfigError, match="detail: cannot be combined with archive"):
+        _cfg(api, archive=True)
