@@ -140,7 +140,7 @@ class Scheduler:
         self._lock = threading.Condition()
         self._notify_lock = threading.Lock()
         self._wanted = threading.Event()  # a load was planned elsewhere (POST /run): run again
-        self._runs: set[Any] = set()  # the RunContexts of the loads in flight (stop drains them)
+        self._runs: dict[int, Any] = {}  # id -> RunContext of the loads in flight (stop drains them)
         self._aps: Any = None
         self._last_up: dict[str, bool] = {}
         self._last_stale_check: Optional[dt.datetime] = None
@@ -257,7 +257,7 @@ class Scheduler:
         self._state = "stopping"
         log.info("scheduler stopping: waiting up to %.0f s for the jobs in flight", grace_s)
         with self._lock:
-            runs = list(self._runs)
+            runs = list(self._runs.values())
         for ctx in runs:  # in-flight loads stop at their next commit or page checkpoint
             ctx.request_stop("the scheduler is stopping")
         if self._aps is not None:
@@ -353,14 +353,14 @@ class Scheduler:
                                      runtime.staging_root(self.warehouse), runner=self.runner,
                                      lease=self.settings.lease)
             with self._lock:
-                self._runs.add(ctx)
+                self._runs[id(ctx)] = ctx
             try:
                 if self._stop.is_set():  # stop() came between the check above and now
                     ctx.request_stop("the scheduler is stopping")
                 outcomes += self._run_loads(runtime, ctx, ids)
             finally:
                 with self._lock:
-                    self._runs.discard(ctx)
+                    self._runs.pop(id(ctx), None)
             if not self._wanted.is_set():
                 break
         result = {"at": iso(now), "planned": sum(1 for r in planned if r.action in ("created", "pending")),
