@@ -94,3 +94,45 @@ def test_a_failing_round_is_recorded_and_the_next_one_runs():
     assert state["jobs"]["loads"]["last_error"] == "RuntimeError: Delta said no"
     assert state["jobs"]["loads"]["runs"] == 1 and not state["jobs"]["loads"]["running"]
     assert state["attached"] and state["state"] == "running" and state["sources"] == 0
+
+
+class OneRow(NoRows):
+    """A store with one claimable row, once."""
+
+    def __init__(self) -> None:
+        self.handed = False
+
+    def claimable_ids(self, now=None):
+        if self.handed:
+            return []
+        self.handed = True
+        return ["slow"]
+
+
+def test_stop_drains_the_load_in_flight_through_its_run_context(monkeypatch, tmp_path):
+    import control.generate
+    from framework.load import runtime
+
+    monkeypatch.setattr(control.generate, "generate", lambda store, **kw: [])
+    monkeypatch.setattr(runtime, "staging_root", lambda warehouse: tmp_path)
+    started = threading.Event()
+    seen = {}
+
+    def run(ctx, ids):  # a load that stops only when its context is asked to
+        seen["ctx"] = ctx
+        started.set()
+        stopped = ctx.stop.wait(30)
+        return [SimpleNamespace(config_id=ids[0], status="INTERRUPTED" if stopped else "SUCCESS",
+                                failed=False, interrupted=stopped, audit={})]
+
+    monkeypatch.setattr(runtime, "run", run)
+    sched = Scheduler(None, OneRow(), SchedulerSettings(poll=dt.timedelta(minutes=1), parallel=1),
+                      clock=Clock(T0))
+    rounds = []
+    worker = threading.Thread(target=lambda: rounds.append(sched.load_round()))
+    worker.start()
+    assert started.wait(10)
+    assert sched.stop(grace_s=30) is True
+    worker.join(10)
+    assert seen["ctx"].stopping and seen["ctx"].stop_reason == "the scheduler is stopping"
+    assert rounds[0]["interrupted"] == ["slow"] and rounds[0]["loaded"] == 0
