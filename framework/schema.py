@@ -24,7 +24,7 @@ import operator
 import orjson
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from framework.errors import RecordRejected, SchemaDriftError, WindowError
 from framework.timeutil import iso
@@ -178,26 +178,40 @@ class SchemaTracker:
     _seen: dict[tuple[tuple[str, ...], tuple[type, ...]], Any] = field(
         default_factory=dict, repr=False, compare=False)
 
-    def observe(self, row: dict[str, Any]) -> None:
+    def observe(self, row: dict[str, Any], signature: Any = None) -> None:
+        """Record the columns and value types of ``row``.
+
+        Args:
+            row: a staged row.
+            signature: a hashable standing for the row's keys and value types (rows given
+                the same one have the same keys and types); computed from the row when
+                absent.
+        """
         # A column's type depends only on the Python types of its values (and whether an
         # int fits a long). A row with the keys and value types of one already observed
         # therefore changes nothing, unless one of its ints is out of range: the hot path
         # is one tuple lookup per row instead of a type check per value.
-        types = tuple(map(type, row.values()))
-        signature = (tuple(row), types)
-        ints = self._seen.get(signature, _SLOW)
-        if ints is None:
-            return
-        if ints is not _SLOW:
-            values = ints(row)
-            if _MIN_LONG <= min(values) and max(values) <= _MAX_LONG:
-                return
-        self._observe_each(row)
-        if ints is _SLOW and len(self._seen) < 1024:
-            int_keys = [key for key, t in zip(row, types) if t is int]
-            # itemgetter of one key returns the value itself: keep a tuple either way.
-            self._seen[signature] = (None if not int_keys else
-                                     operator.itemgetter(*int_keys, *int_keys[:1]))
+        self.observe_all(((row, signature),))
+
+    def observe_all(self, observed: Iterable[tuple[dict[str, Any], Any]]) -> None:
+        """:meth:`observe` of each ``(row, signature)`` (a page's rows in one call)."""
+        seen = self._seen
+        for row, signature in observed:
+            if signature is None:
+                signature = (tuple(row), tuple(map(type, row.values())))
+            ints = seen.get(signature, _SLOW)
+            if ints is None:
+                continue
+            if ints is not _SLOW:
+                values = ints(row)
+                if _MIN_LONG <= min(values) and max(values) <= _MAX_LONG:
+                    continue
+            self._observe_each(row)
+            if ints is _SLOW and len(seen) < 1024:
+                int_keys = [key for key, value in row.items() if type(value) is int]
+                # itemgetter of one key returns the value itself: keep a tuple either way.
+                seen[signature] = (None if not int_keys else
+                                   operator.itemgetter(*int_keys, *int_keys[:1]))
 
     def _observe_each(self, row: dict[str, Any]) -> None:
         columns = self.columns
@@ -260,6 +274,7 @@ class RowShaper:
         self._lookups: dict[tuple[str, ...], tuple[tuple[tuple[str, Optional[str]], ...],
                                                    tuple[Optional[str], ...]]] = {}
         self._keys_found = not self.primary_key
+        self._layouts: dict[tuple[tuple[str, ...], tuple[type, ...]], _Layout] = {}
 
     def _lookup(self, keys: tuple[str, ...]) -> tuple[tuple[tuple[str, Optional[str]], ...],
                                                         tuple[Optional[str], ...]]:
@@ -347,51 +362,257 @@ class RowShaper:
             self._plans[keys] = plan
         return plan
 
+    def _layout(self, keys: tuple[str, ...], types: tuple[type, ...]) -> "_Layout":
+        """How records with these keys and value types become rows (computed once each).
+
+        A value's fate depends on its column's type and, nearly always, only on the
+        value's Python type: copied as it is, encoded (nested value -> JSON text, int ->
+        float, timestamp text -> UTC), or rescued. Only two checks need the value itself:
+        a long's range and whether a text parses as a timestamp.
+
+        Raises:
+            SchemaDriftError: a new field while ``schema_mode`` is ``fail``.
+        """
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = self._plan(keys)
+        cols: list[str] = []
+        copied: list[str] = []
+        fixes: list[tuple[str, str, int]] = []
+        rescued: list[tuple[str, Optional[str]]] = []
+        for (key, col, ctype), kind in zip(plan, map(_kind_of, types, (p[2] for p in plan))):
+            if col is None:
+                rescued.append((key, None))
+            elif kind == _MISFIT:
+                rescued.append((key, col))
+            else:
+                cols.append(col)
+                copied.append(key)
+                if kind != _COPY:
+                    fixes.append((key, col, kind))
+        needs, key_fields = self._lookup(keys) if self._needed else ((), ())
+        # Verbatim: every field lands, unchanged, in the column of its own name (at most
+        # a long's range to check), so the row's JSON is the record's with the contract
+        # columns added. Values of other types (datetimes of a custom parser) are
+        # rendered by the row encoder, not the canonical one: they take the general path.
+        longs = [key for key, _, kind in fixes if kind == _LONG]
+        verbatim = (bool(cols) and not rescued and len(longs) == len(fixes)
+                    and tuple(cols) == keys and all(t in _JSON_TYPES for t in types))
+        layout = _Layout(tuple(cols), _getter(copied), tuple(fixes), tuple(rescued), needs,
+                         _key_of(key_fields) if self.primary_key else None, verbatim,
+                         _getter(longs) if verbatim and longs else None)
+        if len(self._layouts) < 1024:
+            self._layouts[(keys, types)] = layout
+        return layout
+
+    def _misfit(self, col: str, value: Any) -> None:
+        self.retyped[col] = merge_types(self.retyped.get(col), infer_type(value)) or ColumnType.STRING
+
+    def shape_page(self, records: Iterable[Any], *, run_id: str, window_start: dt.datetime,
+                   window_end: dt.datetime, collected_at: dt.datetime, seq: int
+                   ) -> "ShapedPage":
+        """Shape the records of one page (the hot path of every load).
+
+        Each record takes the next sequence number after ``seq``, rejected ones too.
+
+        Raises:
+            SchemaDriftError: a new field while ``schema_mode`` is ``fail``.
+        """
+        page = ShapedPage()
+        lines, observed, rejects = page.lines, page.observed, page.rejects
+        layouts = self._layouts
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        source_system, collected = self.source_system, self._stamp(collected_at)
+        start, end = self._stamp(window_start), self._stamp(window_end)
+        # the contract columns every row of the page shares, as staged JSON
+        shared = b"".join((b',"_rescued_data":null,"source_system":', dumps(source_system),
+                           b',"collected_at_utc":', dumps(collected), b',"_run_id":', dumps(run_id),
+                           b',"_window_start":', dumps(start), b',"_window_end":', dumps(end),
+                           b',"payload_hash":"'))
+        sha256 = hashlib.sha256
+        for record in records:
+            seq += 1
+            if not isinstance(record, dict):
+                rejects.append((RecordRejected(f"record is a {type(record).__name__}, "
+                                               "not a JSON object"), record))
+                continue
+            keys = tuple(record)
+            types = tuple(map(type, record.values()))
+            layout = layouts.get((keys, types))
+            if layout is None:
+                # the required fields are checked before the key set is planned: a record
+                # that lacks one is rejected even when it also has a field schema_mode: fail
+                # refuses
+                missing = self._missing(record, self._lookup(keys)[0] if self._needed else ())
+                if missing is not None:
+                    rejects.append((missing, record))
+                    continue
+                layout = self._layout(keys, types)
+            elif layout.needs:
+                missing = self._missing(record, layout.needs)
+                if missing is not None:
+                    rejects.append((missing, record))
+                    continue
+            canonical = canonical_json_bytes(record)
+            digest = sha256(canonical).hexdigest()
+            if layout.verbatim and (layout.longs is None or _in_long_range(layout.longs(record))):
+                # The row holds the record as it is: its canonical JSON, computed for the
+                # hash, is the row's JSON too; only the contract columns are added.
+                lines.append(b"".join((
+                    canonical[:-1], shared, digest.encode(), b'","entity_key":',
+                    dumps(layout.key(record) if layout.key is not None else digest),
+                    b',"_seq":', str(seq).encode(), b"}\n")))
+                observed.append((record, layout))
+                continue
+            row = dict(zip(layout.cols, layout.getter(record)))
+            signature: Any = layout  # rows of one layout share keys and value types ...
+            rescued: Optional[dict[str, Any]] = None
+            for key, col, kind in layout.fixes:
+                value = row[col]
+                if kind == _NESTED:
+                    row[col] = canonical_json(value)
+                elif kind == _FLOAT:
+                    row[col] = float(value)
+                elif kind == _LONG:
+                    if not _MIN_LONG <= value <= _MAX_LONG:
+                        del row[col]
+                        signature = None  # ... unless a value was taken out
+                        rescued = rescued if rescued is not None else {}
+                        rescued[key] = value
+                        self._misfit(col, value)
+                else:  # _TIMESTAMP
+                    try:
+                        row[col] = encode(value, ColumnType.TIMESTAMP)
+                    except ValueError:
+                        del row[col]
+                        signature = None
+                        rescued = rescued if rescued is not None else {}
+                        rescued[key] = value
+                        self._misfit(col, value)
+            if layout.rescued:
+                rescued = rescued if rescued is not None else {}
+                for key, col in layout.rescued:
+                    value = rescued[key] = record[key]
+                    if col is not None:
+                        self._misfit(col, value)
+            if rescued:
+                self.rescued_rows += 1
+                row["_rescued_data"] = canonical_json(rescued)
+            else:
+                row["_rescued_data"] = None
+            row["source_system"] = source_system
+            row["collected_at_utc"] = collected
+            row["payload_hash"] = digest
+            row["entity_key"] = layout.key(record) if layout.key is not None else digest
+            row["_run_id"] = run_id
+            row["_window_start"] = start
+            row["_window_end"] = end
+            row[SEQ_COLUMN] = seq
+            lines.append(dumps(row, default=str, option=newline))
+            observed.append((row, signature))
+        return page
+
+    @staticmethod
+    def _missing(record: dict[str, Any], needs: tuple[tuple[str, Optional[str]], ...]
+                 ) -> Optional[RecordRejected]:
+        for name, key in needs:
+            if key is None:
+                return RecordRejected(f"required field '{name}' is missing", field=name)
+            value = record[key]
+            if value is None or value == "":
+                return RecordRejected(f"required field '{name}' is missing", field=name)
+        return None
+
     def shape(self, record: Any, *, run_id: str, window_start: dt.datetime,
               window_end: dt.datetime, collected_at: dt.datetime, seq: int) -> dict[str, Any]:
-        """Shape one record.
+        """Shape one record (:meth:`shape_page` of one record): the row as staged.
 
         Raises:
             RecordRejected: not an object, or a required / primary-key field is missing.
             SchemaDriftError: a new field while ``schema_mode`` is ``fail``.
         """
-        if not isinstance(record, dict):
-            raise RecordRejected(f"record is a {type(record).__name__}, not a JSON object")
-        keys = tuple(record)
-        needs, key_fields = self._lookup(keys) if self._needed else ((), ())
-        for name, key in needs:
-            if key is None or record[key] in (None, ""):
-                raise RecordRejected(f"required field '{name}' is missing", field=name)
-        row: dict[str, Any] = {}
-        rescued: dict[str, Any] = {}
-        plan = self._plans.get(keys)
-        if plan is None:
-            plan = self._plan(keys)
-        for key, col, ctype in plan:
-            value = record[key]
-            if col is None:
-                rescued[key] = value
-            elif ctype is None:
-                row[col] = value
-            elif fits(value, ctype):
-                row[col] = encode(value, ctype)
-            else:
-                rescued[key] = value
-                self.retyped[col] = merge_types(self.retyped.get(col), infer_type(value)) \
-                    or ColumnType.STRING
-        if rescued:
-            self.rescued_rows += 1
-        row["_rescued_data"] = canonical_json(rescued) if rescued else None
-        row["source_system"] = self.source_system
-        row["collected_at_utc"] = self._stamp(collected_at)
-        row["payload_hash"] = payload_hash(record)
-        row["entity_key"] = ("|".join(str(record[k]) for k in key_fields)
-                             if self.primary_key else row["payload_hash"])
-        row["_run_id"] = run_id
-        row["_window_start"] = self._stamp(window_start)
-        row["_window_end"] = self._stamp(window_end)
-        row[SEQ_COLUMN] = seq
-        return row
+        page = self.shape_page((record,), run_id=run_id, window_start=window_start,
+                               window_end=window_end, collected_at=collected_at, seq=seq - 1)
+        if page.rejects:
+            raise page.rejects[0][0]
+        return orjson.loads(page.lines[0])
+
+
+# How a value reaches its column, by the value's Python type and the column's type.
+_COPY, _NESTED, _FLOAT, _LONG, _TIMESTAMP, _MISFIT = range(6)
+_JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
+
+
+def _in_long_range(values: tuple[Any, ...]) -> bool:
+    return _MIN_LONG <= min(values) and max(values) <= _MAX_LONG
+
+
+def _kind_of(kind: type, ctype: Optional[ColumnType]) -> int:
+    """The treatment of values of type ``kind`` in a column of ``ctype`` (``None``: no
+    target schema, kept as they are), following :func:`fits` and :func:`encode`."""
+    if ctype is None or kind is type(None):
+        return _COPY
+    is_bool = issubclass(kind, bool)
+    if ctype == ColumnType.STRING:
+        return (_NESTED if issubclass(kind, (dict, list)) else
+                _COPY if issubclass(kind, str) else _MISFIT)
+    if ctype == ColumnType.BOOLEAN:
+        return _COPY if is_bool else _MISFIT
+    if ctype == ColumnType.LONG:
+        return _LONG if issubclass(kind, int) and not is_bool else _MISFIT
+    if ctype == ColumnType.DOUBLE:
+        if is_bool:
+            return _MISFIT
+        return _FLOAT if issubclass(kind, int) else _COPY if issubclass(kind, float) else _MISFIT
+    if ctype == ColumnType.TIMESTAMP:
+        return _TIMESTAMP if issubclass(kind, (dt.datetime, str)) else _MISFIT
+    return _MISFIT
+
+
+def _getter(keys: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function returning the values of ``keys`` of a record, as a tuple."""
+    if not keys:
+        return lambda record: ()
+    if len(keys) == 1:
+        only = keys[0]
+        return lambda record: (record[only],)
+    return operator.itemgetter(*keys)
+
+
+def _key_of(fields: tuple[Optional[str], ...]) -> Callable[[dict[str, Any]], str]:
+    """``entity_key`` of a record: its primary-key values as text, joined by ``|``."""
+    if len(fields) == 1:
+        only = fields[0]
+        return lambda record: str(record[only])
+    return lambda record: "|".join([str(record[k]) for k in fields])
+
+
+@dataclass
+class ShapedPage:
+    """One page shaped: its rows as staged JSON lines, and its rejected records."""
+
+    lines: list[bytes] = field(default_factory=list)  # one JSON object and newline per row
+    #: per row: its data fields (a dict holding at least its data columns) and what stands
+    #: for their keys and value types, for :meth:`SchemaTracker.observe`
+    observed: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    rejects: list[tuple[RecordRejected, Any]] = field(default_factory=list)  # (reason, record)
+
+    def __repr__(self) -> str:
+        return f"ShapedPage(rows={len(self.lines)} rejected={len(self.rejects)})"
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a tracker signature
+class _Layout:
+    """How records of one key set and value types become rows (see ``RowShaper._layout``)."""
+
+    cols: tuple[str, ...]  # columns holding a value, in the record's key order
+    getter: Callable[[dict[str, Any]], tuple[Any, ...]]  # their values, same order
+    fixes: tuple[tuple[str, str, int], ...]  # (key, column, kind) of values to encode or check
+    rescued: tuple[tuple[str, Optional[str]], ...]  # (key, column whose type it misses, if any)
+    needs: tuple[tuple[str, Optional[str]], ...]  # required / key field -> the record's key
+    key: Optional[Callable[[dict[str, Any]], str]]  # entity_key (None: the payload hash)
+    verbatim: bool = False  # the row is the record itself plus the contract columns
+    longs: Optional[Callable[[dict[str, Any]], tuple[Any, ...]]] = None  # values to range-check
 
 
 def reshape(row: dict[str, Any], columns: dict[str, ColumnType], schema_mode: str,

@@ -146,18 +146,13 @@ def stage_records(records: Any, shaper: RowShaper, stage: WindowStage, *, run_id
     Returns:
         the sequence number of the last record (arrival order: ``seq + 1`` is the first's).
     """
-    for record in records:
-        seq += 1
-        try:
-            row = shaper.shape(record, run_id=run_id, window_start=window_start,
-                               window_end=window_end, collected_at=collected_at, seq=seq)
-        except RecordRejected as exc:
-            stage.reject(str(exc), record, window_start=window_start.isoformat(),
-                         window_end=window_end.isoformat(),
-                         collected_at_utc=collected_at.isoformat())
-            continue
-        stage.write(row)
-    return seq
+    page = shaper.shape_page(records, run_id=run_id, window_start=window_start,
+                             window_end=window_end, collected_at=collected_at, seq=seq)
+    for reason, record in page.rejects:
+        stage.reject(str(reason), record, window_start=window_start.isoformat(),
+                     window_end=window_end.isoformat(), collected_at_utc=collected_at.isoformat())
+    stage.write_lines(page.lines, page.observed)
+    return seq + len(page.lines) + len(page.rejects)
 
 
 def complete_details(details: DetailFetcher, records: list[Any], stage: WindowStage,

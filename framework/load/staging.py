@@ -20,6 +20,7 @@ from typing import Any
 from framework.schema import SchemaTracker, canonical_json
 
 ROWS_PER_FILE = 50_000
+WRITE_BUFFER = 1 << 20  # pages reach the disk in blocks of this size, not one write each
 _SEGMENT = re.compile(r"^(?!\.)[A-Za-z0-9_.-]{1,255}$")  # one folder name, never . or ..
 
 
@@ -55,12 +56,27 @@ class WindowStage:
 
     def write(self, row: dict[str, Any]) -> None:
         """Append one shaped row."""
-        if self._handle is None or self._in_file >= ROWS_PER_FILE:
-            self._roll()
-        self._handle.write(orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE))
-        self._in_file += 1
-        self.rows += 1
-        self.tracker.observe(row)
+        self.write_lines([orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE)],
+                         [(row, None)])
+
+    def write_lines(self, lines: list[bytes], observed: list[tuple[dict[str, Any], Any]]) -> None:
+        """Append shaped rows already encoded (one page's, :class:`~framework.schema.ShapedPage`).
+
+        Args:
+            lines: one JSON object and newline per row.
+            observed: per row, its data fields and their signature, for the window's
+                schema tracker.
+        """
+        self.tracker.observe_all(observed)
+        done = 0
+        while done < len(lines):
+            if self._handle is None or self._in_file >= ROWS_PER_FILE:
+                self._roll()
+            chunk = lines[done:done + ROWS_PER_FILE - self._in_file]
+            self._handle.write(b"".join(chunk))
+            self._in_file += len(chunk)
+            self.rows += len(chunk)
+            done += len(chunk)
 
     def reject(self, reason: str, record: Any, **context: Any) -> None:
         """Keep a rejected record for the quarantine table."""
@@ -74,7 +90,7 @@ class WindowStage:
         if self._handle is not None:
             self._handle.close()
         path = self.folder / f"part-{len(self.files):05d}.jsonl"
-        self._handle = path.open("wb")
+        self._handle = path.open("wb", buffering=WRITE_BUFFER)
         self.files.append(path)
         self._in_file = 0
 

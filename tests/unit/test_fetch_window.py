@@ -40,21 +40,21 @@ def _cfg(api):
 
 
 class _WatchingShaper(RowShaper):
-    """Records, as each page's first row is shaped, how many requests the API has seen."""
+    """Records, as each page's rows are shaped, how many requests the API has seen."""
 
     def __init__(self, api, **kwargs):
         super().__init__(**kwargs)
         self.api, self.seen_at_page_start = api, []
 
-    def shape(self, record, **kwargs):
-        if (kwargs["seq"] - 1) % 10 == 0:
+    def shape_page(self, records, **kwargs):
+        if records:
             # Give a request sent in the background up to a second to reach the server's log.
             for _ in range(100):
                 if len(self.api.request_log) > len(self.seen_at_page_start) + 1:
                     break
                 time.sleep(0.01)
             self.seen_at_page_start.append(len(self.api.request_log))
-        return super().shape(record, **kwargs)
+        return super().shape_page(records, **kwargs)
 
 
 def test_next_page_is_requested_before_the_current_page_is_shaped(api, tmp_path):
