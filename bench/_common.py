@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing as mp
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -95,6 +96,37 @@ def seed_loop(base_url: str, windows: list[Window], page_size: int) -> list[dict
             if not next_cursor:
                 break
     return all_records
+
+
+def bare_threads(base_url: str, windows: list[Window], page_size: int, threads: int) -> int:
+    """The floor of a threaded client: ``threads`` threads, each walking whole windows with
+    a ``requests`` session and ``response.json()``, keeping nothing but the count."""
+    url = base_url + "/api/cursor/issues"
+
+    def walk(w: Window) -> int:
+        params = {"since": w.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "until": w.end.strftime("%Y-%m-%dT%H:%M:%SZ"), "limit": page_size}
+        count, next_cursor = 0, None
+        with requests.Session() as session:
+            while True:
+                query = dict(params, cursor=next_cursor) if next_cursor else params
+                response = session.get(url, params=query, timeout=60)
+                response.raise_for_status()
+                data = response.json()
+                count += len(data["data"])
+                next_cursor = data.get("next_cursor")
+                if not next_cursor:
+                    return count
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(walk, windows))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user + system, every thread; not the API's process,
+    not Spark's JVM)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def restlake_fetch(cfg: SourceConfig, staging_root: Path, *, discard: bool = True) -> tuple[int, list]:

@@ -1,12 +1,18 @@
 """e2e: a whole load (fetch, stage, Delta write, bookkeeping) vs the seed loop and dlt.
 
-    python bench/e2e.py [--records 1000000] [--days 60] [--latency-ms 20] [--no-dlt]
+    python bench/e2e.py [--records 1000000] [--days 60] [--page-size 1000] [--latency-ms 20] [--no-dlt]
 
 restlake runs ``generate`` + ``run`` (control, window-log and audit commits included) on a
 local warehouse. The seed loop fetches every page sequentially into one list, then makes
 one ``createDataFrame`` + Delta write. dlt (if ``dlt[deltalake]`` is importable) runs its
 ``rest_api`` source with the same cursor paginator into a Delta table on the filesystem
-destination. Spark's start is reported separately and excluded from every figure.
+destination. The demo API encodes every reply (no reply cache).
+
+``e2e_vs_seed_loop`` is restlake's wall time with Spark's start included over the seed
+loop's (target <= 0.6x); the same ratio without Spark's start is printed for reference.
+The one-time ``init`` of the control tables and the warm-up loads are excluded. restlake's
+client CPU per record is this process's CPU time (``getrusage``: not the API's process,
+not Spark's JVM) during the load, divided by its records.
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import argparse
 import os
 import shutil
 
-from _common import (DemoServer, START, config, figure, info, seed_loop, temp_dir, timed,
-                     windows_of)
+from _common import (DemoServer, START, config, cpu_seconds, figure, info, seed_loop, temp_dir,
+                     timed, windows_of)
 
 SEED_SCHEMA = ("id long, number long, title string, state string, labels array<string>, "
                "user struct<login:string,id:long>, created_at string, updated_at string, "
@@ -99,7 +105,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=60, help="daily windows")
     ap.add_argument("--latency-ms", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--page-size", type=int, default=100)
+    ap.add_argument("--page-size", type=int, default=1000)
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--no-dlt", action="store_true")
     args = ap.parse_args()
@@ -113,7 +119,7 @@ def main() -> None:
         from framework.lake.spark import get_spark
 
         spark_s, spark = timed(get_spark, "restlake-bench", master=args.master)
-        info("spark start (excluded)", f"{spark_s:.1f}s")
+        info("spark start", f"{spark_s:.1f}s")
         cfg = config(api.base_url, "bench_e2e", days=args.days, page_size=args.page_size,
                      concurrency=args.concurrency)
         init_s, (warehouse, store) = timed(init_restlake, spark, root)
@@ -126,12 +132,20 @@ def main() -> None:
                          root, warehouse, store),
             run_seed(spark, api.base_url, windows_of(cfg)[:1], args.page_size, root / "warm")))
         info("warm-up (excluded)", f"{warm_s:.1f}s")
+        cpu0 = cpu_seconds()
         rl_s, rl_rows = timed(run_restlake, spark, cfg, root, warehouse, store)
-        info("restlake", f"{rl_rows:,} rows in {rl_s:.1f}s ({rl_rows / rl_s:,.0f} rows/s)")
+        rl_cpu = cpu_seconds() - cpu0
+        info("restlake", f"{rl_rows:,} rows in {rl_s:.1f}s ({rl_rows / rl_s:,.0f} rows/s), "
+                         f"{rl_s + spark_s:.1f}s with Spark's start")
         seed_s, seed_rows = timed(run_seed, spark, api.base_url, windows_of(cfg), args.page_size, root)
         info("seed loop", f"{seed_rows:,} rows in {seed_s:.1f}s")
+        info("load average at the end", " ".join(f"{x:.1f}" for x in os.getloadavg()))
         assert rl_rows == seed_rows == args.records, (rl_rows, seed_rows)
-        figure("e2e_vs_seed_loop", seed_s / rl_s, "faster than the seed loop (> 1x)")
+        figure("e2e_vs_seed_loop", (rl_s + spark_s) / seed_s, "<= 0.6x",
+               note="(restlake wall with Spark's start / seed loop)")
+        figure("e2e_vs_seed_loop_after_spark_start", rl_s / seed_s, "(reference)")
+        figure("client_cpu_per_record", rl_cpu / rl_rows * 1e6, "<= 10 us", unit="us",
+               note="(restlake's Python process during the load)")
         dlt_s = None
         if not args.no_dlt:
             try:
@@ -142,7 +156,7 @@ def main() -> None:
             else:
                 dlt_s, dlt_rows = timed(run_dlt, api.base_url, cfg, args.page_size, root)
                 info("dlt rest_api -> delta", f"{dlt_rows:,} rows in {dlt_s:.1f}s")
-                figure("e2e_vs_dlt", dlt_s / rl_s, ">= 3x")
+                figure("e2e_vs_dlt", dlt_s / rl_s, ">= 3x", note="(dlt / restlake)")
         spark.stop()
     shutil.rmtree(root, ignore_errors=True)
 
