@@ -111,6 +111,14 @@ AUDIT_SCHEMA = StructType([
     _s("DuplicateRows", LongType(), comment="PUSH: records that changed nothing (an event "
                                             "delivered again, or superseded in the flush)"),
     _s("DetailRequests", LongType(), comment="of Requests, those sent for detail fan-out (detail:)"),
+    # where a load's time went (framework.load.audit.PHASE_COLUMNS); null for pushes and replays
+    _s("ClaimSeconds", DoubleType(), comment="claiming the control row (share of a batch claim)"),
+    _s("FetchSeconds", DoubleType(), comment="waiting for windows: requests, parsing, staging"),
+    _s("StageSeconds", DoubleType(), comment="parsing pages and writing staging files, summed "
+                                             "over windows (part of FetchSeconds)"),
+    _s("WriteSeconds", DoubleType(), comment="target commits, quarantine, raw-page archive"),
+    _s("BookkeepingSeconds", DoubleType(), comment="the rest of RunDuration: control plane, "
+                                                   "window/health logs, quality, counts"),
 ])
 
 WINDOW_LOG_SCHEMA = StructType([

@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional
 
@@ -59,6 +61,7 @@ class Claim:
     state: ControlState
     row: dict[str, Any]
     lease: dt.timedelta = dt.timedelta(hours=1)
+    claim_seconds: float = 0.0  # what claiming took (a share of it, for a batch claim)
 
     @property
     def attempt(self) -> int:
@@ -104,6 +107,10 @@ class ControlStore:
         self.audit_ref = TableRef(catalog, METADATA_SCHEMA, AUDIT_TABLE)
         self.window_ref = TableRef(catalog, METADATA_SCHEMA, WINDOW_LOG_TABLE)
         self.quality_ref = TableRef(catalog, METADATA_SCHEMA, QUALITY_TABLE)
+        # One control-table MERGE at a time in this process: every MERGE rewrites the file
+        # holding its row, so two at once (parallel loads, heartbeats) would conflict and
+        # back off; other processes' commits are still retried (retry_conflicts).
+        self._control_lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"ControlStore({self.control_ref.catalog} in {self.warehouse!r})"
@@ -273,11 +280,12 @@ class ControlStore:
                                 & F.col("t.LastJobRunId").eqNullSafe(F.col("s._PrevRunId"))
                                 & F.col("t.LeaseExpiresAt").eqNullSafe(F.col("s._PrevLease")))
         assignments = {c: F.col(f"s.{c}") for c in CONTROL_COLUMNS}
-        (self._control().alias("t")
-         .merge(source.alias("s"), F.col("t.ConfigId") == F.col("s.ConfigId"))
-         .whenMatchedUpdate(condition=unchanged_since_read, set=assignments)
-         .whenNotMatchedInsert(values=assignments)
-         .execute())
+        with self._control_lock:
+            (self._control().alias("t")
+             .merge(source.alias("s"), F.col("t.ConfigId") == F.col("s.ConfigId"))
+             .whenMatchedUpdate(condition=unchanged_since_read, set=assignments)
+             .whenNotMatchedInsert(values=assignments)
+             .execute())
         return results
 
     # ------------------------------------------------------------------ claims
@@ -293,6 +301,8 @@ class ControlStore:
         Args:
             lease: how long the claim holds; ``None`` takes the row's ``limits.lease_s``.
         """
+        t0 = time.perf_counter()
+
         def attempt() -> Optional[Claim]:
             row = self.get(config_id)
             if row is None:
@@ -309,10 +319,97 @@ class ControlStore:
             fresh = self.get(config_id)
             if fresh and fresh.get("ClaimedBy") == runner and fresh.get("LastJobRunId") == run_id \
                     and fresh.get("LoadStatus") == LoadStatus.RUNNING.value:
-                return Claim(config_id, runner, run_id, mapping.row_to_state(fresh), fresh, held_for)
+                return Claim(config_id, runner, run_id, mapping.row_to_state(fresh), fresh, held_for,
+                             claim_seconds=time.perf_counter() - t0)
             return None
 
         return retry_conflicts(attempt, f"claim {config_id}")
+
+    def claim_many(self, config_ids: Iterable[str], runner: str, run_id: str,
+                   lease: Optional[dt.timedelta] = None, now: Optional[dt.datetime] = None
+                   ) -> tuple[list[Claim], dict[str, str]]:
+        """Claim every claimable row of ``config_ids`` in one commit (``run`` of many rows).
+
+        One read of the rows, one MERGE that takes each row only if its status, holder,
+        attempt and lease are still as read (so of two runners that read the same PENDING
+        row, one commit takes it and the other conflicts, is retried, and then reads it
+        RUNNING), and one read back: a row is claimed when it is RUNNING under this runner,
+        run id and the attempt this MERGE wrote. Exactly one runner per row, as with
+        :meth:`claim`.
+
+        Returns:
+            the claims, in the order of ``config_ids``, and for each row not claimed why.
+        """
+        ids = list(dict.fromkeys(config_ids))
+        if not ids:
+            return [], {}
+        t0 = time.perf_counter()
+
+        def attempt() -> tuple[list[Claim], dict[str, str]]:
+            at = now or utcnow()
+            rows = {r["ConfigId"]: r for r in self.rows(ids)}
+            why: dict[str, str] = {}
+            wanted: list[tuple[dict[str, Any], ControlState, dt.timedelta]] = []
+            for cid in ids:
+                row = rows.get(cid)
+                if row is None:
+                    why[cid] = "no such control row"
+                    continue
+                held_for = lease if lease is not None else mapping.lease_of(row)
+                try:
+                    wanted.append((row, states.claim(mapping.row_to_state(row), runner, run_id,
+                                                     at, held_for), held_for))
+                except states.InvalidTransition as exc:
+                    log.info("%s: not claimed: %s", cid, exc)
+                    why[cid] = _not_claimed(row)
+            if not wanted:
+                return [], why
+            self._claim_rows([(row, new) for row, new, _ in wanted], at)
+            fresh = {r["ConfigId"]: r for r in self.rows([row["ConfigId"] for row, _, _ in wanted])}
+            claims = []
+            for row, new, held_for in wanted:
+                cid = row["ConfigId"]
+                got = fresh.get(cid)
+                if got and got.get("LoadStatus") == LoadStatus.RUNNING.value \
+                        and got.get("ClaimedBy") == runner and got.get("LastJobRunId") == run_id \
+                        and got.get("Attempt") == new.attempt:
+                    claims.append(Claim(cid, runner, run_id, mapping.row_to_state(got), got,
+                                        held_for))
+                else:
+                    why[cid] = _not_claimed(got) if got else "no such control row"
+            return claims, why
+
+        claims, why = retry_conflicts(attempt, f"claim {len(ids)} rows")
+        share = (time.perf_counter() - t0) / max(1, len(claims))
+        return [replace(c, claim_seconds=share) for c in claims], why
+
+    def _claim_rows(self, planned: list[tuple[dict[str, Any], ControlState]], at: dt.datetime) -> None:
+        """One MERGE writing each planned state into its row if the row is still as read."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
+
+        types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
+        names = list(mapping.state_to_columns(planned[0][1])) + ["LastUpdatedTime"]
+        prev = [StructField("_PrevStatus", StringType()), StructField("_PrevAttempt", IntegerType()),
+                StructField("_PrevRunId", StringType()), StructField("_PrevLease", TimestampType())]
+        schema = StructType([StructField("ConfigId", StringType(), False)]
+                            + [StructField(n, types[n]) for n in names] + prev)
+        data = []
+        for row, new in planned:
+            cols = {**mapping.state_to_columns(new), "LastUpdatedTime": at}
+            data.append(tuple([row["ConfigId"]] + [_spark_value(cols[n]) for n in names]
+                              + [row.get("LoadStatus"), row.get("Attempt"), row.get("LastJobRunId"),
+                                 _spark_value(row.get("LeaseExpiresAt"))]))
+        source = self.spark.createDataFrame(data, schema)
+        unchanged = (F.col("t.LoadStatus").eqNullSafe(F.col("s._PrevStatus"))
+                     & F.col("t.Attempt").eqNullSafe(F.col("s._PrevAttempt"))
+                     & F.col("t.LastJobRunId").eqNullSafe(F.col("s._PrevRunId"))
+                     & F.col("t.LeaseExpiresAt").eqNullSafe(F.col("s._PrevLease")))
+        with self._control_lock:
+            (self._control().alias("t")
+             .merge(source.alias("s"), F.col("t.ConfigId") == F.col("s.ConfigId"))
+             .whenMatchedUpdate(condition=unchanged, set={n: F.col(f"s.{n}") for n in names})
+             .execute())
 
     def claimable_ids(self, now: Optional[dt.datetime] = None) -> list[str]:
         """ConfigIds of enabled rows that are PENDING, or RUNNING with an expired lease."""
@@ -412,9 +509,10 @@ class ControlStore:
         def attempt() -> bool:
             if self.get(config_id) is None:
                 return False
-            self._control().update(condition=F.col("ConfigId") == F.lit(config_id),
-                                   set={"Enabled": F.lit(bool(enabled)),
-                                        "LastUpdatedTime": F.lit(_spark_value(now or utcnow()))})
+            with self._control_lock:
+                self._control().update(condition=F.col("ConfigId") == F.lit(config_id),
+                                       set={"Enabled": F.lit(bool(enabled)),
+                                            "LastUpdatedTime": F.lit(_spark_value(now or utcnow()))})
             return True
 
         return retry_conflicts(attempt, f"{'enable' if enabled else 'disable'} {config_id}")
@@ -444,9 +542,10 @@ class ControlStore:
         types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
         assignments = {k: F.lit(_spark_value(v)).cast(types[k]) for k, v in cols.items()}
         key = self.spark.createDataFrame([(config_id,)], "ConfigId string")
-        metrics = (self._control().alias("t")
-                   .merge(key.alias("s"), (F.col("t.ConfigId") == F.col("s.ConfigId")) & condition)
-                   .whenMatchedUpdate(set=assignments).execute())
+        with self._control_lock:
+            metrics = (self._control().alias("t")
+                       .merge(key.alias("s"), (F.col("t.ConfigId") == F.col("s.ConfigId")) & condition)
+                       .whenMatchedUpdate(set=assignments).execute())
         return merge_counts(metrics).updated == 1
 
     # -------------------------------------------------------------- append logs
@@ -507,6 +606,13 @@ def _spark_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return to_utc(value)
     return value
+
+
+def _not_claimed(row: dict[str, Any]) -> str:
+    """Why a row was not claimed, as it reads now."""
+    status = row.get("LoadStatus")
+    held = f" (held by {row.get('ClaimedBy')})" if status == LoadStatus.RUNNING.value else ""
+    return f"it is {status}{held}"
 
 
 def _why_unchanged(state: ControlState) -> str:

@@ -7,6 +7,7 @@ before they reach a path or a SQL text, and quoted with back-quotes in SQL.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +79,14 @@ class Warehouse:
         return str(self.root / ref.catalog / ref.schema / ref.table)
 
     def exists(self, spark: Any, ref: TableRef) -> bool:
-        from delta.tables import DeltaTable
-
+        """Whether ``ref`` is a Delta table. A path table is one when its ``_delta_log``
+        holds a commit or a checkpoint (a look at the folder: no Spark job)."""
         if self.root is not None:
-            return Path(self.path(ref), "_delta_log").is_dir() and DeltaTable.isDeltaTable(
-                spark, self.path(ref))
+            log = Path(self.path(ref), "_delta_log")
+            if not log.is_dir():
+                return False
+            return any(p.name.endswith((".json", ".checkpoint.parquet")) and p.name[:20].isdigit()
+                       for p in log.iterdir())
         return bool(spark.catalog.tableExists(ref.name))
 
     def delta(self, spark: Any, ref: TableRef) -> Any:
@@ -115,6 +119,52 @@ class Warehouse:
             return None
         row = self.delta(spark, ref).history(1).select("version").collect()
         return int(row[0][0]) if row else None
+
+    def commit_metrics(self, spark: Any, ref: TableRef, version: int | None = None) -> dict[str, str]:
+        """The ``operationMetrics`` of commit ``version`` (default: the latest) of ``ref``.
+
+        A path table's commit file is read directly (no Spark job); a metastore table's
+        through ``DESCRIBE HISTORY``.
+        """
+        if self.root is not None:
+            version = self.version(spark, ref) if version is None else version
+            if version is None:
+                return {}
+            path = Path(self.path(ref), "_delta_log", f"{version:020d}.json")
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    if '"commitInfo"' in line:
+                        return dict(json.loads(line)["commitInfo"].get("operationMetrics") or {})
+            return {}
+        from pyspark.sql import functions as F
+
+        table = self.delta(spark, ref)
+        hist = (table.history(1) if version is None else
+                table.history().where(F.col("version") == F.lit(int(version)))).limit(1).collect()
+        return dict(hist[0]["operationMetrics"] or {}) if hist else {}
+
+    def row_count(self, spark: Any, ref: TableRef) -> int | None:
+        """Rows in ``ref`` now (None when it does not exist).
+
+        A path table's count is the sum of the row counts its Delta log keeps for each
+        data file (read with delta-rs: no Spark job); a table whose files lack those
+        statistics, or that has deletion vectors, is counted by Spark.
+        """
+        if not self.exists(spark, ref):
+            return None
+        if self.root is not None:
+            try:
+                from deltalake import DeltaTable as RsTable
+
+                table = RsTable(self.path(ref))
+                features = set(table.protocol().reader_features or ())
+                if "deletionVectors" not in features:
+                    counts = table.get_add_actions(flatten=True).column("num_records").to_pylist()
+                    if all(c is not None for c in counts):
+                        return int(sum(counts))
+            except ImportError:  # pragma: no cover - deltalake is a restlake dependency
+                pass
+        return self.read(spark, ref).count()
 
     def create_if_not_exists(self, spark: Any, ref: TableRef, schema: Any,
                              properties: dict[str, str] | None = None,

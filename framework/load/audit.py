@@ -7,6 +7,10 @@ the control row of the source, what the run did (:class:`LoadProgress`) and the 
 telemetry, so every kind carries the same columns with the same meanings: ``LoadId``
 and ``Attempt`` say which load and which try, and ``ErrorMessage`` is ``None`` unless
 the run failed.
+
+Each load's row also says where its time went (:data:`PHASE_COLUMNS`): seconds spent
+claiming the row, waiting for windows to be fetched (and, inside that, staging their
+rows), committing to the target, and on the rest (the bookkeeping).
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from framework.secrets import redact
 from framework.timeutil import utcnow
@@ -27,6 +34,21 @@ def current_user() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
         return "unknown"
+
+
+#: The audit column of each phase of a load (seconds).
+#:
+#: * ``claim``: claiming the control row (a share of the batch claim with ``run --all``);
+#: * ``fetch``: wall time the load waited for its windows (requests, parsing, staging);
+#: * ``stage``: the part of the windows' time spent parsing pages and writing rows to
+#:   staging files, summed over the windows (with ``limits.concurrency`` > 1 it can
+#:   exceed ``fetch``: windows stage in parallel);
+#: * ``write``: target commits (MERGE, overwrite or append), quarantine and raw-page archive;
+#: * ``bookkeeping``: everything else of the load's duration: control, window-log,
+#:   health-log and quality reads and writes, the target's row count. The audit append
+#:   itself comes after the duration is measured.
+PHASE_COLUMNS = {"claim": "ClaimSeconds", "fetch": "FetchSeconds", "stage": "StageSeconds",
+                 "write": "WriteSeconds", "bookkeeping": "BookkeepingSeconds"}
 
 
 @dataclass
@@ -44,6 +66,34 @@ class LoadProgress:
     schema_changes: set[str] = field(default_factory=set)
     version: Optional[int] = None
     quality_failed: bool = False  # a quality check of severity fail stopped the load
+    phases: dict[str, float] = field(default_factory=dict)  # PHASE_COLUMNS keys -> seconds
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        """Add ``seconds`` to ``phase`` (one of :data:`PHASE_COLUMNS`); thread-safe."""
+        if phase not in PHASE_COLUMNS:
+            raise ValueError(f"unknown phase {phase!r}")
+        with self._lock:
+            self.phases[phase] = self.phases.get(phase, 0.0) + max(0.0, seconds)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Count the wall time of the ``with`` block in ``phase`` (also when it raises)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_time(phase, time.perf_counter() - t0)
+
+    def settle_phases(self, duration_s: float) -> None:
+        """Put what the measured phases do not cover of ``duration_s`` in ``bookkeeping``
+        (claim and stage are not part of the duration: claim precedes it, stage is
+        inside fetch)."""
+        with self._lock:
+            covered = self.phases.get("fetch", 0.0) + self.phases.get("write", 0.0)
+            for phase in PHASE_COLUMNS:
+                self.phases.setdefault(phase, 0.0)
+            self.phases["bookkeeping"] = max(0.0, duration_s - covered)
 
     def __repr__(self) -> str:
         return (f"LoadProgress(windows={self.windows_loaded}/{self.windows_total} "
@@ -90,5 +140,7 @@ def audit_record(control_row: Mapping[str, Any], *, load_type: str, status: str,
                           if progress.schema_changes else None),
         "ExpectedRowCount": progress.expected, "TargetVersion": progress.version,
         "DetailRequests": telemetry.get("detail_requests", 0),
+        **{column: (round(progress.phases[phase], 3) if phase in progress.phases else None)
+           for phase, column in PHASE_COLUMNS.items()},
         **(extra or {}),
     }

@@ -91,7 +91,7 @@ def result_to_json(result: WindowResult, segments: list[StagedSegment] = (),
         "new_fields": sorted(result.new_fields), "rescued_rows": result.rescued_rows,
         "retyped": result.retyped,
         "checkpoint": result.checkpoint, "resumed_from": result.resumed_from,
-        "earlier_records": result.earlier_records,
+        "earlier_records": result.earlier_records, "stage_seconds": result.stage_seconds,
         "telemetry": result.telemetry.as_dict() if result.telemetry is not None else None,
         "stage": stage_to_dict(result.stage), **_extras(segments, health),
     }, default=str)
@@ -131,7 +131,8 @@ def pieces_from_json(index: int, window: Window, text: str) -> list[Any]:
                             checkpoint=data["checkpoint"],
                             telemetry=Telemetry.from_dict(data["telemetry"] or {}),
                             resumed_from=data.get("resumed_from"),
-                            earlier_records=data.get("earlier_records")))
+                            earlier_records=data.get("earlier_records"),
+                            stage_seconds=data.get("stage_seconds") or 0.0))
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -71,6 +72,7 @@ class WindowResult:
     checkpoint: Optional[dict[str, Any]] = None
     resumed_from: Optional[int] = None  # the page-batch segment a rerun resumed after
     earlier_records: Optional[int] = None  # records of the window read before that checkpoint
+    stage_seconds: float = 0.0  # parsing pages and staging their rows (the audit's StageSeconds)
 
     @property
     def window_records(self) -> int:
@@ -235,6 +237,7 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             if on_response is not None:
                 on_response(response, window, result.pages)
             collected_at = now()
+            staging_t0 = time.perf_counter()
             records = parser.parse(response.data)
             if details is None:
                 shaper.check_keys(records)
@@ -257,11 +260,14 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 walker.finish()
             listed = len(records)
             if details is not None:  # while the next page is on the wire
+                detail_t0 = time.perf_counter()
                 records = complete_details(details, records, stage, window, collected_at)
+                staging_t0 += time.perf_counter() - detail_t0  # detail requests are fetching
                 shaper.check_keys(records)
             seq = stage_records(records, shaper, stage, run_id=run_id,
                                 window_start=window.start, window_end=window.end,
                                 collected_at=collected_at, seq=seq)
+            result.stage_seconds += time.perf_counter() - staging_t0
             result.records += listed
             result.pages += 1
             client.telemetry.count_page()

@@ -185,44 +185,87 @@ class LoadOutcome:
 def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int = 1) -> list[LoadOutcome]:
     """Claim and load the given rows (or every claimable row); one outcome per row, in order.
 
+    The rows are claimed together, in one control-table commit
+    (:meth:`~control.store.ControlStore.claim_many`); each claim's lease is kept by its
+    heartbeat from then on, also while the load waits for its turn. A stop requested
+    before a claimed load started releases its row (``PENDING`` again) unloaded.
+
     Args:
-        parallel: how many loads run at once in this process (they share one rate
-            budget per host; their control-table commits are retried on conflict).
+        parallel: how many loads run at once in this process, on the one Spark session
+            (they share one rate budget per host; this process's control-table commits
+            go one at a time).
     """
-    ids = config_ids if config_ids is not None else ctx.store.claimable_ids()
-    if parallel <= 1 or len(ids) <= 1:
-        return [_claim_and_load(ctx, cid) for cid in ids]
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restlake-load") as pool:
-        return list(pool.map(lambda cid: _claim_and_load(ctx, cid), ids))
-
-
-def _claim_and_load(ctx: RunContext, cid: str) -> LoadOutcome:
+    ids = list(dict.fromkeys(config_ids if config_ids is not None else ctx.store.claimable_ids()))
+    if not ids:
+        return []
     if ctx.stopping:
-        ctx.emit("skipped", config_id=cid, reason=f"not claimed: {ctx.stop_reason}")
-        return LoadOutcome(cid, "SKIPPED", error=f"not claimed: {ctx.stop_reason}")
-    claim = ctx.store.claim(cid, ctx.runner, ctx.run_id, ctx.lease)
-    if claim is None:
-        row = ctx.store.get(cid)
-        why = ("no such control row" if row is None else
-               f"it is {row.get('LoadStatus')}" + (f" (held by {row.get('ClaimedBy')})"
-                                                   if row.get("LoadStatus") == "RUNNING" else ""))
-        ctx.emit("skipped", config_id=cid, reason=why)
-        return LoadOutcome(cid, "SKIPPED", error=f"not claimed: {why}")
-    return run_load(ctx, claim)
+        return [_skipped(ctx, cid, f"not claimed: {ctx.stop_reason}") for cid in ids]
+    claims, why = ctx.store.claim_many(ids, ctx.runner, ctx.run_id, ctx.lease)
+    by_id = {c.config_id: c for c in claims}
+    keepers: dict[str, LeaseKeeper] = {}
+    try:
+        for claim in claims:
+            keepers[claim.config_id] = LeaseKeeper(ctx.store, claim).__enter__()
+
+        def one(cid: str) -> LoadOutcome:
+            claim = by_id.get(cid)
+            if claim is None:
+                return _skipped(ctx, cid, f"not claimed: {why.get(cid, 'not claimable')}")
+            keeper = keepers[cid]
+            try:
+                if ctx.stopping:
+                    return _release_unstarted(ctx, claim, keeper)
+                return run_load(ctx, claim, keeper)
+            finally:
+                keeper.__exit__(None, None, None)
+
+        if parallel <= 1 or len(ids) <= 1:
+            return [one(cid) for cid in ids]
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restlake-load") as pool:
+            return list(pool.map(one, ids))
+    finally:
+        for keeper in keepers.values():  # stopped once each; a second exit is a no-op
+            keeper.__exit__(None, None, None)
 
 
-def run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
-    """Load one claimed row to completion or failure; always finishes the row and audits."""
+def _skipped(ctx: RunContext, cid: str, reason: str) -> LoadOutcome:
+    ctx.emit("skipped", config_id=cid, reason=reason)
+    return LoadOutcome(cid, "SKIPPED", error=reason)
+
+
+def _release_unstarted(ctx: RunContext, claim: Claim, keeper: LeaseKeeper) -> LoadOutcome:
+    """A claimed load that a stop reached before it started: its row goes back to PENDING."""
+    try:
+        keeper.check("release")
+        released = ctx.store.release(keeper.claim)
+    except Exception as exc:  # noqa: BLE001 - the lease then expires and the row is claimable
+        log.warning("%s: could not release the unstarted load: %s", claim.config_id,
+                    sanitize_error(exc))
+        released = False
+    state = "released (PENDING)" if released else "left to its lease"
+    return _skipped(ctx, claim.config_id, f"not started: {ctx.stop_reason}; the row is {state}")
+
+
+def run_load(ctx: RunContext, claim: Claim, lease: Optional[LeaseKeeper] = None) -> LoadOutcome:
+    """Load one claimed row to completion or failure; always finishes the row and audits.
+
+    Args:
+        lease: the claim's keeper, already started (default: one started here).
+    """
     with log_context(config_id=claim.config_id, run_id=claim.run_id):
-        return _run_load(ctx, claim)
+        if lease is not None:
+            return _run_load(ctx, claim, lease)
+        with LeaseKeeper(ctx.store, claim) as keeper:
+            return _run_load(ctx, claim, keeper)
 
 
-def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
+def _run_load(ctx: RunContext, claim: Claim, lease: LeaseKeeper) -> LoadOutcome:
     started_at, t0 = utcnow(), time.monotonic()
     row, state = claim.row, claim.state
     cid = claim.config_id
     telemetry = Telemetry()
     progress = LoadProgress()
+    progress.add_time("claim", claim.claim_seconds)
     cfg: Optional[SourceConfig] = None
     error: Optional[str] = None
     stopped: Optional[BaseException] = None  # LeaseLostError or LoadInterrupted
@@ -231,9 +274,8 @@ def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
     ctx.emit("load_started", config_id=cid, load_type=state.load_type.value,
              start=state.load_start, end=state.load_end)
     crashpoint("after_claim")
-    lease = LeaseKeeper(ctx.store, claim)
     try:
-        with lease:
+        try:
             cfg = mapping.row_to_config(row)
             if cfg.is_push:
                 raise LoadError(f"{cid} is a push source (webhook:): its events are loaded by "
@@ -247,6 +289,8 @@ def _run_load(ctx: RunContext, claim: Claim) -> LoadOutcome:
             load = _Load(ctx, claim, cfg, writer, staging, telemetry, progress, lease)
             load.execute(windows)
             load.quality.after_load()
+        finally:  # the heartbeat ends with the load's writes; the finish is fenced by checks
+            lease.__exit__(None, None, None)
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
         error = sanitize_error(exc)
         progress.quality_failed = isinstance(exc, QualityError)
@@ -283,8 +327,11 @@ class _Load:
         cfg, progress = self.cfg, self.progress
         incremental = self.state.load_type == LoadType.INCREMENTAL
         progress.windows_total = len(windows)
+        # The first attempt of a load (Attempt 1) finds nothing of its LoadId in the window
+        # log: only claims of this LoadId write there, and this is its first claim.
+        resumable = incremental and self.state.attempt > 1
         done = (self.ctx.store.committed_windows(cfg.config_id, self.state.load_id or "")
-                if incremental else set())
+                if resumable else set())
         todo = [(i, w) for i, w in enumerate(windows) if (w.start, w.end) not in done]
         progress.windows_skipped = len(windows) - len(todo)
         if not todo:
@@ -300,7 +347,7 @@ class _Load:
         self.per_commit = (1 if batched else len(windows) if self.quality.holds_commits
                            else cfg.limits.windows_per_commit)
         checkpoints = (self.ctx.store.window_checkpoints(cfg.config_id, self.state.load_id or "")
-                       if batched else {})
+                       if batched and resumable else {})
         resume = {i: checkpoints[(w.start, w.end)] for i, w in todo if (w.start, w.end) in checkpoints}
         pool: Optional[ThreadPoolExecutor] = None
         fetcher: Optional[WindowFetcher] = None
@@ -350,7 +397,8 @@ class _Load:
                 self.quality.before_commit([r.stage for r in results], results, columns)
                 self.lease.check("target commit")
                 crashpoint("before_target_commit")
-                write = self.writer.overwrite([r.stage for r in results], columns)
+                with self.progress.timed("write"):
+                    write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
         finally:
             if pool is not None:
@@ -369,12 +417,14 @@ class _Load:
     def _result(self, index: int, window: Window, future: Future) -> Any:
         """The window's result (or a page batch staged by a Spark task); logs a failure."""
         try:
-            result = future.result()
+            with self.progress.timed("fetch"):
+                result = future.result()
         except BaseException as exc:
             self._log_failed_window(window, exc)
             raise
         if isinstance(result, StagedSegment):
             return result
+        self.progress.add_time("stage", result.stage_seconds)
         self.telemetry.merge(result.telemetry)
         self.ctx.emit("window_fetched", config_id=self.cfg.config_id, window=window.key,
                       records=result.records, pages=result.pages)
@@ -410,16 +460,18 @@ class _Load:
         self.quality.before_commit([r.stage for r in results], results, columns)
         self.lease.check("target commit")
         crashpoint("before_target_commit")
-        write = self.writer.merge([r.stage for r in results], columns, batch_version=version)
+        with self.progress.timed("write"):
+            write = self.writer.merge([r.stage for r in results], columns, batch_version=version)
         self._committed(results, write)
 
     def _committed(self, results: list[WindowResult], write: WriteResult) -> None:
         crashpoint("after_target_commit")
         progress = self.progress
-        rejected = self.writer.quarantine([r.stage for r in results])
-        if self.cfg.archive:  # raw pages land with the rows they produced
-            write_pages(self.ctx.spark, self.ctx.warehouse, self.writer.ref,
-                        staged_page_files([r.stage.folder for r in results]))
+        with progress.timed("write"):
+            rejected = self.writer.quarantine([r.stage for r in results])
+            if self.cfg.archive:  # raw pages land with the rows they produced
+                write_pages(self.ctx.spark, self.ctx.warehouse, self.writer.ref,
+                            staged_page_files([r.stage.folder for r in results]))
         now = utcnow()
         rows = []
         for r in results:
@@ -456,10 +508,12 @@ class _Load:
         self.quality.before_commit([stage], (), columns)
         self.lease.check("target commit")
         crashpoint("before_target_commit")
-        write = self.writer.merge([stage], columns,
-                                  batch_version=segment_version(index, checkpoint["segment"]))
+        with self.progress.timed("write"):
+            write = self.writer.merge([stage], columns,
+                                      batch_version=segment_version(index, checkpoint["segment"]))
         crashpoint("after_target_commit")
-        rejected = self.writer.quarantine([stage])
+        with self.progress.timed("write"):
+            rejected = self.writer.quarantine([stage])
         self.progress.rows_written += write.rows_written
         self.progress.rejected += rejected
         self.progress.schema_changes |= set(write.schema_changes)
@@ -505,11 +559,13 @@ def _finish(ctx: RunContext, claim: Claim, lease: LeaseKeeper, cfg: Optional[Sou
             total = writer.total_rows()
         except Exception:  # noqa: BLE001 - a count failure must not hide the run's result
             total = None
+    duration_s = time.monotonic() - t0
+    progress.settle_phases(duration_s)
     audit = audit_record(
         claim.row, load_type=state.load_type.value, status=status, error=error,
         run_id=claim.run_id, load_id=state.load_id, attempt=state.attempt,
         load_start=state.load_start, load_end=state.load_end, started_at=started_at,
-        duration_s=time.monotonic() - t0, loaded_by=ctx.loaded_by, progress=progress,
+        duration_s=duration_s, loaded_by=ctx.loaded_by, progress=progress,
         telemetry=telemetry.as_dict(), total_rows=total)
     crashpoint("before_audit")
     audit_error = None

@@ -310,8 +310,8 @@ class TargetWriter:
         writer = (df.write.format("delta").mode("append")
                   .option("txnAppId", self._app_id()).option("txnVersion", batch_version))
         retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"create {self.ref.name}")
-        return WriteResult(self._count_version_rows(), self.warehouse.version(self.spark, self.ref),
-                           tuple(new))
+        version = self.warehouse.version(self.spark, self.ref)
+        return WriteResult(self._count_version_rows(version), version, tuple(new))
 
     def _append(self, df: Any, new: list[str], batch_version: int) -> WriteResult:
         df = df.drop(SEQ_COLUMN)
@@ -320,22 +320,20 @@ class TargetWriter:
         before = self.warehouse.version(self.spark, self.ref)
         retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"append to {self.ref.name}")
         after = self.warehouse.version(self.spark, self.ref)
-        return WriteResult(self._count_version_rows() if after != before else 0, after, tuple(new))
+        return WriteResult(self._count_version_rows(after) if after != before else 0, after,
+                           tuple(new))
 
     def _app_id(self) -> str:
         return f"restlake:{self.config_id}:{self.load_id}"
 
-    def _count_version_rows(self) -> int:
-        hist = self.warehouse.delta(self.spark, self.ref).history(1).collect()
-        if not hist:
-            return 0
-        metrics = hist[0]["operationMetrics"] or {}
+    def _count_version_rows(self, version: Optional[int] = None) -> int:
+        """Rows the commit ``version`` (default: the latest) wrote, from its metrics."""
+        metrics = self.warehouse.commit_metrics(self.spark, self.ref, version)
         return int(metrics.get("numOutputRows", 0))
 
     def total_rows(self) -> Optional[int]:
-        if not self.warehouse.exists(self.spark, self.ref):
-            return None
-        return self.warehouse.read(self.spark, self.ref).count()
+        """Rows in the target now (from the Delta log's file statistics where it can)."""
+        return self.warehouse.row_count(self.spark, self.ref)
 
     # ------------------------------------------------------------ quarantine
     def quarantine(self, stages: Iterable[WindowStage], txn: Optional[tuple[str, int]] = None

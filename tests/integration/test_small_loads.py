@@ -1,0 +1,183 @@
+"""Small loads: where the time goes, and no Spark job or commit a small window does not need."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from framework.demoapi import DemoApi
+from framework.load.audit import PHASE_COLUMNS
+from tests.integration.helpers import UTC, run_loads, source, target_ref
+
+pytestmark = pytest.mark.spark
+
+END = dt.datetime(2024, 1, 5, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def api():
+    with DemoApi(seed=11, records_per_resource=60, end=END, max_page_size=50) as server:
+        yield server
+
+
+def test_the_audit_row_says_where_the_load_time_went(spark, warehouse, store, api):
+    cfg = source(api.base_url, "cursor", "phases", end="2024-01-03T00:00:00Z")
+    [out] = run_loads(spark, warehouse, store, [cfg])
+    assert out.status == "SUCCESS", out.error
+    audit = out.audit
+    for column in PHASE_COLUMNS.values():
+        assert audit[column] is not None and audit[column] >= 0, column
+    # the load fetched and committed something: both phases were measured
+    assert audit["FetchSeconds"] > 0 and audit["WriteSeconds"] > 0 and audit["ClaimSeconds"] > 0
+    # fetch, write and bookkeeping split the load's duration (rounding aside)
+    parts = audit["FetchSeconds"] + audit["WriteSeconds"] + audit["BookkeepingSeconds"]
+    assert parts == pytest.approx(audit["RunDuration"], abs=0.01)
+    [stored] = store.audit_rows("phases", limit=1)
+    assert {c: stored[c] for c in PHASE_COLUMNS.values()} == \
+        {c: audit[c] for c in PHASE_COLUMNS.values()}
+
+
+def test_an_audit_table_from_before_the_phase_columns_gains_them(spark, warehouse, api):
+    from pyspark.sql.types import StructType
+
+    from control.schemas import AUDIT_SCHEMA
+    from control.store import ControlStore
+
+    store = ControlStore(spark, warehouse)
+    older = StructType([f for f in AUDIT_SCHEMA.fields if f.name not in PHASE_COLUMNS.values()])
+    warehouse.create_if_not_exists(spark, store.audit_ref, older, {"delta.appendOnly": "true"})
+    store.append_audit({"ConfigId": "old", "LoadType": "FULL_LOAD", "SourceRowCount": 1})
+    store.init()  # the other tables; the audit table exists and keeps its rows
+    cfg = source(api.base_url, "cursor", "evolved", end="2024-01-02T00:00:00Z")
+    [out] = run_loads(spark, warehouse, store, [cfg])
+    assert out.status == "SUCCESS", out.error
+    rows = {r["ConfigId"]: r for r in store.audit_rows(limit=5)}
+    assert rows["old"]["FetchSeconds"] is None
+    assert rows["evolved"]["FetchSeconds"] == out.audit["FetchSeconds"] is not None
+
+
+def spark_jobs(spark) -> int:
+    """Spark jobs this session has started so far (job ids are sequential)."""
+    tracker = spark.sparkContext.statusTracker()
+    ids = list(tracker.getJobIdsForGroup(None)) + list(tracker.getActiveJobsIds())
+    return max(ids) + 1 if ids else 0
+
+
+def test_row_counts_after_a_commit_start_no_spark_job(spark, warehouse, store, api):
+    from framework.load.writers import TargetWriter
+
+    cfg = source(api.base_url, "cursor", "counted", end="2024-01-03T00:00:00Z")
+    [out] = run_loads(spark, warehouse, store, [cfg])
+    assert out.status == "SUCCESS", out.error
+    writer = TargetWriter(spark, warehouse, cfg, target_ref(cfg), "r", cfg.config_id)
+    before = spark_jobs(spark)
+    total = writer.total_rows()
+    written = writer._count_version_rows(0)  # the commit that created the table
+    assert spark_jobs(spark) == before
+    rows = warehouse.read(spark, target_ref(cfg)).count()
+    assert total == rows == out.audit["TargetTotalRowCount"] == written > 0
+
+
+def test_a_first_attempt_reads_no_window_log_and_a_retry_does(spark, warehouse, store, api,
+                                                              monkeypatch):
+    from control.store import ControlStore
+
+    reads = []
+    real = ControlStore.committed_windows
+
+    def counted(self, config_id, load_id):
+        reads.append(config_id)
+        return real(self, config_id, load_id)
+
+    monkeypatch.setattr(ControlStore, "committed_windows", counted)
+    cfg = source(api.base_url, "cursor", "attempts", end="2024-01-03T00:00:00Z",
+                 delta_column=True)
+    [first] = run_loads(spark, warehouse, store, [cfg])
+    assert first.status == "SUCCESS", first.error
+    assert reads == []  # attempt 1 of a new LoadId: nothing of it can be logged yet
+    # a stopped load's row goes back to PENDING with the same LoadId: the next claim
+    # (attempt 2) must read which windows are committed
+    store.generate([cfg], now=dt.datetime(2024, 1, 4, tzinfo=UTC))
+    row = store.get("attempts")
+    claim = store.claim("attempts", "someone", "run-x")
+    assert store.release(claim)
+    [second] = run_loads(spark, warehouse, store, [cfg], generate=False)
+    assert second.status == "SUCCESS", second.error
+    assert second.audit["Attempt"] == 2 and reads == ["attempts"], (row, reads)
+
+
+def test_parallel_loads_do_not_conflict_on_the_control_table(spark, warehouse, store, api,
+                                                             caplog):
+    import logging
+
+    from framework.load import runtime
+
+    configs = [source(api.base_url, "cursor", f"par{i}", end="2024-01-02T00:00:00Z")
+               for i in range(3)]
+    store.generate(configs)
+    ctx = runtime.RunContext(spark, warehouse, store, warehouse.root / "_staging")
+    with caplog.at_level(logging.INFO, logger="framework.lake.commits"):
+        outs = runtime.run(ctx, [c.config_id for c in configs], parallel=3)
+    assert [o.status for o in outs] == ["SUCCESS"] * 3, [o.error for o in outs]
+    conflicts = [r.getMessage() for r in caplog.records if "commit conflict" in r.getMessage()]
+    assert conflicts == []
+
+
+def _control_version(warehouse, store):
+    return warehouse.version(None, store.control_ref)
+
+
+def test_generate_of_many_configs_is_one_control_commit(spark, warehouse, store, api):
+    configs = [source(api.base_url, "cursor", f"gen{i}") for i in range(5)]
+    before = _control_version(warehouse, store)
+    results = store.generate(configs)
+    assert [r.action for r in results] == ["created"] * 5
+    assert _control_version(warehouse, store) == before + 1
+
+
+def test_run_claims_its_rows_in_one_commit_and_a_second_runner_gets_none(spark, warehouse,
+                                                                         store, api):
+    from framework.load import runtime
+
+    configs = [source(api.base_url, "cursor", f"batch{i}", end="2024-01-02T00:00:00Z")
+               for i in range(3)]
+    store.generate(configs)
+    ids = [c.config_id for c in configs]
+    before = _control_version(warehouse, store)
+    claims, why = store.claim_many(ids, "runner-a", "run-a")
+    assert [c.config_id for c in claims] == ids and why == {}
+    assert _control_version(warehouse, store) == before + 1
+    assert all(c.attempt == 1 and c.state.lease_expires_at is not None for c in claims)
+    # another runner reads the rows RUNNING: it claims nothing and says why
+    other, why = store.claim_many(ids + ["nope"], "runner-b", "run-b")
+    assert other == [] and why["nope"] == "no such control row"
+    assert all("held by runner-a" in why[cid] for cid in ids), why
+    for claim in claims:
+        assert store.release(claim)
+    # a whole run: one claim commit, then one finish per load
+    before = _control_version(warehouse, store)
+    ctx = runtime.RunContext(spark, warehouse, store, warehouse.root / "_staging")
+    outs = runtime.run(ctx, None, parallel=2)
+    assert [o.status for o in outs] == ["SUCCESS"] * 3, [o.error for o in outs]
+    assert _control_version(warehouse, store) == before + 1 + 3
+
+
+def test_a_stop_before_a_claimed_load_started_releases_its_row(spark, warehouse, store, api):
+    from framework.load import runtime
+
+    configs = [source(api.base_url, "cursor", f"queued{i}", end="2024-01-02T00:00:00Z")
+               for i in range(2)]
+    store.generate(configs)
+
+    def on_event(event, data):
+        if event == "load_started":
+            ctx.request_stop("test stop")
+
+    ctx = runtime.RunContext(spark, warehouse, store, warehouse.root / "_staging",
+                             on_event=on_event)
+    first, second = runtime.run(ctx, [c.config_id for c in configs], parallel=1)
+    assert first.status == "INTERRUPTED", first.error
+    assert second.status == "SKIPPED" and "released" in second.error
+    row = store.get("queued1")
+    assert row["LoadStatus"] == "PENDING" and row["ClaimedBy"] is None
