@@ -24,6 +24,7 @@ from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL
                              WINDOW_LOG_SCHEMA, WINDOW_LOG_TABLE)
 from control.states import ControlState, LoadStatus
 from framework.lake.commits import retry_conflicts
+from framework.lake.groupcommit import GroupCommit
 from framework.lake.metrics import merge_counts
 from framework.config import SourceConfig
 from framework.errors import ConfigError, LeaseLostError
@@ -111,6 +112,10 @@ class ControlStore:
         # holding its row, so two at once (parallel loads, heartbeats) would conflict and
         # back off; other processes' commits are still retried (retry_conflicts).
         self._control_lock = threading.RLock()
+        # Concurrent loads share commits (each caller still waits for its own to land).
+        self._finishes: GroupCommit = GroupCommit(self._write_held_many, "control finish")
+        self._audits: GroupCommit = GroupCommit(self._append_audits, "audit")
+        self._window_logs: GroupCommit = GroupCommit(self._append_window_logs, "window log")
 
     def __repr__(self) -> str:
         return f"ControlStore({self.control_ref.catalog} in {self.warehouse!r})"
@@ -153,15 +158,34 @@ class ControlStore:
     # ------------------------------------------------------------------- reads
     def rows(self, config_ids: Optional[Iterable[str]] = None) -> list[dict[str, Any]]:
         """Control rows (all, or those of ``config_ids``), sorted by ConfigId."""
+        ids = list(config_ids) if config_ids is not None else None
+        if ids is not None and not ids:
+            return []
+        if self.warehouse.is_local:
+            return sorted(self._local_rows(ids), key=lambda r: r["ConfigId"])
         from pyspark.sql import functions as F
 
         df = self._control().toDF()
-        ids = list(config_ids) if config_ids is not None else None
         if ids is not None:
-            if not ids:
-                return []
             df = df.where(F.col("ConfigId").isin(ids))
         return sorted((_row_dict(r) for r in df.collect()), key=lambda r: r["ConfigId"])
+
+    def _local_rows(self, ids: Optional[list[str]]) -> list[dict[str, Any]]:
+        """Control rows of a path table, read with delta-rs (no Spark job).
+
+        The reads of the control plane only propose changes: every write is conditional
+        on the row as read, so reading the latest commit through another reader is safe.
+        """
+        from deltalake import DeltaTable as RsTable
+
+        from framework.lake.reader import rows_of
+
+        if not self.is_initialized():
+            raise ConfigError(f"control table {self.control_ref.name} does not exist; "
+                              "run 'restlake init' first")
+        table = RsTable(self.warehouse.path(self.control_ref))
+        data = table.to_pyarrow_table(filters=[("ConfigId", "in", ids)] if ids else None)
+        return rows_of(data)
 
     def get(self, config_id: str) -> Optional[dict[str, Any]]:
         rows = self.rows([config_id])
@@ -447,7 +471,7 @@ class ControlStore:
         cols = {**mapping.state_to_columns(new_state), "LastUpdatedTime": utcnow()}
         if checkpoint is not None:
             cols["Checkpoint"] = json.dumps(checkpoint, default=str)
-        if not self._write_held(claim, cols, "finish"):
+        if not self._finishes.submit((claim, cols)):
             log.warning("%s: row was taken over by another runner; not updated", claim.config_id)
             return False
         return True
@@ -459,12 +483,70 @@ class ControlStore:
             False when the row is no longer this claim's (nothing was written).
         """
         released = states.release(claim.state, claim.runner)
-        return self._write_held(claim, {**mapping.state_to_columns(released),
-                                        "LastUpdatedTime": utcnow()}, "release")
+        return self._finishes.submit((claim, {**mapping.state_to_columns(released),
+                                              "LastUpdatedTime": utcnow()}))
 
     def lost_reason(self, claim: Claim) -> str:
         """Why ``claim`` no longer holds its row, as the row reads now."""
         return _lost(claim, self.get(claim.config_id))
+
+    def _write_held_many(self, items: list[tuple[Claim, dict[str, Any]]]) -> list[bool]:
+        """Write each ``(claim, cols)`` into its row while the row is RUNNING under that
+        claim, in one MERGE per set of columns (finishes and releases of concurrent loads).
+
+        Returns:
+            for each item, whether it was written (False: the row is not that claim's).
+        """
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+        types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (_, cols) in enumerate(items):
+            groups.setdefault(tuple(sorted(cols)), []).append(i)
+        written = [False] * len(items)
+        for names, members in groups.items():
+            if len({items[i][0].config_id for i in members}) < len(members):
+                for i in members:  # two writes for one row: one at a time
+                    written[i] = self._write_held(items[i][0], items[i][1], "finish")
+                continue
+            schema = StructType([StructField("ConfigId", StringType(), False),
+                                 StructField("_Runner", StringType()),
+                                 StructField("_RunId", StringType()),
+                                 StructField("_Attempt", IntegerType())]
+                                + [StructField(n, types[n]) for n in names])
+            data = [tuple([items[i][0].config_id, items[i][0].runner, items[i][0].run_id,
+                           items[i][0].attempt] + [_spark_value(items[i][1][n]) for n in names])
+                    for i in members]
+            held = ((F.col("t.ConfigId") == F.col("s.ConfigId"))
+                    & (F.col("t.LoadStatus") == F.lit(LoadStatus.RUNNING.value))
+                    & (F.col("t.ClaimedBy") == F.col("s._Runner"))
+                    & (F.col("t.LastJobRunId") == F.col("s._RunId"))
+                    & (F.col("t.Attempt") == F.col("s._Attempt")))
+
+            def merge(data: list[tuple] = data, schema: StructType = schema, held: Any = held,
+                      names: tuple[str, ...] = names) -> int:
+                source = self.spark.createDataFrame(data, schema)
+                with self._control_lock:
+                    metrics = (self._control().alias("t").merge(source.alias("s"), held)
+                               .whenMatchedUpdate(set={n: F.col(f"s.{n}") for n in names})
+                               .execute())
+                return merge_counts(metrics).updated
+
+            updated = retry_conflicts(merge, f"finish {len(members)} control rows")
+            if updated == len(members):
+                for i in members:
+                    written[i] = True
+                continue
+            # Some rows were not this batch's any more: which ones, as the rows read now.
+            now = {r["ConfigId"]: r for r in self.rows([items[i][0].config_id for i in members])}
+            for i in members:
+                claim, cols = items[i]
+                row = now.get(claim.config_id) or {}
+                written[i] = (row.get("LastJobRunId") == claim.run_id
+                              and row.get("Attempt") == claim.attempt
+                              and all(_same(row.get(n), cols[n]) for n in names))
+        return written
 
     def _write_held(self, claim: Claim, cols: dict[str, Any], what: str) -> bool:
         """Write ``cols`` into the row only while it is RUNNING under ``claim``.
@@ -554,12 +636,21 @@ class ControlStore:
 
         An audit table made by an older restlake gains the newer columns on this append.
         """
-        self._append(self.audit_ref, AUDIT_SCHEMA, [record], "audit", merge_schema=True)
+        self._audits.submit(record)
+
+    def _append_audits(self, records: list[dict[str, Any]]) -> list[None]:
+        self._append(self.audit_ref, AUDIT_SCHEMA, records, "audit", merge_schema=True)
+        return [None] * len(records)
 
     def append_window_log(self, records: list[dict[str, Any]]) -> None:
         """Append window-log rows (blind append)."""
         if records:
-            self._append(self.window_ref, WINDOW_LOG_SCHEMA, records, "window log")
+            self._window_logs.submit(list(records))
+
+    def _append_window_logs(self, batches: list[list[dict[str, Any]]]) -> list[None]:
+        self._append(self.window_ref, WINDOW_LOG_SCHEMA, [r for b in batches for r in b],
+                     "window log")
+        return [None] * len(batches)
 
     def append_quality_results(self, records: list[dict[str, Any]]) -> None:
         """Append quality-check rows (blind append); creates the table for warehouses
@@ -600,6 +691,13 @@ class ControlStore:
         if merge_schema:
             writer = writer.option("mergeSchema", "true")
         retry_conflicts(lambda: self.warehouse.save(writer, ref), f"append {what}")
+
+
+def _same(read: Any, written: Any) -> bool:
+    """A value read back equals the value written (datetimes compared in UTC)."""
+    if isinstance(read, dt.datetime) and isinstance(written, dt.datetime):
+        return to_utc(read) == to_utc(written)
+    return read == written
 
 
 def _spark_value(value: Any) -> Any:

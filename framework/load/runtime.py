@@ -215,7 +215,7 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
             try:
                 if ctx.stopping:
                     return _release_unstarted(ctx, claim, keeper)
-                return run_load(ctx, claim, keeper)
+                return run_load(ctx, keeper.claim, keeper)  # renewed while it waited
             finally:
                 keeper.__exit__(None, None, None)
 

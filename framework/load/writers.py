@@ -202,18 +202,16 @@ class TargetWriter:
         df, columns, new = self._frame(stages, staged_with)
         if self.cfg.primary_key:
             df = self._dedupe(df)
-        df = df.drop(SEQ_COLUMN).cache()
-        try:
-            if self._shared_with_other_sources():
-                return self._replace_source(df, columns, new)
-            rows = df.count()
-            writer = df.write.format("delta").mode("overwrite")
-            if self.cfg.schema_mode == "evolve":
-                writer = writer.option("mergeSchema", "true")
-            retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"overwrite {self.ref.name}")
-        finally:
-            df.unpersist()
-        return WriteResult(rows, self.warehouse.version(self.spark, self.ref), tuple(new))
+        df = df.drop(SEQ_COLUMN)
+        if self._shared_with_other_sources():
+            return self._replace_source(df, columns, new)
+        writer = df.write.format("delta").mode("overwrite")
+        if self.cfg.schema_mode == "evolve":
+            writer = writer.option("mergeSchema", "true")
+        retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"overwrite {self.ref.name}")
+        # the rows written are in the commit's metrics: no count job before the write
+        version = self.warehouse.version(self.spark, self.ref)
+        return WriteResult(self._count_version_rows(version), version, tuple(new))
 
     def _shared_with_other_sources(self) -> bool:
         """True when the target holds rows of another source system (a shared cache table)."""
@@ -221,11 +219,45 @@ class TargetWriter:
 
         if not self.warehouse.exists(self.spark, self.ref):
             return False
+        only = self._only_source_in_stats()
+        if only is not None:
+            return not only
         df = self.warehouse.read(self.spark, self.ref)
         if "source_system" not in df.columns:
             return False
         other = ~F.col("source_system").eqNullSafe(F.lit(self.cfg.system))
         return bool(df.where(other).limit(1).count())
+
+    def _only_source_in_stats(self) -> Optional[bool]:
+        """From the Delta log's file statistics (delta-rs, no Spark job): True when every
+        row of the target is this source's, False when another's may be there, None when
+        the statistics cannot tell (not a local table, no statistics of the column)."""
+        if not self.warehouse.is_local:
+            return None
+        try:
+            from deltalake import DeltaTable as RsTable
+
+            table = RsTable(self.warehouse.path(self.ref))
+            if "source_system" not in [f.name for f in table.schema().fields]:
+                return True
+            stats = table.get_add_actions(flatten=True)
+            if stats.num_rows == 0:
+                return True
+            names = stats.column_names
+            if "min.source_system" not in names or "null_count.source_system" not in names:
+                return None
+            lows = stats.column("min.source_system").to_pylist()
+            highs = stats.column("max.source_system").to_pylist()
+            nulls = stats.column("null_count.source_system").to_pylist()
+        except Exception as exc:  # noqa: BLE001 - Spark answers instead
+            log.debug("%s: no file statistics: %s", self.ref.name, exc)
+            return None
+        if any(n is None for n in nulls) or any(n for n in nulls):
+            return None if any(n is None for n in nulls) else False
+        system = self.cfg.system
+        if all(lo == hi == system for lo, hi in zip(lows, highs)):
+            return True
+        return None  # truncated or mixed statistics: Spark looks at the rows
 
     def _replace_source(self, df: Any, columns: dict[str, ColumnType], new: list[str]) -> WriteResult:
         """FULL_LOAD into a shared table: replace this source's rows only, in one MERGE.

@@ -21,12 +21,14 @@ texts hold only constant, validated and back-quoted identifiers; no value is for
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Iterable
 
 from pyspark.sql.types import (BooleanType, DoubleType, IntegerType, StringType, StructField,
                                StructType, TimestampType)
 
 from framework.lake.commits import retry_conflicts
+from framework.lake.groupcommit import GroupCommit
 from framework.ops import uptime
 from framework.config import check_identifier
 from framework.lake.tables import TableRef, Warehouse
@@ -69,17 +71,34 @@ def ensure_table(spark: Any, warehouse: Warehouse, catalog: str = "main") -> boo
 
 def append_checks(spark: Any, warehouse: Warehouse, rows: Iterable[dict[str, Any]],
                   catalog: str = "main") -> int:
-    """Append health rows in one commit; returns how many."""
+    """Append health rows in one commit, shared with the appends of concurrent loads
+    (:class:`~framework.lake.groupcommit.GroupCommit`); returns how many once they landed."""
     rows = list(rows)
     if not rows:
         return 0
+    key = (id(spark), str(warehouse.root), catalog)
+    with _GROUPS_LOCK:
+        group = _GROUPS.get(key)
+        if group is None:
+            group = _GROUPS[key] = GroupCommit(
+                lambda batches: _append_batches(spark, warehouse, catalog, batches),
+                f"health log {catalog}")
+    return group.submit(rows)
+
+
+_GROUPS: dict[tuple, GroupCommit] = {}
+_GROUPS_LOCK = threading.Lock()
+
+
+def _append_batches(spark: Any, warehouse: Warehouse, catalog: str,
+                    batches: list[list[dict[str, Any]]]) -> list[int]:
     ensure_table(spark, warehouse, catalog)
-    data = [tuple(_value(r.get(f.name)) for f in HEALTH_SCHEMA.fields) for r in rows]
+    data = [tuple(_value(r.get(f.name)) for f in HEALTH_SCHEMA.fields) for b in batches for r in b]
     df = spark.createDataFrame(data, HEALTH_SCHEMA)
     ref = health_ref(catalog)
     retry_conflicts(lambda: warehouse.save(df.write.format("delta").mode("append"), ref),
                     "append health log")
-    return len(rows)
+    return [len(b) for b in batches]
 
 
 def read_checks(spark: Any, warehouse: Warehouse, catalog: str = "main") -> Any:
