@@ -44,7 +44,7 @@ def _serve(conn: Any, mode: str, spool: str) -> None:
     from framework.lake.tables import Warehouse
     from framework.push.receiver import Receiver
     from framework.push.spool import Spool
-    from framework.service.hooks import receiver_app
+    from framework.service.hooks import asgi, receiver_app
 
     os.environ["RL_BENCH_SECRET"] = SECRET.decode()
     if mode != "group":
@@ -81,7 +81,7 @@ def _serve(conn: Any, mode: str, spool: str) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     conn.send(sock.getsockname()[1])
-    config = uvicorn.Config(receiver_app(receiver), log_level="warning", access_log=False)
+    config = uvicorn.Config(asgi(receiver_app(receiver)), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
 
     def control() -> None:  # "cpu": this process's CPU seconds so far; "stop": exit

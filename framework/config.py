@@ -290,6 +290,8 @@ class Webhook(_Model):
 
     signature: Literal["github", "stripe", "hmac_sha256"]
     secret: str
+    previous_secret: Optional[str] = None  # rotation: accepted too, until previous_secret_until
+    previous_secret_until: Optional[dt.datetime] = None
     header: Optional[str] = None
     tolerance_s: int = Field(default=300, ge=1, le=86_400)
     event_id_path: Optional[str] = None
@@ -302,6 +304,26 @@ class Webhook(_Model):
     @classmethod
     def _ref(cls, v: Any) -> str:
         return _secret_ref(v)
+
+    @field_validator("previous_secret", mode="before")
+    @classmethod
+    def _previous_ref(cls, v: Any) -> str | None:
+        return None if v is None else _secret_ref(v)
+
+    @field_validator("previous_secret_until", mode="before")
+    @classmethod
+    def _until(cls, v: Any) -> Any:
+        return None if v is None else to_utc(v)
+
+    @model_validator(mode="after")
+    def _rotation(self) -> "Webhook":
+        if self.previous_secret_until is not None and self.previous_secret is None:
+            raise _FieldError("webhook.previous_secret_until", "needs previous_secret (the secret it "
+                              "ends the overlap of)")
+        if self.previous_secret is not None and self.previous_secret == self.secret:
+            raise _FieldError("webhook.previous_secret", "is the same reference as secret; name where "
+                              "the previous value is kept (e.g. env:HOOK_SECRET_OLD)")
+        return self
 
     @field_validator("header")
     @classmethod

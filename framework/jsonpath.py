@@ -17,6 +17,7 @@ bad segment.
 from __future__ import annotations
 
 import re
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -52,13 +53,18 @@ def _split(path: str) -> list[str]:
 
 
 def compile_path(path: str) -> tuple[Step, ...]:
-    """Parse ``path`` into steps.
+    """Parse ``path`` into steps (cached: a source's few paths are parsed once).
 
     Raises:
         PathError: the path is empty or a segment is malformed.
     """
     if not isinstance(path, str):
         raise PathError(f"path must be a string, got {type(path).__name__}")
+    return _compile(path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(path: str) -> tuple[Step, ...]:
     text = path.strip()
     if text in ("$", ""):
         if text == "":

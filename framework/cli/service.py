@@ -87,9 +87,11 @@ def run_server(uvicorn: Any, app: Any, host: str, port: int, *,
             while uvicorn closes the HTTP side).
         grace: how long uvicorn waits for requests in flight.
     """
+    from framework.service.hooks import asgi
+
     access_log = bool(os.environ.get("RESTLAKE_ACCESS_LOG"))
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning",
+        asgi(app), host=host, port=port, log_level="warning",
         # uvicorn's records go through restlake's handlers (JSON, --log-file, redaction)
         log_config=None, access_log=access_log,
         timeout_graceful_shutdown=max(1, int(grace)))
@@ -119,8 +121,10 @@ def cmd_receive(args: argparse.Namespace) -> int:
     uvicorn = _uvicorn()
     from framework.lake.tables import Warehouse
     from framework.push.receiver import Receiver
+    from framework.service.access import ApiKeys
     from framework.service.hooks import receiver_app
 
+    keys = ApiKeys.from_env()  # optional here: they only unlock /health's per-source detail
     warehouse = Warehouse.from_env(args.warehouse)
     receiver = Receiver(warehouse, args.control_catalog).start()
     try:
@@ -128,7 +132,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
         console.print(f"restlake receive on http://{args.host}:{args.port}/hooks/<config_id> "
                       f"(spool {receiver.root}; push sources: {sources})", soft_wrap=True,
                       markup=False)
-        run_server(uvicorn, receiver_app(receiver), args.host, args.port)
+        run_server(uvicorn, receiver_app(receiver, keys), args.host, args.port)
     finally:
         receiver.stop()
     return 0

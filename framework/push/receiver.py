@@ -88,23 +88,42 @@ class PushSource:
         return f"PushSource({self.cfg.config_id}, {self.spool!r})"
 
     def use(self, cfg: SourceConfig) -> None:
-        if cfg != self.cfg:
+        if cfg != self.cfg:  # a changed config (e.g. a rotation's previous_secret): re-resolve
             self.cfg, self._verifier = cfg, None
 
     def verifier(self) -> Verifier:
-        """The signature check (the secret is resolved on first use, then kept)."""
-        if self._verifier is None:
-            from framework.secrets import resolve
+        """The signature check (its secrets are resolved on first use, then kept until
+        :meth:`reload_secrets` or a changed config)."""
+        verifier = self._verifier
+        if verifier is None:
+            verifier = self._verifier = self._resolve()
+        return verifier
 
-            wh = self.cfg.webhook
-            try:
-                secret = resolve(wh.secret, field=f"{self.cfg.config_id}: webhook.secret")
-            except ConfigError as exc:
-                raise ReceiveError(500, f"the webhook secret of {self.cfg.config_id} cannot be "
-                                        f"read: {exc.message}") from None
-            self._verifier = Verifier(wh.signature, secret.encode("utf-8"), wh.signature_header,
-                                      wh.tolerance_s)
-        return self._verifier
+    def reload_secrets(self) -> Verifier:
+        """Resolve the secrets again (a rotation behind the same references); the old ones
+        stay in use when the new ones cannot be read.
+
+        Raises:
+            ReceiveError: 500, a secret reference does not resolve (named, no value).
+        """
+        verifier = self._verifier = self._resolve()
+        return verifier
+
+    def _resolve(self) -> Verifier:
+        from framework.secrets import resolve
+
+        wh, cid = self.cfg.webhook, self.cfg.config_id
+        try:
+            secret = resolve(wh.secret, field=f"{cid}: webhook.secret")
+            previous = (None if wh.previous_secret is None else
+                        resolve(wh.previous_secret, field=f"{cid}: webhook.previous_secret"))
+        except ConfigError as exc:
+            raise ReceiveError(500, f"a webhook secret of {cid} cannot be read: "
+                                    f"{exc.message}") from None
+        until = wh.previous_secret_until.timestamp() if wh.previous_secret_until else None
+        return Verifier(wh.signature, secret.encode("utf-8"), wh.signature_header,
+                        wh.tolerance_s, previous=None if previous is None else
+                        previous.encode("utf-8"), previous_until=until)
 
 
 class Receiver:
@@ -249,6 +268,26 @@ class Receiver:
             raise ReceiveError(404, f"no push source '{config_id}' (a config with webhook:, "
                                     "enabled, in the control table: run 'restlake generate')")
         return self._source_of(cfg)
+
+    def reload_secrets(self, config_id: str) -> dict[str, Any]:
+        """Re-read the push source of ``config_id`` and resolve its webhook secrets again
+        (``POST /hooks/{config_id}/reload-secret``): a secret rotated behind the same
+        reference, or a new ``previous_secret``, is used from the next event on.
+
+        Returns:
+            ``config_id`` and ``secrets``: how many are accepted now (1, or 2 while a
+            previous secret's overlap lasts). Never a secret value.
+
+        Raises:
+            ReceiveError: 404 unknown source; 500 a secret does not resolve (the secrets
+                in use are kept).
+        """
+        self._refresh(force=True)
+        src = self.source(config_id)
+        verifier = src.reload_secrets()
+        log.info("%s: webhook secrets reloaded (%d accepted)", config_id,
+                 len(verifier.secrets(self._clock())))
+        return {"config_id": config_id, "secrets": len(verifier.secrets(self._clock()))}
 
     # ---------------------------------------------------------------- receive
     def accept(self, src: PushSource, body: bytes, headers: Mapping[str, str]) -> tuple[str, Future]:

@@ -12,6 +12,10 @@ Three schemes (``webhook.signature``):
 Every candidate is compared with :func:`hmac.compare_digest`, and every candidate is
 compared (no early exit on the first match), so the time taken does not tell a sender
 how close a forged signature was.
+
+Rotation: a verifier may hold a previous secret too (``webhook.previous_secret``), accepted
+like the current one until ``previous_until`` (Unix seconds; ``None``: while configured).
+Both secrets are always computed and compared, so timing does not tell which one matched.
 """
 
 from __future__ import annotations
@@ -37,12 +41,16 @@ class Verifier:
         secret: the shared secret (resolved; never shown by ``repr``).
         header: the header holding the signature.
         tolerance_s: Stripe: the largest accepted distance between its timestamp and now.
+        previous: the previous secret (rotation), accepted as well until ``previous_until``.
+        previous_until: Unix seconds after which ``previous`` is refused (None: no end).
     """
 
     scheme: str
     secret: bytes
     header: str
     tolerance_s: int = 300
+    previous: Optional[bytes] = None
+    previous_until: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.scheme not in _SCHEMES:
@@ -50,7 +58,15 @@ class Verifier:
                              f"(one of {', '.join(_SCHEMES)})")
 
     def __repr__(self) -> str:
-        return f"Verifier({self.scheme}, header {self.header})"
+        rotating = ", with a previous secret" if self.previous is not None else ""
+        return f"Verifier({self.scheme}, header {self.header}{rotating})"
+
+    def secrets(self, now: float) -> list[bytes]:
+        """The secrets accepted at ``now``: the current one, and the previous one while its
+        overlap lasts."""
+        if self.previous is None or (self.previous_until is not None and now >= self.previous_until):
+            return [self.secret]
+        return [self.secret, self.previous]
 
     def verify(self, body: bytes, headers: Mapping[str, str], now: float) -> None:
         """Accept the request or raise.
@@ -73,11 +89,16 @@ def _digest(secret: bytes, payload: bytes) -> bytes:
     return hmac.new(secret, payload, hashlib.sha256).digest()
 
 
-def _any_equal(expected: bytes, candidates: list[bytes]) -> bool:
+def _any_equal(expected: list[bytes], candidates: list[bytes]) -> bool:
     ok = False
-    for candidate in candidates:  # every one is compared: no early exit
-        ok |= hmac.compare_digest(expected, candidate)
+    for digest in expected:
+        for candidate in candidates:  # every pair is compared: no early exit
+            ok |= hmac.compare_digest(digest, candidate)
     return ok
+
+
+def _digests(v: Verifier, payload: bytes, now: float) -> list[bytes]:
+    return [_digest(secret, payload) for secret in v.secrets(now)]
 
 
 def _hex(text: str) -> Optional[bytes]:
@@ -92,7 +113,7 @@ def _github(v: Verifier, body: bytes, value: str, now: float) -> None:
     if prefix != "sha256" or not hexdigest:
         raise SignatureError(f"{v.header} is not 'sha256=<hex digest>'")
     given = _hex(hexdigest)
-    if given is None or not _any_equal(_digest(v.secret, body), [given]):
+    if given is None or not _any_equal(_digests(v, body, now), [given]):
         raise SignatureError(f"{v.header} does not match the body")
 
 
@@ -112,7 +133,7 @@ def _stripe(v: Verifier, body: bytes, value: str, now: float) -> None:
     timestamp, signatures = stripe_parts(value)
     if timestamp is None or not signatures:
         raise SignatureError(f"{v.header} has no 't=' timestamp or no 'v1=' signature")
-    expected = _digest(v.secret, str(timestamp).encode("ascii") + b"." + body)
+    expected = _digests(v, str(timestamp).encode("ascii") + b"." + body, now)
     given = [b for b in (_hex(s) for s in signatures) if b is not None]
     if not _any_equal(expected, given):
         raise SignatureError(f"{v.header} does not match the body")
@@ -130,7 +151,7 @@ def _plain(v: Verifier, body: bytes, value: str, now: float) -> None:
             given = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
             given = None
-    if given is None or not _any_equal(_digest(v.secret, body), [given]):
+    if given is None or not _any_equal(_digests(v, body, now), [given]):
         raise SignatureError(f"{v.header} does not match the body")
 
 

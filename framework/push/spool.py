@@ -23,7 +23,10 @@ for the fsync), so cutting it loses nothing that was acknowledged.
 
 Group commit: appends go to the page cache at once; one syncer thread per spool
 fsyncs, and every append written before an fsync started is durable when it returns,
-so concurrent requests share one fsync instead of queueing for one each.
+so concurrent requests share one fsync instead of queueing for one each. They share
+its future too: every append waiting for the same fsync gets the same
+:class:`~concurrent.futures.Future`, completed once by the syncer (one hand-over
+between threads per fsync, not one per event).
 """
 
 from __future__ import annotations
@@ -119,7 +122,8 @@ class Spool:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._synced = threading.Condition(threading.Lock())
-        self._waiters: list[tuple[int, Future]] = []
+        self._round: Future = Future()  # done by the next fsync to start
+        self._round_wanted = False  # someone waits for self._round
         self._durable = 0
         self._syncer: Optional[threading.Thread] = None
         self._closed = False
@@ -245,19 +249,25 @@ class Spool:
             self._durable = max(self._durable, self._base)
 
     def durable(self, end: int) -> Future:
-        """A future done once every byte before ``end`` is on disk (group commit)."""
-        fut: Future = Future()
+        """A future done once every byte before ``end`` is on disk (group commit).
+
+        Waiters of the same fsync share one future: call this after :meth:`append`
+        returned ``end`` (the next fsync to start then covers it).
+        """
         with self._synced:
             if self._durable >= end:
+                fut: Future = Future()
                 fut.set_result(self._durable)
                 return fut
-            self._waiters.append((end, fut))
+            # The syncer swaps the round under this lock and only then reads how far the
+            # spool was written: an append made before this call is covered by the round.
+            self._round_wanted = True
             if self._syncer is None:
                 self._syncer = threading.Thread(target=self._sync_loop, daemon=True,
                                                 name=f"restlake-spool-{self.folder.name}")
                 self._syncer.start()
             self._synced.notify()
-        return fut
+            return self._round
 
     def append_durable(self, meta: dict[str, Any], body: bytes, limit: Optional[int] = None,
                        timeout: Optional[float] = None) -> int:
@@ -269,10 +279,11 @@ class Spool:
     def _sync_loop(self) -> None:
         while True:
             with self._synced:
-                while not self._waiters and not self._closed:
+                while not self._round_wanted and not self._closed:
                     self._synced.wait()
-                if not self._waiters and self._closed:
-                    return
+                if not self._round_wanted:
+                    return  # closed, and no one waits
+                done, self._round, self._round_wanted = self._round, Future(), False
             with self._lock:
                 target = self._written
                 fd = os.dup(self._fd)  # the segment may rotate while this fsync runs
@@ -287,15 +298,11 @@ class Spool:
                 self.fsyncs += 1
                 if error is None:
                     self._durable = max(self._durable, target)
-                keep = []
-                for end, fut in self._waiters:
-                    if error is not None:
-                        fut.set_exception(error)
-                    elif end <= self._durable:
-                        fut.set_result(self._durable)
-                    else:
-                        keep.append((end, fut))
-                self._waiters = keep
+                durable = self._durable
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(durable)
 
     # ------------------------------------------------------------------ flush
     def begin_flush(self, max_events: int) -> Optional[FlushIntent]:

@@ -82,14 +82,21 @@ def require_key(request: Request) -> None:
     svc = service_of(request)
     if request.method in ("GET", "HEAD") and svc.public_read:
         return
+    demand_key(request, svc.keys)
+
+
+def demand_key(request: Request, keys: ApiKeys) -> None:
+    """Refuse (401) a request that does not present one of ``keys`` in ``X-API-Key``.
+
+    The refusal is logged with the method, path and client only, never the key.
+    """
     presented = request.headers.get(HEADER)
-    if svc.keys.accepts(presented):
+    if keys.accepts(presented):
         return
     client = request.client.host if request.client else "?"
     reason = "no API key" if not presented else "a wrong API key"
-    # Never the key itself: only what was asked and by whom.
     log.warning("refused %s %s from %s: %s", request.method, request.url.path, client, reason)
-    detail = (f"send a valid API key in the {HEADER} header" if svc.keys else
+    detail = (f"send a valid API key in the {HEADER} header" if keys else
               "this service has no API keys (RESTLAKE_API_KEYS); only public reads are served")
     raise problems.Problem(401, detail, headers={"WWW-Authenticate": HEADER})
 
@@ -138,5 +145,5 @@ def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Option
     if receiver is not None:
         from framework.service import hooks
 
-        hooks.install(app, receiver)
+        hooks.install(app, receiver, app.state.service.keys)
     return app

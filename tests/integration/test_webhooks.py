@@ -109,7 +109,7 @@ def test_signed_events_are_stored_once_and_every_refusal_stores_nothing(spark, s
                     assert SECRET not in r.text
             r = svc.post("/hooks/nope", data=event(1), headers=headers("github", event(1)))
             assert r.status_code == 404 and "no push source 'nope'" in r.json()["detail"]
-            assert svc.get("/health").json()["sources"]["h_github"]["pending"] == 4
+            assert receiver.state()["h_github"]["pending"] == 4
         results = receiver.flush()
     finally:
         receiver.stop()

@@ -97,3 +97,21 @@ def test_a_push_row_is_push_success_and_never_planned_or_claimable():
     policy = states.LoadPolicy(history_start=dt.datetime(2024, 1, 1, tzinfo=UTC))
     planned = states.plan_next(state, policy, now)
     assert (planned.load_type, planned.load_status) == (LoadType.FULL_LOAD, LoadStatus.PENDING)
+
+
+def test_rotation_keys_are_validated_with_the_field_named_and_round_trip():
+    rotating = PUSH.replace("secret: env:GH_HOOK_SECRET,", "secret: env:GH_HOOK_SECRET, "
+                            "previous_secret: env:GH_HOOK_SECRET_OLD, "
+                            "previous_secret_until: '2024-06-01T00:00:00Z',")
+    cfg = load_text(rotating)[0]
+    assert cfg.webhook.previous_secret == "env:GH_HOOK_SECRET_OLD"
+    assert cfg.webhook.previous_secret_until == dt.datetime(2024, 6, 1, tzinfo=UTC)
+    assert row_to_config(config_to_row(cfg)).webhook == cfg.webhook
+    literal = error_of(rotating.replace("env:GH_HOOK_SECRET_OLD", "old-s3cr3t-value"))
+    assert "webhook.previous_secret: literal secrets are not allowed" in literal
+    assert "old-s3cr3t-value" not in literal
+    same = error_of(rotating.replace("env:GH_HOOK_SECRET_OLD", "env:GH_HOOK_SECRET"))
+    assert "webhook.previous_secret: is the same reference as secret" in same
+    alone = error_of(PUSH.replace("batch_events: 50", "batch_events: 50, "
+                                  "previous_secret_until: '2024-06-01T00:00:00Z'"))
+    assert "webhook.previous_secret_until: needs previous_secret" in alone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -77,7 +78,7 @@ def test_answers_and_what_each_leaves_in_the_spool(make, tmp_path):
         for n in range(3, 8):  # the queue holds 5: the 6th pending event is refused
             r = svc.post("/hooks/gh", data=body(n), headers=gh(body(n)))
         assert r.status_code == 503 and r.headers["Retry-After"] == "3600"
-        assert svc.get("/health").json()["sources"]["gh"]["pending"] == 5
+        assert receiver.state()["gh"]["pending"] == 5
     receiver.source("gh").spool.close()
     spool = Spool(tmp_path / "spool" / "gh")
     events = list(spool.read(0, 10 ** 9))
@@ -132,3 +133,107 @@ def test_sigterm_stops_restlake_receive_cleanly(tmp_path):
         assert proc.wait(60) == 0, proc.stdout.read().decode()[-2000:]
     finally:
         proc.kill()
+
+
+def test_the_hook_route_is_documented_in_both_openapi_documents(make, tmp_path):
+    from framework.service.api import create_app
+
+    receiver = make()
+    apps = {"receive": receiver_app(receiver),
+            "serve": create_app(Warehouse(tmp_path / "wh"), receiver=receiver, public_read=True)}
+    for name, app in apps.items():
+        with ServiceThread(app) as svc:
+            doc = svc.get("/openapi.json").json()
+        post = doc["paths"]["/hooks/{config_id}"]["post"]
+        assert set(post["responses"]) >= {"202", "401", "404", "413", "503"}, name
+        assert "Retry-After" in post["responses"]["503"]["headers"], name
+        assert [p["name"] for p in post["parameters"] if p["in"] == "path"] == ["config_id"]
+
+
+def test_receive_health_names_sources_only_for_the_api_key(make, monkeypatch):
+    from framework.service.access import ApiKeys
+
+    receiver = make()
+    receiver.source("gh")
+    keys = ApiKeys(["unit-api-key-7"], ["env:RL_UNIT_KEY"])
+    with ServiceThread(receiver_app(receiver, keys=keys)) as svc:
+        anonymous = svc.get("/health")
+        wrong = svc.get("/health", headers={"X-API-Key": "not-the-key"})
+        keyed = svc.get("/health", headers={"X-API-Key": "unit-api-key-7"})
+    for r in (anonymous, wrong):
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        assert "sources" not in r.json() and "gh" not in r.text
+    assert keyed.json()["status"] == "ok" and keyed.json()["sources"]["gh"]["pending"] == 0
+
+
+def test_a_rotated_secret_is_taken_after_reload_secret_without_a_restart(tmp_path, caplog):
+    from framework.service.access import ApiKeys
+
+    current = tmp_path / "hook_secret"
+    current.write_text("first-rotation-secret-1")
+    cfg = parse_source({
+        "config_id": "gh", "api_name": "Unit",
+        "webhook": {"signature": "github", "secret": f"file:{current}", "event_id_path": "id",
+                    "batch_events": 1000, "batch_seconds": 3600},
+        "target": {"catalog": "raw", "schema": "hooks", "table": "gh"}})
+    receiver = Receiver(Warehouse(tmp_path / "wh"), spool=tmp_path / "spool", configs=[cfg],
+                        clock=lambda: NOW)
+
+    def signed(n: int, secret: str) -> dict:
+        return {"data": body(n), "headers": {
+            "X-Hub-Signature-256": sign("github", secret.encode(), body(n))}}
+
+    texts = []
+    with ServiceThread(receiver_app(receiver, ApiKeys(["unit-api-key-7"], ["env:K"]))) as svc:
+        assert svc.post("/hooks/gh", **signed(1, "first-rotation-secret-1")).status_code == 202
+        current.write_text("second-rotation-secret-2")  # rotated behind the same reference
+        assert svc.post("/hooks/gh", **signed(2, "second-rotation-secret-2")).status_code == 401
+        refused = [svc.post("/hooks/gh/reload-secret"),
+                   svc.post("/hooks/gh/reload-secret", headers={"X-API-Key": "wrong"})]
+        assert [r.status_code for r in refused] == [401, 401]
+        reload = svc.post("/hooks/gh/reload-secret", headers={"X-API-Key": "unit-api-key-7"})
+        assert reload.status_code == 200
+        assert reload.json() == {"status": "reloaded", "config_id": "gh", "secrets": 1}
+        new = svc.post("/hooks/gh", **signed(3, "second-rotation-secret-2"))
+        old = svc.post("/hooks/gh", **signed(4, "first-rotation-secret-1"))
+        assert (new.status_code, old.status_code) == (202, 401)
+        current.unlink()  # a reference that no longer resolves: named, the secret in use kept
+        broken = svc.post("/hooks/gh/reload-secret", headers={"X-API-Key": "unit-api-key-7"})
+        assert broken.status_code == 500 and "webhook.secret" in broken.json()["detail"]
+        assert svc.post("/hooks/gh", **signed(5, "second-rotation-secret-2")).status_code == 202
+        texts += [r.text for r in (*refused, reload, new, old, broken)]
+    receiver.source("gh").spool.close()
+    for secret in ("first-rotation-secret-1", "second-rotation-secret-2"):
+        assert secret not in caplog.text and not any(secret in t for t in texts)
+
+
+def test_the_previous_secret_is_accepted_until_its_overlap_ends(tmp_path, monkeypatch):
+    from framework.push.receiver import ReceiveError
+
+    monkeypatch.setenv("RL_HOOK_NEW", "new-hook-secret-aa")
+    monkeypatch.setenv("RL_HOOK_OLD", "old-hook-secret-bb")
+    cfg = parse_source({
+        "config_id": "gh", "api_name": "Unit",
+        "webhook": {"signature": "github", "secret": "env:RL_HOOK_NEW", "event_id_path": "id",
+                    "previous_secret": "env:RL_HOOK_OLD",
+                    "previous_secret_until": "2024-04-25T00:00:00Z",  # NOW + 53 min
+                    "batch_events": 1000, "batch_seconds": 3600},
+        "target": {"catalog": "raw", "schema": "hooks", "table": "gh"}})
+    now = [NOW]
+    receiver = Receiver(Warehouse(tmp_path / "wh"), spool=tmp_path / "spool", configs=[cfg],
+                        clock=lambda: now[0])
+
+    def deliver(n: int, secret: str) -> int:
+        try:
+            receiver.receive("gh", body(n), {"X-Hub-Signature-256": sign(
+                "github", secret.encode(), body(n))}, timeout=10)
+            return 202
+        except ReceiveError as exc:
+            assert secret not in exc.detail
+            return exc.status
+
+    assert [deliver(1, "new-hook-secret-aa"), deliver(2, "old-hook-secret-bb"),
+            deliver(3, "never-configured-cc")] == [202, 202, 401]
+    now[0] = dt.datetime(2024, 4, 25, tzinfo=dt.timezone.utc).timestamp()  # the overlap ended
+    assert [deliver(4, "new-hook-secret-aa"), deliver(5, "old-hook-secret-bb")] == [202, 401]
+    receiver.source("gh").spool.close()

@@ -92,6 +92,31 @@ def test_concurrent_appends_share_fsyncs(tmp_path):
     spool.close()
 
 
+def test_appends_waiting_for_one_fsync_share_its_outcome(tmp_path):
+    """Appends made while an fsync runs wait for the next one, share its future, and all
+    fail together when it fails: no one is told "stored" without an fsync after its write."""
+    entered, release, outcomes = threading.Event(), threading.Event(), iter([None, OSError("EIO")])
+
+    def fsync(fd: int) -> None:
+        entered.set()
+        release.wait(10)
+        error = next(outcomes, None)
+        if error is not None:
+            raise error
+
+    spool = Spool(tmp_path / "s", fsync=fsync)
+    first = spool.durable(spool.append(meta(0), body(0)))
+    assert entered.wait(10)  # the first fsync runs (blocked) ...
+    later = [spool.durable(spool.append(meta(i), body(i))) for i in (1, 2, 3)]
+    assert not first.done() and all(f is later[0] for f in later) and later[0] is not first
+    release.set()  # ... the first succeeds, the second (of the three later appends) fails
+    assert first.result(10) >= 0
+    with pytest.raises(OSError, match="EIO"):
+        later[0].result(10)
+    assert spool.fsyncs == 2 and spool.unsynced_bytes > 0
+    spool.close()
+
+
 def test_the_queue_bound_refuses_without_writing(tmp_path):
     spool = Spool(tmp_path / "s")
     fill(spool, 3)
