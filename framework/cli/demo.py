@@ -3,7 +3,9 @@
 Two demo APIs start on 127.0.0.1 (a GitHub-like one behind a bearer token and a
 Dynatrace-like one behind an ``Api-Token``). Demo configs are written to a temporary
 folder, then: ``init`` -> ``generate`` -> ``run`` (FULL_LOAD), a few records change at
-the source, ``generate`` -> ``run`` again (INCREMENTAL MERGE), and a summary.
+the source, ``generate`` -> ``run`` again (INCREMENTAL MERGE), and a summary. One demo
+source (``demo_issues_detail``) completes each listed issue with its detail request
+(``detail:``), so the audit shows ``DetailRequests``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ def demo_configs(github_url: str, dynatrace_url: str) -> list[dict[str, Any]]:
          "data_path": "data", "parser": "flatten", "primary_key": ["id"],
          "window": "P2D", "target": {"catalog": "raw_data", "schema": "demo", "table": "gh_issues_flat"},
          "schedule": {"time": "02:00", "frequency": "daily"}},
+        {**common, "config_id": "demo_issues_detail", "api_name": "DemoGitHub",
+         "source_system": "demo_github",
+         "description": "Issues with body and reactions (detail fan-out)",
+         "endpoint": f"{github_url}/api/offset/issues",
+         "auth": {"method": "bearer", "secret": "env:RESTLAKE_DEMO_GITHUB_TOKEN"},
+         "pagination": {"style": "offset", "offset_param": "offset", "limit_param": "limit",
+                        "page_size": 50, "total_path": "total"},
+         "data_path": "data", "primary_key": ["id"],
+         # each listed issue is completed by GET /api/offset/issues/{id} (body, reactions)
+         "detail": {"endpoint": f"{github_url}/api/offset/issues/{{id}}", "id_field": "id",
+                    "concurrency": 8, "mode": "merge"},
+         "window": "daily",
+         "target": {"catalog": "raw_data", "schema": "demo", "table": "gh_issues_detail"},
+         "schedule": {"time": "02:30", "frequency": "daily"}},
         {**common, "config_id": "demo_problems", "api_name": "DemoDynatrace",
          "source_system": "demo_dynatrace",
          "endpoint": f"{dynatrace_url}/api/next_key/issues",

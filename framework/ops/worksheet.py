@@ -2,7 +2,8 @@
 
 One row per source config: entity, source system, collection cadence, destination
 table, owner, primary key, the fields seen in the target table (the contract), the health
-check the scheduler runs (``health:``) and the quality checks of the config. Fields seen
+check the scheduler runs (``health:``), the quality checks of the config and its detail
+fan-out (``detail:``: the detail endpoint, id field, concurrency and mode). Fields seen
 in payloads but outside the contract (kept in ``_rescued_data``, or reported as schema
 changes in the audit table), and contract fields that a load's records all lacked
 (``schema_drift`` rows of the quality results), are flagged: that is schema drift to review.
@@ -23,7 +24,7 @@ from framework.untrusted import printable, spreadsheet_text
 
 COLUMNS = ("Entity", "Source system", "Collection cadence", "Destination table", "Owner",
            "Config id", "Primary key", "Fields", "Health check", "Unmapped fields (flagged)",
-           "Removed fields (flagged)", "Quality checks")
+           "Removed fields (flagged)", "Quality checks", "Detail fan-out")
 _EVERY = {"hourly": "Hourly", "daily": "Daily", "weekly": "Weekly", "monthly": "Monthly",
           "once": "Once"}
 
@@ -61,12 +62,13 @@ class WorksheetRow:
     health: str = ""
     quality: tuple[str, ...] = field(default=())
     removed: tuple[str, ...] = field(default=())
+    detail: str = "None"
 
     def cells(self) -> list[str]:
         return [self.entity, self.source_system, self.cadence, self.destination, self.owner,
                 self.config_id, ", ".join(self.primary_key), ", ".join(self.fields),
                 self.health, ", ".join(self.unmapped), ", ".join(self.removed),
-                "; ".join(self.quality)]
+                "; ".join(self.quality), self.detail]
 
 
 def cadence(frequency: str, time: str = "00:00") -> str:
@@ -90,6 +92,16 @@ def health_check(cfg: SourceConfig) -> str:
     expects = ", ".join(map(str, check.expected_status)) if check.expected_status else "2xx"
     timeout = check.timeout_s or cfg.limits.timeout_s
     return f"{cadence(check.interval)}, expects {expects}, timeout {timeout:g} s"
+
+
+def detail_fan_out(cfg: SourceConfig) -> str:
+    """A source's ``detail:`` as people say it: ``GET https://…/items/{id} (id field id,
+    8 concurrent, merge of data path $, 404: fail)``; ``None`` without one."""
+    d = cfg.detail
+    if d is None:
+        return "None"
+    return (f"GET {d.endpoint} (id field {d.id_field}, {d.concurrency} concurrent, "
+            f"{d.mode} of data path {d.data_path}, 404: {d.on_404})")
 
 
 def declared_fields(cfg: SourceConfig) -> set[str]:
@@ -123,7 +135,7 @@ def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Obser
             primary_key=tuple(cfg.primary_key), fields=tuple(sorted(contract)),
             unmapped=tuple(unmapped), health=health_check(cfg),
             quality=tuple(describe(cfg.quality)),
-            removed=tuple(sorted(set(seen.removed) & contract))))
+            removed=tuple(sorted(set(seen.removed) & contract)), detail=detail_fan_out(cfg)))
     return sorted(rows, key=lambda r: (r.destination, r.source_system, r.config_id))
 
 

@@ -19,13 +19,18 @@ def test_demo_then_the_operator_commands(spark, tmp_path, capsys, monkeypatch):
     assert main(["--warehouse", wh, "demo"]) == 0
     out = capsys.readouterr().out
     assert "summary" in out and "raw_data.demo.gh_issues" in out
-    assert "audit rows: 5" in out
+    assert "audit rows: 6" in out
     # the demo's tables are plain Delta tables an independent reader opens
     audit = RsDeltaTable(f"{wh}/main/metadata/api_audit_table").to_pyarrow_table()
-    assert audit.num_rows == 5 and set(audit.column("LoadStatus").to_pylist()) == {"SUCCESS"}
+    assert audit.num_rows == 6 and set(audit.column("LoadStatus").to_pylist()) == {"SUCCESS"}
     gh = RsDeltaTable(f"{wh}/raw_data/demo/gh_issues").to_pyarrow_table()
     ids = gh.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 603
+    # demo_issues_detail: every listed issue completed by its detail (body only there)
+    detailed = RsDeltaTable(f"{wh}/raw_data/demo/gh_issues_detail").to_pyarrow_table().to_pylist()
+    assert len(detailed) == 600 and all(r["body"].startswith("Issue #") for r in detailed)
+    [row] = [r for r in audit.to_pylist() if r["ConfigId"] == "demo_issues_detail"]
+    assert row["DetailRequests"] >= 600 and row["Requests"] - row["DetailRequests"] >= 12
 
     assert main(["--warehouse", wh, "status"]) == 0
     out = capsys.readouterr().out

@@ -109,4 +109,20 @@ def test_quality_checks_and_removed_fields_are_shown(configs):
     assert "| Removed fields (flagged) | Quality checks |" in md
     assert "- `q` (main.raw.q): `title`" in md
     table = list(csv.reader(io.StringIO(worksheet.to_csv([row]))))
-    assert table[1][-2:] == ["title", "min_rows >= 1 (warn); not_null id (fail)"]
+    cells = dict(zip(table[0], table[1]))
+    assert cells["Removed fields (flagged)"] == "title"
+    assert cells["Quality checks"] == "min_rows >= 1 (warn); not_null id (fail)"
+
+
+def test_detail_fan_out_is_shown_with_its_settings(monkeypatch):
+    monkeypatch.setenv("SHOP_TOKEN", "x")
+    monkeypatch.setenv("GITHUB_REPO", "acme/app")
+    [shop] = load_files([ROOT / "conf/examples/shop_orders_detail.yaml"])
+    [plain] = load_files([ROOT / "conf/examples/github_issues.yaml"])
+    rows = {r.config_id: r for r in worksheet.build([shop, plain])}
+    said = ("GET https://api.shop.example.com/v1/orders/{id} (id field id, 8 concurrent, "
+            "merge of data path order, 404: quarantine)")
+    assert rows["shop_orders"].detail == said and rows[plain.config_id].detail == "None"
+    table = list(csv.reader(io.StringIO(worksheet.to_csv(worksheet.build([shop])))))
+    assert dict(zip(table[0], table[1]))["Detail fan-out"] == said
+    assert "404: quarantine" in worksheet.to_markdown(worksheet.build([shop]))
