@@ -26,6 +26,8 @@ from urllib.parse import urljoin
 
 from requests.utils import parse_header_links
 
+import orjson
+
 from framework import jsonpath
 from framework.errors import ConfigError, PaginationError, ResponseError
 from framework.http.models import PageRequest, PageResponse
@@ -43,6 +45,16 @@ CHECKPOINT_SEEN = 256
 def _digest(key: str) -> str:
     """A short digest of a seen value: bounded size, and no cursor or link text kept."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def page_digest(records: list) -> str:
+    """sha256 of a page's records, key order ignored (a page repeated by an API that ignores
+    its offset is detected by it)."""
+    try:
+        text = orjson.dumps(records, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # e.g. an integer beyond 64 bits: the slower encoder takes anything
+        text = json.dumps(records, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(text).hexdigest()
 
 
 class PaginationConfigError(ConfigError, ValueError):
@@ -232,8 +244,7 @@ class _RangePaginator(Paginator):
         if not records:
             self._has_next_page = False
             return
-        digest = hashlib.sha256(json.dumps(records, sort_keys=True, default=str)
-                                .encode("utf-8")).hexdigest()
+        digest = page_digest(records)
         if digest == self._last_page_hash:
             raise PaginationError(f"pagination style {self.style}: page {self.pages} has the same "
                                   f"records as the page before; the API seems to ignore "

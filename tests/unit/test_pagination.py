@@ -266,3 +266,13 @@ def test_repr_shows_state():
     assert repr(p) == "OffsetPaginator(pages=1, has_next_page=True, offset=2)"
     _, p = drive({"style": "cursor"}, [{"next_cursor": "zz"}])
     assert "cursor='zz'" in repr(p)
+
+
+def test_page_digest_ignores_key_order_and_takes_any_json_value():
+    from framework.http.pagination import page_digest
+
+    a = [{"id": 1, "tags": ["x"], "at": "2024-01-01"}, {"id": 2, "n": None}]
+    b = [{"at": "2024-01-01", "tags": ["x"], "id": 1}, {"n": None, "id": 2}]
+    assert page_digest(a) == page_digest(b) != page_digest(a[:1])
+    huge = [{"id": 2 ** 70}]  # beyond orjson's 64-bit integers: the fallback encoder
+    assert page_digest(huge) != page_digest([{"id": 2 ** 70 + 1}])
