@@ -31,6 +31,11 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.databricks.delta.stateReconstructionValidation.enabled": "false",
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
     "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "false",
+    # Adaptive execution submits every shuffle stage as a job of its own: a one-row control
+    # MERGE took 13 jobs with it, 6 without (bench/README.md). It only re-plans (partition
+    # coalescing, join strategy), never changes a result; locally, with few shuffle
+    # partitions, it has little to re-plan.
+    "spark.sql.adaptive.enabled": "false",
 }
 
 
