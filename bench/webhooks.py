@@ -58,11 +58,9 @@ def _serve(conn: Any, mode: str, spool: str) -> None:
 
                 if mode == "per_event":
                     with self._one:
-                        fd = os.dup(self._fd)
-                        try:
-                            self._fsync(fd)
-                        finally:
-                            os.close(fd)
+                        self.write_through(fsync=True)
+                else:
+                    self.write_through(fsync=False)
                 fut: Future = Future()
                 fut.set_result(end)
                 return fut

@@ -21,12 +21,13 @@ detected when the spool is opened: it is moved to ``<segment>.torn`` and cut off
 never read as an event. Only an unacknowledged write can be torn (the answer waits
 for the fsync), so cutting it loses nothing that was acknowledged.
 
-Group commit: appends go to the page cache at once; one syncer thread per spool
-fsyncs, and every append written before an fsync started is durable when it returns,
-so concurrent requests share one fsync instead of queueing for one each. They share
-its future too: every append waiting for the same fsync gets the same
-:class:`~concurrent.futures.Future`, completed once by the syncer (one hand-over
-between threads per fsync, not one per event).
+Group commit: an append only encodes its record, takes its position and queues it in
+memory; one syncer thread per spool writes everything queued with one ``write`` and
+fsyncs it, so concurrent requests share one write and one fsync instead of queueing for
+one each. The request's thread (the event loop) never waits on the file: a ``write``
+can block while the file system commits its journal for an fsync. Appends waiting for
+the same fsync share its :class:`~concurrent.futures.Future`, completed once by the
+syncer (one hand-over between threads per fsync, not one per event).
 """
 
 from __future__ import annotations
@@ -127,8 +128,14 @@ class Spool:
         self._durable = 0
         self._syncer: Optional[threading.Thread] = None
         self._closed = False
+        self._failed: Optional[OSError] = None  # a write failed: positions and file disagree
+        # Under self._io: the open segment, its base, and how far the file is written.
+        self._io = threading.Lock()
         self._fd: Optional[int] = None
         self._base = 0
+        self._on_file = 0
+        # Under self._lock: records appended and not yet written, and their end position.
+        self._queued: list[bytes] = []
         self._written = 0
         # The in-memory queue in front of the flusher: (position, end) of each pending event.
         self._pending: collections.deque[tuple[int, int]] = collections.deque()
@@ -174,7 +181,7 @@ class Spool:
             self._written = self._base + path.stat().st_size
         else:
             self._base = self._written = self.flushed
-        self._durable = self._written
+        self._durable = self._on_file = self._written
         self._fd = self._open_segment(self._base)
 
     def _scan(self, base: int, path: Path, is_last: bool) -> int:
@@ -214,36 +221,75 @@ class Spool:
 
     @property
     def unsynced_bytes(self) -> int:
-        """Bytes written and not yet fsync'd (events not yet acknowledged)."""
+        """Bytes appended and not yet fsync'd (events not yet acknowledged)."""
         with self._lock, self._synced:
             return self._written - self._durable
 
     def append(self, meta: dict[str, Any], body: bytes, limit: Optional[int] = None) -> int:
-        """Write one event (not yet durable: see :meth:`durable`); returns its end position.
+        """Queue one event for the next write (not yet durable: see :meth:`durable`);
+        returns its end position.
 
         Raises:
-            SpoolFull: ``limit`` events are already waiting for the flusher.
+            SpoolFull: ``limit`` events are already waiting for the flusher, or the spool
+                is closed.
+            OSError: an earlier write failed (the spool takes no more events).
         """
         record = encode_record(meta, body)
         with self._lock:
+            if self._failed is not None:
+                raise OSError(f"the spool {self.folder} cannot be written: {self._failed}")
             if self._closed:
                 raise SpoolFull("the spool is closed (the receiver is stopping)")
             if limit is not None and len(self._pending) >= limit:
                 raise SpoolFull(f"{len(self._pending)} events are waiting for the flusher")
-            if self._written - self._base >= self.segment_bytes:
-                self._rotate()
-            os.write(self._fd, record)
             start = self._written
             self._written += len(record)
+            self._queued.append(record)
             self._pending.append((start, self._written))
             return self._written
 
+    def write_through(self, fsync: bool = True) -> int:
+        """Write what is queued, in the caller's thread, and fsync it (``fsync``); returns
+        the position the file is written to. The syncer does this for each group commit
+        (the benchmark's baselines call it directly).
+
+        Raises:
+            OSError: the write or the fsync failed (a failed write also fails the spool).
+        """
+        with self._io:
+            end = self._write_queued()
+            if fsync:
+                self._fsync(self._fd)
+                with self._synced:
+                    self._durable = max(self._durable, end)
+            return end
+
+    def _write_queued(self) -> int:
+        # Under self._io: the only place the segments are written to and rotated.
+        with self._lock:
+            data = b"".join(self._queued)
+            self._queued.clear()
+        if not data:
+            return self._on_file
+        try:
+            if self._on_file - self._base >= self.segment_bytes:
+                self._rotate()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            with self._lock:
+                self._failed = exc
+            raise
+        self._on_file += len(data)
+        return self._on_file
+
     def _rotate(self) -> None:
-        # Under self._lock. The old segment is made durable before the new one takes writes,
+        # Under self._io. The old segment is made durable before the new one takes writes,
         # so "durable up to the written end of the new segment" stays true.
         self._fsync(self._fd)
         os.close(self._fd)
-        self._base = self._written
+        self._base = self._on_file
         self._fd = self._open_segment(self._base)
         with self._synced:
             self._durable = max(self._durable, self._base)
@@ -255,9 +301,13 @@ class Spool:
         returned ``end`` (the next fsync to start then covers it).
         """
         with self._synced:
-            if self._durable >= end:
+            if self._durable >= end or self._failed is not None:
                 fut: Future = Future()
-                fut.set_result(self._durable)
+                if self._durable >= end:
+                    fut.set_result(self._durable)
+                else:
+                    fut.set_exception(OSError(f"the spool {self.folder} cannot be written: "
+                                              f"{self._failed}"))
                 return fut
             # The syncer swaps the round under this lock and only then reads how far the
             # spool was written: an append made before this call is covered by the round.
@@ -284,16 +334,13 @@ class Spool:
                 if not self._round_wanted:
                     return  # closed, and no one waits
                 done, self._round, self._round_wanted = self._round, Future(), False
-            with self._lock:
-                target = self._written
-                fd = os.dup(self._fd)  # the segment may rotate while this fsync runs
-            try:
-                self._fsync(fd)
-                error: Optional[BaseException] = None
-            except OSError as exc:  # the disk failed: no one is told "stored"
-                error = exc
-            finally:
-                os.close(fd)
+            error: Optional[BaseException] = None
+            with self._io:
+                try:  # everything appended before the round was swapped is queued by now
+                    target = self._write_queued()
+                    self._fsync(self._fd)
+                except OSError as exc:  # the disk failed: no one is told "stored"
+                    error = exc
             with self._synced:
                 self.fsyncs += 1
                 if error is None:
@@ -382,8 +429,13 @@ class Spool:
             self._synced.notify_all()
         if self._syncer is not None:
             self._syncer.join()
-        with self._lock:
+        with self._io:
             if self._fd is not None:
+                try:  # appended, never acknowledged: kept for the next start all the same
+                    self._write_queued()
+                    self._fsync(self._fd)
+                except OSError as exc:
+                    log.error("%s: could not write the last events at close: %s", self.folder, exc)
                 os.close(self._fd)
                 self._fd = None
 

@@ -117,6 +117,35 @@ def test_appends_waiting_for_one_fsync_share_its_outcome(tmp_path):
     spool.close()
 
 
+def test_appends_are_written_by_the_syncer_and_a_failed_write_acknowledges_nothing(
+        tmp_path, monkeypatch):
+    import errno
+
+    from framework.push import spool as spool_module
+
+    spool = Spool(tmp_path / "s")
+    segment = next((tmp_path / "s").glob("*.spool"))
+    ends = [spool.append(meta(i), body(i)) for i in range(3)]
+    assert segment.stat().st_size == 0  # queued: the caller's thread did not touch the file
+    spool.durable(ends[-1]).result(10)  # one write and one fsync for the three
+    assert segment.stat().st_size == ends[-1] and spool.fsyncs == 1
+    assert ids(spool, 0, ends[-1]) == ["evt_0", "evt_1", "evt_2"]
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "write", full)
+    with pytest.raises(OSError, match="No space"):
+        spool.durable(spool.append(meta(3), body(3))).result(10)
+    with pytest.raises(OSError, match="cannot be written"):
+        spool.append(meta(4), body(4))  # positions and file disagree: no more events
+    monkeypatch.undo()
+    spool.close()
+    again = Spool(tmp_path / "s")
+    assert again.pending == 3  # only what was written; the unacknowledged event is not there
+    again.close()
+
+
 def test_the_queue_bound_refuses_without_writing(tmp_path):
     spool = Spool(tmp_path / "s")
     fill(spool, 3)
