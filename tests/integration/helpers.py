@@ -132,6 +132,18 @@ def requested(api, since: str) -> bool:
     return any(e["query"].get("since") == since for e in api.request_log)
 
 
+def end_lease_of_killed_run(store, config_id: str) -> None:
+    """Time passes for a row whose runner was SIGKILLed: its lease ends now, so the next run
+    takes it over at once instead of waiting out the lease (leases that run out in real
+    time, and a late runner being fenced, are ``test_leases.py``'s subject)."""
+    from pyspark.sql import functions as F
+
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    (store.warehouse.delta(store.spark, store.control_ref).alias("t")
+     .update(condition=(F.col("ConfigId") == F.lit(config_id)) & (F.col("LoadStatus") == "RUNNING"),
+             set={"LeaseExpiresAt": F.lit(now).cast("timestamp")}))
+
+
 def wait_claimable(store, config_id: str, timeout_s: float = 300) -> None:
     """Wait until a row killed while RUNNING can be claimed again (its lease ran out)."""
     wait_for(lambda: (store.get(config_id) or {}).get("LoadStatus") != "RUNNING"

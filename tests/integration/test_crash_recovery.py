@@ -4,7 +4,8 @@ A load of several windows runs in a subprocess (its own Spark, the real CLI) tha
 killed with SIGKILL at a named step (``framework.load.crashpoints``): after the claim, mid
 pagination, after staging, before/after the target commit, after the window log,
 around the control update and before the audit row. Each next run takes the row over
-once its lease expired and resumes; at the end the target must equal the source: no
+once its lease ended (the harness ends a killed run's lease rather than wait for it) and
+resumes; at the end the target must equal the source: no
 missing key, no duplicate key, same content.
 """
 
@@ -24,8 +25,8 @@ import yaml
 from framework.config import load_file
 from framework.load.crashpoints import POINTS
 from framework.demoapi import DemoApi
-from tests.integration.helpers import (UTC, actual_rows, expected_rows, read_target,
-                                       wait_claimable)
+from tests.integration.helpers import (UTC, actual_rows, end_lease_of_killed_run,
+                                       expected_rows, read_target, wait_claimable)
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +51,7 @@ def _config(base_url: str, path: Path) -> Path:
 
 def _run_cli(warehouse: Path, crash_at: str | None, store=None) -> subprocess.CompletedProcess:
     if store is not None:  # the row of a killed run is taken over once its lease ran out
+        end_lease_of_killed_run(store, "crashy")
         wait_claimable(store, "crashy")
     env = dict(os.environ, RESTLAKE_SPARK_MASTER="local[1]", PYTHONPATH=str(ROOT))
     env.pop("RESTLAKE_CRASH_AT", None)

@@ -23,8 +23,9 @@ from framework.load import runtime
 from framework.load.staging import RunStaging
 from framework.load.writers import TargetWriter
 from framework.schema import RowShaper
-from tests.integration.helpers import (actual_rows, expected_rows, read_target, run_loads,
-                                       source, target_ref, wait_claimable)
+from tests.integration.helpers import (actual_rows, end_lease_of_killed_run, expected_rows,
+                                       read_target, run_loads, source, target_ref,
+                                       wait_claimable)
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +122,8 @@ def test_keyless_sigkill_after_the_target_commit_then_rerun_adds_no_duplicate(
     committed = read_target(spark, warehouse, cfg).count()
     assert committed > len(expected_rows(api, D1, D5))  # the first batch did land
 
-    # the rerun (same LoadId, once the 30 s lease ran out) commits that batch again: Delta skips it
+    # the rerun (same LoadId, once the lease ran out) commits that batch again: Delta skips it
+    end_lease_of_killed_run(store, cid)
     wait_claimable(store, cid)
     ctx = runtime.RunContext(spark, warehouse, store, warehouse.root / "_staging",
                              distributed=distributed)

@@ -102,7 +102,12 @@ def service_config(tmp: Path, **scheduler: Any) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_schedulers_on_one_warehouse_never_load_a_row_twice(spark, store, warehouse, tmp_path):
+    """Two scheduler processes (two JVMs) racing for six sources. Slow: the default suite keeps
+    the same claim path under the same race with four runners in one process
+    (``test_reliability.py::test_four_runners_process_each_row_exactly_once``) and a second
+    runner's batched claim (``test_small_loads.py::test_run_claims_its_rows_in_one_commit_and_a_second_runner_gets_none``)."""
     with DemoApi(seed=31, records_per_resource=240, end=dt.datetime(2024, 1, 9, tzinfo=UTC),
                  max_page_size=20, latency_ms=40) as api:
         configs = [source(api.base_url, style, f"pair_{i}", end=DAY9, window="P2D",
