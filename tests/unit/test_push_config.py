@@ -115,3 +115,28 @@ def test_rotation_keys_are_validated_with_the_field_named_and_round_trip():
     alone = error_of(PUSH.replace("batch_events: 50", "batch_events: 50, "
                                   "previous_secret_until: '2024-06-01T00:00:00Z'"))
     assert "webhook.previous_secret_until: needs previous_secret" in alone
+
+
+def test_a_flush_audit_row_is_built_by_the_one_audit_builder(monkeypatch):
+    """push_audit_row goes through framework.load.audit.audit_record: a flush's row has
+    exactly the columns of a run's row, the push counts in their own columns."""
+    from framework.load import audit
+    from framework.push import receiver
+    from framework.push.flush import FlushResult
+
+    calls = []
+    real = audit.audit_record
+    monkeypatch.setattr(audit, "audit_record", lambda *a, **k: calls.append(k) or real(*a, **k))
+    cfg = load_text(PUSH)[0]
+    at = dt.datetime(2024, 5, 1, tzinfo=UTC)
+    result = FlushResult("gh_push", "push-abc-00000001", 1, events=5, records=5, stored=3,
+                         rejected=1, version=7, total_rows=30, first_received=at, last_received=at)
+    row = receiver.push_audit_row(cfg, result, at, 1.5)
+    assert [c["load_type"] for c in calls] == ["PUSH"]
+    pull = real(config_to_row(cfg), load_type="INCREMENTAL", status="SUCCESS", error=None,
+                run_id="r", load_id=None, attempt=None, load_start=at, load_end=at,
+                started_at=at, duration_s=1.0, loaded_by="u", progress=audit.LoadProgress(),
+                telemetry={}, total_rows=None)
+    assert set(row) == set(pull) | {"EventsReceived", "DuplicateRows"}
+    assert (row["LoadType"], row["EventsReceived"], row["TargetRowCount"], row["RejectedRows"],
+            row["DuplicateRows"]) == ("PUSH", 5, 3, 1, 1)
