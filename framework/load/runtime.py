@@ -66,6 +66,7 @@ from framework.load.writers import TargetWriter, WriteResult
 log = logging.getLogger(__name__)
 
 ERROR_LIMIT = 2000
+BOOKKEEPING_THREADS = 64  # loads of one run whose bookkeeping waits at once (others queue)
 
 
 def new_run_id() -> str:
@@ -190,6 +191,14 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
     heartbeat from then on, also while the load waits for its turn. A stop requested
     before a claimed load started releases its row (``PENDING`` again) unloaded.
 
+    With more than one row, a load's bookkeeping (its last window-log rows, health log,
+    control finish and audit row) leaves the load's worker once its target commits are
+    done: the worker goes on with the next row while the bookkeeping of every load waiting
+    for it lands in shared commits (one control MERGE, one audit append for all of them:
+    :class:`~framework.lake.groupcommit.GroupCommit`). The lease is renewed until the
+    finish landed, the finish is fenced as before (``LEASE_LOST`` when it did not match),
+    and ``run`` returns only once every load's bookkeeping landed.
+
     Args:
         parallel: how many loads run at once in this process, on the one Spark session
             (they share one rate budget per host; this process's control-table commits
@@ -203,29 +212,48 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
     claims, why = ctx.store.claim_many(ids, ctx.runner, ctx.run_id, ctx.lease)
     by_id = {c.config_id: c for c in claims}
     keepers: dict[str, LeaseKeeper] = {}
+    # One thread per load waiting for its bookkeeping: they share the commits (a load
+    # never waits here for another load's work, only for the commits it is part of).
+    books = (ThreadPoolExecutor(max_workers=min(len(claims), BOOKKEEPING_THREADS),
+                                thread_name_prefix="restlake-bookkeeping")
+             if len(claims) > 1 else None)
     try:
         for claim in claims:
             keepers[claim.config_id] = LeaseKeeper(ctx.store, claim).__enter__()
 
-        def one(cid: str) -> LoadOutcome:
+        def one(cid: str) -> Future:
             claim = by_id.get(cid)
             if claim is None:
-                return _skipped(ctx, cid, f"not claimed: {why.get(cid, 'not claimable')}")
+                return _done(_skipped(ctx, cid, f"not claimed: {why.get(cid, 'not claimable')}"))
             keeper = keepers[cid]
-            try:
-                if ctx.stopping:
-                    return _release_unstarted(ctx, claim, keeper)
-                return run_load(ctx, keeper.claim, keeper)  # renewed while it waited
-            finally:
-                keeper.__exit__(None, None, None)
+            if books is None or ctx.stopping:
+                try:
+                    if ctx.stopping:
+                        return _done(_release_unstarted(ctx, claim, keeper))
+                    return _done(run_load(ctx, keeper.claim, keeper))  # renewed while it waited
+                finally:
+                    keeper.__exit__(None, None, None)
+            # the keeper is stopped by the bookkeeping, once the finish landed
+            return run_load(ctx, keeper.claim, keeper, defer=books.submit)
 
         if parallel <= 1 or len(ids) <= 1:
-            return [one(cid) for cid in ids]
-        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restlake-load") as pool:
-            return list(pool.map(one, ids))
+            futures = [one(cid) for cid in ids]
+        else:
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="restlake-load") as pool:
+                futures = list(pool.map(one, ids))
+        return [f.result() for f in futures]
     finally:
+        if books is not None:
+            books.shutdown(wait=True)  # every queued finish and audit lands before run returns
         for keeper in keepers.values():  # stopped once each; a second exit is a no-op
             keeper.__exit__(None, None, None)
+
+
+def _done(outcome: LoadOutcome) -> Future:
+    """An outcome already known, as a future (like those of deferred bookkeeping)."""
+    future: Future = Future()
+    future.set_result(outcome)
+    return future
 
 
 def _skipped(ctx: RunContext, cid: str, reason: str) -> LoadOutcome:
@@ -237,6 +265,7 @@ def _release_unstarted(ctx: RunContext, claim: Claim, keeper: LeaseKeeper) -> Lo
     """A claimed load that a stop reached before it started: its row goes back to PENDING."""
     try:
         keeper.check("release")
+        keeper.finishing()
         released = ctx.store.release(keeper.claim)
     except Exception as exc:  # noqa: BLE001 - the lease then expires and the row is claimable
         log.warning("%s: could not release the unstarted load: %s", claim.config_id,
@@ -246,20 +275,28 @@ def _release_unstarted(ctx: RunContext, claim: Claim, keeper: LeaseKeeper) -> Lo
     return _skipped(ctx, claim.config_id, f"not started: {ctx.stop_reason}; the row is {state}")
 
 
-def run_load(ctx: RunContext, claim: Claim, lease: Optional[LeaseKeeper] = None) -> LoadOutcome:
+def run_load(ctx: RunContext, claim: Claim, lease: Optional[LeaseKeeper] = None,
+             defer: Optional[Callable[[Callable[[], LoadOutcome]], Future]] = None) -> Any:
     """Load one claimed row to completion or failure; always finishes the row and audits.
 
     Args:
         lease: the claim's keeper, already started (default: one started here).
+        defer: hands the load's bookkeeping (a function returning the outcome) to
+            whoever runs it, and returns its future; ``run_load`` then returns that future
+            as soon as the load's target commits are done. Needs ``lease``, which the
+            bookkeeping stops once the control finish landed.
     """
     with log_context(config_id=claim.config_id, run_id=claim.run_id):
         if lease is not None:
-            return _run_load(ctx, claim, lease)
+            return _run_load(ctx, claim, lease, defer)
+        if defer is not None:
+            raise ValueError("a deferred bookkeeping needs the claim's running LeaseKeeper")
         with LeaseKeeper(ctx.store, claim) as keeper:
-            return _run_load(ctx, claim, keeper)
+            return _run_load(ctx, claim, keeper, None)
 
 
-def _run_load(ctx: RunContext, claim: Claim, lease: LeaseKeeper) -> LoadOutcome:
+def _run_load(ctx: RunContext, claim: Claim, lease: LeaseKeeper,
+              defer: Optional[Callable[[Callable[[], LoadOutcome]], Future]]) -> Any:
     started_at, t0 = utcnow(), time.monotonic()
     row, state = claim.row, claim.state
     cid = claim.config_id
@@ -271,42 +308,65 @@ def _run_load(ctx: RunContext, claim: Claim, lease: LeaseKeeper) -> LoadOutcome:
     stopped: Optional[BaseException] = None  # LeaseLostError or LoadInterrupted
     staging = RunStaging(ctx.staging_root, cid, claim.run_id)
     writer: Optional[TargetWriter] = None
+    load: Optional[_Load] = None
     ctx.emit("load_started", config_id=cid, load_type=state.load_type.value,
              start=state.load_start, end=state.load_end)
     crashpoint("after_claim")
-    try:
-        try:
-            cfg = mapping.row_to_config(row)
-            if cfg.is_push:
-                raise LoadError(f"{cid} is a push source (webhook:): its events are loaded by "
-                                "'restlake receive' or 'restlake serve', not by 'run'")
-            if state.load_start is None or state.load_end is None:
-                raise LoadError("control row has no LoadStartTime/LoadEndTime; run 'restlake generate'")
-            windows = split(state.load_start, state.load_end, cfg.window)
-            ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
-            writer = TargetWriter(ctx.spark, ctx.warehouse, cfg, ref, claim.run_id, cid,
-                                  load_id=state.load_id)
-            load = _Load(ctx, claim, cfg, writer, staging, telemetry, progress, lease)
-            load.execute(windows)
-            load.quality.after_load()
-        finally:  # the heartbeat ends with the load's writes; the finish is fenced by checks
-            lease.__exit__(None, None, None)
-    except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
-        error = sanitize_error(exc)
+
+    def failed(exc: BaseException, what: str = "load") -> None:
+        nonlocal error, stopped
+        text = sanitize_error(exc)
+        if error is not None:  # the load's first error is its error
+            log.warning("%s: %s also failed: %s", cid, what, text)
+            return
+        error = text
         progress.quality_failed = isinstance(exc, QualityError)
         if isinstance(exc, (LeaseLostError, LoadInterrupted)):
             stopped = exc
-            log.warning("%s: load stopped: %s", cid, error)
+            log.warning("%s: %s stopped: %s", cid, what, error)
         else:
-            log.error("%s: load failed: %s", cid, error)
+            log.error("%s: %s failed: %s", cid, what, error)
+
+    def settle() -> LoadOutcome:
+        with log_context(config_id=cid, run_id=claim.run_id):
+            if load is not None:  # what the load held back for its bookkeeping
+                try:
+                    load.flush_held()
+                except Exception as exc:  # noqa: BLE001 - recorded like any failure of the load
+                    failed(exc, "window log append")
+            try:  # the finish is fenced; the heartbeat goes on until it landed
+                outcome = _finish(ctx, claim, lease, cfg, state, error, stopped, progress,
+                                  telemetry, started_at, t0, writer)
+            finally:
+                lease.__exit__(None, None, None)
+            staging.cleanup()
+            return outcome
+
+    try:
+        cfg = mapping.row_to_config(row)
+        if cfg.is_push:
+            raise LoadError(f"{cid} is a push source (webhook:): its events are loaded by "
+                            "'restlake receive' or 'restlake serve', not by 'run'")
+        if state.load_start is None or state.load_end is None:
+            raise LoadError("control row has no LoadStartTime/LoadEndTime; run 'restlake generate'")
+        windows = split(state.load_start, state.load_end, cfg.window)
+        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+        writer = TargetWriter(ctx.spark, ctx.warehouse, cfg, ref, claim.run_id, cid,
+                              load_id=state.load_id)
+        load = _Load(ctx, claim, cfg, writer, staging, telemetry, progress, lease,
+                     hold=defer is not None)
+        load.execute(windows)
+        load.quality.after_load()
+    except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
+        failed(exc)
         if not isinstance(exc, Exception):
+            lease.__exit__(None, None, None)
             _finish(ctx, claim, lease, cfg, state, error, stopped, progress, telemetry,
                     started_at, t0, writer)
             raise
-    outcome = _finish(ctx, claim, lease, cfg, state, error, stopped, progress, telemetry,
-                      started_at, t0, writer)
-    staging.cleanup()
-    return outcome
+    if defer is not None:
+        return defer(settle)
+    return settle()
 
 
 class _Load:
@@ -314,7 +374,7 @@ class _Load:
 
     def __init__(self, ctx: RunContext, claim: Claim, cfg: SourceConfig, writer: TargetWriter,
                  staging: RunStaging, telemetry: Telemetry, progress: LoadProgress,
-                 lease: LeaseKeeper) -> None:
+                 lease: LeaseKeeper, hold: bool = False) -> None:
         self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
         self.staging, self.telemetry, self.progress = staging, telemetry, progress
         self.lease = lease
@@ -322,6 +382,37 @@ class _Load:
         self.per_commit = cfg.limits.windows_per_commit  # windows per target commit
         self.quality = LoadQuality(ctx.spark, ctx.store, cfg, claim.run_id, claim.state, writer,
                                    ctx.emit)
+        # With ``hold`` the window-log rows of the latest target commit wait (appended before
+        # the next target commit, else by the bookkeeping), and so does the health log.
+        self.hold = hold
+        self.held_log: list[dict[str, Any]] = []
+        self.health: Any = None
+
+    def flush_held(self) -> None:
+        """Append what the load held back: its latest window-log rows, its health log."""
+        self._flush_window_log()
+        health, self.health = self.health, None
+        if health is not None:
+            from framework.ops.health_store import flush_load_health
+
+            flush_load_health(self.ctx.spark, self.ctx.warehouse, health,
+                              self.ctx.store.control_ref.catalog)
+
+    def _log_windows(self, rows: list[dict[str, Any]]) -> None:
+        """The window-log rows of a target commit: appended now, or held (``hold``)."""
+        if self.hold:
+            self.held_log.extend(rows)
+            return
+        self.lease.check("window log append")
+        self.ctx.store.append_window_log(rows)
+        crashpoint("after_window_log")
+
+    def _flush_window_log(self) -> None:
+        rows, self.held_log = self.held_log, []
+        if rows:
+            self.lease.check("window log append")
+            self.ctx.store.append_window_log(rows)
+            crashpoint("after_window_log")
 
     def execute(self, windows: list[Window]) -> None:
         cfg, progress = self.cfg, self.progress
@@ -395,6 +486,7 @@ class _Load:
             else:
                 results = [self._result(i, w, f) for i, w, f in futures]
                 self.quality.before_commit([r.stage for r in results], results, columns)
+                self._flush_window_log()
                 self.lease.check("target commit")
                 crashpoint("before_target_commit")
                 with self.progress.timed("write"):
@@ -406,8 +498,11 @@ class _Load:
             if fetcher is not None:
                 fetcher.close()
             # one health-log append per load, whichever executor fetched (never raises)
-            flush_load_health(self.ctx.spark, self.ctx.warehouse, health,
-                              self.ctx.store.control_ref.catalog)
+            if self.hold:
+                self.health = health
+            else:
+                flush_load_health(self.ctx.spark, self.ctx.warehouse, health,
+                                  self.ctx.store.control_ref.catalog)
 
     def _stop_point(self, what: str) -> None:
         """Raise :class:`LoadInterrupted` when a stop was requested."""
@@ -458,6 +553,7 @@ class _Load:
         if not results:
             return
         self.quality.before_commit([r.stage for r in results], results, columns)
+        self._flush_window_log()  # the previous commit's rows land before the next commit
         self.lease.check("target commit")
         crashpoint("before_target_commit")
         with self.progress.timed("write"):
@@ -496,9 +592,7 @@ class _Load:
         progress.rejected += rejected
         progress.schema_changes |= set(write.schema_changes)
         progress.version = write.version
-        self.lease.check("window log append")
-        self.ctx.store.append_window_log(rows)
-        crashpoint("after_window_log")
+        self._log_windows(rows)
         self.ctx.emit("committed", config_id=self.cfg.config_id, windows=len(results),
                       rows=write.rows_written, version=write.version)
 
@@ -506,6 +600,7 @@ class _Load:
         """Commit one page batch of a long window and record where to resume after it."""
         index, window, stage, checkpoint = piece.index, piece.window, piece.stage, piece.checkpoint
         self.quality.before_commit([stage], (), columns)
+        self._flush_window_log()
         self.lease.check("target commit")
         crashpoint("before_target_commit")
         with self.progress.timed("write"):
@@ -518,14 +613,12 @@ class _Load:
         self.progress.rejected += rejected
         self.progress.schema_changes |= set(write.schema_changes)
         self.progress.version = write.version
-        self.lease.check("window log append")
-        self.ctx.store.append_window_log([{
+        self._log_windows([{
             "ConfigId": self.cfg.config_id, "LoadId": self.state.load_id or "",
             "RunId": self.claim.run_id, "WindowStart": window.start, "WindowEnd": window.end,
             "Status": "CHECKPOINT", "Rows": stage.rows, "TargetVersion": write.version,
             "Checkpoint": json.dumps(checkpoint, default=str), "LoggedAt": utcnow(),
         }])
-        crashpoint("after_window_log")
         stage.discard()
         self.ctx.emit("segment_committed", config_id=self.cfg.config_id, window=window.key,
                       segment=checkpoint["segment"], rows=write.rows_written, version=write.version)
@@ -611,6 +704,7 @@ def _settle_row(ctx: RunContext, claim: Claim, lease: LeaseKeeper, cfg: Optional
         status = RunResult.FAILED.value
     try:
         lease.check("control update")
+        lease.finishing()
         crashpoint("before_control_finish")
         if status == RunResult.INTERRUPTED.value:
             written = ctx.store.release(claim)
