@@ -106,11 +106,16 @@ def main() -> None:
         from framework.load import runtime
 
         ctx = runtime.RunContext(spark, warehouse, store, root / "staging")
+        tables = {"control": store.control_ref, "audit": store.audit_ref,
+                  "window log": store.window_ref}
+        versions0 = {k: warehouse.version(spark, ref) for k, ref in tables.items()}
         jobs0 = spark_jobs(spark)
         t0 = time.perf_counter()
         outcomes = runtime.run(ctx, None, parallel=args.parallel)
         rl_s = time.perf_counter() - t0
         jobs = spark_jobs(spark) - jobs0
+        info("commits during run --all", ", ".join(
+            f"{k} {warehouse.version(spark, ref) - versions0[k]}" for k, ref in tables.items()))
         bad = [o for o in outcomes if o.status != "SUCCESS"]
         assert not bad, bad
         rl_rows = sum(o.rows_written for o in outcomes)
