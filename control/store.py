@@ -465,26 +465,35 @@ class ControlStore:
             raise LeaseLostError(self.lost_reason(claim))
         return replace(claim, state=renewed)
 
-    def finish(self, claim: Claim, new_state: ControlState, checkpoint: Optional[dict] = None) -> bool:
+    def finish(self, claim: Claim, new_state: ControlState, checkpoint: Optional[dict] = None,
+               on_commit: Optional[Any] = None) -> bool:
         """Write the final state of a held row; False (nothing written) when it is no longer
-        this claim's."""
+        this claim's.
+
+        Args:
+            on_commit: called when the MERGE holding this finish starts (finishes of
+                concurrent loads share one MERGE, so a finish may wait for a turn first).
+        """
         cols = {**mapping.state_to_columns(new_state), "LastUpdatedTime": utcnow()}
         if checkpoint is not None:
             cols["Checkpoint"] = json.dumps(checkpoint, default=str)
-        if not self._finishes.submit((claim, cols)):
+        if not self._finishes.submit((claim, cols), on_commit):
             log.warning("%s: row was taken over by another runner; not updated", claim.config_id)
             return False
         return True
 
-    def release(self, claim: Claim) -> bool:
+    def release(self, claim: Claim, on_commit: Optional[Any] = None) -> bool:
         """RUNNING -> PENDING for a stopped load (same range, LoadId and attempt count).
+
+        Args:
+            on_commit: as for :meth:`finish`.
 
         Returns:
             False when the row is no longer this claim's (nothing was written).
         """
         released = states.release(claim.state, claim.runner)
         return self._finishes.submit((claim, {**mapping.state_to_columns(released),
-                                              "LastUpdatedTime": utcnow()}))
+                                              "LastUpdatedTime": utcnow()}), on_commit)
 
     def lost_reason(self, claim: Claim) -> str:
         """Why ``claim`` no longer holds its row, as the row reads now."""

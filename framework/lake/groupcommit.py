@@ -23,6 +23,7 @@ R = TypeVar("R")
 @dataclass
 class _Ticket(Generic[T]):
     item: T
+    on_commit: Optional[Callable[[], None]] = None
     done: bool = False
     result: Any = None
     error: Optional[BaseException] = None
@@ -48,13 +49,17 @@ class GroupCommit(Generic[T, R]):
     def __repr__(self) -> str:
         return f"GroupCommit({self.name}: {self.items} items in {self.commits} commits)"
 
-    def submit(self, item: T) -> R:
+    def submit(self, item: T, on_commit: Optional[Callable[[], None]] = None) -> R:
         """Commit ``item`` with whatever else is waiting; returns its result.
+
+        Args:
+            on_commit: called once the commit holding ``item`` starts (while the item
+                waits, the caller's other work, such as a lease's heartbeat, goes on).
 
         Raises:
             whatever the commit of its batch raised.
         """
-        ticket: _Ticket[T] = _Ticket(item)
+        ticket: _Ticket[T] = _Ticket(item, on_commit)
         batch: list[_Ticket[T]] = []
         with self._cond:
             self._queue.append(ticket)
@@ -72,6 +77,9 @@ class GroupCommit(Generic[T, R]):
 
     def _lead(self, batch: list[_Ticket[T]]) -> None:
         try:
+            for ticket in batch:
+                if ticket.on_commit is not None:
+                    ticket.on_commit()
             results = list(self._commit([t.item for t in batch]))
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.name}: {len(results)} results for {len(batch)} items")

@@ -49,7 +49,6 @@ class LeaseKeeper:
         self.fence = Fence(claim.state.lease_expires_at, margin or default_margin(claim.lease))
         self.interval_s = interval_s or max(1.0, claim.lease.total_seconds() / 3)
         self._lock = threading.Lock()  # one renewal at a time (heartbeat or check)
-        self._finishing = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -88,14 +87,6 @@ class LeaseKeeper:
             if self.fence.lost is not None:
                 raise LeaseLostError(f"{self.fence.lost}; stopped before the {before}")
 
-    def finishing(self) -> None:
-        """The control finish (or release) of the claim is being written: the heartbeat
-        goes on until it landed, and a renewal that then finds the row no longer held
-        (the finish itself may have landed first) is left to the finish to judge, which
-        writes nothing unless the row is still this claim's."""
-        with self._lock:
-            self._finishing = True
-
     def beat(self) -> None:
         """One heartbeat: renew the lease now (failures are kept for the next check)."""
         with self._lock:
@@ -107,9 +98,6 @@ class LeaseKeeper:
         try:
             self.claim = self.store.renew_lease(self.claim, now=self._now_for_store())
         except LeaseLostError as exc:
-            if self._finishing:
-                log.debug("%s: renewal during the finish: %s", self.claim.config_id, exc)
-                return str(exc)
             self.fence.lose(str(exc))
             log.error("%s: %s", self.claim.config_id, exc)
             return str(exc)
@@ -133,6 +121,10 @@ class LeaseKeeper:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the heartbeat (waits for a renewal in progress); a second call is a no-op."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -196,7 +196,7 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
     done: the worker goes on with the next row while the bookkeeping of every load waiting
     for it lands in shared commits (one control MERGE, one audit append for all of them:
     :class:`~framework.lake.groupcommit.GroupCommit`). The lease is renewed until the
-    finish landed, the finish is fenced as before (``LEASE_LOST`` when it did not match),
+    finish's commit starts, the finish is fenced as before (``LEASE_LOST`` when it did not match),
     and ``run`` returns only once every load's bookkeeping landed.
 
     Args:
@@ -233,7 +233,7 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
                     return _done(run_load(ctx, keeper.claim, keeper))  # renewed while it waited
                 finally:
                     keeper.__exit__(None, None, None)
-            # the keeper is stopped by the bookkeeping, once the finish landed
+            # the keeper is stopped by the bookkeeping, when its finish's commit starts
             return run_load(ctx, keeper.claim, keeper, defer=books.submit)
 
         if parallel <= 1 or len(ids) <= 1:
@@ -265,8 +265,7 @@ def _release_unstarted(ctx: RunContext, claim: Claim, keeper: LeaseKeeper) -> Lo
     """A claimed load that a stop reached before it started: its row goes back to PENDING."""
     try:
         keeper.check("release")
-        keeper.finishing()
-        released = ctx.store.release(keeper.claim)
+        released = ctx.store.release(keeper.claim, on_commit=keeper.stop)
     except Exception as exc:  # noqa: BLE001 - the lease then expires and the row is claimable
         log.warning("%s: could not release the unstarted load: %s", claim.config_id,
                     sanitize_error(exc))
@@ -284,7 +283,7 @@ def run_load(ctx: RunContext, claim: Claim, lease: Optional[LeaseKeeper] = None,
         defer: hands the load's bookkeeping (a function returning the outcome) to
             whoever runs it, and returns its future; ``run_load`` then returns that future
             as soon as the load's target commits are done. Needs ``lease``, which the
-            bookkeeping stops once the control finish landed.
+            bookkeeping stops when the control finish's commit starts.
     """
     with log_context(config_id=claim.config_id, run_id=claim.run_id):
         if lease is not None:
@@ -334,7 +333,7 @@ def _run_load(ctx: RunContext, claim: Claim, lease: LeaseKeeper,
                     load.flush_held()
                 except Exception as exc:  # noqa: BLE001 - recorded like any failure of the load
                     failed(exc, "window log append")
-            try:  # the finish is fenced; the heartbeat goes on until it landed
+            try:  # the heartbeat goes on until the finish's commit starts (_settle_row)
                 outcome = _finish(ctx, claim, lease, cfg, state, error, stopped, progress,
                                   telemetry, started_at, t0, writer)
             finally:
@@ -704,15 +703,18 @@ def _settle_row(ctx: RunContext, claim: Claim, lease: LeaseKeeper, cfg: Optional
         status = RunResult.FAILED.value
     try:
         lease.check("control update")
-        lease.finishing()
         crashpoint("before_control_finish")
+        # the heartbeat goes on while the finish waits for its turn, and ends when the MERGE
+        # holding it starts (which writes only while the row is still this claim's)
         if status == RunResult.INTERRUPTED.value:
-            written = ctx.store.release(claim)
+            written = ctx.store.release(claim, on_commit=lease.stop)
         elif error is None:
             policy = mapping.policy_of(cfg) if cfg else states.LoadPolicy(state.load_start or utcnow())
-            written = ctx.store.finish(claim, states.succeed(state, claim.runner, policy))
+            written = ctx.store.finish(claim, states.succeed(state, claim.runner, policy),
+                                       on_commit=lease.stop)
         else:
-            written = ctx.store.finish(claim, states.fail(state, claim.runner, error))
+            written = ctx.store.finish(claim, states.fail(state, claim.runner, error),
+                                       on_commit=lease.stop)
         if not written:
             raise LeaseLostError(ctx.store.lost_reason(claim) + "; stopped before the control update")
         crashpoint("after_control_finish")

@@ -62,3 +62,34 @@ def test_a_commit_returning_too_few_results_is_an_error():
     group = GroupCommit(lambda items: [], "broken")
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
         group.submit(1)
+
+
+def test_on_commit_is_called_when_the_commit_holding_the_item_starts():
+    first_started, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def commit(items):
+        events.append(f"commit {sorted(items)}")
+        if items == [0]:
+            first_started.set()
+            assert release.wait(10)
+        return list(items)
+
+    group = GroupCommit(commit, "numbers")
+    lead = threading.Thread(target=lambda: group.submit(0, lambda: events.append("start 0")))
+    lead.start()
+    assert first_started.wait(10)
+    queued = [threading.Thread(target=lambda i=i: group.submit(i, lambda i=i: events.append(
+        f"start {i}"))) for i in (1, 2)]
+    for t in queued:
+        t.start()
+    while True:
+        with group._cond:
+            if len(group._queue) == 2:
+                break
+    assert events == ["start 0", "commit [0]"]  # the queued items' commit has not started
+    release.set()
+    for t in [lead, *queued]:
+        t.join(10)
+    assert events[:2] == ["start 0", "commit [0]"] and events[-1] == "commit [1, 2]"
+    assert sorted(events[2:4]) == ["start 1", "start 2"]
