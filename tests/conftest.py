@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-# Short Spark jobs on two cores: the JVMs of the run (this one and every `restlake`
-# process a test starts) skip the optimizing JIT and use one GC thread.
-os.environ.setdefault("RESTLAKE_SPARK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 
 @pytest.fixture(scope="session")

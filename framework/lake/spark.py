@@ -55,8 +55,8 @@ def get_spark(app_name: str = "restlake", *, master: str | None = None,
         conf: extra Spark settings for a new local session.
 
     ``RESTLAKE_SPARK_JAVA_OPTIONS`` adds JVM options to a new local session's driver (for
-    example ``-XX:TieredStopAtLevel=1 -XX:+UseSerialGC``, which the test suite uses: short
-    jobs on few cores spend a third less CPU in the JVM without the optimizing compiler).
+    example ``-XX:TieredStopAtLevel=1 -XX:+UseSerialGC`` for one-shot commands: half the JVM's
+    CPU at start; longer processes are faster with the default JIT).
     """
     from pyspark.sql import SparkSession
 
