@@ -390,6 +390,9 @@ class _Load:
     def flush_held(self) -> None:
         """Append what the load held back: its latest window-log rows, its health log."""
         self._flush_window_log()
+        self._flush_health()
+
+    def _flush_health(self) -> None:
         health, self.health = self.health, None
         if health is not None:
             from framework.ops.health_store import flush_load_health
@@ -399,12 +402,9 @@ class _Load:
 
     def _log_windows(self, rows: list[dict[str, Any]]) -> None:
         """The window-log rows of a target commit: appended now, or held (``hold``)."""
-        if self.hold:
-            self.held_log.extend(rows)
-            return
-        self.lease.check("window log append")
-        self.ctx.store.append_window_log(rows)
-        crashpoint("after_window_log")
+        self.held_log.extend(rows)
+        if not self.hold:
+            self._flush_window_log()
 
     def _flush_window_log(self) -> None:
         rows, self.held_log = self.held_log, []
@@ -428,7 +428,6 @@ class _Load:
             return
         columns = self.writer.current_columns()
         from framework.ops.health import HealthRecorder
-        from framework.ops.health_store import flush_load_health
 
         health = HealthRecorder(cfg.config_id, cfg.system, self.claim.run_id)  # bounded buffer
         batched = bool(incremental and cfg.limits.pages_per_commit)
@@ -497,11 +496,9 @@ class _Load:
             if fetcher is not None:
                 fetcher.close()
             # one health-log append per load, whichever executor fetched (never raises)
-            if self.hold:
-                self.health = health
-            else:
-                flush_load_health(self.ctx.spark, self.ctx.warehouse, health,
-                                  self.ctx.store.control_ref.catalog)
+            self.health = health
+            if not self.hold:
+                self._flush_health()
 
     def _stop_point(self, what: str) -> None:
         """Raise :class:`LoadInterrupted` when a stop was requested."""
