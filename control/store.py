@@ -1,8 +1,9 @@
 """The control plane on Delta: control, audit and window-log tables.
 
-Every change goes through the DataFrame / DeltaTable API with literal values
-(``F.lit``), never through SQL text built from values. Each change is conditional on
-the state that was read (optimistic concurrency at row level) or, for a claimed row's
+Every change is a guarded MERGE or a blind append (:mod:`framework.lake.rows`: delta-rs
+for a local warehouse, Spark for a metastore one), with values carried as data, never
+as SQL text. Each change is conditional on the state that was read (its status,
+attempt, run and lease: optimistic concurrency at row level) or, for a claimed row's
 renewal, finish and release, on the row still being RUNNING under that exact claim
 (runner, run id, attempt): a runner that lost its claim writes nothing. Delta commit
 conflicts are retried with backoff (:func:`framework.lake.commits.retry_conflicts`).
@@ -25,7 +26,7 @@ from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL
 from control.states import ControlState, LoadStatus
 from framework.lake.commits import retry_conflicts
 from framework.lake.groupcommit import GroupCommit
-from framework.lake.metrics import merge_counts
+from framework.lake.rows import Guarded, append_rows, merge_rows, read_rows
 from framework.config import SourceConfig
 from framework.errors import ConfigError, LeaseLostError
 from framework.lake.tables import TableRef, Warehouse
@@ -34,6 +35,9 @@ from framework.timeutil import to_utc, utcnow
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTROL_CATALOG = "main"
+#: What a change proposed from a row as read requires to be unchanged.
+GUARD_COLUMNS = ("LoadStatus", "Attempt", "LastJobRunId", "LeaseExpiresAt")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,6 @@ def _lost(claim: Claim, row: Optional[dict[str, Any]]) -> str:
               f"{row.get('Attempt')})") if status == LoadStatus.RUNNING.value else ""
     return (f"lease lost: control row {claim.config_id} is {status}{holder}; this runner's "
             f"claim (run {claim.run_id}, attempt {claim.attempt}) ended")
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    out = row.asDict(recursive=False)
-    for key, value in out.items():
-        if isinstance(value, dt.datetime):
-            out[key] = to_utc(value)
-    return out
 
 
 class ControlStore:
@@ -149,11 +145,10 @@ class ControlStore:
     def is_initialized(self) -> bool:
         return self.warehouse.exists(self.spark, self.control_ref)
 
-    def _control(self) -> Any:
+    def _require_control(self) -> None:
         if not self.is_initialized():
             raise ConfigError(f"control table {self.control_ref.name} does not exist; "
                               "run 'restlake init' first")
-        return self.warehouse.delta(self.spark, self.control_ref)
 
     # ------------------------------------------------------------------- reads
     def rows(self, config_ids: Optional[Iterable[str]] = None) -> list[dict[str, Any]]:
@@ -161,66 +156,38 @@ class ControlStore:
         ids = list(config_ids) if config_ids is not None else None
         if ids is not None and not ids:
             return []
-        if self.warehouse.is_local:
-            return sorted(self._local_rows(ids), key=lambda r: r["ConfigId"])
-        from pyspark.sql import functions as F
-
-        df = self._control().toDF()
-        if ids is not None:
-            df = df.where(F.col("ConfigId").isin(ids))
-        return sorted((_row_dict(r) for r in df.collect()), key=lambda r: r["ConfigId"])
-
-    def _local_rows(self, ids: Optional[list[str]]) -> list[dict[str, Any]]:
-        """Control rows of a path table, read with delta-rs (no Spark job).
-
-        The reads of the control plane only propose changes: every write is conditional
-        on the row as read, so reading the latest commit through another reader is safe.
-        """
-        from deltalake import DeltaTable as RsTable
-
-        from framework.lake.reader import rows_of
-
-        if not self.is_initialized():
-            raise ConfigError(f"control table {self.control_ref.name} does not exist; "
-                              "run 'restlake init' first")
-        table = RsTable(self.warehouse.path(self.control_ref))
-        data = table.to_pyarrow_table(filters=[("ConfigId", "in", ids)] if ids else None)
-        return rows_of(data)
+        self._require_control()
+        rows = read_rows(self.spark, self.warehouse, self.control_ref,
+                         {"ConfigId": ids} if ids is not None else None)
+        return sorted(rows, key=lambda r: r["ConfigId"])
 
     def get(self, config_id: str) -> Optional[dict[str, Any]]:
         rows = self.rows([config_id])
         return rows[0] if rows else None
 
     def audit_rows(self, config_id: Optional[str] = None, limit: int = 20) -> list[dict[str, Any]]:
-        from pyspark.sql import functions as F
-
-        df = self.warehouse.read(self.spark, self.audit_ref)
-        if config_id:
-            df = df.where(F.col("ConfigId") == F.lit(config_id))
-        return [_row_dict(r) for r in df.orderBy(F.col("LoggedAt").desc()).limit(limit).collect()]
+        """The newest ``limit`` audit rows (of ``config_id``), newest first."""
+        rows = read_rows(self.spark, self.warehouse, self.audit_ref,
+                         {"ConfigId": config_id} if config_id else None)
+        rows.sort(key=lambda r: r.get("LoggedAt") or _EPOCH, reverse=True)
+        return rows[:limit]
 
     def committed_windows(self, config_id: str, load_id: str) -> set[tuple[dt.datetime, dt.datetime]]:
         """Windows of ``load_id`` that the window log marks SUCCESS (skipped on a rerun)."""
-        from pyspark.sql import functions as F
-
-        df = (self.warehouse.read(self.spark, self.window_ref)
-              .where((F.col("ConfigId") == F.lit(config_id)) & (F.col("LoadId") == F.lit(load_id))
-                     & (F.col("Status") == F.lit("SUCCESS")))
-              .select("WindowStart", "WindowEnd"))
-        return {(to_utc(r[0]), to_utc(r[1])) for r in df.collect()}
+        rows = read_rows(self.spark, self.warehouse, self.window_ref,
+                         {"ConfigId": config_id, "LoadId": load_id, "Status": "SUCCESS"},
+                         ["WindowStart", "WindowEnd"])
+        return {(r["WindowStart"], r["WindowEnd"]) for r in rows}
 
     def window_checkpoints(self, config_id: str, load_id: str) -> dict[tuple[dt.datetime, dt.datetime], dict]:
         """The latest page-batch checkpoint of each window of ``load_id`` (Status CHECKPOINT)."""
-        from pyspark.sql import functions as F
-
-        df = (self.warehouse.read(self.spark, self.window_ref)
-              .where((F.col("ConfigId") == F.lit(config_id)) & (F.col("LoadId") == F.lit(load_id))
-                     & (F.col("Status") == F.lit("CHECKPOINT")))
-              .select("WindowStart", "WindowEnd", "Checkpoint"))
+        rows = read_rows(self.spark, self.warehouse, self.window_ref,
+                         {"ConfigId": config_id, "LoadId": load_id, "Status": "CHECKPOINT"},
+                         ["WindowStart", "WindowEnd", "Checkpoint"])
         latest: dict[tuple[dt.datetime, dt.datetime], dict] = {}
-        for r in df.collect():
-            key = (to_utc(r[0]), to_utc(r[1]))
-            point = json.loads(r[2])
+        for r in rows:
+            key = (r["WindowStart"], r["WindowEnd"])
+            point = json.loads(r["Checkpoint"])
             if key not in latest or point["segment"] > latest[key]["segment"]:
                 latest[key] = point
         return latest
@@ -243,8 +210,6 @@ class ControlStore:
 
     def _generate_once(self, configs: list[SourceConfig], now: dt.datetime,
                        due_only: bool) -> list[GenerateResult]:
-        from pyspark.sql import functions as F
-
         existing = {r["ConfigId"]: r for r in self.rows([c.config_id for c in configs])}
         out_rows, results = [], []
         for cfg in configs:
@@ -273,11 +238,7 @@ class ControlStore:
             row.update(cols)
             row.update(mapping.state_to_columns(new_state))
             row["LastUpdatedTime"] = now
-            row["_PrevStatus"] = prev.get("LoadStatus") if prev else None
-            row["_PrevAttempt"] = prev.get("Attempt") if prev else None
-            row["_PrevRunId"] = prev.get("LastJobRunId") if prev else None
-            row["_PrevLease"] = prev.get("LeaseExpiresAt") if prev else None
-            out_rows.append(row)
+            out_rows.append(Guarded(row, _as_read(prev)))
             if prev is None:
                 action = "created"
             else:
@@ -287,29 +248,11 @@ class ControlStore:
                 else detail
             results.append(GenerateResult(cfg.config_id, action, rng))
 
-        from pyspark.sql.types import (IntegerType, StringType, StructField, StructType,
-                                       TimestampType)
-
-        schema = StructType(list(CONTROL_SCHEMA.fields) + [
-            StructField("_PrevStatus", StringType()), StructField("_PrevAttempt", IntegerType()),
-            StructField("_PrevRunId", StringType()), StructField("_PrevLease", TimestampType())])
         if not out_rows:
             return results
-        source = self.spark.createDataFrame(
-            [tuple(_spark_value(r.get(f.name)) for f in schema.fields) for r in out_rows], schema)
-        t, s = F.col("t.LoadStatus"), F.col("s._PrevStatus")
         # A lease renewed since the read must not be written back to its older value.
-        unchanged_since_read = (t.eqNullSafe(s)
-                                & F.col("t.Attempt").eqNullSafe(F.col("s._PrevAttempt"))
-                                & F.col("t.LastJobRunId").eqNullSafe(F.col("s._PrevRunId"))
-                                & F.col("t.LeaseExpiresAt").eqNullSafe(F.col("s._PrevLease")))
-        assignments = {c: F.col(f"s.{c}") for c in CONTROL_COLUMNS}
         with self._control_lock:
-            (self._control().alias("t")
-             .merge(source.alias("s"), F.col("t.ConfigId") == F.col("s.ConfigId"))
-             .whenMatchedUpdate(condition=unchanged_since_read, set=assignments)
-             .whenNotMatchedInsert(values=assignments)
-             .execute())
+            self._merge_control(out_rows, CONTROL_COLUMNS, insert=True)
         return results
 
     # ------------------------------------------------------------------ claims
@@ -409,31 +352,11 @@ class ControlStore:
 
     def _claim_rows(self, planned: list[tuple[dict[str, Any], ControlState]], at: dt.datetime) -> None:
         """One MERGE writing each planned state into its row if the row is still as read."""
-        from pyspark.sql import functions as F
-        from pyspark.sql.types import IntegerType, StringType, StructField, StructType, TimestampType
-
-        types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
         names = list(mapping.state_to_columns(planned[0][1])) + ["LastUpdatedTime"]
-        prev = [StructField("_PrevStatus", StringType()), StructField("_PrevAttempt", IntegerType()),
-                StructField("_PrevRunId", StringType()), StructField("_PrevLease", TimestampType())]
-        schema = StructType([StructField("ConfigId", StringType(), False)]
-                            + [StructField(n, types[n]) for n in names] + prev)
-        data = []
-        for row, new in planned:
-            cols = {**mapping.state_to_columns(new), "LastUpdatedTime": at}
-            data.append(tuple([row["ConfigId"]] + [_spark_value(cols[n]) for n in names]
-                              + [row.get("LoadStatus"), row.get("Attempt"), row.get("LastJobRunId"),
-                                 _spark_value(row.get("LeaseExpiresAt"))]))
-        source = self.spark.createDataFrame(data, schema)
-        unchanged = (F.col("t.LoadStatus").eqNullSafe(F.col("s._PrevStatus"))
-                     & F.col("t.Attempt").eqNullSafe(F.col("s._PrevAttempt"))
-                     & F.col("t.LastJobRunId").eqNullSafe(F.col("s._PrevRunId"))
-                     & F.col("t.LeaseExpiresAt").eqNullSafe(F.col("s._PrevLease")))
+        rows = [Guarded({"ConfigId": row["ConfigId"], **mapping.state_to_columns(new),
+                         "LastUpdatedTime": at}, _as_read(row)) for row, new in planned]
         with self._control_lock:
-            (self._control().alias("t")
-             .merge(source.alias("s"), F.col("t.ConfigId") == F.col("s.ConfigId"))
-             .whenMatchedUpdate(condition=unchanged, set={n: F.col(f"s.{n}") for n in names})
-             .execute())
+            self._merge_control(rows, names)
 
     def claimable_ids(self, now: Optional[dt.datetime] = None) -> list[str]:
         """ConfigIds of enabled rows that are PENDING, or RUNNING with an expired lease."""
@@ -506,10 +429,6 @@ class ControlStore:
         Returns:
             for each item, whether it was written (False: the row is not that claim's).
         """
-        from pyspark.sql import functions as F
-        from pyspark.sql.types import IntegerType, StringType, StructField, StructType
-
-        types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, (_, cols) in enumerate(items):
             groups.setdefault(tuple(sorted(cols)), []).append(i)
@@ -519,42 +438,32 @@ class ControlStore:
                 for i in members:  # two writes for one row: one at a time
                     written[i] = self._write_held(items[i][0], items[i][1], "finish")
                 continue
-            schema = StructType([StructField("ConfigId", StringType(), False),
-                                 StructField("_Runner", StringType()),
-                                 StructField("_RunId", StringType()),
-                                 StructField("_Attempt", IntegerType())]
-                                + [StructField(n, types[n]) for n in names])
-            data = [tuple([items[i][0].config_id, items[i][0].runner, items[i][0].run_id,
-                           items[i][0].attempt] + [_spark_value(items[i][1][n]) for n in names])
-                    for i in members]
-            held = ((F.col("t.ConfigId") == F.col("s.ConfigId"))
-                    & (F.col("t.LoadStatus") == F.lit(LoadStatus.RUNNING.value))
-                    & (F.col("t.ClaimedBy") == F.col("s._Runner"))
-                    & (F.col("t.LastJobRunId") == F.col("s._RunId"))
-                    & (F.col("t.Attempt") == F.col("s._Attempt")))
+            if len(members) == 1:  # a one-row MERGE's count says whether it was written
+                written[members[0]] = self._write_held(*items[members[0]], "finish")
+                continue
+            # Which rows of a partly matched batch were written is read back: each carries
+            # this batch's LastUpdatedTime, to the microsecond.
+            stamp = dt.datetime.now(dt.timezone.utc)
+            rows = [Guarded({"ConfigId": items[i][0].config_id, **items[i][1],
+                             "LastUpdatedTime": stamp}, _held_by(items[i][0])) for i in members]
+            columns = sorted({*names, "LastUpdatedTime"})
 
-            def merge(data: list[tuple] = data, schema: StructType = schema, held: Any = held,
-                      names: tuple[str, ...] = names) -> int:
-                source = self.spark.createDataFrame(data, schema)
+            def merge(rows: list[Guarded] = rows, columns: list[str] = columns) -> int:
                 with self._control_lock:
-                    metrics = (self._control().alias("t").merge(source.alias("s"), held)
-                               .whenMatchedUpdate(set={n: F.col(f"s.{n}") for n in names})
-                               .execute())
-                return merge_counts(metrics).updated
+                    return self._merge_control(rows, columns)
 
             updated = retry_conflicts(merge, f"finish {len(members)} control rows")
             if updated == len(members):
                 for i in members:
                     written[i] = True
                 continue
-            # Some rows were not this batch's any more: which ones, as the rows read now.
             now = {r["ConfigId"]: r for r in self.rows([items[i][0].config_id for i in members])}
             for i in members:
-                claim, cols = items[i]
+                claim = items[i][0]
                 row = now.get(claim.config_id) or {}
                 written[i] = (row.get("LastJobRunId") == claim.run_id
                               and row.get("Attempt") == claim.attempt
-                              and all(_same(row.get(n), cols[n]) for n in names))
+                              and _same(row.get("LastUpdatedTime"), stamp))
         return written
 
     def _write_held(self, claim: Claim, cols: dict[str, Any], what: str) -> bool:
@@ -563,14 +472,12 @@ class ControlStore:
         Returns:
             True when the row matched (and was written), False when it is not this claim's.
         """
-        from pyspark.sql import functions as F
+        def write() -> bool:
+            with self._control_lock:
+                return self._merge_control(
+                    [Guarded({"ConfigId": claim.config_id, **cols}, _held_by(claim))], cols) == 1
 
-        held = ((F.col("t.LoadStatus") == F.lit(LoadStatus.RUNNING.value))
-                & (F.col("t.ClaimedBy") == F.lit(claim.runner))
-                & (F.col("t.LastJobRunId") == F.lit(claim.run_id))
-                & (F.col("t.Attempt") == F.lit(claim.attempt)))
-        return retry_conflicts(lambda: self._update_where(claim.config_id, held, cols),
-                               f"{what} {claim.config_id}")
+        return retry_conflicts(write, f"{what} {claim.config_id}")
 
     def retry(self, config_id: str, now: Optional[dt.datetime] = None) -> ControlState:
         """FAILED -> PENDING (same range and LoadId).
@@ -595,49 +502,38 @@ class ControlStore:
 
         A disabled row is neither planned nor claimed; a load already RUNNING finishes.
         """
-        from pyspark.sql import functions as F
-
         def attempt() -> bool:
             if self.get(config_id) is None:
                 return False
             with self._control_lock:
-                self._control().update(condition=F.col("ConfigId") == F.lit(config_id),
-                                       set={"Enabled": F.lit(bool(enabled)),
-                                            "LastUpdatedTime": F.lit(_spark_value(now or utcnow()))})
+                self._merge_control([Guarded({"ConfigId": config_id, "Enabled": bool(enabled),
+                                              "LastUpdatedTime": now or utcnow()}, {})],
+                                    ["Enabled", "LastUpdatedTime"])
             return True
 
         return retry_conflicts(attempt, f"{'enable' if enabled else 'disable'} {config_id}")
 
     def _update_if_unchanged(self, row: dict[str, Any], new_state: ControlState, now: dt.datetime,
                              extra: Optional[dict[str, Any]] = None) -> bool:
-        """Write ``new_state`` into the row if its status, attempt and run are still as read."""
-        from pyspark.sql import functions as F
-
+        """Write ``new_state`` into the row if its status, attempt, run and lease are still
+        as read; True when it was written."""
         cols = mapping.state_to_columns(new_state)
         cols["LastUpdatedTime"] = now
         cols.update(extra or {})
-        unchanged = (F.col("t.LoadStatus").eqNullSafe(F.lit(row.get("LoadStatus")))
-                     & F.col("t.Attempt").eqNullSafe(F.lit(row.get("Attempt")).cast("int"))
-                     & F.col("t.LastJobRunId").eqNullSafe(
-                         F.lit(row.get("LastJobRunId")).cast("string")))
-        return self._update_where(row["ConfigId"], unchanged, cols)
-
-    def _update_where(self, config_id: str, condition: Any, cols: dict[str, Any]) -> bool:
-        """Set ``cols`` on the row of ``config_id`` if it meets ``condition`` (on alias ``t``).
-
-        A one-row MERGE rather than an UPDATE, because its metrics say whether the row
-        matched: False means it did not (nothing was written).
-        """
-        from pyspark.sql import functions as F
-
-        types = {f.name: f.dataType for f in CONTROL_SCHEMA.fields}
-        assignments = {k: F.lit(_spark_value(v)).cast(types[k]) for k, v in cols.items()}
-        key = self.spark.createDataFrame([(config_id,)], "ConfigId string")
         with self._control_lock:
-            metrics = (self._control().alias("t")
-                       .merge(key.alias("s"), (F.col("t.ConfigId") == F.col("s.ConfigId")) & condition)
-                       .whenMatchedUpdate(set=assignments).execute())
-        return merge_counts(metrics).updated == 1
+            return self._merge_control([Guarded({"ConfigId": row["ConfigId"], **cols},
+                                                _as_read(row))], cols) == 1
+
+    def _merge_control(self, rows: list[Guarded], columns: Iterable[str],
+                       insert: bool = False) -> int:
+        """One guarded MERGE into the control table (:func:`framework.lake.rows.merge_rows`;
+        every row guards the same columns); returns the rows written."""
+        self._require_control()
+        guard = list(rows[0].expect) if rows else []
+        if any(list(r.expect) != guard for r in rows):
+            raise ValueError("one control MERGE guards the same columns in every row")
+        return merge_rows(self.spark, self.warehouse, self.control_ref, CONTROL_SCHEMA, "ConfigId",
+                          list(columns), guard, rows, insert=insert)
 
     # -------------------------------------------------------------- append logs
     def append_audit(self, record: dict[str, Any]) -> None:
@@ -675,31 +571,23 @@ class ControlStore:
                         since: Optional[dt.datetime] = None,
                         limit: Optional[int] = None) -> list[dict[str, Any]]:
         """Quality-check rows, newest first (empty when the table does not exist yet)."""
-        from pyspark.sql import functions as F
-
         if not self.warehouse.exists(self.spark, self.quality_ref):
             return []
-        df = self.warehouse.read(self.spark, self.quality_ref)
-        if config_ids is not None:
-            ids = list(config_ids)
-            if not ids:
-                return []
-            df = df.where(F.col("ConfigId").isin(ids))
+        ids = list(config_ids) if config_ids is not None else None
+        if ids is not None and not ids:
+            return []
+        rows = read_rows(self.spark, self.warehouse, self.quality_ref,
+                         {"ConfigId": ids} if ids is not None else None)
         if since is not None:
-            df = df.where(F.col("CheckedAt") >= F.lit(to_utc(since)))
-        df = df.orderBy(F.col("CheckedAt").desc(), F.col("CheckName"), F.col("Field"))
-        if limit is not None:
-            df = df.limit(limit)
-        return [_row_dict(r) for r in df.collect()]
+            rows = [r for r in rows if r["CheckedAt"] >= to_utc(since)]
+        rows.sort(key=lambda r: (r["CheckName"], r.get("Field") or ""))
+        rows.sort(key=lambda r: r["CheckedAt"], reverse=True)
+        return rows if limit is None else rows[:limit]
 
     def _append(self, ref: TableRef, schema: Any, records: list[dict[str, Any]], what: str,
                 merge_schema: bool = False) -> None:
-        data = [tuple(_spark_value(r.get(f.name)) for f in schema.fields) for r in records]
-        df = self.spark.createDataFrame(data, schema)
-        writer = df.write.format("delta").mode("append")
-        if merge_schema:
-            writer = writer.option("mergeSchema", "true")
-        retry_conflicts(lambda: self.warehouse.save(writer, ref), f"append {what}")
+        append_rows(self.spark, self.warehouse, ref, schema, records, what,
+                    merge_schema=merge_schema)
 
 
 def _same(read: Any, written: Any) -> bool:
@@ -709,10 +597,16 @@ def _same(read: Any, written: Any) -> bool:
     return read == written
 
 
-def _spark_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return to_utc(value)
-    return value
+def _as_read(row: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The guard of a change proposed from ``row`` as read (``None``: the row was absent):
+    its status, attempt, run and lease must not have changed since."""
+    return {c: (row or {}).get(c) for c in GUARD_COLUMNS}
+
+
+def _held_by(claim: Claim) -> dict[str, Any]:
+    """The guard of a write by ``claim``'s holder: the row is RUNNING under that claim."""
+    return {"LoadStatus": LoadStatus.RUNNING.value, "ClaimedBy": claim.runner,
+            "LastJobRunId": claim.run_id, "Attempt": claim.attempt}
 
 
 def _not_claimed(row: dict[str, Any]) -> str:

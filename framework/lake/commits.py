@@ -19,6 +19,8 @@ _CONFLICT_NAMES = (
     "ConcurrentWriteException", "DeltaConcurrentModificationException",
     "MetadataChangedException", "ProtocolChangedException",
     "DELTA_CONCURRENT_", "FileAlreadyExistsException",
+    # delta-rs (deltalake): its optimistic-concurrency failures
+    "CommitFailedError",
 )
 
 

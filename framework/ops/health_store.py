@@ -29,10 +29,10 @@ from pyspark.sql.types import (BooleanType, DoubleType, IntegerType, StringType,
 
 from framework.lake.commits import retry_conflicts
 from framework.lake.groupcommit import GroupCommit
+from framework.lake.rows import append_rows
 from framework.ops import uptime
 from framework.config import check_identifier
 from framework.lake.tables import TableRef, Warehouse
-from framework.timeutil import to_utc
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,8 @@ _GROUPS_LOCK = threading.Lock()
 def _append_batches(spark: Any, warehouse: Warehouse, catalog: str,
                     batches: list[list[dict[str, Any]]]) -> list[int]:
     ensure_table(spark, warehouse, catalog)
-    data = [tuple(_value(r.get(f.name)) for f in HEALTH_SCHEMA.fields) for b in batches for r in b]
-    df = spark.createDataFrame(data, HEALTH_SCHEMA)
-    ref = health_ref(catalog)
-    retry_conflicts(lambda: warehouse.save(df.write.format("delta").mode("append"), ref),
-                    "append health log")
+    append_rows(spark, warehouse, health_ref(catalog), HEALTH_SCHEMA,
+                [r for b in batches for r in b], "health log")
     return [len(b) for b in batches]
 
 
@@ -107,12 +104,6 @@ def read_checks(spark: Any, warehouse: Warehouse, catalog: str = "main") -> Any:
     if not warehouse.exists(spark, ref):
         return spark.createDataFrame([], HEALTH_SCHEMA)
     return warehouse.read(spark, ref)
-
-
-def _value(value: Any) -> Any:
-    import datetime as dt
-
-    return to_utc(value) if isinstance(value, dt.datetime) else value
 
 
 # ------------------------------------------------------------------------- views
