@@ -39,12 +39,15 @@ def warehouse(tmp_path):
 
 @pytest.fixture(scope="session")
 def initialized_warehouse(spark, session_tmp):
-    """A warehouse folder on which ``init`` ran once; each ``store`` starts from a copy."""
+    """A warehouse folder on which ``init`` ran once (the control plane's tables and, as
+    ``restlake init`` makes it, the health log); each ``store`` starts from a copy."""
     from control.store import ControlStore
     from framework.lake.tables import Warehouse
+    from framework.ops.health_store import ensure_table
 
     template = Warehouse(session_tmp / "initialized" / "wh")
     ControlStore(spark, template).init()
+    ensure_table(spark, template)
     return template.root
 
 

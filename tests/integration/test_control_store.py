@@ -24,6 +24,19 @@ SEED_AUDIT = ["ConfigId", "APIName", "APIEndpoint", "LoadType", "TargetCatalog",
 pytestmark = pytest.mark.spark
 
 
+@pytest.fixture(params=["delta-rs", "spark"])
+def small_writes(request, monkeypatch):
+    """The tests of the control plane's guarantees run on both ways it writes: delta-rs
+    (a local warehouse's default) and Spark (a metastore warehouse's way)."""
+    from framework.lake.rows import ENGINE_ENV
+
+    if request.param == "spark":
+        monkeypatch.setenv(ENGINE_ENV, "spark")
+    else:
+        monkeypatch.delenv(ENGINE_ENV, raising=False)
+    return request.param
+
+
 def test_init_creates_tables_an_independent_reader_opens(spark, warehouse):
     from control.store import ControlStore
 
@@ -59,7 +72,8 @@ def test_audit_table_refuses_update_and_delete(spark, store, warehouse):
     assert warehouse.read(spark, store.audit_ref).count() == 1
 
 
-def test_generate_marks_pending_once_and_second_generate_does_not_duplicate(spark, store, warehouse):
+def test_generate_marks_pending_once_and_second_generate_does_not_duplicate(small_writes, spark, store,
+                                                                           warehouse):
     cfg = source("http://127.0.0.1:9", "offset", "gen_once", delta_column=True)
     first = store.generate([cfg])
     assert [r.action for r in first] == ["created"]
@@ -109,6 +123,33 @@ def test_two_concurrent_claims_exactly_one_wins(spark, store):
     assert row["Attempt"] == 1
 
 
+def test_two_stores_racing_for_the_same_rows_give_each_row_to_exactly_one(small_writes, spark, store):
+    # Two stores share no lock: their MERGEs meet only in Delta's commit protocol.
+    from control.store import ControlStore
+
+    ids = [f"race_{i}" for i in range(4)]
+    store.generate([source("http://127.0.0.1:9", "offset", i) for i in ids])
+    other = ControlStore(spark, store.warehouse)
+    results: dict[str, list] = {}
+    barrier = threading.Barrier(2)
+
+    def claim(name: str, st) -> None:
+        barrier.wait()
+        results[name] = st.claim_many(ids, name, f"run-{name}", dt.timedelta(minutes=5))[0]
+
+    threads = [threading.Thread(target=claim, args=(n, st)) for n, st in (("a", store), ("b", other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = {c.config_id: name for name, claims in results.items() for c in claims}
+    assert sorted(won) == ids  # every row claimed ...
+    assert sum(len(c) for c in results.values()) == len(ids)  # ... by exactly one runner
+    for row in store.rows(ids):
+        assert (row["LoadStatus"], row["ClaimedBy"], row["Attempt"]) == (
+            "RUNNING", won[row["ConfigId"]], 1)
+
+
 def test_expired_lease_is_claimable_and_old_holder_cannot_finish(spark, store):
     cfg = source("http://127.0.0.1:9", "offset", "lease")
     store.generate([cfg])
@@ -123,7 +164,8 @@ def test_expired_lease_is_claimable_and_old_holder_cannot_finish(spark, store):
     assert store.get("lease")["ClaimedBy"] == "rescuer"
 
 
-def test_an_old_claim_cannot_renew_or_release_and_the_new_holder_keeps_the_row(spark, store):
+def test_an_old_claim_cannot_renew_or_release_and_the_new_holder_keeps_the_row(small_writes, spark,
+                                                                             store):
     from framework.errors import LeaseLostError
 
     store.generate([source("http://127.0.0.1:9", "offset", "fenced")])
@@ -143,7 +185,7 @@ def test_an_old_claim_cannot_renew_or_release_and_the_new_holder_keeps_the_row(s
         > new.state.lease_expires_at
 
 
-def test_release_puts_the_row_back_to_pending_for_the_next_claim(spark, store):
+def test_release_puts_the_row_back_to_pending_for_the_next_claim(small_writes, spark, store):
     store.generate([source("http://127.0.0.1:9", "offset", "drained")])
     before = store.get("drained")
     claim = store.claim("drained", "service-a", "run-a", dt.timedelta(minutes=5))
