@@ -26,7 +26,7 @@ from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL
 from control.states import ControlState, LoadStatus
 from framework.lake.commits import retry_conflicts
 from framework.lake.groupcommit import GroupCommit
-from framework.lake.rows import Guarded, append_rows, merge_rows, read_rows
+from framework.lake.rows import Guarded, append_rows, merge_rows, read_rows, uses_delta_rs
 from framework.config import SourceConfig
 from framework.errors import ConfigError, LeaseLostError
 from framework.lake.tables import TableRef, Warehouse
@@ -92,13 +92,20 @@ class ControlStore:
     """Reads and changes the control plane tables of one warehouse.
 
     Args:
-        spark: the SparkSession.
+        spark: the SparkSession, or ``None`` with ``spark_factory``.
         warehouse: where tables live.
         catalog: the catalog that holds the ``metadata`` schema (default ``main``).
+        spark_factory: starts a SparkSession when one is first needed. On a local
+            warehouse the control plane reads and writes without Spark (delta-rs), so
+            ``generate``, ``retry`` and ``enable`` start none; creating a table does.
     """
 
-    def __init__(self, spark: Any, warehouse: Warehouse, catalog: str = DEFAULT_CONTROL_CATALOG) -> None:
-        self.spark = spark
+    def __init__(self, spark: Any, warehouse: Warehouse, catalog: str = DEFAULT_CONTROL_CATALOG,
+                 *, spark_factory: Optional[Any] = None) -> None:
+        if spark is None and spark_factory is None:
+            raise ValueError("ControlStore needs a SparkSession or a spark_factory")
+        self._spark = spark
+        self._spark_factory = spark_factory
         self.warehouse = warehouse
         self.control_ref = TableRef(catalog, METADATA_SCHEMA, CONTROL_TABLE)
         self.audit_ref = TableRef(catalog, METADATA_SCHEMA, AUDIT_TABLE)
@@ -115,6 +122,24 @@ class ControlStore:
 
     def __repr__(self) -> str:
         return f"ControlStore({self.control_ref.catalog} in {self.warehouse!r})"
+
+    @property
+    def spark(self) -> Any:
+        """The SparkSession (started now when the store was given a factory)."""
+        if self._spark is None:
+            self._spark = self._spark_factory()
+        return self._spark
+
+    def _reads_spark(self) -> Any:
+        """What the reads of :mod:`framework.lake.rows` need: no Spark on a local warehouse."""
+        return None if self.warehouse.is_local else self.spark
+
+    def _writes_spark(self) -> Any:
+        """What the small writes need: no Spark when they go through delta-rs."""
+        return None if uses_delta_rs(self.warehouse) else self.spark
+
+    def _exists(self, ref: TableRef) -> bool:
+        return self.warehouse.exists(self._reads_spark(), ref)
 
     # ------------------------------------------------------------------ tables
     def init(self) -> list[str]:
@@ -134,6 +159,8 @@ class ControlStore:
              "restlake quality results: one row per check per load (append-only)"),
         ]
         for ref, schema, props, comment in specs:
+            if self._exists(ref):
+                continue
             made = retry_conflicts(
                 lambda ref=ref, schema=schema, props=props, comment=comment:
                 self.warehouse.create_if_not_exists(self.spark, ref, schema, props, comment=comment),
@@ -143,7 +170,7 @@ class ControlStore:
         return created
 
     def is_initialized(self) -> bool:
-        return self.warehouse.exists(self.spark, self.control_ref)
+        return self._exists(self.control_ref)
 
     def _require_control(self) -> None:
         if not self.is_initialized():
@@ -157,7 +184,7 @@ class ControlStore:
         if ids is not None and not ids:
             return []
         self._require_control()
-        rows = read_rows(self.spark, self.warehouse, self.control_ref,
+        rows = read_rows(self._reads_spark(), self.warehouse, self.control_ref,
                          {"ConfigId": ids} if ids is not None else None)
         return sorted(rows, key=lambda r: r["ConfigId"])
 
@@ -167,21 +194,21 @@ class ControlStore:
 
     def audit_rows(self, config_id: Optional[str] = None, limit: int = 20) -> list[dict[str, Any]]:
         """The newest ``limit`` audit rows (of ``config_id``), newest first."""
-        rows = read_rows(self.spark, self.warehouse, self.audit_ref,
+        rows = read_rows(self._reads_spark(), self.warehouse, self.audit_ref,
                          {"ConfigId": config_id} if config_id else None)
         rows.sort(key=lambda r: r.get("LoggedAt") or _EPOCH, reverse=True)
         return rows[:limit]
 
     def committed_windows(self, config_id: str, load_id: str) -> set[tuple[dt.datetime, dt.datetime]]:
         """Windows of ``load_id`` that the window log marks SUCCESS (skipped on a rerun)."""
-        rows = read_rows(self.spark, self.warehouse, self.window_ref,
+        rows = read_rows(self._reads_spark(), self.warehouse, self.window_ref,
                          {"ConfigId": config_id, "LoadId": load_id, "Status": "SUCCESS"},
                          ["WindowStart", "WindowEnd"])
         return {(r["WindowStart"], r["WindowEnd"]) for r in rows}
 
     def window_checkpoints(self, config_id: str, load_id: str) -> dict[tuple[dt.datetime, dt.datetime], dict]:
         """The latest page-batch checkpoint of each window of ``load_id`` (Status CHECKPOINT)."""
-        rows = read_rows(self.spark, self.warehouse, self.window_ref,
+        rows = read_rows(self._reads_spark(), self.warehouse, self.window_ref,
                          {"ConfigId": config_id, "LoadId": load_id, "Status": "CHECKPOINT"},
                          ["WindowStart", "WindowEnd", "Checkpoint"])
         latest: dict[tuple[dt.datetime, dt.datetime], dict] = {}
@@ -532,7 +559,7 @@ class ControlStore:
         guard = list(rows[0].expect) if rows else []
         if any(list(r.expect) != guard for r in rows):
             raise ValueError("one control MERGE guards the same columns in every row")
-        return merge_rows(self.spark, self.warehouse, self.control_ref, CONTROL_SCHEMA, "ConfigId",
+        return merge_rows(self._writes_spark(), self.warehouse, self.control_ref, CONTROL_SCHEMA, "ConfigId",
                           list(columns), guard, rows, insert=insert)
 
     # -------------------------------------------------------------- append logs
@@ -562,21 +589,22 @@ class ControlStore:
         initialized before it existed."""
         if not records:
             return
-        retry_conflicts(lambda: self.warehouse.create_if_not_exists(
-            self.spark, self.quality_ref, QUALITY_SCHEMA, {"delta.appendOnly": "true"}),
-            f"create {self.quality_ref.name}")
+        if not self._exists(self.quality_ref):
+            retry_conflicts(lambda: self.warehouse.create_if_not_exists(
+                self.spark, self.quality_ref, QUALITY_SCHEMA, {"delta.appendOnly": "true"}),
+                f"create {self.quality_ref.name}")
         self._append(self.quality_ref, QUALITY_SCHEMA, records, "quality results")
 
     def quality_results(self, config_ids: Optional[Iterable[str]] = None,
                         since: Optional[dt.datetime] = None,
                         limit: Optional[int] = None) -> list[dict[str, Any]]:
         """Quality-check rows, newest first (empty when the table does not exist yet)."""
-        if not self.warehouse.exists(self.spark, self.quality_ref):
+        if not self._exists(self.quality_ref):
             return []
         ids = list(config_ids) if config_ids is not None else None
         if ids is not None and not ids:
             return []
-        rows = read_rows(self.spark, self.warehouse, self.quality_ref,
+        rows = read_rows(self._reads_spark(), self.warehouse, self.quality_ref,
                          {"ConfigId": ids} if ids is not None else None)
         if since is not None:
             rows = [r for r in rows if r["CheckedAt"] >= to_utc(since)]
@@ -586,7 +614,7 @@ class ControlStore:
 
     def _append(self, ref: TableRef, schema: Any, records: list[dict[str, Any]], what: str,
                 merge_schema: bool = False) -> None:
-        append_rows(self.spark, self.warehouse, ref, schema, records, what,
+        append_rows(self._writes_spark(), self.warehouse, ref, schema, records, what,
                     merge_schema=merge_schema)
 
 

@@ -60,16 +60,31 @@ def table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) ->
     return out
 
 
-def open_store(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """Spark, the warehouse and the control store named by the global options."""
+def open_store(args: argparse.Namespace, *, lazy: bool = False) -> tuple[Any, Any, Any]:
+    """Spark, the warehouse and the control store named by the global options.
+
+    Args:
+        lazy: Spark starts only when the store first needs it (``None`` is returned for
+            it): on a local warehouse ``generate``, ``retry``, ``enable`` and ``disable``
+            read and write the control table with delta-rs and start no JVM.
+    """
     from control.store import ControlStore
-    from framework.lake.spark import get_spark
     from framework.lake.tables import Warehouse
 
     warehouse = Warehouse.from_env(args.warehouse)
-    with console.status("starting Spark + Delta (first start downloads the Delta jars)"):
-        spark = get_spark()
+    if lazy:
+        return None, warehouse, ControlStore(None, warehouse, args.control_catalog,
+                                             spark_factory=start_spark)
+    spark = start_spark()
     return spark, warehouse, ControlStore(spark, warehouse, args.control_catalog)
+
+
+def start_spark() -> Any:
+    """The local (or Databricks') SparkSession, with a note while it starts."""
+    from framework.lake.spark import get_spark
+
+    with console.status("starting Spark + Delta (first start downloads the Delta jars)"):
+        return get_spark()
 
 
 def open_queries(args: argparse.Namespace) -> Any:

@@ -97,7 +97,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     # files are validated before Spark starts
     configs = load_files(config_files(args.config or ([args.conf_dir] if args.conf_dir else [])))
-    spark, warehouse, store = open_store(args)
+    _, _, store = open_store(args, lazy=True)
     store.init()
     results = generate(store, configs=configs, config_ids=args.config_id or (), due=bool(args.due))
     out = Table(title="generate")
@@ -148,7 +148,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from control.states import InvalidTransition
 
-    spark, warehouse, store = open_store(args)
+    _, _, store = open_store(args, lazy=True)
     code = 0
     for cid in args.config_id:
         try:

@@ -99,6 +99,41 @@ def test_status_on_1000_control_rows_and_the_other_read_commands_start_no_jvm(th
     assert not marker.exists(), marker.read_text()
 
 
+def test_generate_of_30_configs_and_retry_start_no_jvm(spark, initialized_warehouse, tmp_path):
+    # On a local warehouse the control plane reads and writes with delta-rs: planning
+    # sources and setting a failed one back to PENDING need no Spark.
+    from control.store import ControlStore
+    from control.states import LoadStatus
+    from framework.lake.tables import Warehouse
+
+    wh = tmp_path / "wh"
+    shutil.copytree(initialized_warehouse, wh)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    for i in range(30):
+        (conf / f"src_{i:02d}.yaml").write_text(yaml.safe_dump({
+            "config_id": f"src_{i:02d}", "api_name": "File", "endpoint": f"https://api.example.com/{i}",
+            "load_start": "2024-01-01T00:00:00Z", "primary_key": ["id"],
+            "target": {"catalog": "raw", "schema": "files", "table": f"t_{i:02d}"}}))
+    env, marker = no_jvm_env(tmp_path)
+    made = restlake(env, "--warehouse", str(wh), "generate", "--config", *sorted(map(str, conf.iterdir())),
+                    cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    store = ControlStore(spark, Warehouse(wh))
+    rows = store.rows()
+    assert [r["ConfigId"] for r in rows] == [f"src_{i:02d}" for i in range(30)]
+    assert {r["LoadStatus"] for r in rows} == {LoadStatus.PENDING.value}
+    # src_07 failed: retry puts it back to PENDING with its range
+    claim = store.claim("src_07", "runner", "run-1")
+    from control.states import fail
+
+    assert store.finish(claim, fail(claim.state, "runner", "boom"))
+    again = restlake(env, "--warehouse", str(wh), "retry", "--config-id", "src_07", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert store.get("src_07")["LoadStatus"] == LoadStatus.PENDING.value
+    assert not marker.exists(), marker.read_text()
+
+
 def test_report_and_worksheet_gather_their_data_without_a_jvm(rich, api, tmp_path):
     env, marker = no_jvm_env(tmp_path)
     wh = str(rich.root)
