@@ -19,6 +19,13 @@ def spark():
 
     session = get_spark("restlake-tests", master="local[2]",
                         conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
+    # The commands tests start as processes (crash kills, signals, the CLI) are one-shot:
+    # their JVMs start without the optimizing JIT and with one GC thread, as
+    # RESTLAKE_SPARK_JAVA_OPTIONS is meant for. This session (long-lived) keeps the default.
+    child = os.environ.get("RESTLAKE_TEST_CHILD_JAVA_OPTIONS",
+                           "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+    if child:
+        os.environ.setdefault("RESTLAKE_SPARK_JAVA_OPTIONS", child)
     yield session
     session.stop()
 
