@@ -77,3 +77,18 @@ def session_tmp():
     path = Path(tempfile.mkdtemp(prefix="restlake-tests-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def secret_registry():
+    """Each test forgets the secrets it registered (the registry is process-wide): a base
+    URL a test kept in ``${ENV}`` is registered for masking, and a later test's server that
+    got the same port would see its own URL masked in messages."""
+    from framework import secrets
+
+    with secrets._lock:
+        before = set(secrets._secrets)
+    yield
+    with secrets._lock:
+        secrets._secrets.clear()
+        secrets._secrets.update(before)
