@@ -105,6 +105,12 @@ def test_a_first_attempt_reads_no_window_log_and_a_retry_does(spark, warehouse, 
     [second] = run_loads(spark, warehouse, store, [cfg], generate=False)
     assert second.status == "SUCCESS", second.error
     assert second.audit["Attempt"] == 2 and reads == ["attempts"], (row, reads)
+    # attempt 1 of the next range (an INCREMENTAL load) reads none either
+    store.generate([cfg], now=dt.datetime(2024, 1, 5, tzinfo=UTC))
+    [third] = run_loads(spark, warehouse, store, [cfg], generate=False)
+    assert third.status == "SUCCESS", third.error
+    assert (third.audit["LoadType"], third.audit["Attempt"]) == ("INCREMENTAL", 1)
+    assert reads == ["attempts"]
 
 
 def test_parallel_loads_do_not_conflict_on_the_control_table(spark, warehouse, store, api,
