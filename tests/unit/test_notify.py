@@ -55,10 +55,16 @@ def test_events_one_per_incident():
     assert [(e.kind, e.requires) for e in out] == [("down", None), ("up", "down:gh:2024-01-01T00:00:00Z")]
 
 
-def test_message_is_redacted(monkeypatch):
+@pytest.fixture(autouse=True)
+def secret_known():
+    """The token of the failed audit rows is a registered secret (as a resolved auth
+    secret is) in every test here."""
     from framework.secrets import register
 
     register(SECRET)
+
+
+def test_message_is_redacted(monkeypatch):
     subject, text = build_message(events_from_audit([failed_audit("r1")])[0])
     assert subject == "[restlake] gh: load FAILED"
     assert SECRET not in text and "401" in text and "***" in text
