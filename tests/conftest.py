@@ -80,15 +80,10 @@ def session_tmp():
 
 
 @pytest.fixture(autouse=True)
-def secret_registry():
+def secret_registry(monkeypatch):
     """Each test forgets the secrets it registered (the registry is process-wide): a base
     URL a test kept in ``${ENV}`` is registered for masking, and a later test's server that
     got the same port would see its own URL masked in messages."""
     from framework import secrets
 
-    with secrets._lock:
-        before = set(secrets._secrets)
-    yield
-    with secrets._lock:
-        secrets._secrets.clear()
-        secrets._secrets.update(before)
+    monkeypatch.setattr(secrets, "_secrets", set(secrets._secrets))

@@ -146,11 +146,7 @@ def read_rows(spark: Any, warehouse: Warehouse, ref: TableRef,
                       else F.col(name) == F.lit(v))
     if wanted is not None:
         df = df.select(*wanted)
-    out = []
-    for row in df.collect():
-        item = row.asDict(recursive=False)
-        out.append({k: to_utc(v) if isinstance(v, dt.datetime) else v for k, v in item.items()})
-    return out
+    return [{k: _value(v) for k, v in row.asDict(recursive=False).items()} for row in df.collect()]
 
 
 # ------------------------------------------------------------------- delta-rs

@@ -232,7 +232,7 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
                         return _done(_release_unstarted(ctx, claim, keeper))
                     return _done(run_load(ctx, keeper.claim, keeper))  # renewed while it waited
                 finally:
-                    keeper.__exit__(None, None, None)
+                    keeper.stop()
             # the keeper is stopped by the bookkeeping, when its finish's commit starts
             return run_load(ctx, keeper.claim, keeper, defer=books.submit)
 
@@ -245,8 +245,8 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
     finally:
         if books is not None:
             books.shutdown(wait=True)  # every queued finish and audit lands before run returns
-        for keeper in keepers.values():  # stopped once each; a second exit is a no-op
-            keeper.__exit__(None, None, None)
+        for keeper in keepers.values():  # stopped once each; a second stop is a no-op
+            keeper.stop()
 
 
 def _done(outcome: LoadOutcome) -> Future:
@@ -337,7 +337,7 @@ def _run_load(ctx: RunContext, claim: Claim, lease: LeaseKeeper,
                 outcome = _finish(ctx, claim, lease, cfg, state, error, stopped, progress,
                                   telemetry, started_at, t0, writer)
             finally:
-                lease.__exit__(None, None, None)
+                lease.stop()
             staging.cleanup()
             return outcome
 
@@ -359,7 +359,7 @@ def _run_load(ctx: RunContext, claim: Claim, lease: LeaseKeeper,
     except BaseException as exc:  # noqa: BLE001 - every failure is recorded, then re-raised if fatal
         failed(exc)
         if not isinstance(exc, Exception):
-            lease.__exit__(None, None, None)
+            lease.stop()
             _finish(ctx, claim, lease, cfg, state, error, stopped, progress, telemetry,
                     started_at, t0, writer)
             raise
