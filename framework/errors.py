@@ -128,6 +128,12 @@ class LoadInterrupted(LoadError):
     checkpoint and its row goes back to PENDING."""
 
 
+class SparkUnavailable(LoadInterrupted):
+    """The SparkSession a load needs did not start (no Java, the Delta jars missing): the
+    run stops as a drain does: each load it reached goes back to PENDING (not FAILED: the
+    next run takes it up, no ``retry`` needed)."""
+
+
 class CommitConflictError(LoadError):
     """A Delta commit kept conflicting with concurrent writers after retries."""
 

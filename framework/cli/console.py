@@ -60,13 +60,17 @@ def table(title: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) ->
     return out
 
 
-def open_store(args: argparse.Namespace, *, lazy: bool = False) -> tuple[Any, Any, Any]:
+def open_store(args: argparse.Namespace, *, lazy: bool = False, starting: bool = False
+               ) -> tuple[Any, Any, Any]:
     """Spark, the warehouse and the control store named by the global options.
 
     Args:
         lazy: Spark starts only when the store first needs it (``None`` is returned for
             it): on a local warehouse ``generate``, ``retry``, ``enable`` and ``disable``
             read and write the control table with delta-rs and start no JVM.
+        starting: a :class:`~framework.lake.spark.SparkStarting` is returned for Spark,
+            not started yet (``run`` begins it once it knows there is work; the store
+            starts it when it needs it first, as on a metastore warehouse).
     """
     from control.store import ControlStore
     from framework.lake.tables import Warehouse
@@ -75,6 +79,12 @@ def open_store(args: argparse.Namespace, *, lazy: bool = False) -> tuple[Any, An
     if lazy:
         return None, warehouse, ControlStore(None, warehouse, args.control_catalog,
                                              spark_factory=start_spark)
+    if starting:
+        from framework.lake.spark import SparkStarting, get_spark
+
+        spark = SparkStarting(get_spark)
+        return spark, warehouse, ControlStore(None, warehouse, args.control_catalog,
+                                              spark_factory=spark.session)
     spark = start_spark()
     return spark, warehouse, ControlStore(spark, warehouse, args.control_catalog)
 

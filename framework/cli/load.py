@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from typing import Any, Callable
 
-from framework.cli.console import console, open_store, print_outcomes, progress_printer
+from framework.cli.console import console, open_store, print_outcomes, progress_printer, error
 from framework.errors import ConfigError
 
 EXAMPLES = {
@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from framework.load import runtime
     from framework.load.signals import drain_on_signals
 
-    spark, warehouse, store = open_store(args)
+    spark, warehouse, store = open_store(args, starting=True)
     if not store.is_initialized():
         raise ConfigError("the control table does not exist; run 'restlake init' and "
                           "'restlake generate' first")
@@ -58,11 +58,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if ids is None and not store.claimable_ids():
         console.print("nothing to run: no PENDING rows (run 'restlake generate')")
         return 0
+    # Spark starts while the rows are claimed and their windows fetched; a load waits for
+    # it at its first target write. A failed start drains the run (rows back to PENDING).
+    if not spark.ready:
+        console.print("[dim]Spark + Delta start in the background while rows are claimed and "
+                      "fetched (the first start downloads the Delta jars)[/dim]")
+    spark.begin(on_failure=lambda exc: ctx.request_stop(
+        f"Spark did not start: {type(exc).__name__}"))
     with drain_on_signals(ctx) as drain:
         outcomes = runtime.run(ctx, ids, parallel=max(1, args.parallel))
     print_outcomes(outcomes)
     if drain.exit_code is not None:
         return drain.exit_code
+    if spark.failure is not None:
+        error(f"Spark did not start: {runtime.sanitize_error(spark.failure)}; the loads it "
+              "stopped are PENDING again (run 'restlake run' once Spark can start)")
+        return 1
     return 1 if any(o.failed for o in outcomes) else 0
 
 

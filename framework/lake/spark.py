@@ -1,17 +1,21 @@
 """The Spark + Delta session: Databricks' active one, or a local one built here.
 
 Local sessions resolve the Delta jars from Maven Central at first start
-(``spark.jars.packages`` via ``configure_spark_with_delta_pip``). Offline, point
-``RESTLAKE_SPARK_JARS`` at local jars (comma-separated paths) and they are used with
-``spark.jars`` instead.
+(``spark.jars.packages`` via ``configure_spark_with_delta_pip``) and remember the jar files
+that resolution gave (:func:`jar_cache_file`): later starts use them with ``spark.jars``
+and skip the resolution (seconds per command). Offline, point ``RESTLAKE_SPARK_JARS`` at
+local jars (comma-separated paths) and they are used with ``spark.jars`` instead.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,9 @@ def get_spark(app_name: str = "restlake", *, master: str | None = None,
     for key, value in local_settings(conf, os.environ).items():
         builder = builder.config(key, value)
     jars = os.environ.get("RESTLAKE_SPARK_JARS")
+    cache = None if jars else jar_cache_file(os.environ)
+    if not jars and cache is not None:
+        jars = cached_jars(cache)
     if jars:
         builder = builder.config("spark.jars", jars)
     else:
@@ -85,9 +92,160 @@ def get_spark(app_name: str = "restlake", *, master: str | None = None,
         builder = configure_spark_with_delta_pip(builder)
     started = time.monotonic()
     spark = builder.getOrCreate()
+    if cache is not None and not jars:
+        remember_jars(cache, spark.sparkContext.getConf().get("spark.jars"))
     spark.sparkContext.setLogLevel(os.environ.get("RESTLAKE_SPARK_LOG_LEVEL", "ERROR"))
     log.info("local Spark %s started in %.1fs", spark.version, time.monotonic() - started)
     return spark
+
+
+def jar_cache_file(environ: Mapping[str, str]) -> Optional[Path]:
+    """Where the jar files of this install's Delta package are remembered once resolved:
+    ``RESTLAKE_CACHE_DIR`` (else ``$XDG_CACHE_HOME/restlake``, else ``~/.cache/restlake``),
+    one file per Delta artifact and version; ``None`` when ``RESTLAKE_JAR_CACHE=off`` or
+    the version cannot be known."""
+    if environ.get("RESTLAKE_JAR_CACHE", "").lower() in ("off", "0", "false", "no"):
+        return None
+    try:
+        from framework.lake.jars import delta_coordinates
+
+        artifact, version = delta_coordinates()
+    except Exception:  # noqa: BLE001 - no cache then; the resolution works as before
+        return None
+    root = environ.get("RESTLAKE_CACHE_DIR") or os.path.join(
+        environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "restlake")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{artifact}-{version}")
+    return Path(root) / f"spark-jars-{name}.txt"
+
+
+def cached_jars(cache: Path) -> Optional[str]:
+    """The remembered ``spark.jars`` value, when the file exists and every jar it names
+    still does (a cleaned Ivy cache makes the next start resolve again)."""
+    try:
+        value = cache.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    paths = [p.strip() for p in value.split(",") if p.strip()]
+    if not paths or not all(p.endswith(".jar") and Path(_local_path(p)).is_file() for p in paths):
+        return None
+    return ",".join(paths)
+
+
+def remember_jars(cache: Path, jars: Optional[str]) -> None:
+    """Keep the jar files a resolution gave (written whole or not at all; a failure to
+    write only costs the next start its resolution)."""
+    paths = [p.strip() for p in (jars or "").split(",") if p.strip()]
+    if not paths or not all(p.endswith(".jar") for p in paths):
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text(",".join(paths) + "\n", encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError as exc:
+        log.debug("could not remember the Delta jars in %s: %s", cache, exc)
+
+
+def _local_path(jar: str) -> str:
+    return jar[len("file://"):] if jar.startswith("file://") else jar
+
+
+class SparkStarting:
+    """A SparkSession that starts in a background thread, used where a session is expected.
+
+    ``restlake run`` claims its rows and fetches their windows (neither needs Spark on a
+    local warehouse) while the JVM starts. :meth:`begin` starts it; the first use of the
+    session (an attribute read: ``spark.read``, ``spark._jvm``) waits for the start, and
+    starts it in the caller's thread when nothing did yet. When the start fails, that use
+    raises :class:`~framework.errors.SparkUnavailable` (a drain: the load's row goes back to
+    PENDING, not FAILED) and :meth:`begin`'s ``on_failure`` is called once.
+    """
+
+    _OWN = frozenset({"_start", "_lock", "_begun", "_done", "_session", "_error", "_on_failure"})
+
+    def __init__(self, start: Callable[[], Any]) -> None:
+        self._start = start
+        self._lock = threading.Lock()
+        self._begun = False
+        self._done = threading.Event()
+        self._session: Any = None
+        self._error: Optional[BaseException] = None
+        self._on_failure: Optional[Callable[[BaseException], None]] = None
+
+    def begin(self, on_failure: Optional[Callable[[BaseException], None]] = None) -> "SparkStarting":
+        """Start the session in a background thread (once; later calls only set
+        ``on_failure``, which is called at once when the start already failed)."""
+        with self._lock:
+            self._on_failure = on_failure
+            failed = self._done.is_set() and self._error is not None
+            start = not self._begun
+            self._begun = True
+        if start:
+            threading.Thread(target=self._run, name="restlake-spark-start", daemon=True).start()
+        elif failed:
+            self._report(on_failure)
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._session = self._start()
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever needs the session
+            self._error = exc
+        finally:
+            self._done.set()
+        if self._error is not None:
+            with self._lock:
+                on_failure = self._on_failure
+            self._report(on_failure)
+
+    def _report(self, on_failure: Optional[Callable[[BaseException], None]]) -> None:
+        if on_failure is None or self._error is None:
+            return
+        try:
+            on_failure(self._error)
+        except Exception:  # noqa: BLE001
+            log.exception("on_failure of a failed Spark start failed")
+
+    @property
+    def ready(self) -> bool:
+        """True once the session is up."""
+        return self._done.is_set() and self._error is None
+
+    @property
+    def failure(self) -> Optional[BaseException]:
+        """Why the start failed, once it did (``None`` while it runs or when it succeeded)."""
+        return self._error if self._done.is_set() else None
+
+    def session(self) -> Any:
+        """The session, once started (started here and now when :meth:`begin` was not called).
+
+        Raises:
+            SparkUnavailable: the start failed (the cause is chained).
+        """
+        with self._lock:
+            here = not self._begun
+            self._begun = True
+        if here:
+            self._run()
+        self._done.wait()
+        if self._error is not None:
+            from framework.errors import SparkUnavailable
+
+            lines = [ln.strip() for ln in str(self._error).splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("at ")]
+            raise SparkUnavailable(f"Spark did not start: {type(self._error).__name__}: "
+                                   f"{' | '.join(lines[:3])[:500]}") from self._error
+        return self._session
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SparkStarting._OWN or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        return getattr(self.session(), name)
+
+    def __repr__(self) -> str:
+        if not self._done.is_set():
+            return f"SparkStarting({'starting' if self._begun else 'not started'})"
+        return f"SparkStarting({'failed' if self._error is not None else 'started'})"
 
 
 def local_settings(conf: dict[str, Any] | None, environ: Any) -> dict[str, str]:

@@ -127,6 +127,21 @@ def start_run(warehouse: Path, config_id: str, log: Path, *extra: str) -> subpro
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def no_jvm_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose ``java`` records that it was started and fails, and the
+    record's path: a JVM start is detected, not timed."""
+    home = tmp_path / "java-home"
+    (home / "bin").mkdir(parents=True, exist_ok=True)
+    marker = tmp_path / "jvm-started"
+    java = home / "bin" / "java"
+    java.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\nexit 1\n')
+    java.chmod(0o755)
+    env = {**os.environ, "JAVA_HOME": str(home), "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    env.pop("SPARK_HOME", None)
+    return env, marker
+
+
 def requested(api, since: str) -> bool:
     """True once the API saw a request for the window starting at ``since``."""
     return any(e["query"].get("since") == since for e in api.request_log)

@@ -22,7 +22,7 @@ import requests
 import yaml
 
 from framework.demoapi import DemoApi
-from tests.integration.helpers import source
+from tests.integration.helpers import no_jvm_env, source
 from tests.integration.service_data import END, MARKUP, build_warehouse
 from tests.unit._service import free_port
 
@@ -30,20 +30,6 @@ pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[2]
 RESTLAKE = Path(sys.executable).with_name("restlake")
-
-
-def no_jvm_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """An environment whose ``java`` records that it was started, and the record's path."""
-    home = tmp_path / "java-home"
-    (home / "bin").mkdir(parents=True, exist_ok=True)
-    marker = tmp_path / "jvm-started"
-    java = home / "bin" / "java"
-    java.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\nexit 1\n')
-    java.chmod(0o755)
-    env = {**os.environ, "JAVA_HOME": str(home), "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    env.pop("SPARK_HOME", None)
-    return env, marker
 
 
 def restlake(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:

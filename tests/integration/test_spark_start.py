@@ -1,0 +1,139 @@
+"""``restlake run`` as a process: Spark starts while the rows are claimed and fetched, and a
+Spark that cannot start drains the run instead of failing its loads.
+
+Neither test times anything: the order is observed through a ``java`` that waits for a
+staged window before it starts the JVM, and a ``java`` that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from framework.demoapi import DemoApi
+from tests.integration.helpers import ROOT, expected_rows, no_jvm_env, requested, source
+
+pytestmark = pytest.mark.spark
+
+SINCE, UNTIL = "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def api():
+    with DemoApi(seed=11, records_per_resource=80, end=UNTIL) as demo:
+        yield demo
+
+
+def planned_warehouse(spark, initialized_warehouse, tmp_path: Path, api, config_id: str):
+    """A copy of the initialized warehouse with one PENDING row for ``config_id``."""
+    from control.store import ControlStore
+    from framework.lake.tables import Warehouse
+
+    root = tmp_path / "wh"
+    shutil.copytree(initialized_warehouse, root)
+    warehouse = Warehouse(root)
+    store = ControlStore(spark, warehouse)
+    cfg = source(api.base_url, "cursor", config_id, start=SINCE, end=UNTIL)
+    store.generate([cfg])
+    return warehouse, store, cfg
+
+
+def run_process(env: dict[str, str], warehouse, config_id: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "framework.cli", "--warehouse", str(warehouse.root),
+                           "run", "--config-id", config_id], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+
+
+def java_after_staging(tmp_path: Path, warehouse, then: str) -> tuple[dict[str, str], Path]:
+    """An environment whose ``java`` waits until a window of the run is staged, records
+    that, then runs ``then`` (``exec <java> "$@"``, or ``exit 1``). When the run waits for
+    Spark before fetching, nothing is ever staged: it gives up after its deadline (a bound
+    against a hung test, not a measurement) and records ``nothing-staged``."""
+    home = tmp_path / "java-home"
+    (home / "bin").mkdir(parents=True)
+    record = tmp_path / "java-calls"
+    java = home / "bin" / "java"
+    java.write_text(
+        "#!/bin/sh\n"
+        "i=0\n"
+        "while [ $i -lt 1800 ]; do\n"
+        f"  if ls {warehouse.root}/_staging/*/*/w*/_DONE >/dev/null 2>&1; then\n"
+        f"    echo staged >> {record}; {then}\n"
+        "  fi\n"
+        "  sleep 0.1; i=$((i+1))\n"
+        "done\n"
+        f"echo nothing-staged >> {record}\n"
+        f"{then}\n")
+    java.chmod(0o755)
+    env = {**os.environ, "JAVA_HOME": str(home), "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "RESTLAKE_SPARK_MASTER": "local[1]"}
+    env.pop("SPARK_HOME", None)
+    return env, record
+
+
+def target_rows(spark, warehouse, cfg) -> list[tuple]:
+    from framework.lake.tables import TableRef
+
+    ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+    rows = warehouse.read(spark, ref).select("id", "title", "updated_at").collect()
+    return sorted((r["id"], r["title"], r["updated_at"]) for r in rows)
+
+
+def test_the_windows_are_fetched_and_staged_while_spark_starts(spark, initialized_warehouse,
+                                                               api, tmp_path):
+    warehouse, store, cfg = planned_warehouse(spark, initialized_warehouse, tmp_path, api, "overlap")
+    real_java = shutil.which("java")
+    assert real_java, "the tests need Java"
+    env, record = java_after_staging(tmp_path, warehouse, f'exec {real_java} "$@"')
+    done = run_process(env, warehouse, "overlap")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    calls = record.read_text().split()
+    assert calls and set(calls) == {"staged"}, calls  # the JVM started after a window was staged
+    assert store.get("overlap")["LoadStatus"] == "SUCCESS"
+    assert target_rows(spark, warehouse, cfg) == expected_rows(api, SINCE, UNTIL)
+
+
+def test_a_spark_that_fails_to_start_under_a_fetched_load_drains_it_and_loses_nothing(
+        spark, initialized_warehouse, api, tmp_path):
+    from tests.integration.helpers import run_loads
+
+    warehouse, store, cfg = planned_warehouse(spark, initialized_warehouse, tmp_path, api, "nojvm")
+    before = store.get("nojvm")
+    env, record = java_after_staging(tmp_path, warehouse, "exit 1")
+    done = run_process(env, warehouse, "nojvm")
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert record.read_text().split() == ["staged"]  # the load had fetched its window
+    assert "Spark did not start" in done.stderr
+    row = store.get("nojvm")
+    # back to PENDING with its range and LoadId: the next run takes it up, no retry needed
+    assert row["LoadStatus"] == "PENDING"
+    assert (row["LoadStartTime"], row["LoadEndTime"], row["LoadId"]) == (
+        before["LoadStartTime"], before["LoadEndTime"], before["LoadId"])
+    [audit] = [a for a in store.audit_rows() if a["ConfigId"] == "nojvm"]
+    assert audit["LoadStatus"] == "INTERRUPTED" and "Spark did not start" in audit["ErrorMessage"]
+    assert not (warehouse.root / "raw").exists() or not any((warehouse.root / "raw").rglob("*.parquet"))
+    # once Spark can start, the same row loads exactly the source
+    [outcome] = run_loads(spark, warehouse, store, [cfg], generate=False)
+    assert outcome.status == "SUCCESS", outcome.error
+    assert target_rows(spark, warehouse, cfg) == expected_rows(api, SINCE, UNTIL)
+
+
+def test_a_spark_that_fails_before_any_load_started_releases_the_rows_unloaded(
+        spark, initialized_warehouse, api, tmp_path):
+    warehouse, store, cfg = planned_warehouse(spark, initialized_warehouse, tmp_path, api, "early")
+    env, marker = no_jvm_env(tmp_path)  # its java fails at once
+    api.clear_log()
+    done = run_process(env, warehouse, "early")
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert marker.exists() and "Spark did not start" in done.stderr
+    row = store.get("early")
+    assert row["LoadStatus"] == "PENDING"
+    # a load that had not begun when the start failed fetched nothing; one that had is
+    # drained as above: either way the row is PENDING and the target untouched
+    started = any(a["ConfigId"] == "early" for a in store.audit_rows())
+    assert started == requested(api, SINCE)
