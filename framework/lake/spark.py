@@ -64,7 +64,7 @@ def get_spark(app_name: str = "restlake", *, master: str | None = None,
     """
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
+    active = SparkSession.getActiveSession() or _session_of_this_process(SparkSession)
     if active is not None:
         return active
     if on_databricks():
@@ -97,6 +97,19 @@ def get_spark(app_name: str = "restlake", *, master: str | None = None,
     spark.sparkContext.setLogLevel(os.environ.get("RESTLAKE_SPARK_LOG_LEVEL", "ERROR"))
     log.info("local Spark %s started in %.1fs", spark.version, time.monotonic() - started)
     return spark
+
+
+def _session_of_this_process(session_class: Any) -> Any:
+    """The session this process already started, seen from any thread.
+
+    ``getActiveSession`` is per thread: from a thread other than the one that built the
+    session it answers ``None``, and building again would return the same session with
+    the local defaults applied over its settings (``SparkStarting`` starts in a thread).
+    """
+    session = getattr(session_class, "_instantiatedSession", None)
+    if session is None or getattr(session.sparkContext, "_jsc", None) is None:  # stopped
+        return None
+    return session
 
 
 def jar_cache_file(environ: Mapping[str, str]) -> Optional[Path]:

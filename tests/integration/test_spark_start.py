@@ -137,3 +137,25 @@ def test_a_spark_that_fails_before_any_load_started_releases_the_rows_unloaded(
     # drained as above: either way the row is PENDING and the target untouched
     started = any(a["ConfigId"] == "early" for a in store.audit_rows())
     assert started == requested(api, SINCE)
+
+
+def test_a_session_asked_for_from_another_thread_is_this_processs_unchanged(spark):
+    # SparkStarting starts the session in a thread of its own: where the process already
+    # has one (a notebook, the service), it must get that one with its settings untouched
+    # (building again from there re-applied the local defaults over them).
+    import threading
+
+    from framework.lake.spark import SparkStarting, get_spark
+
+    key = "spark.sql.shuffle.partitions"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "3")
+    try:
+        got: list = []
+        thread = threading.Thread(target=lambda: got.append(SparkStarting(get_spark).begin().session()))
+        thread.start()
+        thread.join(timeout=120)
+        assert got == [spark] and got[0] is spark
+        assert spark.conf.get(key) == "3"
+    finally:
+        spark.conf.set(key, before)
