@@ -58,6 +58,27 @@ def column_type(dtype: Any) -> ColumnType:
     return ColumnType.STRING
 
 
+_DELTA_LONGS = frozenset({"byte", "short", "integer", "long"})
+_DELTA_TIMES = frozenset({"timestamp", "timestamp_ntz", "date"})
+
+
+def delta_column_type(dtype: Any) -> ColumnType:
+    """restlake's view of a Delta type as delta-rs reads it from the log (the same mapping
+    as :func:`column_type` for Spark's types; complex types are held as JSON text)."""
+    name = getattr(dtype, "type", None)  # a PrimitiveType's name; complex types have none
+    if not isinstance(name, str):
+        return ColumnType.STRING
+    if name == "boolean":
+        return ColumnType.BOOLEAN
+    if name in _DELTA_LONGS:
+        return ColumnType.LONG
+    if name in ("float", "double") or name.startswith("decimal"):
+        return ColumnType.DOUBLE
+    if name in _DELTA_TIMES:
+        return ColumnType.TIMESTAMP
+    return ColumnType.STRING
+
+
 @dataclass
 class WriteResult:
     """What one target commit did."""
@@ -96,9 +117,18 @@ class TargetWriter:
 
     # ---------------------------------------------------------------- schema
     def current_columns(self) -> Optional[dict[str, ColumnType]]:
-        """The target's data columns, or ``None`` when the table does not exist."""
+        """The target's data columns, or ``None`` when the table does not exist.
+
+        On a local warehouse the schema is read from the Delta log with delta-rs: a load
+        learns it before its fetch, and Spark (still starting, for ``run``) is not needed.
+        """
         if not self.warehouse.exists(self.spark, self.ref):
             return None
+        if self.warehouse.is_local:
+            from deltalake import DeltaTable
+
+            fields = DeltaTable(self.warehouse.path(self.ref)).schema().fields
+            return data_columns((f.name, delta_column_type(f.type)) for f in fields)
         schema = self.warehouse.read(self.spark, self.ref).schema
         return data_columns((f.name, column_type(f.dataType)) for f in schema.fields)
 

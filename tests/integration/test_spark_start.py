@@ -159,3 +159,70 @@ def test_a_session_asked_for_from_another_thread_is_this_processs_unchanged(spar
         assert spark.conf.get(key) == "3"
     finally:
         spark.conf.set(key, before)
+
+
+def test_a_load_learns_an_existing_targets_columns_before_spark_has_started(spark, tmp_path):
+    # run fetches while Spark starts; a load reads its target's columns before the fetch,
+    # so on a local warehouse that read must not need Spark (it waited for the JVM).
+    import datetime as dt
+    from decimal import Decimal
+
+    from framework.lake.spark import SparkStarting
+    from framework.lake.tables import TableRef, Warehouse
+    from framework.load.writers import TargetWriter, column_type
+    from framework.schema import data_columns
+
+    warehouse = Warehouse(tmp_path / "wh")
+    cfg = source("http://127.0.0.1:9", "cursor", "typed", start=SINCE, end=UNTIL)
+    ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+    df = spark.createDataFrame(
+        [(True, 1, 2, 3, 1.5, 2.5, Decimal("1.25"), dt.date(2024, 1, 1),
+          dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 1), "s",
+          ["a"], (1,), {"k": "v"}, "h")],
+        "flag boolean, small short, mid int, big long, f float, d double, amount decimal(10,2), "
+        "day date, at timestamp, local timestamp_ntz, name string, tags array<string>, "
+        "obj struct<a:int>, attrs map<string,string>, payload_hash string")
+    df.write.format("delta").save(warehouse.path(ref))
+
+    def no_spark():
+        raise AssertionError("the columns were read through Spark")
+
+    writer = TargetWriter(SparkStarting(no_spark), warehouse, cfg, ref, "run-1", "typed")
+    expected = data_columns((f.name, column_type(f.dataType)) for f in df.schema.fields)
+    assert writer.current_columns() == expected
+    assert list(expected) == ["flag", "small", "mid", "big", "f", "d", "amount", "day", "at",
+                              "local", "name", "tags", "obj", "attrs"]  # payload_hash is the contract's
+
+
+def test_a_load_into_an_existing_target_fetches_before_spark_is_up(spark, initialized_warehouse,
+                                                                  api, tmp_path):
+    # In process: the session "starts" only when the test opens the gate, after it saw the
+    # load's requests reach the API. The target exists (a first load made it), so the load
+    # reads its columns before fetching: with Spark, it waited for the start instead.
+    import threading
+
+    from framework.lake.spark import SparkStarting
+    from framework.load import runtime
+    from tests.integration.helpers import run_loads, wait_for
+
+    warehouse, store, first = planned_warehouse(spark, initialized_warehouse, tmp_path, api, "first")
+    [made] = run_loads(spark, warehouse, store, [first], generate=False)
+    assert made.status == "SUCCESS", made.error
+    second = source(api.base_url, "cursor", "second", start=SINCE, end=UNTIL,
+                    table=first.target.table, source_system="demo2")
+    store.generate([second])
+    gate = threading.Event()
+    starting = SparkStarting(lambda: (gate.wait(timeout=300), spark)[1]).begin()
+    ctx = runtime.RunContext(starting, warehouse, store, warehouse.root / "_staging")
+    api.clear_log()
+    outcomes: list = []
+    worker = threading.Thread(target=lambda: outcomes.extend(runtime.run(ctx, ["second"])))
+    worker.start()
+    try:
+        wait_for(lambda: requested(api, SINCE), "the second load's first request", timeout_s=120)
+        assert not starting.ready
+    finally:
+        gate.set()
+        worker.join(timeout=300)
+    [outcome] = outcomes
+    assert outcome.status == "SUCCESS", outcome.error
