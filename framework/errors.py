@@ -20,6 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 
+def trace_summary(exc: BaseException, lines: int = 4) -> str:
+    """``Type: message`` on one line, a Spark/Java trace cut to its first ``lines`` lines
+    (the ``at ...`` frames dropped, the rest joined by `` | ``)."""
+    text = f"{type(exc).__name__}: {exc}"
+    kept = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("at ")]
+    return " | ".join(kept[:lines])
+
+
 class RestlakeError(Exception):
     """Base class of every restlake error; its text is already redacted."""
 

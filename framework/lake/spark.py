@@ -135,10 +135,9 @@ def cached_jars(cache: Path) -> Optional[str]:
     """The remembered ``spark.jars`` value, when the file exists and every jar it names
     still does (a cleaned Ivy cache makes the next start resolve again)."""
     try:
-        value = cache.read_text(encoding="utf-8").strip()
+        paths = _jar_list(cache.read_text(encoding="utf-8"))
     except OSError:
         return None
-    paths = [p.strip() for p in value.split(",") if p.strip()]
     if not paths or not all(p.endswith(".jar") and Path(_local_path(p)).is_file() for p in paths):
         return None
     return ",".join(paths)
@@ -147,7 +146,7 @@ def cached_jars(cache: Path) -> Optional[str]:
 def remember_jars(cache: Path, jars: Optional[str]) -> None:
     """Keep the jar files a resolution gave (written whole or not at all; a failure to
     write only costs the next start its resolution)."""
-    paths = [p.strip() for p in (jars or "").split(",") if p.strip()]
+    paths = _jar_list(jars or "")
     if not paths or not all(p.endswith(".jar") for p in paths):
         return
     try:
@@ -157,6 +156,11 @@ def remember_jars(cache: Path, jars: Optional[str]) -> None:
         os.replace(tmp, cache)
     except OSError as exc:
         log.debug("could not remember the Delta jars in %s: %s", cache, exc)
+
+
+def _jar_list(value: str) -> list[str]:
+    """The entries of a comma-separated ``spark.jars`` value."""
+    return [p.strip() for p in value.split(",") if p.strip()]
 
 
 def _local_path(jar: str) -> str:
@@ -242,12 +246,10 @@ class SparkStarting:
             self._run()
         self._done.wait()
         if self._error is not None:
-            from framework.errors import SparkUnavailable
+            from framework.errors import SparkUnavailable, trace_summary
 
-            lines = [ln.strip() for ln in str(self._error).splitlines()
-                     if ln.strip() and not ln.lstrip().startswith("at ")]
-            raise SparkUnavailable(f"Spark did not start: {type(self._error).__name__}: "
-                                   f"{' | '.join(lines[:3])[:500]}") from self._error
+            raise SparkUnavailable(f"Spark did not start: {trace_summary(self._error)[:500]}"
+                                   ) from self._error
         return self._session
 
     def __getattr__(self, name: str) -> Any:

@@ -51,7 +51,8 @@ from framework.load.audit import LoadProgress, audit_record, current_user
 from framework.config import SourceConfig
 from framework.load.crashpoints import crashpoint
 from framework.logs import log_context
-from framework.errors import LeaseLostError, LoadError, LoadInterrupted, QualityError, RestlakeError
+from framework.errors import (LeaseLostError, LoadError, LoadInterrupted, QualityError, RestlakeError,
+                              trace_summary)
 from framework.load.fetch import StagedSegment, WindowFetcher, WindowResult, load_limiter
 from framework.load.lease import LeaseKeeper
 from framework.load.quality import LoadQuality
@@ -85,13 +86,7 @@ def runner_id() -> str:
 
 def sanitize_error(exc: BaseException) -> str:
     """One readable, redacted line (Spark/Java traces are cut to their first lines)."""
-    if isinstance(exc, RestlakeError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-        lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("at ")]
-        text = " | ".join(lines[:4])
-    text = redact(text)
+    text = redact(str(exc) if isinstance(exc, RestlakeError) else trace_summary(exc))
     return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT] + "..."
 
 

@@ -65,9 +65,7 @@ _DELTA_TIMES = frozenset({"timestamp", "timestamp_ntz", "date"})
 def delta_column_type(dtype: Any) -> ColumnType:
     """restlake's view of a Delta type as delta-rs reads it from the log (the same mapping
     as :func:`column_type` for Spark's types; complex types are held as JSON text)."""
-    name = getattr(dtype, "type", None)  # a PrimitiveType's name; complex types have none
-    if not isinstance(name, str):
-        return ColumnType.STRING
+    name = getattr(dtype, "type", "")  # "long", "decimal(10,2)", ...; "array", "struct", "map"
     if name == "boolean":
         return ColumnType.BOOLEAN
     if name in _DELTA_LONGS:

@@ -127,18 +127,25 @@ def start_run(warehouse: Path, config_id: str, log: Path, *extra: str) -> subpro
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def java_env(tmp_path: Path, script: str, **extra: str) -> dict[str, str]:
+    """An environment (for a subprocess) whose ``java`` is the shell ``script``:
+    ``JAVA_HOME`` and ``PATH`` point at it, ``SPARK_HOME`` is unset."""
+    home = tmp_path / "java-home"
+    (home / "bin").mkdir(parents=True, exist_ok=True)
+    java = home / "bin" / "java"
+    java.write_text(script)
+    java.chmod(0o755)
+    env = {**os.environ, "JAVA_HOME": str(home), "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), **extra}
+    env.pop("SPARK_HOME", None)
+    return env
+
+
 def no_jvm_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     """An environment whose ``java`` records that it was started and fails, and the
     record's path: a JVM start is detected, not timed."""
-    home = tmp_path / "java-home"
-    (home / "bin").mkdir(parents=True, exist_ok=True)
     marker = tmp_path / "jvm-started"
-    java = home / "bin" / "java"
-    java.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\nexit 1\n')
-    java.chmod(0o755)
-    env = {**os.environ, "JAVA_HOME": str(home), "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    env.pop("SPARK_HOME", None)
+    env = java_env(tmp_path, f'#!/bin/sh\necho "$@" >> "{marker}"\nexit 1\n', COLUMNS="200")
     return env, marker
 
 

@@ -7,7 +7,6 @@ staged window before it starts the JVM, and a ``java`` that fails.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from framework.demoapi import DemoApi
-from tests.integration.helpers import ROOT, expected_rows, no_jvm_env, requested, source
+from tests.integration.helpers import ROOT, expected_rows, java_env, no_jvm_env, requested, source
 
 pytestmark = pytest.mark.spark
 
@@ -54,25 +53,18 @@ def java_after_staging(tmp_path: Path, warehouse, then: str) -> tuple[dict[str, 
     that, then runs ``then`` (``exec <java> "$@"``, or ``exit 1``). When the run waits for
     Spark before fetching, nothing is ever staged: it gives up after its deadline (a bound
     against a hung test, not a measurement) and records ``nothing-staged``."""
-    home = tmp_path / "java-home"
-    (home / "bin").mkdir(parents=True)
     record = tmp_path / "java-calls"
-    java = home / "bin" / "java"
-    java.write_text(
-        "#!/bin/sh\n"
-        "i=0\n"
-        "while [ $i -lt 1800 ]; do\n"
-        f"  if ls {warehouse.root}/_staging/*/*/w*/_DONE >/dev/null 2>&1; then\n"
-        f"    echo staged >> {record}; {then}\n"
-        "  fi\n"
-        "  sleep 0.1; i=$((i+1))\n"
-        "done\n"
-        f"echo nothing-staged >> {record}\n"
-        f"{then}\n")
-    java.chmod(0o755)
-    env = {**os.environ, "JAVA_HOME": str(home), "PATH": f"{home / 'bin'}:{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "RESTLAKE_SPARK_MASTER": "local[1]"}
-    env.pop("SPARK_HOME", None)
+    env = java_env(tmp_path,
+                   "#!/bin/sh\n"
+                   "i=0\n"
+                   "while [ $i -lt 1800 ]; do\n"
+                   f"  if ls {warehouse.root}/_staging/*/*/w*/_DONE >/dev/null 2>&1; then\n"
+                   f"    echo staged >> {record}; {then}\n"
+                   "  fi\n"
+                   "  sleep 0.1; i=$((i+1))\n"
+                   "done\n"
+                   f"echo nothing-staged >> {record}\n"
+                   f"{then}\n", RESTLAKE_SPARK_MASTER="local[1]")
     return env, record
 
 
@@ -125,7 +117,7 @@ def test_a_spark_that_fails_to_start_under_a_fetched_load_drains_it_and_loses_no
 
 def test_a_spark_that_fails_before_any_load_started_releases_the_rows_unloaded(
         spark, initialized_warehouse, api, tmp_path):
-    warehouse, store, cfg = planned_warehouse(spark, initialized_warehouse, tmp_path, api, "early")
+    warehouse, store, _ = planned_warehouse(spark, initialized_warehouse, tmp_path, api, "early")
     env, marker = no_jvm_env(tmp_path)  # its java fails at once
     api.clear_log()
     done = run_process(env, warehouse, "early")
