@@ -400,10 +400,31 @@ class RowShaper:
                     and tuple(cols) == keys and all(t in _JSON_TYPES for t in types))
         layout = _Layout(tuple(cols), _getter(copied), tuple(fixes), tuple(rescued), needs,
                          _key_of(key_fields) if self.primary_key else None, verbatim,
-                         _getter(longs) if verbatim and longs else None)
+                         _getter(longs) if verbatim and longs else None,
+                         self._keys_exact(keys, types, plan, key_fields))
         if len(self._layouts) < 1024:
             self._layouts[(keys, types)] = layout
         return layout
+
+    def _keys_exact(self, keys: tuple[str, ...], types: tuple[type, ...],
+                    plan: list[tuple[str, Optional[str], Optional[ColumnType]]],
+                    key_fields: tuple[Optional[str], ...]) -> bool:
+        """Whether records of this layout stage each primary-key value unchanged in the
+        key's own column, as a ``str`` or an ``int`` (see :attr:`ShapedPage.keys`)."""
+        if not self.primary_key:
+            return False
+        where = {key: (col, ctype, kind) for (key, col, ctype), kind in zip(plan, types)}
+        for name, key in zip(self.primary_key, key_fields):
+            if key is None or key not in where:
+                return False
+            col, ctype, kind = where[key]
+            if col is None or col.lower() != column_name(name).lower():
+                return False  # rescued, or in another column than the one deduped on
+            if kind is not str and kind is not int:
+                return False  # bool, float, nested, datetime: Spark may equate distinct texts
+            if ctype is not None and _kind_of(kind, ctype) not in (_COPY, _LONG):
+                return False  # converted (int -> double) or not fitting its column
+        return True
 
     def _misfit(self, col: str, value: Any) -> None:
         self.retyped[col] = merge_types(self.retyped.get(col), infer_type(value)) or ColumnType.STRING
@@ -418,8 +439,8 @@ class RowShaper:
         Raises:
             SchemaDriftError: a new field while ``schema_mode`` is ``fail``.
         """
-        page = ShapedPage()
-        lines, observed, rejects = page.lines, page.observed, page.rejects
+        page = ShapedPage(keys=[] if self.primary_key else None)
+        lines, observed, rejects, hashes = page.lines, page.observed, page.rejects, page.keys
         layouts = self._layouts
         dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         source_system, collected = self.source_system, self._stamp(collected_at)
@@ -458,11 +479,16 @@ class RowShaper:
             if layout.verbatim and (layout.longs is None or _in_long_range(layout.longs(record))):
                 # The row holds the record as it is: its canonical JSON, computed for the
                 # hash, is the row's JSON too; only the contract columns are added.
+                entity_key = layout.key(record) if layout.key is not None else digest
                 lines.append(b"".join((
                     canonical[:-1], shared, digest.encode(), b'","entity_key":',
-                    dumps(layout.key(record) if layout.key is not None else digest),
-                    b',"_seq":', str(seq).encode(), b"}\n")))
+                    dumps(entity_key), b',"_seq":', str(seq).encode(), b"}\n")))
                 observed.append((record, layout))
+                if hashes is not None:
+                    if layout.keys_exact:
+                        hashes.append(hash(entity_key))
+                    else:
+                        hashes = page.keys = None
                 continue
             row = dict(zip(layout.cols, layout.getter(record)))
             signature: Any = layout  # rows of one layout share keys and value types ...
@@ -504,6 +530,11 @@ class RowShaper:
             row["collected_at_utc"] = collected
             row["payload_hash"] = digest
             row["entity_key"] = layout.key(record) if layout.key is not None else digest
+            if hashes is not None:
+                if layout.keys_exact and signature is not None:  # no key value taken out
+                    hashes.append(hash(row["entity_key"]))
+                else:
+                    hashes = page.keys = None
             row["_run_id"] = run_id
             row["_window_start"] = start
             row["_window_end"] = end
@@ -596,6 +627,12 @@ class ShapedPage:
     #: for their keys and value types, for :meth:`SchemaTracker.observe`
     observed: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
     rejects: list[tuple[RecordRejected, Any]] = field(default_factory=list)  # (reason, record)
+    #: per row, ``hash(entity_key)`` when every row's primary-key values are staged as
+    #: they came (``str`` or ``int``, each in its own column); ``None`` otherwise or
+    #: without a primary key. Then two rows with the same key columns have the same
+    #: ``entity_key``, so distinct hashes prove the page's keys distinct (equal hashes
+    #: prove nothing: the writer then dedupes as always).
+    keys: Optional[list[int]] = None
 
     def __repr__(self) -> str:
         return f"ShapedPage(rows={len(self.lines)} rejected={len(self.rejects)})"
@@ -613,6 +650,9 @@ class _Layout:
     key: Optional[Callable[[dict[str, Any]], str]]  # entity_key (None: the payload hash)
     verbatim: bool = False  # the row is the record itself plus the contract columns
     longs: Optional[Callable[[dict[str, Any]], tuple[Any, ...]]] = None  # values to range-check
+    #: every primary-key value is a str or an int that lands unchanged in its own column,
+    #: so distinct ``entity_key`` texts mean distinct key columns (see ``ShapedPage.keys``)
+    keys_exact: bool = False
 
 
 def reshape(row: dict[str, Any], columns: dict[str, ColumnType], schema_mode: str,

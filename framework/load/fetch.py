@@ -153,7 +153,7 @@ def stage_records(records: Any, shaper: RowShaper, stage: WindowStage, *, run_id
     for reason, record in page.rejects:
         stage.reject(str(reason), record, window_start=window_start.isoformat(),
                      window_end=window_end.isoformat(), collected_at_utc=collected_at.isoformat())
-    stage.write_lines(page.lines, page.observed)
+    stage.write_lines(page.lines, page.observed, page.keys)
     return seq + len(page.lines) + len(page.rejects)
 
 

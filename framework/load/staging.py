@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from array import array
 
 import orjson
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from framework.schema import SchemaTracker, canonical_json
 
@@ -34,6 +35,11 @@ class WindowStage:
     rejected: int = 0
     files: list[Path] = field(default_factory=list)
     tracker: SchemaTracker = field(default_factory=SchemaTracker)
+    #: ``hash(entity_key)`` of each staged row while every row's keys were staged exactly
+    #: (:attr:`framework.schema.ShapedPage.keys`); ``None`` once one was not, or for a
+    #: window staged elsewhere. The writer skips its one-row-per-key pass when these are
+    #: distinct.
+    key_hashes: Any = field(default_factory=lambda: array("q"))
     _handle: Any = None
     _quarantine: Any = None
     _in_file: int = 0
@@ -50,6 +56,7 @@ class WindowStage:
         stage = cls.__new__(cls)
         stage.index, stage.folder, stage.files = index, folder, list(files)
         stage.rows, stage.rejected, stage.tracker = rows, rejected, tracker
+        stage.key_hashes = None  # not known here: the writer dedupes
         stage._handle = stage._quarantine = None
         stage._in_file = 0
         return stage
@@ -59,15 +66,23 @@ class WindowStage:
         self.write_lines([orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE)],
                          [(row, None)])
 
-    def write_lines(self, lines: list[bytes], observed: list[tuple[dict[str, Any], Any]]) -> None:
+    def write_lines(self, lines: list[bytes], observed: list[tuple[dict[str, Any], Any]],
+                    keys: Optional[list[int]] = None) -> None:
         """Append shaped rows already encoded (one page's, :class:`~framework.schema.ShapedPage`).
 
         Args:
             lines: one JSON object and newline per row.
             observed: per row, its data fields and their signature, for the window's
                 schema tracker.
+            keys: per row, ``hash(entity_key)`` (``ShapedPage.keys``); ``None`` when the
+                rows' keys were not staged exactly.
         """
         self.tracker.observe_all(observed)
+        if self.key_hashes is not None:
+            if keys is None or len(keys) != len(lines):
+                self.key_hashes = None
+            else:
+                self.key_hashes.extend(keys)
         done = 0
         while done < len(lines):
             if self._handle is None or self._in_file >= ROWS_PER_FILE:
@@ -120,6 +135,23 @@ class WindowStage:
 
     def __repr__(self) -> str:
         return f"WindowStage(w{self.index} rows={self.rows} rejected={self.rejected})"
+
+
+def keys_distinct(stages: list[WindowStage]) -> bool:
+    """True when the rows staged in ``stages`` are known to have distinct primary keys
+    (each stage's :attr:`WindowStage.key_hashes` known, and no hash twice among them)."""
+    if not stages or any(s.key_hashes is None or len(s.key_hashes) != s.rows for s in stages):
+        return False
+    total = sum(s.rows for s in stages)
+    if total < 2:
+        return True
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hashes = pa.chunked_array([pa.Array.from_buffers(pa.int64(), len(s.key_hashes),
+                                                     [None, pa.py_buffer(s.key_hashes)])
+                               for s in stages if s.rows], type=pa.int64())
+    return pc.count_distinct(hashes, mode="all").as_py() == total
 
 
 class RunStaging:

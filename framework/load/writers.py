@@ -29,7 +29,7 @@ from framework.config import SourceConfig
 from framework.errors import LoadError, SchemaDriftError
 from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
                               column_name, data_columns, reshape)
-from framework.load.staging import WindowStage
+from framework.load.staging import WindowStage, keys_distinct
 from framework.lake.tables import TableRef, Warehouse
 
 log = logging.getLogger(__name__)
@@ -174,21 +174,23 @@ class TargetWriter:
         return out
 
     def _frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
-               ) -> tuple[Any, dict[str, ColumnType], list[str]]:
+               ) -> tuple[Any, dict[str, ColumnType], list[str], bool]:
+        """(rows, columns, new columns, whether the rows' keys are known distinct)."""
         columns, new, needs_reshape = self._plan_columns(stages, staged_with)
         files = (self._reshape_files(stages, columns) if needs_reshape
                  else [str(p) for s in stages for p in s.files])
         schema = self._struct(columns, with_seq=True)
         if not files:
-            return self.spark.createDataFrame([], schema), columns, new
+            return self.spark.createDataFrame([], schema), columns, new, True
         df = self.spark.read.schema(schema).option("mode", "FAILFAST").json(files)
-        return df, columns, new
+        # re-shaping may move a key value to _rescued_data: its rows are deduped as staged
+        distinct = bool(self.cfg.primary_key) and not needs_reshape and keys_distinct(stages)
+        return df, columns, new, distinct
 
     def frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]) -> Any:
         """The rows of ``stages`` as the next commit would write them (before the one-row-
         per-key dedupe); reading them commits nothing."""
-        df, _, _ = self._frame(stages, staged_with)
-        return df.drop(SEQ_COLUMN)
+        return self._frame(stages, staged_with)[0].drop(SEQ_COLUMN)
 
     def _check_keys(self, df: Any) -> None:
         have = {c.lower() for c in df.columns}
@@ -197,12 +199,20 @@ class TargetWriter:
                 raise LoadError(f"primary_key field {field} (column {col}) is in neither the "
                                 f"staged rows nor target {self.ref.name}")
 
-    def _dedupe(self, df: Any) -> Any:
-        """One row per primary key: latest by cursor_field, else last seen."""
+    def _dedupe(self, df: Any, distinct: bool) -> Any:
+        """One row per primary key: latest by cursor_field, else last seen.
+
+        Args:
+            distinct: the staging proved every key distinct (``keys_distinct``): the
+                rows are returned as they are, without the window (a shuffle of every
+                row, most of a small load's write).
+        """
         from pyspark.sql import Window as W
         from pyspark.sql import functions as F
 
         self._check_keys(df)
+        if distinct:
+            return df
         keys = [F.col(k) for k in self.keys]
         order = []
         cursor = {c.lower(): c for c in df.columns}.get(self.cursor.lower()) if self.cursor else None
@@ -227,9 +237,9 @@ class TargetWriter:
     def overwrite(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
                   ) -> WriteResult:
         """FULL_LOAD: replace the table with every staged window in one commit."""
-        df, columns, new = self._frame(stages, staged_with)
+        df, columns, new, distinct = self._frame(stages, staged_with)
         if self.cfg.primary_key:
-            df = self._dedupe(df)
+            df = self._dedupe(df, distinct)
         df = df.drop(SEQ_COLUMN)
         if self._shared_with_other_sources():
             return self._replace_source(df, columns, new)
@@ -327,13 +337,13 @@ class TargetWriter:
                 an append at or below the load's last version is skipped by Delta.
         """
 
-        df, columns, new = self._frame(stages, staged_with)
+        df, columns, new, distinct = self._frame(stages, staged_with)
         if not self.warehouse.exists(self.spark, self.ref):
-            return self._create(df, columns, new, batch_version)
+            return self._create(df, columns, new, batch_version, distinct)
         self._evolve(columns, new)
         if not self.cfg.primary_key:
             return self._append(df, new, batch_version)
-        deduped = self._dedupe(df).drop(SEQ_COLUMN)
+        deduped = self._dedupe(df, distinct).drop(SEQ_COLUMN)
         # Keep only new or changed rows: MERGE rewrites every file holding a matched row
         # (its WHEN MATCHED condition does not spare a file), so rows whose payload_hash
         # is unchanged must not reach it at all. When none are left, Delta's MERGE of an
@@ -363,9 +373,9 @@ class TargetWriter:
         return WriteResult(written, self.warehouse.version(self.spark, self.ref), tuple(new))
 
     def _create(self, df: Any, columns: dict[str, ColumnType], new: list[str],
-                batch_version: int) -> WriteResult:
+                batch_version: int, distinct: bool) -> WriteResult:
         if self.cfg.primary_key:
-            df = self._dedupe(df)
+            df = self._dedupe(df, distinct)
         df = df.drop(SEQ_COLUMN)
         writer = (df.write.format("delta").mode("append")
                   .option("txnAppId", self._app_id()).option("txnVersion", batch_version))

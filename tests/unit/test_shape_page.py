@@ -117,3 +117,35 @@ def test_staged_files_and_schema_tracker_see_every_row(tmp_path) -> None:
                                         "user": ColumnType.STRING, "x_y": ColumnType.DOUBLE}
     [reject] = [json.loads(line) for line in stage.quarantine_file.read_text().splitlines()]
     assert reject["raw_payload"] == '{"nope":1}' and "id" in reject["reason"]
+
+
+# --- which pages prove their keys distinct (ShapedPage.keys) ------------------------------
+
+def test_keys_staged_as_they_came_are_hashed_per_row_on_both_paths() -> None:
+    records = [{"id": 1, "org": "a"}, {"id": 2, "org": "a"}, {"id": 2, "org": "b", "x.y": 1}]
+    shaped = page(RowShaper("github", ("id", "org")), records)
+
+    assert shaped.keys == [hash("1|a"), hash("2|a"), hash("2|b")]  # the third: general path
+    assert page(RowShaper("github", ("id",)), [{"id": "k1"}]).keys == [hash("k1")]
+    assert page(RowShaper("github"), [{"id": 1}]).keys is None  # no primary key
+
+
+def test_keys_that_spark_could_equate_or_change_prove_nothing() -> None:
+    def keys(records, columns=None, primary_key=("id",)):
+        return page(RowShaper("github", primary_key, columns=columns), records).keys
+
+    # one float makes the column double, where 1 and 1.0 are one key; bools and nested
+    # values are written by Spark otherwise than str() writes them
+    assert keys([{"id": 1}, {"id": 1.5}]) is None
+    assert keys([{"id": True}]) is None
+    assert keys([{"id": {"a": 1}}]) is None
+    # converted or taken out by the target's column type
+    assert keys([{"id": 1}], columns={"id": ColumnType.DOUBLE}) is None
+    assert keys([{"id": "1"}], columns={"id": ColumnType.LONG}) is None
+    assert keys([{"id": 2 ** 64}], columns={"id": ColumnType.LONG}) is None
+    assert keys([{"id": "2024-01-01T00:00:00Z"}], columns={"id": ColumnType.TIMESTAMP}) is None
+    # the key field lands in another column than the one the writer dedupes on
+    assert keys([{"ID": 1, "id": 2}]) is None
+    # fitting columns keep the proof
+    assert keys([{"id": 7}], columns={"id": ColumnType.LONG}) == [hash("7")]
+    assert keys([{"id": "7"}], columns={"id": ColumnType.STRING}) == [hash("7")]

@@ -101,3 +101,48 @@ def test_cleanup_removes_the_run_and_an_empty_config_folder(tmp_path: Path) -> N
     assert not (tmp_path / "c").exists()
     assert (tmp_path / "d" / "r2").exists() and not other.folder.exists()
     assert repr(run) == f"RunStaging({run.folder})"
+
+
+def _staged(tmp_path: Path, name: str, windows: list[list[dict]], **shaper) -> list:
+    import datetime as dt
+
+    from framework.load.fetch import stage_records
+    from framework.schema import RowShaper
+
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    run = RunStaging(tmp_path, name, "r1")
+    shape = RowShaper("demo", ("id",), **shaper)
+    stages = []
+    for index, records in enumerate(windows):
+        stage = run.window(index)
+        stage_records(records, shape, stage, run_id="r1", window_start=at, window_end=at,
+                      collected_at=at, seq=0)
+        stage.close()
+        stages.append(stage)
+    return stages
+
+
+def test_keys_are_known_distinct_only_when_no_key_repeats_across_the_windows(tmp_path: Path) -> None:
+    distinct = _staged(tmp_path, "a", [[{"id": 1}, {"id": 2}], [{"id": 3, "x.y": 0}]])
+    repeated = _staged(tmp_path, "b", [[{"id": 1}, {"id": 2}], [{"id": 2}]])
+    within = _staged(tmp_path, "c", [[{"id": "1"}, {"id": 1}]])  # one key once Spark reads them
+
+    assert staging.keys_distinct(distinct)
+    assert not staging.keys_distinct(repeated)
+    assert not staging.keys_distinct(within)
+    assert staging.keys_distinct(repeated[:1])
+
+
+def test_keys_not_staged_exactly_or_staged_elsewhere_are_not_known_distinct(tmp_path: Path) -> None:
+    floats = _staged(tmp_path, "a", [[{"id": 1}], [{"id": 2.5}]])
+    single = RunStaging(tmp_path, "b", "r1").window(0)
+    single.write({"id": 1})  # a row written without its key hash
+    single.close()
+    [shaped] = _staged(tmp_path, "c", [[{"id": 1}]])
+    attached = staging.WindowStage.completed(0, shaped.folder, shaped.files, rows=1, rejected=0,
+                                             tracker=shaped.tracker)
+
+    assert not staging.keys_distinct(floats)
+    assert not staging.keys_distinct([single])
+    assert not staging.keys_distinct([attached])
+    assert staging.keys_distinct([shaped])
