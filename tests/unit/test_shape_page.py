@@ -149,3 +149,36 @@ def test_keys_that_spark_could_equate_or_change_prove_nothing() -> None:
     # fitting columns keep the proof
     assert keys([{"id": 7}], columns={"id": ColumnType.LONG}) == [hash("7")]
     assert keys([{"id": "7"}], columns={"id": ColumnType.STRING}) == [hash("7")]
+
+
+def test_a_patched_row_holds_each_value_as_its_column_encodes_it(tmp_path) -> None:
+    """Records into a target whose string columns take nested values and whose double
+    columns take ints: the row is the record with those values re-encoded."""
+    from framework.schema import encode
+
+    columns = {"id": ColumnType.LONG, "labels": ColumnType.STRING, "user": ColumnType.STRING,
+               "score": ColumnType.DOUBLE, "name": ColumnType.STRING, "n": ColumnType.LONG}
+    records = [
+        {"id": 1, "labels": ["b", "a"], "user": {"z": 1, "a": "é\"x"}, "score": 2, "name": "x", "n": None},
+        {"id": 2, "labels": [], "user": {"id": 2 ** 62, "f": 1.5}, "score": 7, "name": "", "n": -3},
+        {"id": 3, "labels": [{"k": [1, None]}], "user": {}, "score": 0, "name": "ü", "n": 2 ** 63 - 1},
+    ]
+    shaper = RowShaper("github", ("id",), columns=columns)
+    stage = RunStaging(tmp_path, "p", "r").window(0)
+    stage_records(records, shaper, stage, run_id="r", window_start=W0, window_end=W1,
+                  collected_at=AT, seq=0)
+    stage.close()
+    staged = [json.loads(line) for p in stage.files for line in p.read_text().splitlines()]
+
+    assert all(layout.direct and layout.nested == ("labels", "user") and layout.floats == ("score",)
+               for layout in shaper._layouts.values())
+    for record, row in zip(records, staged, strict=True):
+        for key, value in record.items():
+            expected = encode(value, columns[key])
+            assert row[key] == expected and type(row[key]) is type(expected), key
+        assert row["payload_hash"] == stdlib_hash(record) and row["_rescued_data"] is None
+        assert row["entity_key"] == str(record["id"])
+    assert stage.tracker.resolved() == {"id": ColumnType.LONG, "labels": ColumnType.STRING,
+                                        "user": ColumnType.STRING, "score": ColumnType.DOUBLE,
+                                        "name": ColumnType.STRING, "n": ColumnType.LONG}
+    assert stage.key_hashes is not None and len(stage.key_hashes) == 3
