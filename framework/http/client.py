@@ -228,8 +228,13 @@ class HttpClient:
 
     # -- public ---------------------------------------------------------------------------
 
-    def send(self, request: PageRequest) -> PageResponse:
+    def send(self, request: PageRequest, cancel: threading.Event | None = None) -> PageResponse:
         """Send ``request`` and return its parsed response.
+
+        Args:
+            cancel: once set, no further attempt starts and a retry's wait ends: whoever
+                asked (a window that failed) will not read the answer, so the request
+                stops spending the API's rate budget and sending the credentials.
 
         Raises:
             ConfigError: the method is not allowed (read-only policy).
@@ -239,15 +244,15 @@ class HttpClient:
         """
         self._check_method(request.method)
         try:
-            return self._send_with_retries(request)
+            return self._send_with_retries(request, cancel)
         except _Unauthorized as first:
-            if not self.auth.can_refresh:
+            if not self.auth.can_refresh or (cancel is not None and cancel.is_set()):
                 raise AuthError(first.message, status=401) from None
             rejected = first.sent
         if self.auth.refresh(rejected):
             self.telemetry.count_token_refresh()
         try:
-            return self._send_with_retries(request)
+            return self._send_with_retries(request, cancel)
         except _Unauthorized as second:
             raise AuthError(f"{second.message} (again after refreshing the token)",
                             status=401) from None
@@ -278,17 +283,30 @@ class HttpClient:
         raise ConfigError(f"HTTP method {method!r} is not allowed: restlake is read-only "
                           f"({hint})", field="method")
 
-    def _send_with_retries(self, request: PageRequest) -> PageResponse:
+    def _send_with_retries(self, request: PageRequest, cancel: threading.Event | None = None
+                           ) -> PageResponse:
+        stop = tenacity.stop_after_attempt(self.policy.max_attempts)
+        sleep = self._sleep
+        if cancel is not None:
+            stop = stop | tenacity.stop_when_event_set(cancel)
+            if sleep is time.sleep:
+                sleep = cancel.wait  # a wait that ends when the request is cancelled
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
+            stop=stop,
             wait=self._wait,
             retry=tenacity.retry_if_exception_type(RetriableError),
-            sleep=self._sleep,
+            sleep=sleep,
             before_sleep=lambda _state: self.telemetry.count_retry(),
             reraise=True,
         )
+        attempt = self._attempt
+        if cancel is not None:
+            def attempt(req: PageRequest) -> PageResponse:
+                if cancel.is_set():  # cancelled during the wait before this attempt
+                    raise HttpError(f"{req.method} {redact(req.url)} cancelled before it was sent")
+                return self._attempt(req)
         try:
-            return retrying(self._attempt, request)
+            return retrying(attempt, request)
         except _Transient as exc:
             attempts = self.policy.max_attempts
             if exc.bad_body:

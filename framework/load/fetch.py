@@ -23,7 +23,9 @@ read and staged) or raises, and then nothing of it reaches the target.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -214,6 +216,10 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
     # The next page's request goes out before this page's rows are shaped, so shaping
     # overlaps the API's latency instead of adding to it.
     prefetch = ThreadPoolExecutor(1, thread_name_prefix=f"restlake-page-{index}")
+    # Requests sent ahead (the prefetched page, the walker's pages) stop retrying once the
+    # window is over: a failed window leaves no request of its own running behind it.
+    over = threading.Event()
+    send_ahead = functools.partial(client.send, cancel=over)
     pending: Optional[Future[PageResponse]] = None
     walker: Optional[PageWalker] = None
     concurrency = cfg.limits.concurrency if cfg.limits.concurrent_pages else 1
@@ -253,9 +259,9 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 paginator.update_request(request)
                 if walker is None:
                     walker = PageWalker.start(paginator, request, response, records,
-                                              client.send, concurrency, page_gate)
+                                              send_ahead, concurrency, page_gate)
                 if walker is None:
-                    pending = prefetch.submit(client.send, request.copy())
+                    pending = prefetch.submit(send_ahead, request.copy())
             elif walker is not None:
                 walker.finish()
             listed = len(records)
@@ -295,7 +301,8 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
         raise WindowError(f"window {window.key}: {type(exc).__name__}: {exc}") from exc
     finally:
         # On failure a request may still be in flight: its answer is not needed; do not
-        # hold the window's failure back until it arrives.
+        # hold the window's failure back until it arrives (it stops retrying).
+        over.set()
         prefetch.shutdown(wait=pending is None, cancel_futures=True)
         if walker is not None:
             walker.close()

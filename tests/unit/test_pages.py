@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 
 import pytest
 
 from framework.config import parse_source
 from framework.demoapi import DemoApi
-from framework.errors import PaginationError
+from framework.errors import PaginationError, WindowError
 from framework.load.fetch import WindowFetcher
 from framework.load.staging import RunStaging
 from framework.windows import Window
@@ -184,3 +185,34 @@ def test_the_same_api_walked_one_page_at_a_time_loads_the_short_page(tmp_path):
         with WindowFetcher(cfg, "r", RunStaging(tmp_path, "s", "r"), None, None) as fetcher:
             result = fetcher(0, Window(START, END))
     assert [r["id"] for r in _rows(result.stage)] == list(range(30))
+
+
+def test_a_failed_windows_pages_in_flight_stop_retrying(tmp_path):
+    """Page 10 is refused (404: the window fails) while pages 20 and 30 are answered 503
+    with Retry-After: their retries would go on after the window failed, spending the
+    API's rate budget with the source's credentials; they stop instead."""
+    def reply(got):
+        offset = int(got.query.get("offset", ["0"])[0])
+        if offset == 0:
+            return Reply(200, {"data": [{"id": i} for i in range(10)], "total": 40})
+        if offset == 10:
+            return Reply(404, {"error": "gone"})
+        return Reply(503, {"error": "busy"}, headers={"Retry-After": "1"})
+
+    with FakeApi() as api:
+        api.route("/items", reply)
+        cfg = parse_source({
+            "config_id": "f", "api_name": "F", "endpoint": api.url("/items"),
+            "pagination": {"style": "offset", "page_size": 10, "total_path": "total"},
+            "data_path": "data", "primary_key": ["id"], "load_start": START.isoformat(),
+            "load_end": END.isoformat(), "target": {"catalog": "r", "schema": "f", "table": "f"},
+            "limits": {"timeout_s": 5, "max_retries": 4, "concurrency": 4}})
+        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "f", "r"), None, None) as fetcher, \
+                pytest.raises(WindowError, match="404"):
+            fetcher(0, Window(START, END))
+        for thread in threading.enumerate():  # the page threads end: retried out or stopped
+            if thread.name.startswith("restlake-pages"):
+                thread.join(60)  # a bound against a hang, not a timing
+        asked = [int(r.query["offset"][0]) for r in api.requests_to("/items")]
+    assert asked.count(10) == 1
+    assert asked.count(20) == 1 and asked.count(30) == 1  # 5 each (4 retries) before
