@@ -91,12 +91,33 @@ def get_spark(app_name: str = "restlake", *, master: str | None = None,
 
         builder = configure_spark_with_delta_pip(builder)
     started = time.monotonic()
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception:
+        builder = _without_class_archive(builder, conf, os.environ)
+        if builder is None:
+            raise
+        spark = builder.getOrCreate()
     if cache is not None and not jars:
         remember_jars(cache, spark.sparkContext.getConf().get("spark.jars"))
     spark.sparkContext.setLogLevel(os.environ.get("RESTLAKE_SPARK_LOG_LEVEL", "ERROR"))
     log.info("local Spark %s started in %.1fs", spark.version, time.monotonic() - started)
     return spark
+
+
+def _without_class_archive(builder: Any, conf: dict[str, Any] | None, environ: Any) -> Any:
+    """The builder again without the class archive's options, when the failed start used
+    the archive (it is set aside, so later starts do not try it); else ``None``."""
+    from framework.lake.classes import set_aside, usable_archive
+
+    archive = usable_archive(environ)
+    if archive is None:
+        return None
+    log.warning("Spark did not start with the class archive %s: it is set aside and Spark "
+                "starts without it", archive)
+    set_aside(archive)
+    key = "spark.driver.extraJavaOptions"
+    return builder.config(key, local_settings(conf, environ).get(key, ""))
 
 
 def _session_of_this_process(session_class: Any) -> Any:
@@ -125,10 +146,10 @@ def jar_cache_file(environ: Mapping[str, str]) -> Optional[Path]:
         artifact, version = delta_coordinates()
     except Exception:  # noqa: BLE001 - no cache then; the resolution works as before
         return None
-    root = environ.get("RESTLAKE_CACHE_DIR") or os.path.join(
-        environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "restlake")
+    from framework.lake.classes import cache_dir
+
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{artifact}-{version}")
-    return Path(root) / f"spark-jars-{name}.txt"
+    return cache_dir(environ) / f"spark-jars-{name}.txt"
 
 
 def cached_jars(cache: Path) -> Optional[str]:
@@ -264,14 +285,18 @@ class SparkStarting:
 
 
 def local_settings(conf: dict[str, Any] | None, environ: Any) -> dict[str, str]:
-    """The settings of a new local session: the defaults, then ``conf``, then the JVM
-    options of ``RESTLAKE_SPARK_JAVA_OPTIONS`` appended to the driver's."""
+    """The settings of a new local session: the defaults, then ``conf``, then, appended to
+    the driver's JVM options, those mapping the class archive when there is one
+    (:mod:`framework.lake.classes`) and those of ``RESTLAKE_SPARK_JAVA_OPTIONS``."""
+    from framework.lake.classes import java_options as archive_options
+
     settings = dict(DEFAULT_CONF)
     settings.update({k: str(v) for k, v in (conf or {}).items()})
-    java_options = environ.get("RESTLAKE_SPARK_JAVA_OPTIONS", "").strip()
-    if java_options:
-        key = "spark.driver.extraJavaOptions"
-        settings[key] = f"{settings.get(key, '')} {java_options}".strip()
+    for java_options in (archive_options(environ),
+                         environ.get("RESTLAKE_SPARK_JAVA_OPTIONS", "").strip()):
+        if java_options:
+            key = "spark.driver.extraJavaOptions"
+            settings[key] = f"{settings.get(key, '')} {java_options}".strip()
     return settings
 
 
