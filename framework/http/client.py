@@ -48,8 +48,10 @@ MESSAGE_LIMIT = 300
 _CHUNK_BYTES = 64 * 1024
 # Every digit becomes "0", everything else a space: a run of 20 digits is then a substring
 # search (C speed; a regex over digit runs backtracks and costs more than the parse).
-_DIGITS_ONLY = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
-_TWENTY_DIGITS = b"0" * 20
+#: digits become "0", "-" stays, every other byte a space: then a number orjson cannot
+#: hold exactly shows as a run of 20 digits (>= 10**19) or "-" and 19 (<= -10**18)
+_DIGITS_AND_MINUS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))
+_TWENTY_DIGITS, _MINUS_NINETEEN = b"0" * 20, b"-" + b"0" * 19
 #: Redirect hops followed for one request (requests' own default is 30).
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -122,15 +124,17 @@ def source_session(concurrency: int) -> requests.Session:
     return pooled_session(max(10, concurrency * 2))
 
 
-def _parse_json(body: bytes) -> Any:
+def parse_json(body: bytes) -> Any:
     """Decode a response body: orjson for speed, the standard library for what orjson refuses.
 
     orjson reads UTF-8 only and rejects ``NaN``/``Infinity``, which some APIs send and
     :func:`json.loads` accepts; it also turns integers beyond 64 bits into floats, losing
-    digits of large ids. Those bodies take the slow path (a run of 20+ digits anywhere is
-    enough to send a body there: exact, if slower, for the rare body that has one).
+    digits of large ids (from 2**64 up, and below -2**63). Those bodies take the slow path
+    (a run of 20 digits, or a minus and 19, anywhere is enough to send a body there: exact,
+    if slower, for the rare body that has one).
     """
-    if _TWENTY_DIGITS in body.translate(_DIGITS_ONLY):
+    shape = body.translate(_DIGITS_AND_MINUS)
+    if _TWENTY_DIGITS in shape or _MINUS_NINETEEN in shape:
         return json.loads(body)
     try:
         return orjson.loads(body)
@@ -426,7 +430,7 @@ class HttpClient:
             data = None
             if status != 204:
                 try:
-                    data = _parse_json(body)
+                    data = parse_json(body)
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
                     # Often a body cut short by the network; a resend usually fixes it.
                     raise _Transient(f"{where} returned {label} with a body that is not valid "

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import orjson
 
 from framework.config import SourceConfig
 from framework.errors import RestlakeError
+from framework.http.client import parse_json
 from framework.load.crashpoints import crashpoint
 
 log = logging.getLogger(__name__)
@@ -165,8 +165,8 @@ def _records(cfg: SourceConfig, parser: Any, event: Any, stage: Any, start: dt.d
     context = {"window_start": start.isoformat(), "window_end": end.isoformat(),
                "collected_at_utc": at.isoformat()}
     try:
-        records = parser.parse(orjson.loads(event.body))
-    except (ValueError, RestlakeError) as exc:  # orjson's JSONDecodeError is a ValueError
+        records = parser.parse(parse_json(event.body))
+    except (ValueError, RestlakeError) as exc:  # a JSONDecodeError is a ValueError
         stage.reject(f"event {eid}: {exc}", event.body.decode("utf-8", "replace"), **context)
         return None
     if not cfg.primary_key and len(records) > 1:

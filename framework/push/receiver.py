@@ -30,10 +30,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-import orjson
 
 from framework.config import SourceConfig
 from framework.errors import ConfigError
+from framework.http.client import parse_json
 from framework.load.crashpoints import crashpoint
 from framework.push.flush import HEADERS_KEPT, FlushResult, event_id, flush_events
 from framework.push.signatures import SignatureError, Verifier
@@ -312,8 +312,8 @@ class Receiver:
             log.warning("%s: refused an event: %s", src.cfg.config_id, exc)
             raise ReceiveError(401, str(exc)) from None
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            data = parse_json(body)  # as a pulled page's body: big integers kept exact
+        except ValueError:
             raise ReceiveError(400, "the body is not JSON") from None
         eid = event_id(body, data, wh.event_id_path)
         if eid is None:

@@ -108,6 +108,9 @@ def test_no_content_is_none(api, client):
 @pytest.mark.parametrize("body, expected", [
     (b'{"data": [{"v": NaN}]}', "nan"),                       # non-standard, common in the wild
     (b'{"data": [{"v": 123456789012345678901234567890}]}', 123456789012345678901234567890),
+    # below -2**63 with 19 digits: orjson made it a float (-9.223372036854776e+18)
+    (b'{"data": [{"v": -9223372036854775809}]}', -9223372036854775809),
+    (b'{"data": [{"v": 18446744073709551616}]}', 18446744073709551616),  # 2**64: 20 digits
     ('{"data": [{"v": "\u00e9t\u00e9"}]}'.encode("utf-16"), "\u00e9t\u00e9"),
 ])
 def test_bodies_the_fast_parser_refuses_still_parse(api, client, body, expected):

@@ -237,3 +237,16 @@ def test_the_previous_secret_is_accepted_until_its_overlap_ends(tmp_path, monkey
     now[0] = dt.datetime(2024, 4, 25, tzinfo=dt.timezone.utc).timestamp()  # the overlap ended
     assert [deliver(4, "new-hook-secret-aa"), deliver(5, "old-hook-secret-bb")] == [202, 401]
     receiver.source("gh").spool.close()
+
+
+def test_event_ids_beyond_64_bits_stay_exact(make):
+    """orjson reads integers from 2**64 up as floats: two ids one apart were one id."""
+    receiver = make()
+    ids = []
+    with ServiceThread(receiver_app(receiver)) as svc:
+        for n in (2 ** 64 + 1, 2 ** 64 + 2):
+            data = json.dumps({"id": n}).encode()
+            r = svc.post("/hooks/gh", data=data, headers=gh(data))
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["event_id"])
+    assert ids == [str(2 ** 64 + 1), str(2 ** 64 + 2)]
