@@ -145,6 +145,16 @@ def test_a_total_that_changes_between_pages_fails_the_window(tmp_path):
     assert not any(p.is_file() for p in staging.folder.rglob("*"))
 
 
+def _offset_source(api, name, **limits):
+    """An offset source over ``api``'s ``/items`` reporting its total at ``total``."""
+    return parse_source({
+        "config_id": name, "api_name": name.upper(), "endpoint": api.url("/items"),
+        "pagination": {"style": "offset", "page_size": 10, "total_path": "total"},
+        "data_path": "data", "primary_key": ["id"], "load_start": START.isoformat(),
+        "load_end": END.isoformat(), "target": {"catalog": "r", "schema": name, "table": name},
+        "limits": {"timeout_s": 5, "max_retries": 0, "concurrency": 3, **limits}})
+
+
 def _scripted(pages):
     """An offset API reporting total 30 whose pages are ``pages[offset]`` record counts."""
     def reply(got):
@@ -161,12 +171,7 @@ def _scripted(pages):
 def test_a_short_or_empty_page_before_the_total_fails_the_window(pages, message, tmp_path):
     with FakeApi() as api:
         api.route("/items", _scripted(pages))
-        cfg = parse_source({
-            "config_id": "s", "api_name": "S", "endpoint": api.url("/items"),
-            "pagination": {"style": "offset", "page_size": 10, "total_path": "total"},
-            "data_path": "data", "primary_key": ["id"], "load_start": START.isoformat(),
-            "load_end": END.isoformat(), "target": {"catalog": "r", "schema": "s", "table": "s"},
-            "limits": {"timeout_s": 5, "max_retries": 0, "concurrency": 3}})
+        cfg = _offset_source(api, "s")
         with WindowFetcher(cfg, "r", RunStaging(tmp_path, "s", "r"), None, None) as fetcher, \
                 pytest.raises(PaginationError, match=message):
             fetcher(0, Window(START, END))
@@ -175,13 +180,7 @@ def test_a_short_or_empty_page_before_the_total_fails_the_window(pages, message,
 def test_the_same_api_walked_one_page_at_a_time_loads_the_short_page(tmp_path):
     with FakeApi() as api:
         api.route("/items", _scripted({0: 10, 10: 5, 15: 10, 25: 5}))
-        cfg = parse_source({
-            "config_id": "s", "api_name": "S", "endpoint": api.url("/items"),
-            "pagination": {"style": "offset", "page_size": 10, "total_path": "total"},
-            "data_path": "data", "primary_key": ["id"], "load_start": START.isoformat(),
-            "load_end": END.isoformat(), "target": {"catalog": "r", "schema": "s", "table": "s"},
-            "limits": {"timeout_s": 5, "max_retries": 0, "concurrency": 3,
-                       "concurrent_pages": False}})
+        cfg = _offset_source(api, "s", concurrent_pages=False)
         with WindowFetcher(cfg, "r", RunStaging(tmp_path, "s", "r"), None, None) as fetcher:
             result = fetcher(0, Window(START, END))
     assert [r["id"] for r in _rows(result.stage)] == list(range(30))
@@ -201,12 +200,7 @@ def test_a_failed_windows_pages_in_flight_stop_retrying(tmp_path):
 
     with FakeApi() as api:
         api.route("/items", reply)
-        cfg = parse_source({
-            "config_id": "f", "api_name": "F", "endpoint": api.url("/items"),
-            "pagination": {"style": "offset", "page_size": 10, "total_path": "total"},
-            "data_path": "data", "primary_key": ["id"], "load_start": START.isoformat(),
-            "load_end": END.isoformat(), "target": {"catalog": "r", "schema": "f", "table": "f"},
-            "limits": {"timeout_s": 5, "max_retries": 4, "concurrency": 4}})
+        cfg = _offset_source(api, "f", max_retries=4, concurrency=4)
         with WindowFetcher(cfg, "r", RunStaging(tmp_path, "f", "r"), None, None) as fetcher, \
                 pytest.raises(WindowError, match="404"):
             fetcher(0, Window(START, END))
