@@ -3,7 +3,9 @@ receive`` (webhooks alone) and ``restlake scheduler`` (the scheduler alone, no H
 
 Reads start no JVM; the first write (``POST``) starts the one Spark session the process
 keeps. ``serve --schedule`` attaches the scheduler (:mod:`framework.service.scheduler`),
-which starts that session at once and keeps it warm. SIGTERM or SIGINT drains the
+which starts that session in the background as it starts (the service answers and the
+first loads fetch meanwhile) and keeps it warm; a session that cannot start stops the
+process (exit 1) the way SIGTERM does, its loads back to PENDING. SIGTERM or SIGINT drains the
 scheduler: no new claim, loads in flight reach a commit, leases released, health log
 flushed; exit 0 within ``--grace`` seconds (1 when the grace period ran out).
 """
@@ -144,6 +146,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     scheduler = build_scheduler(args)
     with _stop_on_signals(scheduler):
         scheduler.start()
+        _begin_spark(scheduler)
         try:
             serve(args, scheduler)
         except BaseException:  # the service could not start: stop the scheduler too
@@ -156,6 +159,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     scheduler = build_scheduler(args)
     with _stop_on_signals(scheduler):
         scheduler.start()
+        _begin_spark(scheduler)
         console.print(f"restlake scheduler running ({len(scheduler.agenda.sources)} sources); "
                       "SIGTERM or Ctrl-C drains and stops", soft_wrap=True)
         while not scheduler.wait(1.0):
@@ -174,9 +178,24 @@ def build_scheduler(args: argparse.Namespace) -> Any:
     from framework.service.settings import load_settings
 
     settings = load_settings(args.service_config)
-    spark, _, store = open_store(args)
+    # Spark is begun once the scheduler runs (_begin_spark); the store starts it here only
+    # when it needs it first (tables to create, a metastore warehouse)
+    spark, _, store = open_store(args, starting=True)
     store.init()
     return Scheduler(spark, store, settings)
+
+
+def _begin_spark(scheduler: Any) -> None:
+    """Start the scheduler's Spark session in the background. A start that fails stops the
+    process as SIGTERM does (the drain: loads waiting for Spark go back to PENDING), and
+    :func:`_drained` exits 1 saying why."""
+    def failed(exc: BaseException) -> None:
+        from framework.load.runtime import sanitize_error
+
+        log.error("Spark did not start: %s; the scheduler stops", sanitize_error(exc))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    scheduler.spark.begin(on_failure=failed)
 
 
 @contextlib.contextmanager
@@ -197,6 +216,14 @@ def _stop_on_signals(scheduler: Any) -> Iterator[None]:
 def _drained(scheduler: Any, grace: float) -> int:
     if scheduler.stop(grace):
         console.print("scheduler stopped: every job finished")
+        failure = getattr(scheduler.spark, "failure", None)
+        if failure is not None:
+            from framework.cli.console import error
+            from framework.load.runtime import sanitize_error
+
+            error(f"Spark did not start: {sanitize_error(failure)}; the loads it stopped are "
+                  "PENDING again (start the scheduler again once Spark can start)")
+            return 1
         return 0
     # A job is still running: its rows stay RUNNING until their lease expires and another
     # runner takes them over. Leave now (the job's threads would hold the interpreter).

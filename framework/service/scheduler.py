@@ -157,6 +157,7 @@ class Scheduler:
             for job in self._aps.get_jobs():
                 jobs[job.id]["next_run"] = iso(job.next_run_time)
         return {"attached": True, "state": self._state, "runner": self.runner,
+                "spark": _spark_state(self.spark),
                 "started_at": iso(self._started_at), "sources": len(self.agenda.sources),
                 "probed_sources": sum(1 for s in self.agenda.sources.values() if s.probe_every),
                 "jobs": jobs}
@@ -487,3 +488,11 @@ class Scheduler:
                                       days=self.settings.report_days, now=now)
         log.info("daily report written: %s", ", ".join(str(p) for p in paths))
         return {"at": iso(now), "files": [str(p) for p in paths]}
+
+
+def _spark_state(spark: Any) -> str:
+    """``starting``, ``up`` or ``failed`` for a session starting in the background
+    (:class:`~framework.lake.spark.SparkStarting`); ``up`` for a session given started."""
+    if getattr(spark, "failure", None) is not None:
+        return "failed"
+    return "up" if getattr(spark, "ready", True) else "starting"

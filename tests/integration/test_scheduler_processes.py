@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 from deltalake import DeltaTable as RsDeltaTable
 
 from framework.demoapi import DemoApi
-from tests.integration.helpers import UTC, expected_rows, source
+from tests.integration.helpers import UTC, expected_rows, java_env, no_jvm_env, requested, source
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,13 +39,14 @@ def _env() -> dict[str, str]:
 class Proc:
     """One ``restlake`` process logging JSON lines to its own file."""
 
-    def __init__(self, tmp: Path, name: str, warehouse: Path, *args: str) -> None:
+    def __init__(self, tmp: Path, name: str, warehouse: Path, *args: str,
+                 env: dict[str, str] | None = None) -> None:
         self.log = tmp / f"{name}.log"
         self.out = open(tmp / f"{name}.out", "w")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "framework.cli", "--warehouse", str(warehouse), *args,
              "--log-format", "json", "--log-file", str(self.log)],
-            cwd=ROOT, env=_env(), stdout=self.out, stderr=subprocess.STDOUT)
+            cwd=ROOT, env=env or _env(), stdout=self.out, stderr=subprocess.STDOUT)
 
     def lines(self) -> list[dict[str, Any]]:
         if not self.log.exists():
@@ -229,3 +231,85 @@ def test_serve_with_the_scheduler_reports_it_in_health_and_drains_on_sigterm(spa
     assert target_rows(warehouse.root, cfg) == expected_rows(api, DAY1, "2024-01-03T00:00:00Z")
     probes = RsDeltaTable(str(warehouse.root / "main/metadata/api_health_log")).to_pyarrow_table()
     assert "served" in set(probes.column("ConfigId").to_pylist())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_answers_and_fetches_while_its_spark_starts(spark, store, warehouse, tmp_path):
+    """``serve --schedule`` starts its JVM in the background: the test's ``java`` starts the
+    real one only once the test opens a gate, after /health answered (Spark "starting") and
+    the API saw the scheduled load's first request. Before, the service started Spark
+    before serving: nothing answered while the gate was shut."""
+    import requests
+
+    real_java = shutil.which("java")
+    assert real_java, "the tests need Java"
+    gate, record = tmp_path / "gate", tmp_path / "java-calls"
+    env = java_env(tmp_path,
+                   "#!/bin/sh\n"
+                   "i=0\n"  # 300 s: a bound against a hung test, not a measurement
+                   f"while [ ! -e {gate} ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done\n"
+                   f"echo started >> {record}\n"
+                   f'exec {real_java} "$@"\n', RESTLAKE_SPARK_MASTER="local[1]")
+    env.pop("RESTLAKE_CRASH_AT", None)
+    with DemoApi(seed=35, records_per_resource=60, end=dt.datetime(2024, 1, 3, tzinfo=UTC)) as api:
+        cfg = source(api.base_url, "cursor", "early", end="2024-01-03T00:00:00Z",
+                     health={"enabled": False})
+        store.generate([cfg])
+        port = _free_port()
+        proc = Proc(tmp_path, "serve", warehouse.root, "serve", "--schedule", "--public-read",
+                    "--port", str(port), "--service-config", str(service_config(tmp_path)), env=env)
+
+        def health() -> dict[str, Any]:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+            except requests.RequestException:
+                return {}
+
+        try:
+            wait_for("/health while Spark starts",
+                     lambda: health().get("scheduler", {}).get("spark") == "starting", [proc], 240)
+            wait_for("the load's first request", lambda: requested(api, DAY1), [proc], 240)
+            assert not record.exists()  # no JVM yet: the gate is shut
+            gate.touch()
+            wait_for("the load", lambda: control(warehouse.root)["early"]["LoadStatus"] == "SUCCESS",
+                     [proc])
+            spark_state = health()["scheduler"]["spark"]
+            code = proc.stop(signal.SIGTERM)
+        finally:
+            gate.touch()
+            proc.kill()
+    assert spark_state == "up" and set(record.read_text().split()) == {"started"}
+    assert code == 0, proc.output()
+    assert target_rows(warehouse.root, cfg) == expected_rows(api, DAY1, "2024-01-03T00:00:00Z")
+
+
+def test_a_scheduler_whose_spark_cannot_start_exits_1_and_leaves_its_rows_pending(
+        spark, store, warehouse, tmp_path):
+    env, marker = no_jvm_env(tmp_path)
+    env.update(RESTLAKE_SPARK_MASTER="local[1]")
+    env.pop("RESTLAKE_CRASH_AT", None)
+    with DemoApi(seed=36, records_per_resource=60, end=dt.datetime(2024, 1, 3, tzinfo=UTC)) as api:
+        cfg = source(api.base_url, "cursor", "nospark", end="2024-01-03T00:00:00Z",
+                     health={"enabled": False})
+        store.generate([cfg])
+        proc = Proc(tmp_path, "sched", warehouse.root, "scheduler", "--service-config",
+                    str(service_config(tmp_path)), env=env)
+        try:
+            code = proc.proc.wait(300)
+        finally:
+            proc.kill()
+    assert code == 1 and marker.exists(), proc.output()
+    assert "Spark did not start" in proc.output()
+    row = control(warehouse.root)["nospark"]
+    assert row["LoadStatus"] == "PENDING" and not target_exists(warehouse.root, cfg)
+
+
+def target_exists(warehouse: Path, cfg: Any) -> bool:
+    return (warehouse / cfg.target.catalog / cfg.target.schema_ / cfg.target.table / "_delta_log").exists()
