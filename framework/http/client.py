@@ -303,12 +303,11 @@ class HttpClient:
             before_sleep=lambda _state: self.telemetry.count_retry(),
             reraise=True,
         )
-        attempt = self._attempt
-        if cancel is not None:
-            def attempt(req: PageRequest) -> PageResponse:
-                if cancel.is_set():  # cancelled during the wait before this attempt
-                    raise HttpError(f"{req.method} {redact(req.url)} cancelled before it was sent")
-                return self._attempt(req)
+        def attempt(req: PageRequest) -> PageResponse:
+            if cancel is not None and cancel.is_set():  # cancelled during the wait before it
+                raise HttpError(f"{req.method} {redact(req.url)} cancelled before it was sent")
+            return self._attempt(req)
+
         try:
             return retrying(attempt, request)
         except _Transient as exc:
