@@ -138,7 +138,9 @@ def jar_cache_file(environ: Mapping[str, str]) -> Optional[Path]:
     ``RESTLAKE_CACHE_DIR`` (else ``$XDG_CACHE_HOME/restlake``, else ``~/.cache/restlake``),
     one file per Delta artifact and version; ``None`` when ``RESTLAKE_JAR_CACHE=off`` or
     the version cannot be known."""
-    if environ.get("RESTLAKE_JAR_CACHE", "").lower() in ("off", "0", "false", "no"):
+    from framework.lake.classes import OFF, cache_dir
+
+    if environ.get("RESTLAKE_JAR_CACHE", "").lower() in OFF:
         return None
     try:
         from framework.lake.jars import delta_coordinates
@@ -146,8 +148,6 @@ def jar_cache_file(environ: Mapping[str, str]) -> Optional[Path]:
         artifact, version = delta_coordinates()
     except Exception:  # noqa: BLE001 - no cache then; the resolution works as before
         return None
-    from framework.lake.classes import cache_dir
-
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{artifact}-{version}")
     return cache_dir(environ) / f"spark-jars-{name}.txt"
 

@@ -175,17 +175,15 @@ class TargetWriter:
 
     def _frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
                ) -> tuple[Any, dict[str, ColumnType], list[str], bool]:
-        """(rows, columns, new columns, whether the rows' keys are known distinct)."""
+        """(rows, columns, new columns, whether the rows were re-shaped on the way)."""
         columns, new, needs_reshape = self._plan_columns(stages, staged_with)
         files = (self._reshape_files(stages, columns) if needs_reshape
                  else [str(p) for s in stages for p in s.files])
         schema = self._struct(columns, with_seq=True)
         if not files:
-            return self.spark.createDataFrame([], schema), columns, new, True
+            return self.spark.createDataFrame([], schema), columns, new, needs_reshape
         df = self.spark.read.schema(schema).option("mode", "FAILFAST").json(files)
-        # re-shaping may move a key value to _rescued_data: its rows are deduped as staged
-        distinct = bool(self.cfg.primary_key) and not needs_reshape and keys_distinct(stages)
-        return df, columns, new, distinct
+        return df, columns, new, needs_reshape
 
     def frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]) -> Any:
         """The rows of ``stages`` as the next commit would write them (before the one-row-
@@ -199,19 +197,19 @@ class TargetWriter:
                 raise LoadError(f"primary_key field {field} (column {col}) is in neither the "
                                 f"staged rows nor target {self.ref.name}")
 
-    def _dedupe(self, df: Any, distinct: bool) -> Any:
+    def _dedupe(self, df: Any, stages: list[WindowStage], reshaped: bool) -> Any:
         """One row per primary key: latest by cursor_field, else last seen.
 
-        Args:
-            distinct: the staging proved every key distinct (``keys_distinct``): the
-                rows are returned as they are, without the window (a shuffle of every
-                row, most of a small load's write).
+        When the staging proved every key of ``stages`` distinct (``keys_distinct``) the
+        rows are returned as they are, without the window (a shuffle of every row, most of
+        a small load's write). Re-shaped rows are not proved: re-shaping may move a key
+        value to ``_rescued_data``.
         """
         from pyspark.sql import Window as W
         from pyspark.sql import functions as F
 
         self._check_keys(df)
-        if distinct:
+        if not reshaped and keys_distinct(stages):
             return df
         keys = [F.col(k) for k in self.keys]
         order = []
@@ -237,9 +235,9 @@ class TargetWriter:
     def overwrite(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
                   ) -> WriteResult:
         """FULL_LOAD: replace the table with every staged window in one commit."""
-        df, columns, new, distinct = self._frame(stages, staged_with)
+        df, columns, new, reshaped = self._frame(stages, staged_with)
         if self.cfg.primary_key:
-            df = self._dedupe(df, distinct)
+            df = self._dedupe(df, stages, reshaped)
         df = df.drop(SEQ_COLUMN)
         if self._shared_with_other_sources():
             return self._replace_source(df, columns, new)
@@ -337,13 +335,13 @@ class TargetWriter:
                 an append at or below the load's last version is skipped by Delta.
         """
 
-        df, columns, new, distinct = self._frame(stages, staged_with)
+        df, columns, new, reshaped = self._frame(stages, staged_with)
         if not self.warehouse.exists(self.spark, self.ref):
-            return self._create(df, columns, new, batch_version, distinct)
+            return self._create(df, columns, new, batch_version, stages, reshaped)
         self._evolve(columns, new)
         if not self.cfg.primary_key:
             return self._append(df, new, batch_version)
-        deduped = self._dedupe(df, distinct).drop(SEQ_COLUMN)
+        deduped = self._dedupe(df, stages, reshaped).drop(SEQ_COLUMN)
         # Keep only new or changed rows: MERGE rewrites every file holding a matched row
         # (its WHEN MATCHED condition does not spare a file), so rows whose payload_hash
         # is unchanged must not reach it at all. When none are left, Delta's MERGE of an
@@ -373,9 +371,9 @@ class TargetWriter:
         return WriteResult(written, self.warehouse.version(self.spark, self.ref), tuple(new))
 
     def _create(self, df: Any, columns: dict[str, ColumnType], new: list[str],
-                batch_version: int, distinct: bool) -> WriteResult:
+                batch_version: int, stages: list[WindowStage], reshaped: bool) -> WriteResult:
         if self.cfg.primary_key:
-            df = self._dedupe(df, distinct)
+            df = self._dedupe(df, stages, reshaped)
         df = df.drop(SEQ_COLUMN)
         writer = (df.write.format("delta").mode("append")
                   .option("txnAppId", self._app_id()).option("txnVersion", batch_version))
