@@ -152,11 +152,11 @@ def build(environ: Optional[Mapping[str, str]] = None, *, force: bool = False) -
                                + (done.stderr.strip().splitlines() or ["no output"])[-1][:300])
         size = tmp.stat().st_size
         os.replace(tmp, path)
-        size_tmp = _size_file(tmp)
-        size_tmp.write_text(f"{size}\n", encoding="utf-8")
-        os.replace(size_tmp, _size_file(path))
+        _size_file(tmp).write_text(f"{size}\n", encoding="utf-8")
+        os.replace(_size_file(tmp), _size_file(path))
     finally:
         tmp.unlink(missing_ok=True)
+        _size_file(tmp).unlink(missing_ok=True)
     return path
 
 
