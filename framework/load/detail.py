@@ -22,6 +22,7 @@ sends ``GET`` to the detail endpoint once per record (``{id}`` replaced by the r
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -65,6 +66,8 @@ class DetailFetcher:
         self._after = expand_env(render(after, window))
         self._steps = jsonpath.compile_path(detail.data_path)
         self._pool: Optional[ThreadPoolExecutor] = None
+        # set by close(): a detail request still retrying stops (see HttpClient.send)
+        self._over = threading.Event()
 
     def url_for(self, record_id: Any) -> str:
         """The detail URL of ``record_id`` (one path segment, URL-encoded)."""
@@ -112,7 +115,7 @@ class DetailFetcher:
         request = PageRequest("GET", self.url_for(record_id), {}, dict(self.headers),
                               origins=self.origins)
         try:
-            response = self.client.send(request)
+            response = self.client.send(request, cancel=self._over)
         except HttpError as exc:
             if exc.status == 404 and self.detail.on_404 == "quarantine":
                 return Quarantined(record, f"detail: {self.detail.id_field} {record_id!r} "
@@ -128,9 +131,12 @@ class DetailFetcher:
         return {**record, **found}
 
     def close(self) -> None:
-        """Stop the detail threads (requests still in flight are not waited for)."""
+        """Stop the detail threads: requests not started are cancelled, those in flight
+        stop retrying, and this returns once they have ended (one request each), so no
+        detail request of a finished or failed window reaches the API after it."""
+        self._over.set()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __repr__(self) -> str:

@@ -300,10 +300,11 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
         stage.abort()
         raise WindowError(f"window {window.key}: {type(exc).__name__}: {exc}") from exc
     finally:
-        # On failure a request may still be in flight: its answer is not needed; do not
-        # hold the window's failure back until it arrives (it stops retrying).
+        # On failure a request may still be in flight: it stops retrying, and the window
+        # ends only when it has ended (at most one request's timeout), so no request of a
+        # failed window reaches the API after the load moved on.
         over.set()
-        prefetch.shutdown(wait=pending is None, cancel_futures=True)
+        prefetch.shutdown(wait=True, cancel_futures=True)
         if walker is not None:
             walker.close()
         if details is not None:

@@ -87,7 +87,7 @@ class PageWalker:
     request. Then, for each next page, :meth:`next` returns its response (checking that
     it is the page the paginator asks for), :meth:`check` compares its total with the
     first one, and once the paginator has no next page, :meth:`finish` checks that no
-    planned page is left. :meth:`close` stops the requests still in flight.
+    planned page is left. :meth:`close` waits for the requests still in flight to end.
     """
 
     def __init__(self, paginator: Paginator, request: PageRequest, values: list[int],
@@ -180,12 +180,13 @@ class PageWalker:
                 f"{self.param}={left[0]}); the window fails and a rerun reads it again")
 
     def close(self) -> None:
-        """Cancel the planned pages and stop waiting for those in flight."""
+        """Cancel the planned pages and wait for those in flight to end (the ``send`` they
+        were given stops retrying when the window is over, so that is one request each)."""
         self._planned.clear()
         for _, future in self._inflight:
             future.cancel()
         self._inflight.clear()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __repr__(self) -> str:
         return (f"PageWalker({self.style} {self.param}, total={self.total}, "

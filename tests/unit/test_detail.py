@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 
 import pytest
 
@@ -195,3 +196,20 @@ def test_detail_config_is_validated_with_the_field_named(api):
     # a replay rebuilds rows from the archived list pages: it could not add the details
     with pytest.raises(ConfigError, match="detail: cannot be combined with archive"):
         _cfg(api, archive=True)
+
+
+def test_a_failed_windows_detail_requests_stop_retrying_and_end_with_it(api, tmp_path):
+    """The first record's detail is gone (404: the window fails) while the details in
+    flight beside it are answered 429 with Retry-After: they do not retry behind the
+    failed window, and the window ends once they have."""
+    first = api.dataset.records_in(START, END)[0]["id"]
+    api.faults.add("404", times=None, path=f"/api/offset/issues/{first}")
+    api.faults.add("429", times=None, path="/api/offset/issues/", retry_after=1)
+    before = set(threading.enumerate())
+    with pytest.raises(HttpError, match="404"):
+        _fetch(_cfg(api), tmp_path)
+    running = [t.name for t in set(threading.enumerate()) - before
+               if t.name.startswith("restlake-detail")]
+    assert running == [], f"the failed window's detail requests were still running: {running}"
+    asked = [e["path"] for e in _details_requested(api)]
+    assert asked and all(asked.count(path) == 1 for path in asked), asked

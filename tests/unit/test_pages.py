@@ -204,9 +204,33 @@ def test_a_failed_windows_pages_in_flight_stop_retrying(tmp_path):
         with WindowFetcher(cfg, "r", RunStaging(tmp_path, "f", "r"), None, None) as fetcher, \
                 pytest.raises(WindowError, match="404"):
             fetcher(0, Window(START, END))
-        for thread in threading.enumerate():  # the page threads end: retried out or stopped
-            if thread.name.startswith("restlake-pages"):
-                thread.join(60)  # a bound against a hang, not a timing
         asked = [int(r.query["offset"][0]) for r in api.requests_to("/items")]
     assert asked.count(10) == 1
     assert asked.count(20) == 1 and asked.count(30) == 1  # 5 each (4 retries) before
+
+
+def test_a_failed_window_returns_once_its_requests_have_ended(tmp_path):
+    """Page 10 is refused (the window fails) while page 20 is still being answered: the
+    failure is raised only once page 20's request has ended. A window's request still on
+    the wire after its failure reaches the API after the load moved on (the next window,
+    the next load, a stop), with the source's credentials."""
+    def reply(got):
+        offset = int(got.query.get("offset", ["0"])[0])
+        if offset == 0:
+            return Reply(200, {"data": [{"id": i} for i in range(10)], "total": 30})
+        if offset == 10:
+            return Reply(404, {"error": "gone"})
+        # an answer that takes a while: in flight when page 10 fails the window
+        return Reply(200, {"data": [{"id": offset + i} for i in range(10)], "total": 30},
+                     delay_s=1.0)
+
+    before = set(threading.enumerate())
+    with FakeApi() as api:
+        api.route("/items", reply)
+        cfg = _offset_source(api, "w", concurrency=2)
+        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "w", "r"), None, None) as fetcher, \
+                pytest.raises(WindowError, match="404"):
+            fetcher(0, Window(START, END))
+        running = [t.name for t in set(threading.enumerate()) - before
+                   if t.name.startswith("restlake-page")]
+    assert running == [], f"the failed window's requests were still running: {running}"
