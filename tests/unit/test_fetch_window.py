@@ -42,14 +42,19 @@ def _cfg(api):
 class _WatchingShaper(RowShaper):
     """Records, as each page's rows are shaped, how many requests the API has seen."""
 
-    def __init__(self, api, **kwargs):
+    def __init__(self, api, expected, **kwargs):
         super().__init__(**kwargs)
-        self.api, self.seen_at_page_start = api, []
+        self.api, self.expected, self.shaped, self.seen_at_page_start = api, expected, 0, []
 
     def shape_page(self, records, **kwargs):
         if records:
-            # Give a request sent in the background up to a second to reach the server's log.
-            for _ in range(100):
+            # Give the request sent in the background time to reach the server's log: up to
+            # 30 s before a page that has records after it (a bound against a hang: the
+            # wait ends as soon as it arrived), a second after the last records (a trailing
+            # empty page may still be asked for, or no request at all).
+            self.shaped += len(records)
+            polls = 3000 if self.shaped < self.expected else 100
+            for _ in range(polls):
                 if len(self.api.request_log) > len(self.seen_at_page_start) + 1:
                     break
                 time.sleep(0.01)
@@ -60,7 +65,8 @@ class _WatchingShaper(RowShaper):
 def test_next_page_is_requested_before_the_current_page_is_shaped(api, tmp_path):
     cfg = _cfg(api)
     api.clear_log()
-    shaper = _WatchingShaper(api, source_system="demo", primary_key=("id",))
+    shaper = _WatchingShaper(api, len(api.dataset.records_in(START, END)), source_system="demo",
+                             primary_key=("id",))
     with HttpClient(policy=RetryPolicy(max_retries=0), timeout_s=5) as client:
         result = fetch_window(cfg, client, shaper, Window(START, END), 0,
                               RunStaging(tmp_path, "w", "r").window(0), "r")
