@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from framework import jsonpath
 from framework.config import SourceConfig
-from framework.errors import CompletenessError, RecordRejected, RestlakeError, WindowError
+from framework.errors import CompletenessError, RestlakeError, WindowError
 from framework.http.auth import build_auth
 from framework.http.client import HttpClient, source_session
 from framework.http.models import PageRequest, PageResponse
