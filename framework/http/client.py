@@ -124,6 +124,10 @@ def source_session(concurrency: int) -> requests.Session:
     return pooled_session(max(10, concurrency * 2))
 
 
+def _cancelled(req: PageRequest) -> HttpError:
+    return HttpError(f"{req.method} {redact(req.url)} cancelled before it was sent")
+
+
 def parse_json(body: bytes) -> Any:
     """Decode a response body: orjson for speed, the standard library for what orjson refuses.
 
@@ -305,8 +309,8 @@ class HttpClient:
         )
         def attempt(req: PageRequest) -> PageResponse:
             if cancel is not None and cancel.is_set():  # cancelled during the wait before it
-                raise HttpError(f"{req.method} {redact(req.url)} cancelled before it was sent")
-            return self._attempt(req)
+                raise _cancelled(req)
+            return self._attempt(req, cancel)
 
         try:
             return retrying(attempt, request)
@@ -322,7 +326,8 @@ class HttpClient:
         return self.policy.wait_seconds(state.attempt_number, getattr(exc, "retry_after", None),
                                         rand=self._rand)
 
-    def _attempt(self, request: PageRequest) -> PageResponse:
+    def _attempt(self, request: PageRequest, cancel: threading.Event | None = None
+                 ) -> PageResponse:
         # Auth decorates a copy: the caller's request (owned by the paginator) never
         # holds credentials, and a rotated key or refreshed token applies on resend.
         base = request.copy()
@@ -336,7 +341,8 @@ class HttpClient:
             policy.check(url, via=via, from_url=came_from)
             req = PageRequest(method, url, dict(params), dict(base.headers), body, policy)
             self.auth.apply(req)
-            resp, where, started = self._send_once(req, request.url if _hop == 0 else url)
+            resp, where, started = self._send_once(req, request.url if _hop == 0 else url,
+                                                   cancel)
             location = resp.headers.get("Location") if resp.status_code in REDIRECT_STATUSES else None
             if not location:
                 break
@@ -363,11 +369,15 @@ class HttpClient:
                       None if resp.status_code < 400 else "http_status")
         return self._classify(req, resp, body_bytes, where)
 
-    def _send_once(self, req: PageRequest, shown_url: str
+    def _send_once(self, req: PageRequest, shown_url: str,
+                   cancel: threading.Event | None = None
                    ) -> tuple[requests.Response, str, float]:
-        """One HTTP exchange, redirects not followed; ``shown_url`` (no credentials) names it."""
+        """One HTTP exchange, redirects not followed; ``shown_url`` (no credentials) names it.
+        ``cancel`` set while the host's limiter holds it back: nothing is sent."""
         if self.limiter is not None:
-            self.limiter.acquire()
+            self.limiter.acquire(cancel)
+            if cancel is not None and cancel.is_set():
+                raise _cancelled(req)
         where = f"{req.method} {shown_url}"
         started = time.monotonic()
         try:

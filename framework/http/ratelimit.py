@@ -80,17 +80,24 @@ class RateLimiter:
                 return 0.0
             return (1.0 - self._tokens) / self._rate
 
-    def acquire(self) -> float:
-        """Block until a request may be sent; return the seconds waited."""
+    def acquire(self, cancel: threading.Event | None = None) -> float:
+        """Block until a request may be sent; return the seconds waited.
+
+        Args:
+            cancel: once set, the wait ends without taking a token (the caller checks it
+                and sends nothing).
+        """
         waited = 0.0
-        while True:
+        sleep = cancel.wait if cancel is not None and self._sleep is time.sleep else self._sleep
+        while cancel is None or not cancel.is_set():
             wait = self._reserve()
             if wait <= 0.0:
                 return waited
             # Sleep outside the lock, then compete again: another worker may
             # have taken the token or a 429 may have paused the host meanwhile.
-            self._sleep(wait)
+            sleep(wait)
             waited += wait
+        return waited
 
     def pause_until(self, deadline: float) -> None:
         """Hold back every worker until ``deadline`` (on this limiter's clock).

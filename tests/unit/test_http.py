@@ -375,3 +375,37 @@ def test_repr_and_pool(clock):
         HttpClient(timeout_s=0)
     client.close()
     assert isinstance(client.telemetry, Telemetry)
+
+
+def test_a_cancelled_request_waiting_for_its_host_is_not_sent(api):
+    """A request held back by the host's limiter (a 429 paused every worker) whose window
+    is over stops waiting and is never sent."""
+    import threading
+
+    class Watched(RateLimiter):
+        entered = threading.Event()
+
+        def _reserve(self):
+            self.entered.set()
+            return super()._reserve()
+
+    limiter = Watched(None)
+    limiter.pause_for(20)  # as a 429 with Retry-After: 20 from another worker does
+    api.route("/items", Reply(200, []))
+    client = HttpClient(policy=NO_JITTER, limiter=limiter)
+    cancel, outcome = threading.Event(), []
+
+    def send():
+        try:
+            outcome.append(client.send(get(api), cancel=cancel))
+        except HttpError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    assert limiter.entered.wait(30)
+    cancel.set()
+    thread.join(60)  # a bound against a hang, not a timing
+    assert len(outcome) == 1 and isinstance(outcome[0], HttpError), outcome
+    assert "cancelled" in str(outcome[0])
+    assert api.requests_to("/items") == []

@@ -66,8 +66,8 @@ class RecordingLimiter(RateLimiter):
         self.pause_log: list[tuple[float, float]] = []  # (the instant it was set, until when)
         self._record = threading.Lock()
 
-    def acquire(self) -> float:
-        waited = super().acquire()
+    def acquire(self, cancel=None) -> float:
+        waited = super().acquire(cancel)
         with self._record:  # the last reading of this thread is the one that got the token
             self.grants.append(self.virtual.last_read)
         return waited

@@ -71,6 +71,17 @@ def test_pause_holds_back_even_an_unlimited_limiter():
     assert clock() == pytest.approx(1030)
 
 
+def test_a_cancelled_acquire_stops_waiting_and_takes_no_token():
+    cancel = threading.Event()
+    clock = FakeClock()
+    limiter = RateLimiter(1, 1, clock=clock, sleep=lambda s: (clock.sleep(s), cancel.set()))
+    limiter.acquire()  # the burst's token
+    limiter.acquire(cancel)  # waits one interval, is cancelled meanwhile: no token taken
+    assert cancel.is_set() and clock.sleeps == [1.0]
+    limiter.acquire()  # the token that accrued meanwhile is still there
+    assert clock.sleeps == [1.0]
+
+
 def test_pause_only_extends():
     limiter, clock = _limiter(10)
     limiter.pause_for(20)
