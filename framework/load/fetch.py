@@ -259,7 +259,7 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
                 paginator.update_request(request)
                 if walker is None:
                     walker = PageWalker.start(paginator, request, response, records,
-                                              send_ahead, concurrency, page_gate)
+                                              send_ahead, concurrency, page_gate, over)
                 if walker is None:
                     pending = prefetch.submit(send_ahead, request.copy())
             elif walker is not None:

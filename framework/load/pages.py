@@ -31,12 +31,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from framework import jsonpath
-from framework.errors import PaginationError
+from framework.errors import HttpError, PaginationError
 from framework.http.models import PageRequest, PageResponse
 from framework.http.pagination import Paginator
 
 #: Pagination styles whose remaining pages can be planned from a reported total.
 CONCURRENT_STYLES = ("offset", "page")
+# how often a page waiting for a slot of the load's gate checks whether its window is over
+_GATE_POLL_S = 0.05
 
 
 class RequestGate:
@@ -53,9 +55,22 @@ class RequestGate:
         self.in_flight = 0
         self.peak = 0
 
-    def send(self, send: Callable[[PageRequest], PageResponse], request: PageRequest) -> PageResponse:
-        """``send(request)`` once a slot is free."""
-        with self._slots:
+    def send(self, send: Callable[[PageRequest], PageResponse], request: PageRequest,
+             cancel: Optional[threading.Event] = None) -> PageResponse:
+        """``send(request)`` once a slot is free.
+
+        Raises:
+            HttpError: ``cancel`` was set before a slot was free (the window is over:
+                nothing is sent, and its end does not wait for other windows' requests).
+        """
+        if cancel is None:
+            self._slots.acquire()
+        else:
+            while not self._slots.acquire(timeout=_GATE_POLL_S):
+                if cancel.is_set():
+                    raise HttpError("a page request was cancelled before it was sent "
+                                    "(its window is over)")
+        try:
             with self._lock:
                 self.in_flight += 1
                 self.peak = max(self.peak, self.in_flight)
@@ -64,6 +79,8 @@ class RequestGate:
             finally:
                 with self._lock:
                     self.in_flight -= 1
+        finally:
+            self._slots.release()
 
     def __repr__(self) -> str:
         return f"RequestGate(limit={self.limit}, in_flight={self.in_flight}, peak={self.peak})"
@@ -92,11 +109,12 @@ class PageWalker:
 
     def __init__(self, paginator: Paginator, request: PageRequest, values: list[int],
                  total: int, send: Callable[[PageRequest], PageResponse], concurrency: int,
-                 gate: Optional[RequestGate] = None) -> None:
+                 gate: Optional[RequestGate] = None,
+                 cancel: Optional[threading.Event] = None) -> None:
         self.param, self.style, self.total = paginator.param, paginator.style, total
         self._request = request.copy()
         self._planned: deque[int] = deque(values)
-        self._send, self._gate = send, gate
+        self._send, self._gate, self._cancel = send, gate, cancel
         self._ahead = max(1, concurrency)
         self._pool = ThreadPoolExecutor(self._ahead, thread_name_prefix="restlake-pages")
         self._inflight: deque[tuple[int, Future[PageResponse]]] = deque()
@@ -105,7 +123,8 @@ class PageWalker:
     @classmethod
     def start(cls, paginator: Paginator, request: PageRequest, response: PageResponse,
               records: list[Any], send: Callable[[PageRequest], PageResponse],
-              concurrency: int, gate: Optional[RequestGate] = None) -> Optional["PageWalker"]:
+              concurrency: int, gate: Optional[RequestGate] = None,
+              cancel: Optional[threading.Event] = None) -> Optional["PageWalker"]:
         """A walker for the pages after ``response``, or ``None`` when they cannot be
         planned (another style, no total reported, concurrency 1, no next page)."""
         if concurrency < 2 or not paginator.has_next_page or not records:
@@ -122,15 +141,16 @@ class PageWalker:
         values = list(range(value, end, stride))[:room]
         if not values:
             return None
-        return cls(paginator, request, values, total, send, concurrency, gate)
+        return cls(paginator, request, values, total, send, concurrency, gate, cancel)
 
     def _fill(self) -> None:
         while self._planned and len(self._inflight) < self._ahead:
             value = self._planned.popleft()
             request = self._request.copy()
             request.params[self.param] = value
-            call = (self._gate.send, self._send, request) if self._gate else (self._send, request)
-            self._inflight.append((value, self._pool.submit(*call)))
+            future = (self._pool.submit(self._gate.send, self._send, request, self._cancel)
+                      if self._gate else self._pool.submit(self._send, request))
+            self._inflight.append((value, future))
 
     def next(self, request: PageRequest) -> PageResponse:
         """The response of the page ``request`` asks for (the paginator's next request).

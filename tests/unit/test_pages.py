@@ -234,3 +234,44 @@ def test_a_failed_window_returns_once_its_requests_have_ended(tmp_path):
         running = [t.name for t in set(threading.enumerate()) - before
                    if t.name.startswith("restlake-page")]
     assert running == [], f"the failed window's requests were still running: {running}"
+
+
+def test_a_page_waiting_for_the_loads_gate_is_not_sent_once_its_window_is_over():
+    """The load's gate is full (another window's request holds its one slot, e.g. through
+    a long Retry-After): a page of a window that is over stops waiting for a slot and is
+    never sent, so the window's end does not wait for the other window's retries."""
+    from framework.errors import HttpError
+    from framework.load.pages import RequestGate
+
+    gate, held, release, sent = RequestGate(1), threading.Event(), threading.Event(), []
+
+    def holder(_request):
+        held.set()
+        release.wait(60)
+        return "held"
+
+    def send(request):
+        sent.append(request)
+        return "sent"
+
+    other = threading.Thread(target=gate.send, args=(holder, "other window's page"))
+    other.start()
+    try:
+        assert held.wait(30)
+        over, outcome = threading.Event(), []
+
+        def waiting():
+            try:
+                outcome.append(gate.send(send, "this window's page", cancel=over))
+            except HttpError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=waiting)
+        thread.start()
+        over.set()
+        thread.join(60)  # a bound against a hang, not a timing
+        assert not thread.is_alive(), "the page still waits for the gate"
+        assert sent == [] and isinstance(outcome[0], HttpError) and "cancelled" in str(outcome[0])
+    finally:
+        release.set()
+        other.join(60)
