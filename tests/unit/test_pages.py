@@ -186,24 +186,34 @@ def test_the_same_api_walked_one_page_at_a_time_loads_the_short_page(tmp_path):
     assert [r["id"] for r in _rows(result.stage)] == list(range(30))
 
 
+def _page_10_gone(total, later):
+    """An offset API reporting ``total``: page 0 answered, page 10 refused (404: the
+    window fails), the pages after it answered by ``later(offset)``."""
+    def reply(got):
+        offset = int(got.query.get("offset", ["0"])[0])
+        if offset == 0:
+            return Reply(200, {"data": [{"id": i} for i in range(10)], "total": total})
+        if offset == 10:
+            return Reply(404, {"error": "gone"})
+        return later(offset)
+    return reply
+
+
+def _fail_the_window(api, tmp_path, name, **limits):
+    cfg = _offset_source(api, name, **limits)
+    with WindowFetcher(cfg, "r", RunStaging(tmp_path, name, "r"), None, None) as fetcher, \
+            pytest.raises(WindowError, match="404"):
+        fetcher(0, Window(START, END))
+
+
 def test_a_failed_windows_pages_in_flight_stop_retrying(tmp_path):
     """Page 10 is refused (404: the window fails) while pages 20 and 30 are answered 503
     with Retry-After: their retries would go on after the window failed, spending the
     API's rate budget with the source's credentials; they stop instead."""
-    def reply(got):
-        offset = int(got.query.get("offset", ["0"])[0])
-        if offset == 0:
-            return Reply(200, {"data": [{"id": i} for i in range(10)], "total": 40})
-        if offset == 10:
-            return Reply(404, {"error": "gone"})
-        return Reply(503, {"error": "busy"}, headers={"Retry-After": "1"})
-
     with FakeApi() as api:
-        api.route("/items", reply)
-        cfg = _offset_source(api, "f", max_retries=4, concurrency=4)
-        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "f", "r"), None, None) as fetcher, \
-                pytest.raises(WindowError, match="404"):
-            fetcher(0, Window(START, END))
+        api.route("/items", _page_10_gone(40, lambda offset: Reply(
+            503, {"error": "busy"}, headers={"Retry-After": "1"})))
+        _fail_the_window(api, tmp_path, "f", max_retries=4, concurrency=4)
         asked = [int(r.query["offset"][0]) for r in api.requests_to("/items")]
     assert asked.count(10) == 1
     assert asked.count(20) == 1 and asked.count(30) == 1  # 5 each (4 retries) before
@@ -214,23 +224,12 @@ def test_a_failed_window_returns_once_its_requests_have_ended(tmp_path):
     failure is raised only once page 20's request has ended. A window's request still on
     the wire after its failure reaches the API after the load moved on (the next window,
     the next load, a stop), with the source's credentials."""
-    def reply(got):
-        offset = int(got.query.get("offset", ["0"])[0])
-        if offset == 0:
-            return Reply(200, {"data": [{"id": i} for i in range(10)], "total": 30})
-        if offset == 10:
-            return Reply(404, {"error": "gone"})
-        # an answer that takes a while: in flight when page 10 fails the window
-        return Reply(200, {"data": [{"id": offset + i} for i in range(10)], "total": 30},
-                     delay_s=1.0)
-
     before = set(threading.enumerate())
     with FakeApi() as api:
-        api.route("/items", reply)
-        cfg = _offset_source(api, "w", concurrency=2)
-        with WindowFetcher(cfg, "r", RunStaging(tmp_path, "w", "r"), None, None) as fetcher, \
-                pytest.raises(WindowError, match="404"):
-            fetcher(0, Window(START, END))
+        # page 20's answer takes a while: in flight when page 10 fails the window
+        api.route("/items", _page_10_gone(30, lambda offset: Reply(
+            200, {"data": [{"id": offset + i} for i in range(10)], "total": 30}, delay_s=1.0)))
+        _fail_the_window(api, tmp_path, "w", concurrency=2)
         running = [t.name for t in set(threading.enumerate()) - before
                    if t.name.startswith("restlake-page")]
     assert running == [], f"the failed window's requests were still running: {running}"
