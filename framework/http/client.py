@@ -124,7 +124,8 @@ def source_session(concurrency: int) -> requests.Session:
     return pooled_session(max(10, concurrency * 2))
 
 
-def _cancelled(req: PageRequest) -> HttpError:
+def cancelled_before_sent(req: PageRequest) -> HttpError:
+    """The error of a request whose window ended before it was sent (nothing was sent)."""
     return HttpError(f"{req.method} {redact(req.url)} cancelled before it was sent")
 
 
@@ -309,7 +310,7 @@ class HttpClient:
         )
         def attempt(req: PageRequest) -> PageResponse:
             if cancel is not None and cancel.is_set():  # cancelled during the wait before it
-                raise _cancelled(req)
+                raise cancelled_before_sent(req)
             return self._attempt(req, cancel)
 
         try:
@@ -377,7 +378,7 @@ class HttpClient:
         if self.limiter is not None:
             self.limiter.acquire(cancel)
             if cancel is not None and cancel.is_set():
-                raise _cancelled(req)
+                raise cancelled_before_sent(req)
         where = f"{req.method} {shown_url}"
         started = time.monotonic()
         try:

@@ -31,7 +31,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from framework import jsonpath
-from framework.errors import HttpError, PaginationError
+from framework.errors import PaginationError
+from framework.http.client import cancelled_before_sent
 from framework.http.models import PageRequest, PageResponse
 from framework.http.pagination import Paginator
 
@@ -68,8 +69,7 @@ class RequestGate:
         else:
             while not self._slots.acquire(timeout=_GATE_POLL_S):
                 if cancel.is_set():
-                    raise HttpError("a page request was cancelled before it was sent "
-                                    "(its window is over)")
+                    raise cancelled_before_sent(request)
         try:
             with self._lock:
                 self.in_flight += 1

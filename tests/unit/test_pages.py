@@ -240,6 +240,7 @@ def test_a_page_waiting_for_the_loads_gate_is_not_sent_once_its_window_is_over()
     a long Retry-After): a page of a window that is over stops waiting for a slot and is
     never sent, so the window's end does not wait for the other window's retries."""
     from framework.errors import HttpError
+    from framework.http.models import PageRequest
     from framework.load.pages import RequestGate
 
     gate, held, release, sent = RequestGate(1), threading.Event(), threading.Event(), []
@@ -253,7 +254,7 @@ def test_a_page_waiting_for_the_loads_gate_is_not_sent_once_its_window_is_over()
         sent.append(request)
         return "sent"
 
-    other = threading.Thread(target=gate.send, args=(holder, "other window's page"))
+    other = threading.Thread(target=gate.send, args=(holder, PageRequest("GET", "http://127.0.0.1:9/other")))
     other.start()
     try:
         assert held.wait(30)
@@ -261,7 +262,8 @@ def test_a_page_waiting_for_the_loads_gate_is_not_sent_once_its_window_is_over()
 
         def waiting():
             try:
-                outcome.append(gate.send(send, "this window's page", cancel=over))
+                outcome.append(gate.send(send, PageRequest("GET", "http://127.0.0.1:9/this"),
+                                         cancel=over))
             except HttpError as exc:
                 outcome.append(exc)
 
