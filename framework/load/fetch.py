@@ -44,6 +44,7 @@ from framework.http.retry import RetryPolicy
 from framework.http.telemetry import Telemetry
 from framework.load.archive import PageRecorder
 from framework.load.detail import DetailFetcher, detail_fetcher
+from framework.load.gcpolicy import pace_for_pages
 from framework.load.pages import PageWalker, RequestGate
 from framework.load.staging import RunStaging, WindowStage
 from framework.schema import ColumnType, RowShaper
@@ -357,6 +358,7 @@ class WindowFetcher:
         self.cfg, self.run_id, self.staging, self.columns = cfg, run_id, staging, columns
         self.limiter, self.load_id, self.health, self.on_page = limiter, load_id, health, on_page
         self.pool_size = pool_size or cfg.limits.concurrency
+        pace_for_pages()
         self.session = source_session(self.pool_size * in_flight_per_window(cfg))
         # concurrent pages of all windows together: at most limits.concurrency in flight
         self.page_gate = RequestGate(cfg.limits.concurrency)
