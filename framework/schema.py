@@ -392,23 +392,22 @@ class RowShaper:
                     fixes.append((key, col, kind))
         needs, key_fields = self._lookup(keys) if self._needed else ((), ())
         # Direct: every field lands in the column of its own name, so the row's JSON is
-        # the record's with the contract columns added. Verbatim when no value changes
-        # (at most a long's range to check): the record's canonical JSON, computed for
-        # the hash, is the row's. Patched when nested values become JSON text or ints
-        # doubles (a target's string and double columns): a copy of the record with those
-        # values replaced is encoded once. Values of other types (datetimes of a custom
-        # parser) are rendered by the row encoder, not the canonical one, and timestamp
-        # texts may not parse: those take the general path.
+        # the record's canonical JSON (computed for the hash) with the contract columns
+        # added, whatever the target's types: the staged rows are read by Spark's JSON
+        # reader against the target's schema, which renders a nested value read into a
+        # string column as its JSON text (canonical, since the line is) and an int read
+        # into a double column as that double. So a first load and a load into the
+        # target it made stage the same line for the same record. Only a long's range
+        # needs checking. Values of other types (datetimes of a custom parser) are
+        # rendered by the row encoder, not the canonical one, and timestamp texts may
+        # not parse: those take the general path.
         longs = [key for key, _, kind in fixes if kind == _LONG]
-        nested = tuple(key for key, _, kind in fixes if kind == _NESTED)
-        floats = tuple(key for key, _, kind in fixes if kind == _FLOAT)
-        direct = (bool(cols) and not rescued and len(longs) + len(nested) + len(floats) == len(fixes)
+        direct = (bool(cols) and not rescued and all(kind in _AS_STAGED for _, _, kind in fixes)
                   and tuple(cols) == keys and all(t in _JSON_TYPES for t in types))
         layout = _Layout(tuple(cols), _getter(copied), tuple(fixes), tuple(rescued), needs,
                          _key_of(key_fields) if self.primary_key else None, direct,
                          _getter(longs) if direct and longs else None,
-                         self._keys_exact(keys, types, plan, key_fields),
-                         nested if direct else (), floats if direct else ())
+                         self._keys_exact(keys, types, plan, key_fields))
         if len(self._layouts) < 1024:
             self._layouts[(keys, types)] = layout
         return layout
@@ -485,21 +484,12 @@ class RowShaper:
             digest = sha256(canonical).hexdigest()
             if layout.direct and (layout.longs is None or _in_long_range(layout.longs(record))):
                 # The row holds the record's fields in their own columns: its JSON is the
-                # record's (as it is, or with values patched), plus the contract columns.
+                # record's canonical JSON plus the contract columns.
                 entity_key = layout.key(record) if layout.key is not None else digest
-                if layout.nested or layout.floats:
-                    fields = record.copy()
-                    for key in layout.nested:
-                        fields[key] = canonical_json(fields[key])
-                    for key in layout.floats:
-                        fields[key] = float(fields[key])
-                    body = dumps(fields)
-                else:
-                    fields, body = record, canonical
                 lines.append(b"".join((
-                    body[:-1], shared, digest.encode(), b'","entity_key":',
+                    canonical[:-1], shared, digest.encode(), b'","entity_key":',
                     dumps(entity_key), b',"_seq":', str(seq).encode(), b"}\n")))
-                observed.append((fields, layout))
+                observed.append((record, layout))
                 if hashes is not None:
                     if layout.keys_exact:
                         hashes.append(hash(entity_key))
@@ -588,6 +578,10 @@ class RowShaper:
 # How a value reaches its column, by the value's Python type and the column's type.
 _COPY, _NESTED, _FLOAT, _LONG, _TIMESTAMP, _MISFIT = range(6)
 _JSON_TYPES = frozenset({str, int, float, bool, type(None), dict, list})
+#: kinds a direct row stages as the record has them: Spark's JSON reader makes a nested
+#: value in a string column its JSON text and an int in a double column a double (what
+#: :func:`encode` stages on the general path); a long is staged once its range is checked
+_AS_STAGED = frozenset({_LONG, _NESTED, _FLOAT})
 
 
 def _in_long_range(values: tuple[Any, ...]) -> bool:
@@ -664,13 +658,11 @@ class _Layout:
     rescued: tuple[tuple[str, Optional[str]], ...]  # (key, column whose type it misses, if any)
     needs: tuple[tuple[str, Optional[str]], ...]  # required / key field -> the record's key
     key: Optional[Callable[[dict[str, Any]], str]]  # entity_key (None: the payload hash)
-    direct: bool = False  # the row is the record (values patched) plus the contract columns
+    direct: bool = False  # the row is the record's canonical JSON plus the contract columns
     longs: Optional[Callable[[dict[str, Any]], tuple[Any, ...]]] = None  # values to range-check
     #: every primary-key value is a str or an int that lands unchanged in its own column,
     #: so distinct ``entity_key`` texts mean distinct key columns (see ``ShapedPage.keys``)
     keys_exact: bool = False
-    nested: tuple[str, ...] = ()  # direct rows: keys whose nested values become JSON text
-    floats: tuple[str, ...] = ()  # direct rows: keys whose ints become doubles
 
 
 def reshape(row: dict[str, Any], columns: dict[str, ColumnType], schema_mode: str,

@@ -61,14 +61,20 @@ def test_the_pinned_hash_holds_on_both_paths() -> None:
 
 
 def test_both_paths_stage_the_same_row_for_the_same_values() -> None:
-    columns = {"id": ColumnType.LONG, "name": ColumnType.STRING, "score": ColumnType.DOUBLE}
+    columns = {"id": ColumnType.LONG, "name": ColumnType.STRING, "score": ColumnType.DOUBLE,
+               "labels": ColumnType.STRING, "at": ColumnType.TIMESTAMP}
     shaper = RowShaper("github", ("id",), columns=columns)
-    verbatim, general = rows(page(shaper, [{"id": 1, "name": "a", "score": 2.5},
-                                           {"id": 1, "name": "a", "score": 2}]))
+    values = {"id": 1, "name": "a", "score": 2.5, "labels": ["b", "a"]}
+    # a timestamp text is parsed and re-encoded: that record takes the general path
+    verbatim, general = rows(page(shaper, [values, {**values, "at": "2024-01-01T00:00:00Z"}]))
 
-    assert general["score"] == 2.0 and isinstance(general["score"], float)
+    assert [layout.direct for layout in shaper._layouts.values()] == [True, False]
+    assert general.pop("at") == "2024-01-01T00:00:00.000000Z"
+    # the direct row holds the nested value as JSON, the general row its text: the same
+    # text once the staged rows are read into the string column
+    assert verbatim.pop("labels") == ["b", "a"] and general.pop("labels") == '["b","a"]'
     for row in (verbatim, general):
-        row.pop("payload_hash"), row.pop(SEQ_COLUMN), row.pop("score")
+        row.pop("payload_hash"), row.pop(SEQ_COLUMN)
     assert verbatim == general
 
 
@@ -151,10 +157,12 @@ def test_keys_that_spark_could_equate_or_change_prove_nothing() -> None:
     assert keys([{"id": "7"}], columns={"id": ColumnType.STRING}) == [hash("7")]
 
 
-def test_a_patched_row_holds_each_value_as_its_column_encodes_it(tmp_path) -> None:
+def test_a_row_into_a_target_is_the_records_canonical_json_as_in_a_first_load(tmp_path) -> None:
     """Records into a target whose string columns take nested values and whose double
-    columns take ints: the row is the record with those values re-encoded."""
-    from framework.schema import encode
+    columns take ints: each row is staged as a first load stages it, the record's
+    canonical JSON and the contract columns (the staged rows' reader makes the nested
+    values JSON text and the ints doubles: tests/integration/test_staged_values.py)."""
+    from framework.schema import canonical_json_bytes
 
     columns = {"id": ColumnType.LONG, "labels": ColumnType.STRING, "user": ColumnType.STRING,
                "score": ColumnType.DOUBLE, "name": ColumnType.STRING, "n": ColumnType.LONG}
@@ -163,22 +171,21 @@ def test_a_patched_row_holds_each_value_as_its_column_encodes_it(tmp_path) -> No
         {"id": 2, "labels": [], "user": {"id": 2 ** 62, "f": 1.5}, "score": 7, "name": "", "n": -3},
         {"id": 3, "labels": [{"k": [1, None]}], "user": {}, "score": 0, "name": "ü", "n": 2 ** 63 - 1},
     ]
-    shaper = RowShaper("github", ("id",), columns=columns)
-    stage = RunStaging(tmp_path, "p", "r").window(0)
-    stage_records(records, shaper, stage, run_id="r", window_start=W0, window_end=W1,
-                  collected_at=AT, seq=0)
-    stage.close()
-    staged = [json.loads(line) for p in stage.files for line in p.read_text().splitlines()]
+    lines = {}
+    for target in (None, columns):
+        shaper = RowShaper("github", ("id",), columns=target)
+        stage = RunStaging(tmp_path, "p", f"r{len(lines)}").window(0)
+        stage_records(records, shaper, stage, run_id="r", window_start=W0, window_end=W1,
+                      collected_at=AT, seq=0)
+        stage.close()
+        lines[target is None] = [line for p in stage.files for line in p.read_bytes().splitlines()]
+        assert all(layout.direct for layout in shaper._layouts.values())
+        assert stage.key_hashes is not None and len(stage.key_hashes) == 3
 
-    assert all(layout.direct and layout.nested == ("labels", "user") and layout.floats == ("score",)
-               for layout in shaper._layouts.values())
-    for record, row in zip(records, staged, strict=True):
-        for key, value in record.items():
-            expected = encode(value, columns[key])
-            assert row[key] == expected and type(row[key]) is type(expected), key
+    assert lines[False] == lines[True]
+    for record, line in zip(records, lines[False], strict=True):
+        assert line.startswith(canonical_json_bytes(record)[:-1] + b",")
+        row = json.loads(line)
+        assert {k: row[k] for k in record} == record
         assert row["payload_hash"] == stdlib_hash(record) and row["_rescued_data"] is None
         assert row["entity_key"] == str(record["id"])
-    assert stage.tracker.resolved() == {"id": ColumnType.LONG, "labels": ColumnType.STRING,
-                                        "user": ColumnType.STRING, "score": ColumnType.DOUBLE,
-                                        "name": ColumnType.STRING, "n": ColumnType.LONG}
-    assert stage.key_hashes is not None and len(stage.key_hashes) == 3

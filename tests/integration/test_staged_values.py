@@ -1,0 +1,79 @@
+"""A record's values land the same in a new target and in the target a first load made.
+
+A load into an existing target stages each record as its canonical JSON, like a first
+load: a nested value bound for a string column and an int bound for a double column are
+staged as they came, and the staged rows' reader (Spark's JSON reader, against the
+target's schema) makes the first its canonical JSON text and the second a double.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable as RsDeltaTable
+
+from framework.config import parse_source
+from framework.schema import canonical_json
+from tests.integration.helpers import read_target, run_loads, target_ref
+from tests.unit._httpd import FakeApi, Reply
+
+pytestmark = pytest.mark.spark
+
+UTC = dt.timezone.utc
+
+FIRST = [
+    {"id": 1, "updated_at": "2024-01-01T01:00:00Z", "score": 2.5, "labels": ["b", "a"],
+     "user": {"z": 1, "a": "é\"x\u0001/", "f": 1.5, "big": 2 ** 62}},
+    {"id": 2, "updated_at": "2024-01-01T02:00:00Z", "score": 0.1, "labels": [],
+     "user": {"n": None, "t": True, "e": {}, "l": [1.0, -0.0, 1e20, 1.5e-7]}},
+]
+# the same fields with other values, into the target FIRST made (score is a double column
+# there, labels and user string columns); ints come as ints, and key order differs
+LATER = [
+    {"score": 7, "id": 2, "updated_at": "2024-01-02T02:00:00Z",
+     "labels": [{"k": [1, None]}, "ü"], "user": {"y": 0.30000000000000004, "b": {"d": 1, "c": 2}}},
+    {"id": 3, "updated_at": "2024-01-02T03:00:00Z", "score": 2 ** 53 + 1, "labels": ["x"],
+     "user": {"id": 2 ** 63 - 1, "f": 1e-5}},
+]
+
+
+def _config(url: str) -> object:
+    return parse_source({
+        "config_id": "staged_values", "api_name": "Values", "source_system": "values",
+        "endpoint": url, "data_path": "data", "primary_key": ["id"], "cursor_field": "updated_at",
+        "delta_column": True, "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-03T00:00:00Z",
+        "target": {"catalog": "raw", "schema": "values", "table": "staged_values"},
+        "limits": {"timeout_s": 5, "max_retries": 0}})
+
+
+def _expected(records: list[dict]) -> list[tuple]:
+    return [(r["id"], float(r["score"]), canonical_json(r["labels"]), canonical_json(r["user"]))
+            for r in records]
+
+
+def test_nested_values_and_ints_land_the_same_in_a_new_and_an_existing_target(
+        spark, warehouse, store):
+    with FakeApi() as api:
+        cfg = _config(api.url("/items"))
+        api.route("/items", Reply(200, {"data": FIRST}))
+        [first] = run_loads(spark, warehouse, store, [cfg])
+        assert first.status == "SUCCESS", first.error
+        api.route("/items", Reply(200, {"data": LATER}))
+        [later] = run_loads(spark, warehouse, store, [cfg],
+                            now=dt.datetime(2024, 1, 4, tzinfo=UTC))
+        assert later.status == "SUCCESS", later.error
+
+    rows = _expected([FIRST[0], *LATER])
+    got = read_target(spark, warehouse, cfg).select("id", "score", "labels", "user")
+    assert dict(got.dtypes) == {"id": "bigint", "score": "double", "labels": "string",
+                                "user": "string"}
+    want = spark.createDataFrame(rows, got.schema)
+    assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+    assert read_target(spark, warehouse, cfg).where("_rescued_data IS NOT NULL").count() == 0
+
+    # the same values through an independent reader
+    table = RsDeltaTable(warehouse.path(target_ref(cfg))).to_pyarrow_table(
+        columns=["id", "score", "labels", "user"]).to_pylist()
+    assert sorted((r["id"], r["score"], r["labels"], r["user"]) for r in table) == sorted(rows)
