@@ -115,6 +115,9 @@ def main() -> None:
     ap.add_argument("--page-size", type=int, default=1000)
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--no-dlt", action="store_true")
+    ap.add_argument("--restlake-only", action="store_true",
+                    help="only restlake's run (no seed loop, no dlt, no ratio): for side-by-side "
+                         "runs of one setting, e.g. RESTLAKE_WARMUP=off")
     args = ap.parse_args()
 
     root = temp_dir("restlake-bench-e2e-")
@@ -134,9 +137,10 @@ def main() -> None:
              f"{init_s:.1f}s")
         # The seed loop runs on this process's session: warm its JVM up (Delta code paths,
         # JIT) on a one-day load first. restlake's run starts a cold JVM of its own.
-        warm_s, _ = timed(run_seed, spark, api.base_url, windows_of(cfg)[:1], args.page_size,
-                          root / "warm")
-        info("seed warm-up (excluded)", f"{warm_s:.1f}s")
+        if not args.restlake_only:
+            warm_s, _ = timed(run_seed, spark, api.base_url, windows_of(cfg)[:1], args.page_size,
+                              root / "warm")
+            info("seed warm-up (excluded)", f"{warm_s:.1f}s")
         rl_s, (rl_rows, rl_cpu, audit) = timed(run_restlake, cfg, root, warehouse, store, args.master)
         info("restlake run (own process, Spark's start included)",
              f"{rl_rows:,} rows in {rl_s:.1f}s ({rl_rows / rl_s:,.0f} rows/s)")
@@ -144,6 +148,11 @@ def main() -> None:
             f"{name} {audit.get(col) or 0:.1f}s" for name, col in (
                 ("claim", "ClaimSeconds"), ("fetch", "FetchSeconds"), ("stage", "StageSeconds"),
                 ("write", "WriteSeconds"), ("bookkeeping", "BookkeepingSeconds"))))
+        if args.restlake_only:
+            info("client CPU per record", f"{rl_cpu / rl_rows * 1e6:.1f} us")
+            spark.stop()
+            shutil.rmtree(root, ignore_errors=True)
+            return
         seed_s, seed_rows = timed(run_seed, spark, api.base_url, windows_of(cfg), args.page_size, root)
         info("seed loop (Spark already started)", f"{seed_rows:,} rows in {seed_s:.1f}s")
         info("load average at the end", " ".join(f"{x:.1f}" for x in os.getloadavg()))

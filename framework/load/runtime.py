@@ -58,6 +58,7 @@ from framework.load.lease import LeaseKeeper
 from framework.load.quality import LoadQuality
 from framework.secrets import redact
 from framework.load.staging import RunStaging
+from framework.load.warmup import WriteWarmup, enabled as warmup_enabled, mark_warm
 from framework.lake.tables import TableRef, Warehouse
 from framework.http.telemetry import Telemetry
 from framework.timeutil import utcnow
@@ -381,6 +382,7 @@ class _Load:
         self.hold = hold
         self.held_log: list[dict[str, Any]] = []
         self.health: Any = None
+        self.warmup: Optional[WriteWarmup] = None
 
     def flush_held(self) -> None:
         """Append what the load held back: its latest window-log rows, its health log."""
@@ -435,6 +437,12 @@ class _Load:
         resume = {i: checkpoints[(w.start, w.end)] for i, w in todo if (w.start, w.end) in checkpoints}
         pool: Optional[ThreadPoolExecutor] = None
         fetcher: Optional[WindowFetcher] = None
+        # The first commit waits for more windows than the first one staged: a window
+        # staged meanwhile may warm the JVM's Delta write (framework.load.warmup).
+        first_commit = len(todo) if not incremental else min(self.per_commit, len(todo))
+        if (first_commit > 1 and not self.ctx.distributed and self.ctx.warehouse.is_local
+                and warmup_enabled()):
+            self.warmup = WriteWarmup(self.writer, columns, self.staging.folder)
 
         def on_page(_records: int) -> None:
             crashpoint("page_fetched")
@@ -468,6 +476,8 @@ class _Load:
                                      window=window.key):
                         result = fetcher(index, window, **options)
                     crashpoint("window_staged")
+                    if self.warmup is not None:
+                        self.warmup.offer(result.stage)
                     return result
 
                 # Page batches commit from inside the window, so windows go one at a time, in order.
@@ -482,6 +492,7 @@ class _Load:
                 self._flush_window_log()
                 self.lease.check("target commit")
                 crashpoint("before_target_commit")
+                self._end_warmup()
                 with self.progress.timed("write"):
                     write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
@@ -490,6 +501,7 @@ class _Load:
                 pool.shutdown(wait=True, cancel_futures=True)
             if fetcher is not None:
                 fetcher.close()
+            self._end_warmup()
             # one health-log append per load, whichever executor fetched (never raises)
             self.health = health
             if not self.hold:
@@ -547,11 +559,18 @@ class _Load:
         self._flush_window_log()  # the previous commit's rows land before the next commit
         self.lease.check("target commit")
         crashpoint("before_target_commit")
+        self._end_warmup()
         with self.progress.timed("write"):
             write = self.writer.merge([r.stage for r in results], columns, batch_version=version)
         self._committed(results, write)
 
+    def _end_warmup(self) -> None:
+        """The target write is next (or the load ends): no warm-up from now on."""
+        if self.warmup is not None:
+            self.warmup.finish()
+
     def _committed(self, results: list[WindowResult], write: WriteResult) -> None:
+        mark_warm()  # this process's JVM has written Delta: no later load warms it up
         crashpoint("after_target_commit")
         progress = self.progress
         with progress.timed("write"):
@@ -597,6 +616,7 @@ class _Load:
         with self.progress.timed("write"):
             write = self.writer.merge([stage], columns,
                                       batch_version=segment_version(index, checkpoint["segment"]))
+        mark_warm()
         crashpoint("after_target_commit")
         with self.progress.timed("write"):
             rejected = self.writer.quarantine([stage])

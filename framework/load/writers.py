@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from framework.lake.commits import retry_conflicts
@@ -184,6 +185,18 @@ class TargetWriter:
             return self.spark.createDataFrame([], schema), columns, new, needs_reshape
         df = self.spark.read.schema(schema).option("mode", "FAILFAST").json(files)
         return df, columns, new, needs_reshape
+
+    def warm_up(self, stage: WindowStage, staged_with: Optional[dict[str, ColumnType]],
+                path: Path) -> None:
+        """Write ``stage``'s rows as the target write would read them, to a throwaway Delta
+        table at ``path`` (never the target; see :mod:`framework.load.warmup`). Reads the
+        staged files only: rows that would need re-shaping are not warmed with."""
+        columns, _, reshape = self._plan_columns([stage], staged_with)
+        if reshape or not stage.files:
+            return
+        df = (self.spark.read.schema(self._struct(columns, with_seq=False))
+              .option("mode", "FAILFAST").json([str(p) for p in stage.files]))
+        df.write.format("delta").mode("overwrite").save(str(path))
 
     def frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]) -> Any:
         """The rows of ``stages`` as the next commit would write them (before the one-row-

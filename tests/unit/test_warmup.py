@@ -1,0 +1,101 @@
+"""WriteWarmup without Spark: once per process, never after the target write began, a
+running one cancelled and awaited (tests/integration/test_warmup.py runs it on Spark)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from framework.load import warmup
+
+
+class FakeContext:
+    def __init__(self) -> None:
+        self.groups: list[str] = []
+        self.cancelled = threading.Event()
+
+    def setJobGroup(self, group: str, description: str, interrupt: bool) -> None:  # noqa: N802
+        self.groups.append(group)
+
+    def cancelJobGroup(self, group: str) -> None:  # noqa: N802
+        if group in self.groups:
+            self.cancelled.set()
+
+
+class FakeWriter:
+    config_id = "demo"
+
+    def __init__(self, block: bool = False, fail: bool = False) -> None:
+        self.sparkContext = FakeContext()
+        self.spark = self
+        self.block, self.fail = block, fail
+        self.calls: list[tuple] = []
+        self.running = threading.Event()
+
+    def warm_up(self, stage, staged_with, path) -> None:
+        path.mkdir(parents=True)
+        (path / "part.parquet").write_bytes(b"x")
+        self.calls.append((stage, staged_with, path))
+        self.running.set()
+        if self.block and not self.sparkContext.cancelled.wait(30):
+            raise AssertionError("never cancelled")
+        if self.fail or self.block:
+            raise RuntimeError("job cancelled")
+
+
+@pytest.fixture(autouse=True)
+def cold(monkeypatch):
+    monkeypatch.setattr(warmup, "_warm", threading.Event())
+
+
+def test_one_warm_up_per_load_and_it_marks_the_process_warm(tmp_path) -> None:
+    writer = FakeWriter()
+    w = warmup.WriteWarmup(writer, {"id": "long"}, tmp_path)
+
+    assert w.offer("stage-0") is True
+    assert w.offer("stage-1") is False
+    assert writer.running.wait(30)
+    w.finish()
+    assert [c[:2] for c in writer.calls] == [("stage-0", {"id": "long"})]
+    assert writer.calls[0][2] == tmp_path / warmup.FOLDER
+    assert not (tmp_path / warmup.FOLDER).exists()  # the throwaway table is removed
+    assert warmup.is_warm()
+    assert warmup.WriteWarmup(FakeWriter(), None, tmp_path).offer("s") is False  # warm now
+
+
+def test_no_warm_up_once_the_target_write_began(tmp_path) -> None:
+    writer = FakeWriter()
+    w = warmup.WriteWarmup(writer, None, tmp_path)
+    w.finish()
+    assert w.offer("stage-0") is False and writer.calls == [] and not warmup.is_warm()
+
+
+def test_a_running_warm_up_is_cancelled_and_awaited(tmp_path) -> None:
+    writer = FakeWriter(block=True)
+    w = warmup.WriteWarmup(writer, None, tmp_path)
+    assert w.offer("stage-0")
+    assert writer.running.wait(30)
+
+    w.finish()  # returns only once the warm-up ended: cancelled through its job group
+    assert writer.sparkContext.cancelled.is_set()
+    assert writer.sparkContext.groups == [w.group]
+    assert not (tmp_path / warmup.FOLDER).exists()
+    assert not warmup.is_warm()  # a cancelled warm-up warms nothing
+
+
+def test_a_failed_warm_up_is_quiet_and_leaves_nothing(tmp_path, caplog) -> None:
+    writer = FakeWriter(fail=True)
+    w = warmup.WriteWarmup(writer, None, tmp_path)
+    assert w.offer("stage-0")
+    assert writer.running.wait(30)
+    w.finish()
+    assert not (tmp_path / warmup.FOLDER).exists() and not warmup.is_warm()
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+
+@pytest.mark.parametrize("value, on", [(None, True), ("", True), ("on", True), ("off", False),
+                                       ("OFF", False), ("0", False), ("false", False)])
+def test_restlake_warmup_off_turns_it_off(value, on) -> None:
+    env = {} if value is None else {"RESTLAKE_WARMUP": value}
+    assert warmup.enabled(env) is on
