@@ -13,7 +13,8 @@ window is written to a throwaway Delta table in the run's staging folder while t
 windows are fetched. Only:
 
 * once per process (after any Delta write the JVM is warm: ``serve`` and ``scheduler``
-  warm once), and only on a local warehouse (a cluster's JVM outlives the job);
+  warm once), one at a time (loads run in parallel offer theirs; one runs), and only on a
+  local warehouse (a cluster's JVM outlives the job);
 * never in the load's way: it is cancelled (its Spark job group) when the target write is
   about to start, and its failure is logged at debug level and changes nothing;
 * never on the target: it reads the staged files (read-only) and writes below the run's
@@ -38,6 +39,7 @@ OFF = ("off", "0", "false", "no")
 FOLDER = "_warmup"  # below the run's staging folder
 
 _warm = threading.Event()  # a Delta write finished in this process: its JVM is warm
+_slot = threading.Lock()  # one warm-up at a time in a process (``run --parallel`` loads)
 
 
 def mark_warm() -> None:
@@ -84,6 +86,8 @@ class WriteWarmup:
         with self._lock:
             if self._over or self._thread is not None or is_warm():
                 return False
+            if not _slot.acquire(blocking=False):
+                return False  # another load's warm-up runs: this load may offer again
             self._thread = threading.Thread(target=self._run, args=(stage,), daemon=True,
                                             name="restlake-warmup")
             self._thread.start()
@@ -106,6 +110,7 @@ class WriteWarmup:
                       type(exc).__name__, str(exc)[:200])
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
+            _slot.release()
 
     def finish(self) -> None:
         """Before the target write (or when the load ends): no warm-up starts from now on;

@@ -94,6 +94,21 @@ def test_a_failed_warm_up_is_quiet_and_leaves_nothing(tmp_path, caplog) -> None:
     assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
 
 
+def test_one_warm_up_at_a_time_in_a_process(tmp_path) -> None:
+    """Loads run in parallel each offer theirs: one runs; once it was cancelled another
+    load may warm up with a later window."""
+    first, second = FakeWriter(block=True), FakeWriter()
+    a = warmup.WriteWarmup(first, None, tmp_path / "a")
+    b = warmup.WriteWarmup(second, None, tmp_path / "b")
+    assert a.offer("a-0") and first.running.wait(30)
+    assert b.offer("b-0") is False and second.calls == []
+
+    a.finish()  # cancelled: nothing warmed
+    assert b.offer("b-1") is True and second.running.wait(30)
+    b.finish()
+    assert [c[0] for c in second.calls] == ["b-1"] and warmup.is_warm()
+
+
 @pytest.mark.parametrize("value, on", [(None, True), ("", True), ("on", True), ("off", False),
                                        ("OFF", False), ("0", False), ("false", False)])
 def test_restlake_warmup_off_turns_it_off(value, on) -> None:
