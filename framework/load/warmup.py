@@ -33,9 +33,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
+from framework.lake.classes import OFF
+from framework.secrets import redact
+
 log = logging.getLogger(__name__)
 
-OFF = ("off", "0", "false", "no")
 FOLDER = "_warmup"  # below the run's staging folder
 
 _warm = threading.Event()  # a Delta write finished in this process: its JVM is warm
@@ -107,7 +109,7 @@ class WriteWarmup:
             log.debug("%s: the warm-up write finished", self.writer.config_id)
         except Exception as exc:  # noqa: BLE001 - a warm-up never fails a load
             log.debug("%s: warm-up write not done: %s: %s", self.writer.config_id,
-                      type(exc).__name__, str(exc)[:200])
+                      type(exc).__name__, redact(str(exc))[:200])
         finally:
             shutil.rmtree(self.path, ignore_errors=True)
             _slot.release()
