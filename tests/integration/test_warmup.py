@@ -81,6 +81,23 @@ def _no_leftovers(warehouse) -> None:
 DAYS = ["2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z"]
 
 
+def _load_holding_later_windows(spark, warehouse, store, config_id: str,
+                                until: threading.Event) -> None:
+    """A full load of three windows whose later two are answered once ``until`` is set;
+    it succeeds, both waits ended with the event set, the target equals the source and no
+    throwaway table is left."""
+    with FakeApi() as api:
+        handler, seen = _api(later_windows_wait_for=until)
+        api.route("/items", handler)
+        cfg = _config(api.url("/items"), config_id)
+        [outcome] = run_loads(spark, warehouse, store, [cfg])
+
+    assert outcome.status == "SUCCESS", outcome.error
+    assert seen == {DAYS[1]: True, DAYS[2]: True}
+    _assert_target(spark, warehouse, cfg, DAYS)
+    _no_leftovers(warehouse)
+
+
 def test_a_full_load_warms_the_write_with_its_first_window_while_the_others_are_fetched(
         spark, warehouse, store, cold, monkeypatch):
     class Watched(warmup.WriteWarmup):
@@ -91,17 +108,8 @@ def test_a_full_load_warms_the_write_with_its_first_window_while_the_others_are_
 
     written = threading.Event()
     monkeypatch.setattr(runtime, "WriteWarmup", Watched)
-    with FakeApi() as api:
-        handler, seen = _api(later_windows_wait_for=written)
-        api.route("/items", handler)
-        cfg = _config(api.url("/items"), "warm_full")
-        [outcome] = run_loads(spark, warehouse, store, [cfg])
-
-    assert outcome.status == "SUCCESS", outcome.error
-    # both later windows were answered only once the warm-up write had finished
-    assert seen == {DAYS[1]: True, DAYS[2]: True}
-    _assert_target(spark, warehouse, cfg, DAYS)
-    _no_leftovers(warehouse)
+    # both later windows are answered only once the warm-up write has finished
+    _load_holding_later_windows(spark, warehouse, store, "warm_full", until=written)
 
 
 def test_a_failing_warm_up_changes_nothing(spark, warehouse, store, cold, monkeypatch):
@@ -112,16 +120,7 @@ def test_a_failing_warm_up_changes_nothing(spark, warehouse, store, cold, monkey
 
     tried = threading.Event()
     monkeypatch.setattr(TargetWriter, "warm_up", broken)
-    with FakeApi() as api:
-        handler, seen = _api(later_windows_wait_for=tried)
-        api.route("/items", handler)
-        cfg = _config(api.url("/items"), "warm_broken")
-        [outcome] = run_loads(spark, warehouse, store, [cfg])
-
-    assert outcome.status == "SUCCESS", outcome.error
-    assert seen == {DAYS[1]: True, DAYS[2]: True}
-    _assert_target(spark, warehouse, cfg, DAYS)
-    _no_leftovers(warehouse)
+    _load_holding_later_windows(spark, warehouse, store, "warm_broken", until=tried)
     assert warmup.is_warm()  # the target write itself warmed the process
 
 
@@ -132,24 +131,15 @@ def test_a_warm_up_still_running_is_cancelled_when_the_target_write_starts(
     def endless(self, stage, staged_with, path):
         running.set()
         try:
-            self.spark.range(0, 10 ** 15, numPartitions=2).selectExpr("sum(id)").collect()
+            self.spark.range(0, 10 ** 15, numPartitions=2).selectExpr("max(hash(id))").collect()
         except Exception as exc:  # noqa: BLE001 - what the cancel raised in this thread
             ended.append(str(exc))
             raise
 
     running, ended = threading.Event(), []
     monkeypatch.setattr(TargetWriter, "warm_up", endless)
-    with FakeApi() as api:
-        handler, seen = _api(later_windows_wait_for=running)
-        api.route("/items", handler)
-        cfg = _config(api.url("/items"), "warm_cancelled")
-        [outcome] = run_loads(spark, warehouse, store, [cfg])
-
-    assert outcome.status == "SUCCESS", outcome.error
-    assert seen == {DAYS[1]: True, DAYS[2]: True}
+    _load_holding_later_windows(spark, warehouse, store, "warm_cancelled", until=running)
     assert len(ended) == 1 and "cancel" in ended[0].lower()
-    _assert_target(spark, warehouse, cfg, DAYS)
-    _no_leftovers(warehouse)
 
 
 def test_no_warm_up_for_a_one_window_load_or_in_a_warm_process(spark, warehouse, store, cold,
