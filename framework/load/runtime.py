@@ -488,11 +488,11 @@ class _Load:
                 self._commit_in_order(futures, columns)
             else:
                 results = [self._result(i, w, f) for i, w, f in futures]
+                self._end_warmup()
                 self.quality.before_commit([r.stage for r in results], results, columns)
                 self._flush_window_log()
                 self.lease.check("target commit")
                 crashpoint("before_target_commit")
-                self._end_warmup()
                 with self.progress.timed("write"):
                     write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
@@ -555,17 +555,18 @@ class _Load:
     def _commit_windows(self, results: list[WindowResult], version: int, columns: Any) -> None:
         if not results:
             return
+        self._end_warmup()
         self.quality.before_commit([r.stage for r in results], results, columns)
         self._flush_window_log()  # the previous commit's rows land before the next commit
         self.lease.check("target commit")
         crashpoint("before_target_commit")
-        self._end_warmup()
         with self.progress.timed("write"):
             write = self.writer.merge([r.stage for r in results], columns, batch_version=version)
         self._committed(results, write)
 
     def _end_warmup(self) -> None:
-        """The target write is next (or the load ends): no warm-up from now on."""
+        """The windows of a commit are fetched (its quality checks and target write are
+        next) or the load ends: no warm-up from now on, a running one is cancelled."""
         if self.warmup is not None:
             self.warmup.finish()
 
