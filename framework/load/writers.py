@@ -180,11 +180,15 @@ class TargetWriter:
         columns, new, needs_reshape = self._plan_columns(stages, staged_with)
         files = (self._reshape_files(stages, columns) if needs_reshape
                  else [str(p) for s in stages for p in s.files])
-        schema = self._struct(columns, with_seq=True)
         if not files:
-            return self.spark.createDataFrame([], schema), columns, new, needs_reshape
-        df = self.spark.read.schema(schema).option("mode", "FAILFAST").json(files)
-        return df, columns, new, needs_reshape
+            return (self.spark.createDataFrame([], self._struct(columns, with_seq=True)), columns,
+                    new, needs_reshape)
+        return self._read_staged(files, columns), columns, new, needs_reshape
+
+    def _read_staged(self, files: list[str], columns: dict[str, ColumnType]) -> Any:
+        """Staged JSON lines read against ``columns`` (and the contract and ``_seq``)."""
+        return (self.spark.read.schema(self._struct(columns, with_seq=True))
+                .option("mode", "FAILFAST").json(files))
 
     def warm_up(self, stage: WindowStage, staged_with: Optional[dict[str, ColumnType]],
                 path: Path) -> None:
@@ -194,8 +198,7 @@ class TargetWriter:
         columns, _, reshape = self._plan_columns([stage], staged_with)
         if reshape or not stage.files:
             return
-        df = (self.spark.read.schema(self._struct(columns, with_seq=False))
-              .option("mode", "FAILFAST").json([str(p) for p in stage.files]))
+        df = self._read_staged([str(p) for p in stage.files], columns).drop(SEQ_COLUMN)
         df.write.format("delta").mode("overwrite").save(str(path))
 
     def frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]) -> Any:
