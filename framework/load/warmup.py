@@ -104,9 +104,9 @@ class WriteWarmup:
                     return
                 sc.setJobGroup(self.group, "restlake: warm-up write (throwaway)", True)
                 self._spark = spark
-            self.writer.warm_up(stage, self.staged_with, self.path)
-            mark_warm()
-            log.debug("%s: the warm-up write finished", self.writer.config_id)
+            if self.writer.warm_up(stage, self.staged_with, self.path):
+                mark_warm()
+                log.debug("%s: the warm-up write finished", self.writer.config_id)
         except Exception as exc:  # noqa: BLE001 - a warm-up never fails a load
             log.debug("%s: warm-up write not done: %s: %s", self.writer.config_id,
                       type(exc).__name__, redact(str(exc))[:200])

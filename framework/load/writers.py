@@ -191,15 +191,20 @@ class TargetWriter:
                 .option("mode", "FAILFAST").json(files))
 
     def warm_up(self, stage: WindowStage, staged_with: Optional[dict[str, ColumnType]],
-                path: Path) -> None:
+                path: Path) -> bool:
         """Write ``stage``'s rows as the target write would read them, to a throwaway Delta
         table at ``path`` (never the target; see :mod:`framework.load.warmup`). Reads the
-        staged files only: rows that would need re-shaping are not warmed with."""
+        staged files only: rows that would need re-shaping are not warmed with.
+
+        Returns:
+            whether it wrote (``False``: nothing to warm with).
+        """
         columns, _, reshape = self._plan_columns([stage], staged_with)
         if reshape or not stage.files:
-            return
+            return False
         df = self._read_staged([str(p) for p in stage.files], columns).drop(SEQ_COLUMN)
         df.write.format("delta").mode("overwrite").save(str(path))
+        return True
 
     def frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]) -> Any:
         """The rows of ``stages`` as the next commit would write them (before the one-row-

@@ -26,14 +26,18 @@ class FakeContext:
 class FakeWriter:
     config_id = "demo"
 
-    def __init__(self, block: bool = False, fail: bool = False) -> None:
+    def __init__(self, block: bool = False, fail: bool = False, skip: bool = False) -> None:
         self.sparkContext = FakeContext()
         self.spark = self
-        self.block, self.fail = block, fail
+        self.block, self.fail, self.skip = block, fail, skip
         self.calls: list[tuple] = []
         self.running = threading.Event()
 
-    def warm_up(self, stage, staged_with, path) -> None:
+    def warm_up(self, stage, staged_with, path) -> bool:
+        if self.skip:  # rows that would need re-shaping: nothing written
+            self.calls.append((stage, staged_with, path))
+            self.running.set()
+            return False
         path.mkdir(parents=True)
         (path / "part.parquet").write_bytes(b"x")
         self.calls.append((stage, staged_with, path))
@@ -42,6 +46,7 @@ class FakeWriter:
             raise AssertionError("never cancelled")
         if self.fail or self.block:
             raise RuntimeError("job cancelled")
+        return True
 
 
 @pytest.fixture(autouse=True)
@@ -82,6 +87,14 @@ def test_a_running_warm_up_is_cancelled_and_awaited(tmp_path) -> None:
     assert writer.sparkContext.groups == [w.group]
     assert not (tmp_path / warmup.FOLDER).exists()
     assert not warmup.is_warm()  # a cancelled warm-up warms nothing
+
+
+def test_a_warm_up_that_wrote_nothing_leaves_the_process_cold(tmp_path) -> None:
+    writer = FakeWriter(skip=True)
+    w = warmup.WriteWarmup(writer, None, tmp_path)
+    assert w.offer("stage-0") and writer.running.wait(30)
+    w.finish()
+    assert writer.calls and not warmup.is_warm()
 
 
 def test_a_failed_warm_up_is_quiet_and_leaves_nothing(tmp_path, caplog) -> None:
