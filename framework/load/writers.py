@@ -89,6 +89,9 @@ class WriteResult:
 
 
 QUARANTINE_SUFFIX = "_quarantine"
+#: a MERGE batch of up to this many staged rows has its (key, payload_hash) pairs broadcast
+#: when the unchanged rows are taken out (about 10 MB of pairs: Spark's own threshold)
+BROADCAST_ROWS = 100_000
 
 
 class TargetWriter:
@@ -363,13 +366,33 @@ class TargetWriter:
         if not self.cfg.primary_key:
             return self._append(df, new, batch_version)
         deduped = self._dedupe(df, stages, reshaped).drop(SEQ_COLUMN)
-        # Keep only new or changed rows: MERGE rewrites every file holding a matched row
-        # (its WHEN MATCHED condition does not spare a file), so rows whose payload_hash
-        # is unchanged must not reach it at all. When none are left, Delta's MERGE of an
-        # empty source commits nothing: an unchanged rerun leaves the table version as is.
-        current = self.warehouse.read(self.spark, self.ref).select(*self.keys, "payload_hash")
-        source = deduped.join(current, on=[*self.keys, "payload_hash"], how="left_anti")
-        return self._merge(source, new)
+        return self._merge(self._changed(df, deduped, stages), new)
+
+    def _changed(self, staged: Any, deduped: Any, stages: list[WindowStage]) -> Any:
+        """The rows of ``deduped`` that are new or changed: not in the target with the same
+        primary key and ``payload_hash``.
+
+        MERGE rewrites every file holding a matched row (its WHEN MATCHED condition does
+        not spare a file), so rows whose payload_hash is unchanged must not reach it at
+        all. When none are left, Delta's MERGE of an empty source commits nothing: an
+        unchanged rerun leaves the table version as is.
+
+        The target's (key, hash) pairs equal to one of the batch's are found first, by
+        streaming the target past the batch's pairs, and only those few are then taken
+        out of the batch: the target is read once and never collected, however large it
+        is. A batch of up to :data:`BROADCAST_ROWS` rows is broadcast to both joins (no
+        shuffle of the target); a larger one leaves the plan to Spark.
+        """
+        from pyspark.sql import functions as F
+
+        on = [*self.keys, "payload_hash"]
+        # every staged pair, before the one-row-per-key window: a superset of the deduped
+        # rows' pairs, so the same rows are taken out, without computing the window twice
+        pairs = staged.select(*on)
+        current = self.warehouse.read(self.spark, self.ref).select(*on)
+        small = sum(s.rows for s in stages) <= BROADCAST_ROWS
+        same = current.join(F.broadcast(pairs) if small else pairs, on=on, how="left_semi")
+        return deduped.join(F.broadcast(same) if small else same, on=on, how="left_anti")
 
     def _merge(self, source: Any, new: list[str]) -> WriteResult:
         from pyspark.sql import functions as F

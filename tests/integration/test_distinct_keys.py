@@ -11,6 +11,7 @@ from chispa import assert_df_equality
 from deltalake import DeltaTable as RsDeltaTable
 
 from framework.config import parse_source
+from framework.load import writers
 from tests.integration.helpers import read_target, run_loads, target_ref
 from tests.unit._httpd import FakeApi, Reply
 
@@ -90,3 +91,33 @@ def test_an_incremental_batch_of_distinct_keys_merges_as_before(spark, warehouse
     assert_df_equality(got, spark.createDataFrame(
         [(1, "a0"), (2, "changed"), (3, "a2"), (5, "new")], "id long, v string"),
         ignore_row_order=True)
+
+
+@pytest.mark.parametrize("broadcast_rows", [writers.BROADCAST_ROWS, 0], ids=["broadcast", "planned"])
+def test_only_new_and_changed_rows_reach_the_merge(spark, warehouse, store, monkeypatch,
+                                                   broadcast_rows):
+    """The unchanged rows are taken out by (key, payload_hash) whether the batch is broadcast
+    or Spark plans the joins; with a key repeated in the batch only its latest row counts."""
+    monkeypatch.setattr(writers, "BROADCAST_ROWS", broadcast_rows)
+    with FakeApi() as api:
+        cfg = _config(api.url("/items"), f"keys_changed_{broadcast_rows}", delta_column=True)
+        _load(spark, warehouse, store, api, cfg, _records([1, 2, 3, 4], "a"))
+        day2 = "2024-01-02T00:00:00Z"
+        incr, _ = _load(spark, warehouse, store, api, cfg, [
+            {"id": 1, "updated_at": day2, "v": "a0"},                      # unchanged
+            {"id": 2, "updated_at": "2024-01-03T00:00:00Z", "v": "changed"},
+            {"id": 3, "updated_at": day2, "v": "a2"},                      # as in the target ...
+            {"id": 3, "updated_at": "2024-01-03T00:00:00Z", "v": "b3"},    # ... then changed
+            {"id": 4, "updated_at": "2024-01-01T00:00:00Z", "v": "x"},     # an older change ...
+            {"id": 4, "updated_at": day2, "v": "a3"},                      # ... the latest is as is
+            {"id": 5, "updated_at": "2024-01-03T00:00:00Z", "v": "new"}],
+            now=dt.datetime(2024, 1, 4, tzinfo=UTC))
+    assert incr.audit["LoadType"] == "INCREMENTAL"
+    assert incr.rows_written == 3  # 2, 3 and 5: the rows 1 and 4 never reached the MERGE
+    got = read_target(spark, warehouse, cfg).select("id", "v")
+    assert_df_equality(got, spark.createDataFrame(
+        [(1, "a0"), (2, "changed"), (3, "b3"), (4, "a3"), (5, "new")], "id long, v string"),
+        ignore_row_order=True)
+    rows = RsDeltaTable(warehouse.path(target_ref(cfg))).to_pyarrow_table(columns=["id", "v"])
+    assert sorted(zip(*rows.to_pydict().values())) == [
+        (1, "a0"), (2, "changed"), (3, "b3"), (4, "a3"), (5, "new")]
