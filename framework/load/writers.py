@@ -380,8 +380,9 @@ class TargetWriter:
         The target's (key, hash) pairs equal to one of the batch's are found first, by
         streaming the target past the batch's pairs, and only those few are then taken
         out of the batch: the target is read once, and of its rows only the pairs it shares
-        with the batch are ever gathered, however large it is. A batch of up to :data:`BROADCAST_ROWS` rows is broadcast to both joins (no
-        shuffle of the target); a larger one leaves the plan to Spark.
+        with the batch are ever gathered, however large it is. A batch of up to
+        :data:`BROADCAST_ROWS` rows is broadcast to both joins (no shuffle of the target);
+        a larger one leaves the plan to Spark.
         """
         from pyspark.sql import functions as F
 
