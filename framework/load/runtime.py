@@ -58,7 +58,7 @@ from framework.load.lease import LeaseKeeper
 from framework.load.quality import LoadQuality
 from framework.secrets import redact
 from framework.load.staging import RunStaging
-from framework.load.warmup import WriteWarmup, enabled as warmup_enabled, mark_warm
+from framework.load.warmup import WriteWarmup, enabled as warmup_enabled
 from framework.lake.tables import TableRef, Warehouse
 from framework.http.telemetry import Telemetry
 from framework.timeutil import utcnow
@@ -571,7 +571,6 @@ class _Load:
             self.warmup.finish()
 
     def _committed(self, results: list[WindowResult], write: WriteResult) -> None:
-        mark_warm()  # this process's JVM has written Delta: no later load warms it up
         crashpoint("after_target_commit")
         progress = self.progress
         with progress.timed("write"):
@@ -617,7 +616,6 @@ class _Load:
         with self.progress.timed("write"):
             write = self.writer.merge([stage], columns,
                                       batch_version=segment_version(index, checkpoint["segment"]))
-        mark_warm()
         crashpoint("after_target_commit")
         with self.progress.timed("write"):
             rejected = self.writer.quarantine([stage])

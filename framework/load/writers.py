@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from framework.errors import LoadError, SchemaDriftError
 from framework.schema import (CONTRACT_COLUMNS, SEQ_COLUMN, ColumnType, SchemaTracker,
                               column_name, data_columns, reshape)
 from framework.load.staging import WindowStage, keys_distinct
+from framework.load.warmup import mark_warm
 from framework.lake.tables import TableRef, Warehouse
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,18 @@ class WriteResult:
 
 
 QUARANTINE_SUFFIX = "_quarantine"
+
+
+def _warms(write: Any) -> Any:
+    """A target write that finished has warmed this process's JVM: no later load of the
+    process warms it up (:mod:`framework.load.warmup`), whoever wrote (a load, a webhook
+    flush, a replay)."""
+    @functools.wraps(write)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = write(self, *args, **kwargs)
+        mark_warm()
+        return result
+    return wrapper
 #: a MERGE batch of up to this many staged rows has its (key, payload_hash) pairs broadcast
 #: when the unchanged rows are taken out (about 10 MB of pairs: Spark's own threshold)
 BROADCAST_ROWS = 100_000
@@ -256,6 +270,7 @@ class TargetWriter:
         retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"evolve {self.ref.name}")
 
     # ----------------------------------------------------------------- writes
+    @_warms
     def overwrite(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
                   ) -> WriteResult:
         """FULL_LOAD: replace the table with every staged window in one commit."""
@@ -350,6 +365,7 @@ class TargetWriter:
         return WriteResult(merge_counts(metrics).written, self.warehouse.version(self.spark, self.ref),
                            tuple(new))
 
+    @_warms
     def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
               batch_version: int) -> WriteResult:
         """INCREMENTAL: MERGE on the primary key (or idempotent append without one).

@@ -127,3 +127,33 @@ def test_one_warm_up_at_a_time_in_a_process(tmp_path) -> None:
 def test_restlake_warmup_off_turns_it_off(value, on) -> None:
     env = {} if value is None else {"RESTLAKE_WARMUP": value}
     assert warmup.enabled(env) is on
+
+
+def test_a_finished_target_write_of_any_caller_warms_the_process_and_a_failed_one_does_not():
+    """TargetWriter's overwrite and merge mark the process warm (a load, a webhook flush,
+    a replay): no later load of the process warms it up."""
+    from framework.load.writers import TargetWriter
+
+    class Failing(TargetWriter):
+        def _frame(self, *args, **kwargs):
+            raise RuntimeError("the staged rows could not be read")
+
+    writer = Failing.__new__(Failing)
+    with pytest.raises(RuntimeError):
+        writer.merge([], None, batch_version=1)
+    assert not warmup.is_warm()
+
+    class Writing(TargetWriter):
+        def _frame(self, *args, **kwargs):
+            return "rows", {}, [], False
+
+        def _create(self, *args, **kwargs):
+            return "written"
+
+    class Warehouse:
+        def exists(self, spark, ref):
+            return False
+
+    writer = Writing.__new__(Writing)
+    writer.spark, writer.ref, writer.warehouse = None, None, Warehouse()
+    assert writer.merge([], None, batch_version=1) == "written" and warmup.is_warm()
