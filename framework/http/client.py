@@ -83,6 +83,11 @@ class _Session(requests.Session):
 
     requests walks the whole process environment (``*_proxy`` variables) for each request;
     a load sends thousands of requests to one host while the environment stays the same.
+
+    It never reads ``~/.netrc``: requests would, on every request without an ``auth``
+    argument, and send an entry for the host as Basic auth in place of the
+    ``Authorization`` header the source's auth set (a Databricks driver's ``.netrc``
+    holds workspace tokens). A request carries the credentials its config names, or none.
     """
 
     def __init__(self) -> None:
@@ -105,6 +110,16 @@ class _Session(requests.Session):
                 if len(self._environment) < 256:
                     self._environment[key] = hit
         return {**hit, "proxies": dict(hit["proxies"])}
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if request.auth is None and self.auth is None:
+            request.auth = _as_sent  # a set auth: requests then leaves ~/.netrc unread
+        return super().prepare_request(request)
+
+
+def _as_sent(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+    """The ``auth`` of a request whose credentials, if any, are already in its headers."""
+    return prepared
 
 
 def pooled_session(pool_maxsize: int, pool_connections: int = 4) -> requests.Session:

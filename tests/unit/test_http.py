@@ -139,6 +139,31 @@ def test_proxy_from_the_environment_is_used_and_read_once_per_host(api, clock, m
     assert len(reads) == 1
 
 
+@pytest.mark.parametrize("configured", [None, "bearer"])
+def test_a_netrc_entry_for_the_api_host_neither_replaces_nor_adds_credentials(
+        api, clock, monkeypatch, tmp_path, configured):
+    # requests reads ~/.netrc on every request of a session that trusts the environment
+    # and, when it has an entry for the host, sends its login as Basic auth, replacing
+    # the Authorization header the source's auth set. A load sends what its config says.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password netrc-pass-77\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("NETRC_TEST_TOKEN", SECRET)
+    api.route("/items", Reply(200, {"data": [1]}))
+    auth = (build_auth({"method": "bearer", "secret": "env:NETRC_TEST_TOKEN"})
+            if configured else None)
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
+    client.send(get(api))
+    [received] = api.requests_to("/items")
+    sent = {k.lower(): v for k, v in received.headers.items()}.get("authorization")
+    if configured:
+        as_configured = sent == f"Bearer {SECRET}"  # compared aside: no secret in a failure
+        assert as_configured, "the Authorization header is not the one the source's auth set"
+    else:
+        assert sent is None
+
+
 # -- retries ---------------------------------------------------------------------------------------
 
 def test_429_honours_retry_after_and_pauses_the_host(api, clock):
