@@ -304,7 +304,10 @@ class OAuth2ClientCredentials(Auth):
         self._scopes = list(scopes or [])
         self._audience = audience
         self._client_auth = client_auth
-        self._session = session or requests.Session()
+        if session is None:  # the load's session is passed; a lone token client gets its own
+            from framework.http.client import pooled_session  # (client imports this module)
+            session = pooled_session(1, pool_connections=1)
+        self._session = session
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None

@@ -336,6 +336,18 @@ def test_expired_token_is_refreshed_once(api, clock, monkeypatch):
         "Bearer at-1-long-token", "Bearer at-2-long-token"]
 
 
+def test_a_token_request_carries_no_netrc_credentials(api, clock, monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password netrc-pass-77\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    auth, issued = _oauth_api(api, monkeypatch, accept={"Bearer at-1-long-token"})
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)  # the token client's own session
+    assert client.send(get(api)).data == {"data": [1]}
+    [token_request] = issued
+    assert "authorization" not in {k.lower() for k in token_request.headers}
+
+
 def test_401_after_refresh_fails(api, clock, monkeypatch):
     auth, issued = _oauth_api(api, monkeypatch, accept=set())
     client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
