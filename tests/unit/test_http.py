@@ -139,16 +139,21 @@ def test_proxy_from_the_environment_is_used_and_read_once_per_host(api, clock, m
     assert len(reads) == 1
 
 
-@pytest.mark.parametrize("configured", [None, "bearer"])
-def test_a_netrc_entry_for_the_api_host_neither_replaces_nor_adds_credentials(
-        api, clock, monkeypatch, tmp_path, configured):
-    # requests reads ~/.netrc on every request of a session that trusts the environment
-    # and, when it has an entry for the host, sends its login as Basic auth, replacing
-    # the Authorization header the source's auth set. A load sends what its config says.
+@pytest.fixture
+def netrc_for_loopback(tmp_path, monkeypatch):
+    """A netrc file (``$NETRC``) holding Basic credentials for 127.0.0.1, the fake API."""
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login alice password netrc-pass-77\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
+
+
+@pytest.mark.parametrize("configured", [None, "bearer"])
+def test_a_netrc_entry_for_the_api_host_neither_replaces_nor_adds_credentials(
+        api, clock, monkeypatch, netrc_for_loopback, configured):
+    # requests reads ~/.netrc on every request of a session that trusts the environment
+    # and, when it has an entry for the host, sends its login as Basic auth, replacing
+    # the Authorization header the source's auth set. A load sends what its config says.
     monkeypatch.setenv("NETRC_TEST_TOKEN", SECRET)
     api.route("/items", Reply(200, {"data": [1]}))
     auth = (build_auth({"method": "bearer", "secret": "env:NETRC_TEST_TOKEN"})
@@ -336,11 +341,7 @@ def test_expired_token_is_refreshed_once(api, clock, monkeypatch):
         "Bearer at-1-long-token", "Bearer at-2-long-token"]
 
 
-def test_a_token_request_carries_no_netrc_credentials(api, clock, monkeypatch, tmp_path):
-    netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login alice password netrc-pass-77\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
+def test_a_token_request_carries_no_netrc_credentials(api, clock, monkeypatch, netrc_for_loopback):
     auth, issued = _oauth_api(api, monkeypatch, accept={"Bearer at-1-long-token"})
     client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)  # the token client's own session
     assert client.send(get(api)).data == {"data": [1]}
