@@ -19,7 +19,7 @@ EXAMPLES = {
     "generate": "restlake generate --config conf/github_issues.yaml\n"
                 "  restlake generate --config-id gh_issues\n  restlake generate --due",
     "status": "restlake status\n  restlake status --config-id gh_issues\n  restlake status --stale",
-    "audit": "restlake audit --config-id gh_issues --limit 5",
+    "audit": "restlake audit --config-id gh_issues --limit 5\n  restlake audit --phases",
     "retry": "restlake retry --config-id gh_issues",
 }
 
@@ -45,6 +45,9 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p = add("audit", "show recent audit rows (no Spark)")
     p.add_argument("--config-id", metavar="ID")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--phases", action="store_true",
+                   help="where each load's time went (seconds of claim, fetch, stage, target "
+                        "write and bookkeeping) in place of its counts")
     p = add("retry", "set FAILED rows back to PENDING with the same range")
     p.add_argument("--config-id", nargs="+", metavar="ID", required=True)
     return {"init": cmd_init, "validate": cmd_validate, "generate": cmd_generate,
@@ -136,12 +139,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 AUDIT_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "SourceRowCount",
                  "TargetRowCount", "TargetTotalRowCount", "WindowsLoaded", "Requests", "Retries",
                  "RunDuration", "ErrorMessage")
+#: ``audit --phases``: the split of ``RunDuration`` (README, "Tables")
+AUDIT_PHASE_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "TargetRowCount",
+                       "RunDuration", "ClaimSeconds", "FetchSeconds", "StageSeconds",
+                       "WriteSeconds", "BookkeepingSeconds")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     q = require_init(open_queries(args))
     rows = q.audit_rows(args.config_id, args.limit)
-    console.print(table(f"audit table {q.audit_ref.name}", AUDIT_COLUMNS, rows))
+    columns = AUDIT_PHASE_COLUMNS if args.phases else AUDIT_COLUMNS
+    console.print(table(f"audit table {q.audit_ref.name}", columns, rows))
     return 0
 
 

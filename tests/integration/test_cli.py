@@ -41,6 +41,16 @@ def test_demo_then_the_operator_commands(spark, tmp_path, capsys, monkeypatch):
     assert main(["--warehouse", wh, "audit", "--config-id", "demo_problems", "--limit", "5"]) == 0
     out = capsys.readouterr().out
     assert out.count("demo_problems") == 2
+    # --phases: each row's RunDuration split, in place of its counts
+    assert main(["--warehouse", wh, "audit", "--config-id", "demo_problems", "--phases"]) == 0
+    out = capsys.readouterr().out
+    assert "BookkeepingSeconds" in out and "SourceRowCount" not in out
+    phases = ("RunDuration", "ClaimSeconds", "FetchSeconds", "StageSeconds", "WriteSeconds",
+              "BookkeepingSeconds")
+    shown = sorted([c.strip() for c in line.split("\u2502")[1:-1]][-6:]
+                   for line in out.splitlines() if "demo_problems" in line)
+    assert shown == sorted([str(r[c]) for c in phases] for r in audit.to_pylist()
+                           if r["ConfigId"] == "demo_problems")
 
     assert main(["--warehouse", wh, "run", "--all"]) == 0
     assert "nothing to run" in capsys.readouterr().out
