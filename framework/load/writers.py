@@ -365,16 +365,28 @@ class TargetWriter:
         return WriteResult(merge_counts(metrics).written, self.warehouse.version(self.spark, self.ref),
                            tuple(new))
 
-    @_warms
     def merge(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]],
               batch_version: int) -> WriteResult:
         """INCREMENTAL: MERGE on the primary key (or idempotent append without one).
+
+        Windows that staged no row, into a target that exists, write nothing and start no
+        Spark job: a MERGE of no rows commits nothing, yet plans and runs its jobs (seconds
+        in a fresh JVM, the whole write of a quiet 15-minute load). An append of no rows
+        is not committed either, so its ``txnVersion`` is not spent: the batch, fetched
+        again with rows in it, still lands.
 
         Args:
             batch_version: the ``txnVersion`` of an append (:mod:`framework.load.batching`);
                 an append at or below the load's last version is skipped by Delta.
         """
+        if not any(stage.rows for stage in stages) and self.warehouse.exists(self.spark, self.ref):
+            return WriteResult(0, self.warehouse.version(self.spark, self.ref))
+        return self._merge_staged(stages, staged_with, batch_version)
 
+    @_warms
+    def _merge_staged(self, stages: list[WindowStage],
+                      staged_with: Optional[dict[str, ColumnType]], batch_version: int
+                      ) -> WriteResult:
         df, columns, new, reshaped = self._frame(stages, staged_with)
         if not self.warehouse.exists(self.spark, self.ref):
             return self._create(df, columns, new, batch_version, stages, reshaped)

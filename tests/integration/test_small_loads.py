@@ -79,6 +79,39 @@ def test_row_counts_after_a_commit_start_no_spark_job(spark, warehouse, store, a
     assert total == rows == out.audit["TargetTotalRowCount"] == written > 0
 
 
+@pytest.mark.parametrize("keyed", [True, False])
+def test_an_incremental_load_that_finds_no_new_record_writes_nothing_and_starts_no_spark_job(
+        spark, warehouse, store, api, keyed):
+    from deltalake import DeltaTable as RsDeltaTable
+    from pyspark.sql import functions as F
+
+    cid = "quiet" if keyed else "quiet_keyless"
+    cfg = source(api.base_url, "cursor", cid, end="2024-01-05T00:00:00Z",
+                 **({"delta_column": True} if keyed else {"primary_key": []}))
+    [first] = run_loads(spark, warehouse, store, [cfg])
+    assert first.status == "SUCCESS", first.error
+    if not keyed:  # an append-only source is switched to INCREMENTAL in the control table
+        warehouse.delta(spark, store.control_ref).update(
+            condition=F.col("ConfigId") == F.lit(cid), set={"LoadType": F.lit("INCREMENTAL")})
+    path = warehouse.path(target_ref(cfg))
+    before = RsDeltaTable(path)
+    version, rows = before.version(), before.to_pyarrow_table().sort_by("payload_hash")
+    # the next range starts where the API's records end (2024-01-05): its windows are empty
+    store.generate([cfg], now=dt.datetime(2024, 1, 8, tzinfo=UTC))
+    jobs = spark_jobs(spark)
+    [quiet] = run_loads(spark, warehouse, store, [cfg], generate=False)
+    assert quiet.status == "SUCCESS", quiet.error
+    assert quiet.audit["LoadType"] == "INCREMENTAL" and quiet.audit["WindowsLoaded"] == 3
+    assert quiet.audit["SourceRowCount"] == quiet.audit["TargetRowCount"] == 0
+    assert spark_jobs(spark) == jobs  # no MERGE (or append) of nothing
+    after = RsDeltaTable(path)
+    assert after.version() == version
+    assert after.to_pyarrow_table().sort_by("payload_hash").equals(rows)
+    logged = [r for r in RsDeltaTable(warehouse.path(store.window_ref)).to_pyarrow_table().to_pylist()
+              if r["ConfigId"] == cid and r["WindowStart"] >= dt.datetime(2024, 1, 5, tzinfo=UTC)]
+    assert len(logged) == 3 and {r["TargetVersion"] for r in logged} == {version}
+
+
 def test_a_first_attempt_reads_no_window_log_and_a_retry_does(spark, warehouse, store, api,
                                                               monkeypatch):
     from control.store import ControlStore
