@@ -138,10 +138,26 @@ def test_a_finished_target_write_of_any_caller_warms_the_process_and_a_failed_on
         def _frame(self, *args, **kwargs):
             raise RuntimeError("the staged rows could not be read")
 
+    class Staged:
+        rows = 3
+
+    class Warehouse:
+        def __init__(self, exists):
+            self._exists = exists
+
+        def exists(self, spark, ref):
+            return self._exists
+
+        def version(self, spark, ref):
+            return 7
+
     writer = Failing.__new__(Failing)
+    writer.spark, writer.ref, writer.warehouse = None, None, Warehouse(True)
     with pytest.raises(RuntimeError):
-        writer.merge([], None, batch_version=1)
+        writer.merge([Staged()], None, batch_version=1)
     assert not warmup.is_warm()
+    # windows that staged no row, into a target that exists: nothing is written, nor warmed
+    assert writer.merge([], None, batch_version=1).version == 7 and not warmup.is_warm()
 
     class Writing(TargetWriter):
         def _frame(self, *args, **kwargs):
@@ -150,10 +166,6 @@ def test_a_finished_target_write_of_any_caller_warms_the_process_and_a_failed_on
         def _create(self, *args, **kwargs):
             return "written"
 
-    class Warehouse:
-        def exists(self, spark, ref):
-            return False
-
     writer = Writing.__new__(Writing)
-    writer.spark, writer.ref, writer.warehouse = None, None, Warehouse()
-    assert writer.merge([], None, batch_version=1) == "written" and warmup.is_warm()
+    writer.spark, writer.ref, writer.warehouse = None, None, Warehouse(False)
+    assert writer.merge([Staged()], None, batch_version=1) == "written" and warmup.is_warm()
