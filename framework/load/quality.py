@@ -110,7 +110,8 @@ class LoadQuality:
         quality = self.quality
         rows = sum(s.rows for s in stages)
         seen: dict[str, Any] = {}
-        if q.null_fields(quality) or quality.accepted_values is not None:
+        if rows and (q.null_fields(quality) or quality.accepted_values is not None):
+            # (no row: no null and no value to judge, and no Spark job to count none)
             seen = qs.observe_rows(self.writer.frame(stages, columns), quality)
         n = q.baseline_loads(quality)
         recent = qs.earlier_loads(self.spark, self.store, self.cfg.config_id, self.load_type, n)

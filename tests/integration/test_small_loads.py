@@ -79,15 +79,18 @@ def test_row_counts_after_a_commit_start_no_spark_job(spark, warehouse, store, a
     assert total == rows == out.audit["TargetTotalRowCount"] == written > 0
 
 
-@pytest.mark.parametrize("keyed", [True, False])
+@pytest.mark.parametrize("kind", ["keyed", "keyless", "checked"])
 def test_an_incremental_load_that_finds_no_new_record_writes_nothing_and_starts_no_spark_job(
-        spark, warehouse, store, api, keyed):
+        spark, warehouse, store, api, kind):
     from deltalake import DeltaTable as RsDeltaTable
     from pyspark.sql import functions as F
 
-    cid = "quiet" if keyed else "quiet_keyless"
-    cfg = source(api.base_url, "cursor", cid, end="2024-01-05T00:00:00Z",
-                 **({"delta_column": True} if keyed else {"primary_key": []}))
+    keyed = kind != "keyless"
+    cid = f"quiet_{kind}"
+    extra = ({"delta_column": True} if keyed else {"primary_key": []})
+    if kind == "checked":  # a null check counts nulls of the rows about to be committed: none
+        extra["quality"] = {"not_null": ["title"], "accepted_values": {"state": ["open", "closed"]}}
+    cfg = source(api.base_url, "cursor", cid, end="2024-01-05T00:00:00Z", **extra)
     [first] = run_loads(spark, warehouse, store, [cfg])
     assert first.status == "SUCCESS", first.error
     if not keyed:  # an append-only source is switched to INCREMENTAL in the control table
