@@ -9,7 +9,8 @@ and ``restlake run --all`` run (``control.generate.generate``, then
 baseline is the seed's loop (``requests`` pages into a list) + one ``deltalake``
 (delta-rs) write per source. Spark's start and a one-source warm-up are excluded and
 printed separately. Printed: wall seconds, the ratio, Spark jobs per load (from the
-Spark status tracker), and the sum over the loads of each phase of the audit rows.
+Spark status tracker), and the sum over the loads of each phase of the audit rows. Then a
+quiet round: every source's next (INCREMENTAL) range, in which the API has no new record.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def spark_jobs(spark) -> int:
 
 
 def source_configs(base_url: str, n: int, prefix: str):
+    # delta_column: after its FULL load a source is INCREMENTAL (the quiet round below)
     return [config(base_url, f"{prefix}{i:03d}", days=60, window="none", page_size=100,
-                   concurrency=1) for i in range(n)]
+                   concurrency=1, delta_column=True) for i in range(n)]
 
 
 def run_restlake(spark, store, warehouse, root, configs, parallel: int):
@@ -127,6 +129,17 @@ def main() -> None:
         split = {p: sum((o.audit.get(p) or 0.0) for o in outcomes) for p in PHASES}
         info("phases, summed over the loads", ", ".join(f"{p[:-7].lower()} {v:.1f}s"
                                                         for p, v in split.items()))
+
+        # The steady state of a 15-minute cadence: the next range of every source, in which
+        # the API has no new record (its data ends 60 days after START).
+        generate(store, configs=configs)
+        jobs0 = spark_jobs(spark)
+        quiet_s, quiet = timed(runtime.run, ctx, None, parallel=args.parallel)
+        assert [o.status for o in quiet] == ["SUCCESS"] * len(configs), quiet
+        assert sum(o.rows_written for o in quiet) == 0
+        info("quiet round: run --all again, no new record",
+             f"{len(quiet)} INCREMENTAL loads in {quiet_s:.1f}s, {spark_jobs(spark) - jobs0} "
+             "Spark jobs")
 
         seed_s, seed_rows = timed(run_seed, api.base_url, configs, root)
         info("seed loop + deltalake write per source", f"{seed_rows:,} rows in {seed_s:.1f}s")
