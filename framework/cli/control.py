@@ -12,6 +12,7 @@ from rich.table import Table
 from framework.cli.console import (cell, console, error, fmt, open_queries, open_store,
                                   require_init, table)
 from framework.errors import ConfigError
+from framework.load.audit import PHASE_COLUMNS
 
 EXAMPLES = {
     "init": "restlake --warehouse ./wh init",
@@ -141,8 +142,7 @@ AUDIT_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "SourceRowCou
                  "RunDuration", "ErrorMessage")
 #: ``audit --phases``: the split of ``RunDuration`` (README, "Tables")
 AUDIT_PHASE_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "TargetRowCount",
-                       "RunDuration", "ClaimSeconds", "FetchSeconds", "StageSeconds",
-                       "WriteSeconds", "BookkeepingSeconds")
+                       "RunDuration", *PHASE_COLUMNS.values())
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

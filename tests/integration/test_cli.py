@@ -9,6 +9,7 @@ import pytest
 from deltalake import DeltaTable as RsDeltaTable
 
 from framework.cli.app import main
+from framework.load.audit import PHASE_COLUMNS
 from tests.unit._httpd import FakeApi, Reply
 
 pytestmark = pytest.mark.spark
@@ -45,8 +46,7 @@ def test_demo_then_the_operator_commands(spark, tmp_path, capsys, monkeypatch):
     assert main(["--warehouse", wh, "audit", "--config-id", "demo_problems", "--phases"]) == 0
     out = capsys.readouterr().out
     assert "BookkeepingSeconds" in out and "SourceRowCount" not in out
-    phases = ("RunDuration", "ClaimSeconds", "FetchSeconds", "StageSeconds", "WriteSeconds",
-              "BookkeepingSeconds")
+    phases = ("RunDuration", *PHASE_COLUMNS.values())
     shown = sorted([c.strip() for c in line.split("\u2502")[1:-1]][-6:]
                    for line in out.splitlines() if "demo_problems" in line)
     assert shown == sorted([str(r[c]) for c in phases] for r in audit.to_pylist()
