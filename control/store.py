@@ -192,12 +192,24 @@ class ControlStore:
         rows = self.rows([config_id])
         return rows[0] if rows else None
 
-    def audit_rows(self, config_id: Optional[str] = None, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest ``limit`` audit rows (of ``config_id``), newest first."""
+    def audit_rows(self, config_id: Optional[str] = None, limit: Optional[int] = 20, *,
+                   equal: Optional[dict[str, Any]] = None,
+                   columns: Optional[Iterable[str]] = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` audit rows (of ``config_id``; ``None``: all), newest first
+        (none before the audit table exists).
+
+        Args:
+            equal: further columns the rows must equal (see :func:`read_rows`).
+            columns: the columns to read (``LoggedAt`` is added: it orders the rows).
+        """
+        if not self._exists(self.audit_ref):
+            return []
+        wanted = None if columns is None else list(dict.fromkeys(["LoggedAt", *columns]))
         rows = read_rows(self._reads_spark(), self.warehouse, self.audit_ref,
-                         {"ConfigId": config_id} if config_id else None)
+                         {**({"ConfigId": config_id} if config_id else {}), **(equal or {})},
+                         wanted)
         rows.sort(key=lambda r: r.get("LoggedAt") or _EPOCH, reverse=True)
-        return rows[:limit]
+        return rows if limit is None else rows[:limit]
 
     def committed_windows(self, config_id: str, load_id: str) -> set[tuple[dt.datetime, dt.datetime]]:
         """Windows of ``load_id`` that the window log marks SUCCESS (skipped on a rerun)."""

@@ -114,7 +114,7 @@ class LoadQuality:
             # (no row: no null and no value to judge, and no Spark job to count none)
             seen = qs.observe_rows(self.writer.frame(stages, columns), quality)
         n = q.baseline_loads(quality)
-        recent = qs.earlier_loads(self.spark, self.store, self.cfg.config_id, self.load_type, n)
+        recent = qs.earlier_loads(self.store, self.cfg.config_id, self.load_type, n)
         return q.RowsObserved(
             load_type=self.load_type, rows=rows,
             window_rows=tuple(r.stage.rows for r in sorted(results, key=lambda r: r.index)),

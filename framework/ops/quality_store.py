@@ -96,25 +96,25 @@ def observe_rows(df: Any, quality: Quality) -> dict[str, Any]:
             "outside_sample": sample, "missing": frozenset(missing)}
 
 
-def earlier_loads(spark: Any, store: Any, config_id: str, load_type: str, n: int) -> list[int]:
+def earlier_loads(store: Any, config_id: str, load_type: str, n: int) -> list[int]:
     """Rows of the last ``n`` successful, complete loads of this kind, newest first.
 
     A load's rows are its records minus those sent to quarantine (the rows it wrote).
-    Loads that resumed an earlier attempt (windows skipped) are not baselines.
+    Loads that resumed an earlier attempt (windows skipped) are not baselines. Read as
+    the store reads its tables: with delta-rs on a local warehouse (no Spark job, so a
+    quiet window of a checked source starts none), with Spark otherwise.
     """
-    from pyspark.sql import functions as F
-
-    if n <= 0 or not store.warehouse.exists(spark, store.audit_ref):
+    if n <= 0:
         return []
-    df = (store.warehouse.read(spark, store.audit_ref)
-          .where((F.col("ConfigId") == F.lit(config_id)) & (F.col("LoadType") == F.lit(load_type))
-                 & (F.col("LoadStatus") == F.lit("SUCCESS"))
-                 & (F.coalesce(F.col("WindowsLoaded"), F.lit(1)) > 0)
-                 & (F.coalesce(F.col("WindowsSkipped"), F.lit(0)) == 0))
-          .orderBy(F.col("LoggedAt").desc()).limit(n)
-          .select((F.coalesce(F.col("SourceRowCount"), F.lit(0))
-                   - F.coalesce(F.col("RejectedRows"), F.lit(0))).alias("rows")))
-    return [int(r["rows"]) for r in df.collect()]
+    rows = store.audit_rows(config_id, None, equal={"LoadType": load_type, "LoadStatus": "SUCCESS"},
+                            columns=["WindowsLoaded", "WindowsSkipped", "SourceRowCount",
+                                     "RejectedRows"])
+    complete = [r for r in rows if _or(r["WindowsLoaded"], 1) > 0 and not r["WindowsSkipped"]]
+    return [_or(r["SourceRowCount"], 0) - _or(r["RejectedRows"], 0) for r in complete[:n]]
+
+
+def _or(value: Optional[int], default: int) -> int:
+    return default if value is None else int(value)
 
 
 # ----------------------------------------------------------------- the target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_row_counts_after_a_commit_start_no_spark_job(spark, warehouse, store, a
     assert total == rows == out.audit["TargetTotalRowCount"] == written > 0
 
 
-@pytest.mark.parametrize("kind", ["keyed", "keyless", "checked"])
+@pytest.mark.parametrize("kind", ["keyed", "keyless", "checked", "baselined"])
 def test_an_incremental_load_that_finds_no_new_record_writes_nothing_and_starts_no_spark_job(
         spark, warehouse, store, api, kind):
     from deltalake import DeltaTable as RsDeltaTable
@@ -90,6 +91,9 @@ def test_an_incremental_load_that_finds_no_new_record_writes_nothing_and_starts_
     extra = ({"delta_column": True} if keyed else {"primary_key": []})
     if kind == "checked":  # a null check counts nulls of the rows about to be committed: none
         extra["quality"] = {"not_null": ["title"], "accepted_values": {"state": ["open", "closed"]}}
+    if kind == "baselined":  # these judge an empty batch too, against earlier loads (audit)
+        extra["quality"] = {"max_row_drop_pct": {"value": 50},
+                            "max_spike_pct": {"value": 50, "baseline": "loads", "loads": 3}}
     cfg = source(api.base_url, "cursor", cid, end="2024-01-05T00:00:00Z", **extra)
     [first] = run_loads(spark, warehouse, store, [cfg])
     assert first.status == "SUCCESS", first.error
@@ -113,6 +117,17 @@ def test_an_incremental_load_that_finds_no_new_record_writes_nothing_and_starts_
     logged = [r for r in RsDeltaTable(warehouse.path(store.window_ref)).to_pyarrow_table().to_pylist()
               if r["ConfigId"] == cid and r["WindowStart"] >= dt.datetime(2024, 1, 5, tzinfo=UTC)]
     assert len(logged) == 3 and {r["TargetVersion"] for r in logged} == {version}
+    if kind == "baselined":  # a second quiet load: the first is its baseline
+        store.generate([cfg], now=dt.datetime(2024, 1, 11, tzinfo=UTC))
+        [again] = run_loads(spark, warehouse, store, [cfg], generate=False)
+        assert again.status == "SUCCESS", again.error
+        assert spark_jobs(spark) == jobs
+        results = {r["CheckName"]: r for r in store.quality_results([cid])
+                   if r["RunId"] == again.audit["RunId"]}
+        assert json.loads(results["max_row_drop_pct"]["Detail"]) == {"previous_rows": 0, "rows": 0}
+        earlier = 1 + (first.audit["LoadType"] == "INCREMENTAL")  # the quiet one, and the first?
+        assert json.loads(results["max_spike_pct"]["Detail"]) == {
+            "baseline": "loads", "median": 0 if earlier == 1 else first.source_rows / 2, "loads": earlier}
 
 
 def test_a_first_attempt_reads_no_window_log_and_a_retry_does(spark, warehouse, store, api,
