@@ -6,9 +6,9 @@ restlake runs as a user runs it: ``restlake run --config-id ...`` in a process o
 (Python start, Spark start, claim, fetch, stage, Delta write, control, window-log and audit
 commits), on a local warehouse whose control tables were made and whose row was
 generated beforehand. Its wall time is the process's, from start to exit: Spark's start is
-in it (``run`` starts Spark in the background while it claims and fetches). The seed loop
-fetches every page sequentially into one list, then makes one ``createDataFrame`` + Delta
-write on a Spark session already started and warmed up (its start is not counted). dlt
+in it (``run`` starts Spark in the background once the full load is claimed, while it
+fetches). The seed loop fetches every page sequentially into one list, then makes one
+``createDataFrame`` + Delta write on a Spark session already started and warmed up (its start is not counted). dlt
 (if ``dlt[deltalake]`` is importable) runs its ``rest_api`` source with the same cursor
 paginator into a Delta table on the filesystem destination. The demo API encodes every
 reply (no reply cache).

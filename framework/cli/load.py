@@ -58,12 +58,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if ids is None and not store.claimable_ids():
         console.print("nothing to run: no PENDING rows (run 'restlake generate')")
         return 0
-    # Spark starts while the rows are claimed and their windows fetched; a load waits for
-    # it at its first target write. A failed start drains the run (rows back to PENDING).
+    # Spark starts in the background once a load needs it (a full load once claimed, an
+    # incremental one at its first fetched record: RunContext.spark_needed), while the
+    # windows are fetched; a load waits for it at its first target write. A run whose
+    # incremental windows find nothing starts no JVM. A failed start drains the run (rows
+    # back to PENDING).
     if not spark.ready:
-        console.print("[dim]Spark + Delta start in the background while rows are claimed and "
-                      "fetched (the first start downloads the Delta jars)[/dim]")
-    spark.begin(on_failure=lambda exc: ctx.request_stop(
+        console.print("[dim]Spark + Delta start in the background once a load has something "
+                      "to write, while it fetches (the first start downloads the Delta "
+                      "jars)[/dim]")
+    ctx.on_spark_needed = lambda: spark.begin(on_failure=lambda exc: ctx.request_stop(
         f"Spark did not start: {type(exc).__name__}"))
     with drain_on_signals(ctx) as drain:
         outcomes = runtime.run(ctx, ids, parallel=max(1, args.parallel))

@@ -113,6 +113,9 @@ class RunContext:
     distributed: bool = False  # fetch windows on the Spark executors (framework.load.distributed)
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
     stop_reason: Optional[str] = None
+    #: starts Spark where its start waits for a load that needs it (``restlake run``:
+    #: see :meth:`spark_needed`); ``None`` where the session is there or starts on its own
+    on_spark_needed: Optional[Callable[[], None]] = field(default=None, repr=False)
 
     def emit(self, event: str, **data: Any) -> None:
         """Log a step of a load (INFO) and pass it to ``on_event`` (progress output). A
@@ -147,6 +150,15 @@ class RunContext:
     @property
     def stopping(self) -> bool:
         return self.stop.is_set()
+
+    def spark_needed(self) -> None:
+        """A load of this run will write with Spark: a full load once claimed (it always
+        overwrites), an incremental one at the first record it fetches. ``restlake run``
+        starts the JVM then instead of at once, so a run whose incremental windows find
+        nothing starts none (a quiet source on a short cadence). Any other use of the
+        session still starts it, in the thread that needs it. Idempotent."""
+        if self.on_spark_needed is not None:
+            self.on_spark_needed()
 
 @dataclass
 class LoadOutcome:
@@ -206,6 +218,8 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
     if ctx.stopping:
         return [_skipped(ctx, cid, f"not claimed: {ctx.stop_reason}") for cid in ids]
     claims, why = ctx.store.claim_many(ids, ctx.runner, ctx.run_id, ctx.lease)
+    if ctx.distributed or any(c.state.load_type != LoadType.INCREMENTAL for c in claims):
+        ctx.spark_needed()
     by_id = {c.config_id: c for c in claims}
     keepers: dict[str, LeaseKeeper] = {}
     # One thread per load waiting for its bookkeeping: they share the commits (a load
@@ -444,8 +458,10 @@ class _Load:
                 and warmup_enabled()):
             self.warmup = WriteWarmup(self.writer, columns, self.staging.folder)
 
-        def on_page(_records: int) -> None:
+        def on_page(records: int) -> None:
             crashpoint("page_fetched")
+            if records:
+                self.ctx.spark_needed()
             if not incremental:  # a FULL_LOAD commits only whole: an unfinished one stops now
                 self._stop_point("full load stopped before its overwrite")
         try:
@@ -476,7 +492,7 @@ class _Load:
                                      window=window.key):
                         result = fetcher(index, window, **options)
                     crashpoint("window_staged")
-                    if self.warmup is not None:
+                    if self.warmup is not None and result.stage.rows:  # a window with rows to write
                         self.warmup.offer(result.stage)
                     return result
 

@@ -1,8 +1,9 @@
-"""``restlake run`` as a process: Spark starts while the rows are claimed and fetched, and a
-Spark that cannot start drains the run instead of failing its loads.
+"""``restlake run`` as a process: Spark starts in the background once a load has something
+to write, while its windows are fetched; a run whose windows find nothing starts no JVM;
+and a Spark that cannot start drains the run instead of failing its loads.
 
-Neither test times anything: the order is observed through a ``java`` that waits for a
-staged window before it starts the JVM, and a ``java`` that fails.
+No test times anything: the order is observed through a ``java`` that waits for a staged
+window before it starts the JVM, and a ``java`` that records its start and fails.
 """
 
 from __future__ import annotations
@@ -129,6 +130,44 @@ def test_a_spark_that_fails_before_any_load_started_releases_the_rows_unloaded(
     # drained as above: either way the row is PENDING and the target untouched
     started = any(a["ConfigId"] == "early" for a in store.audit_rows())
     assert started == requested(api, SINCE)
+
+
+def test_a_run_whose_incremental_windows_find_nothing_starts_no_jvm(spark, initialized_warehouse,
+                                                                   api, tmp_path):
+    # Spark starts once a load has something to write: a quiet source's run (a short
+    # cadence's steady state) claims, fetches, logs and finishes with delta-rs alone.
+    import datetime as dt
+
+    from deltalake import DeltaTable as RsDeltaTable
+
+    from control.store import ControlStore
+    from framework.lake.tables import Warehouse
+    from tests.integration.helpers import UTC, run_loads, target_ref
+
+    root = tmp_path / "wh"
+    shutil.copytree(initialized_warehouse, root)
+    warehouse = Warehouse(root)
+    store = ControlStore(spark, warehouse)
+    cfg = source(api.base_url, "cursor", "quiet", start=SINCE, end=UNTIL, delta_column=True,
+                 quality={"max_row_drop_pct": {"value": 50}})
+    [first] = run_loads(spark, warehouse, store, [cfg])
+    assert first.status == "SUCCESS" and first.source_rows > 0, first.error
+    path = warehouse.path(target_ref(cfg))
+    version = RsDeltaTable(path).version()
+    store.generate([cfg], now=dt.datetime(2024, 1, 5, tzinfo=UTC))  # the API ends at UNTIL
+    env, marker = no_jvm_env(tmp_path)
+    api.clear_log()
+
+    done = run_process(env, warehouse, "quiet")
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert not marker.exists(), marker.read_text()
+    assert requested(api, "2024-01-03T00:00:00Z")  # it did fetch its windows
+    [audit] = store.audit_rows("quiet", 1)
+    assert (audit["LoadType"], audit["LoadStatus"], audit["SourceRowCount"]) == (
+        "INCREMENTAL", "SUCCESS", 0)
+    assert store.get("quiet")["LoadStatus"] == "SUCCESS"
+    assert RsDeltaTable(path).version() == version
 
 
 def test_a_session_asked_for_from_another_thread_is_this_processs_unchanged(spark):
