@@ -53,13 +53,16 @@ sys.exit(code)
 """
 
 
-def run_restlake(cfg, root, warehouse, store, master: str) -> tuple[int, float, dict]:
-    """``restlake run`` of ``cfg`` in its own process; (rows, process CPU s, audit row)."""
+def run_restlake(cfg, root, warehouse, store, master: str, generate: bool = True
+                 ) -> tuple[int, float, dict]:
+    """``restlake run`` of ``cfg`` in its own process (its row generated first unless
+    ``generate`` is false); (rows, process CPU s, audit row)."""
     import json
     import subprocess
     import sys
 
-    store.generate([cfg])
+    if generate:
+        store.generate([cfg])
     report = root / f"{cfg.config_id}.cpu.json"
     env = dict(os.environ, RESTLAKE_SPARK_MASTER=master,
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
