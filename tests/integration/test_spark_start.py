@@ -29,8 +29,10 @@ def api():
         yield demo
 
 
-def planned_warehouse(spark, initialized_warehouse, tmp_path: Path, api, config_id: str):
-    """A copy of the initialized warehouse with one PENDING row for ``config_id``."""
+def planned_warehouse(spark, initialized_warehouse, tmp_path: Path, api, config_id: str,
+                      **extra):
+    """A copy of the initialized warehouse with one PENDING row for ``config_id`` (``extra``:
+    further fields of its config)."""
     from control.store import ControlStore
     from framework.lake.tables import Warehouse
 
@@ -38,7 +40,7 @@ def planned_warehouse(spark, initialized_warehouse, tmp_path: Path, api, config_
     shutil.copytree(initialized_warehouse, root)
     warehouse = Warehouse(root)
     store = ControlStore(spark, warehouse)
-    cfg = source(api.base_url, "cursor", config_id, start=SINCE, end=UNTIL)
+    cfg = source(api.base_url, "cursor", config_id, start=SINCE, end=UNTIL, **extra)
     store.generate([cfg])
     return warehouse, store, cfg
 
@@ -140,17 +142,12 @@ def test_a_run_whose_incremental_windows_find_nothing_starts_no_jvm(spark, initi
 
     from deltalake import DeltaTable as RsDeltaTable
 
-    from control.store import ControlStore
-    from framework.lake.tables import Warehouse
     from tests.integration.helpers import UTC, run_loads, target_ref
 
-    root = tmp_path / "wh"
-    shutil.copytree(initialized_warehouse, root)
-    warehouse = Warehouse(root)
-    store = ControlStore(spark, warehouse)
-    cfg = source(api.base_url, "cursor", "quiet", start=SINCE, end=UNTIL, delta_column=True,
-                 quality={"max_row_drop_pct": {"value": 50}})
-    [first] = run_loads(spark, warehouse, store, [cfg])
+    warehouse, store, cfg = planned_warehouse(spark, initialized_warehouse, tmp_path, api, "quiet",
+                                              delta_column=True,
+                                              quality={"max_row_drop_pct": {"value": 50}})
+    [first] = run_loads(spark, warehouse, store, [cfg], generate=False)
     assert first.status == "SUCCESS" and first.source_rows > 0, first.error
     path = warehouse.path(target_ref(cfg))
     version = RsDeltaTable(path).version()
