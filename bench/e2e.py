@@ -8,10 +8,10 @@ commits), on a local warehouse whose control tables were made and whose row was
 generated beforehand. Its wall time is the process's, from start to exit: Spark's start is
 in it (``run`` starts Spark in the background once the full load is claimed, while it
 fetches). The seed loop fetches every page sequentially into one list, then makes one
-``createDataFrame`` + Delta write on a Spark session already started and warmed up (its start is not counted). dlt
-(if ``dlt[deltalake]`` is importable) runs its ``rest_api`` source with the same cursor
-paginator into a Delta table on the filesystem destination. The demo API encodes every
-reply (no reply cache).
+``createDataFrame`` + Delta write on a Spark session already started and warmed up (its
+start is not counted). dlt (if ``dlt[deltalake]`` is importable) runs its ``rest_api``
+source with the same cursor paginator into a Delta table on the filesystem destination.
+The demo API encodes every reply (no reply cache).
 
 ``e2e_vs_seed_loop`` is restlake's process wall time over the seed loop's (target
 <= 0.6x). restlake's client CPU per record is the ``run`` process's own CPU time
