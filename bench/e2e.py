@@ -16,7 +16,11 @@ The demo API encodes every reply (no reply cache).
 ``e2e_vs_seed_loop`` is restlake's process wall time over the seed loop's (target
 <= 0.6x). restlake's client CPU per record is the ``run`` process's own CPU time
 (``getrusage``: its Python threads, not the API's process, not Spark's JVM), start to
-exit, divided by its records.
+exit, divided by its records. Next to it, measured in the same run just before: the CPU per
+record of ``--concurrency`` bare ``requests`` threads reading the same windows from the same
+server (``requests`` + ``response.json()``, nothing kept), so that a figure can be read
+against the machine's speed at that moment (on a shared 2-vCPU machine it moves by up to
+2x within minutes).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import argparse
 import os
 import shutil
 
-from _common import DemoServer, REPO, START, config, figure, info, seed_loop, temp_dir, timed, windows_of
+from _common import (DemoServer, REPO, START, bare_threads, config, cpu_seconds, figure, info,
+                     seed_loop, temp_dir, timed, windows_of)
 
 SEED_SCHEMA = ("id long, number long, title string, state string, labels array<string>, "
                "user struct<login:string,id:long>, created_at string, updated_at string, "
@@ -144,6 +149,12 @@ def main() -> None:
             warm_s, _ = timed(run_seed, spark, api.base_url, windows_of(cfg)[:1], args.page_size,
                               root / "warm")
             info("seed warm-up (excluded)", f"{warm_s:.1f}s")
+        cpu0 = cpu_seconds()
+        bare_s, bare_records = timed(bare_threads, api.base_url, windows_of(cfg), args.page_size,
+                                     args.concurrency)
+        bare_us = (cpu_seconds() - cpu0) / bare_records * 1e6
+        info("bare threads (same windows and server, this moment)",
+             f"{bare_records:,} records in {bare_s:.1f}s, {bare_us:.1f} us CPU/record")
         rl_s, (rl_rows, rl_cpu, audit) = timed(run_restlake, cfg, root, warehouse, store, args.master)
         info("restlake run (own process, Spark's start included)",
              f"{rl_rows:,} rows in {rl_s:.1f}s ({rl_rows / rl_s:,.0f} rows/s)")
@@ -152,7 +163,8 @@ def main() -> None:
                 ("claim", "ClaimSeconds"), ("fetch", "FetchSeconds"), ("stage", "StageSeconds"),
                 ("write", "WriteSeconds"), ("bookkeeping", "BookkeepingSeconds"))))
         if args.restlake_only:
-            info("client CPU per record", f"{rl_cpu / rl_rows * 1e6:.1f} us")
+            info("client CPU per record", f"{rl_cpu / rl_rows * 1e6:.1f} us "
+                                          f"(bare threads: {bare_us:.1f} us)")
             spark.stop()
             shutil.rmtree(root, ignore_errors=True)
             return
@@ -163,7 +175,7 @@ def main() -> None:
         figure("e2e_vs_seed_loop", rl_s / seed_s, "<= 0.6x",
                note="(restlake run process wall, Spark's start included / seed loop)")
         figure("client_cpu_per_record", rl_cpu / rl_rows * 1e6, "<= 10 us", unit="us",
-               note="(the run process's own CPU, start to exit)")
+               note=f"(the run process's own CPU, start to exit; bare threads: {bare_us:.1f} us)")
         dlt_s = None
         if not args.no_dlt:
             try:
