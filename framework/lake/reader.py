@@ -128,9 +128,7 @@ class TableReader:
             return None
         if not self.warehouse.is_local:
             return self.table(ref)
-        from deltalake import DeltaTable
-
-        return DeltaTable(self.warehouse.path(ref)).to_pyarrow_dataset()
+        return delta_dataset(self.warehouse.path(ref))
 
     def schema_names(self, ref: TableRef) -> list[str]:
         """Column names of ``ref`` (empty when missing)."""
@@ -174,7 +172,7 @@ class TableReader:
 
         dt = DeltaTable(self.warehouse.path(ref), version=version)
         append_only = str(dt.metadata().configuration.get("delta.appendOnly", "")).lower() == "true"
-        ds = dt.to_pyarrow_dataset()
+        ds = delta_dataset(self.warehouse.path(ref), dt)
         fragments = list(ds.get_fragments())
         files = frozenset(f.path for f in fragments)
         if cached is not None and cached.append_only and append_only and cached.files <= files:
@@ -260,6 +258,24 @@ class TableReader:
             return rows_of(con.sql(sql, params=params or None).to_arrow_table())
         finally:
             con.close()
+
+
+def delta_dataset(path: str, table: Any = None) -> Any:
+    """The local Delta table at ``path`` as a ``pyarrow.dataset`` (of ``table``, the
+    ``deltalake.DeltaTable`` of ``path`` at the version to read, when one is open).
+
+    Its files are read through Arrow's own local filesystem, not delta-rs's default
+    Python-backed one: with that one, Arrow's I/O threads finish read-ahead work by taking
+    the GIL, and a process that exits while one does aborts in the interpreter's shutdown
+    ("terminate called without an active exception", exit code 134) after its work is
+    done.
+    """
+    from deltalake import DeltaTable
+    from pyarrow import fs
+
+    table = DeltaTable(path) if table is None else table
+    return table.to_pyarrow_dataset(filesystem=fs.SubTreeFileSystem(
+        str(Path(path).resolve()), fs.LocalFileSystem()))
 
 
 def rows_of(table: Any) -> list[dict[str, Any]]:

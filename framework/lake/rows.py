@@ -125,11 +125,10 @@ def read_rows(spark: Any, warehouse: Warehouse, ref: TableRef,
     wanted = list(columns) if columns is not None else None
     if warehouse.is_local:
         import pyarrow.compute as pc
-        from deltalake import DeltaTable as RsTable
 
-        from framework.lake.reader import rows_of
+        from framework.lake.reader import delta_dataset, rows_of
 
-        dataset = RsTable(warehouse.path(ref)).to_pyarrow_dataset()
+        dataset = delta_dataset(warehouse.path(ref))
         where = None
         for name, v in equal.items():
             # A file delta-rs's MERGE wrote holds strings as string_view; the cast to the

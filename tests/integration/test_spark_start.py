@@ -254,3 +254,41 @@ def test_a_load_into_an_existing_target_fetches_before_spark_is_up(spark, initia
         worker.join(timeout=300)
     [outcome] = outcomes
     assert outcome.status == "SUCCESS", outcome.error
+
+
+READ_AND_EXIT = """
+import sys
+from framework.lake.rows import read_rows
+from framework.lake.tables import TableRef, Warehouse
+rows = read_rows(None, Warehouse(sys.argv[1]), TableRef("main", "metadata", "api_control_table"),
+                 equal={"ConfigId": ["planned"]})
+print(len(rows))
+"""
+
+
+def test_processes_that_read_a_table_with_delta_rs_exit_0(spark, initialized_warehouse, api,
+                                                          tmp_path):
+    # delta-rs's default filesystem for Arrow datasets is backed by Python: Arrow's I/O
+    # threads finished their read-ahead by taking the GIL, and a process that exited
+    # meanwhile aborted in the interpreter's shutdown ("terminate called without an active
+    # exception", exit code 134), its work done. `restlake run` read the control table
+    # so at its claim and aborted in one run of ten to two of three (a scheduler saw a
+    # failed job). A process that reads the control table (a few sources) and exits at
+    # once, twelve times, and two `run`s that claim nothing: all exit 0.
+    from tests.integration.helpers import STYLE_SOURCES
+
+    warehouse, store, _ = planned_warehouse(spark, initialized_warehouse, tmp_path, api,
+                                            "planned")
+    store.generate([source(api.base_url, style, f"other_{style}") for style in STYLE_SOURCES])
+    env, marker = no_jvm_env(tmp_path)
+
+    reads = [subprocess.run([sys.executable, "-c", READ_AND_EXIT, str(warehouse.root)],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+             for _ in range(12)]
+    runs = [run_process(env, warehouse, "no-such-source") for _ in range(2)]
+
+    assert [(done.returncode, done.stderr[-300:]) for done in reads + runs
+            if done.returncode != 0] == []
+    assert [done.stdout.strip() for done in reads] == ["1"] * 12
+    assert all("no such control row" in done.stdout for done in runs)
+    assert not marker.exists()
