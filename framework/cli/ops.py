@@ -14,7 +14,7 @@ from typing import Any, Callable
 from rich.table import Table
 
 from framework.cli.console import (cell, console, error, open_queries, open_store, require_init, safe,
-                                  table)
+                                  start_spark, table)
 
 EXAMPLES = {
     "report": "restlake report --out ./ops\n  restlake report --out ./ops --days 1",
@@ -104,13 +104,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- health
 def cmd_health(args: argparse.Namespace) -> int:
+    """Probe the sources once, append the results to the health log, show uptime.
+
+    On a local warehouse no JVM starts (delta-rs appends, the uptime is the service's
+    JVM-free metric), unless the health log does not exist yet and Spark must create it;
+    on Unity Catalog the uptime views are (re)created for SQL users.
+    """
     from control.mapping import row_to_config
     from framework.errors import ConfigError
     from framework.ops.health import probe_many
-    from framework.ops.health_store import append_checks, register_views
+    from framework.ops.health_store import append_checks, health_ref, register_views
     from framework.load.runtime import new_run_id
 
-    spark, warehouse, store = _open(args)
+    _, warehouse, store = open_store(args, lazy=True)
+    if not store.is_initialized():
+        raise ConfigError("the control table does not exist; run 'restlake init' first")
     catalog = store.control_ref.catalog
     configs = []
     for row in store.rows(args.config_id):
@@ -128,12 +136,14 @@ def cmd_health(args: argparse.Namespace) -> int:
         configs.append(cfg)
     results = probe_many(configs, now=dt.datetime.now(dt.timezone.utc), run_id=new_run_id(),
                          expected=args.expect, timeout_s=args.timeout)
+    local = warehouse.is_local
+    spark = None if local and warehouse.exists(None, health_ref(catalog)) else start_spark()
     append_checks(spark, warehouse, results, catalog)
     console.print(table("health probes", ("ConfigId", "Ok", "StatusCode", "ElapsedMs",
                                                    "ErrorKind", "ErrorMessage"), results))
-    register_views(spark, warehouse, catalog)
-    name = "`api_uptime`" if warehouse.is_local else f"`{catalog}`.`metadata`.`api_uptime`"
-    uptime = [r.asDict() for r in spark.table(name).orderBy("ConfigId").collect()]
+    if not local:
+        register_views(spark, warehouse, catalog)
+    uptime = sorted(open_queries(args).health_metric("api_uptime"), key=lambda r: r["ConfigId"])
     console.print(table("uptime (view api_uptime)", (
         "ConfigId", "uptime_pct_24h", "uptime_pct_7d", "uptime_pct_30d", "checks_24h",
         "last_checked_at", "last_ok"), uptime))

@@ -120,6 +120,32 @@ def test_generate_of_30_configs_and_retry_start_no_jvm(spark, initialized_wareho
     assert not marker.exists(), marker.read_text()
 
 
+def test_health_probes_logs_and_shows_uptime_without_a_jvm(rich, tmp_path):
+    # `health` on a cron (every few minutes) started a JVM each time (~10 s) for one
+    # append and a view over the health log: the append is delta-rs's and the uptime the
+    # service's JVM-free metric. Every enabled source is probed and logged once.
+    from deltalake import DeltaTable as RsDeltaTable
+
+    wh = tmp_path / "wh"
+    shutil.copytree(rich.root, wh)
+    log = wh / "main" / "metadata" / "api_health_log"
+    before = {r["RunId"] for r in RsDeltaTable(str(log)).to_pyarrow_table(columns=["RunId"]).to_pylist()}
+    env, marker = no_jvm_env(tmp_path)
+
+    done = restlake(env, "--warehouse", str(wh), "health", cwd=tmp_path)
+
+    rows = [r for r in RsDeltaTable(str(log)).to_pyarrow_table().to_pylist()
+            if r["RunId"] not in before]
+    probes = {r["ConfigId"]: r for r in rows if r["CheckKind"] == "probe"}
+    control = RsDeltaTable(str(wh / "main" / "metadata" / "api_control_table")).to_pyarrow_table()
+    enabled = {r["ConfigId"] for r in control.to_pylist() if r["Enabled"] is not False}
+    assert len(rows) == len(probes) and set(probes) == enabled, (done.stdout, done.stderr)
+    assert done.returncode == (0 if all(r["Ok"] for r in probes.values()) else 1), done.stderr
+    assert "uptime (view api_uptime)" in done.stdout
+    assert all(config_id in done.stdout for config_id in probes)
+    assert not marker.exists(), marker.read_text()
+
+
 def test_report_and_worksheet_gather_their_data_without_a_jvm(rich, api, tmp_path):
     env, marker = no_jvm_env(tmp_path)
     wh = str(rich.root)
