@@ -8,7 +8,6 @@ records its call in a marker file and fails, so any Spark start would leave the 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
