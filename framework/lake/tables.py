@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from framework.config import check_identifier, quote_identifier
+from framework.errors import ConfigError
 
 DEFAULT_WAREHOUSE = "./warehouse"
 
@@ -58,6 +59,12 @@ class Warehouse:
 
     def __init__(self, root: str | os.PathLike[str] | None) -> None:
         self.root = Path(root).resolve() if root is not None else None
+        if self.root is not None and "%" in str(self.root):
+            # delta-rs reads a '%' in a table's path as an escape ("a%20b" is "a b"), so
+            # every JVM-free read would look for another folder than Spark wrote.
+            raise ConfigError(f"warehouse folder {str(self.root)!r}: a path with '%' is not "
+                              "supported (delta-rs reads '%' as an escape); choose a folder "
+                              "without it")
 
     @classmethod
     def from_env(cls, explicit: str | None = None) -> "Warehouse":

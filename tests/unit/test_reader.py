@@ -111,3 +111,21 @@ def test_a_background_answer_serves_the_previous_one_until_recomputed(tmp_path):
             break
         threading.Event().wait(0.05)
     assert reader.cached("n", [REF], count(False), background=True) == 2
+
+
+def test_a_warehouse_folder_with_a_percent_sign_is_refused_with_the_folder_named(tmp_path, capsys):
+    # delta-rs reads '%' in a table path as an escape: status, audit and every other
+    # JVM-free read of a warehouse in "ops%20wh" looked in "ops wh" and failed with a
+    # "file not found" naming a folder the user never made.
+    import pytest
+
+    from framework.cli.app import main
+    from framework.errors import ConfigError
+
+    folder = tmp_path / "ops%20wh"
+    with pytest.raises(ConfigError, match=r"ops%20wh.*'%'"):
+        Warehouse(folder)
+    assert main(["--warehouse", str(folder), "status"]) == 1
+    out = capsys.readouterr()
+    assert "ops%20wh" in out.out + out.err and "'%'" in out.out + out.err
+    assert Warehouse(tmp_path / "ops wh ü").root == (tmp_path / "ops wh ü").resolve()
