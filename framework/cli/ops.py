@@ -62,10 +62,10 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
             "quality": cmd_quality}
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+def _open(args: argparse.Namespace, *, lazy: bool = False) -> tuple[Any, Any, Any]:
     from framework.errors import ConfigError
 
-    spark, warehouse, store = open_store(args)
+    spark, warehouse, store = open_store(args, lazy=lazy)
     if not store.is_initialized():
         raise ConfigError("the control table does not exist; run 'restlake init' first")
     return spark, warehouse, store
@@ -116,9 +116,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     from framework.ops.health_store import append_checks, health_ref, register_views
     from framework.load.runtime import new_run_id
 
-    _, warehouse, store = open_store(args, lazy=True)
-    if not store.is_initialized():
-        raise ConfigError("the control table does not exist; run 'restlake init' first")
+    _, warehouse, store = _open(args, lazy=True)
     catalog = store.control_ref.catalog
     configs = []
     for row in store.rows(args.config_id):
