@@ -287,10 +287,15 @@ class SparkStarting:
 def local_settings(conf: dict[str, Any] | None, environ: Any) -> dict[str, str]:
     """The settings of a new local session: the defaults, then ``conf``, then, appended to
     the driver's JVM options, those mapping the class archive when there is one
-    (:mod:`framework.lake.classes`) and those of ``RESTLAKE_SPARK_JAVA_OPTIONS``."""
-    from framework.lake.classes import java_options as archive_options
+    (:mod:`framework.lake.classes`) and those of ``RESTLAKE_SPARK_JAVA_OPTIONS``.
+
+    The session's own catalog folder (``spark.sql.warehouse.dir``) is in restlake's cache
+    folder, not the current one: a local warehouse's tables are paths, and the catalog's
+    empty ``spark-warehouse`` folder was left in whatever folder a command ran in."""
+    from framework.lake.classes import cache_dir, java_options as archive_options
 
     settings = dict(DEFAULT_CONF)
+    settings["spark.sql.warehouse.dir"] = str(cache_dir(environ) / "spark-warehouse")
     settings.update({k: str(v) for k, v in (conf or {}).items()})
     for java_options in (archive_options(environ),
                          environ.get("RESTLAKE_SPARK_JAVA_OPTIONS", "").strip()):

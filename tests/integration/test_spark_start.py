@@ -8,6 +8,7 @@ window before it starts the JVM, and a ``java`` that records its start and fails
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -292,3 +293,22 @@ def test_processes_that_read_a_table_with_delta_rs_exit_0(spark, initialized_war
     assert [done.stdout.strip() for done in reads] == ["1"] * 12
     assert all("no such control row" in done.stdout for done in runs)
     assert not marker.exists()
+
+
+def test_init_in_a_project_folder_leaves_nothing_in_it(tmp_path):
+    # A local session's catalog made an empty `spark-warehouse` folder in the folder the
+    # user ran restlake in (every `init`, and so `demo`); restlake's local tables are
+    # paths in the warehouse folder, and that catalog holds nothing of theirs.
+    from control.store import CONTROL_TABLE, METADATA_SCHEMA
+    from framework.lake.tables import TableRef, Warehouse
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    wh = tmp_path / "wh"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RESTLAKE_SPARK_MASTER="local[1]")
+    done = subprocess.run([sys.executable, "-m", "framework.cli", "--warehouse", str(wh), "init"],
+                          capture_output=True, text=True, env=env, cwd=folder, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    control = Path(Warehouse(wh).path(TableRef("main", METADATA_SCHEMA, CONTROL_TABLE)))
+    assert (control / "_delta_log").is_dir()
+    assert sorted(p.name for p in folder.iterdir()) == []

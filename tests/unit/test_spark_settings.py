@@ -14,3 +14,10 @@ def test_without_the_variable_the_defaults_and_conf_apply():
     settings = local_settings({"spark.sql.shuffle.partitions": 2}, {})
     assert settings["spark.sql.shuffle.partitions"] == "2"
     assert settings["spark.driver.extraJavaOptions"] == DEFAULT_CONF["spark.driver.extraJavaOptions"]
+
+
+def test_the_sessions_catalog_folder_is_in_the_cache_folder_unless_conf_names_one():
+    settings = local_settings(None, {"RESTLAKE_CACHE_DIR": "/var/cache/rl"})
+    assert settings["spark.sql.warehouse.dir"] == "/var/cache/rl/spark-warehouse"
+    mine = local_settings({"spark.sql.warehouse.dir": "/data/catalog"}, {"RESTLAKE_CACHE_DIR": "/x"})
+    assert mine["spark.sql.warehouse.dir"] == "/data/catalog"
