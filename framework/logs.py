@@ -202,7 +202,9 @@ def add_arguments(parser: Any, *, suppress: bool = False, level: Optional[str] =
                         help="also log to PATH, rotated by size (see --log-max-mb)")
     parser.add_argument("--log-level", choices=LEVELS, type=str.upper, default=default(level),
                         help="lowest level logged" + (f" (default {level})" if level else ""))
-    parser.add_argument("--log-max-mb", type=float, default=default(10.0), metavar="MB",
+    from framework.cli.options import number
+
+    parser.add_argument("--log-max-mb", type=number(float, above=0), default=default(10.0), metavar="MB",
                         help="rotate the log file at this size, keeping 5 old files (default 10)")
 
 

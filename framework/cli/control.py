@@ -9,6 +9,7 @@ from typing import Any, Callable
 from rich.markup import escape
 from rich.table import Table
 
+from framework.cli.options import LIMIT
 from framework.cli.console import (cell, console, error, fmt, open_queries, open_store,
                                   require_init, table)
 from framework.errors import ConfigError
@@ -45,7 +46,7 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
                         "(exit 1 when any)")
     p = add("audit", "show recent audit rows (no Spark)")
     p.add_argument("--config-id", metavar="ID")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=LIMIT, default=20, help="rows to show (default 20)")
     p.add_argument("--phases", action="store_true",
                    help="where each load's time went (seconds of claim, fetch, stage, target "
                         "write and bookkeeping) in place of its counts")

@@ -22,6 +22,7 @@ import signal
 import sys
 from typing import Any, Optional, Sequence
 
+from framework.cli.options import LEASE_MINUTES
 from framework.config import config_files  # noqa: F401 - kept here for existing imports
 from framework.logs import setup_from_args
 from framework.untrusted import printable
@@ -138,7 +139,7 @@ def _run_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config-id", nargs="+", default=[], metavar="ID")
     g.add_argument("--all", action="store_true", help="every claimable row (the default)")
-    p.add_argument("--lease-minutes", type=float, default=None,
+    p.add_argument("--lease-minutes", type=LEASE_MINUTES, default=None,
                    help="how long a claim holds (default: each config's limits.lease_s)")
     _common(p)
     return p

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 from typing import Any, Callable
 
+from framework.cli.options import LEASE_MINUTES, number
 from framework.cli.console import console, open_store, print_outcomes, progress_printer, error
 from framework.errors import ConfigError
 
@@ -24,11 +25,11 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p.add_argument("--distributed", action="store_true",
                    help="fetch windows on the Spark executors, one task per window (staging "
                         "must be storage the executors share, e.g. RESTLAKE_STAGING=/Volumes/...)")
-    p.add_argument("--lease-minutes", type=float, default=None,
+    p.add_argument("--lease-minutes", type=LEASE_MINUTES, default=None,
                    help="how long a claim holds before another runner may take over (default: "
                         "each config's limits.lease_s, 3600 s unless set; renewed while the "
                         "load runs)")
-    p.add_argument("--parallel", type=int, default=2, metavar="N",
+    p.add_argument("--parallel", type=number(int, minimum=1), default=2, metavar="N",
                    help="loads run at once (default 2); windows of one load use limits.concurrency")
     p = add("replay", "re-parse the archived raw pages of a run and MERGE them into the target "
                       "(no API calls; needs archive: true)")

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from rich.table import Table
 
+from framework.cli.options import DAYS, LIMIT, STATUS, TIMEOUT_S, number
 from framework.cli.console import (cell, console, error, open_queries, open_store, require_init, safe,
                                   start_spark, table)
 
@@ -32,20 +33,20 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p = add("report", "write the daily ops report: OUT/output/monitoring_daily.{xlsx,html} and "
                       "OUT/logs/monitoring_run_YYYYMMDD.log")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder")
-    p.add_argument("--days", type=int, default=7, help="audit history to show (default 7)")
-    p.add_argument("--top", type=int, default=15, help="critical alerts to list (default 15)")
+    p.add_argument("--days", type=DAYS, default=7, help="audit history to show (default 7)")
+    p.add_argument("--top", type=number(int, minimum=0), default=15, help="critical alerts to list (default 15)")
     p = add("health", "probe each enabled source once, log the results, show uptime")
     p.add_argument("--config-id", nargs="+", metavar="ID", help="only these sources")
-    p.add_argument("--expect", nargs="+", type=int, metavar="STATUS",
+    p.add_argument("--expect", nargs="+", type=STATUS, metavar="STATUS",
                    help="statuses that mean up (default: each source's health.expected_status, "
                         "else any 2xx)")
-    p.add_argument("--timeout", type=float, metavar="S",
+    p.add_argument("--timeout", type=TIMEOUT_S, metavar="S",
                    help="override each source's health.timeout_s / limits.timeout_s")
     p = add("notify", "send notifications for failed loads, stale sources and outages "
                       "(once per incident)")
     p.add_argument("--config", required=True, metavar="FILE",
                    help="YAML file with a top-level notifications: block")
-    p.add_argument("--days", type=int, default=1, help="failed loads of the last N days (default 1)")
+    p.add_argument("--days", type=DAYS, default=1, help="failed loads of the last N days (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the messages, send nothing")
     p = add("drill", "break/fix drills on the bundled demo API: auth, timeout, reject, quality "
                      "(or all)")
@@ -55,8 +56,8 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
                        "results; exit 1 when a source's latest load failed a check or missed "
                        "an SLA of severity fail")
     p.add_argument("--config-id", nargs="+", metavar="ID", help="only these sources")
-    p.add_argument("--limit", type=int, default=30, help="result rows to show (default 30)")
-    p.add_argument("--days", type=int, default=7, help="results of the last N days (default 7)")
+    p.add_argument("--limit", type=LIMIT, default=30, help="result rows to show (default 30)")
+    p.add_argument("--days", type=DAYS, default=7, help="results of the last N days (default 7)")
     p.add_argument("--failed", action="store_true", help="only checks that did not pass")
     return {"report": cmd_report, "health": cmd_health, "notify": cmd_notify, "drill": cmd_drill,
             "quality": cmd_quality}

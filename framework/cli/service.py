@@ -21,6 +21,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterator, Optional
 
+from framework.cli.options import PORT, number
 from framework.cli.console import console
 from framework.errors import ConfigError
 
@@ -42,7 +43,7 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p = add("serve", "serve the JSON API (/api/v1, docs at /docs) and the live dashboard (/); "
                      "keys: RESTLAKE_API_KEYS=env:NAME[,file:PATH...], sent as X-API-Key")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--port", type=PORT, default=8080, help="port (default 8080)")
     p.add_argument("--public-read", action="store_true",
                    help="answer GET requests without a key (only with a loopback --host)")
     p.add_argument("--schedule", action="store_true",
@@ -54,14 +55,14 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     p = add("receive", "receive the webhooks of push sources alone (POST /hooks/<config_id>): "
                        "verified, spooled durably (RESTLAKE_SPOOL), flushed to Delta in batches")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8090, help="port (default 8090)")
+    p.add_argument("--port", type=PORT, default=8090, help="port (default 8090)")
     return {"serve": cmd_serve, "receive": cmd_receive, "scheduler": cmd_scheduler}
 
 
 def _scheduler_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-config", metavar="FILE",
                    help="YAML with scheduler:, report: and notifications: blocks (README: Scheduler)")
-    p.add_argument("--grace", type=float, default=30.0, metavar="S",
+    p.add_argument("--grace", type=number(float, minimum=0), default=30.0, metavar="S",
                    help="on SIGTERM/SIGINT, seconds to drain before exiting (default 30)")
     p.set_defaults(default_log_level="INFO")
 
