@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from framework.cli.console import err_console, error
 from framework import logs
-from framework.errors import RestlakeError
+from framework.errors import RestlakeError, trace_summary
 from framework.secrets import redact
 
 #: The command groups, in the order ``restlake --help`` lists them.
@@ -107,8 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import traceback
 
             err_console.print(escape(redact(traceback.format_exc())))
-        error(f"{type(exc).__name__}: {redact(str(exc))[:2000]}")
-        _log_failure(args, f"{type(exc).__name__}: {exc}")
+        error(redact(trace_summary(exc))[:2000])  # a Java trace's first lines, not its frames
+        _log_failure(args, trace_summary(exc))
         return 1
 
 

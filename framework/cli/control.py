@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, Callable
 
 from rich.markup import escape
@@ -84,6 +85,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         console.print(f"views    {', '.join(VIEW_NAMES)} (temporary views: each Spark session "
                       "registers them over api_health_log)")
         return 0
+    if q.reader.warehouse.is_local:
+        _make_folder(q.reader.warehouse.root)
     spark, warehouse, store = open_store(args)
     created = store.init()
     for name in (store.control_ref, store.audit_ref, store.window_ref, store.quality_ref):
@@ -94,6 +97,20 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     console.print(f"views    {', '.join(register_views(spark, warehouse, args.control_catalog))}")
     return 0
+
+
+def _make_folder(root: Any) -> None:
+    """The local warehouse folder, made (with its parents) before Spark starts, or a
+    :class:`ConfigError` naming it and why it cannot be."""
+    import os
+
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the warehouse folder {root}: "
+                          f"{exc.strerror or exc}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the warehouse folder {root}: it is not writable")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from framework.cli.app import build_parser
+from framework.cli.app import build_parser, main as cli_main
 from framework.cli.jobs import _run_parser
 from framework.cli.options import number
 
@@ -70,3 +70,44 @@ def test_number_names_what_it_wanted():
             whole(text)
     with pytest.raises(argparse.ArgumentTypeError, match="finite"):
         number(float)("inf")
+
+
+def test_init_in_a_folder_that_cannot_be_made_names_it_before_spark_starts(tmp_path, capsys,
+                                                                            monkeypatch):
+    # It started Spark, then printed 2 000 characters of a Java stack trace
+    # ("Py4JJavaError: An error occurred while calling o67.execute ...").
+    from framework.cli import console
+
+    def no_spark():
+        raise AssertionError("Spark started")
+
+    monkeypatch.setattr(console, "start_spark", no_spark)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    wh = blocker / "wh"  # a folder below a file
+    assert cli_main(["--warehouse", str(wh), "init"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot create the warehouse folder {wh}" in err and "Not a directory" in err, err
+    assert not wh.exists()
+
+
+def test_an_unexpected_java_error_is_shown_as_its_first_lines_not_its_stack(capsys, monkeypatch):
+    from framework.cli import control
+
+    class Py4JJavaError(Exception):
+        pass
+
+    trace = ("An error occurred while calling o67.execute.\n"
+             ": org.apache.spark.sql.delta.DeltaIOException: [DELTA_CANNOT_CREATE_LOG_PATH] "
+             "Cannot create file:/data/wh/_delta_log\n"
+             + "".join(f"\tat org.apache.spark.sql.delta.Frame{i}(DeltaLog.scala:{i})\n"
+                       for i in range(60)))
+
+    def fails(args):
+        raise Py4JJavaError(trace)
+
+    monkeypatch.setattr(control, "cmd_status", fails)
+    assert cli_main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "[DELTA_CANNOT_CREATE_LOG_PATH] Cannot create file:/data/wh/_delta_log" in err
+    assert "Frame" not in err and "DeltaLog.scala" not in err, err
