@@ -43,6 +43,10 @@ DEFAULT_CONF: dict[str, str] = {
 }
 
 
+#: log4j2 settings of local sessions (a file of this package)
+LOG4J_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
+
+
 def on_databricks() -> bool:
     """True inside a Databricks runtime (notebook, job or wheel task)."""
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
@@ -289,6 +293,9 @@ def local_settings(conf: dict[str, Any] | None, environ: Any) -> dict[str, str]:
     the driver's JVM options, those mapping the class archive when there is one
     (:mod:`framework.lake.classes`) and those of ``RESTLAKE_SPARK_JAVA_OPTIONS``.
 
+    The JVM logs through :data:`LOG4J_CONFIG` (warnings and errors, without the notices
+    every start printed) unless the options name another ``log4j2.configurationFile``.
+
     The session's own catalog folder (``spark.sql.warehouse.dir``) is in restlake's cache
     folder, not the current one: a local warehouse's tables are paths, and the catalog's
     empty ``spark-warehouse`` folder was left in whatever folder a command ran in."""
@@ -297,10 +304,12 @@ def local_settings(conf: dict[str, Any] | None, environ: Any) -> dict[str, str]:
     settings = dict(DEFAULT_CONF)
     settings["spark.sql.warehouse.dir"] = str(cache_dir(environ) / "spark-warehouse")
     settings.update({k: str(v) for k, v in (conf or {}).items()})
+    key = "spark.driver.extraJavaOptions"
+    # the JVM's logging without the start's notices; a later -D of the same name wins
+    settings[key] = f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} {settings.get(key, '')}".strip()
     for java_options in (archive_options(environ),
                          environ.get("RESTLAKE_SPARK_JAVA_OPTIONS", "").strip()):
         if java_options:
-            key = "spark.driver.extraJavaOptions"
             settings[key] = f"{settings.get(key, '')} {java_options}".strip()
     return settings
 

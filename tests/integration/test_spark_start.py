@@ -295,7 +295,7 @@ def test_processes_that_read_a_table_with_delta_rs_exit_0(spark, initialized_war
     assert not marker.exists()
 
 
-def test_init_in_a_project_folder_leaves_nothing_in_it(tmp_path):
+def test_init_in_a_project_folder_leaves_nothing_in_it_nor_on_its_screen(tmp_path):
     # A local session's catalog made an empty `spark-warehouse` folder in the folder the
     # user ran restlake in (every `init`, and so `demo`); restlake's local tables are
     # paths in the warehouse folder, and that catalog holds nothing of theirs.
@@ -312,3 +312,8 @@ def test_init_in_a_project_folder_leaves_nothing_in_it(tmp_path):
     control = Path(Warehouse(wh).path(TableRef("main", METADATA_SCHEMA, CONTROL_TABLE)))
     assert (control / "_delta_log").is_dir()
     assert sorted(p.name for p in folder.iterdir()) == []
+    # nor the JVM's start notices on the user's screen (Spark's log4j profile, its default
+    # level, Hadoop's native library): only the Java launcher's own line is left
+    notices = [line for line in done.stderr.splitlines()
+               if line.strip() and "Using incubator modules" not in line]
+    assert notices == [], done.stderr[-2000:]
