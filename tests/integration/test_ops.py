@@ -85,6 +85,12 @@ def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store,
     assert len(report.section("critical_alerts").rows) == 15
     assert report.section("critical_alerts").rows[0]["Status"] == "open"
     assert [d["Resource"] for d in report.section("down_resources").rows] == ["broken"]
+    # "Stale data warnings" lists the stale sources only (it listed every source, the
+    # fresh ones too, and the report's summary counted them all as warnings)
+    [stale] = report.section("stale_data").rows
+    assert stale["ConfigId"] == "broken" and stale["NewestCollectedAt"] is None
+    assert report.section("stale_data").note.startswith("1 of 2 sources stale")
+    assert report.headline["stale sources"] == 1
     [failure] = report.section("ingestion_failures").rows
     assert failure["ConfigId"] == "broken" and "500" in failure["ErrorMessage"]
     assert render_html(report).count("data:image/png;base64,") == 3
