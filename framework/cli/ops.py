@@ -76,13 +76,14 @@ def _open(args: argparse.Namespace, *, lazy: bool = False) -> tuple[Any, Any, An
 def print_stale(queries: Any, config_ids: Any = None) -> int:
     """``restlake status --stale``: sources past their cadence; exit 1 when there are any."""
     items = [f for f in queries.freshness(queries.control_rows(config_ids)) if f.stale]
-    rows = [f.as_row() for f in items]
-    console.print(table("stale sources (newest collected_at_utc older than the cadence "
-                                 "allows)", ("ConfigId", "Target", "Frequency", "NewestCollectedAt",
-                                             "AgeMinutes", "AllowedMinutes", "Reason"), rows))
     if not items:
         console.print("[green]every source is fresh[/green]")
-    return 1 if items else 0
+        return 0
+    console.print(table("stale sources (newest collected_at_utc older than the cadence "
+                        "allows)", ("ConfigId", "Target", "Frequency", "NewestCollectedAt",
+                                    "AgeMinutes", "AllowedMinutes", "Reason"),
+                        [f.as_row() for f in items]))
+    return 1
 
 
 # ------------------------------------------------------------------- report
