@@ -104,8 +104,10 @@ def error_to_json(exc: BaseException, segments: list[StagedSegment] = (),
         kind, message = type(exc).__name__, exc.message if hasattr(exc, "message") else str(exc)
     else:
         kind, message = "WindowError", f"{type(exc).__name__}: {exc}"
+    telemetry = getattr(exc, "telemetry", None)
     return json.dumps({"error": {"type": kind, "message": str(message),
                                  "status": getattr(exc, "status", None)},
+                       "telemetry": telemetry.as_dict() if telemetry is not None else None,
                        **_extras(segments, health)}, default=str)
 
 
@@ -122,7 +124,10 @@ def pieces_from_json(index: int, window: Window, text: str) -> list[Any]:
     out: list[Any] = [StagedSegment(index, window, stage_from_dict(index, s["stage"]),
                                     s["checkpoint"]) for s in data.get("segments") or ()]
     if "error" in data:
-        out.append(rebuild_error(data["error"]))
+        error = rebuild_error(data["error"])
+        if data.get("telemetry"):
+            error.telemetry = Telemetry.from_dict(data["telemetry"])  # type: ignore[attr-defined]
+        out.append(error)
         return out
     out.append(WindowResult(index, window, stage_from_dict(index, data["stage"]),
                             records=data["records"], pages=data["pages"],

@@ -399,9 +399,14 @@ class WindowFetcher:
                        "on_segment": next_stage, "resume": resume}
         details = detail_fetcher(cfg.detail, self.client, window, cfg.origin_policy(),
                                  render(dict(cfg.headers), window))
-        return fetch_window(cfg, client, shaper, window, index, stage, self.run_id,
-                            on_page=self.on_page, on_response=recorder, details=details,
-                            page_gate=self.page_gate, **batches)
+        try:
+            return fetch_window(cfg, client, shaper, window, index, stage, self.run_id,
+                                on_page=self.on_page, on_response=recorder, details=details,
+                                page_gate=self.page_gate, **batches)
+        except BaseException as exc:
+            # the requests a failed window made count in its load's audit row too
+            exc.telemetry = client.telemetry  # type: ignore[attr-defined]
+            raise
 
     def client(self) -> HttpClient:
         """A new HTTP client (own telemetry) on the load's session, auth, retry policy,

@@ -386,6 +386,7 @@ class _Load:
                  lease: LeaseKeeper, hold: bool = False) -> None:
         self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
         self.staging, self.telemetry, self.progress = staging, telemetry, progress
+        self._read: set[int] = set()  # the futures whose outcome was counted
         self.lease = lease
         self.state = claim.state
         self.per_commit = cfg.limits.windows_per_commit  # windows per target commit
@@ -451,6 +452,7 @@ class _Load:
         resume = {i: checkpoints[(w.start, w.end)] for i, w in todo if (w.start, w.end) in checkpoints}
         pool: Optional[ThreadPoolExecutor] = None
         fetcher: Optional[WindowFetcher] = None
+        futures: list[tuple[int, Window, Future]] = []
         # The first commit waits for more windows than the first one staged: a window
         # staged meanwhile may warm the JVM's Delta write (framework.load.warmup).
         first_commit = len(todo) if not incremental else min(self.per_commit, len(todo))
@@ -515,6 +517,7 @@ class _Load:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+            self._count_unread(futures)
             if fetcher is not None:
                 fetcher.close()
             self._end_warmup()
@@ -530,19 +533,37 @@ class _Load:
 
     def _result(self, index: int, window: Window, future: Future) -> Any:
         """The window's result (or a page batch staged by a Spark task); logs a failure."""
+        self._read.add(id(future))
         try:
             with self.progress.timed("fetch"):
                 result = future.result()
         except BaseException as exc:
+            self._count_requests(exc)
             self._log_failed_window(window, exc)
             raise
         if isinstance(result, StagedSegment):
             return result
         self.progress.add_time("stage", result.stage_seconds)
-        self.telemetry.merge(result.telemetry)
+        self._count_requests(result)
         self.ctx.emit("window_fetched", config_id=self.cfg.config_id, window=window.key,
                       records=result.records, pages=result.pages)
         return result
+
+    def _count_requests(self, outcome: Any) -> None:
+        """Add the requests of a window's result or failure to the load's telemetry."""
+        telemetry = getattr(outcome, "telemetry", None)
+        if telemetry is not None:
+            self.telemetry.merge(telemetry)
+
+    def _count_unread(self, futures: list[tuple[int, Window, Future]]) -> None:
+        """The requests of windows that ended but were not read (the load failed or
+        stopped before them) count in the audit row too."""
+        for _, _, future in futures:
+            if id(future) in self._read or not future.done() or future.cancelled():
+                continue
+            self._read.add(id(future))
+            failure = future.exception()
+            self._count_requests(failure if failure is not None else future.result())
 
     def _commit_in_order(self, futures: list[tuple[int, Window, Future]], columns: Any) -> None:
         pieces: dict[int, list[tuple[int, Window, Future]]] = {}

@@ -178,3 +178,27 @@ def test_audit_row_and_health_log_count_requests_retries_and_statuses(spark, war
     assert sorted(c["StatusCode"] for c in checks) == sorted(
         int(status) for status, n in statuses.items() for _ in range(n))
     assert {c["ErrorKind"] for c in checks if not c["Ok"]} == {"http_status"}
+
+
+def test_a_failed_loads_audit_row_counts_the_requests_it_made(spark, warehouse, store, api,
+                                                              executor):
+    # A load that gave up recorded Requests 0, Retries 0 and no status counts (the health
+    # log had every attempt): the failed window's counts were dropped with its error, and
+    # so were those of windows fetched beside it.
+    from pyspark.sql import functions as F
+
+    from framework.ops.health_store import read_checks
+
+    cfg = source(api.base_url, "offset", "gives_up", window="daily",
+                 start="2024-01-01T00:00:00Z", end="2024-01-03T00:00:00Z",
+                 limits={"max_retries": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.01})
+    api.faults.add("500", times=None, path="/api/offset/issues",
+                   query={"since": "2024-01-02T00:00:00Z"})  # the second window fails
+    [outcome] = run_loads(spark, warehouse, store, [cfg], executor=executor)
+    assert outcome.status == "FAILED" and "gave up after 3 attempts" in outcome.error
+    audit = store.audit_rows("gives_up")[0]
+    statuses = json.loads(audit["HttpStatusCounts"])
+    assert statuses.get("500") == 3 and audit["Retries"] >= 2
+    assert audit["Requests"] == sum(statuses.values())
+    checks = read_checks(spark, warehouse).where(F.col("RunId") == audit["RunId"]).count()
+    assert audit["Requests"] == checks
