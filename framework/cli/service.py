@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any, Callable, Iterator, Optional
@@ -77,9 +79,25 @@ def _uvicorn() -> Any:
     return uvicorn
 
 
-def run_server(uvicorn: Any, app: Any, host: str, port: int, *,
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, before anything else of the server starts; a
+    :class:`ConfigError` naming the address when it cannot be (in use, not this host's)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "the address is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise ConfigError(f"cannot listen on {host}:{port}: {why}") from None
+    return sock
+
+
+def run_server(uvicorn: Any, app: Any, sock: socket.socket, *,
                on_signal: Optional[Callable[[], None]] = None, grace: float = 30.0) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM; returns after uvicorn's graceful shutdown.
+    """Serve ``app`` on ``sock`` (:func:`listen`) until SIGINT or SIGTERM; returns after
+    uvicorn's graceful shutdown.
 
     uvicorn raises the signal it caught again once it has shut down; for SIGTERM that
     would end the process before the caller drains (the receiver's last flush), so while
@@ -93,6 +111,7 @@ def run_server(uvicorn: Any, app: Any, host: str, port: int, *,
     from framework.service.hooks import asgi
 
     access_log = bool(os.environ.get("RESTLAKE_ACCESS_LOG"))
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         asgi(app), host=host, port=port, log_level="warning",
         # uvicorn's records go through restlake's handlers (JSON, --log-file, redaction)
@@ -113,8 +132,9 @@ def run_server(uvicorn: Any, app: Any, host: str, port: int, *,
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -129,27 +149,29 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
     keys = ApiKeys.from_env()  # optional here: they only unlock /health's per-source detail
     warehouse = Warehouse.from_env(args.warehouse)
+    sock = listen(args.host, args.port)
     receiver = Receiver(warehouse, args.control_catalog).start()
     try:
         sources = ", ".join(receiver.state()) or "none yet"
         console.print(f"restlake receive on http://{args.host}:{args.port}/hooks/<config_id> "
                       f"(spool {receiver.root}; push sources: {sources})", soft_wrap=True,
                       markup=False)
-        run_server(uvicorn, receiver_app(receiver, keys), args.host, args.port)
+        run_server(uvicorn, receiver_app(receiver, keys), sock)
     finally:
         receiver.stop()
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    sock = listen(args.host, args.port)  # before the scheduler and Spark start
     if not args.schedule:
-        return serve(args)
+        return serve(args, sock=sock)
     scheduler = build_scheduler(args)
     with _stop_on_signals(scheduler):
         scheduler.start()
         _begin_spark(scheduler)
         try:
-            serve(args, scheduler)
+            serve(args, scheduler, sock=sock)
         except BaseException:  # the service could not start: stop the scheduler too
             scheduler.stop(args.grace)
             raise
@@ -235,12 +257,14 @@ def _drained(scheduler: Any, grace: float) -> int:
     os._exit(1)
 
 
-def serve(args: argparse.Namespace, scheduler: Optional[Any] = None) -> int:
+def serve(args: argparse.Namespace, scheduler: Optional[Any] = None,
+          sock: Optional[socket.socket] = None) -> int:
     """Run the service until interrupted.
 
     Args:
         args: the global options and ``--host``, ``--port``, ``--public-read``.
         scheduler: what ``--schedule`` attaches (see :class:`framework.service.api.Scheduler`).
+        sock: the bound socket (default: :func:`listen` on ``--host`` and ``--port``).
     """
     uvicorn = _uvicorn()
     from framework.lake.tables import Warehouse
@@ -257,6 +281,7 @@ def serve(args: argparse.Namespace, scheduler: Optional[Any] = None) -> int:
                           "(e.g. RESTLAKE_API_KEYS=env:RESTLAKE_KEY), or use --public-read on "
                           "loopback for a read-only local service")
     warehouse = Warehouse.from_env(args.warehouse)
+    sock = sock or listen(args.host, args.port)
     # The receiver's flushes write with the one session the service keeps warm.
     receiver = Receiver(warehouse, args.control_catalog,
                         spark_factory=lambda: app.state.service.spark())
@@ -268,7 +293,7 @@ def serve(args: argparse.Namespace, scheduler: Optional[Any] = None) -> int:
         console.print(f"restlake serve on http://{args.host}:{args.port} ({access}; "
                       f"{len(keys)} key(s)); dashboard /, docs /docs, webhooks /hooks/<config_id>",
                       soft_wrap=True)
-        run_server(uvicorn, app, args.host, args.port, grace=args.grace,
+        run_server(uvicorn, app, sock, grace=args.grace,
                    on_signal=scheduler.request_stop if scheduler is not None else None)
     finally:
         receiver.stop()

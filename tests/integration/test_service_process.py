@@ -226,3 +226,25 @@ def test_serve_answers_without_a_jvm_and_the_dashboard_renders_in_chromium(rich,
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err[-3000:]
+
+
+@pytest.mark.parametrize("command", ["serve", "receive"])
+def test_a_port_in_use_is_named_and_nothing_starts(rich, tmp_path, command):
+    # `serve` printed its banner, warmed its caches from the tables, failed to bind, and
+    # died in the interpreter's exit with a segmentation fault (exit 139) while the
+    # warm-up thread was reading: a supervisor saw a crash, not "port in use".
+    import socket
+
+    env, marker = no_jvm_env(tmp_path)
+    env.update(RESTLAKE_KEY="k" * 32, RESTLAKE_API_KEYS="env:RESTLAKE_KEY",
+               RESTLAKE_SPOOL=str(tmp_path / "spool"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = restlake(env, "--warehouse", str(rich.root), command, "--port", str(port),
+                        cwd=tmp_path)
+    assert done.returncode == 1, (done.returncode, done.stdout[-1000:], done.stderr[-1000:])
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "in use" in done.stderr
+    assert " on http://" not in done.stdout  # no banner for a server that never started
+    assert not marker.exists()
