@@ -95,13 +95,17 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def run_server(uvicorn: Any, app: Any, sock: socket.socket, *,
-               on_signal: Optional[Callable[[], None]] = None, grace: float = 30.0) -> None:
+               on_signal: Optional[Callable[[], None]] = None, grace: float = 30.0,
+               banner: str = "") -> None:
     """Serve ``app`` on ``sock`` (:func:`listen`) until SIGINT or SIGTERM; returns after
-    uvicorn's graceful shutdown.
+    uvicorn's graceful shutdown. ``banner`` is printed once a SIGTERM would stop the
+    server gracefully.
 
     uvicorn raises the signal it caught again once it has shut down; for SIGTERM that
     would end the process before the caller drains (the receiver's last flush), so while
-    it serves SIGTERM's own handler does nothing and the caller finishes, then exits 0.
+    it serves SIGTERM's own handler only asks the server to stop (a SIGTERM before
+    uvicorn's handlers are in place stops it as it starts) and the caller finishes, then
+    exits 0.
 
     Args:
         on_signal: called at once when the signal comes (the scheduler starts draining
@@ -130,8 +134,13 @@ def run_server(uvicorn: Any, app: Any, sock: socket.socket, *,
         server.handle_exit = on_exit  # type: ignore[method-assign]
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *_: None)
+        # Until uvicorn handles signals (and again when it raises the one it caught on its
+        # way out) a SIGTERM asks the server to stop: one that comes while it starts is
+        # not lost, and none ends the process before the caller drains.
+        previous = signal.signal(signal.SIGTERM, lambda sig, frame: server.handle_exit(sig, frame))
     try:
+        if banner:
+            console.print(banner, soft_wrap=True, markup=False)
         server.run(sockets=[sock])
     finally:
         sock.close()
@@ -153,10 +162,9 @@ def cmd_receive(args: argparse.Namespace) -> int:
     receiver = Receiver(warehouse, args.control_catalog).start()
     try:
         sources = ", ".join(receiver.state()) or "none yet"
-        console.print(f"restlake receive on http://{args.host}:{args.port}/hooks/<config_id> "
-                      f"(spool {receiver.root}; push sources: {sources})", soft_wrap=True,
-                      markup=False)
-        run_server(uvicorn, receiver_app(receiver, keys), sock)
+        run_server(uvicorn, receiver_app(receiver, keys), sock,
+                   banner=f"restlake receive on http://{args.host}:{args.port}/hooks/<config_id> "
+                          f"(spool {receiver.root}; push sources: {sources})")
     finally:
         receiver.stop()
     return 0
@@ -290,11 +298,11 @@ def serve(args: argparse.Namespace, scheduler: Optional[Any] = None,
     access = ("reads without a key, POST with a key" if args.public_read else "every request needs a key")
     receiver.start()
     try:
-        console.print(f"restlake serve on http://{args.host}:{args.port} ({access}; "
-                      f"{len(keys)} key(s)); dashboard /, docs /docs, webhooks /hooks/<config_id>",
-                      soft_wrap=True)
         run_server(uvicorn, app, sock, grace=args.grace,
-                   on_signal=scheduler.request_stop if scheduler is not None else None)
+                   on_signal=scheduler.request_stop if scheduler is not None else None,
+                   banner=f"restlake serve on http://{args.host}:{args.port} ({access}; "
+                          f"{len(keys)} key(s)); dashboard /, docs /docs, webhooks "
+                          "/hooks/<config_id>")
     finally:
         receiver.stop()
     return 0

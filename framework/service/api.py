@@ -9,6 +9,7 @@ dashboard. A scheduler (``restlake serve --schedule``) is attached by passing it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -22,6 +23,9 @@ from framework.lake.tables import Warehouse
 from framework.service import problems
 from framework.service.access import HEADER, ApiKeys
 from framework.timeutil import utcnow
+
+#: how long a stop waits for the start's warm-up reads to end
+WARM_UP_WAIT_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +130,13 @@ def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Option
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        threading.Thread(target=routes.warm, args=(app.state.service,), name="restlake-warm",
-                         daemon=True).start()
+        warming = threading.Thread(target=routes.warm, args=(app.state.service,),
+                                   name="restlake-warm", daemon=True)
+        warming.start()
         yield
+        # A process that exits while the warm-up reads a table can die in the reader's
+        # native threads: a stop during the warm-up waits for it (a bounded while).
+        await asyncio.to_thread(warming.join, WARM_UP_WAIT_S)
 
     # /docs with Swagger UI served by this service (no CDN), like the dashboard.
     app = FastAPIOffline(title="restlake", version=__version__, redoc_url=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -247,4 +248,23 @@ def test_a_port_in_use_is_named_and_nothing_starts(rich, tmp_path, command):
     assert done.returncode == 1, (done.returncode, done.stdout[-1000:], done.stderr[-1000:])
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "in use" in done.stderr
     assert " on http://" not in done.stdout  # no banner for a server that never started
+    assert not marker.exists()
+
+
+def test_a_sigterm_while_serve_warms_up_exits_0(thousand, tmp_path):
+    # A SIGTERM as the service starts (a supervisor's restart) came while its warm-up
+    # thread read the tables; the process ended meanwhile and died in the reader's native
+    # threads (exit 139) or, before uvicorn handled signals, was ignored.
+    env, marker = no_jvm_env(tmp_path)
+    env.update(RESTLAKE_KEY="k" * 32, RESTLAKE_API_KEYS="env:RESTLAKE_KEY")
+    codes = []
+    for _ in range(4):
+        proc = subprocess.Popen([str(RESTLAKE), "--warehouse", str(thousand.root), "serve",
+                                 "--port", str(free_port())], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert "restlake serve on" in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        codes.append((proc.returncode, err[-500:]))
+    assert [code for code, _ in codes] == [0] * 4, codes
     assert not marker.exists()

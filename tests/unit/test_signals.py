@@ -62,3 +62,30 @@ def test_run_passes_no_lease_unless_lease_minutes_is_given() -> None:
     parser, _ = build_parser()
     assert parser.parse_args(["run", "--all"]).lease_minutes is None
     assert parser.parse_args(["run", "--all", "--lease-minutes", "2.5"]).lease_minutes == 2.5
+
+
+def test_a_sigterm_before_the_server_handles_signals_still_stops_it() -> None:
+    # `serve` printed its banner, then ignored a SIGTERM that came before uvicorn had put
+    # its own handler in place (a supervisor stopping a service as it starts): the server
+    # then ran until SIGKILL.
+    import socket
+    import types
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from framework.cli.service import run_server
+
+    servers = []
+
+    class StoppedAtStart(uvicorn.Server):
+        def run(self, sockets=None):
+            servers.append(self)
+            signal.raise_signal(signal.SIGTERM)  # before uvicorn captures signals
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    before = signal.getsignal(signal.SIGTERM)
+    run_server(types.SimpleNamespace(Config=uvicorn.Config, Server=StoppedAtStart), FastAPI(), sock)
+    assert servers and servers[0].should_exit
+    assert signal.getsignal(signal.SIGTERM) is before
