@@ -3,26 +3,31 @@
 One long-lived process keeps ONE Spark session warm and runs three jobs on APScheduler
 (each at most once at a time; a late one runs once, not once per missed time):
 
-* **loads** — at each source's next scheduled instant and every ``poll``
-  (:mod:`framework.service.agenda`): plan the due loads (the one ``generate --due``:
-  :func:`control.generate.generate`, every row of the control table) and run every
-  claimable row (:func:`framework.load.runtime.run`). Claims and
-  leases decide who loads a row, so two schedulers (or a scheduler and a Databricks job)
-  on one warehouse never load it twice;
+* **loads** — at each source's next scheduled instant, every ``poll`` and on a run
+  request (:mod:`framework.service.agenda`): plan the due loads (the one ``generate --due``:
+  :func:`control.generate.generate`, every row of the control table) and start claimable
+  rows on the free load slots (``parallel`` of them), each through
+  :func:`framework.load.runtime.run` on a slot's thread. The job returns once they
+  started: a long load holds its slot, not the job, so the next poll fills the other
+  slots. A load that ends while rows wait for a slot runs the job again at once. Claims
+  and leases decide who loads a row, so two schedulers (or a scheduler and a Databricks
+  job) on one warehouse never load it twice;
 * **probes** — each source on its own ``health.interval``: the sources due together are
   probed concurrently (:func:`framework.ops.health.probe_many`, a bounded pool) and
   appended to the health log in one commit;
 * **report** — the daily report at ``report.time`` (UTC).
 
-After each round the notifications of :mod:`framework.ops.notify` go out (once per
-incident). :meth:`Scheduler.stop` drains: no new job or claim, the jobs in flight finish
-(in-flight loads stop at their next commit or page checkpoint: their rows go back to
-PENDING, audited ``INTERRUPTED``), then the health log is flushed; it says whether that
-happened within the grace period.
+The notifications of :mod:`framework.ops.notify` go out (once per incident) as each load
+ends, after each probe round, and (stale sources, missed SLAs) from the loads job.
+:meth:`Scheduler.stop` drains: no new job or claim, the jobs and loads in flight finish
+(loads stop at their next commit or page checkpoint: their rows go back to PENDING,
+audited ``INTERRUPTED``), then the health log is flushed; it says whether that happened
+within the grace period.
 
 Time comes from ``clock``. :meth:`Scheduler.start` hands the jobs to APScheduler;
-:meth:`Scheduler.run_pending` runs what is due at ``clock()`` in the calling thread, with
-the same triggers, so a test drives the scheduler through hours with an injected clock.
+:meth:`Scheduler.run_pending` runs what is due at ``clock()`` with the same triggers and
+returns once the loads it started have ended, so a test drives the scheduler through
+hours with an injected clock.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class SchedulerSettings:
 
     Attributes:
         poll: how often the loads job looks for rows planned elsewhere.
-        parallel: loads at once.
+        parallel: loads at once (the load slots: each run of the loads job claims rows
+            for the free ones only).
         probe_workers: probes at once.
         lease: the lease of a claimed row (renewed while the load runs); ``None``: each
             source's ``limits.lease_s``.
@@ -60,7 +66,7 @@ class SchedulerSettings:
         report_out: the report folder.
         report_days: audit history the report shows.
         notifications: the ``notifications:`` block (``None``: none sent).
-        stale_every: how often stale sources are looked for after a load round.
+        stale_every: how often the loads job looks for stale sources.
     """
 
     poll: dt.timedelta = dt.timedelta(minutes=1)
@@ -90,6 +96,37 @@ class JobState:
         return {"next_run": iso(self.next_run), "running": self.running, "runs": self.runs,
                 "last_started": iso(self.last_started), "last_finished": iso(self.last_finished),
                 "last_error": self.last_error, "last_result": self.last_result}
+
+
+@dataclass
+class LoadSlots:
+    """The loads in flight on the load slots, and how the ended ones ended (``GET /health``).
+
+    Attributes:
+        running: config id -> (its run context, when it was started).
+        waiting: claimable rows the last run of the loads job found no free slot for.
+        finished: ended loads by status (``SUCCESS``, ``FAILED``, ``SKIPPED``: not claimed...).
+        last_finished: the last load that ended: config id, status, when.
+        last_error: the last load whose run raised instead of returning its outcome.
+    """
+
+    parallel: int
+    running: dict[str, tuple[Any, dt.datetime]] = field(default_factory=dict)
+    waiting: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+    last_finished: Optional[dict[str, Any]] = None
+    last_error: Optional[str] = None
+
+    @property
+    def free(self) -> int:
+        return max(self.parallel - len(self.running), 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"parallel": self.parallel,
+                "running": [{"config_id": cid, "started": iso(at)}
+                            for cid, (_, at) in sorted(self.running.items())],
+                "waiting": self.waiting, "finished": dict(self.finished),
+                "last_finished": self.last_finished, "last_error": self.last_error}
 
 
 class AgendaTrigger(BaseTrigger):
@@ -132,15 +169,18 @@ class Scheduler:
         self._triggers = {"loads": AgendaTrigger(lambda prev, now: self.agenda.next_load(prev), "loads"),
                           "probes": AgendaTrigger(lambda prev, now: self.agenda.next_probe(prev), "probes"),
                           "report": AgendaTrigger(self.agenda.next_report, "report")}
-        self._funcs = {"loads": self.load_round, "probes": self.probe_round,
+        self._funcs = {"loads": self.start_loads, "probes": self.probe_round,
                        "report": self.report_round}
         self._state = "created"
         self._started_at: Optional[dt.datetime] = None
         self._stop = threading.Event()
         self._lock = threading.Condition()
         self._notify_lock = threading.Lock()
-        self._wanted = threading.Event()  # a load was planned elsewhere (POST /run): run again
-        self._runs: dict[int, Any] = {}  # id -> RunContext of the loads in flight (stop drains them)
+        # the loads job runs again: a load was planned elsewhere (POST /run), or a slot
+        # became free while claimable rows waited for one
+        self._wanted = threading.Event()
+        self.loads = LoadSlots(max(settings.parallel, 1))  # under _lock
+        self._slots: Any = None  # the slots' threads, made on the first load
         self._aps: Any = None
         self._last_up: dict[str, bool] = {}
         self._last_stale_check: Optional[dt.datetime] = None
@@ -150,9 +190,10 @@ class Scheduler:
 
     # ------------------------------------------------------------ the service protocol
     def state(self) -> dict[str, Any]:
-        """What ``GET /health`` shows: state, runner, sources, and each job."""
+        """What ``GET /health`` shows: state, runner, sources, each job, the load slots."""
         with self._lock:
             jobs = {name: job.as_dict() for name, job in self.jobs.items()}
+            loads = self.loads.as_dict()
         if self._aps is not None:
             for job in self._aps.get_jobs():
                 jobs[job.id]["next_run"] = iso(job.next_run_time)
@@ -160,7 +201,7 @@ class Scheduler:
                 "spark": _spark_state(self.spark),
                 "started_at": iso(self._started_at), "sources": len(self.agenda.sources),
                 "probed_sources": sum(1 for s in self.agenda.sources.values() if s.probe_every),
-                "jobs": jobs}
+                "jobs": jobs, "loads": loads}
 
     def request_run(self, config_id: str) -> None:
         """A load of ``config_id`` was planned elsewhere (``POST /run``): run it soon."""
@@ -222,7 +263,11 @@ class Scheduler:
         self._started_at, self._state = now, "running"
 
     def run_pending(self) -> list[str]:
-        """Run, in this thread, every job due at ``clock()``; returns their names in order."""
+        """Run, in this thread, every job due at ``clock()``; returns their names in order.
+
+        The loads the loads job started have ended when it returns (the job ran again
+        each time a slot became free while rows waited for one).
+        """
         now = self.clock()
         ran = []
         for name in JOBS:
@@ -230,9 +275,21 @@ class Scheduler:
             if due is None or due > now or self._stop.is_set():
                 continue
             self._run_job(name)
+            if name == "loads":
+                self._settle_loads()
             ran.append(name)
             self.jobs[name].next_run = self._triggers[name].get_next_fire_time(due, now)
         return ran
+
+    def _settle_loads(self) -> None:
+        while True:
+            with self._lock:
+                while self.loads.running:
+                    self._lock.wait()
+                waiting = self.loads.waiting
+            if self._stop.is_set() or not waiting:
+                return
+            self._run_job("loads")
 
     def next_wakeup(self) -> Optional[dt.datetime]:
         """The earliest next fire time of the jobs (with :meth:`run_pending`)."""
@@ -248,32 +305,36 @@ class Scheduler:
         return self._stop.wait(timeout)
 
     def stop(self, grace_s: float = DEFAULT_GRACE_S) -> bool:
-        """Drain: no new job or claim, the jobs in flight finish, within ``grace_s`` seconds.
+        """Drain: no new job or claim, the jobs and loads in flight finish, within
+        ``grace_s`` seconds.
 
         Returns:
-            True when every job finished in time (the health log is then flushed: each
-            probe round appends before it ends, each load before it finishes).
+            True when every job and load finished in time (the health log is then flushed:
+            each probe round appends before it ends, each load before it finishes).
         """
-        self._stop.set()
+        self._stop.set()  # before the lock: a job starting loads sees it there (_fill_slots)
         self._state = "stopping"
         log.info("scheduler stopping: waiting up to %.0f s for the jobs in flight", grace_s)
         with self._lock:
-            runs = list(self._runs.values())
-        for ctx in runs:  # in-flight loads stop at their next commit or page checkpoint
+            runs = {id(ctx): ctx for ctx, _ in self.loads.running.values()}
+        for ctx in runs.values():  # in-flight loads stop at their next commit or page checkpoint
             ctx.request_stop("the scheduler is stopping")
         if self._aps is not None:
             self._aps.shutdown(wait=False)
         deadline = time.monotonic() + grace_s
         with self._lock:
-            while any(j.running for j in self.jobs.values()):
+            while self.loads.running or any(j.running for j in self.jobs.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     busy = [n for n, j in self.jobs.items() if j.running]
+                    busy += [f"the load of {cid}" for cid in sorted(self.loads.running)]
                     log.error("scheduler stopped with %s still running after %.0f s",
                               ", ".join(busy), grace_s)
                     self._state = "stopped (grace exceeded)"
                     return False
                 self._lock.wait(min(left, 0.5))
+        if self._slots is not None:
+            self._slots.shutdown(wait=False)
         self._state = "stopped"
         log.info("scheduler stopped: every job finished")
         return True
@@ -305,6 +366,10 @@ class Scheduler:
                 job.running, job.last_finished = False, self.clock()
                 job.runs += 1
                 self._lock.notify_all()
+            if name == "loads" and self._wanted.is_set() and self._aps is not None:
+                # asked for while it ran, after its last look (an overlapping fire
+                # returned at once): the job runs again now
+                self._wake(name, self.clock())
 
     # --------------------------------------------------------------------- sources
     def refresh(self) -> dict[str, Any]:
@@ -336,56 +401,96 @@ class Scheduler:
         return configs
 
     # ----------------------------------------------------------------------- loads
-    def load_round(self) -> dict[str, Any]:
-        """Plan the due loads and run every claimable row; returns what happened."""
+    def start_loads(self) -> dict[str, Any]:
+        """Plan the due loads and start claimable rows on the free load slots; returns what
+        it did. The loads run on the slots' threads: it returns once they started."""
         from control.generate import generate
-        from framework.load import runtime
 
         now = self.clock()
         self.refresh()  # the sources and their probe agenda
         planned = generate(self.store, due=True, now=now)  # the one generate --due
-        outcomes: list[Any] = []
+        started: list[str] = []
         while not self._stop.is_set():
             self._wanted.clear()
-            ids = self.store.claimable_ids(self.clock())
-            if not ids:
-                break
-            ctx = runtime.RunContext(self.spark, self.warehouse, self.store,
-                                     runtime.staging_root(self.warehouse), runner=self.runner,
-                                     lease=self.settings.lease)
-            with self._lock:
-                self._runs[id(ctx)] = ctx
-            try:
-                if self._stop.is_set():  # stop() came between the check above and now
-                    ctx.request_stop("the scheduler is stopping")
-                outcomes += self._run_loads(runtime, ctx, ids)
-            finally:
-                with self._lock:
-                    self._runs.pop(id(ctx), None)
+            started += self._fill_slots()
             if not self._wanted.is_set():
                 break
+        with self._lock:
+            running, waiting = sorted(self.loads.running), self.loads.waiting
         result = {"at": iso(now), "planned": sum(1 for r in planned if r.action in ("created", "pending")),
-                  "loaded": sum(1 for o in outcomes if o.status == "SUCCESS"),
-                  "failed": [o.config_id for o in outcomes if o.failed],
-                  "interrupted": [o.config_id for o in outcomes if o.interrupted],
-                  "skipped": [o.config_id for o in outcomes if o.status == "SKIPPED"]}
-        log.info("load round: %d planned, %d loaded, %d failed, %d not claimed", result["planned"],
-                 result["loaded"], len(result["failed"]), len(result["skipped"]),
+                  "started": started, "running": running, "waiting": waiting}
+        log.info("loads: %d planned, %d started%s, %d of %d slots busy, %d rows waiting for a slot",
+                 result["planned"], len(started), f" ({', '.join(started)})" if started else "",
+                 len(running), self.loads.parallel, waiting,
                  extra={"round": "loads", **{k: v for k, v in result.items() if k != "at"}})
-        self._notify_loads(outcomes, now)
+        self._notify_stale(now)
         return result
 
-    def _run_loads(self, runtime: Any, ctx: Any, ids: list[str]) -> list[Any]:
-        """Each id through :func:`runtime.run`; no new claim once a stop is asked."""
+    def _fill_slots(self) -> list[str]:
+        """Start a load of each claimable row not in flight here, while a slot is free.
+
+        The claim is the load's own (:func:`runtime.run` on the slot's thread), atomic as
+        every claim: a row another runner took meanwhile ends ``SKIPPED`` and frees its slot.
+        """
         from concurrent.futures import ThreadPoolExecutor
 
-        def one(cid: str) -> list[Any]:
-            return [] if self._stop.is_set() else runtime.run(ctx, [cid])
+        from framework.load import runtime
 
-        if self.settings.parallel <= 1 or len(ids) <= 1:
-            return [o for cid in ids for o in one(cid)]
-        with ThreadPoolExecutor(self.settings.parallel, thread_name_prefix="restlake-load") as pool:
-            return [o for found in pool.map(one, ids) for o in found]
+        with self._lock:
+            busy, free = set(self.loads.running), self.loads.free
+        ids = [cid for cid in self.store.claimable_ids(self.clock()) if cid not in busy]
+        take = ids[:free]
+        with self._lock:
+            self.loads.waiting = len(ids) - len(take)
+        if not take:
+            return []
+        ctx = runtime.RunContext(self.spark, self.warehouse, self.store,
+                                 runtime.staging_root(self.warehouse), runner=self.runner,
+                                 lease=self.settings.lease)
+        with self._lock:
+            if self._stop.is_set():  # stop() came meanwhile: it drains what it saw, no more
+                return []
+            for cid in take:
+                self.loads.running[cid] = (ctx, self.clock())
+            if self._slots is None:
+                self._slots = ThreadPoolExecutor(self.loads.parallel,
+                                                 thread_name_prefix="restlake-load")
+        for cid in take:
+            self._slots.submit(self._load, runtime, ctx, cid)
+        return take
+
+    def _load(self, runtime: Any, ctx: Any, cid: str) -> None:
+        """One load on its slot: claim, load, finish, audit (:func:`runtime.run`), its
+        notifications; then the slot is free (and the loads job runs again at once when
+        rows wait for one)."""
+        outcomes: list[Any] = []
+        error = None
+        try:
+            try:
+                outcomes = runtime.run(ctx, [cid])
+            except Exception as exc:  # noqa: BLE001 - logged and shown; the slot is freed
+                error = f"{cid}: {runtime.sanitize_error(exc)}"
+                log.error("load of %s failed: %s", cid, error, extra={"config_id": cid})
+            try:
+                self._notify_outcomes(outcomes, self.clock())
+            except Exception as exc:  # noqa: BLE001 - a notification cannot take the slot down
+                log.error("notifications of the load of %s failed: %s", cid,
+                          runtime.sanitize_error(exc), extra={"config_id": cid})
+        finally:
+            with self._lock:
+                self.loads.running.pop(cid, None)
+                for o in outcomes:
+                    self.loads.finished[o.status] = self.loads.finished.get(o.status, 0) + 1
+                    self.loads.last_finished = {"config_id": o.config_id, "status": o.status,
+                                                "at": iso(self.clock())}
+                if error is not None:
+                    self.loads.last_error = error
+                again = self.loads.waiting > 0 and not self._stop.is_set()
+                if again:
+                    self._wanted.set()
+                self._lock.notify_all()
+        if again and self._aps is not None:  # run_pending runs it itself (_settle_loads)
+            self._wake("loads", self.clock())
 
     # ---------------------------------------------------------------------- probes
     def probe_round(self) -> dict[str, Any]:
@@ -422,14 +527,13 @@ class Scheduler:
 
         if not events or self.settings.notifications is None:
             return []
-        with self._notify_lock:  # one state file, two rounds may finish at once
+        with self._notify_lock:  # one state file; loads and a probe round may end at once
             state = NotificationState(state_path(self.warehouse))
             return Notifier(self.settings.notifications, state).notify(events, now)
 
-    def _notify_loads(self, outcomes: list[Any], now: dt.datetime) -> None:
-        """Failed loads and quality incidents of this round, and (every ``stale_every``)
-        stale sources and missed SLAs."""
-        from framework.ops.notify import events_from_audit, events_from_freshness, quality_events
+    def _notify_outcomes(self, outcomes: list[Any], now: dt.datetime) -> None:
+        """Failed loads and quality incidents of the loads that ended."""
+        from framework.ops.notify import events_from_audit, quality_events
 
         config = self.settings.notifications
         if config is None:
@@ -440,13 +544,22 @@ class Scheduler:
         checked = [o.config_id for o in outcomes if o.audit]
         if checked and {"quality_failed", "quality_warned", "schema_drift"} & set(config.events):
             events += quality_events(self.queries(), now, config_ids=checked, sla=False)
+        self._notify(events, now)
+
+    def _notify_stale(self, now: dt.datetime) -> None:
+        """Stale sources and missed SLAs, at most every ``stale_every`` (the loads job)."""
+        from framework.ops.notify import events_from_freshness, quality_events
+
+        config = self.settings.notifications
         last = self._last_stale_check
-        if last is None or now - last >= self.settings.stale_every:
-            self._last_stale_check = now
-            if "stale" in config.events:
-                events += events_from_freshness(self.queries().freshness(now=now))
-            if "sla_missed" in config.events:
-                events += quality_events(self.queries(), now, checks=False)
+        if config is None or (last is not None and now - last < self.settings.stale_every):
+            return
+        self._last_stale_check = now
+        events = []
+        if "stale" in config.events:
+            events += events_from_freshness(self.queries().freshness(now=now))
+        if "sla_missed" in config.events:
+            events += quality_events(self.queries(), now, checks=False)
         self._notify(events, now)
 
     def _notify_incidents(self, config_ids: list[str], now: dt.datetime) -> None:
@@ -474,8 +587,9 @@ class Scheduler:
         from framework.lake.reader import TableReader
         from framework.ops.queries import Queries
 
-        if self._reader is None:
-            self._reader = TableReader(self.warehouse, spark_factory=lambda: self.spark)
+        with self._lock:  # the loads job and the load slots ask at once
+            if self._reader is None:
+                self._reader = TableReader(self.warehouse, spark_factory=lambda: self.spark)
         return Queries(self._reader, self.store.control_ref.catalog, clock=self.clock)
 
     # ---------------------------------------------------------------------- report

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections import defaultdict
 
 import pytest
@@ -13,7 +15,8 @@ from framework.demoapi import DemoApi
 from framework.ops.notify import parse_notifications
 from framework.service.scheduler import Scheduler, SchedulerSettings
 from framework.timeutil import to_utc
-from tests.integration.helpers import UTC, actual_rows, expected_rows, read_target, source
+from tests.integration.helpers import (UTC, actual_rows, expected_rows, read_target, source,
+                                       wait_for)
 from tests.unit._httpd import FakeApi, Reply
 
 pytestmark = pytest.mark.spark
@@ -110,6 +113,64 @@ def test_loads_probes_notifications_and_report_fire_on_their_own_times(spark, st
     assert (ops / "logs" / "monitoring_run_20240105.log").exists()
 
     state = scheduler.state()
-    assert {n: j["runs"] for n, j in state["jobs"].items()} == {"loads": 4, "probes": 5, "report": 1}
+    # at 00:05 and 00:30 two rows were due for one slot (parallel: 1): when the first load
+    # ended, the loads job ran again for the second
+    assert {n: j["runs"] for n, j in state["jobs"].items()} == {"loads": 6, "probes": 5, "report": 1}
+    assert state["loads"]["finished"] == {"SUCCESS": 6} and state["loads"]["running"] == []
     assert state["state"] == "running" and state["sources"] == 2
     assert all(j["last_error"] is None for j in state["jobs"].values()), json.dumps(state)
+
+
+def test_a_long_load_holds_one_slot_while_a_run_request_loads_another_source(spark, store,
+                                                                            warehouse):
+    """``parallel: 2``: a source whose API answers only when the test lets it holds one load
+    slot; a source planned meanwhile (``POST /run``) is claimed on the free slot, loaded and
+    finished while the first load still waits for its API. Order of events, not timing."""
+    day3 = "2024-01-03T00:00:00Z"
+    answer = threading.Event()  # the long load's API answers once this is set
+    with DemoApi(seed=41, records_per_resource=60, end=dt.datetime(2024, 1, 3, tzinfo=UTC),
+                 latency_ms=1, wait=lambda _: answer.wait(600)) as slow_api, \
+            DemoApi(seed=42, records_per_resource=60,
+                    end=dt.datetime(2024, 1, 3, tzinfo=UTC)) as api:
+        long = source(slow_api.base_url, "cursor", "long_full", end=day3, window="none",
+                      limits={"timeout_s": 900, "concurrency": 1}, health={"enabled": False})
+        short = source(api.base_url, "cursor", "short_full", end=day3, window="none",
+                       health={"enabled": False})
+        store.generate([long])
+        scheduler = Scheduler(spark, store, SchedulerSettings(poll=dt.timedelta(hours=1),
+                                                              parallel=2, probe_workers=1))
+
+        def audited(config_id: str) -> bool:
+            time.sleep(0.2)  # a read of the audit table 5 times a second, not 20
+            return bool(store.audit_rows(config_id, 1))
+
+        scheduler.start()  # its first loads job claims and starts the long load
+        try:
+            wait_for(lambda: slow_api.request_log, "the long load to ask its API", 600)
+            store.generate([short])            # POST /api/v1/sources
+            scheduler.request_run("short_full")  # POST /api/v1/sources/short_full/run
+            wait_for(lambda: audited("short_full"), "the short load's audit row", 300)
+            # the short load finished while the long one still waited for its first page
+            assert not answer.is_set()
+            assert store.get("short_full")["LoadStatus"] == "SUCCESS"
+            assert store.get("long_full")["LoadStatus"] == "RUNNING"
+            assert store.audit_rows("long_full", 1) == []
+            loads = scheduler.state()["loads"]
+            assert [r["config_id"] for r in loads["running"]] == ["long_full"]
+            assert loads["finished"] == {"SUCCESS": 1}
+            answer.set()
+            wait_for(lambda: audited("long_full"), "the long load's audit row", 600)
+        finally:
+            answer.set()
+            drained = scheduler.stop(grace_s=300)
+    assert drained
+    [first], [then] = store.audit_rows("short_full", 1), store.audit_rows("long_full", 1)
+    assert first["LoadStatus"] == then["LoadStatus"] == "SUCCESS"
+    assert first["LoggedAt"] < then["LoggedAt"]
+    assert actual_rows(read_target(spark, warehouse, short)) == \
+        expected_rows(api, "2024-01-01T00:00:00Z", day3)
+    assert actual_rows(read_target(spark, warehouse, long)) == \
+        expected_rows(slow_api, "2024-01-01T00:00:00Z", day3)
+    state = scheduler.state()
+    assert state["loads"]["running"] == [] and state["loads"]["finished"] == {"SUCCESS": 2}
+    assert state["jobs"]["loads"]["last_error"] is None and state["state"] == "stopped"

@@ -96,43 +96,142 @@ def test_a_failing_round_is_recorded_and_the_next_one_runs():
     assert state["attached"] and state["state"] == "running" and state["sources"] == 0
 
 
-class OneRow(NoRows):
-    """A store with one claimable row, once."""
+class Rows(NoRows):
+    """A store whose rows are claimable until a load claims them."""
 
-    def __init__(self) -> None:
-        self.handed = False
+    def __init__(self, *ids: str) -> None:
+        self.pending = list(ids)
 
     def claimable_ids(self, now=None):
-        if self.handed:
-            return []
-        self.handed = True
-        return ["slow"]
+        return list(self.pending)
 
 
-def test_stop_drains_the_load_in_flight_through_its_run_context(monkeypatch, tmp_path):
+class Loads:
+    """``runtime.run`` of rows that load until the test lets each one end (or, when they
+    heed it, their run context is asked to stop); records what ran at once."""
+
+    def __init__(self, store: Rows, block: bool = True) -> None:
+        self.store, self.block = store, block
+        self.heed_stop = True
+        self.lock = threading.Lock()
+        self.started: dict[str, threading.Event] = {}
+        self.release: dict[str, threading.Event] = {}
+        self.running: set[str] = set()
+        self.most = 0
+        self.ctx = {}
+
+    def __call__(self, ctx, ids):
+        [cid] = ids
+        with self.lock:
+            self.store.pending.remove(cid)  # the claim
+            self.running.add(cid)
+            self.most = max(self.most, len(self.running))
+            self.ctx[cid] = ctx
+            release = self.release.setdefault(cid, threading.Event())
+            self.started.setdefault(cid, threading.Event()).set()
+        while self.block and not release.wait(0.01):
+            if self.heed_stop and ctx.stop.is_set():
+                break
+        stopped = ctx.stop.is_set()
+        with self.lock:
+            self.running.discard(cid)
+        return [SimpleNamespace(config_id=cid, status="INTERRUPTED" if stopped else "SUCCESS",
+                                failed=False, interrupted=stopped, audit={})]
+
+    def wait_started(self, cid: str) -> bool:
+        with self.lock:
+            event = self.started.setdefault(cid, threading.Event())
+        return event.wait(10)
+
+    def end(self, cid: str) -> None:
+        with self.lock:
+            self.release.setdefault(cid, threading.Event()).set()
+
+
+def loading(monkeypatch, tmp_path, store: Rows, parallel: int, block: bool = True):
     import control.generate
     from framework.load import runtime
 
     monkeypatch.setattr(control.generate, "generate", lambda store, **kw: [])
     monkeypatch.setattr(runtime, "staging_root", lambda warehouse: tmp_path)
-    started = threading.Event()
-    seen = {}
+    loads = Loads(store, block)
+    monkeypatch.setattr(runtime, "run", loads)
+    clock = Clock(T0)
+    sched = Scheduler(None, store, SchedulerSettings(poll=dt.timedelta(minutes=1),
+                                                     parallel=parallel), clock=clock)
+    return sched, loads, clock
 
-    def run(ctx, ids):  # a load that stops only when its context is asked to
-        seen["ctx"] = ctx
-        started.set()
-        stopped = ctx.stop.wait(30)
-        return [SimpleNamespace(config_id=ids[0], status="INTERRUPTED" if stopped else "SUCCESS",
-                                failed=False, interrupted=stopped, audit={})]
 
-    monkeypatch.setattr(runtime, "run", run)
-    sched = Scheduler(None, OneRow(), SchedulerSettings(poll=dt.timedelta(minutes=1), parallel=1),
-                      clock=Clock(T0))
-    rounds = []
-    worker = threading.Thread(target=lambda: rounds.append(sched.load_round()))
-    worker.start()
-    assert started.wait(10)
+def wait_until(condition) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("condition never held")
+
+
+def test_the_loads_job_starts_rows_on_the_free_slots_only_and_returns_while_they_load(
+        monkeypatch, tmp_path):
+    store = Rows("a", "b", "c")
+    sched, loads, _ = loading(monkeypatch, tmp_path, store, parallel=2)
+    first = sched.start_loads()                     # returns while a and b load
+    assert first["started"] == ["a", "b"] and first["waiting"] == 1
+    assert loads.wait_started("a") and loads.wait_started("b")
+    store.pending.append("d")                       # planned meanwhile (POST /run)
+    busy = sched.start_loads()                      # the next poll: no slot is free
+    assert busy["started"] == [] and busy["running"] == ["a", "b"] and busy["waiting"] == 2
+    loads.end("b")                                  # b's slot is free: the next look takes c
+    wait_until(lambda: sched.state()["loads"]["finished"] == {"SUCCESS": 1})
+    assert sched._wanted.is_set()                   # the job runs again at once
+    again = sched.start_loads()
+    assert again["started"] == ["c"] and again["running"] == ["a", "c"]
+    assert again["waiting"] == 1
+    assert loads.wait_started("c")
+    for cid in ("a", "c"):
+        loads.end(cid)
+    wait_until(lambda: not sched.state()["loads"]["running"])
+    assert sched.start_loads()["started"] == ["d"]
+    loads.end("d")
+    wait_until(lambda: sched.state()["loads"]["finished"] == {"SUCCESS": 4})
+    assert loads.most == 2                          # never more loads at once than parallel
+    state = sched.state()["loads"]
+    assert state["parallel"] == 2 and state["running"] == [] and state["waiting"] == 0
+    assert state["last_finished"]["config_id"] == "d" and state["last_error"] is None
+
+
+def test_run_pending_returns_once_every_row_it_found_is_loaded(monkeypatch, tmp_path):
+    store = Rows("a", "b", "c")
+    sched, loads, _ = loading(monkeypatch, tmp_path, store, parallel=1, block=False)
+    sched.prepare()
+    assert sched.run_pending() == ["loads"]
+    assert store.pending == [] and loads.most == 1
+    state = sched.state()
+    assert state["loads"]["finished"] == {"SUCCESS": 3} and state["loads"]["running"] == []
+
+
+def test_stop_drains_the_load_in_flight_through_its_run_context(monkeypatch, tmp_path):
+    store = Rows("slow", "next")
+    sched, loads, _ = loading(monkeypatch, tmp_path, store, parallel=1)
+    assert sched.start_loads()["started"] == ["slow"]
+    assert loads.wait_started("slow")
+    assert sched.stop(grace_s=30) is True           # returns once the load stopped
+    ctx = loads.ctx["slow"]
+    assert ctx.stopping and ctx.stop_reason == "the scheduler is stopping"
+    state = sched.state()
+    assert state["loads"]["finished"] == {"INTERRUPTED": 1} and state["loads"]["running"] == []
+    assert store.pending == ["next"]                # no new claim once the stop was asked
+    assert sched.start_loads()["started"] == []
+
+
+def test_stop_says_when_the_grace_ran_out_with_a_load_in_flight(monkeypatch, tmp_path):
+    store = Rows("stuck")
+    sched, loads, _ = loading(monkeypatch, tmp_path, store, parallel=1)
+    loads.heed_stop = False                         # it reaches no stop point in time
+    sched.start_loads()
+    assert loads.wait_started("stuck")
+    assert sched.stop(grace_s=0.05) is False
+    assert sched.state()["state"] == "stopped (grace exceeded)"
+    assert [r["config_id"] for r in sched.state()["loads"]["running"]] == ["stuck"]
+    loads.end("stuck")
     assert sched.stop(grace_s=30) is True
-    worker.join(10)
-    assert seen["ctx"].stopping and seen["ctx"].stop_reason == "the scheduler is stopping"
-    assert rounds[0]["interrupted"] == ["slow"] and rounds[0]["loaded"] == 0
+
