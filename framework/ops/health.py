@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
@@ -42,6 +43,12 @@ def is_up(kind: str, status: Optional[int], expected: Optional[Iterable[int]] = 
     if kind == PROBE:
         return status in set(expected) if expected else 200 <= status < 300
     return status < 500
+
+
+def new_check_id() -> str:
+    """A unique id for one health row: the checks of one instant and one run (the manual
+    checks of a process share their RunId) still sort in one order, and pages never tie."""
+    return uuid.uuid4().hex
 
 
 class HealthRecorder:
@@ -84,6 +91,7 @@ class HealthRecorder:
             "CheckedAt": self._clock(), "Method": method, "Url": redact(url), "StatusCode": status,
             "Ok": ok, "ElapsedMs": round(max(elapsed_s, 0.0) * 1000, 3), "ErrorKind": error_kind,
             "ErrorMessage": redact(error)[:ERROR_LIMIT] if error else None, "RunId": self.run_id,
+            "CheckId": new_check_id(),
         })
 
     def _keep(self, row: dict[str, Any]) -> None:

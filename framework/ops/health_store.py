@@ -31,6 +31,7 @@ from framework.lake.commits import retry_conflicts
 from framework.lake.groupcommit import GroupCommit
 from framework.lake.rows import append_rows
 from framework.ops import uptime
+from framework.ops.health import new_check_id
 from framework.config import check_identifier
 from framework.lake.tables import TableRef, Warehouse
 
@@ -54,6 +55,9 @@ HEALTH_SCHEMA = StructType([
                 {"comment": "timeout | connection_error | http_status | unexpected_status | config"}),
     StructField("ErrorMessage", StringType(), True, {"comment": "sanitized"}),
     StructField("RunId", StringType()),
+    StructField("CheckId", StringType(), True,
+                {"comment": "unique per row: orders the checks of one instant (a log made by an "
+                            "older restlake has none in its earlier rows)"}),
 ])
 
 
@@ -86,6 +90,11 @@ def append_checks(spark: Any, warehouse: Warehouse, rows: Iterable[dict[str, Any
     return group.submit(rows)
 
 
+def with_check_id(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with a ``CheckId`` (a new one when it has none)."""
+    return row if row.get("CheckId") else dict(row, CheckId=new_check_id())
+
+
 _GROUPS: dict[tuple, GroupCommit] = {}
 _GROUPS_LOCK = threading.Lock()
 
@@ -93,8 +102,9 @@ _GROUPS_LOCK = threading.Lock()
 def _append_batches(spark: Any, warehouse: Warehouse, catalog: str,
                     batches: list[list[dict[str, Any]]]) -> list[int]:
     ensure_table(spark, warehouse, catalog)
+    # merge_schema: a log made by an older restlake gains the CheckId column
     append_rows(spark, warehouse, health_ref(catalog), HEALTH_SCHEMA,
-                [r for b in batches for r in b], "health log")
+                [with_check_id(r) for b in batches for r in b], "health log", merge_schema=True)
     return [len(b) for b in batches]
 
 

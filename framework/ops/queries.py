@@ -31,7 +31,13 @@ DEFAULT_TTL_S = 10.0
 
 #: The health-log columns the metrics read (Arrow types, for an empty log too).
 HEALTH_COLUMNS = ("ConfigId", "SourceSystem", "CheckKind", "CheckedAt", "StatusCode", "Ok",
-                  "ElapsedMs", "ErrorKind", "ErrorMessage", "RunId")
+                  "ElapsedMs", "ErrorKind", "ErrorMessage", "RunId", "CheckId")
+#: A row's ``CheckId``; rows of a log made by an older restlake, which have none, are told
+#: apart by a digest of their values (identical rows of such a log stay indistinguishable).
+CHECK_ID_SQL = """coalesce(CheckId, md5(concat_ws('|', ConfigId, CheckKind, CAST(CheckedAt AS VARCHAR),
+    coalesce(CAST(StatusCode AS VARCHAR), '-'), CAST(Ok AS VARCHAR),
+    coalesce(CAST(ElapsedMs AS VARCHAR), '-'), coalesce(ErrorKind, '-'),
+    coalesce(ErrorMessage, '-'), coalesce(RunId, '-'), coalesce(SourceSystem, '-'))))"""
 
 
 def _health_schema() -> Any:
@@ -190,8 +196,19 @@ class Queries:
 
     # ------------------------------------------------------------------- health
     def _health(self) -> Any:
-        table = self.reader.table(self.health_ref, HEALTH_COLUMNS)
-        return _health_schema().empty_table() if table is None else table
+        import pyarrow as pa
+
+        present = set(self.reader.schema_names(self.health_ref))
+        if not present:
+            return _health_schema().empty_table()
+        table = self.reader.table(self.health_ref, [c for c in HEALTH_COLUMNS if c in present])
+        if table is None:
+            return _health_schema().empty_table()
+        for name in HEALTH_COLUMNS:  # a log made by an older restlake lacks CheckId
+            if name not in present:
+                field = _health_schema().field(name)
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+        return table
 
     def health_metric(self, name: str, now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
         """The rows of one uptime metric (a name of :data:`framework.ops.uptime.VIEW_NAMES`).
@@ -255,20 +272,27 @@ class Queries:
     def checks(self, config_id: Optional[str] = None, limit: Optional[int] = 100, *,
                since: Optional[dt.datetime] = None, after: Optional[Sequence[Any]] = None
                ) -> list[dict[str, Any]]:
-        """Health-log rows, newest first (``CheckedAt``, then ``RunId`` descending)."""
-        after_at, after_run = (list(after) + [None, None])[:2] if after else (None, None)
-        key = ("checks", self.catalog, config_id, limit, since, after_at, after_run)
+        """Health-log rows, newest first (``CheckedAt``, then ``CheckId`` descending: one
+        order, in which no two rows tie).
+
+        Args:
+            after: the sort key ``(CheckedAt, CheckId)`` of the last row of the previous page
+                (see :func:`check_key`).
+        """
+        after_at, after_id = (list(after) + [None, None])[:2] if after else (None, None)
+        key = ("checks", self.catalog, config_id, limit, since, after_at, after_id)
 
         def compute() -> list[dict[str, Any]]:
-            sql = """
-                SELECT * FROM api_health_log
-                WHERE ($cid IS NULL OR ConfigId = $cid)
-                  AND ($since IS NULL OR CheckedAt >= CAST($since AS TIMESTAMPTZ))
+            sql = f"""
+                WITH log AS (SELECT * REPLACE ({CHECK_ID_SQL} AS CheckId) FROM api_health_log
+                             WHERE ($cid IS NULL OR ConfigId = $cid))
+                SELECT * FROM log
+                WHERE ($since IS NULL OR CheckedAt >= CAST($since AS TIMESTAMPTZ))
                   AND ($at IS NULL OR CheckedAt < CAST($at AS TIMESTAMPTZ)
-                       OR (CheckedAt = CAST($at AS TIMESTAMPTZ) AND coalesce(RunId, '') < $run))
-                ORDER BY CheckedAt DESC, RunId DESC NULLS LAST"""
+                       OR (CheckedAt = CAST($at AS TIMESTAMPTZ) AND CheckId < $check_id))
+                ORDER BY CheckedAt DESC, CheckId DESC"""
             params = {"cid": config_id, "since": to_utc(since) if since else None,
-                      "at": to_utc(after_at) if after_at else None, "run": after_run or ""}
+                      "at": to_utc(after_at) if after_at else None, "check_id": after_id or ""}
             if limit is not None:
                 sql += "\nLIMIT $limit"
                 params["limit"] = int(limit)
@@ -476,6 +500,11 @@ def duck_name(name: str) -> str:
 def target_ref(row: dict[str, Any]) -> TableRef:
     """The target table of a control row."""
     return TableRef(row["TargetCatalog"], row["TargetSchema"], row["TargetTable"])
+
+
+def check_key(row: dict[str, Any]) -> tuple[Any, Any]:
+    """The sort key of a health-log row of :meth:`Queries.checks` (the ``after`` of the next page)."""
+    return (row.get("CheckedAt"), row.get("CheckId"))
 
 
 def audit_key(row: dict[str, Any]) -> tuple[Any, Any, Any]:

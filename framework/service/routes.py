@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 from fastapi import APIRouter, Query, Request
 
 from framework.ops import freshness as fr
-from framework.ops.queries import Queries, audit_key
+from framework.ops.queries import Queries, audit_key, check_key
 from framework.secrets import is_reference, redact
 from framework.service.api import service_of
 from framework.service.paging import CursorParam, JsonAnswer, LimitParam, jsonable, page, respond
@@ -272,7 +272,7 @@ def source_history(request: Request, config_id: str,
     source_row(q, config_id)
     at = parse_since(since)
     return page(lambda after, n: q.checks(config_id, n, since=at, after=after),
-                lambda r: (r["CheckedAt"], r.get("RunId") or ""), limit, cursor, 2)
+                check_key, limit, cursor, 2)
 
 
 @api.get("/stats/summary", tags=["stats"],

@@ -1,0 +1,109 @@
+"""The read side of the service over Delta tables written without a JVM, through real HTTP:
+paging, query parameters, the keyless health answer, the OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+
+from framework.lake.tables import TableRef, Warehouse
+from framework.ops.health_store import HEALTH_SCHEMA
+from framework.service.access import ApiKeys
+from tests.unit._lake import (AUDIT_COLUMNS, AUDIT_TYPES, CONTROL_COLUMNS, CONTROL_TYPES,
+                              HEALTH_TYPES, UTC, health_rows, write)
+from tests.unit._service import ServiceThread
+
+try:
+    from _httpd import FakeApi, Reply
+except ImportError:  # pragma: no cover - run from the repository root
+    from tests.unit._httpd import FakeApi, Reply
+
+KEY = "reads-key-41c9e07d"
+H = {"X-API-Key": KEY}
+NOW = dt.datetime(2026, 12, 3, 5, 50, tzinfo=UTC)
+#: A check row of a log written before rows had a CheckId.
+OLD_HEALTH_COLUMNS = [f.name for f in HEALTH_SCHEMA.fields if f.name != "CheckId"]
+AUDIT_STATUSES = ("SUCCESS", "FAILED", "PARTIAL", "FAILED_QUALITY", "INTERRUPTED", "LEASE_LOST")
+
+
+def _control(cid: str, endpoint: str) -> dict:
+    return {"ConfigId": cid, "APIName": "Demo", "LoadType": "FULL_LOAD", "LoadStatus": "SUCCESS",
+            "TargetCatalog": "raw", "TargetSchema": "demo", "TargetTable": cid,
+            "TriggerFrequency": "daily", "Enabled": True, "Attempt": 0, "AuthMethod": "none",
+            "APIEndpoint": endpoint, "SourceSystem": "demo"}
+
+
+@pytest.fixture(scope="module")
+def fake_api():
+    with FakeApi() as fake:
+        fake.route("/ping", Reply(200, {"ok": True}))
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory, fake_api):
+    wh = Warehouse(tmp_path_factory.mktemp("reads") / "wh")
+    write(wh, TableRef("main", "metadata", "api_control_table"),
+          [_control("a", fake_api.url("/ping")), _control("b", fake_api.url("/ping"))],
+          CONTROL_TYPES, CONTROL_COLUMNS)
+    audit = [{"ConfigId": "a", "RunId": f"run-{i}", "LoadType": "FULL_LOAD", "LoadStatus": status,
+              "LoggedAt": NOW - dt.timedelta(hours=1, minutes=i), "ErrorMessage": None}
+             for i, status in enumerate(AUDIT_STATUSES)]
+    write(wh, TableRef("main", "metadata", "api_audit_table"), audit, AUDIT_TYPES, AUDIT_COLUMNS)
+    # a log written by an older restlake: no CheckId column
+    write(wh, TableRef("main", "metadata", "api_health_log"),
+          health_rows("b", NOW - dt.timedelta(hours=2), [True, False, False]), HEALTH_TYPES,
+          OLD_HEALTH_COLUMNS, append_only=True)
+    return wh
+
+
+@pytest.fixture(scope="module")
+def svc(warehouse):
+    from framework.service.api import create_app
+
+    import os
+
+    os.environ["RL_READS_KEY"] = KEY
+    app = create_app(warehouse, keys=ApiKeys.from_references("env:RL_READS_KEY"), clock=lambda: NOW)
+    with ServiceThread(app) as running:
+        yield running
+
+
+def get(svc, path, **kw):
+    resp = svc.get(path, headers=H, **kw)
+    assert resp.status_code == 200, (path, resp.status_code, resp.text)
+    return resp.json()
+
+
+def walk(svc, path, limit, **params):
+    items, cursor = [], None
+    while True:
+        body = get(svc, path, params={"limit": limit, **params} | ({"cursor": cursor} if cursor else {}))
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+
+
+def test_history_pages_return_every_check_once_when_checks_share_a_second_and_a_run(svc, warehouse,
+                                                                                      fake_api):
+    from framework.config import parse_source
+    from framework.ops.health import probe
+    from framework.ops.health_store import append_checks
+
+    cfg = parse_source({"config_id": "b", "api_name": "Demo", "endpoint": fake_api.url("/ping"),
+                        "load_start": "2026-01-01T00:00:00Z",
+                        "target": {"catalog": "raw", "schema": "demo", "table": "b"}})
+    # manual checks of one process: one RunId, CheckedAt in whole seconds
+    checks = [probe(cfg, now=NOW, run_id="check-host:4242:ab12") for _ in range(7)]
+    assert len({(c["CheckedAt"], c["RunId"]) for c in checks}) == 1
+    append_checks(None, warehouse, checks)
+
+    unpaged = get(svc, "/api/v1/stats/history/b", params={"limit": 500})["items"]
+    assert len(unpaged) == 10
+    for limit in (1, 2, 3):
+        paged = walk(svc, "/api/v1/stats/history/b", limit)
+        assert paged == unpaged, limit
