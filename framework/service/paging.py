@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import orjson
 from fastapi import Query
@@ -43,32 +43,51 @@ def encode_cursor(key: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts, separators=(",", ":")).encode()).decode()
 
 
-def decode_cursor(cursor: Optional[str], size: int) -> Optional[list[Any]]:
-    """The sort key in ``cursor`` (None for the first page).
+#: What one part of a sort key may hold: a type, or a tuple of types (``type(None)``: null).
+#: Only datetimes (encoded as ``{"t": ISO}``), text and null occur in a key.
+Kind = Union[type, tuple[type, ...]]
+NULLABLE_TIME: Kind = (dt.datetime, type(None))
+NULLABLE_TEXT: Kind = (str, type(None))
+
+
+def decode_cursor(cursor: Optional[str], kinds: Sequence[Kind]) -> Optional[list[Any]]:
+    """The sort key in ``cursor`` (None for the first page), each part of its ``kinds``.
 
     Raises:
-        Problem: 422 when the cursor is not one this service returned.
+        Problem: 422 when the cursor is not one this service returned (not base64 JSON,
+            another number of parts, or a part of another type).
     """
     if not cursor:
         return None
     try:
         parts = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"==="))
-        if not isinstance(parts, list) or len(parts) != size:
+        if not isinstance(parts, list) or len(parts) != len(kinds):
             raise ValueError("wrong shape")
-        return [to_utc(p["t"]) if isinstance(p, dict) else p for p in parts]
+        return [_part(p, kind) for p, kind in zip(parts, kinds)]
     except (ValueError, TypeError, KeyError):
         raise Problem(422, "cursor: not a cursor of this list (pass the next_cursor of the "
                            "previous page unchanged)",
                       errors=[{"field": "cursor", "in": "query", "message": "invalid cursor"}]) from None
 
 
+def _part(value: Any, kind: Kind) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, dict) and dt.datetime in kinds and set(value) == {"t"} \
+            and isinstance(value["t"], str):
+        return to_utc(value["t"])
+    if (value is None and type(None) in kinds) or (isinstance(value, str) and str in kinds):
+        return value
+    raise ValueError(f"a cursor part of the wrong type: {type(value).__name__}")
+
+
 def page(fetch: Callable[[Optional[list[Any]], int], list[dict[str, Any]]], key: Callable[[dict], Sequence[Any]],
-         limit: int, cursor: Optional[str], key_size: int,
+         limit: int, cursor: Optional[str], key_kinds: Sequence[Kind],
          shape: Callable[[dict[str, Any]], dict[str, Any]] = lambda r: r, encoded: bool = False
          ) -> JsonAnswer:
     """One page: ``fetch(after, n)`` returns up to ``n`` rows after the key ``after``
-    (``encoded``: the rows are JSON values already, see :func:`jsonable`)."""
-    after = decode_cursor(cursor, key_size)
+    (``encoded``: the rows are JSON values already, see :func:`jsonable`); ``key(row)`` is
+    the row's sort key, whose parts are of ``key_kinds``."""
+    after = decode_cursor(cursor, key_kinds)
     rows = fetch(after, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

@@ -16,7 +16,8 @@ from framework.ops import freshness as fr
 from framework.ops.queries import Queries, audit_key, check_key
 from framework.secrets import is_reference, redact
 from framework.service.api import service_of
-from framework.service.paging import CursorParam, JsonAnswer, LimitParam, jsonable, page, respond
+from framework.service.paging import (NULLABLE_TEXT, NULLABLE_TIME, CursorParam, JsonAnswer, LimitParam,
+                                      jsonable, page, respond)
 from framework.service.problems import Problem
 from framework.timeutil import to_utc
 
@@ -156,7 +157,7 @@ def list_sources(request: Request, limit: int = LimitParam, cursor: Optional[str
     def fetch(after: Optional[list[Any]], n: int) -> list[dict[str, Any]]:
         return [i for i in items if after is None or i["config_id"] > after[0]][:n]
 
-    return page(fetch, lambda i: (i["config_id"],), limit, cursor, 1, encoded=True)
+    return page(fetch, lambda i: (i["config_id"],), limit, cursor, (str,), encoded=True)
 
 
 def masked_config(row: dict[str, Any]) -> tuple[Optional[dict[str, Any]], Optional[str]]:
@@ -203,7 +204,7 @@ def get_source(request: Request, config_id: str) -> JsonAnswer:
 # --------------------------------------------------------------------- loads
 def _loads_page(q: Queries, limit: int, cursor: Optional[str], **filters: Any) -> dict[str, Any]:
     return page(lambda after, n: q.audit_rows(limit=n, after=after, **filters), audit_key,
-                limit, cursor, 3)
+                limit, cursor, (NULLABLE_TIME, NULLABLE_TEXT, str))
 
 
 @api.get("/sources/{config_id}/loads", tags=["loads"], summary="audit rows of a source, newest first")
@@ -272,7 +273,7 @@ def source_history(request: Request, config_id: str,
     source_row(q, config_id)
     at = parse_since(since)
     return page(lambda after, n: q.checks(config_id, n, since=at, after=after),
-                check_key, limit, cursor, 2)
+                check_key, limit, cursor, (dt.datetime, str))
 
 
 @api.get("/stats/summary", tags=["stats"],
@@ -317,7 +318,8 @@ def list_incidents(request: Request, open: Optional[bool] = Query(None),  # noqa
                 "ongoing": bool(i["ongoing"]), "duration_s": i["duration_s"],
                 "failed_checks": i["failed_checks"], "last_error": i["last_error"]}
 
-    return page(fetch, lambda i: (i["started_at"], i["ConfigId"]), limit, cursor, 2, shape)
+    return page(fetch, lambda i: (i["started_at"], i["ConfigId"]), limit, cursor, (dt.datetime, str),
+                shape)
 
 
 @api.get("/stale", tags=["stats"],
@@ -330,6 +332,6 @@ def list_stale(request: Request, limit: int = LimitParam,
     def fetch(after: Optional[list[Any]], n: int) -> list[Any]:
         return [f for f in items if after is None or f.config_id > after[0]][:n]
 
-    return page(fetch, lambda f: (f.config_id,), limit, cursor, 1,
+    return page(fetch, lambda f: (f.config_id,), limit, cursor, (str,),
                 lambda f: {"config_id": f.config_id, "target": f.target, "frequency": f.frequency,
                            **(_freshness_json(f) or {})})

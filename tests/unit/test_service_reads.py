@@ -107,3 +107,31 @@ def test_history_pages_return_every_check_once_when_checks_share_a_second_and_a_
     for limit in (1, 2, 3):
         paged = walk(svc, "/api/v1/stats/history/b", limit)
         assert paged == unpaged, limit
+
+
+def _cursor(parts) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+
+
+@pytest.mark.parametrize("path, parts", [
+    ("/api/v1/sources", [1]), ("/api/v1/sources", [None]), ("/api/v1/sources", [{"t": 1}]),
+    ("/api/v1/loads", [1, 2, 3]), ("/api/v1/loads", ["x", "y", "z"]),
+    ("/api/v1/loads", [{"t": "2026-01-01T00:00:00Z"}, 2, "a"]),
+    ("/api/v1/sources/a/loads", [{"t": "nope"}, "r", "a"]),
+    ("/api/v1/stats/history/b", [1, 2]), ("/api/v1/stats/history/b", [{"t": "2026-01-01T00:00:00Z"}, []]),
+    ("/api/v1/incidents", ["x", "y", "z"]), ("/api/v1/stale", [[1]]),
+])
+def test_an_edited_cursor_is_a_422_naming_the_cursor(svc, path, parts):
+    resp = svc.get(path, headers=H, params={"cursor": _cursor(parts)})
+    assert resp.status_code == 422, (path, parts, resp.status_code, resp.text)
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert "cursor" in body["detail"] and [e["field"] for e in body["errors"]] == ["cursor"]
+    assert "Traceback" not in resp.text and "Error" not in body["detail"]
+
+
+def test_the_cursors_the_service_returns_are_accepted(svc):
+    for path in ("/api/v1/sources", "/api/v1/loads", "/api/v1/sources/a/loads", "/api/v1/stats/history/b"):
+        first = get(svc, path, params={"limit": 1})
+        assert first["next_cursor"], path
+        assert get(svc, path, params={"limit": 1, "cursor": first["next_cursor"]})["items"], path
