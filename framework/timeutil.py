@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import isodate
@@ -51,6 +52,35 @@ def to_utc(value: Any) -> dt.datetime:
     if out.tzinfo is None:
         return out.replace(tzinfo=UTC)
     return out.astimezone(UTC)
+
+
+#: An ISO-8601 calendar date, with an optional time and offset (RFC 3339 and its date alone).
+ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}"
+                           r"(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:[Zz]|[+-]\d{2}:?\d{2})?)?")
+#: A time followed by a space and an offset's digits: a '+' that a query string turned into a space.
+_LOST_PLUS = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)? \d{2}:?\d{2}$")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    """Parse ISO-8601 timestamp text strictly (``2024-01-01``, ``2024-01-01T06:00:00Z``,
+    ``2024-01-01T08:00:00+02:00``) into an aware UTC datetime; naive values are UTC.
+
+    Unlike :func:`to_utc`, no other spelling is guessed at (``December 3 2026``, week dates).
+
+    Raises:
+        ValueError: anything else; the message says when a ``+`` of an offset was lost
+            to URL decoding (it arrives as a space).
+    """
+    value = text.strip() if isinstance(text, str) else text
+    if not isinstance(value, str) or not ISO_TIMESTAMP.fullmatch(value):
+        hint = (" (a '+' in a URL query is read as a space: send the offset's '+' as %2B)"
+                if isinstance(value, str) and _LOST_PLUS.search(value) else "")
+        raise ValueError(f"{text!r} is not an ISO-8601 timestamp{hint}")
+    try:
+        out = dt.datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError as exc:  # the shape is right, a value is out of range (25:00, 02-30)
+        raise ValueError(f"{text!r} is not a valid timestamp ({exc})") from None
+    return to_utc(out)
 
 
 def iso(value: dt.datetime | None) -> str | None:

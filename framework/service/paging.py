@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from framework.secrets import redact
 from framework.service.problems import Problem
-from framework.timeutil import iso, to_utc
+from framework.timeutil import iso, parse_iso, to_utc
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -74,7 +74,7 @@ def _part(value: Any, kind: Kind) -> Any:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, dict) and dt.datetime in kinds and set(value) == {"t"} \
             and isinstance(value["t"], str):
-        return to_utc(value["t"])
+        return parse_iso(value["t"])
     if (value is None and type(None) in kinds) or (isinstance(value, str) and str in kinds):
         return value
     raise ValueError(f"a cursor part of the wrong type: {type(value).__name__}")

@@ -19,7 +19,7 @@ from framework.service.api import service_of
 from framework.service.paging import (NULLABLE_TEXT, NULLABLE_TIME, CursorParam, JsonAnswer, LimitParam,
                                       jsonable, page, respond)
 from framework.service.problems import Problem
-from framework.timeutil import to_utc
+from framework.timeutil import parse_iso
 
 health = APIRouter(tags=["service"])
 api = APIRouter(prefix="/api/v1")
@@ -28,6 +28,8 @@ PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.
 LOAD_STATUSES = ("SUCCESS", "FAILED", "PARTIAL")
 JSON_COLUMNS = ("RequestPayload", "RequestBody", "RequestHeaders", "AuthConfig",
                 "PaginationConfig", "ParserConfig", "Limits", "Options", "Checkpoint")
+SINCE_HELP = ("ISO-8601 timestamp, e.g. 2024-01-01T00:00:00Z (no offset: UTC); "
+              "send an offset's '+' as %2B")
 CREDENTIAL_HEADER_WORDS = ("authorization", "key", "token", "secret", "cookie", "password")
 
 
@@ -219,17 +221,16 @@ def parse_since(since: Optional[str]) -> Optional[dt.datetime]:
     if since is None:
         return None
     try:
-        return to_utc(since)
-    except ValueError:
-        raise Problem(422, f"since: {since!r} is not an ISO-8601 timestamp (e.g. 2024-01-01T00:00:00Z)",
-                      errors=[{"field": "since", "in": "query", "message": "not an ISO-8601 timestamp"}]
-                      ) from None
+        return parse_iso(since)
+    except ValueError as exc:
+        raise Problem(422, f"since: {exc} (e.g. 2024-01-01T00:00:00Z or 2024-01-01T02:00:00%2B02:00)",
+                      errors=[{"field": "since", "in": "query", "message": str(exc)}]) from None
 
 
 @api.get("/loads", tags=["loads"], summary="audit rows of every source, newest first")
 def list_loads(request: Request,
                status: Optional[Literal["SUCCESS", "FAILED", "PARTIAL"]] = Query(None),
-               since: Optional[str] = Query(None, description="ISO-8601 UTC, e.g. 2024-01-01T00:00:00Z"),
+               since: Optional[str] = Query(None, description=SINCE_HELP),
                limit: int = LimitParam, cursor: Optional[str] = CursorParam) -> JsonAnswer:
     return _loads_page(queries(request), limit, cursor, status=status, since=parse_since(since))
 
@@ -267,7 +268,7 @@ def source_response_times(request: Request, config_id: str) -> JsonAnswer:
 @api.get("/stats/history/{config_id}", tags=["stats"],
          summary="the health checks of a source (probes and ingestion requests), newest first")
 def source_history(request: Request, config_id: str,
-                   since: Optional[str] = Query(None, description="ISO-8601 UTC"),
+                   since: Optional[str] = Query(None, description=SINCE_HELP),
                    limit: int = LimitParam, cursor: Optional[str] = CursorParam) -> JsonAnswer:
     q = queries(request)
     source_row(q, config_id)

@@ -135,3 +135,25 @@ def test_the_cursors_the_service_returns_are_accepted(svc):
         first = get(svc, path, params={"limit": 1})
         assert first["next_cursor"], path
         assert get(svc, path, params={"limit": 1, "cursor": first["next_cursor"]})["items"], path
+
+
+@pytest.mark.parametrize("since", ["December 3 2026 05:50", "2024-W01", "yesterday", "2026-12-03T25:00:00Z",
+                                   "2026-12", "5"])
+def test_since_takes_iso_8601_only(svc, since):
+    for path in ("/api/v1/loads", "/api/v1/stats/history/b"):
+        resp = svc.get(path, headers=H, params={"since": since})
+        assert resp.status_code == 422, (path, since, resp.text)
+        body = resp.json()
+        assert "since" in body["detail"] and [e["field"] for e in body["errors"]] == ["since"]
+
+
+def test_an_unencoded_plus_of_an_offset_is_refused_with_a_hint_not_misread(svc):
+    # '+' in a query string is a space: the offset arrives as ' 03:00'
+    resp = svc.get("/api/v1/loads?since=2026-12-03T08:50:00+03:00", headers=H)
+    assert resp.status_code == 422, resp.text
+    assert "since" in resp.json()["detail"] and "%2B" in resp.json()["detail"]
+    # encoded, it is 05:50Z: after every load of the fixture (04:45Z .. 04:50Z)
+    assert get(svc, "/api/v1/loads?since=2026-12-03T08:50:00%2B03:00")["items"] == []
+    assert len(get(svc, "/api/v1/loads", params={"since": "2026-12-03T07:47:30+03:00"})["items"]) == 3
+    assert len(get(svc, "/api/v1/loads", params={"since": "2026-12-03T04:47:30Z"})["items"]) == 3
+    assert len(get(svc, "/api/v1/loads", params={"since": "2026-12-03"})["items"]) == 6

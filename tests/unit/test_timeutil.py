@@ -81,3 +81,19 @@ def test_parse_duration_errors(text: object, message: str) -> None:
 def test_utcnow_is_aware_and_whole_seconds() -> None:
     now = utcnow()
     assert now.utcoffset() == dt.timedelta(0) and now.microsecond == 0
+
+
+def test_parse_iso_takes_iso_8601_only_and_says_when_a_plus_was_lost():
+    from framework.timeutil import parse_iso
+
+    utc = dt.timezone.utc
+    assert parse_iso("2026-12-03T08:50:00+03:00") == dt.datetime(2026, 12, 3, 5, 50, tzinfo=utc)
+    assert parse_iso("2026-12-03T05:50Z") == parse_iso("2026-12-03 05:50:00") == \
+        dt.datetime(2026, 12, 3, 5, 50, tzinfo=utc)
+    assert parse_iso("2026-12-03") == dt.datetime(2026, 12, 3, tzinfo=utc)
+    for text in ("December 3 2026 05:50", "2024-W01", "2026-12", "tomorrow", "2026-02-30", ""):
+        with pytest.raises(ValueError):
+            parse_iso(text)
+    with pytest.raises(ValueError, match="%2B"):
+        parse_iso("2026-12-03T08:50:00 03:00")
+    assert to_utc("December 3 2026 05:50") == dt.datetime(2026, 12, 3, 5, 50, tzinfo=utc)  # configs
