@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from framework.lake.tables import TableRef
 from framework.ops import freshness as fr
-from framework.ops.queries import Queries, target_ref
+from framework.ops.queries import FAILED_STATUSES, Queries, target_ref
 from framework.ops.report import Chart, Report, Section
 from framework.secrets import redact
 from framework.timeutil import to_utc, utcnow
@@ -166,7 +166,7 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
         "Retries": c["retries"], "AvgDurationS": round(c["duration"] / c["loads"], 2) if c["loads"] else None,
     } for cid, c in sorted(by_source.items())]
     failures = [dict(a, ErrorMessage=redact(a["ErrorMessage"] or "")) for a in audit
-                if a["LoadStatus"] in ("FAILED", "PARTIAL", "FAILED_QUALITY")]
+                if a["LoadStatus"] in FAILED_STATUSES]
 
     stale_rows = [f.as_row() for f in stale if f.stale]  # every source's age: the chart
     n_stale = len(stale_rows)

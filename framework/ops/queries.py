@@ -28,6 +28,9 @@ WINDOW_LOG_TABLE = "api_window_log"
 HEALTH_TABLE = "api_health_log"
 QUALITY_TABLE = "api_quality_results"
 DEFAULT_TTL_S = 10.0
+#: The audit statuses of a failed load: what ``load_counts`` counts as failed, the report's
+#: failures and the service's ``failed=true``.
+FAILED_STATUSES = ("FAILED", "PARTIAL", "FAILED_QUALITY")
 
 #: The health-log columns the metrics read (Arrow types, for an empty log too).
 HEALTH_COLUMNS = ("ConfigId", "SourceSystem", "CheckKind", "CheckedAt", "StatusCode", "Ok",
@@ -113,20 +116,21 @@ class Queries:
 
     # -------------------------------------------------------------------- audit
     def audit_rows(self, config_id: Optional[str] = None, limit: Optional[int] = 20, *,
-                   status: Optional[str] = None, since: Optional[dt.datetime] = None,
+                   statuses: Optional[Sequence[str]] = None, since: Optional[dt.datetime] = None,
                    after: Optional[Sequence[Any]] = None) -> list[dict[str, Any]]:
         """Audit rows, newest first (``LoggedAt``, then ``RunId``, ``ConfigId`` descending).
 
         Args:
             config_id: only this source.
             limit: at most this many rows (None: all).
-            status: only this ``LoadStatus``.
+            statuses: only rows of these ``LoadStatus`` values.
             since: only rows logged at or after this time.
             after: the sort key ``(LoggedAt, RunId, ConfigId)`` of the last row of the
                 previous page (see :func:`audit_key`).
         """
         after_at, after_run, after_cid = (list(after) + [None, None, None])[:3] if after else (None,) * 3
-        key = ("audit", self.catalog, config_id, limit, status, since, after_at, after_run, after_cid)
+        statuses = tuple(statuses) if statuses is not None else None
+        key = ("audit", self.catalog, config_id, limit, statuses, since, after_at, after_run, after_cid)
 
         def compute() -> list[dict[str, Any]]:
             table = self.reader.table(self.audit_ref)
@@ -135,7 +139,7 @@ class Queries:
             sql = """
                 SELECT * FROM audit
                 WHERE ($cid IS NULL OR ConfigId = $cid)
-                  AND ($status IS NULL OR LoadStatus = $status)
+                  AND ($statuses IS NULL OR list_contains(CAST($statuses AS VARCHAR[]), LoadStatus))
                   AND ($since IS NULL OR LoggedAt >= CAST($since AS TIMESTAMPTZ))
                   AND ($at IS NULL
                        OR coalesce(LoggedAt, TIMESTAMPTZ '1970-01-01 00:00:00+00')
@@ -145,7 +149,8 @@ class Queries:
                            AND (coalesce(RunId, '') < $run
                                 OR (coalesce(RunId, '') = $run AND ConfigId < $after_cid))))
                 ORDER BY LoggedAt DESC NULLS LAST, RunId DESC NULLS LAST, ConfigId DESC"""
-            params = {"cid": config_id, "status": status, "since": to_utc(since) if since else None,
+            params = {"cid": config_id, "statuses": list(statuses) if statuses is not None else None,
+                      "since": to_utc(since) if since else None,
                       "at": to_utc(after_at) if after_at else None, "run": after_run or "",
                       "after_cid": after_cid or ""}
             if limit is not None:
@@ -159,21 +164,23 @@ class Queries:
         """Every audit row logged at or after ``since``, newest first."""
         return self.audit_rows(limit=None, since=since)
 
-    def load_counts(self, hours: int = 24, now: Optional[dt.datetime] = None) -> dict[str, int]:
-        """Loads logged in the last ``hours``: ``{"loads": n, "failed": n}`` (FAILED, PARTIAL or
-        FAILED_QUALITY)."""
+    def load_counts(self, hours: int = 24, now: Optional[dt.datetime] = None) -> dict[str, Any]:
+        """Loads logged in the last ``hours``: ``{"loads": n, "failed": n, "since": t}``
+        (failed: of :data:`FAILED_STATUSES`; ``since``: the start of the span counted)."""
         at = to_utc(now or self.clock())
 
-        def compute() -> dict[str, int]:
+        def compute() -> dict[str, Any]:
+            since = at - dt.timedelta(hours=hours)
             table = self.reader.table(self.audit_ref, ["LoggedAt", "LoadStatus"])
             if table is None:
-                return {"loads": 0, "failed": 0}
+                return {"loads": 0, "failed": 0, "since": since}
             [row] = self.reader.query("""
                 SELECT count(*) AS loads,
-                       count(*) FILTER (WHERE LoadStatus IN ('FAILED', 'PARTIAL', 'FAILED_QUALITY')) AS failed
+                       count(*) FILTER (WHERE list_contains(CAST($failed AS VARCHAR[]), LoadStatus))
+                           AS failed
                 FROM audit WHERE LoggedAt >= CAST($since AS TIMESTAMPTZ)""",
-                {"audit": table}, {"since": at - dt.timedelta(hours=hours)})
-            return {"loads": int(row["loads"]), "failed": int(row["failed"])}
+                {"audit": table}, {"since": since, "failed": list(FAILED_STATUSES)})
+            return {"loads": int(row["loads"]), "failed": int(row["failed"]), "since": since}
 
         return dict(self.reader.cached(("load_counts", self.catalog, hours), [self.audit_ref],
                                        compute, slot=self.slot(at)))

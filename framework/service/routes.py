@@ -12,12 +12,13 @@ from typing import Any, Literal, Optional
 
 from fastapi import APIRouter, Query, Request
 
+from control.states import RunResult
 from framework.ops import freshness as fr
-from framework.ops.queries import Queries, audit_key, check_key
+from framework.ops.queries import FAILED_STATUSES, Queries, audit_key, check_key
 from framework.secrets import is_reference, redact
 from framework.service.api import service_of
 from framework.service.paging import (NULLABLE_TEXT, NULLABLE_TIME, CursorParam, JsonAnswer, LimitParam,
-                                      jsonable, page, respond)
+                                      decode_cursor, jsonable, page, respond)
 from framework.service.problems import Problem
 from framework.timeutil import parse_iso
 
@@ -25,11 +26,12 @@ health = APIRouter(tags=["service"])
 api = APIRouter(prefix="/api/v1")
 
 PERIODS = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
-LOAD_STATUSES = ("SUCCESS", "FAILED", "PARTIAL")
 JSON_COLUMNS = ("RequestPayload", "RequestBody", "RequestHeaders", "AuthConfig",
                 "PaginationConfig", "ParserConfig", "Limits", "Options", "Checkpoint")
 SINCE_HELP = ("ISO-8601 timestamp, e.g. 2024-01-01T00:00:00Z (no offset: UTC); "
               "send an offset's '+' as %2B")
+#: The sort key of an audit row (:func:`framework.ops.queries.audit_key`): LoggedAt, RunId, ConfigId.
+AUDIT_KEY = (NULLABLE_TIME, NULLABLE_TEXT, str)
 CREDENTIAL_HEADER_WORDS = ("authorization", "key", "token", "secret", "cookie", "password")
 
 
@@ -204,17 +206,33 @@ def get_source(request: Request, config_id: str) -> JsonAnswer:
 
 
 # --------------------------------------------------------------------- loads
-def _loads_page(q: Queries, limit: int, cursor: Optional[str], **filters: Any) -> dict[str, Any]:
+StatusParam = Query(None, description="only loads of this audit status")
+FailedParam = Query(False, description="only failed loads (FAILED, PARTIAL, FAILED_QUALITY): "
+                                       "those the summary's failed_loads_24h counts")
+
+
+def load_statuses(status: Optional[RunResult], failed: bool) -> Optional[list[str]]:
+    """The audit statuses a list of loads shows (None: every one)."""
+    if not failed:
+        return [status.value] if status is not None else None
+    return [s for s in FAILED_STATUSES if status is None or s == status.value]
+
+
+def _loads_page(q: Queries, limit: int, cursor: Optional[str], **filters: Any) -> JsonAnswer:
+    if filters.get("statuses") == []:
+        decode_cursor(cursor, AUDIT_KEY)
+        return respond({"items": [], "limit": limit, "next_cursor": None})
     return page(lambda after, n: q.audit_rows(limit=n, after=after, **filters), audit_key,
-                limit, cursor, (NULLABLE_TIME, NULLABLE_TEXT, str))
+                limit, cursor, AUDIT_KEY)
 
 
 @api.get("/sources/{config_id}/loads", tags=["loads"], summary="audit rows of a source, newest first")
-def source_loads(request: Request, config_id: str, limit: int = LimitParam,
+def source_loads(request: Request, config_id: str, status: Optional[RunResult] = StatusParam,
+                 failed: bool = FailedParam, limit: int = LimitParam,
                  cursor: Optional[str] = CursorParam) -> JsonAnswer:
     q = queries(request)
     source_row(q, config_id)
-    return _loads_page(q, limit, cursor, config_id=config_id)
+    return _loads_page(q, limit, cursor, config_id=config_id, statuses=load_statuses(status, failed))
 
 
 def parse_since(since: Optional[str]) -> Optional[dt.datetime]:
@@ -228,11 +246,12 @@ def parse_since(since: Optional[str]) -> Optional[dt.datetime]:
 
 
 @api.get("/loads", tags=["loads"], summary="audit rows of every source, newest first")
-def list_loads(request: Request,
-               status: Optional[Literal["SUCCESS", "FAILED", "PARTIAL"]] = Query(None),
+def list_loads(request: Request, status: Optional[RunResult] = StatusParam,
+               failed: bool = FailedParam,
                since: Optional[str] = Query(None, description=SINCE_HELP),
                limit: int = LimitParam, cursor: Optional[str] = CursorParam) -> JsonAnswer:
-    return _loads_page(queries(request), limit, cursor, status=status, since=parse_since(since))
+    return _loads_page(queries(request), limit, cursor, statuses=load_statuses(status, failed),
+                       since=parse_since(since))
 
 
 # --------------------------------------------------------------------- stats
@@ -291,7 +310,7 @@ def stats_summary(request: Request) -> JsonAnswer:
     return respond({
         "sources": len(rows), "enabled": sum(1 for r in rows if r.get("Enabled") is not False),
         "by_status": by_status, "stale": len(stale),
-        "loads_24h": day["loads"], "failed_loads_24h": day["failed"],
+        "loads_24h": day["loads"], "failed_loads_24h": day["failed"], "loads_since": day["since"],
         "health": {k: health_row.get(k) for k in (
             "sources", "sources_up", "sources_down", "uptime_pct_24h", "checks_24h", "avg_ms_24h",
             "p95_ms_24h", "open_incidents", "last_checked_at")},

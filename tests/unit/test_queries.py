@@ -88,7 +88,7 @@ def test_audit_pages_are_newest_first_and_never_repeat_or_skip(tmp_path):
         after = audit_key(page[-1])
     assert len(seen) == 23 and len({r["RunId"] for r in seen}) == 23
     assert [r["LoggedAt"] for r in seen] == sorted((r["LoggedAt"] for r in seen), reverse=True)
-    failed = q.audit_rows(limit=None, status="FAILED")
+    failed = q.audit_rows(limit=None, statuses=["FAILED"])
     assert {r["RunId"] for r in failed} == {f"run-{i:03d}" for i in range(0, 23, 4)}
     since = q.audit_since(NOW - dt.timedelta(minutes=2))
     assert {r["RunId"] for r in since} == {f"run-{i:03d}" for i in range(6)}

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
 
 import pytest
 
@@ -157,3 +160,89 @@ def test_an_unencoded_plus_of_an_offset_is_refused_with_a_hint_not_misread(svc):
     assert len(get(svc, "/api/v1/loads", params={"since": "2026-12-03T07:47:30+03:00"})["items"]) == 3
     assert len(get(svc, "/api/v1/loads", params={"since": "2026-12-03T04:47:30Z"})["items"]) == 3
     assert len(get(svc, "/api/v1/loads", params={"since": "2026-12-03"})["items"]) == 6
+
+
+def test_every_audit_status_is_filterable_and_failed_loads_are_the_summarys(svc):
+    from control.states import RunResult
+
+    for status in RunResult:
+        items = get(svc, "/api/v1/loads", params={"status": status.value})["items"]
+        assert [a["LoadStatus"] for a in items] == [status.value], status
+    failed = get(svc, "/api/v1/loads", params={"failed": "true"})["items"]
+    assert [a["LoadStatus"] for a in failed] == ["FAILED", "PARTIAL", "FAILED_QUALITY"]
+    summary = get(svc, "/api/v1/stats/summary")
+    assert summary["failed_loads_24h"] == 3 and summary["loads_24h"] == 6
+    assert get(svc, "/api/v1/loads", params={"failed": "true", "since": summary["loads_since"]}
+               )["items"] == failed
+    both = get(svc, "/api/v1/loads", params={"failed": "true", "status": "SUCCESS"})
+    assert both["items"] == [] and both["next_cursor"] is None
+    assert [a["LoadStatus"] for a in get(svc, "/api/v1/sources/a/loads", params={"failed": "true"}
+                                         )["items"]] == ["FAILED", "PARTIAL", "FAILED_QUALITY"]
+
+
+# ------------------------------------------------------------------------ the dashboard
+class _Dom(HTMLParser):
+    """Section ids with their data-rows, the headline cards, the footer's refresh seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, int] = {}
+        self.body_state = None
+        self.cards: dict[str, str] = {}
+        self.refresh_s = None
+        self._in: list[str] = []
+        self._value = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section" and "data-rows" in a:
+            self.rows[a["id"]] = int(a["data-rows"])
+        if tag == "body":
+            self.body_state = a.get("data-state")
+        self._in.append(a.get("class") or a.get("id") or "")
+
+    def handle_endtag(self, tag):
+        if self._in:
+            self._in.pop()
+
+    def handle_data(self, data):
+        where = self._in[-1] if self._in else ""
+        if where == "value":
+            self._value = data
+        elif where == "label" and self._value is not None:
+            self.cards[data] = self._value
+        elif where == "refresh-s":
+            self.refresh_s = data
+
+
+def dashboard(url: str, tmp_path, budget_ms: int = 20000) -> _Dom:
+    profile = tmp_path / "chromium-profile"
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+         f"--virtual-time-budget={budget_ms}", "--dump-dom", url], capture_output=True, text=True,
+        timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = _Dom()
+    page.feed(dom.stdout)
+    assert page.body_state == "ready", dom.stdout[:3000]
+    return page
+
+
+@pytest.fixture(scope="module")
+def public(warehouse):
+    from framework.service.api import create_app
+
+    with ServiceThread(create_app(warehouse, public_read=True, clock=lambda: NOW)) as running:
+        yield running
+
+
+needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None,
+                                    reason="needs Debian's chromium (see .ci/run)")
+
+
+@needs_chromium
+def test_the_dashboards_failed_loads_are_the_loads_its_headline_counts(public, tmp_path):
+    page = dashboard(public.url + "/", tmp_path)
+    assert page.cards["failed loads 24h"] == "3"
+    assert page.rows["failures"] == 3

@@ -169,16 +169,16 @@ async function refresh() {
     document.getElementById("service-state").textContent =
       `restlake ${health.version} · warehouse ${health.warehouse.readable ? "readable" : "NOT readable"}` +
       (health.scheduler && health.scheduler.attached === false ? " · no scheduler" : " · scheduler attached");
-    const [summary, sources, incidents, failed, partial, stale] = await Promise.all([
-      getJson("/api/v1/stats/summary"), getJson("/api/v1/sources?limit=500"),
-      getJson("/api/v1/incidents?open=true&limit=100"), getJson("/api/v1/loads?status=FAILED&limit=20"),
-      getJson("/api/v1/loads?status=PARTIAL&limit=20"), getJson("/api/v1/stale?limit=500")]);
+    const summary = await getJson("/api/v1/stats/summary");
+    // the failed loads the headline counts: the same statuses, since the same instant
+    const since = encodeURIComponent(summary.loads_since);
+    const [sources, incidents, failed, stale] = await Promise.all([
+      getJson("/api/v1/sources?limit=500"), getJson("/api/v1/incidents?open=true&limit=100"),
+      getJson(`/api/v1/loads?failed=true&since=${since}&limit=20`), getJson("/api/v1/stale?limit=500")]);
     renderHeadline(summary, sources.items);
     renderSources(sources.items);
     renderIncidents(incidents.items);
-    const failures = failed.items.concat(partial.items)
-      .sort((a, b) => String(b.LoggedAt).localeCompare(String(a.LoggedAt))).slice(0, 20);
-    renderFailures(failures);
+    renderFailures(failed.items);
     renderStale(stale.items);
     document.getElementById("key-form").hidden = true;
     showError("");
