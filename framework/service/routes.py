@@ -16,6 +16,7 @@ from control.states import RunResult
 from framework.ops import freshness as fr
 from framework.ops.queries import FAILED_STATUSES, Queries, audit_key, check_key
 from framework.secrets import is_reference, redact
+from framework.service.access import HEADER
 from framework.service.api import service_of
 from framework.service.paging import (NULLABLE_TEXT, NULLABLE_TIME, CursorParam, JsonAnswer, LimitParam,
                                       decode_cursor, jsonable, page, respond)
@@ -78,10 +79,36 @@ def get_health(request: Request) -> JsonAnswer:
     except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health answer
         readable, detail = False, redact(f"{type(exc).__name__}: {exc}")[:500]
     scheduler = svc.scheduler.state() if svc.scheduler is not None else {"attached": False}
+    if not (svc.public_read or svc.keys.accepts(request.headers.get(HEADER))):
+        # no key: what a load balancer or an orchestrator needs, no source and no error text
+        scheduler = public_scheduler_state(scheduler)
+        if not readable and control is None and detail and "restlake init" not in detail:
+            detail = f"the warehouse cannot be read (send {HEADER} to see why)"
     return respond({"status": "ok" if readable else "degraded", "version": __version__,
                      "warehouse": {"readable": readable, "control_table_version": control,
                                    "detail": detail},
                      "scheduler": scheduler, "checked_at": svc.clock()})
+
+
+PUBLIC_SCHEDULER_FIELDS = ("attached", "state", "spark", "started_at", "sources", "probed_sources")
+PUBLIC_JOB_FIELDS = ("next_run", "running", "runs", "last_started", "last_finished")
+
+
+def public_scheduler_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler's state as ``GET /health`` shows it without a key: states, times and
+    counts; a job's error as ``failed``, the sources of its last round as their number."""
+    out = {k: state[k] for k in PUBLIC_SCHEDULER_FIELDS if k in state}
+    if isinstance(state.get("jobs"), dict):
+        out["jobs"] = {name: {**{k: job.get(k) for k in PUBLIC_JOB_FIELDS},
+                              "failed": bool(job.get("last_error")),
+                              "last_result": _counts(job.get("last_result") or {})}
+                       for name, job in state["jobs"].items()}
+    return out
+
+
+def _counts(result: dict[str, Any]) -> dict[str, int]:
+    return {k: (len(v) if isinstance(v, (list, tuple, set, dict)) else v) for k, v in result.items()
+            if isinstance(v, (list, tuple, set, dict)) or (isinstance(v, int) and not isinstance(v, bool))}
 
 
 # ------------------------------------------------------------------- sources

@@ -246,3 +246,42 @@ def test_the_dashboards_failed_loads_are_the_loads_its_headline_counts(public, t
     page = dashboard(public.url + "/", tmp_path)
     assert page.cards["failed loads 24h"] == "3"
     assert page.rows["failures"] == 3
+
+
+# -------------------------------------------------------------------------------- health
+def test_health_without_a_key_shows_counts_and_states_only(warehouse, monkeypatch):
+    from control.store import ControlStore
+    from framework.service.api import create_app
+    from framework.service.scheduler import Scheduler
+
+    def no_spark():
+        raise AssertionError("no Spark for a health answer")
+
+    monkeypatch.setenv("RL_READS_KEY", KEY)
+    scheduler = Scheduler(None, ControlStore(None, warehouse, spark_factory=no_spark), clock=lambda: NOW)
+    # what a load round and a probe round leave behind
+    scheduler.jobs["loads"].last_result = {"at": "2026-12-03T05:49:00Z", "planned": 2, "loaded": 2,
+                                           "failed": ["demo_issues_link"], "skipped": ["a"]}
+    scheduler.jobs["probes"].last_result = {"at": "2026-12-03T05:49:00Z", "probed": 2, "down": ["hostile_nl"]}
+    scheduler.jobs["report"].last_error = "OSError: [Errno 13] Permission denied: '/srv/ops/b_report.html'"
+    app = create_app(warehouse, keys=ApiKeys.from_references("env:RL_READS_KEY"), scheduler=scheduler,
+                     clock=lambda: NOW)
+    with ServiceThread(app) as running:
+        keyless = running.get("/health")
+        keyed = running.get("/health", headers=H)
+    assert keyless.status_code == 200 and keyed.status_code == 200
+    text = keyless.text
+    for name in ("demo_issues_link", "hostile_nl", "b_report", "Permission", '"a"', "/srv/"):
+        assert name not in text, name
+    body = keyless.json()
+    assert body["status"] == "ok" and body["warehouse"]["readable"] is True
+    sched = body["scheduler"]
+    assert sched["attached"] is True and sched["state"] == "created" and sched["spark"]
+    assert sched["jobs"]["loads"]["last_result"] == {"planned": 2, "loaded": 2, "failed": 1, "skipped": 1}
+    assert sched["jobs"]["probes"]["last_result"] == {"probed": 2, "down": 1}
+    assert sched["jobs"]["report"]["failed"] is True and sched["jobs"]["loads"]["failed"] is False
+    assert "runner" not in sched
+    # with a key: the whole state
+    full = keyed.json()["scheduler"]
+    assert full["jobs"]["loads"]["last_result"]["failed"] == ["demo_issues_link"]
+    assert "Permission denied" in full["jobs"]["report"]["last_error"] and full["runner"]
