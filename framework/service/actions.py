@@ -2,7 +2,7 @@
 
 Writes go through the code the command line uses — :func:`framework.config.parse_document`
 (the validation of ``restlake validate``), :class:`control.store.ControlStore` (``generate``,
-``set_enabled``), :func:`framework.ops.health.probe` and
+``retry``, ``set_enabled``), :func:`framework.ops.health.probe` and
 :func:`framework.ops.health_store.append_checks` — on the service's one Spark session,
 started by the first write. The blocking work runs in the thread pool, never on the event loop.
 """
@@ -136,8 +136,18 @@ def check_source(request: Request, config_id: str) -> JsonAnswer:
     return respond({"config_id": config_id, "check": result})
 
 
+def _runner(svc: Service, config_id: str) -> str:
+    """Tell the scheduler (if any) that ``config_id`` has a load to run; who runs it."""
+    if svc.scheduler is not None:
+        svc.scheduler.request_run(config_id)
+        return "the scheduler runs it"
+    return "no scheduler is attached: 'restlake run --all' (or 'restlake serve --schedule') runs it"
+
+
 @router.post("/sources/{config_id}/run", status_code=202,
-             summary="plan a load now (PENDING with its range); the scheduler runs it")
+             summary="plan a load now (PENDING with its range); the scheduler runs it",
+             responses={409: {"description": "nothing was planned (disabled, a push source, a "
+                                             "FAILED full load to retry, a load running)"}})
 def run_source(request: Request, config_id: str) -> JsonAnswer:
     from control.mapping import row_to_config
 
@@ -145,11 +155,30 @@ def run_source(request: Request, config_id: str) -> JsonAnswer:
     row = source_row(queries(request), config_id)
     if row.get("Enabled") is False:
         raise Problem(409, f"source {config_id!r} is disabled; POST .../enable first")
-    [result] = _store(svc).generate([row_to_config(row)], now=svc.clock())
-    if svc.scheduler is not None:
-        svc.scheduler.request_run(config_id)
-        runner = "the scheduler runs it"
-    else:
-        runner = "no scheduler is attached: 'restlake run --all' (or 'restlake serve --schedule') runs it"
+    cfg = row_to_config(row)
+    if cfg.is_push:
+        raise Problem(409, f"source {config_id!r} is a push source (webhook:): its events are "
+                           "loaded by the webhook receiver, there is nothing to run")
+    [result] = _store(svc).generate([cfg], now=svc.clock())
+    if result.action not in ("created", "pending"):
+        raise Problem(409, f"nothing was planned for {config_id!r}: {result.detail or result.action}")
     return respond({"config_id": config_id, "action": result.action, "detail": result.detail,
-                    "runner": runner}, status_code=202)
+                    "runner": _runner(svc, config_id)}, status_code=202)
+
+
+@router.post("/sources/{config_id}/retry", status_code=202,
+             summary="a FAILED load again: PENDING with the same range and LoadId (as 'restlake retry')",
+             responses={409: {"description": "the source's row is not FAILED"}})
+def retry_source(request: Request, config_id: str) -> JsonAnswer:
+    from control.states import InvalidTransition
+
+    svc = service_of(request)
+    source_row(queries(request), config_id)
+    try:
+        state = _store(svc).retry(config_id, now=svc.clock())
+    except InvalidTransition as exc:
+        raise Problem(409, f"{config_id}: {exc}") from None
+    log.info("retry %s: PENDING again", config_id)
+    return respond({"config_id": config_id, "status": state.load_status.value,
+                    "load_type": state.load_type.value, "load_start": state.load_start,
+                    "load_end": state.load_end, "runner": _runner(svc, config_id)}, status_code=202)

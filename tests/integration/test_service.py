@@ -269,3 +269,59 @@ def test_openapi_and_docs_list_every_endpoint(svc):
     docs = svc.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert "cdn" not in docs.text and svc.get("/docs-static/swagger-ui-bundle.js").status_code == 200
+
+
+class RecordingScheduler:
+    """Records what the service asks of a scheduler."""
+
+    def __init__(self) -> None:
+        self.runs: list[str] = []
+
+    def state(self):
+        return {"attached": True, "state": "running"}
+
+    def request_run(self, config_id):
+        self.runs.append(config_id)
+
+    def request_check(self, config_id):
+        raise AssertionError("not probed here")
+
+
+def test_run_answers_409_when_nothing_was_planned_and_retry_plans_a_failed_full_load(spark, built,
+                                                                                    monkeypatch):
+    from framework.service.api import create_app
+
+    warehouse, _ = built
+    monkeypatch.setenv("RL_SVC_KEY", KEY)
+    monkeypatch.setenv("RL_HOOK_SECRET", "hook-secret-for-the-run-test")
+    scheduler = RecordingScheduler()
+    app = create_app(warehouse, keys=ApiKeys.from_references("env:RL_SVC_KEY"), scheduler=scheduler,
+                     spark_factory=lambda: spark)
+    with ServiceThread(app) as running:
+        before = get(running, "/api/v1/sources/broken")["control_row"]
+        assert before["LoadStatus"] == "FAILED" and before["LoadType"] == "FULL_LOAD"
+        refused = running.post("/api/v1/sources/broken/run", headers=H)
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "retry" in refused.json()["detail"] and scheduler.runs == []
+        assert get(running, "/api/v1/sources/broken")["control_row"]["LoadStatus"] == "FAILED"
+
+        retried = running.post("/api/v1/sources/broken/retry", headers=H)
+        assert retried.status_code == 202, retried.text
+        assert retried.json()["status"] == "PENDING" and scheduler.runs == ["broken"]
+        after = get(running, "/api/v1/sources/broken")["control_row"]
+        assert after["LoadStatus"] == "PENDING"
+        assert (after["LoadStartTime"], after["LoadEndTime"], after["LoadId"]) == \
+            (before["LoadStartTime"], before["LoadEndTime"], before["LoadId"])
+        again = running.post("/api/v1/sources/broken/retry", headers=H)
+        assert again.status_code == 409 and "FAILED" in again.json()["detail"]
+        assert running.post("/api/v1/sources/nope/retry", headers=H).status_code == 404
+        assert running.post("/api/v1/sources/broken/retry").status_code == 401
+
+        hook = {"config_id": "hooked", "api_name": "Hooks", "source_system": "hooks",
+                "webhook": {"signature": "github", "secret": "env:RL_HOOK_SECRET", "event_id_path": "id"},
+                "primary_key": ["id"], "target": {"catalog": "raw", "schema": "hooks", "table": "hooked"}}
+        assert running.post("/api/v1/sources", json=hook, headers=H).status_code == 201
+        pushed = running.post("/api/v1/sources/hooked/run", headers=H)
+        assert pushed.status_code == 409 and "webhook" in pushed.json()["detail"]
+        assert scheduler.runs == ["broken"]
