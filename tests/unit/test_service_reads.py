@@ -285,3 +285,34 @@ def test_health_without_a_key_shows_counts_and_states_only(warehouse, monkeypatc
     full = keyed.json()["scheduler"]
     assert full["jobs"]["loads"]["last_result"]["failed"] == ["demo_issues_link"]
     assert "Permission denied" in full["jobs"]["report"]["last_error"] and full["runner"]
+
+
+@pytest.fixture(scope="module")
+def counted(warehouse):
+    """A public-read service that counts the dashboard's refreshes (its summary requests)."""
+    from framework.service.api import create_app
+
+    app = create_app(warehouse, public_read=True, clock=lambda: NOW)
+    app.state.summaries = 0
+
+    @app.middleware("http")
+    async def count(request, call_next):
+        if request.url.path == "/api/v1/stats/summary":
+            app.state.summaries += 1
+        return await call_next(request)
+
+    with ServiceThread(app) as running:
+        running.app = app
+        yield running
+
+
+@needs_chromium
+@pytest.mark.parametrize("refresh, shown", [("1e9", "3600"), ("Infinity", "30"), ("-Infinity", "30"),
+                                            ("abc", "30"), ("-5", "30"), ("1", "5"), ("10", "10"),
+                                            ("7200", "3600")])
+def test_the_dashboard_refresh_is_clamped_to_5_s_to_1_h(counted, tmp_path, refresh, shown):
+    counted.app.state.summaries = 0
+    page = dashboard(f"{counted.url}/?refresh={refresh}", tmp_path, budget_ms=4000)
+    # in 4 s of the page's (virtual) time: the first refresh only
+    assert counted.app.state.summaries == 1, counted.app.state.summaries
+    assert page.refresh_s == shown

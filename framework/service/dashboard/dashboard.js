@@ -3,7 +3,17 @@
 // no request leaves this service.
 "use strict";
 
-const REFRESH_S = Math.max(5, Number(new URLSearchParams(location.search).get("refresh")) || 30);
+// ?refresh=N seconds, within 5 s .. 1 h (setInterval overflows past 2^31 ms and then fires at
+// once, again and again); anything that is not a positive number means the default.
+const REFRESH_DEFAULT_S = 30, REFRESH_MIN_S = 5, REFRESH_MAX_S = 3600;
+
+function refreshSeconds(text) {
+  const n = Number(text);
+  if (text === null || text === "" || !Number.isFinite(n) || n <= 0) return REFRESH_DEFAULT_S;
+  return Math.min(REFRESH_MAX_S, Math.max(REFRESH_MIN_S, Math.round(n)));
+}
+
+const REFRESH_S = refreshSeconds(new URLSearchParams(location.search).get("refresh"));
 const KEY_STORE = "restlake-api-key";
 
 function apiKey() { return sessionStorage.getItem(KEY_STORE) || ""; }
