@@ -16,7 +16,8 @@ import logging
 import threading
 from typing import Any, AsyncIterator, Callable, Optional, Protocol, runtime_checkable
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.security import APIKeyHeader
 
 from framework.lake.reader import TableReader
 from framework.lake.tables import Warehouse
@@ -81,7 +82,13 @@ def service_of(request: Request) -> Service:
     return request.app.state.service
 
 
-def require_key(request: Request) -> None:
+#: The key as the OpenAPI document declares it (the Authorize button of /docs); the check
+#: itself is :func:`demand_key`.
+API_KEY = APIKeyHeader(name=HEADER, scheme_name="ApiKey", auto_error=False,
+                       description="one of the keys of RESTLAKE_API_KEYS")
+
+
+def require_key(request: Request, _declared: Optional[str] = Security(API_KEY)) -> None:
     """Every POST needs a valid key; reads too unless the service allows public reads."""
     svc = service_of(request)
     if request.method in ("GET", "HEAD") and svc.public_read:
@@ -103,6 +110,22 @@ def demand_key(request: Request, keys: ApiKeys) -> None:
     detail = (f"send a valid API key in the {HEADER} header" if keys else
               "this service has no API keys (RESTLAKE_API_KEYS); only public reads are served")
     raise problems.Problem(401, detail, headers={"WWW-Authenticate": HEADER})
+
+
+def describe_errors(app: FastAPI) -> None:
+    """The OpenAPI document of ``app`` describes its error answers as they are sent
+    (problem+json; 401 on the routes that need a key)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = plain()
+            keyed = {path for path, methods in spec.get("paths", {}).items()
+                     if any(op.get("security") for op in methods.values())}
+            app.openapi_schema = problems.document(spec, keyed.__contains__)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Optional[ApiKeys] = None,
@@ -146,6 +169,7 @@ def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Option
     app.state.service = Service(warehouse, control_catalog, keys or ApiKeys(), scheduler,
                                 public_read, clock, spark_factory)
     problems.install(app)
+    describe_errors(app)
     app.include_router(routes.health)
     app.include_router(routes.api, dependencies=[Depends(require_key)])
     app.include_router(actions.router, dependencies=[Depends(require_key)])

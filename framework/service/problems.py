@@ -7,11 +7,13 @@ API or a table is data and is returned as JSON strings, never as markup.
 
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any, Optional
 
 from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict, Field
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +24,59 @@ from framework.secrets import redact
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    """One invalid field of a 422 answer."""
+
+    field: str = Field(description="the field (a query parameter, or a config field)")
+    in_: Optional[str] = Field(None, alias="in", description="query, path, header or body")
+    message: str
+    source: Optional[str] = Field(None, description="the config_id of the config (POST /sources)")
+
+
+class ProblemDocument(BaseModel):
+    """An error answer, sent as application/problem+json (RFC 9457)."""
+
+    model_config = ConfigDict(title="Problem")
+
+    type: str = "about:blank"
+    title: str = Field(description="the HTTP status phrase")
+    status: int
+    detail: str = Field(description="what is wrong and what to do")
+    instance: str = Field(description="the request path")
+    errors: Optional[list[FieldError]] = Field(None, description="422: each invalid field")
+
+
+#: How the OpenAPI document names :class:`ProblemDocument`.
+SCHEMA_NAME = "Problem"
+
+
+def document(spec: dict[str, Any], keyed: Any) -> dict[str, Any]:
+    """Describe the error answers in an OpenAPI document ``spec`` (changed in place): the
+    ``Problem`` schema, ``401`` on every operation that ``keyed(path)`` says needs a key, and
+    ``422`` as problem+json (not FastAPI's HTTPValidationError) on every operation that
+    takes input."""
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    model = ProblemDocument.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    schemas.update(model.pop("$defs", {}))
+    schemas[SCHEMA_NAME] = model
+    content = {MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{SCHEMA_NAME}"}}}
+    for path, methods in spec.get("paths", {}).items():
+        for op in methods.values():
+            responses = op.setdefault("responses", {})
+            if keyed(path):
+                responses["401"] = {"description": "no API key, or a wrong one", "content": content}
+            if op.get("parameters") or op.get("requestBody") or "422" in responses:
+                said = responses.get("422", {}).get("description")
+                if not said or said == "Validation Error":  # FastAPI's own
+                    said = "invalid input: errors[] names each field"
+                responses["422"] = {"description": said, "content": content}
+    if "schemas/HTTPValidationError" not in json.dumps(spec.get("paths")):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return spec
 
 
 class Problem(Exception):

@@ -316,3 +316,30 @@ def test_the_dashboard_refresh_is_clamped_to_5_s_to_1_h(counted, tmp_path, refre
     # in 4 s of the page's (virtual) time: the first refresh only
     assert counted.app.state.summaries == 1, counted.app.state.summaries
     assert page.refresh_s == shown
+
+
+# ------------------------------------------------------------------------------ OpenAPI
+def test_openapi_describes_the_key_and_the_problem_format(svc):
+    spec = get(svc, "/openapi.json")
+    schemes = spec["components"]["securitySchemes"]
+    [(name, scheme)] = schemes.items()
+    assert scheme == {**scheme, "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    problem = spec["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "instance", "errors"} <= set(problem["properties"])
+    assert "HTTPValidationError" not in json.dumps(spec)
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            keyed = path.startswith("/api/v1/")
+            assert (op.get("security") == [{name: []}]) == keyed, (method, path)
+            if keyed:
+                assert op["responses"]["401"]["content"] == {"application/problem+json": {"schema": ref}}
+            if op.get("parameters") or op.get("requestBody"):
+                assert op["responses"]["422"]["content"] == {"application/problem+json": {"schema": ref}}, \
+                    (method, path)
+    # what the service sends is what the document says
+    sent = svc.get("/api/v1/loads", headers=H, params={"limit": 0}).json()
+    assert set(sent) <= set(problem["properties"]) and sent["errors"][0]["field"] == "limit"
+    item = spec["components"]["schemas"]["FieldError"]["properties"]
+    assert set(sent["errors"][0]) <= set(item)
+    assert svc.get("/health").status_code == 200 and "security" not in spec["paths"]["/health"]["get"]
