@@ -112,6 +112,33 @@ def demand_key(request: Request, keys: ApiKeys) -> None:
     raise problems.Problem(401, detail, headers={"WWW-Authenticate": HEADER})
 
 
+class HeadAsGet:
+    """ASGI middleware: ``HEAD`` of a path that has a ``GET`` route is answered as that
+    ``GET`` without its body (FastAPI routes declare GET only)."""
+
+    def __init__(self, app: Any, routes: Callable[[], Any]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        from starlette.routing import Match
+
+        as_get = dict(scope, method="GET")
+        if not any(route.matches(as_get)[0] == Match.FULL for route in self.routes()):
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                message = dict(message, body=b"")
+            await send(message)
+
+        await self.app(as_get, receive, headers_only)
+
+
 def describe_errors(app: FastAPI) -> None:
     """The OpenAPI document of ``app`` describes its error answers as they are sent
     (problem+json; 401 on the routes that need a key)."""
@@ -170,6 +197,7 @@ def create_app(warehouse: Warehouse, control_catalog: str = "main", keys: Option
                                 public_read, clock, spark_factory)
     problems.install(app)
     describe_errors(app)
+    app.add_middleware(HeadAsGet, routes=lambda: app.router.routes)
     app.include_router(routes.health)
     app.include_router(routes.api, dependencies=[Depends(require_key)])
     app.include_router(actions.router, dependencies=[Depends(require_key)])

@@ -343,3 +343,17 @@ def test_openapi_describes_the_key_and_the_problem_format(svc):
     item = spec["components"]["schemas"]["FieldError"]["properties"]
     assert set(sent["errors"][0]) <= set(item)
     assert svc.get("/health").status_code == 200 and "security" not in spec["paths"]["/health"]["get"]
+
+
+def test_get_routes_answer_head(svc):
+    import requests
+
+    for path in ("/health", "/", "/api/v1/sources", "/api/v1/sources/a", "/api/v1/loads",
+                 "/api/v1/stats/history/b", "/openapi.json"):
+        resp = requests.head(svc.url + path, headers=H, timeout=30)
+        assert resp.status_code == 200, (path, resp.status_code)
+        assert resp.content == b"" and resp.headers["content-type"]
+    assert requests.head(svc.url + "/api/v1/sources", timeout=30).status_code == 401
+    assert requests.head(svc.url + "/api/v1/sources/nope", headers=H, timeout=30).status_code == 404
+    refused = requests.head(svc.url + "/api/v1/sources/a/run", headers=H, timeout=30)
+    assert refused.status_code == 405 and "POST" in refused.headers.get("allow", "")
