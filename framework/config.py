@@ -23,7 +23,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from framework import jsonpath, windows
-from framework.errors import ConfigError, CrossOriginError
+from framework.errors import ConfigError, ConfigErrors, CrossOriginError, config_errors
 from framework.http.origins import OriginPolicy, check_https
 from framework.secrets import is_reference
 from framework.timeutil import parse_duration, to_utc
@@ -1079,16 +1079,27 @@ def _format_error(err: dict[str, Any]) -> tuple[str, str]:
     return field, message
 
 
-def _raise_first(exc: ValidationError, *, file: str | None, source: str | None) -> None:
+def _errors_of(exc: ValidationError, *, file: str | None, source: str | None) -> list[ConfigError]:
+    """One :class:`ConfigError` per invalid field of ``exc`` (field-specific ones first; a
+    field pydantic reports twice, as for a union, once)."""
     errors = exc.errors(include_url=False)
     # Prefer a field-specific error over the model-level ones.
     errors.sort(key=lambda e: 0 if e.get("loc") else 1)
-    err = errors[0]
-    ctx_error = err.get("ctx", {}).get("error")
-    if isinstance(ctx_error, _FieldError):
-        raise ConfigError(str(ctx_error), file=file, source=source, field=ctx_error.field) from None
-    field, message = _format_error(err)
-    raise ConfigError(message, file=file, source=source, field=field) from None
+    out: dict[Any, ConfigError] = {}
+    for err in errors:
+        ctx_error = err.get("ctx", {}).get("error")
+        if isinstance(ctx_error, _FieldError):
+            field, message = ctx_error.field, str(ctx_error)
+        else:
+            field, message = _format_error(err)
+        out.setdefault(field, ConfigError(message, file=file, source=source, field=field))
+    return list(out.values())
+
+
+def _raise_all(errors: list[ConfigError]) -> None:
+    if len(errors) == 1:
+        raise errors[0] from None
+    raise ConfigErrors(errors) from None
 
 
 def parse_source(raw: Any, *, file: str | None = None, index: int | None = None) -> SourceConfig:
@@ -1105,8 +1116,8 @@ def parse_source(raw: Any, *, file: str | None = None, index: int | None = None)
     try:
         return SourceConfig.model_validate(raw)
     except ValidationError as exc:
-        _raise_first(exc, file=file, source=source)
-        raise  # pragma: no cover - _raise_first always raises
+        _raise_all(_errors_of(exc, file=file, source=source))
+        raise  # pragma: no cover - _raise_all always raises
 
 
 def safe_yaml(text: str, *, file: str = "<text>") -> Any:
@@ -1179,7 +1190,14 @@ def parse_document(doc: Any, *, file: str = "<text>") -> list[SourceConfig]:
             raise ConfigError("sources: expected a non-empty list of sources", file=file)
     else:
         items = [doc]
-    out = [parse_source(item, file=file, index=i) for i, item in enumerate(items)]
+    out, errors = [], []
+    for i, item in enumerate(items):  # every invalid source is reported, not only the first
+        try:
+            out.append(parse_source(item, file=file, index=i))
+        except ConfigError as exc:
+            errors += config_errors(exc)
+    if errors:
+        _raise_all(errors)
     seen: set[str] = set()
     for cfg in out:
         if cfg.config_id in seen:

@@ -61,6 +61,26 @@ class ConfigError(RestlakeError):
         super().__init__(" ".join(parts))
 
 
+class ConfigErrors(ConfigError):
+    """Several problems of one config document, each a :class:`ConfigError` naming its field;
+    the first one is this error's own message, file, source and field.
+
+    Attributes:
+        errors: every problem: by source, each source's in the order its model checks them.
+    """
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.message)
+        self.file, self.source, self.field = first.file, first.source, first.field
+        self.errors = list(errors)
+
+
+def config_errors(exc: ConfigError) -> list[ConfigError]:
+    """Each problem of ``exc`` (one, unless it is a :class:`ConfigErrors`)."""
+    return list(exc.errors) if isinstance(exc, ConfigErrors) else [exc]
+
+
 class SecretError(ConfigError):
     """A secret reference cannot be resolved (the message never holds the value)."""
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from framework.cli.options import LIMIT
 from framework.cli.console import (cell, console, error, fmt, open_queries, open_store,
                                   require_init, table)
-from framework.errors import ConfigError
+from framework.errors import ConfigError, config_errors
 from framework.load.audit import PHASE_COLUMNS
 
 EXAMPLES = {
@@ -65,7 +65,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             configs = load_file(path)
         except ConfigError as exc:
-            error(str(exc))
+            for each in config_errors(exc):  # one line per invalid field
+                error(str(each))
             failed += 1
             continue
         ids = ", ".join(c.config_id for c in configs)

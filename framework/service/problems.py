@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from framework.errors import ConfigError, RestlakeError
+from framework.errors import ConfigError, RestlakeError, config_errors
 from framework.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,14 @@ def problem_response(status: int, detail: str, instance: str, *,
 
 
 def config_error_fields(exc: ConfigError) -> list[dict[str, Any]]:
-    """The field-naming list of a config validation error."""
-    item: dict[str, Any] = {"field": exc.field, "message": exc.message}
-    if exc.source:
-        item["source"] = exc.source
-    return [item]
+    """The field-naming list of a config validation error: one item per invalid field."""
+    out = []
+    for each in config_errors(exc):
+        item: dict[str, Any] = {"field": each.field, "message": each.message}
+        if each.source:
+            item["source"] = each.source
+        out.append(item)
+    return out
 
 
 def install(app: FastAPI) -> None:
@@ -127,7 +130,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ConfigError)
     async def _config(request: Request, exc: ConfigError) -> JSONResponse:
-        return problem_response(422, exc.message, request.url.path, errors=config_error_fields(exc))
+        detail = "; ".join(each.message for each in config_errors(exc))
+        return problem_response(422, detail, request.url.path, errors=config_error_fields(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

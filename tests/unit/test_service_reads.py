@@ -357,3 +357,23 @@ def test_get_routes_answer_head(svc):
     assert requests.head(svc.url + "/api/v1/sources/nope", headers=H, timeout=30).status_code == 404
     refused = requests.head(svc.url + "/api/v1/sources/a/run", headers=H, timeout=30)
     assert refused.status_code == 405 and "POST" in refused.headers.get("allow", "")
+
+
+# ---------------------------------------------------------------------------- config errors
+MULTI_BAD = {"config_id": "multi", "api_name": "Demo", "endpoint": "ftp://x", "window": "fortnightly",
+             "load_start": "notadate", "target": {"catalog": "raw", "schema": "demo", "table": "multi"}}
+
+
+def test_a_posted_config_422_names_each_invalid_field(svc):
+    resp = svc.post("/api/v1/sources", json=MULTI_BAD, headers=H)
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert sorted(e["field"] for e in body["errors"]) == ["endpoint", "load_start", "window"]
+    assert all(e["source"] == "multi" for e in body["errors"])
+    for field in ("endpoint", "window", "load_start"):
+        assert field in body["detail"]
+    two = svc.post("/api/v1/sources", json={"sources": [MULTI_BAD, {**MULTI_BAD, "config_id": "other",
+                                                                     "endpoint": "https://x"}]}, headers=H)
+    assert sorted((e["source"], e["field"]) for e in two.json()["errors"]) == [
+        ("multi", "endpoint"), ("multi", "load_start"), ("multi", "window"),
+        ("other", "load_start"), ("other", "window")]

@@ -149,3 +149,19 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
 
 def test_console_script_without_arguments_prints_help() -> None:
     assert cli.main([]) == 2
+
+
+def test_validate_reports_each_invalid_field_of_a_file(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "three_problems.yaml"
+    path.write_text("config_id: multi\napi_name: Demo\nendpoint: ftp://x\nwindow: fortnightly\n"
+                    "load_start: notadate\ntarget: {catalog: raw, schema: demo, table: multi}\n")
+
+    code = cli.main(["validate", str(path)])
+
+    out, err = capsys.readouterr()
+    lines = _error_lines(err)
+    assert code == 1 and out.strip() == ""
+    assert len(lines) == 3, err
+    assert all(line.startswith(f"error {path}: source 'multi': ") for line in lines), err
+    assert sorted(line.split(": ")[2] for line in lines) == ["endpoint", "load_start", "window"]
