@@ -73,7 +73,8 @@ def build(root: Path, sources: int, health_rows: int, audit_rows: int) -> None:
                       (F.rand(7) * 200 + 5).alias("ElapsedMs"),
                       F.when((F.col("id") / sources).cast("long") % 50 == 7, "http_status").alias("ErrorKind"),
                       F.when((F.col("id") / sources).cast("long") % 50 == 7, "HTTP 503").alias("ErrorMessage"),
-                      F.format_string("run-%08d", F.col("id")).alias("RunId")))
+                      F.format_string("run-%08d", F.col("id")).alias("RunId"),
+                      F.format_string("check-%010d", F.col("id")).alias("CheckId")))
     health.select(*[F.col(f.name).cast(f.dataType) for f in HEALTH_SCHEMA.fields]).write \
         .format("delta").mode("append").save(warehouse.path(health_ref()))
     cols = []
@@ -100,15 +101,17 @@ def append_probe_round(root: Path, sources: int) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from framework.ops.queries import HEALTH_COLUMNS
+    from framework.ops.health import new_check_id
+    from framework.ops.health_store import HEALTH_SCHEMA
 
     now = dt.datetime.now(dt.timezone.utc)
     ts = pa.timestamp("us", tz="UTC")
     types = {"CheckedAt": ts, "StatusCode": pa.int32(), "Ok": pa.bool_(), "ElapsedMs": pa.float64()}
-    cols = list(HEALTH_COLUMNS) + ["Method", "Url"]
+    cols = [f.name for f in HEALTH_SCHEMA.fields]
     rows = [{"ConfigId": f"src_{i:03d}", "SourceSystem": "bench", "CheckKind": "probe", "CheckedAt": now,
              "StatusCode": 200, "Ok": True, "ElapsedMs": 12.5, "RunId": f"probe-{now:%H%M%S%f}",
-             "Method": "GET", "Url": "http://127.0.0.1:9/api"} for i in range(sources)]
+             "Method": "GET", "Url": "http://127.0.0.1:9/api", "CheckId": new_check_id()}
+            for i in range(sources)]
     schema = pa.schema([(c, types.get(c, pa.string())) for c in cols])
     table = pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows], schema=schema)
     write_deltalake(str(root / "main" / "metadata" / "api_health_log"), table, mode="append")
