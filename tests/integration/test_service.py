@@ -263,7 +263,7 @@ def test_openapi_and_docs_list_every_endpoint(svc):
                  "/api/v1/stats/history/{config_id}", "/api/v1/stats/summary", "/api/v1/incidents",
                  "/api/v1/stale", "/api/v1/sources/{config_id}/disable",
                  "/api/v1/sources/{config_id}/enable", "/api/v1/sources/{config_id}/check",
-                 "/api/v1/sources/{config_id}/run"):
+                 "/api/v1/sources/{config_id}/run", "/api/v1/sources/{config_id}/retry"):
         assert path in paths, path
     assert "application/yaml" in spec["paths"]["/api/v1/sources"]["post"]["requestBody"]["content"]
     docs = svc.get("/docs")
