@@ -380,7 +380,23 @@ class RowShaper:
         copied: list[str] = []
         fixes: list[tuple[str, str, int]] = []
         rescued: list[tuple[str, Optional[str]]] = []
-        for (key, col, ctype), kind in zip(plan, map(_kind_of, types, (p[2] for p in plan))):
+        needs, key_fields = self._lookup(keys) if self._needed else ((), ())
+        # A primary-key value is never rescued: the MERGE joins on its column. A string
+        # column takes a number's JSON text; a value no column conversion keeps is refused.
+        key_set = set(key_fields) if self.primary_key else set()
+        key_cols: set[str] = set()
+        refuse: Optional[str] = None
+        text_keys = False
+        for (key, col, ctype), value_type in zip(plan, types):
+            kind = _kind_of(value_type, ctype)
+            if key in key_set and col is not None:
+                key_cols.add(col)
+                if kind == _MISFIT:
+                    if ctype == ColumnType.STRING and issubclass(value_type, (int, float)):
+                        kind, text_keys = _NESTED, True
+                    elif refuse is None:
+                        refuse = (f"primary_key field '{key}' is a {_json_kind(value_type)}, "
+                                  f"which its column {col} ({ctype.value}) cannot hold")
             if col is None:
                 rescued.append((key, None))
             elif kind == _MISFIT:
@@ -390,7 +406,6 @@ class RowShaper:
                 copied.append(key)
                 if kind != _COPY:
                     fixes.append((key, col, kind))
-        needs, key_fields = self._lookup(keys) if self._needed else ((), ())
         # Direct: every field lands in the column of its own name, so the row's JSON is
         # the record's canonical JSON (computed for the hash) with the contract columns
         # added, whatever the target's types: the staged rows are read by Spark's JSON
@@ -403,11 +418,13 @@ class RowShaper:
         # not parse: those take the general path.
         longs = [key for key, _, kind in fixes if kind == _LONG]
         direct = (bool(cols) and not rescued and all(kind in _AS_STAGED for _, _, kind in fixes)
-                  and tuple(cols) == keys and all(t in _JSON_TYPES for t in types))
+                  and tuple(cols) == keys and all(t in _JSON_TYPES for t in types)
+                  and not text_keys)
         layout = _Layout(tuple(cols), _getter(copied), tuple(fixes), tuple(rescued), needs,
                          _key_of(key_fields) if self.primary_key else None, direct,
                          _getter(longs) if direct and longs else None,
-                         self._keys_exact(keys, types, plan, key_fields))
+                         self._keys_exact(keys, types, plan, key_fields),
+                         frozenset(key_cols), refuse)
         if len(self._layouts) < 1024:
             self._layouts[(keys, types)] = layout
         return layout
@@ -480,6 +497,9 @@ class RowShaper:
                 if missing is not None:
                     rejects.append((missing, record))
                     continue
+            if layout.refuse is not None:
+                rejects.append((RecordRejected(layout.refuse), record))
+                continue
             canonical = canonical_json_bytes(record)
             digest = sha256(canonical).hexdigest()
             if layout.direct and (layout.longs is None or _in_long_range(layout.longs(record))):
@@ -499,6 +519,7 @@ class RowShaper:
             row = dict(zip(layout.cols, layout.getter(record)))
             signature: Any = layout  # rows of one layout share keys and value types ...
             rescued: Optional[dict[str, Any]] = None
+            refused: Optional[str] = None
             for key, col, kind in layout.fixes:
                 value = row[col]
                 if kind == _NESTED:
@@ -507,6 +528,9 @@ class RowShaper:
                     row[col] = float(value)
                 elif kind == _LONG:
                     if not _MIN_LONG <= value <= _MAX_LONG:
+                        if col in layout.key_cols:
+                            refused = f"primary_key field '{key}' is beyond its column {col} (long)"
+                            break
                         del row[col]
                         signature = None  # ... unless a value was taken out
                         rescued = rescued if rescued is not None else {}
@@ -516,11 +540,18 @@ class RowShaper:
                     try:
                         row[col] = encode(value, ColumnType.TIMESTAMP)
                     except ValueError:
+                        if col in layout.key_cols:
+                            refused = (f"primary_key field '{key}' is not a timestamp its "
+                                       f"column {col} can hold")
+                            break
                         del row[col]
                         signature = None
                         rescued = rescued if rescued is not None else {}
                         rescued[key] = value
                         self._misfit(col, value)
+            if refused is not None:
+                rejects.append((RecordRejected(refused), record))
+                continue
             if layout.rescued:
                 rescued = rescued if rescued is not None else {}
                 for key, col in layout.rescued:
@@ -663,11 +694,30 @@ class _Layout:
     #: every primary-key value is a str or an int that lands unchanged in its own column,
     #: so distinct ``entity_key`` texts mean distinct key columns (see ``ShapedPage.keys``)
     keys_exact: bool = False
+    key_cols: frozenset = frozenset()  # the columns of the primary-key fields
+    refuse: Optional[str] = None  # why every record of this layout is rejected, if it is
+
+
+def _json_kind(value_type: type) -> str:
+    """What a value of ``value_type`` is, in JSON's words."""
+    if issubclass(value_type, bool):
+        return "boolean"
+    if issubclass(value_type, (int, float)):
+        return "number"
+    if issubclass(value_type, str):
+        return "string"
+    if issubclass(value_type, (dict, list)):
+        return "object" if issubclass(value_type, dict) else "array"
+    return value_type.__name__
 
 
 def reshape(row: dict[str, Any], columns: dict[str, ColumnType], schema_mode: str,
-            new_fields: set[str]) -> dict[str, Any]:
-    """Re-shape a row staged without a schema (``columns=None``) against ``columns``."""
+            new_fields: set[str], keys: frozenset = frozenset()) -> dict[str, Any]:
+    """Re-shape a row staged without a schema (``columns=None``) against ``columns``.
+
+    A value of a primary-key column (``keys``, lower case) is never rescued: a string column takes a
+    number's JSON text (rows staged against no schema resolve a key seen both as numbers
+    and as text to a string column)."""
     out = {k: row[k] for k in RESERVED if k in row}
     rescued = json.loads(row["_rescued_data"]) if row.get("_rescued_data") else {}
     lower = {k.lower(): k for k in columns}
@@ -682,6 +732,9 @@ def reshape(row: dict[str, Any], columns: dict[str, ColumnType], schema_mode: st
             rescued[key] = value
         elif fits(value, columns[target_col]):
             out[target_col] = encode(value, columns[target_col])
+        elif (target_col.lower() in keys and columns[target_col] == ColumnType.STRING
+              and isinstance(value, (int, float))):
+            out[target_col] = canonical_json(value)
         else:
             rescued[key] = value
     out["_rescued_data"] = canonical_json(rescued) if rescued else None

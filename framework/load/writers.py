@@ -180,12 +180,14 @@ class TargetWriter:
         """Re-shape rows staged against another schema; returns the files to read."""
         out: list[str] = []
         new_fields: set[str] = set()
+        keys = frozenset(column_name(k).lower() for k in self.cfg.primary_key)
         for stage in stages:
             for path in stage.files:
                 target = path.with_suffix(".shaped.jsonl")
                 with path.open(encoding="utf-8") as src, target.open("w", encoding="utf-8") as dst:
                     for line in src:
-                        row = reshape(json.loads(line), columns, self.cfg.schema_mode, new_fields)
+                        row = reshape(json.loads(line), columns, self.cfg.schema_mode, new_fields,
+                                      keys)
                         dst.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
                         dst.write("\n")
                 out.append(str(target))

@@ -147,8 +147,9 @@ def test_keys_that_spark_could_equate_or_change_prove_nothing() -> None:
     assert keys([{"id": {"a": 1}}]) is None
     # converted or taken out by the target's column type
     assert keys([{"id": 1}], columns={"id": ColumnType.DOUBLE}) is None
-    assert keys([{"id": "1"}], columns={"id": ColumnType.LONG}) is None
-    assert keys([{"id": 2 ** 64}], columns={"id": ColumnType.LONG}) is None
+    # refused (a key value its column cannot hold): no row, nothing to prove
+    assert keys([{"id": "1"}], columns={"id": ColumnType.LONG}) == []
+    assert keys([{"id": 2 ** 64}], columns={"id": ColumnType.LONG}) == []
     assert keys([{"id": "2024-01-01T00:00:00Z"}], columns={"id": ColumnType.TIMESTAMP}) is None
     # the key field lands in another column than the one the writer dedupes on
     assert keys([{"ID": 1, "id": 2}]) is None
@@ -189,3 +190,35 @@ def test_a_row_into_a_target_is_the_records_canonical_json_as_in_a_first_load(tm
         assert {k: row[k] for k in record} == record
         assert row["payload_hash"] == stdlib_hash(record) and row["_rescued_data"] is None
         assert row["entity_key"] == str(record["id"])
+
+
+# A primary-key value that did not fit its column went to _rescued_data like any other
+# field: the key column was null, the MERGE (joining on it) matched nothing, and every
+# delivery of that key inserted another row.
+def test_a_key_value_a_string_key_column_can_hold_is_stored_as_its_text() -> None:
+    shaper = RowShaper("sys", primary_key=("id",),
+                       columns={"id": ColumnType.STRING, "status": ColumnType.STRING})
+    shaped = page(shaper, [{"id": 7, "status": "new"}, {"id": "A-1", "status": "new"}])
+    assert [(r["id"], r["_rescued_data"], r["entity_key"]) for r in rows(shaped)] == [
+        ("7", None, "7"), ("A-1", None, "A-1")]
+    assert shaper.rescued_rows == 0 and not shaper.retyped
+
+
+def test_a_key_value_its_column_cannot_hold_is_rejected_naming_the_field() -> None:
+    shaper = RowShaper("sys", primary_key=("id",),
+                       columns={"id": ColumnType.LONG, "status": ColumnType.STRING})
+    shaped = page(shaper, [{"id": "A-1", "status": "new"}, {"id": 2 ** 70, "status": "big"},
+                           {"id": 5, "status": "ok"}])
+    assert [(r["id"], r["_rescued_data"]) for r in rows(shaped)] == [(5, None)]
+    reasons = [str(reason) for reason, _ in shaped.rejects]
+    assert len(reasons) == 2 and all("primary_key field 'id'" in r for r in reasons), reasons
+    assert "column id" in reasons[0] and "long" in reasons[0], reasons
+
+
+def test_a_key_value_re_shaped_at_the_write_is_kept_in_its_column() -> None:
+    from framework.schema import reshape
+
+    row = {"id": 7, "status": "new", "_rescued_data": None, "payload_hash": "h"}
+    out = reshape(row, {"id": ColumnType.STRING, "status": ColumnType.STRING}, "rescue", set(),
+                  keys=frozenset({"id"}))
+    assert out["id"] == "7" and out["_rescued_data"] is None
