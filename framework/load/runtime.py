@@ -387,6 +387,9 @@ class _Load:
         self.ctx, self.claim, self.cfg, self.writer = ctx, claim, cfg, writer
         self.staging, self.telemetry, self.progress = staging, telemetry, progress
         self._read: set[int] = set()  # the futures whose outcome was counted
+        self._turn = threading.Condition()  # windows committed whole (page batches wait)
+        self._whole: set[int] = set()
+        self._closing = False
         self.lease = lease
         self.state = claim.state
         self.per_commit = cfg.limits.windows_per_commit  # windows per target commit
@@ -479,7 +482,14 @@ class _Load:
                                         health=health,
                                         on_page=on_page)
 
+                # The fetch thread commits a window's page batches; the driver commits its
+                # last pages once the window is fetched. A window's first batch waits for
+                # the window before it to be committed: one MERGE into the target at a
+                # time, in window order.
+                before = {index: todo[n - 1][0] for n, (index, _) in enumerate(todo) if n}
+
                 def on_segment(piece: StagedSegment) -> None:
+                    self._await_committed(before.get(piece.index))
                     self._commit_segment(piece, columns)
                     self._stop_point(f"window {piece.window.key} stopped after page batch "
                                      f"{piece.checkpoint['segment']} (committed, with its "
@@ -515,6 +525,9 @@ class _Load:
                     write = self.writer.overwrite([r.stage for r in results], columns)
                 self._committed(results, write)
         finally:
+            with self._turn:  # a batch waiting for a window that will not commit gives up
+                self._closing = True
+                self._turn.notify_all()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
             self._count_unread(futures)
@@ -548,6 +561,16 @@ class _Load:
         self.ctx.emit("window_fetched", config_id=self.cfg.config_id, window=window.key,
                       records=result.records, pages=result.pages)
         return result
+
+    def _await_committed(self, index: Optional[int]) -> None:
+        """Wait until window ``index`` (the one before a page batch's) is committed whole;
+        raises :class:`LoadInterrupted` when the load ends first."""
+        if index is None:
+            return
+        with self._turn:
+            self._turn.wait_for(lambda: index in self._whole or self._closing)
+            if index not in self._whole:
+                raise LoadInterrupted(f"window {index} before this page batch was not committed")
 
     def _count_requests(self, outcome: Any) -> None:
         """Add the requests of a window's result or failure to the load's telemetry."""
@@ -640,6 +663,9 @@ class _Load:
         progress.schema_changes |= set(write.schema_changes)
         progress.version = write.version
         self._log_windows(rows)
+        with self._turn:
+            self._whole.update(r.index for r in results)
+            self._turn.notify_all()
         self.ctx.emit("committed", config_id=self.cfg.config_id, windows=len(results),
                       rows=write.rows_written, version=write.version)
 

@@ -48,3 +48,49 @@ def test_page_batches_commit_with_checkpoints_and_a_rerun_resumes(spark, warehou
         df = read_target(spark, warehouse, cfg)
         assert actual_rows(df) == expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-06T00:00:00Z")
         assert df.select("id").distinct().count() == df.count()
+
+
+def test_a_windows_page_batches_commit_after_the_window_before_it(spark, warehouse, store,
+                                                                  monkeypatch):
+    # With page batches the next window's first batch was committed by the fetch thread
+    # while the driver committed the previous window's last pages: two MERGEs into one
+    # target at once (ConcurrentAppendException retries, pages of stack traces on a run
+    # that succeeded) and commits out of window order.
+    import threading
+
+    from framework.load.writers import TargetWriter
+
+    merging, overlaps, lock = [0], [], threading.Lock()
+    merge = TargetWriter.merge
+
+    def watched(self, *args, **kwargs):
+        with lock:
+            merging[0] += 1
+            overlaps.append(merging[0])
+        try:
+            return merge(self, *args, **kwargs)
+        finally:
+            with lock:
+                merging[0] -= 1
+
+    monkeypatch.setattr(TargetWriter, "merge", watched)
+    with DemoApi(seed=17, records_per_resource=160, end=dt.datetime(2024, 1, 7, tzinfo=UTC),
+                 max_page_size=10) as api:
+        cfg = source(api.base_url, "cursor", "ordered", delta_column=True, window="daily",
+                     start="2024-01-01T00:00:00Z", end="2024-01-02T00:00:00Z",
+                     limits={"pages_per_commit": 2, "concurrency": 2})
+        [full] = run_loads(spark, warehouse, store, [cfg])
+        assert full.status == "SUCCESS", full.error
+        now = dt.datetime(2024, 1, 6, tzinfo=UTC)
+        [done] = run_loads(spark, warehouse, store, [cfg], now=now)
+        assert done.status == "SUCCESS", done.error
+        df = read_target(spark, warehouse, cfg)
+        assert actual_rows(df) == expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-06T00:00:00Z")
+    assert max(overlaps) == 1, overlaps  # one MERGE into the target at a time
+    from pyspark.sql import functions as F
+
+    log = sorted((r["WindowStart"], r["LoggedAt"], r["TargetVersion"]) for r in
+                 warehouse.read(spark, store.window_ref).where(
+                     F.col("LoadId") == done.audit["LoadId"]).collect())
+    versions = [v for _, _, v in log]
+    assert len(log) > 4 and versions == sorted(versions), log  # committed in window order
