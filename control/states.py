@@ -122,12 +122,17 @@ def plan_next(state: ControlState, policy: LoadPolicy, now: dt.datetime,
     * FULL_LOAD FAILED -> unchanged: a failed full load is retried with ``retry``;
     * INCREMENTAL SUCCESS -> PENDING ``[LastLoadTime - lookback, now)``;
     * FULL_LOAD SUCCESS (no DeltaColumn) -> FULL_LOAD PENDING over the history range.
+
+    No range ends after ``now``: a history end in the future means "up to now, then
+    incrementally on" (a load's end becomes its watermark, and a watermark in the future
+    would skip every record changed before it). A watermark already in the future (set by
+    a load planned that way) is taken back to when that load was generated.
     """
     now = to_utc(now)
     load_id = load_id or new_load_id(now)
     status = state.load_status
     if status is None:
-        end = to_utc(policy.history_end) if policy.history_end else now
+        end = _history_end(policy, now)
         if end <= to_utc(policy.history_start):
             return None
         return replace(state, load_type=LoadType.FULL_LOAD, load_status=LoadStatus.PENDING,
@@ -142,18 +147,28 @@ def plan_next(state: ControlState, policy: LoadPolicy, now: dt.datetime,
         return None
     # SUCCESS
     if state.load_type == LoadType.INCREMENTAL:
-        watermark = state.last_load_time or state.load_end or policy.history_start
-        start = to_utc(watermark) - policy.lookback
-        if now <= to_utc(watermark):
+        watermark = to_utc(state.last_load_time or state.load_end or policy.history_start)
+        if watermark > now:
+            # what that load read was the source as of its generation, at the latest
+            generated = state.generated_at and to_utc(state.generated_at)
+            watermark = generated if generated and generated <= now else to_utc(
+                state.load_start or policy.history_start)
+        start = watermark - policy.lookback
+        if now <= watermark:
             return None
         return replace(state, load_status=LoadStatus.PENDING, load_start=start, load_end=now,
                        load_id=load_id, attempt=0, claimed_by=None, lease_expires_at=None,
                        error=None, generated_at=now)
-    end = to_utc(policy.history_end) if policy.history_end else now
+    end = _history_end(policy, now)
     return replace(state, load_type=LoadType.FULL_LOAD, load_status=LoadStatus.PENDING,
                    load_start=to_utc(policy.history_start), load_end=end, load_id=load_id,
                    attempt=0, claimed_by=None, lease_expires_at=None, error=None,
                    generated_at=now)
+
+
+def _history_end(policy: LoadPolicy, now: dt.datetime) -> dt.datetime:
+    """The end of a full load's range: the config's ``load_end``, but never after ``now``."""
+    return min(to_utc(policy.history_end), now) if policy.history_end else now
 
 
 def register_push(state: ControlState, now: dt.datetime) -> Optional[ControlState]:

@@ -202,3 +202,33 @@ def test_a_failed_loads_audit_row_counts_the_requests_it_made(spark, warehouse, 
     assert audit["Requests"] == sum(statuses.values())
     checks = read_checks(spark, warehouse).where(F.col("RunId") == audit["RunId"]).count()
     assert audit["Requests"] == checks
+
+
+def test_a_load_end_in_the_future_loads_up_to_now_then_incrementally(spark, warehouse, store):
+    # load_end 2030 is "up to now, then incrementally on": the first load stops at now and
+    # its watermark too, so what changes after it is loaded by the next incremental load
+    now = dt.datetime(2024, 1, 11, tzinfo=UTC)
+    with DemoApi(seed=5, records_per_resource=80, end=now, max_page_size=25) as api:
+        cfg = source(api.base_url, "offset", "future_end", delta_column=True, window="monthly",
+                     end="2030-01-01T00:00:00Z")
+        [first] = run_loads(spark, warehouse, store, [cfg], now=now)
+        assert first.status == "SUCCESS", first.error
+        assert first.audit["LoadEndTime"] == now
+        row = store.get("future_end")
+        assert (row["LoadType"], row["LastLoadTime"]) == ("INCREMENTAL", now)
+
+        changed = [r["id"] for r in api.dataset.records_in("2024-01-02T00:00:00Z",
+                                                           "2024-01-03T00:00:00Z")][:3]
+        at = dt.datetime(2024, 1, 12, tzinfo=UTC)
+        api.dataset.touch(changed, at=at)
+        later = dt.datetime(2024, 1, 13, tzinfo=UTC)
+        [second] = run_loads(spark, warehouse, store, [cfg], now=later)
+        assert second.status == "SUCCESS", second.error
+        assert (second.audit["LoadType"], second.audit["LoadStartTime"]) == ("INCREMENTAL", now)
+        expected = expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-13T00:00:00Z")
+        assert actual_rows(read_target(spark, warehouse, cfg)) == expected
+        rs = RsDeltaTable(str(warehouse.path(target_ref(cfg)))).to_pyarrow_table(
+            columns=["id", "title"]).to_pylist()
+        titles = {r["id"]: r["title"] for r in rs}
+        assert all("[rev 2]" in titles[i] for i in changed)
+        assert store.get("future_end")["LastLoadTime"] == later

@@ -110,6 +110,28 @@ def test_full_success_without_delta_column_is_full_again() -> None:
     assert (out.load_start, out.load_end, out.load_id) == (t(2024, 1, 1), t(2024, 3, 1), "L2")
 
 
+def test_a_history_end_in_the_future_plans_up_to_now() -> None:
+    future = LoadPolicy(history_start=t(2024, 1, 1), history_end=t(2030, 1, 1), delta_column=True)
+
+    first = plan_next(ControlState(), future, NOW)
+    again = plan_next(state(LoadStatus.SUCCESS), replace(future, delta_column=False), NOW)
+
+    assert first is not None and (first.load_start, first.load_end) == (t(2024, 1, 1), NOW)
+    assert again is not None and again.load_end == NOW
+
+
+def test_a_watermark_in_the_future_goes_back_to_when_its_load_was_generated() -> None:
+    # a load planned up to 2030 (before ranges stopped at now) left its watermark there
+    done = state(LoadStatus.SUCCESS, LoadType.INCREMENTAL, load_end=t(2030, 1, 1),
+                 last_load_time=t(2030, 1, 1), generated_at=t(2024, 5, 1))
+
+    out = plan_next(done, DELTA, NOW)
+    unknown = plan_next(replace(done, generated_at=None), DELTA, NOW)
+
+    assert out is not None and (out.load_start, out.load_end) == (t(2024, 4, 30, 22), NOW)
+    assert unknown is not None and unknown.load_start == t(2023, 12, 31, 22)  # load_start - lookback
+
+
 # ------------------------------------------------------------------ claim
 def test_claim_from_pending() -> None:
     out = claim(state(LoadStatus.PENDING, attempt=0), "runner-a", "run-1", NOW, H)
