@@ -275,7 +275,13 @@ class TargetWriter:
     @_warms
     def overwrite(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
                   ) -> WriteResult:
-        """FULL_LOAD: replace the table with every staged window in one commit."""
+        """FULL_LOAD: replace the table with every staged window in one commit.
+
+        A load that staged no row into a target that does not exist yet writes nothing
+        (:meth:`_no_rows_no_target`).
+        """
+        if self._no_rows_no_target(stages):
+            return WriteResult(0, None)
         df, columns, new, reshaped = self._frame(stages, staged_with)
         if self.cfg.primary_key:
             df = self._dedupe(df, stages, reshaped)
@@ -381,9 +387,20 @@ class TargetWriter:
             batch_version: the ``txnVersion`` of an append (:mod:`framework.load.batching`);
                 an append at or below the load's last version is skipped by Delta.
         """
-        if not any(stage.rows for stage in stages) and self.warehouse.exists(self.spark, self.ref):
+        if self._no_rows_no_target(stages):
+            return WriteResult(0, None)
+        if not any(stage.rows for stage in stages):
             return WriteResult(0, self.warehouse.version(self.spark, self.ref))
         return self._merge_staged(stages, staged_with, batch_version)
+
+    def _no_rows_no_target(self, stages: list[WindowStage]) -> bool:
+        """True when nothing was staged and the target does not exist: then nothing is
+        written. A table created from no record would lack the record's columns (the key
+        among them, with a type no record has told), and a later load in the default
+        ``schema_mode`` would rescue every field of its rows; the first load with a row
+        creates the table instead. Rejected records still go to the quarantine."""
+        return not any(stage.rows for stage in stages) and not self.warehouse.exists(
+            self.spark, self.ref)
 
     @_warms
     def _merge_staged(self, stages: list[WindowStage],

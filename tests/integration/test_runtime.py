@@ -232,3 +232,41 @@ def test_a_load_end_in_the_future_loads_up_to_now_then_incrementally(spark, ware
         titles = {r["id"]: r["title"] for r in rs}
         assert all("[rev 2]" in titles[i] for i in changed)
         assert store.get("future_end")["LastLoadTime"] == later
+
+
+def test_a_first_load_that_finds_no_record_succeeds_and_the_next_one_creates_the_target(
+        spark, warehouse, store, api):
+    # a newly onboarded quiet source: its first (full) load finds nothing; no target is
+    # written (its columns are unknown until a record arrives), the load succeeds
+    cfg = source(api.base_url, "offset", "quiet", delta_column=True,
+                 start="2023-06-01T00:00:00Z", end="2023-06-04T00:00:00Z")
+    [first] = run_loads(spark, warehouse, store, [cfg])
+    assert first.status == "SUCCESS", first.error
+    assert (first.rows_written, first.source_rows) == (0, 0)
+    row = store.get("quiet")
+    assert (row["LoadType"], row["LoadStatus"]) == ("INCREMENTAL", "SUCCESS")
+    assert not warehouse.exists(spark, target_ref(cfg))
+
+    [second] = run_loads(spark, warehouse, store, [cfg], now=dt.datetime(2024, 1, 3, tzinfo=UTC))
+    assert second.status == "SUCCESS", second.error
+    expected = expected_rows(api, "2023-06-01T00:00:00Z", "2024-01-03T00:00:00Z")
+    assert len(expected) > 0 and actual_rows(read_target(spark, warehouse, cfg)) == expected
+    ids = RsDeltaTable(str(warehouse.path(target_ref(cfg)))).to_pyarrow_table(columns=["id"])
+    assert sorted(ids.column("id").to_pylist()) == sorted(r[0] for r in expected)
+
+
+def test_a_load_whose_every_record_is_rejected_quarantines_them_all(spark, warehouse, store, api):
+    # user is nested: user.login is never a field of its own, so every record is rejected
+    cfg = source(api.base_url, "offset", "all_rejected", end="2024-01-03T00:00:00Z",
+                 required_fields=["closed_at", "user.login"])
+    [outcome] = run_loads(spark, warehouse, store, [cfg])
+    expected = api.dataset.records_in("2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z")
+    assert outcome.status == "SUCCESS", outcome.error
+    assert (outcome.rows_written, outcome.source_rows) == (0, len(expected))
+    audit = store.audit_rows("all_rejected")[0]
+    assert (audit["SourceRowCount"], audit["RejectedRows"]) == (len(expected), len(expected))
+    quarantine = RsDeltaTable(str(warehouse.path(target_ref(cfg).suffixed("_quarantine"))))
+    rows = quarantine.to_pyarrow_table(columns=["reason", "raw_payload"]).to_pylist()
+    assert sorted(json.loads(r["raw_payload"])["id"] for r in rows) == sorted(
+        r["id"] for r in expected)
+    assert all("closed_at" in r["reason"] or "user.login" in r["reason"] for r in rows)
