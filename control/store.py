@@ -34,6 +34,9 @@ from framework.timeutil import to_utc, utcnow
 
 log = logging.getLogger(__name__)
 
+#: why :meth:`ControlStore.claim_many` did not claim an id the control table has no row for
+NO_SUCH_ROW = "no such control row"
+
 DEFAULT_CONTROL_CATALOG = "main"
 #: What a change proposed from a row as read requires to be unchanged.
 GUARD_COLUMNS = ("LoadStatus", "Attempt", "LastJobRunId", "LeaseExpiresAt")
@@ -359,7 +362,7 @@ class ControlStore:
             for cid in ids:
                 row = rows.get(cid)
                 if row is None:
-                    why[cid] = "no such control row"
+                    why[cid] = NO_SUCH_ROW
                     continue
                 held_for = lease if lease is not None else mapping.lease_of(row)
                 try:
@@ -382,7 +385,7 @@ class ControlStore:
                     claims.append(Claim(cid, runner, run_id, mapping.row_to_state(got), got,
                                         held_for))
                 else:
-                    why[cid] = _not_claimed(got) if got else "no such control row"
+                    why[cid] = _not_claimed(got) if got else NO_SUCH_ROW
             return claims, why
 
         claims, why = retry_conflicts(attempt, f"claim {len(ids)} rows")

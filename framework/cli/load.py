@@ -73,6 +73,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     with drain_on_signals(ctx) as drain:
         outcomes = runtime.run(ctx, ids, parallel=max(1, args.parallel))
     print_outcomes(outcomes)
+    unknown = [o.config_id for o in outcomes if o.status == runtime.UNKNOWN]
+    if unknown:
+        error(f"no control row with ConfigId {', '.join(unknown)}; generate it from its config "
+              "file first")
     if drain.exit_code is not None:
         return drain.exit_code
     if spark.failure is not None:

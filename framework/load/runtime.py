@@ -44,7 +44,7 @@ from typing import Any, Callable, Optional
 
 from control import mapping, states
 from control.states import LoadType, RunResult
-from control.store import Claim, ControlStore
+from control.store import NO_SUCH_ROW, Claim, ControlStore
 from framework.load.archive import staged_page_files, write_pages
 from framework.load.batching import batch_version, plan_batches, segment_version
 from framework.load.audit import LoadProgress, audit_record, current_user
@@ -160,6 +160,10 @@ class RunContext:
         if self.on_spark_needed is not None:
             self.on_spark_needed()
 
+#: the outcome of a ConfigId the control table has no row for
+UNKNOWN = "UNKNOWN"
+
+
 @dataclass
 class LoadOutcome:
     """The result of one load, as the audit row tells it.
@@ -170,7 +174,7 @@ class LoadOutcome:
     """
 
     config_id: str
-    status: str  # SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | LEASE_LOST | INTERRUPTED | SKIPPED
+    status: str  # SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | LEASE_LOST | INTERRUPTED | SKIPPED | UNKNOWN
     rows_written: int = 0
     source_rows: int = 0
     error: Optional[str] = None
@@ -179,9 +183,11 @@ class LoadOutcome:
 
     @property
     def failed(self) -> bool:
+        """A run asked for this row and it was not loaded as asked: a row another runner
+        holds (``SKIPPED``) is no failure, an id with no row (``UNKNOWN``, a typo) is."""
         return self.audit_error is not None or self.status in (
             RunResult.FAILED.value, RunResult.PARTIAL.value, RunResult.FAILED_QUALITY.value,
-            RunResult.LEASE_LOST.value)
+            RunResult.LEASE_LOST.value, UNKNOWN)
 
     @property
     def interrupted(self) -> bool:
@@ -233,6 +239,8 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
 
         def one(cid: str) -> Future:
             claim = by_id.get(cid)
+            if claim is None and why.get(cid) == NO_SUCH_ROW:
+                return _done(LoadOutcome(cid, UNKNOWN, error=f"no control row with ConfigId {cid}"))
             if claim is None:
                 return _done(_skipped(ctx, cid, f"not claimed: {why.get(cid, 'not claimable')}"))
             keeper = keepers[cid]

@@ -174,3 +174,39 @@ def test_run_exits_non_zero_when_the_audit_row_cannot_be_written(spark, tmp_path
     assert "audited: the audit row of run" in err and "could not be appended" in err
     load_id = RsDeltaTable(f"{wh}/main/metadata/api_control_table").to_pyarrow_table().to_pylist()[0]["LoadId"]
     assert f"(load {load_id}, SUCCESS)" in err  # the load itself succeeded; its record did not
+
+
+def test_run_of_an_unknown_config_id_exits_1_naming_it(spark, tmp_path, capsys):
+    import yaml
+
+    from control.store import ControlStore
+    from framework.demoapi import DemoApi
+    from framework.lake.tables import Warehouse
+
+    wh = tmp_path / "wh"
+    with DemoApi(seed=9, records_per_resource=30, end=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)) as api:
+        conf = tmp_path / "known.yaml"
+        conf.write_text(yaml.safe_dump({
+            "config_id": "known", "api_name": "Demo", "endpoint": api.base_url + "/api/offset/issues",
+            "pagination": {"style": "offset", "total_path": "total"}, "data_path": "data",
+            "primary_key": ["id"], "load_start": "2024-01-01T00:00:00Z",
+            "load_end": "2024-01-02T00:00:00Z",
+            "target": {"catalog": "raw", "schema": "cli", "table": "known"}}))
+        assert main(["--warehouse", str(wh), "init"]) == 0
+        assert main(["--warehouse", str(wh), "generate", "--config", str(conf)]) == 0
+        capsys.readouterr()
+        # a typo in a scheduled job: the known row is still loaded, the run exits 1
+        assert main(["--warehouse", str(wh), "run", "--config-id", "known", "nosuch"]) == 1
+        captured = capsys.readouterr()
+        assert "no control row with ConfigId nosuch" in " ".join(captured.err.split())
+        rows = RsDeltaTable(f"{wh}/raw/cli/known").to_pyarrow_table().num_rows
+        assert rows == len(api.dataset.records_in("2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z"))
+
+        # a row another runner holds is skipped, and that is no failure
+        store = ControlStore(spark, Warehouse(wh))
+        assert main(["--warehouse", str(wh), "generate", "--config-id", "known"]) == 0
+        assert store.claim("known", "other-runner", "run-other") is not None
+        capsys.readouterr()
+        assert main(["--warehouse", str(wh), "run", "--config-id", "known"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "SKIPPED" in out and "other-runner" in out
