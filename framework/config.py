@@ -1135,16 +1135,63 @@ def safe_yaml(text: str, *, file: str = "<text>") -> Any:
         raise ConfigError(f"file is {size} bytes; a config file holds at most "
                           f"{MAX_CONFIG_BYTES} bytes (split it)", file=file)
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{problem}{where}", file=file) from None
+        field = _field_at(text, mark) if isinstance(exc, _BadScalar) else None
+        raise ConfigError(f"{problem}{where}", file=file, field=field) from None
     if _elements(doc, MAX_CONFIG_ELEMENTS) > MAX_CONFIG_ELEMENTS:
         raise ConfigError(f"the YAML expands to more than {MAX_CONFIG_ELEMENTS} elements "
                           "(aliases repeated inside aliases?); refusing it", file=file)
     return doc
+
+
+class _BadScalar(yaml.constructor.ConstructorError):
+    """A scalar YAML resolved to a type whose value it cannot hold (``2024-13-01``)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """The safe loader, whose out-of-range dates are YAML errors with their position
+    (PyYAML's own raise a bare ``ValueError``: no file, line or field)."""
+
+    def construct_yaml_timestamp(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as exc:
+            raise _BadScalar(None, None, f"invalid date or time {node.value!r}: {exc}",
+                             node.start_mark) from None
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _ConfigLoader.construct_yaml_timestamp)
+
+
+def _field_at(text: str, mark: Any) -> Optional[str]:
+    """The key path (``load_start``, ``sources[1].load_end``) of the value at ``mark``."""
+    if mark is None:
+        return None
+
+    def walk(node: Any, path: str) -> Optional[str]:
+        if node.start_mark.index == mark.index and isinstance(node, yaml.ScalarNode):
+            return path or None
+        if isinstance(node, yaml.MappingNode):
+            items = [(f"{path}.{k.value}" if path else str(k.value), v) for k, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            items = [(f"{path}[{i}]", v) for i, v in enumerate(node.value)]
+        else:
+            return None
+        for sub, child in items:
+            found = walk(child, sub)
+            if found:
+                return found
+        return None
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    return walk(root, "") if root is not None else None
 
 
 def _elements(doc: Any, limit: int) -> int:

@@ -165,3 +165,21 @@ def test_validate_reports_each_invalid_field_of_a_file(tmp_path: Path,
     assert len(lines) == 3, err
     assert all(line.startswith(f"error {path}: source 'multi': ") for line in lines), err
     assert sorted(line.split(": ")[2] for line in lines) == ["endpoint", "load_start", "window"]
+
+
+def test_a_date_out_of_range_is_an_error_line_of_its_file_and_the_others_are_checked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - config_id: a\n    api_name: A\n"
+                   "    endpoint: https://api.example.com/a\n    load_start: 2024-01-01\n"
+                   "    load_end: 2024-02-30\n    target: {catalog: raw, schema: s, table: a}\n")
+    good = CONFIGS / "good" / "minimal.yaml"
+
+    code = cli.main(["validate", str(bad), str(good)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    [line] = _error_lines(err)
+    assert line.startswith(f"error {bad}: sources[0].load_end: invalid date or time '2024-02-30'")
+    assert "day is out of range for month" in line
+    assert f"ok {good}: minimal-1" in out
