@@ -26,7 +26,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from control.mapping import row_to_config
 from control.store import ControlStore, GenerateResult
-from framework.config import SourceConfig, config_files, load_files
+from framework.config import SourceConfig, config_files, load_files, shared_targets
 from framework.errors import ConfigError
 
 INVALID = "invalid"
@@ -57,9 +57,10 @@ def generate(store: ControlStore, *, config_paths: Sequence[Any] = (),
         raise ConfigError("give config files or config ids, not both")
     wanted: dict[str, SourceConfig] = {c.config_id: c for c in given}
     invalid: list[GenerateResult] = []
+    table = {r["ConfigId"]: r for r in store.rows()}  # the others are checked against them
     if config_ids or due or not given:
         ids = list(dict.fromkeys(config_ids)) or None
-        rows = store.rows(ids)
+        rows = [table[i] for i in ids if i in table] if ids else list(table.values())
         missing = sorted(set(ids or ()) - {r["ConfigId"] for r in rows})
         if missing:
             raise ConfigError(f"no control row with ConfigId {', '.join(missing)}; generate it "
@@ -72,5 +73,21 @@ def generate(store: ControlStore, *, config_paths: Sequence[Any] = (),
                 wanted[row["ConfigId"]] = row_to_config(row)
             except ConfigError as exc:
                 invalid.append(GenerateResult(row["ConfigId"], INVALID, str(exc)))
+    clashes = shared_targets(wanted.values(), _valid_configs(
+        r for cid, r in table.items() if cid not in wanted))
+    for cid, why in clashes.items():  # neither upserted nor planned
+        del wanted[cid]
+        invalid.append(GenerateResult(cid, INVALID, why))
     results = store.generate(list(wanted.values()), now=now, due_only=due)
     return sorted(results + invalid, key=lambda r: r.config_id)
+
+
+def _valid_configs(rows: Iterable[dict[str, Any]]) -> list[SourceConfig]:
+    """The configs of ``rows`` that validate (an invalid row is reported when it is planned)."""
+    out = []
+    for row in rows:
+        try:
+            out.append(row_to_config(row))
+        except ConfigError:
+            continue
+    return out

@@ -1284,6 +1284,39 @@ def config_files(paths: Any) -> list[Path]:
     return out
 
 
+def shared_targets(configs: Iterable[SourceConfig], others: Iterable[SourceConfig] = ()
+                   ) -> dict[str, str]:
+    """Sources that would write the same rows: one target table and one ``source_system``.
+
+    A full load replaces its ``source_system``'s rows of its target (the others' are kept),
+    so of two such sources each full load deletes the other's rows.
+
+    Args:
+        configs: the sources to judge.
+        others: sources they must not clash with (e.g. the control table's other rows);
+            one with the ConfigId of one of ``configs`` is that config's older version.
+
+    Returns:
+        for each config of ``configs`` that clashes, why (naming the others and the table).
+    """
+    configs = list(configs)
+    ids = {c.config_id for c in configs}
+    writers: dict[tuple[str, str], list[str]] = {}
+    for cfg in configs + [o for o in others if o.config_id not in ids]:
+        key = (cfg.target.name.lower(), cfg.system)
+        if cfg.config_id not in writers.setdefault(key, []):
+            writers[key].append(cfg.config_id)
+    out: dict[str, str] = {}
+    for cfg in configs:
+        rest = [c for c in writers[(cfg.target.name.lower(), cfg.system)] if c != cfg.config_id]
+        if rest:
+            out[cfg.config_id] = (
+                f"target {cfg.target.name} with source_system '{cfg.system}' is also written by "
+                f"config {', '.join(rest)}: a full load of one would delete the other's rows "
+                "(give each its own target table or source_system)")
+    return out
+
+
 def load_files(paths: list[str | Path]) -> list[SourceConfig]:
     """Validate several files; a config_id used in two files is an error."""
     out: list[SourceConfig] = []

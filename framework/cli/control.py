@@ -58,9 +58,10 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from framework.config import load_file
+    from framework.config import load_file, shared_targets
 
     failed = 0
+    valid: list[tuple[str, Any]] = []  # (file, config) of every file that validates alone
     for path in args.files:
         try:
             configs = load_file(path)
@@ -69,9 +70,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 error(str(each))
             failed += 1
             continue
+        valid += [(str(path), c) for c in configs]
         ids = ", ".join(c.config_id for c in configs)
         console.print(f"[green]ok[/green] {escape(f'{path}: {ids}')}", soft_wrap=True)
-    return 1 if failed else 0
+    # what no file shows alone: sources of different files that clash
+    clashes = shared_targets(c for _, c in valid)
+    for path, cfg in valid:
+        if cfg.config_id in clashes:
+            error(str(ConfigError(clashes[cfg.config_id], file=path, source=cfg.config_id,
+                                  field="target")))
+    return 1 if failed or clashes else 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:

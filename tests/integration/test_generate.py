@@ -91,3 +91,39 @@ def test_every_front_end_plans_hand_added_rows_and_reports_a_bad_one(spark, tmp_
     # ...and the bad one is reported with its column named, and fails the step
     assert "bad_hand" in reported and "control row column PaginationConfig" in reported
     assert code == 1
+
+
+def test_two_sources_writing_one_table_as_one_source_system_are_refused(spark, tmp_path, capsys):
+    # a full load replaces its source_system's rows of the table: of two such sources, each
+    # full load would delete the other's rows
+    wh = tmp_path / "wh"
+    store = ControlStore(spark, Warehouse(wh))
+    store.init()
+
+    def write(name: str, **extra) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({
+            "config_id": name, "api_name": "Shop", "source_system": "shop",
+            "endpoint": f"https://api.example.com/{name}", "load_start": "2024-01-01T00:00:00Z",
+            "primary_key": ["id"], "target": {"catalog": "raw", "schema": "shop", "table": "orders"},
+            **extra}))
+        return path
+
+    first, second = write("orders_eu"), write("orders_us")
+    other_system = write("orders_legacy", source_system="legacy")
+    capsys.readouterr()
+    assert main(["validate", str(first), str(second), str(other_system)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{second}: source 'orders_us': target: target raw.shop.orders with source_system " \
+           "'shop' is also written by config orders_eu" in err
+    assert "orders_legacy" not in err
+
+    assert main(["--warehouse", str(wh), "generate", "--config", str(first),
+                 str(other_system)]) == 0
+    capsys.readouterr()
+    # the second, generated later from its own file, clashes with the first's control row
+    assert main(["--warehouse", str(wh), "generate", "--config", str(second)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "orders_us: target raw.shop.orders with source_system 'shop' is also written by " \
+           "config orders_eu" in err
+    assert sorted(r["ConfigId"] for r in store.rows()) == ["orders_eu", "orders_legacy"]

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from framework.config import (SourceConfig, check_identifier, load_file, load_files, load_text,
-                              parse_source, quote_identifier)
+                              parse_source, quote_identifier, shared_targets)
 from framework.errors import ConfigError
 
 UTC = dt.timezone.utc
@@ -391,3 +391,17 @@ def test_valid_identifiers(name: str) -> None:
 def test_hostile_or_malformed_identifiers(name: object) -> None:
     with pytest.raises(ValueError, match="is not a valid identifier"):
         quote_identifier(name)  # type: ignore[arg-type]
+
+
+def test_sources_sharing_a_target_and_a_source_system_clash() -> None:
+    a = src(config_id="a")
+    b = src(config_id="b", target={"catalog": "MAIN", "schema": "raw", "table": "Things"})
+    other_system = src(config_id="c", source_system="legacy")
+    older_a = src(config_id="a", target={"catalog": "main", "schema": "raw", "table": "old"})
+
+    clashes = shared_targets([a], [b, other_system, older_a])
+
+    assert list(clashes) == ["a"] and "also written by config b" in clashes["a"]
+    assert "main.raw.things" in clashes["a"] and "source_system 'things_api'" in clashes["a"]
+    assert shared_targets([a, other_system]) == {}
+    assert shared_targets([a], [src(config_id="a")]) == {}  # its own older row
