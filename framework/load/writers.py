@@ -450,17 +450,34 @@ class TargetWriter:
             part = F.col(f"t.{key}") == F.col(f"s.{key}")
             cond = part if cond is None else cond & part
 
+        replaces = self._replaces(source)
+
         def do_merge() -> Any:
             target = self.warehouse.delta(self.spark, self.ref)
             return (target.alias("t").merge(source.alias("s"), cond)
-                    .whenMatchedUpdateAll(condition=~F.col("t.payload_hash").eqNullSafe(
-                        F.col("s.payload_hash")))
+                    .whenMatchedUpdateAll(condition=replaces)
                     .whenNotMatchedInsertAll()
                     .execute())
 
         metrics = retry_conflicts(do_merge, f"merge into {self.ref.name}")
         written = merge_counts(metrics).written
         return WriteResult(written, self.warehouse.version(self.spark, self.ref), tuple(new))
+
+    def _replaces(self, source: Any) -> Any:
+        """When a staged row ``s`` replaces the target's row ``t`` of its key (the MERGE's
+        one WHEN MATCHED condition): its ``payload_hash`` differs and, with a
+        ``cursor_field``, its cursor is not older than the target's. The cursor is the
+        record's version: a replay of an older run, or an API answering with an older
+        version of a record, never puts it back over a newer one (a null cursor on either
+        side does not block the update)."""
+        from pyspark.sql import functions as F
+
+        changed = ~F.col("t.payload_hash").eqNullSafe(F.col("s.payload_hash"))
+        cursor = {c.lower(): c for c in source.columns}.get(self.cursor.lower()) if self.cursor else None
+        if cursor is None:
+            return changed
+        t, s = F.col(f"t.{cursor}"), F.col(f"s.{cursor}")
+        return changed & (t.isNull() | s.isNull() | (s >= t))
 
     def _create(self, df: Any, columns: dict[str, ColumnType], new: list[str],
                 batch_version: int, stages: list[WindowStage], reshaped: bool) -> WriteResult:

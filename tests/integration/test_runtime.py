@@ -270,3 +270,32 @@ def test_a_load_whose_every_record_is_rejected_quarantines_them_all(spark, wareh
     assert sorted(json.loads(r["raw_payload"])["id"] for r in rows) == sorted(
         r["id"] for r in expected)
     assert all("closed_at" in r["reason"] or "user.login" in r["reason"] for r in rows)
+
+
+def test_a_replay_of_an_older_run_never_puts_back_an_older_version(spark, warehouse, store):
+    from framework.load.archive import replay
+
+    with DemoApi(seed=6, records_per_resource=40, end=dt.datetime(2024, 1, 3, tzinfo=UTC),
+                 max_page_size=25) as api:
+        cfg = source(api.base_url, "offset", "replayed", delta_column=True, archive=True,
+                     end="2024-01-03T00:00:00Z")
+        [first] = run_loads(spark, warehouse, store, [cfg])
+        assert first.status == "SUCCESS", first.error
+        changed = [r["id"] for r in api.dataset.records_in("2024-01-01T00:00:00Z",
+                                                           "2024-01-02T00:00:00Z")][:3]
+        api.dataset.touch(changed, at=dt.datetime(2024, 1, 3, 6, tzinfo=UTC))
+        added = api.dataset.add(1, at=dt.datetime(2024, 1, 3, 7, tzinfo=UTC))
+        [second] = run_loads(spark, warehouse, store, [cfg],
+                             now=dt.datetime(2024, 1, 4, tzinfo=UTC))
+        assert second.status == "SUCCESS", second.error
+        newest = expected_rows(api, "2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z")
+        assert actual_rows(read_target(spark, warehouse, cfg)) == newest
+
+        # the first run's pages hold the changed records' older versions
+        result = replay(spark, store, "replayed", first.audit["RunId"], warehouse.root / "_staging")
+        assert result.records > 0
+    assert actual_rows(read_target(spark, warehouse, cfg)) == newest
+    rs = RsDeltaTable(str(warehouse.path(target_ref(cfg)))).to_pyarrow_table(
+        columns=["id", "title"]).to_pylist()
+    assert all("[rev 2]" in r["title"] for r in rs if r["id"] in changed)
+    assert added[0] in {r["id"] for r in rs}
