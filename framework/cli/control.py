@@ -30,7 +30,8 @@ EXAMPLES = {
 def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
                  ) -> dict[str, Callable[[argparse.Namespace], int]]:
     add("init", "create the control, audit, window-log and quality-results tables (idempotent)")
-    p = add("validate", "check config files (no Spark); exit 1 on the first bad file")
+    p = add("validate", "check config files (no Spark): every file, and what they share (a config_id, a target "
+                        "table and source_system); exit 1 on any error")
     p.add_argument("files", nargs="+", metavar="FILE")
     p = add("generate", "upsert control rows from configs and mark due loads PENDING")
     g = p.add_mutually_exclusive_group(required=True)
@@ -70,6 +71,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 error(str(each))
             failed += 1
             continue
+        for cfg in configs:  # a config_id of two files: generate refuses them together
+            first = next((f for f, c in valid if c.config_id == cfg.config_id), None)
+            if first is not None:
+                error(str(ConfigError(f"config_id is also defined in {first}", file=str(path),
+                                      source=cfg.config_id, field="config_id")))
+                failed += 1
         valid += [(str(path), c) for c in configs]
         ids = ", ".join(c.config_id for c in configs)
         console.print(f"[green]ok[/green] {escape(f'{path}: {ids}')}", soft_wrap=True)

@@ -183,3 +183,19 @@ def test_a_date_out_of_range_is_an_error_line_of_its_file_and_the_others_are_che
     assert line.startswith(f"error {bad}: sources[0].load_end: invalid date or time '2024-02-30'")
     assert "day is out of range for month" in line
     assert f"ok {good}: minimal-1" in out
+
+
+def test_a_config_id_of_two_files_is_an_error_as_generate_says(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = CONFIGS / "good" / "minimal.yaml"
+    again = tmp_path / "again.yaml"
+    again.write_text(good.read_text(encoding="utf-8").replace("table: ", "table: other_"),
+                     encoding="utf-8")
+
+    code = cli.main(["validate", str(good), str(again)])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    [line] = _error_lines(err)
+    assert line == (f"error {again}: source 'minimal-1': config_id: config_id is also defined "
+                    f"in {good}")
