@@ -588,7 +588,7 @@ class RowShaper:
                 return RecordRejected(f"required field '{name}' is missing", field=name)
             value = record[key]
             if value is None or value == "":
-                return RecordRejected(f"required field '{name}' is missing", field=name)
+                return RecordRejected(f"required field '{name}' is null or empty", field=name)
         return None
 
     def shape(self, record: Any, *, run_id: str, window_start: dt.datetime,

@@ -99,11 +99,12 @@ def test_without_a_schema_every_key_is_a_column() -> None:
 
 
 # ------------------------------------------------------------------ rejects
-@pytest.mark.parametrize("record", [{"name": "a"}, {"id": None}, {"id": ""}])
-def test_missing_required_field_is_rejected(record: dict) -> None:
+@pytest.mark.parametrize("record,why", [({"name": "a"}, "is missing"), ({"id": None}, "is null or empty"),
+                                        ({"id": ""}, "is null or empty")])
+def test_missing_required_field_is_rejected(record: dict, why: str) -> None:
     with pytest.raises(RecordRejected) as info:
         shape(shaper(required_fields=("id",)), record)
-    assert info.value.field == "id" and "required field 'id' is missing" in str(info.value)
+    assert info.value.field == "id" and f"required field 'id' {why}" in str(info.value)
 
 
 def test_missing_primary_key_field_is_rejected() -> None:
@@ -342,7 +343,7 @@ def test_key_and_required_names_match_the_field_through_its_column(named: str) -
     row = shape(s, {"ext-id": 7, "user.login": "mona"})
 
     assert row["ext_id"] == 7 and row["user_login"] == "mona" and row["entity_key"] == "7"
-    with pytest.raises(RecordRejected, match="required field 'user.login' is missing"):
+    with pytest.raises(RecordRejected, match="required field 'user.login' is null or empty"):
         shape(s, {"ext-id": 8, "user.login": None})
     with pytest.raises(RecordRejected, match=f"required field '{named}' is missing"):
         shape(s, {"user.login": "x"})

@@ -93,7 +93,7 @@ def test_rejected_records_keep_their_sequence_numbers_and_reasons() -> None:
     assert [r[SEQ_COLUMN] for r in rows(shaped)] == [1, 5]
     assert [str(reason) for reason, _ in shaped.rejects] == [
         "required field 'id' is missing", "record is a str, not a JSON object",
-        "required field 'id' is missing"]
+        "required field 'id' is null or empty"]
     assert [record for _, record in shaped.rejects] == [{"x": 1}, "text", {"id": ""}]
 
 
