@@ -40,6 +40,21 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     return {"run": cmd_run, "replay": cmd_replay}
 
 
+def nothing_to_run(rows: list[dict]) -> str:
+    """Why ``run --all`` found no row to claim: none PENDING, and the RUNNING rows held
+    under a lease (a runner at work, or one that died: its rows wait for the lease's end)."""
+    held = sorted((r for r in rows if r.get("LoadStatus") == "RUNNING" and r.get("Enabled") is not False),
+                  key=lambda r: (r.get("LeaseExpiresAt") is None, r.get("LeaseExpiresAt") or 0))
+    if not held:
+        return "nothing to run: no PENDING rows (run 'restlake generate')"
+    shown = ", ".join(
+        f"{r['ConfigId']} (run {r.get('LastJobRunId') or '?'}, lease until "
+        f"{r['LeaseExpiresAt']:%Y-%m-%d %H:%M:%SZ})" if r.get("LeaseExpiresAt") else r["ConfigId"]
+        for r in held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "")
+    return (f"nothing to run: no PENDING rows; {len(held)} RUNNING under a lease: {shown}. "
+            "A runner that died leaves its rows to be taken over once their lease ends")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Exit status: 0 when every load succeeded, 1 when one failed (or lost its lease, or
     its audit row could not be written), 128 + N when signal N stopped the run (143 for
@@ -57,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctx.distributed = args.distributed
     ids = args.config_id if args.config_id else None
     if ids is None and not store.claimable_ids():
-        console.print("nothing to run: no PENDING rows (run 'restlake generate')")
+        console.print(nothing_to_run(store.rows()), markup=False, soft_wrap=True)
         return 0
     # Spark starts in the background once a load needs it (a full load once claimed, an
     # incremental one at its first fetched record: RunContext.spark_needed), while the

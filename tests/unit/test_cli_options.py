@@ -111,3 +111,20 @@ def test_an_unexpected_java_error_is_shown_as_its_first_lines_not_its_stack(caps
     err = capsys.readouterr().err
     assert "[DELTA_CANNOT_CREATE_LOG_PATH] Cannot create file:/data/wh/_delta_log" in err
     assert "Frame" not in err and "DeltaLog.scala" not in err, err
+
+
+def test_run_all_with_nothing_claimable_names_the_rows_held_under_a_lease():
+    # After a runner died (kill -9) its rows stay RUNNING until their lease ends; `run
+    # --all` said "no PENDING rows (run 'restlake generate')", and generate changes nothing.
+    import datetime as dt
+
+    from framework.cli.load import nothing_to_run
+
+    until = dt.datetime(2026, 12, 3, 7, 30, tzinfo=dt.timezone.utc)
+    rows = [{"ConfigId": "orders", "LoadStatus": "RUNNING", "LeaseExpiresAt": until,
+             "LastJobRunId": "run-1", "Enabled": True},
+            {"ConfigId": "done", "LoadStatus": "SUCCESS", "LeaseExpiresAt": None, "Enabled": True}]
+    text = nothing_to_run(rows)
+    assert "1 RUNNING under a lease" in text and "orders (run run-1, lease until 2026-12-03 07:30:00Z)" in text
+    assert "done" not in text
+    assert nothing_to_run(rows[1:]) == "nothing to run: no PENDING rows (run 'restlake generate')"
