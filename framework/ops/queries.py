@@ -217,8 +217,23 @@ class Queries:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))
         return table
 
+    def _monitored(self) -> Any:
+        """The health log of the sources that are monitored: a disabled source's checks
+        (it is no longer probed) count in no metric, so its last failure is no incident
+        that stays open and no source down (the raw log, :meth:`checks`, keeps them)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = self._health()
+        disabled = [r["ConfigId"] for r in self.control_rows() if r.get("Enabled") is False]
+        if not disabled or table.num_rows == 0:
+            return table
+        return table.filter(pc.invert(pc.is_in(table["ConfigId"],
+                                               value_set=pa.array(disabled, pa.string()))))
+
     def health_metric(self, name: str, now: Optional[dt.datetime] = None) -> list[dict[str, Any]]:
-        """The rows of one uptime metric (a name of :data:`framework.ops.uptime.VIEW_NAMES`).
+        """The rows of one uptime metric (a name of :data:`framework.ops.uptime.VIEW_NAMES`),
+        over the checks of enabled sources (:meth:`_monitored`).
 
         Incidents do not depend on the time (only an ongoing one's duration does, which is
         measured up to ``now`` when asked): they are recomputed only when the log grows.
@@ -227,10 +242,12 @@ class Queries:
         sqls = uptime.duckdb_sql(HEALTH_TABLE)
         if name == "api_incidents":
             def incidents() -> list[dict[str, Any]]:
-                return self.reader.query(sqls[name], {HEALTH_TABLE: self._health()}, {"now": at})
+                return self.reader.query(sqls[name], {HEALTH_TABLE: self._monitored()},
+                                         {"now": at})
 
             rows = [dict(r) for r in self.reader.cached(("health", self.catalog, name),
-                                                        [self.health_ref], incidents,
+                                                        [self.health_ref, self.control_ref],
+                                                        incidents,
                                                         background=self.background)]
             for r in rows:
                 if r["ongoing"]:
@@ -238,7 +255,7 @@ class Queries:
             return rows
 
         def compute() -> list[dict[str, Any]]:
-            tables = {HEALTH_TABLE: self._health()}
+            tables = {HEALTH_TABLE: self._monitored()}
             if name == "api_health_summary":
                 import pyarrow as pa
 
@@ -250,7 +267,8 @@ class Queries:
                 sql = sqls[name]
             return self.reader.query(sql, tables, {"now": at} if "$now" in sql else {})
 
-        rows = self.reader.cached(("health", self.catalog, name), [self.health_ref], compute,
+        rows = self.reader.cached(("health", self.catalog, name),
+                                  [self.health_ref, self.control_ref], compute,
                                   slot=self.slot(at), background=self.background)
         return [dict(r) for r in rows]
 
@@ -268,13 +286,13 @@ class Queries:
         def compute() -> dict[str, list[dict[str, Any]]]:
             sql = uptime.duckdb_sql(HEALTH_TABLE)["uptime_buckets"]
             out: dict[str, list[dict[str, Any]]] = {}
-            for r in self.reader.query(sql, {HEALTH_TABLE: self._health()},
+            for r in self.reader.query(sql, {HEALTH_TABLE: self._monitored()},
                                        {"since": since, "bucket_s": bucket_s}):
                 out.setdefault(r.pop("ConfigId"), []).append(r)
             return out
 
-        return self.reader.cached(("buckets", self.catalog, hours, bucket_s), [self.health_ref],
-                                  compute, slot=self.slot(at), background=self.background)
+        return self.reader.cached(("buckets", self.catalog, hours, bucket_s),
+                                  [self.health_ref, self.control_ref], compute, slot=self.slot(at), background=self.background)
 
     def checks(self, config_id: Optional[str] = None, limit: Optional[int] = 100, *,
                since: Optional[dt.datetime] = None, after: Optional[Sequence[Any]] = None

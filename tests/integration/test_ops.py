@@ -76,6 +76,24 @@ def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store,
                             else a[col])
                 assert b[col] == expected, (view, col, a, b)
 
+    # A disabled source is no longer probed: its failure stayed an open incident and a
+    # source down for ever. The metrics count enabled sources only, in both renderings;
+    # the raw log keeps its checks.
+    assert store.set_enabled("broken", False)
+    register_views(spark, warehouse)
+    summary = spark.table("api_health_summary").first()
+    assert (summary["sources"], summary["sources_down"], summary["open_incidents"]) == (1, 0, 0)
+    assert {r["ConfigId"] for r in spark.table("api_incidents").collect()} <= {"alerts"}
+    disabled = Queries(TableReader(warehouse))
+    [duck_summary] = disabled.health_metric("api_health_summary")
+    assert (duck_summary["sources"], duck_summary["sources_down"],
+            duck_summary["open_incidents"]) == (1, 0, 0)
+    assert not [i for i in disabled.health_metric("api_incidents") if i["ConfigId"] == "broken"]
+    assert {c["ConfigId"] for c in disabled.checks(limit=None)} == {"alerts", "broken"}
+    assert store.set_enabled("broken", True)
+    register_views(spark, warehouse)
+    assert spark.table("api_health_summary").first()["sources_down"] == 1
+
     later = dt.datetime.now(UTC) + dt.timedelta(minutes=30)
     queries = Queries(TableReader(warehouse))
     fresh = {f.config_id: f for f in queries.freshness(store.rows(), later)}
