@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -36,6 +37,9 @@ EVENT_ID = "_event_id"
 #: Request headers kept with each raw event (never credentials or signatures).
 HEADERS_KEPT = ("content-type", "user-agent", "x-github-event", "x-github-delivery",
                 "x-github-hook-id", "x-request-id", "idempotency-key")
+# A UTF-16 surrogate escape (\ud800-\udfff): only a body holding one can decode to a
+# string that is not Unicode text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @dataclass
@@ -79,6 +83,26 @@ def event_id(body: bytes, data: Any, path: Optional[str]) -> Optional[str]:
     if value is None or isinstance(value, (dict, list)) or value == "":
         return None
     return str(value)
+
+
+def body_problem(body: bytes, data: Any) -> Optional[str]:
+    """Why a body that decoded as JSON still cannot be stored, or None.
+
+    Python's JSON decoder accepts a lone UTF-16 surrogate escape (``"\\udc00"``), but
+    the string it yields is not Unicode text: no UTF-8 file, Delta table or Spark string
+    can hold it. Only a body holding a surrogate escape is checked in full (a valid pair,
+    e.g. an escaped emoji, passes), so the check costs a byte scan for the rest.
+    """
+    if b"\\u" not in body or not _SURROGATE_ESCAPE.search(body):
+        return None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
+        return (f"a string holds a lone UTF-16 surrogate escape (\\u{ord(char):04x}), "
+                "which is not Unicode text (JSON strings must be: escape a full surrogate "
+                "pair, or send U+FFFD)")
+    return None
 
 
 def received_at(meta: dict[str, Any]) -> dt.datetime:
@@ -165,7 +189,11 @@ def _records(cfg: SourceConfig, parser: Any, event: Any, stage: Any, start: dt.d
     context = {"window_start": start.isoformat(), "window_end": end.isoformat(),
                "collected_at_utc": at.isoformat()}
     try:
-        records = parser.parse(parse_json(event.body))
+        data = parse_json(event.body)
+        problem = body_problem(event.body, data)
+        if problem is not None:
+            raise ValueError(problem)
+        records = parser.parse(data)
     except (ValueError, RestlakeError) as exc:  # a JSONDecodeError is a ValueError
         stage.reject(f"event {eid}: {exc}", event.body.decode("utf-8", "replace"), **context)
         return None

@@ -5,7 +5,8 @@ Per request (``POST /hooks/<config_id>``, :mod:`framework.service.hooks`):
 1. the push source is looked up in the control table (read without a JVM; refreshed
    every ``refresh_s`` and when an unknown id arrives) -> 404 when there is none;
 2. a body above ``webhook.max_body_bytes`` -> 413; a missing or wrong signature -> 401;
-   a body that is not JSON, or has no event id at ``webhook.event_id_path`` -> 400;
+   a body that is not JSON (or not text: a lone surrogate escape), or has no event id at
+   ``webhook.event_id_path`` -> 400;
 3. ``webhook.queue_events`` events already waiting for the flusher -> 503 with
    ``Retry-After`` (the sender retries; nothing was stored);
 4. the raw event is appended to the source's spool and the answer (202) waits for
@@ -35,7 +36,7 @@ from framework.config import SourceConfig
 from framework.errors import ConfigError
 from framework.http.client import parse_json
 from framework.load.crashpoints import crashpoint
-from framework.push.flush import HEADERS_KEPT, FlushResult, event_id, flush_events
+from framework.push.flush import HEADERS_KEPT, FlushResult, body_problem, event_id, flush_events
 from framework.push.signatures import SignatureError, Verifier
 from framework.push.spool import Spool, SpoolFull
 from framework.secrets import redact
@@ -315,6 +316,9 @@ class Receiver:
             data = parse_json(body)  # as a pulled page's body: big integers kept exact
         except ValueError:
             raise ReceiveError(400, "the body is not JSON") from None
+        problem = body_problem(body, data)
+        if problem is not None:
+            raise ReceiveError(400, f"the body cannot be stored: {problem}")
         eid = event_id(body, data, wh.event_id_path)
         if eid is None:
             raise ReceiveError(400, f"the event has no id at '{wh.event_id_path}' "

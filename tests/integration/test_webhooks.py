@@ -158,6 +158,33 @@ def test_updates_merge_on_the_key_and_bad_records_go_to_quarantine(spark, store,
     assert len(quarantine) == 1 and "required field 'action'" in quarantine[0]["reason"]
 
 
+def test_an_event_that_cannot_be_staged_is_quarantined_and_the_rest_of_its_flush_loads(
+        spark, store, warehouse, tmp_path):
+    """A lone UTF-16 surrogate escape is valid JSON but no text: an event holding one (spooled
+    by a receiver that took it) goes to the quarantine with its id, and never blocks the source."""
+    cfg = {**push_config("h_sur", queue_events=5), "parser": "flatten"}
+    store.generate([parse_source(cfg)])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    good = [json.dumps({"id": f"evt_{n}", "action": "opened", "issue_id": n}).encode()
+            for n in (1, 3)]
+    bad = b'{"id":"evt_2","action":"edited","issue_id":2,"issue":{"title":"\\udc00"}}'
+    spool = receiver.source("h_sur").spool
+    for n, body in enumerate((good[0], bad, good[1])):
+        spool.append_durable({"id": json.loads(body)["id"], "at": int(CLOCK * 1e6) + n, "h": {}},
+                             body, timeout=10)
+    try:
+        [result] = receiver.flush()
+    finally:
+        spool.close()
+    assert result.error is None, result.error
+    assert (result.events, result.stored, result.rejected) == (3, 2, 1)
+    assert spool.pending == 0
+    assert sorted(r["issue_id"] for r in read(warehouse, "h_sur")) == [1, 3]
+    [quarantined] = read(warehouse, "h_sur", "_quarantine")
+    assert "evt_2" in quarantined["reason"] and "surrogate" in quarantined["reason"]
+    assert len(read(warehouse, "h_sur", "_raw")) == 3
+
+
 def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(spark, store, warehouse,
                                                                      tmp_path):
     store.generate([parse_source(push_config("h_full", queue_events=2, batch_seconds=7))])

@@ -250,3 +250,18 @@ def test_event_ids_beyond_64_bits_stay_exact(make):
             assert r.status_code == 202, r.text
             ids.append(r.json()["event_id"])
     assert ids == [str(2 ** 64 + 1), str(2 ** 64 + 2)]
+
+
+def test_a_body_that_is_json_but_not_text_is_refused_with_400_naming_it(make):
+    """A lone UTF-16 surrogate escape decodes (Python's json takes it) to a string no
+    UTF-8 file or Delta table can hold: refused, nothing stored; a valid pair is kept."""
+    receiver = make()
+    lone = b'{"id": "e1", "action": "edited", "issue": {"id": 2, "title": "\\udc00"}}'
+    pair = b'{"id": "e2", "title": "\\ud83d\\ude00"}'
+    with ServiceThread(receiver_app(receiver)) as svc:
+        refused = svc.post("/hooks/gh", data=lone, headers=gh(lone))
+        kept = svc.post("/hooks/gh", data=pair, headers=gh(pair))
+    assert refused.status_code == 400, refused.text
+    assert "surrogate" in refused.json()["detail"] and "\\udc00" in refused.json()["detail"]
+    assert kept.status_code == 202
+    assert receiver.state()["gh"]["pending"] == 1
