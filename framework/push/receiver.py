@@ -38,7 +38,7 @@ from framework.http.client import parse_json
 from framework.load.crashpoints import crashpoint
 from framework.push.flush import HEADERS_KEPT, FlushResult, body_problem, event_id, flush_events
 from framework.push.signatures import SignatureError, Verifier
-from framework.push.spool import Spool, SpoolFull
+from framework.push.spool import Spool, SpoolFull, hold_folder
 from framework.secrets import redact
 from framework.timeutil import utcnow
 
@@ -164,14 +164,28 @@ class Receiver:
         self._stopping = False
         self._drain = True
         self._spark: Any = None
+        self._root_lock: Optional[int] = None
 
     def __repr__(self) -> str:
         return f"Receiver({self.warehouse!r}, spool {self.root}, {len(self._sources)} sources)"
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> "Receiver":
-        """Read the push sources, recover the spools (a crash's events) and start flushing."""
+        """Read the push sources, recover the spools (a crash's events) and start flushing.
+
+        Raises:
+            SpoolInUse: another receiver uses the spool root (named, with its process).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root_lock = hold_folder(self.root, "receiver.lock")
+        try:
+            self._start()
+        except BaseException:
+            self.stop(drain=False)
+            raise
+        return self
+
+    def _start(self) -> None:
         self._refresh(force=True)
         for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
             if folder.name in self._configs:
@@ -187,7 +201,6 @@ class Receiver:
         self._flusher = threading.Thread(target=self._flush_loop, name="restlake-flusher",
                                          daemon=True)
         self._flusher.start()
-        return self
 
     def stop(self, drain: bool = True) -> None:
         """Stop: refuse new events, flush what is spooled (``drain``), close the spools."""
@@ -200,6 +213,9 @@ class Receiver:
         with self._lock:
             for src in self._sources.values():
                 src.spool.close()
+        if self._root_lock is not None:
+            os.close(self._root_lock)
+            self._root_lock = None
 
     def __enter__(self) -> "Receiver":
         return self.start()

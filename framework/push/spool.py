@@ -9,6 +9,9 @@ Layout of ``<spool root>/<config_id>/``:
 
 * ``<base>.spool`` segments, ``base`` the global offset of their first byte (20 digits);
   a position is a global byte offset, so positions grow for ever across segments;
+* ``lock``: held (``flock``) by the one process that uses the spool, and naming it; a
+  second process is refused, as two writers at their own positions would tear each
+  other's records. The operating system releases it when the holder exits or dies;
 * ``state.json``: ``flushed`` (every event before it is in Delta), ``seq`` (the last
   committed flush) and ``intent`` (the flush in progress: its range is fixed before
   any Delta write, so a flush redone after a crash covers exactly the same events and
@@ -33,10 +36,13 @@ syncer (one hand-over between threads per fsync, not one per event).
 from __future__ import annotations
 
 import collections
+import datetime as dt
+import fcntl
 import itertools
 import json
 import logging
 import os
+import socket
 import struct
 import threading
 import uuid
@@ -48,17 +54,47 @@ from typing import Any, Callable, Iterator, Optional
 
 import orjson
 
+from framework.errors import RestlakeError
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"RLEV"
 HEADER = struct.Struct(">4sIII")
 SEGMENT_BYTES = 64 * 1024 * 1024
 STATE_FILE = "state.json"
+LOCK_FILE = "lock"
 SUFFIX = ".spool"
 
 
 class SpoolFull(Exception):
     """The flusher is behind by ``limit`` events: the sender should retry later."""
+
+
+class SpoolInUse(RestlakeError):
+    """Another process (or another spool object) already uses this spool folder."""
+
+
+def hold_folder(folder: Path, lock_name: str = LOCK_FILE) -> int:
+    """Take the exclusive lock of ``folder`` for this process; returns the lock's file
+    descriptor (closing it releases the lock, and so does the process's exit or death).
+
+    Raises:
+        SpoolInUse: the lock is held; the message names the folder and the holder.
+    """
+    path = folder / lock_name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
+        os.close(fd)
+        raise SpoolInUse(f"the spool folder {folder} is in use by {holder} (one receiver "
+                         "per spool: stop it, or give this one its own RESTLAKE_SPOOL)") from None
+    since = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {since}\n"
+              .encode(), 0)
+    return fd
 
 
 @dataclass(frozen=True)
@@ -160,6 +196,17 @@ class Spool:
 
     def _open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: Optional[int] = hold_folder(self.folder)
+        try:
+            self._recover()
+        except BaseException:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise
+
+    def _recover(self) -> None:
+        for stale in self.folder.glob(f"{STATE_FILE}.*.tmp"):  # a state write cut by a crash
+            stale.unlink(missing_ok=True)
         state_path = self.folder / STATE_FILE
         if state_path.exists():
             state = json.loads(state_path.read_text(encoding="utf-8"))
@@ -411,7 +458,7 @@ class Spool:
     def _write_state(self) -> None:
         state = {"spool_id": self.spool_id, "flushed": self.flushed, "seq": self.seq,
                  "intent": self.intent.as_json() if self.intent else None}
-        tmp = self.folder / (STATE_FILE + ".tmp")
+        tmp = self.folder / f"{STATE_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         with tmp.open("w", encoding="utf-8") as f:
             json.dump(state, f)
             f.flush()
@@ -438,6 +485,9 @@ class Spool:
                     log.error("%s: could not write the last events at close: %s", self.folder, exc)
                 os.close(self._fd)
                 self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the folder to the next process
+            self._lock_fd = None
 
 
 def _record_size(data: bytes, offset: int) -> Optional[int]:

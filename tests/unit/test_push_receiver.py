@@ -265,3 +265,15 @@ def test_a_body_that_is_json_but_not_text_is_refused_with_400_naming_it(make):
     assert "surrogate" in refused.json()["detail"] and "\\udc00" in refused.json()["detail"]
     assert kept.status_code == 202
     assert receiver.state()["gh"]["pending"] == 1
+
+
+def test_a_second_receiver_on_the_same_spool_is_refused_at_start(make, tmp_path):
+    from framework.push.spool import SpoolInUse
+
+    first, second = make().start(), make()
+    try:
+        with pytest.raises(SpoolInUse, match=str(tmp_path / "spool")):
+            second.start()
+    finally:
+        first.stop()
+    second.start().stop()  # free again once the first stopped

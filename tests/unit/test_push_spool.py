@@ -189,3 +189,48 @@ def test_segments_rotate_and_are_deleted_only_once_flushed(tmp_path):
     assert ids(spool, spool.flushed, 10 ** 9) == [f"evt_{i}" for i in range(2, 6)]
     spool.close()
     assert Spool(folder).pending == 4
+
+
+def test_a_spool_folder_in_use_is_refused_naming_the_folder_and_its_holder(tmp_path):
+    """Two spools on one folder each wrote at their own positions: acknowledged events were
+    cut as torn records. The second is refused until the first is closed."""
+    from framework.push.spool import SpoolInUse
+
+    folder = tmp_path / "s"
+    first = Spool(folder)
+    fill(first, 2)
+    with pytest.raises(SpoolInUse, match=f"{folder}.*in use by process {os.getpid()}"):
+        Spool(folder)
+    first.close()
+    again = Spool(folder)
+    assert again.pending == 2 and again.torn_bytes == 0
+    again.close()
+
+
+def test_a_spool_held_by_a_killed_process_is_free_again(tmp_path):
+    """The lock is the operating system's: a holder killed with SIGKILL releases it."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from framework.push.spool import SpoolInUse
+
+    folder = tmp_path / "s"
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from framework.push.spool import Spool; "
+         f"s = Spool({str(folder)!r}); s.append_durable({{'id': 'e', 'at': 1, 'h': {{}}}}, b'1'); "
+         "print('ready', flush=True); time.sleep(600)"],
+        cwd=root, env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"ready\n"
+        with pytest.raises(SpoolInUse, match=f"process {holder.pid}"):
+            Spool(folder)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    spool = Spool(folder)
+    assert spool.pending == 1
+    spool.close()
+
