@@ -7,9 +7,11 @@ and appends the rejected ones to ``<target>_quarantine``, and the raw events lan
 ``<target>_raw`` with the archive's columns (:func:`framework.load.archive.write_pages`;
 ``restlake replay`` can re-parse a flush's events).
 
-Rows are keyed by ``primary_key``, or by the event id when the config has none, so an
-event delivered twice is stored once. Every row carries ``_event_id`` (which delivery
-wrote it). A flush is idempotent: redone after a crash, its MERGE finds its rows
+Rows are keyed by ``primary_key``, or by the event id when the config has none. Every
+row carries ``_event_id`` (which delivery wrote it). An event whose id was already
+flushed (earlier in the batch, or by an earlier flush: its id is in ``<target>_raw``,
+received within :data:`REDELIVERY_WINDOW`) is archived again and counted as a duplicate,
+never applied again: a sender's redelivery of an old event must not undo a later one. A flush is idempotent: redone after a crash, its MERGE finds its rows
 unchanged, and its quarantine and raw appends carry Delta's ``txnAppId``/``txnVersion``
 (the spool's id and the flush's sequence number), so Delta skips what already committed.
 """
@@ -42,6 +44,11 @@ HEADERS_KEPT = ("content-type", "user-agent", "x-github-event", "x-github-delive
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+#: How far back an event id counts as already flushed (from the batch's first receipt):
+#: GitHub redelivers for 3 days, Stripe retries for 3 days and resends for 15.
+REDELIVERY_WINDOW = dt.timedelta(days=30)
+
+
 @dataclass
 class FlushResult:
     """What one flush did (one audit row)."""
@@ -53,6 +60,7 @@ class FlushResult:
     records: int = 0
     stored: int = 0
     rejected: int = 0
+    redelivered: int = 0
     version: Optional[int] = None
     total_rows: Optional[int] = None
     first_received: Optional[dt.datetime] = None
@@ -61,8 +69,8 @@ class FlushResult:
 
     @property
     def duplicates(self) -> int:
-        """Records that changed nothing in the target: an event delivered again, or
-        superseded by a later event of the same key in the same flush."""
+        """Records that changed nothing in the target: an event delivered again (not
+        applied), or superseded by a later event of the same key in the same flush."""
         return max(0, self.records - self.rejected - self.stored)
 
     def __repr__(self) -> str:
@@ -154,12 +162,19 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
         start, end = out.first_received, out.last_received + dt.timedelta(microseconds=1)
         stage = staging.window(0)
         row_seq = 0
+        seen = flushed_event_ids(spark, warehouse, ref, {e.meta.get("id") for e in events},
+                                 run_id, since=start - REDELIVERY_WINDOW)
         with (stage.folder / PAGES_FILE).open("w", encoding="utf-8") as raw:
             for n, event in enumerate(events):
                 at = received_at(event.meta)
                 raw.write(json.dumps(_raw_line(cfg, event, run_id, n, start, end, at),
                                      ensure_ascii=False) + "\n")
                 out.events += 1
+                if event.meta.get("id") in seen:
+                    out.records += 1
+                    out.redelivered += 1
+                    continue
+                seen.add(event.meta.get("id"))
                 records = _records(cfg, parser, event, stage, start, end, at)
                 if records is None:
                     out.records += 1
@@ -180,6 +195,30 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
         return out
     finally:
         staging.cleanup()
+
+
+def flushed_event_ids(spark: Any, warehouse: Any, ref: Any, ids: set[str], run_id: str,
+                      since: dt.datetime) -> set[str]:
+    """Which of ``ids`` an earlier flush already wrote: their events are in
+    ``<target>_raw`` (appended after the target's commit), received since ``since``.
+
+    The rows of ``run_id`` itself (a flush redone after a crash) do not count: its events
+    are applied again, idempotently. Only the raw table's files received since ``since``
+    are read (Delta skips the others by their statistics).
+    """
+    from pyspark.sql import functions as F
+
+    from framework.load.archive import RAW_SUFFIX
+
+    raw = ref.suffixed(RAW_SUFFIX)
+    if not ids or not warehouse.exists(spark, raw):
+        return set()
+    batch = spark.createDataFrame([(i,) for i in sorted(ids)], "id string")
+    found = (warehouse.read(spark, raw)
+             .where((F.col("fetched_at") >= F.lit(since)) & (F.col("run_id") != F.lit(run_id)))
+             .select(F.get_json_object("headers", "$.event-id").alias("id"))
+             .join(F.broadcast(batch), on="id", how="left_semi").distinct())
+    return {row["id"] for row in found.toLocalIterator()}
 
 
 def _records(cfg: SourceConfig, parser: Any, event: Any, stage: Any, start: dt.datetime,

@@ -185,6 +185,32 @@ def test_an_event_that_cannot_be_staged_is_quarantined_and_the_rest_of_its_flush
     assert len(read(warehouse, "h_sur", "_raw")) == 3
 
 
+def test_a_redelivered_event_never_undoes_a_later_one(spark, store, warehouse, tmp_path):
+    """GitHub's "Redeliver" sends an old event again, byte for byte (same id): applied
+    again, it put the issue back to "opened" after its "closed"."""
+    store.generate([parse_source(push_config("h_again"))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    opened, closed = event(1, "opened", issue=7), event(2, "closed", issue=7)
+    other_opened, other_closed = event(3, "opened", issue=8), event(4, "closed", issue=8)
+    results = []
+    try:
+        for batch in ([opened], [closed], [opened],  # a flush each
+                      [other_opened, other_closed, other_opened]):  # all in one flush
+            for body in batch:
+                receiver.receive("h_again", body, headers("github", body))
+            results += receiver.flush()
+    finally:
+        receiver.stop()
+    rows = sorted((r["issue_id"], r["action"], r["_event_id"]) for r in read(warehouse, "h_again"))
+    assert rows == [(7, "closed", "evt_2"), (8, "closed", "evt_4")]
+    assert [(r.events, r.stored, r.duplicates) for r in results] == [
+        (1, 1, 0), (1, 1, 0), (1, 0, 1), (3, 1, 2)]
+    audit = sorted((r["RunId"], r["TargetRowCount"], r["DuplicateRows"])
+                   for r in store.audit_rows("h_again") if r["LoadType"] == "PUSH")
+    assert [a[1:] for a in audit] == [(1, 0), (1, 0), (0, 1), (1, 2)]
+    assert len(read(warehouse, "h_again", "_raw")) == 6  # every delivery is archived
+
+
 def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(spark, store, warehouse,
                                                                      tmp_path):
     store.generate([parse_source(push_config("h_full", queue_events=2, batch_seconds=7))])
