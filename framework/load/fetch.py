@@ -312,6 +312,12 @@ def fetch_window(cfg: SourceConfig, client: HttpClient, shaper: RowShaper, windo
             details.close()
             client.telemetry.merge_detail(details.client.telemetry)
     stage.close()
+    return take_schema_evidence(result, shaper)
+
+
+def take_schema_evidence(result: WindowResult, shaper: RowShaper) -> WindowResult:
+    """Copy what shaping the window's records found into ``result``: new fields,
+    retyped fields and rescued rows (the audit row's and the drift judgement's evidence)."""
     result.new_fields = set(shaper.new_fields)
     result.rescued_rows = shaper.rescued_rows
     result.retyped = {k: v.value for k, v in shaper.retyped.items()}

@@ -5,7 +5,8 @@ event body into records, :func:`framework.load.fetch.stage_records` shapes them 
 staging folder, :class:`framework.load.writers.TargetWriter` MERGEs them into the target
 and appends the rejected ones to ``<target>_quarantine``, and the raw events land in
 ``<target>_raw`` with the archive's columns (:func:`framework.load.archive.write_pages`;
-``restlake replay`` can re-parse a flush's events).
+``restlake replay`` can re-parse a flush's events). Its quality checks and schema drift
+are judged by the pull loads' :class:`framework.load.quality.LoadQuality`.
 
 Rows are keyed by ``primary_key``, or by the event id when the config has none. Every
 row carries ``_event_id`` (which delivery wrote it). An event whose id was already
@@ -23,7 +24,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -61,11 +62,14 @@ class FlushResult:
     stored: int = 0
     rejected: int = 0
     redelivered: int = 0
+    rescued: int = 0
+    schema_changes: set[str] = field(default_factory=set)
     version: Optional[int] = None
     total_rows: Optional[int] = None
     first_received: Optional[dt.datetime] = None
     last_received: Optional[dt.datetime] = None
     error: Optional[str] = None
+    quality_error: Optional[str] = None  # an after-commit check of severity fail: rows stay
 
     @property
     def duplicates(self) -> int:
@@ -123,23 +127,31 @@ def keyed(cfg: SourceConfig) -> SourceConfig:
 
 
 def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable[Any],
-                 seq: int, spool_id: str, staging_root: Path) -> FlushResult:
+                 seq: int, spool_id: str, staging_root: Path, store: Any = None) -> FlushResult:
     """Write one batch of spooled events to the target, its quarantine and its raw table.
 
     Args:
         events: :class:`framework.push.spool.SpooledEvent` s, in spool order.
         seq: the flush's sequence number (the spool's intent).
         spool_id: the spool's id (with ``seq``, keys the idempotent appends).
+        store: the control store: the flush's quality checks and schema drift are judged
+            and recorded as a pull load's (:class:`framework.load.quality.LoadQuality`);
+            None judges nothing.
 
     Raises:
-        RestlakeError: the batch could not be written (nothing is lost: it stays spooled).
+        RestlakeError: the batch could not be written (nothing is lost: it stays spooled),
+            e.g. a before-commit quality check of severity ``fail`` refused it.
     """
+    from control.states import ControlState, LoadType
+    from framework.errors import QualityError
     from framework.lake.tables import TableRef
     from framework.load.archive import PAGES_FILE, write_pages
-    from framework.load.fetch import stage_records
+    from framework.load.fetch import WindowResult, stage_records, take_schema_evidence
+    from framework.load.quality import LoadQuality
     from framework.load.staging import RunStaging
     from framework.load.writers import TargetWriter
     from framework.schema import RowShaper
+    from framework.windows import Window
     from parsers import get_parser
 
     run_id = f"push-{spool_id}-{seq:08d}"  # the same when the flush is redone
@@ -152,6 +164,8 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
     parser = get_parser(cfg.parser, options, data_path=cfg.data_path)
     shaper = RowShaper(cfg.system, tuple(kcfg.primary_key), tuple(cfg.required_fields), columns,
                        cfg.schema_mode)
+    quality = (None if store is None else
+               LoadQuality(spark, store, kcfg, run_id, ControlState(load_type=LoadType.PUSH), writer))
     staging = RunStaging(staging_root, cfg.config_id, run_id)
     try:
         events = list(events)
@@ -184,14 +198,25 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
                                         window_end=end, collected_at=at, seq=row_seq)
         stage.close()
         out.rejected = stage.rejected
+        window = take_schema_evidence(WindowResult(0, Window(start, end), stage, out.records),
+                                      shaper)
+        out.rescued, out.schema_changes = window.rescued_rows, set(window.new_fields)
+        if quality is not None:
+            quality.before_commit([stage], [window], columns)
         crashpoint("push_before_commit")
         write = writer.merge([stage], columns, batch_version=seq)
+        out.schema_changes |= set(write.schema_changes)
         crashpoint("push_after_commit")
         writer.quarantine([stage], txn=(f"restlake:push:{spool_id}:quarantine", seq))
         write_pages(spark, warehouse, ref, [str(stage.folder / PAGES_FILE)],
                     txn=(f"restlake:push:{spool_id}:raw", seq))
         out.stored, out.version = write.rows_written, write.version
         out.total_rows = writer.total_rows()
+        if quality is not None:
+            try:
+                quality.after_load()
+            except QualityError as exc:  # the rows are committed: audited, not redone
+                out.quality_error = str(exc)
         return out
     finally:
         staging.cleanup()

@@ -429,10 +429,13 @@ class Receiver:
             return FlushResult(src.cfg.config_id, "", src.spool.seq)
         started, t0 = utcnow(), time.monotonic()
         try:
+            from control.store import ControlStore
+
             spark = self.spark()
             result = flush_events(spark, self.warehouse, src.cfg,
                                   src.spool.read(intent.start, intent.end), intent.seq,
-                                  src.spool.spool_id, staging_root(self.warehouse))
+                                  src.spool.spool_id, staging_root(self.warehouse),
+                                  ControlStore(spark, self.warehouse, self.control_catalog))
             crashpoint("push_before_checkpoint")
             src.spool.commit_flush(intent)
             src.failures, src.next_try = 0, 0.0
@@ -478,11 +481,17 @@ def push_audit_row(cfg: SourceConfig, result: FlushResult, started: dt.datetime,
     from control.mapping import config_to_row
     from framework.load.audit import LoadProgress, audit_record, current_user
 
+    from control.states import RunResult
+
     progress = LoadProgress(source_rows=result.records, rows_written=result.stored,
-                            rejected=result.rejected, version=result.version)
+                            rejected=result.rejected, rescued=result.rescued,
+                            schema_changes=set(result.schema_changes), version=result.version,
+                            quality_failed=result.quality_error is not None)
+    status = (RunResult.FAILED if result.error else
+              RunResult.FAILED_QUALITY if result.quality_error else RunResult.SUCCESS)
     return audit_record(
         {**config_to_row(cfg), "APIEndpoint": f"/hooks/{cfg.config_id}"}, load_type="PUSH",
-        status="FAILED" if result.error else "SUCCESS", error=result.error,
+        status=status.value, error=result.error or result.quality_error,
         run_id=result.run_id, load_id=None, attempt=None, load_start=result.first_received,
         load_end=result.last_received, started_at=started, duration_s=seconds,
         loaded_by=current_user(), progress=progress,

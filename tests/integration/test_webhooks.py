@@ -211,6 +211,33 @@ def test_a_redelivered_event_never_undoes_a_later_one(spark, store, warehouse, t
     assert len(read(warehouse, "h_again", "_raw")) == 6  # every delivery is archived
 
 
+def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, warehouse, tmp_path):
+    """As for a pulled load: rescued rows and new fields in the flush's audit row, and the
+    drift (new, retyped) in api_quality_results."""
+    store.generate([parse_source(push_config("h_drift"))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    first = json.dumps({"id": "evt_1", "issue_id": 1, "action": "opened", "votes": 3}).encode()
+    drifted = json.dumps({"id": "evt_2", "issue_id": 2, "action": "opened",
+                          "votes": "a great many", "labels": ["bug"]}).encode()
+    results = []
+    try:
+        for body in (first, drifted):
+            receiver.receive("h_drift", body, headers("github", body))
+            results += receiver.flush()
+    finally:
+        receiver.stop()
+    assert [r.error for r in results] == [None, None]
+    [row] = [r for r in read(warehouse, "h_drift") if r["issue_id"] == 2]
+    assert row["_rescued_data"] and "a great many" in row["_rescued_data"]
+    audit = {r["RunId"]: r for r in store.audit_rows("h_drift") if r["LoadType"] == "PUSH"}
+    second = audit[results[1].run_id]
+    assert second["RescuedRows"] == 1
+    assert "labels" in json.loads(second["SchemaChanges"])
+    drift = {r["Field"]: json.loads(r["Detail"])["change"]
+             for r in store.quality_results(["h_drift"]) if r["RunId"] == results[1].run_id}
+    assert drift == {"labels": "new", "votes": "retyped"}
+
+
 def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(spark, store, warehouse,
                                                                      tmp_path):
     store.generate([parse_source(push_config("h_full", queue_events=2, batch_seconds=7))])
