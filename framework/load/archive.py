@@ -218,12 +218,25 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
             span["start"] = min(filter(None, (span["start"], window_start)))
             span["end"] = max(filter(None, (span["end"], window_end)))
             collected = to_utc(page["fetched_at"])
-            data = json.loads(page["body"])
-            total = jsonpath.find(data, total_path) if total_path and page["page_no"] == 0 else None
-            if isinstance(total, int) and not isinstance(total, bool):  # as the fetch reads it
-                progress.expected = (progress.expected or 0) + total
-            records = parser.parse(data)
-            shaper.check_keys(records)
+            if cfg.is_push:  # a pushed event: read as its flush read it (bad ones quarantined)
+                from framework.push.flush import event_records
+
+                eid = json.loads(page["headers"] or "{}").get("event-id")
+                records = event_records(cfg, parser, eid, page["body"].encode("utf-8"), stage,
+                                        window_start, window_end, collected)
+                if records is None:
+                    out.records += 1
+                    out.pages += 1
+                    telemetry.count_page()
+                    continue
+            else:
+                data = json.loads(page["body"])
+                total = (jsonpath.find(data, total_path) if total_path and page["page_no"] == 0
+                         else None)
+                if isinstance(total, int) and not isinstance(total, bool):  # as the fetch reads it
+                    progress.expected = (progress.expected or 0) + total
+                records = parser.parse(data)
+                shaper.check_keys(records)
             out.records += len(records)
             stage_records(records, shaper, stage, run_id=out.run_id, window_start=window_start,
                           window_end=window_end, collected_at=collected,

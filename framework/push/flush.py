@@ -189,7 +189,8 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
                     out.redelivered += 1
                     continue
                 seen.add(event.meta.get("id"))
-                records = _records(cfg, parser, event, stage, start, end, at)
+                records = event_records(cfg, parser, event.meta.get("id"), event.body, stage,
+                                        start, end, at)
                 if records is None:
                     out.records += 1
                     continue
@@ -246,20 +247,21 @@ def flushed_event_ids(spark: Any, warehouse: Any, ref: Any, ids: set[str], run_i
     return {row["id"] for row in found.toLocalIterator()}
 
 
-def _records(cfg: SourceConfig, parser: Any, event: Any, stage: Any, start: dt.datetime,
-             end: dt.datetime, at: dt.datetime) -> Optional[list[Any]]:
-    """The event's records, with ``_event_id``; None when the whole event was rejected."""
-    eid = event.meta.get("id")
+def event_records(cfg: SourceConfig, parser: Any, eid: Optional[str], body: bytes, stage: Any,
+                  start: dt.datetime, end: dt.datetime, at: dt.datetime) -> Optional[list[Any]]:
+    """One event's records, with ``_event_id``; None when the whole event was rejected
+    (sent to ``stage``'s quarantine with its id and the reason). A flush and a replay of
+    a flush (:func:`framework.load.archive.replay`) read each event with this."""
     context = {"window_start": start.isoformat(), "window_end": end.isoformat(),
                "collected_at_utc": at.isoformat()}
     try:
-        data = parse_json(event.body)
-        problem = body_problem(event.body, data)
+        data = parse_json(body)
+        problem = body_problem(body, data)
         if problem is not None:
             raise ValueError(problem)
         records = parser.parse(data)
     except (ValueError, RestlakeError) as exc:  # a JSONDecodeError is a ValueError
-        stage.reject(f"event {eid}: {exc}", event.body.decode("utf-8", "replace"), **context)
+        stage.reject(f"event {eid}: {exc}", body.decode("utf-8", "replace"), **context)
         return None
     if not cfg.primary_key and len(records) > 1:
         stage.reject(f"event {eid} holds {len(records)} records; without primary_key each "

@@ -238,6 +238,30 @@ def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, wareh
     assert drift == {"labels": "new", "votes": "retyped"}
 
 
+def test_replay_of_a_flush_quarantines_its_bad_events_as_the_flush_did(spark, store, warehouse,
+                                                                       tmp_path):
+    from framework.load.archive import replay
+    from framework.load.runtime import staging_root
+
+    store.generate([parse_source(push_config("h_replay", event_id_path=None))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    bodies = [b"5", b'"just a string"', event(1)]
+    try:
+        for body in bodies:
+            receiver.receive("h_replay", body, headers("github", body))
+        [flushed] = receiver.flush()
+    finally:
+        receiver.stop()
+    assert (flushed.stored, flushed.rejected) == (1, 2)
+    result = replay(spark, store, "h_replay", flushed.run_id, staging_root(warehouse))
+    assert (result.pages, result.records) == (3, 3)
+    quarantine = [r for r in read(warehouse, "h_replay", "_quarantine")
+                  if r["_run_id"] == result.run_id]
+    assert len(quarantine) == 2 and all("event " in r["reason"] for r in quarantine)
+    [audit] = [r for r in store.audit_rows("h_replay") if r["LoadType"] == "REPLAY"]
+    assert (audit["LoadStatus"], audit["RejectedRows"]) == ("SUCCESS", 2)
+
+
 def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing(spark, store, warehouse,
                                                                      tmp_path):
     store.generate([parse_source(push_config("h_full", queue_events=2, batch_seconds=7))])
