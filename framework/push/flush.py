@@ -100,16 +100,26 @@ def event_id(body: bytes, data: Any, path: Optional[str]) -> Optional[str]:
 def body_problem(body: bytes, data: Any) -> Optional[str]:
     """Why a body that decoded as JSON still cannot be stored, or None.
 
-    Python's JSON decoder accepts a lone UTF-16 surrogate escape (``"\\udc00"``), but
-    the string it yields is not Unicode text: no UTF-8 file, Delta table or Spark string
-    can hold it. Only a body holding a surrogate escape is checked in full (a valid pair,
-    e.g. an escaped emoji, passes), so the check costs a byte scan for the rest.
+    Python's JSON decoder accepts two things JSON does not have:
+
+    * a lone UTF-16 surrogate escape (``"\\udc00"``): the string it yields is not
+      Unicode text, and no UTF-8 file, Delta table or Spark string can hold it;
+    * ``NaN``, ``Infinity`` and ``-Infinity``: they would be stored as null, the value
+      lost with nothing rescued or counted.
+
+    Only a body holding a surrogate escape, ``NaN`` or ``Infinity`` is checked in full
+    (an escaped emoji's valid pair, or the words inside a string, pass), so the check
+    costs a byte scan for the rest.
     """
-    if b"\\u" not in body or not _SURROGATE_ESCAPE.search(body):
+    surrogate = b"\\u" in body and _SURROGATE_ESCAPE.search(body) is not None
+    if not surrogate and b"NaN" not in body and b"Infinity" not in body:
         return None
     try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
+        json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError as exc:  # UnicodeEncodeError is a ValueError too
+        if not isinstance(exc, UnicodeEncodeError):
+            return ("a number is NaN, Infinity or -Infinity, which JSON does not have "
+                    "(send null, or the value as a string)")
         char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
         return (f"a string holds a lone UTF-16 surrogate escape (\\u{ord(char):04x}), "
                 "which is not Unicode text (JSON strings must be: escape a full surrogate "

@@ -5,8 +5,8 @@ Per request (``POST /hooks/<config_id>``, :mod:`framework.service.hooks`):
 1. the push source is looked up in the control table (read without a JVM; refreshed
    every ``refresh_s`` and when an unknown id arrives) -> 404 when there is none;
 2. a body above ``webhook.max_body_bytes`` -> 413; a missing or wrong signature -> 401;
-   a body that is not JSON (or not text: a lone surrogate escape), or has no event id at
-   ``webhook.event_id_path`` -> 400;
+   a body that is not JSON (or holds a lone surrogate escape, NaN or Infinity), or has
+   no event id at ``webhook.event_id_path`` -> 400;
 3. ``webhook.queue_events`` events already waiting for the flusher -> 503 with
    ``Retry-After`` (the sender retries; nothing was stored);
 4. the raw event is appended to the source's spool and the answer (202) waits for

@@ -277,3 +277,17 @@ def test_a_second_receiver_on_the_same_spool_is_refused_at_start(make, tmp_path)
     finally:
         first.stop()
     second.start().stop()  # free again once the first stopped
+
+
+def test_nan_and_infinity_are_refused_with_400_as_json_has_neither(make):
+    """Python's json takes them and they became null, nothing rescued or counted."""
+    receiver = make()
+    bodies = [b'{"id": "e1", "score": NaN}', b'{"id": "e2", "score": -Infinity}',
+              b'{"id": "e3", "score": [Infinity]}']
+    kept = b'{"id": "e4", "note": "NaN and Infinity as text are fine"}'
+    with ServiceThread(receiver_app(receiver)) as svc:
+        refused = [svc.post("/hooks/gh", data=b, headers=gh(b)) for b in bodies]
+        ok = svc.post("/hooks/gh", data=kept, headers=gh(kept))
+    assert [r.status_code for r in refused] == [400] * 3, [r.text for r in refused]
+    assert all("NaN" in r.json()["detail"] for r in refused)
+    assert ok.status_code == 202 and receiver.state()["gh"]["pending"] == 1
