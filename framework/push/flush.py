@@ -222,6 +222,11 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
         write_pages(spark, warehouse, ref, [str(stage.folder / PAGES_FILE)],
                     txn=(f"restlake:push:{spool_id}:raw", seq))
         out.stored, out.version = write.rows_written, write.version
+        if not out.stored and stage.rows:
+            out.stored = _stored_by_earlier_attempt(spark, warehouse, ref, run_id)
+            if out.stored:
+                log.warning("%s: flush #%d redone (its first attempt committed %d rows before "
+                            "a crash): audited with those rows", cfg.config_id, seq, out.stored)
         out.total_rows = writer.total_rows()
         if quality is not None:
             try:
@@ -231,6 +236,15 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
         return out
     finally:
         staging.cleanup()
+
+
+def _stored_by_earlier_attempt(spark: Any, warehouse: Any, ref: Any, run_id: str) -> int:
+    """Rows of the target written by ``run_id``: a flush redone after a crash between its
+    commit and its checkpoint changes nothing (its MERGE finds its rows as the first
+    attempt left them), and is audited with the rows that attempt stored."""
+    from pyspark.sql import functions as F
+
+    return warehouse.read(spark, ref).where(F.col("_run_id") == F.lit(run_id)).count()
 
 
 def flushed_event_ids(spark: Any, warehouse: Any, ref: Any, ids: set[str], run_id: str,
