@@ -85,11 +85,14 @@ def hold_folder(folder: Path, lock_name: str = LOCK_FILE) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
         os.close(fd)
         raise SpoolInUse(f"the spool folder {folder} is in use by {holder} (one receiver "
                          "per spool: stop it, or give this one its own RESTLAKE_SPOOL)") from None
+    except OSError as exc:  # a file system without locks: run, but say it is unguarded
+        log.warning("%s cannot be locked (%s): nothing stops a second receiver on this spool",
+                    folder, exc)
     since = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {since}\n"
