@@ -146,24 +146,31 @@ def test_health_status_stale_replay_and_report_through_main(spark, tmp_path, cap
     assert "no archived pages" in failed["ErrorMessage"]
 
 
+def planned(tmp_path, api, config_id: str):
+    """A warehouse (``tmp_path/wh``, made by ``init``) with one source planned by
+    ``generate``: one day of the demo API's offset endpoint into raw.cli.<config_id>."""
+    import yaml
+
+    conf = tmp_path / f"{config_id}.yaml"
+    conf.write_text(yaml.safe_dump({
+        "config_id": config_id, "api_name": "Demo", "endpoint": api.base_url + "/api/offset/issues",
+        "pagination": {"style": "offset", "total_path": "total"}, "data_path": "data",
+        "primary_key": ["id"], "load_start": "2024-01-01T00:00:00Z",
+        "load_end": "2024-01-02T00:00:00Z",
+        "target": {"catalog": "raw", "schema": "cli", "table": config_id}}))
+    wh = tmp_path / "wh"
+    assert main(["--warehouse", str(wh), "init"]) == 0
+    assert main(["--warehouse", str(wh), "generate", "--config", str(conf)]) == 0
+    return wh
+
+
 def test_run_exits_non_zero_when_the_audit_row_cannot_be_written(spark, tmp_path, capsys):
     import shutil
 
-    import yaml
-
     from framework.demoapi import DemoApi
 
-    wh = tmp_path / "wh"
     with DemoApi(seed=9, records_per_resource=30, end=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)) as api:
-        conf = tmp_path / "audited.yaml"
-        conf.write_text(yaml.safe_dump({
-            "config_id": "audited", "api_name": "Demo", "endpoint": api.base_url + "/api/offset/issues",
-            "pagination": {"style": "offset", "total_path": "total"}, "data_path": "data",
-            "primary_key": ["id"], "load_start": "2024-01-01T00:00:00Z",
-            "load_end": "2024-01-02T00:00:00Z",
-            "target": {"catalog": "raw", "schema": "cli", "table": "audited"}}))
-        assert main(["--warehouse", str(wh), "init"]) == 0
-        assert main(["--warehouse", str(wh), "generate", "--config", str(conf)]) == 0
+        wh = planned(tmp_path, api, "audited")
         # the audit table is replaced by one whose schema no audit row fits
         audit = wh / "main" / "metadata" / "api_audit_table"
         shutil.rmtree(audit)
@@ -177,23 +184,12 @@ def test_run_exits_non_zero_when_the_audit_row_cannot_be_written(spark, tmp_path
 
 
 def test_run_of_an_unknown_config_id_exits_1_naming_it(spark, tmp_path, capsys):
-    import yaml
-
     from control.store import ControlStore
     from framework.demoapi import DemoApi
     from framework.lake.tables import Warehouse
 
-    wh = tmp_path / "wh"
     with DemoApi(seed=9, records_per_resource=30, end=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)) as api:
-        conf = tmp_path / "known.yaml"
-        conf.write_text(yaml.safe_dump({
-            "config_id": "known", "api_name": "Demo", "endpoint": api.base_url + "/api/offset/issues",
-            "pagination": {"style": "offset", "total_path": "total"}, "data_path": "data",
-            "primary_key": ["id"], "load_start": "2024-01-01T00:00:00Z",
-            "load_end": "2024-01-02T00:00:00Z",
-            "target": {"catalog": "raw", "schema": "cli", "table": "known"}}))
-        assert main(["--warehouse", str(wh), "init"]) == 0
-        assert main(["--warehouse", str(wh), "generate", "--config", str(conf)]) == 0
+        wh = planned(tmp_path, api, "known")
         capsys.readouterr()
         # a typo in a scheduled job: the known row is still loaded, the run exits 1
         assert main(["--warehouse", str(wh), "run", "--config-id", "known", "nosuch"]) == 1

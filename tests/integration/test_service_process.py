@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ import yaml
 from framework.demoapi import DemoApi
 from tests.integration.helpers import no_jvm_env, source
 from tests.integration.service_data import END, MARKUP, build_warehouse
-from tests.unit._service import free_port
+from tests.unit._service import DashboardDom, free_port
 
 pytestmark = pytest.mark.spark
 
@@ -163,29 +162,6 @@ def test_report_and_worksheet_gather_their_data_without_a_jvm(rich, api, tmp_pat
     assert not marker.exists(), marker.read_text()
 
 
-class _Dom(HTMLParser):
-    """Section ids with their data-rows, and the text of the page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: dict[str, int] = {}
-        self.body_state = None
-        self.text: list[str] = []
-        self.images = 0
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "section" and "data-rows" in a:
-            self.rows[a["id"]] = int(a["data-rows"])
-        if tag == "body":
-            self.body_state = a.get("data-state")
-        if tag == "img":
-            self.images += 1
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (see .ci/run)")
 def test_serve_answers_without_a_jvm_and_the_dashboard_renders_in_chromium(rich, tmp_path):
     env, marker = no_jvm_env(tmp_path)
@@ -213,7 +189,7 @@ def test_serve_answers_without_a_jvm_and_the_dashboard_renders_in_chromium(rich,
              f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url + "/"],
             capture_output=True, text=True, timeout=180)
         assert dom.returncode == 0, dom.stderr[-2000:]
-        page = _Dom()
+        page = DashboardDom()
         page.feed(dom.stdout)
         assert page.body_state == "ready", dom.stdout[:3000]
         assert page.rows["sources"] == 3

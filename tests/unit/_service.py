@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 import socket
 import threading
 import time
@@ -50,3 +51,43 @@ class ServiceThread:
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.post(self.url + path, timeout=120, **kwargs)
+
+
+class DashboardDom(HTMLParser):
+    """A dumped dashboard page: section ids with their data-rows, the body's state, the
+    headline cards, the footer's refresh seconds, the images and the text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, int] = {}
+        self.body_state = None
+        self.cards: dict[str, str] = {}
+        self.refresh_s = None
+        self.text: list[str] = []
+        self.images = 0
+        self._in: list[str] = []
+        self._value = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section" and "data-rows" in a:
+            self.rows[a["id"]] = int(a["data-rows"])
+        if tag == "body":
+            self.body_state = a.get("data-state")
+        if tag == "img":
+            self.images += 1
+        self._in.append(a.get("class") or a.get("id") or "")
+
+    def handle_endtag(self, tag):
+        if self._in:
+            self._in.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+        where = self._in[-1] if self._in else ""
+        if where == "value":
+            self._value = data
+        elif where == "label" and self._value is not None:
+            self.cards[data] = self._value
+        elif where == "refresh-s":
+            self.refresh_s = data

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-from html.parser import HTMLParser
 
 import pytest
 
@@ -17,7 +16,7 @@ from framework.ops.health_store import HEALTH_SCHEMA
 from framework.service.access import ApiKeys
 from tests.unit._lake import (AUDIT_COLUMNS, AUDIT_TYPES, CONTROL_COLUMNS, CONTROL_TYPES,
                               HEALTH_TYPES, UTC, health_rows, write)
-from tests.unit._service import ServiceThread
+from tests.unit._service import DashboardDom, ServiceThread
 
 try:
     from _httpd import FakeApi, Reply
@@ -181,41 +180,7 @@ def test_every_audit_status_is_filterable_and_failed_loads_are_the_summarys(svc)
 
 
 # ------------------------------------------------------------------------ the dashboard
-class _Dom(HTMLParser):
-    """Section ids with their data-rows, the headline cards, the footer's refresh seconds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: dict[str, int] = {}
-        self.body_state = None
-        self.cards: dict[str, str] = {}
-        self.refresh_s = None
-        self._in: list[str] = []
-        self._value = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "section" and "data-rows" in a:
-            self.rows[a["id"]] = int(a["data-rows"])
-        if tag == "body":
-            self.body_state = a.get("data-state")
-        self._in.append(a.get("class") or a.get("id") or "")
-
-    def handle_endtag(self, tag):
-        if self._in:
-            self._in.pop()
-
-    def handle_data(self, data):
-        where = self._in[-1] if self._in else ""
-        if where == "value":
-            self._value = data
-        elif where == "label" and self._value is not None:
-            self.cards[data] = self._value
-        elif where == "refresh-s":
-            self.refresh_s = data
-
-
-def dashboard(url: str, tmp_path, budget_ms: int = 20000) -> _Dom:
+def dashboard(url: str, tmp_path, budget_ms: int = 20000) -> DashboardDom:
     profile = tmp_path / "chromium-profile"
     dom = subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -223,7 +188,7 @@ def dashboard(url: str, tmp_path, budget_ms: int = 20000) -> _Dom:
          f"--virtual-time-budget={budget_ms}", "--dump-dom", url], capture_output=True, text=True,
         timeout=180)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    page = _Dom()
+    page = DashboardDom()
     page.feed(dom.stdout)
     assert page.body_state == "ready", dom.stdout[:3000]
     return page
