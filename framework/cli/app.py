@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 
 from rich.markup import escape
 
-from framework.cli.console import err_console, error
+from framework.cli.console import err_console, error, print_error
 from framework import logs
 from framework.errors import RestlakeError, trace_summary
 from framework.secrets import redact
@@ -96,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _setup_logging(args)
         return handlers[args.command](args)
     except RestlakeError as exc:
-        error(str(exc))
+        print_error(exc)
         _log_failure(args, str(exc))
         return 1
     except KeyboardInterrupt:

@@ -41,6 +41,15 @@ def error(text: str) -> None:
     err_console.print(f"[red]error[/red] {safe(text)}", soft_wrap=True)
 
 
+def print_error(exc: BaseException) -> None:
+    """``exc`` as error lines: one per problem of a config error (every invalid field of
+    every source of a file), else one."""
+    from framework.errors import ConfigError, config_errors
+
+    for each in config_errors(exc) if isinstance(exc, ConfigError) else [exc]:
+        error(str(each))
+
+
 def fmt(value: Any) -> str:
     """A cell's text: UTC datetimes as ``YYYY-MM-DD HH:MM:SSZ``, None as empty."""
     if value is None:

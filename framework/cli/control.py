@@ -12,8 +12,8 @@ from rich.table import Table
 
 from framework.cli.options import LIMIT
 from framework.cli.console import (cell, console, error, fmt, open_queries, open_store,
-                                  require_init, table)
-from framework.errors import ConfigError, config_errors
+                                  print_error, require_init, table)
+from framework.errors import ConfigError
 from framework.load.audit import PHASE_COLUMNS
 
 EXAMPLES = {
@@ -67,8 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             configs = load_file(path)
         except ConfigError as exc:
-            for each in config_errors(exc):  # one line per invalid field
-                error(str(each))
+            print_error(exc)  # one line per invalid field
             failed += 1
             continue
         for cfg in configs:  # a config_id of two files: generate refuses them together

@@ -16,14 +16,17 @@ On Databricks the tables are Unity Catalog names (no ``--warehouse``), and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import signal
 import sys
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
+from framework.cli.console import print_error
 from framework.cli.options import LEASE_MINUTES
-from framework.config import config_files  # noqa: F401 - kept here for existing imports
+from framework.config import config_files, load_files
+from framework.errors import RestlakeError
 from framework.logs import setup_from_args
 from framework.untrusted import printable
 
@@ -44,13 +47,14 @@ def open_store(spark: Any, warehouse: Optional[str] = None, control_catalog: Opt
     return store
 
 
-def generate(spark: Any, *, config_paths: Sequence[str] = (), config_ids: Sequence[str] = (),
-             due: bool = False, warehouse: Optional[str] = None,
+def generate(spark: Any, *, config_paths: Sequence[str] = (), configs: Iterable[Any] = (),
+             config_ids: Sequence[str] = (), due: bool = False, warehouse: Optional[str] = None,
              control_catalog: Optional[str] = None) -> list[Any]:
     """Upsert control rows from configs, then plan loads (:func:`control.generate.generate`).
 
     Args:
         config_paths: YAML files or folders; their configs are upserted.
+        configs: configs already validated (:func:`framework.config.load_files`); upserted too.
         config_ids: plan these existing control rows.
         due: plan only rows whose schedule fired; without ids, every row of the control
             table (rows added by hand included).
@@ -64,7 +68,7 @@ def generate(spark: Any, *, config_paths: Sequence[str] = (), config_ids: Sequen
     from control.generate import generate as plan
 
     store = open_store(spark, warehouse, control_catalog)
-    return plan(store, config_paths=config_paths, config_ids=config_ids, due=due)
+    return plan(store, config_paths=config_paths, configs=configs, config_ids=config_ids, due=due)
 
 
 def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] = None,
@@ -151,15 +155,29 @@ def _spark() -> Any:
     return get_spark("restlake-job")
 
 
+@contextlib.contextmanager
+def _fails_as_the_cli() -> Iterator[None]:
+    """A :class:`RestlakeError` (an invalid config file, a missing control table) ends the
+    task as it ends ``restlake``: its error lines on stderr (one per invalid field), no
+    traceback, exit status 1."""
+    try:
+        yield
+    except RestlakeError as exc:
+        print_error(exc)
+        raise SystemExit(1) from None
+
+
 def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     """Wheel entry point ``restlake-generate`` (argv from the task's parameters)."""
     from control.generate import INVALID
 
     args = _generate_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_from_args(args, "INFO")
-    results = generate(_spark(), config_paths=[*args.config, *args.conf_dir],
-                       config_ids=args.config_id, due=args.due, warehouse=args.warehouse,
-                       control_catalog=args.control_catalog)
+    with _fails_as_the_cli():
+        # the files are validated before Spark starts, as by ``restlake generate``
+        configs = load_files(config_files([*args.config, *args.conf_dir]))
+        results = generate(_spark(), configs=configs, config_ids=args.config_id, due=args.due,
+                           warehouse=args.warehouse, control_catalog=args.control_catalog)
     for r in results:
         # details can quote a control row: control characters are escaped before the job log
         print(printable(f"{r.config_id}: {r.action} {r.detail}".rstrip(), newlines=False))
@@ -177,9 +195,10 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
     from framework.load.signals import SignalDrain
 
     drain = SignalDrain()
-    outcomes = run(_spark(), config_ids=args.config_id, warehouse=args.warehouse,
-                   control_catalog=args.control_catalog, lease_minutes=args.lease_minutes,
-                   drain=drain)
+    with _fails_as_the_cli():
+        outcomes = run(_spark(), config_ids=args.config_id, warehouse=args.warehouse,
+                       control_catalog=args.control_catalog, lease_minutes=args.lease_minutes,
+                       drain=drain)
     for o in outcomes:
         # The error holds API text: control characters are escaped before the job log.
         print(f"{o.config_id}: {o.status} records={o.source_rows} rows={o.rows_written}"

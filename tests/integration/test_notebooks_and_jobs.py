@@ -76,3 +76,42 @@ def test_notebooks_generate_run_and_report_on_a_local_warehouse(spark, tmp_path)
         row = store.get("nb_issues")
         assert (row["LoadType"], row["LoadStatus"]) == ("INCREMENTAL", "SUCCESS")
         assert len(store.audit_rows("nb_issues")) == 2
+
+
+def _control_table(wh: Path, catalog: str = "main") -> Path:
+    return wh / catalog / "metadata" / "api_control_table"
+
+
+def test_wheel_generate_reports_every_config_error_as_the_cli_does_and_upserts_nothing(
+        spark, tmp_path, capsys):
+    from deltalake import DeltaTable
+
+    from framework.cli import main as cli
+
+    wh = tmp_path / "wh"
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "a_good.yaml").write_text(yaml.safe_dump({
+        "config_id": "fine", "api_name": "Demo", "endpoint": "http://127.0.0.1:9/api/none/issues",
+        "data_path": "data", "load_start": "2024-01-01T00:00:00Z",
+        "target": {"catalog": "raw", "schema": "t", "table": "fine"}}))
+    bad = conf / "b_bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "config_id": "two errors", "api_name": "Demo", "endpoint": "http://127.0.0.1:9/x",
+        "window": "fortnightly", "target": {"catalog": "raw", "schema": "t", "table": "bad"}}))
+
+    with pytest.raises(SystemExit) as stopped:
+        jobs.generate_main(["--conf-dir", str(conf), "--warehouse", str(wh)])
+    assert stopped.value.code == 1
+    wheel = capsys.readouterr().err
+    assert "Traceback" not in wheel
+    wheel_errors = [line for line in wheel.splitlines() if line.startswith("error ")]
+    assert [e.split(": ")[-2] for e in wheel_errors] == ["config_id", "window"], wheel
+    assert all(e.startswith(f"error {bad}: source 'two errors': ") for e in wheel_errors)
+
+    assert cli(["--warehouse", str(wh), "generate", "--due", "--conf-dir", str(conf)]) == 1
+    cli_errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error ")]
+    assert cli_errors == wheel_errors
+    # the good file was not upserted either: an invalid file stops generate before any write
+    assert not DeltaTable.is_deltatable(str(_control_table(wh)))
+
