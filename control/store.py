@@ -175,10 +175,12 @@ class ControlStore:
     def is_initialized(self) -> bool:
         return self._exists(self.control_ref)
 
-    def _require_control(self) -> None:
+    def require_control(self) -> None:
+        """Raise a :class:`ConfigError` naming the control table when it does not exist
+        (nothing was generated there yet, or the control catalog is not the one meant)."""
         if not self.is_initialized():
             raise ConfigError(f"control table {self.control_ref.name} does not exist; "
-                              "run 'restlake init' first")
+                              "run 'restlake init' and 'restlake generate' first")
 
     # ------------------------------------------------------------------- reads
     def rows(self, config_ids: Optional[Iterable[str]] = None) -> list[dict[str, Any]]:
@@ -186,7 +188,7 @@ class ControlStore:
         ids = list(config_ids) if config_ids is not None else None
         if ids is not None and not ids:
             return []
-        self._require_control()
+        self.require_control()
         rows = read_rows(self._reads_spark(), self.warehouse, self.control_ref,
                          {"ConfigId": ids} if ids is not None else None)
         return sorted(rows, key=lambda r: r["ConfigId"])
@@ -570,7 +572,7 @@ class ControlStore:
                        insert: bool = False) -> int:
         """One guarded MERGE into the control table (:func:`framework.lake.rows.merge_rows`;
         every row guards the same columns); returns the rows written."""
-        self._require_control()
+        self.require_control()
         guard = list(rows[0].expect) if rows else []
         if any(list(r.expect) != guard for r in rows):
             raise ValueError("one control MERGE guards the same columns in every row")

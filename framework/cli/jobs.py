@@ -33,9 +33,14 @@ from framework.untrusted import printable
 log = logging.getLogger(__name__)
 
 
-def open_store(spark: Any, warehouse: Optional[str] = None, control_catalog: Optional[str] = None
-               ) -> Any:
-    """The control store of ``warehouse`` (a folder; ``None``/empty: env, or UC on Databricks)."""
+def open_store(spark: Any, warehouse: Optional[str] = None, control_catalog: Optional[str] = None,
+               *, create: bool = True) -> Any:
+    """The control store of ``warehouse`` (a folder; ``None``/empty: env, or UC on Databricks).
+
+    Args:
+        create: create the metadata tables that do not exist; else a missing control
+            table is a :class:`~framework.errors.ConfigError` naming it.
+    """
     import os
 
     from control.store import ControlStore
@@ -43,7 +48,10 @@ def open_store(spark: Any, warehouse: Optional[str] = None, control_catalog: Opt
 
     catalog = control_catalog or os.environ.get("RESTLAKE_CONTROL_CATALOG") or "main"
     store = ControlStore(spark, Warehouse.from_env(warehouse or None), catalog)
-    store.init()
+    if create:
+        store.init()
+    else:
+        store.require_control()
     return store
 
 
@@ -81,11 +89,16 @@ def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] 
         drain: a :class:`framework.load.signals.SignalDrain` to fill: SIGTERM/SIGINT then
             drain the run as ``restlake run`` does (the wheel task's process only; a
             notebook keeps its own interrupt handling).
+
+    Raises:
+        ConfigError: the control table does not exist.
     """
     from framework.load import runtime
     from framework.load.signals import drain_on_signals
 
-    store = open_store(spark, warehouse, control_catalog)
+    # Loads come from generated rows: a missing control table (a mistyped catalog) fails
+    # the task, as ``restlake run`` does, instead of being created empty.
+    store = open_store(spark, warehouse, control_catalog, create=False)
     lease = dt.timedelta(minutes=lease_minutes) if lease_minutes is not None else None
     ctx = runtime.RunContext(spark, store.warehouse, store, runtime.staging_root(store.warehouse),
                              lease=lease)

@@ -8,7 +8,6 @@ from typing import Any, Callable
 
 from framework.cli.options import LEASE_MINUTES, number
 from framework.cli.console import console, open_store, print_outcomes, progress_printer, error
-from framework.errors import ConfigError
 
 EXAMPLES = {
     "run": "restlake run --config-id gh_issues\n  restlake run --all\n  restlake run --all --distributed",
@@ -63,9 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from framework.load.signals import drain_on_signals
 
     spark, warehouse, store = open_store(args, starting=True)
-    if not store.is_initialized():
-        raise ConfigError("the control table does not exist; run 'restlake init' and "
-                          "'restlake generate' first")
+    store.require_control()
     lease = dt.timedelta(minutes=args.lease_minutes) if args.lease_minutes is not None else None
     ctx = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
                              lease=lease, on_event=progress_printer())

@@ -115,3 +115,28 @@ def test_wheel_generate_reports_every_config_error_as_the_cli_does_and_upserts_n
     # the good file was not upserted either: an invalid file stops generate before any write
     assert not DeltaTable.is_deltatable(str(_control_table(wh)))
 
+
+def test_wheel_run_and_run_notebook_fail_on_a_missing_control_table_instead_of_creating_it(
+        spark, tmp_path, capsys):
+    from deltalake import DeltaTable
+
+    from framework.cli import main as cli
+
+    wh = tmp_path / "wh"
+    with pytest.raises(SystemExit) as stopped:  # e.g. a typo in --control-catalog
+        jobs.run_main(["--all", "--warehouse", str(wh), "--control-catalog", "opz"])
+    assert stopped.value.code == 1
+    wheel = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error ")]
+    assert wheel and "opz.metadata.api_control_table does not exist" in wheel[0], wheel
+
+    assert cli(["--warehouse", str(wh), "--control-catalog", "opz", "run", "--all"]) == 1
+    assert [line for line in capsys.readouterr().err.splitlines()
+            if line.startswith("error ")] == wheel
+
+    dbutils = LocalDbutils(widgets={"warehouse": str(wh), "control_catalog": "opz"})
+    from framework.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="opz.metadata.api_control_table does not exist"):
+        run_notebook(ROOT / "notebooks/02_run.py", spark, dbutils)
+    assert not DeltaTable.is_deltatable(str(_control_table(wh, "opz")))
+    assert not (wh / "opz").exists()
