@@ -1269,8 +1269,14 @@ def load_file(path: str | Path) -> list[SourceConfig]:
 
 
 def config_files(paths: Any) -> list[Path]:
-    """The YAML files named by ``paths``: files, folders (their ``*.yaml`` / ``*.yml``, sorted),
-    or comma-separated lists of either (one widget or task parameter can name several)."""
+    """The YAML files named by ``paths``: files, folders (their ``*.yaml`` / ``*.yml``, sorted;
+    subfolders are not read), or comma-separated lists of either (one widget or task
+    parameter can name several).
+
+    Raises:
+        ConfigError: a folder holds no config file (a wrong ``--conf-dir`` would otherwise
+            upsert nothing and succeed).
+    """
     out: list[Path] = []
     for raw in paths:
         for part in (p.strip() for p in str(raw).split(",")):
@@ -1278,7 +1284,12 @@ def config_files(paths: Any) -> list[Path]:
                 continue
             path = Path(part)
             if path.is_dir():
-                out += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+                found = sorted(p for p in path.iterdir()
+                               if p.suffix.lower() in (".yaml", ".yml") and not p.is_dir())
+                if not found:
+                    raise ConfigError("no config files (*.yaml, *.yml) in this folder",
+                                      file=str(path))
+                out += found
             else:
                 out.append(path)
     return out

@@ -140,3 +140,27 @@ def test_wheel_run_and_run_notebook_fail_on_a_missing_control_table_instead_of_c
         run_notebook(ROOT / "notebooks/02_run.py", spark, dbutils)
     assert not DeltaTable.is_deltatable(str(_control_table(wh, "opz")))
     assert not (wh / "opz").exists()
+
+
+def test_a_config_folder_without_configs_fails_generate_instead_of_upserting_nothing(
+        spark, tmp_path, capsys):
+    from deltalake import DeltaTable
+
+    from framework.cli import main as cli
+
+    wh = tmp_path / "wh"
+    conf = tmp_path / "conf"
+    (conf / "monitoring").mkdir(parents=True)  # the configs one level down: not read
+    (conf / "monitoring" / "api.yaml").write_text("config_id: x\n")
+    (conf / "README.txt").write_text("configs live in monitoring/\n")
+
+    with pytest.raises(SystemExit) as stopped:
+        jobs.generate_main(["--conf-dir", str(conf), "--due", "--warehouse", str(wh)])
+    assert stopped.value.code == 1
+    wheel = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error ")]
+    assert wheel == [f"error {conf}: no config files (*.yaml, *.yml) in this folder"]
+
+    assert cli(["--warehouse", str(wh), "generate", "--due", "--conf-dir", str(conf)]) == 1
+    assert [line for line in capsys.readouterr().err.splitlines()
+            if line.startswith("error ")] == wheel
+    assert not DeltaTable.is_deltatable(str(_control_table(wh)))
