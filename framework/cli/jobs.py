@@ -24,7 +24,7 @@ import sys
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from framework.cli.console import print_error
-from framework.cli.options import LEASE_MINUTES
+from framework.cli.load import add_run_options
 from framework.config import config_files, load_files
 from framework.errors import RestlakeError
 from framework.logs import setup_from_args
@@ -81,11 +81,13 @@ def generate(spark: Any, *, config_paths: Sequence[str] = (), configs: Iterable[
 
 def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] = None,
         control_catalog: Optional[str] = None, lease_minutes: Optional[float] = None,
-        drain: Optional[Any] = None) -> list[Any]:
+        parallel: int = 2, distributed: bool = False, drain: Optional[Any] = None) -> list[Any]:
     """Claim and load PENDING rows (``config_ids``, or every claimable row).
 
     Args:
         lease_minutes: how long a claim holds; ``None`` takes each row's ``limits.lease_s``.
+        parallel: loads run at once, as ``restlake run --parallel`` (default 2).
+        distributed: fetch windows on the executors, as ``restlake run --distributed``.
         drain: a :class:`framework.load.signals.SignalDrain` to fill: SIGTERM/SIGINT then
             drain the run as ``restlake run`` does (the wheel task's process only; a
             notebook keeps its own interrupt handling).
@@ -102,10 +104,12 @@ def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] 
     lease = dt.timedelta(minutes=lease_minutes) if lease_minutes is not None else None
     ctx = runtime.RunContext(spark, store.warehouse, store, runtime.staging_root(store.warehouse),
                              lease=lease)
+    ctx.distributed = distributed
+    ids, parallel = list(config_ids) or None, max(1, parallel)
     if drain is None:
-        return runtime.run(ctx, list(config_ids) or None)
+        return runtime.run(ctx, ids, parallel=parallel)
     with drain_on_signals(ctx) as seen:
-        outcomes = runtime.run(ctx, list(config_ids) or None)
+        outcomes = runtime.run(ctx, ids, parallel=parallel)
     drain.signum = seen.signum
     return outcomes
 
@@ -156,8 +160,7 @@ def _run_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config-id", nargs="+", default=[], metavar="ID")
     g.add_argument("--all", action="store_true", help="every claimable row (the default)")
-    p.add_argument("--lease-minutes", type=LEASE_MINUTES, default=None,
-                   help="how long a claim holds (default: each config's limits.lease_s)")
+    add_run_options(p)
     _common(p)
     return p
 
@@ -211,7 +214,7 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
     with _fails_as_the_cli():
         outcomes = run(_spark(), config_ids=args.config_id, warehouse=args.warehouse,
                        control_catalog=args.control_catalog, lease_minutes=args.lease_minutes,
-                       drain=drain)
+                       parallel=args.parallel, distributed=args.distributed, drain=drain)
     for o in outcomes:
         # The error holds API text: control characters are escaped before the job log.
         print(f"{o.config_id}: {o.status} records={o.source_rows} rows={o.rows_written}"

@@ -21,6 +21,18 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--config-id", nargs="+", metavar="ID")
     g.add_argument("--all", action="store_true", help="every PENDING row")
+    add_run_options(p)
+    p = add("replay", "re-parse the archived raw pages of a run and MERGE them into the target "
+                      "(no API calls; needs archive: true)")
+    p.add_argument("--config-id", required=True, metavar="ID")
+    p.add_argument("--run-id", required=True, metavar="RUN",
+                   help="the RunId of the archived run, as the audit shows it (letters, digits, "
+                        "'_' and '-')")
+    return {"run": cmd_run, "replay": cmd_replay}
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """How a run loads: ``restlake run`` and the ``restlake-run`` wheel task take the same."""
     p.add_argument("--distributed", action="store_true",
                    help="fetch windows on the Spark executors, one task per window (staging "
                         "must be storage the executors share, e.g. RESTLAKE_STAGING=/Volumes/...)")
@@ -30,13 +42,6 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
                         "load runs)")
     p.add_argument("--parallel", type=number(int, minimum=1), default=2, metavar="N",
                    help="loads run at once (default 2); windows of one load use limits.concurrency")
-    p = add("replay", "re-parse the archived raw pages of a run and MERGE them into the target "
-                      "(no API calls; needs archive: true)")
-    p.add_argument("--config-id", required=True, metavar="ID")
-    p.add_argument("--run-id", required=True, metavar="RUN",
-                   help="the RunId of the archived run, as the audit shows it (letters, digits, "
-                        "'_' and '-')")
-    return {"run": cmd_run, "replay": cmd_replay}
 
 
 def nothing_to_run(rows: list[dict]) -> str:

@@ -164,3 +164,28 @@ def test_a_config_folder_without_configs_fails_generate_instead_of_upserting_not
     assert [line for line in capsys.readouterr().err.splitlines()
             if line.startswith("error ")] == wheel
     assert not DeltaTable.is_deltatable(str(_control_table(wh)))
+
+
+def test_wheel_run_takes_the_run_options_of_the_cli(spark, tmp_path):
+    from deltalake import DeltaTable
+
+    wh = tmp_path / "wh"
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    with DemoApi(seed=11, records_per_resource=60, end=dt.datetime(2024, 1, 4, tzinfo=UTC)) as api:
+        for name in ("opt_a", "opt_b"):
+            (conf / f"{name}.yaml").write_text(yaml.safe_dump({
+                "config_id": name, "api_name": "Demo", "source_system": name,
+                "endpoint": api.base_url + "/api/cursor/issues",
+                "params": {"since": "{window_start}", "until": "{window_end}", "limit": 25},
+                "pagination": {"style": "cursor"}, "data_path": "data", "primary_key": ["id"],
+                "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-03T00:00:00Z",
+                "window": "daily", "target": {"catalog": "raw", "schema": "opt", "table": name}}))
+        assert jobs.generate_main(["--conf-dir", str(conf), "--warehouse", str(wh)]) == 0
+        assert jobs.run_main(["--all", "--parallel", "2", "--distributed",
+                              "--warehouse", str(wh)]) == 0
+        expected = sorted(r["id"] for r in api.dataset.records_in("2024-01-01T00:00:00Z",
+                                                                   "2024-01-03T00:00:00Z"))
+    for name in ("opt_a", "opt_b"):
+        table = DeltaTable(str(wh / "raw" / "opt" / name)).to_pyarrow_table(columns=["id"])
+        assert sorted(table.column("id").to_pylist()) == expected
