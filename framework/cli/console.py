@@ -144,7 +144,7 @@ def progress_printer() -> Callable[[str, dict[str, Any]], None]:
         elif event == "quality_checked":
             colour = {"PASSED": "green", "WARNED": "yellow"}.get(data["verdict"], "red")
             console.print(f"  {cid}: quality [{colour}]{data['verdict']}[/{colour}]"
-                          + "".join(f"\n    {escape(repr(r))}" for r in data["failed"]),
+                          + "".join(f"\n    {safe(r)}" for r in raw["failed"]),
                           soft_wrap=True)
         elif event == "stopping":
             console.print(f"[yellow]stopping[/yellow] ({data['reason']}): no new loads or "

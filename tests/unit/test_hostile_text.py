@@ -40,6 +40,23 @@ def test_the_progress_printer_shows_api_text_as_text(capsys):
         assert raw not in out
 
 
+def test_the_progress_printer_lists_each_failed_check_on_its_line(capsys):
+    from framework.cli.console import progress_printer
+    from framework.ops.quality import CheckResult
+
+    printer = progress_printer()
+    failed = [CheckResult("min_rows", None, 2, 5, "fail", False, "2 rows, fewer than the 5 required"),
+              CheckResult("not_null", "state", 10, 0, "warn", False, f"no state {HOSTILE}")]
+    printer("quality_checked", {"config_id": "c1", "verdict": "FAILED", "failed": failed})
+    printer("quality_checked", {"config_id": "c2", "verdict": "PASSED", "failed": []})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.strip() for line in lines[:2]] == [
+        "c1: quality FAILED", "CheckResult(min_rows FAIL: 2 rows, fewer than the 5 required)"]
+    assert lines[2].strip().startswith("CheckResult(not_null[state] WARN: no state [/] [link=")
+    assert "\x1b" not in lines[2] and "\\x1b[31m" in lines[2]
+    assert [line.strip() for line in lines[3:]] == ["c2: quality PASSED"]
+
+
 def test_tables_of_the_cli_show_api_text_as_text(capsys):
     from framework.cli.console import console, print_outcomes, table
 
