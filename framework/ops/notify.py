@@ -23,23 +23,26 @@ quality failure by its ``LoadId``; warnings and schema drift by the load where t
 started, so a condition that persists over many loads is one message; a missed SLA by
 its deadline). Keys
 already sent are remembered in a small JSON state file in the warehouse
-(``<warehouse>/_ops/notifications_state.json``); a key is remembered only once at least
-one channel took the message, so a channel outage means a later resend, not a loss.
+(``<warehouse>/_ops/notifications_state.json``, locked while a notifier checks, sends and
+marks); a key is remembered only once at least one channel took the message, so a channel
+outage means a later resend, not a loss.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import smtplib
 import ssl
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Union
+from typing import Any, Iterable, Iterator, Literal, Optional, Union
 
 import requests
 import tenacity
@@ -377,22 +380,50 @@ def send_email(cfg: EmailConfig, subject: str, text: str) -> None:
 
 # --------------------------------------------------------------------- state
 class NotificationState:
-    """Keys of incidents already notified, in a small JSON file (atomic rewrite)."""
+    """Keys of incidents already notified, in a small JSON file (atomic rewrite).
+
+    Notifiers that run at once (the loads of one run finishing together, ``restlake
+    notify`` next to ``restlake run``) share the file: :meth:`held` serializes them.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.sent: dict[str, str] = {}
-        if self.path.exists():
-            try:
-                self.sent = dict(json.loads(self.path.read_text(encoding="utf-8")).get("sent", {}))
-            except (ValueError, AttributeError):
-                log.warning("notification state %s is unreadable; starting afresh", self.path)
+        self.sent: dict[str, str] = self._read()
+
+    def _read(self) -> dict[str, str]:
+        if not self.path.exists():
+            return {}
+        try:
+            return dict(json.loads(self.path.read_text(encoding="utf-8")).get("sent", {}))
+        except (ValueError, AttributeError):
+            log.warning("notification state %s is unreadable; starting afresh", self.path)
+            return {}
 
     def __contains__(self, key: str) -> bool:
         return key in self.sent
 
     def mark(self, key: str, at: dt.datetime) -> None:
         self.sent[key] = iso(at) or ""
+
+    @contextmanager
+    def held(self) -> Iterator["NotificationState"]:
+        """Hold the file's lock (another holder, thread or process, waits), with the keys
+        it holds now, and save on the way out: a notifier that read the file before
+        another one sent would send that incident again, and its save would drop the
+        other's keys."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # a file system without locks: notify, unguarded
+                log.warning("%s cannot be locked (%s): notifiers running at once may send an "
+                            "incident twice", self.path, exc)
+            self.sent.update(self._read())
+            yield self
+            self.save()
+        finally:
+            os.close(fd)
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -425,29 +456,29 @@ class Notifier:
         now = now or dt.datetime.now(dt.timezone.utc)
         out = []
         senders = {"webhook": send_webhook, "email": send_email, "telegram": send_telegram}
-        for event in events:
-            d = Delivery(event)
-            out.append(d)
-            if event.kind not in self.config.events:
-                d.skipped = "event kind not enabled"
-                continue
-            if event.key in self.state:
-                d.skipped = "already notified"
-                continue
-            if event.requires and event.requires not in self.state:
-                d.skipped = f"{event.requires} was never notified"
-                continue
-            subject, text = build_message(event)
-            for name in self.config.channels:
-                try:
-                    senders[name](getattr(self.config, name), subject, text)
-                    d.channels.append(name)
-                except RestlakeError as exc:  # NotifyError, SecretError
-                    d.errors.append(f"{name}: {exc}")
-                    log.warning("notification %s via %s failed: %s", event.key, name, exc)
-            if d.channels:
-                self.state.mark(event.key, now)
-        self.state.save()
+        with self.state.held():
+            for event in events:
+                d = Delivery(event)
+                out.append(d)
+                if event.kind not in self.config.events:
+                    d.skipped = "event kind not enabled"
+                    continue
+                if event.key in self.state:
+                    d.skipped = "already notified"
+                    continue
+                if event.requires and event.requires not in self.state:
+                    d.skipped = f"{event.requires} was never notified"
+                    continue
+                subject, text = build_message(event)
+                for name in self.config.channels:
+                    try:
+                        senders[name](getattr(self.config, name), subject, text)
+                        d.channels.append(name)
+                    except RestlakeError as exc:  # NotifyError, SecretError
+                        d.errors.append(f"{name}: {exc}")
+                        log.warning("notification %s via %s failed: %s", event.key, name, exc)
+                if d.channels:
+                    self.state.mark(event.key, now)
         return out
 
 

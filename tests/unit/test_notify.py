@@ -124,6 +124,27 @@ def test_failed_channel_is_retried_next_time_and_errors_are_redacted(monkeypatch
     assert "down:gh:1" not in state
 
 
+def test_notifiers_that_read_the_state_at_once_send_each_incident_once(tmp_path):
+    # the loads of one run finishing together, or `restlake notify` next to `restlake run`:
+    # both notifiers read the state file before either has sent
+    a = Event("load_failed", "a", "load_failed:a:L1", "boom")
+    b = Event("load_failed", "b", "load_failed:b:L2", "boom")
+    path = tmp_path / "state.json"
+    with FakeApi() as api:
+        api.route("/hook", Reply(200, "ok"))
+        cfg = parse_notifications({"notifications": {"webhook": {"url": api.url("/hook")}}})
+        first, second = NotificationState(path), NotificationState(path)
+        [sent_a] = Notifier(cfg, first).notify([a], T0)
+        again_a, sent_b = Notifier(cfg, second).notify([a, b], T0)
+        later = Notifier(cfg, NotificationState(path)).notify([a, b], T0)
+        texts = [r.json()["text"] for r in api.requests_to("/hook")]
+    assert sent_a.channels == ["webhook"] and sent_b.channels == ["webhook"]
+    assert again_a.skipped == "already notified"
+    assert [d.skipped for d in later] == ["already notified", "already notified"]
+    assert [t.split(":")[0] for t in texts] == ["[restlake] a", "[restlake] b"]
+    assert sorted(json.loads(path.read_text())["sent"]) == ["load_failed:a:L1", "load_failed:b:L2"]
+
+
 def test_up_needs_its_down(tmp_path):
     cfg = parse_notifications({"notifications": {"webhook": {"url": "http://127.0.0.1:9/x"}}})
     [d] = Notifier(cfg, NotificationState(tmp_path / "s.json")).notify(
