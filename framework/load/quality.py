@@ -50,15 +50,18 @@ class LoadQuality:
         state: the claimed control state (``load_id``, ``load_type``).
         writer: the load's target writer (reads the rows about to be written).
         emit: the run's event callback (``quality_checked``).
+        notify: send the quality notifications (``RESTLAKE_NOTIFICATIONS``) of failed checks.
     """
 
     def __init__(self, spark: Any, store: Any, cfg: SourceConfig, run_id: str, state: Any,
-                 writer: Any, emit: Optional[Callable[..., None]] = None) -> None:
+                 writer: Any, emit: Optional[Callable[..., None]] = None,
+                 notify: bool = True) -> None:
         self.spark, self.store, self.cfg, self.writer = spark, store, cfg, writer
         self.run_id, self.load_id = run_id, state.load_id
         self.load_type = state.load_type.value
         self.quality = cfg.quality
         self.emit = emit
+        self.notify = notify
         self.columns: Any = _UNSET  # the target's data columns before this load's first commit
         self.present: set[str] = set()
         self.retyped: dict[str, str] = {}
@@ -195,7 +198,7 @@ class LoadQuality:
             self.emit("quality_checked", config_id=self.cfg.config_id,
                       verdict=q.verdict(verdicts),
                       failed=[r for r in verdicts if not r.passed])
-        if any(not v.passed for v in verdicts):
+        if self.notify and any(not v.passed for v in verdicts):
             from framework.ops.notify import notify_quality
 
             # a no-op unless RESTLAKE_NOTIFICATIONS names a notifications file

@@ -99,6 +99,9 @@ class RunContext:
         lease: how long a claim holds; ``None`` (the default) takes each row's
             ``limits.lease_s``.
         stop: set by :meth:`request_stop`; loads drain when it is set.
+        notify: tell on-call about failed loads and quality incidents as loads finish
+            (when ``RESTLAKE_NOTIFICATIONS`` names a file); off for drills, whose failures
+            are staged.
     """
 
     spark: Any
@@ -116,6 +119,7 @@ class RunContext:
     #: starts Spark where its start waits for a load that needs it (``restlake run``:
     #: see :meth:`spark_needed`); ``None`` where the session is there or starts on its own
     on_spark_needed: Optional[Callable[[], None]] = field(default=None, repr=False)
+    notify: bool = True
 
     def emit(self, event: str, **data: Any) -> None:
         """Log a step of a load (INFO) and pass it to ``on_event`` (progress output). A
@@ -402,7 +406,7 @@ class _Load:
         self.state = claim.state
         self.per_commit = cfg.limits.windows_per_commit  # windows per target commit
         self.quality = LoadQuality(ctx.spark, ctx.store, cfg, claim.run_id, claim.state, writer,
-                                   ctx.emit)
+                                   ctx.emit, notify=ctx.notify)
         # With ``hold`` the window-log rows of the latest target commit wait (appended before
         # the next target commit, else by the bookkeeping), and so does the health log.
         self.hold = hold
@@ -753,7 +757,8 @@ def _finish(ctx: RunContext, claim: Claim, lease: LeaseKeeper, cfg: Optional[Sou
              source_rows=progress.source_rows, error=error)
     from framework.ops.notify import notify_load_finished
 
-    notify_load_finished(ctx.warehouse, audit)  # no-op unless RESTLAKE_NOTIFICATIONS is set
+    if ctx.notify:
+        notify_load_finished(ctx.warehouse, audit)  # no-op unless RESTLAKE_NOTIFICATIONS is set
     return LoadOutcome(cid, status, progress.rows_written, progress.source_rows, error, audit,
                        audit_error)
 

@@ -81,7 +81,9 @@ def _run(spark: Any, warehouse: Any, store: Any, cfg: Any) -> Any:
     row = store.get(cfg.config_id)
     if row and row.get("LoadStatus") == "FAILED":  # an earlier run of the drill
         store.retry(cfg.config_id)
-    ctx = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse))
+    # a drill's failure is staged: it must not page on-call (RESTLAKE_NOTIFICATIONS)
+    ctx = runtime.RunContext(spark, warehouse, store, runtime.staging_root(warehouse),
+                             notify=False)
     [outcome] = runtime.run(ctx, [cfg.config_id])
     return outcome
 

@@ -131,3 +131,19 @@ def test_break_fix_drills_through_the_command_line(spark, tmp_path, capsys):
             if line.startswith("PASS ")] == ["auth", "timeout", "reject", "quality"], out
     assert "NO" not in out.split()
     assert len(list((wh / "_ops" / "drills").glob("*.log"))) >= 4
+
+
+def test_drills_page_nobody_when_notifications_are_configured(spark, tmp_path, monkeypatch, capsys):
+    from framework.cli.app import main
+    from tests.unit._httpd import FakeApi, Reply
+
+    wh = tmp_path / "wh"
+    with FakeApi() as hook:
+        hook.route("/hook", Reply(200, "ok"))
+        conf = tmp_path / "notifications.yaml"
+        conf.write_text("notifications:\n  webhook: {url: " + hook.url("/hook") + "}\n")
+        monkeypatch.setenv("RESTLAKE_NOTIFICATIONS", str(conf))  # as set for `restlake run`
+        assert main(["--warehouse", str(wh), "drill", "auth", "quality"]) == 0, \
+            capsys.readouterr().out
+        assert hook.requests_to("/hook") == []
+    assert not (wh / "_ops" / "notifications_state.json").exists()
