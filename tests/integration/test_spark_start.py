@@ -275,7 +275,8 @@ def test_processes_that_read_a_table_with_delta_rs_exit_0(spark, initialized_war
     # exception", exit code 134), its work done. `restlake run` read the control table
     # so at its claim and aborted in one run of ten to two of three (a scheduler saw a
     # failed job). A process that reads the control table (a few sources) and exits at
-    # once, twelve times, and two `run`s that claim nothing: all exit 0.
+    # once, twelve times: all exit 0; and two `run`s that claim nothing (an unknown
+    # ConfigId): each exits 1 saying so, never aborted.
     from tests.integration.helpers import STYLE_SOURCES
 
     warehouse, store, _ = planned_warehouse(spark, initialized_warehouse, tmp_path, api,
@@ -288,10 +289,12 @@ def test_processes_that_read_a_table_with_delta_rs_exit_0(spark, initialized_war
              for _ in range(12)]
     runs = [run_process(env, warehouse, "no-such-source") for _ in range(2)]
 
-    assert [(done.returncode, done.stderr[-300:]) for done in reads + runs
+    assert [(done.returncode, done.stderr[-300:]) for done in reads
             if done.returncode != 0] == []
     assert [done.stdout.strip() for done in reads] == ["1"] * 12
-    assert all("no such control row" in done.stdout for done in runs)
+    assert [(done.returncode, done.stderr.strip()) for done in runs] == [
+        (1, "error no control row with ConfigId no-such-source; generate it from its config "
+            "file first")] * 2
     assert not marker.exists()
 
 
