@@ -25,8 +25,10 @@ from framework.logs import setup_logging
 # The same logging as the CLI: secrets are masked in every log line.
 setup_logging("INFO")
 
+# Reports on what exists: a missing control table (a mistyped catalog) is an error, never
+# a new empty one.
 store = jobs.open_store(spark, dbutils.widgets.get("warehouse") or None,
-                        dbutils.widgets.get("control_catalog"))
+                        dbutils.widgets.get("control_catalog"), create=False)
 views = jobs.register_views(spark, store)
 stale_hours = int(dbutils.widgets.get("stale_hours"))
 days = int(dbutils.widgets.get("days"))

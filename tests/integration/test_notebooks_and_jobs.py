@@ -138,6 +138,10 @@ def test_wheel_run_and_run_notebook_fail_on_a_missing_control_table_instead_of_c
 
     with pytest.raises(ConfigError, match="opz.metadata.api_control_table does not exist"):
         run_notebook(ROOT / "notebooks/02_run.py", spark, dbutils)
+    ops = LocalDbutils(widgets={"warehouse": str(wh), "control_catalog": "opz",
+                                "stale_hours": "24", "days": "7"})
+    with pytest.raises(ConfigError, match="opz.metadata.api_control_table does not exist"):
+        run_notebook(ROOT / "notebooks/03_operations.py", spark, ops)
     assert not DeltaTable.is_deltatable(str(_control_table(wh, "opz")))
     assert not (wh / "opz").exists()
 
