@@ -170,7 +170,7 @@ def test_a_config_folder_without_configs_fails_generate_instead_of_upserting_not
     assert not DeltaTable.is_deltatable(str(_control_table(wh)))
 
 
-def test_wheel_run_takes_the_run_options_of_the_cli(spark, tmp_path):
+def test_wheel_run_takes_the_run_options_of_the_cli(spark, tmp_path, capsys):
     from deltalake import DeltaTable
 
     wh = tmp_path / "wh"
@@ -193,3 +193,7 @@ def test_wheel_run_takes_the_run_options_of_the_cli(spark, tmp_path):
     for name in ("opt_a", "opt_b"):
         table = DeltaTable(str(wh / "raw" / "opt" / name)).to_pyarrow_table(columns=["id"])
         assert sorted(table.column("id").to_pylist()) == expected
+    # nothing left to claim: the task says so, as `restlake run --all` does (it said nothing)
+    capsys.readouterr()
+    assert jobs.run_main(["--all", "--warehouse", str(wh)]) == 0
+    assert "nothing to run: no PENDING rows" in capsys.readouterr().out
