@@ -12,16 +12,18 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
 from framework import secrets
-from framework.errors import AuthError, ConfigError
+from framework.errors import AuthError, ConfigError, RetriableError
 from framework.http.models import PageRequest
 from framework.http.origins import check_https
 from framework.http.ratelimit import KeyRing
+from framework.http.retry import is_retriable_status, parse_retry_after
 
 #: Fetch a new OAuth token this long before the old one expires.
 TOKEN_EXPIRY_SKEW_S = 60.0
@@ -348,6 +350,13 @@ class OAuth2ClientCredentials(Auth):
             return True
 
     def _fetch(self) -> None:
+        """Fetch a token.
+
+        Raises:
+            RetriableError: the token endpoint is unreachable, or answered 408, 429 or 5xx
+                (the HTTP client retries the request under its policy, fetching again).
+            AuthError: the token endpoint refused the client, or answered no token.
+        """
         form = {"grant_type": "client_credentials"}
         if self._scopes:
             form["scope"] = " ".join(self._scopes)
@@ -366,7 +375,7 @@ class OAuth2ClientCredentials(Auth):
                                       timeout=TOKEN_TIMEOUT_S, allow_redirects=False)
         except requests.RequestException as exc:
             # The exception text may carry the request; name only its type.
-            raise AuthError(f"{where} unreachable: {type(exc).__name__}") from None
+            raise RetriableError(f"{where} unreachable: {type(exc).__name__}") from None
         try:
             body = resp.json()
         except ValueError:
@@ -379,8 +388,12 @@ class OAuth2ClientCredentials(Auth):
             detail = ""
             if isinstance(body, dict):
                 detail = str(body.get("error_description") or body.get("error") or "")
-            raise AuthError(f"{where} returned {resp.status_code}"
-                            + (f": {detail[:300]}" if detail else ""), status=resp.status_code)
+            message = f"{where} returned {resp.status_code}" + (f": {detail[:300]}" if detail else "")
+            if is_retriable_status(resp.status_code):
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"),
+                                                datetime.now(timezone.utc))
+                raise RetriableError(message, status=resp.status_code, retry_after=retry_after)
+            raise AuthError(message, status=resp.status_code)
         token = body.get("access_token") if isinstance(body, dict) else None
         if not token or not isinstance(token, str):
             raise AuthError(f"{where} returned no access_token", status=resp.status_code)

@@ -8,7 +8,8 @@ or a typed error, following the project's HTTP policy:
   rotates API keys when the auth has several;
 * 408/5xx, timeouts, resets, incomplete bodies and bodies that are not JSON
   are retried with exponential backoff and jitter (``RetryPolicy``);
-* 401 refreshes the credentials once when the auth can, then fails (AuthError);
+* 401 refreshes the credentials once when the auth can, then fails (AuthError); a token
+  endpoint that fails for a moment (408/429/5xx, unreachable) is retried like the request;
 * other 4xx fail fast (HttpError) with the API's own message, redacted;
 * credentials go only to the request's allowed origins (:mod:`framework.http.origins`):
   every URL, including next links, is checked before the auth is applied, and redirects
@@ -273,10 +274,8 @@ class HttpClient:
             if not self.auth.can_refresh or (cancel is not None and cancel.is_set()):
                 raise AuthError(first.message, status=401) from None
             rejected = first.sent
-        if self.auth.refresh(rejected):
-            self.telemetry.count_token_refresh()
         try:
-            return self._send_with_retries(request, cancel)
+            return self._send_with_retries(request, cancel, refresh=True, rejected=rejected)
         except _Unauthorized as second:
             raise AuthError(f"{second.message} (again after refreshing the token)",
                             status=401) from None
@@ -307,8 +306,13 @@ class HttpClient:
         raise ConfigError(f"HTTP method {method!r} is not allowed: restlake is read-only "
                           f"({hint})", field="method")
 
-    def _send_with_retries(self, request: PageRequest, cancel: threading.Event | None = None
+    def _send_with_retries(self, request: PageRequest, cancel: threading.Event | None = None,
+                           *, refresh: bool = False, rejected: str | None = None
                            ) -> PageResponse:
+        """Send ``request`` under the retry policy; with ``refresh``, the credentials
+        rejected as ``rejected`` are renewed first, that renewal retried like the request
+        (a token endpoint answering 5xx or 429, or unreachable, for a moment)."""
+        to_refresh = [refresh]
         stop = tenacity.stop_after_attempt(self.policy.max_attempts)
         sleep = self._sleep
         if cancel is not None:
@@ -326,13 +330,17 @@ class HttpClient:
         def attempt(req: PageRequest) -> PageResponse:
             if cancel is not None and cancel.is_set():  # cancelled during the wait before it
                 raise cancelled_before_sent(req)
+            if to_refresh[0]:
+                if self.auth.refresh(rejected):
+                    self.telemetry.count_token_refresh()
+                to_refresh[0] = False
             return self._attempt(req, cancel)
 
         try:
             return retrying(attempt, request)
-        except _Transient as exc:
+        except RetriableError as exc:  # an attempt's, or the token endpoint's
             attempts = self.policy.max_attempts
-            if exc.bad_body:
+            if getattr(exc, "bad_body", False):
                 raise ResponseError(f"{exc.message} (gave up after {attempts} attempts)") from None
             raise HttpError(f"gave up after {attempts} attempts; last error: {exc.message}",
                             status=exc.status) from None

@@ -7,7 +7,7 @@ import requests
 
 from framework.http.auth import (ApiKeyAuth, Auth, BearerAuth, OAuth2ClientCredentials, auth_methods,
                             build_auth)
-from framework.errors import AuthError, ConfigError, SecretError
+from framework.errors import AuthError, ConfigError, RetriableError, SecretError
 from framework.http.models import PageRequest
 
 try:
@@ -311,7 +311,7 @@ def test_oauth_endpoint_without_token_or_json(env, api):
 def test_oauth_endpoint_unreachable(env):
     config = {"method": "oauth2_client_credentials", "token_url": "http://127.0.0.1:9/token",
               "client_id": "c", "client_secret": "env:CLIENT_SECRET"}
-    with pytest.raises(AuthError, match="unreachable"):
+    with pytest.raises(RetriableError, match="unreachable"):  # the HTTP client retries it
         build_auth(config).apply(_req())
 
 

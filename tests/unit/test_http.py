@@ -357,6 +357,58 @@ def test_401_after_refresh_fails(api, clock, monkeypatch):
     assert len(issued) == 2 and len(api.requests_to("/items")) == 2
 
 
+def test_a_token_endpoint_that_fails_for_a_moment_is_retried(api, clock, monkeypatch):
+    monkeypatch.setenv("OAUTH_SECRET", "cs-" + SECRET)
+    api.route("/oauth/token", Reply(503, {"error": "temporarily_unavailable"}),
+              Reply(429, {"error": "slow_down"}, headers={"Retry-After": "7"}),
+              Reply(200, {"access_token": "at-0-cut-short"}, reset_after=5),
+              Reply(200, {"access_token": "at-1-long-token", "expires_in": 3600}))
+    api.route("/items", Reply(200, {"data": [1]}))
+    auth = build_auth({"method": "oauth2_client_credentials", "token_url": api.url("/oauth/token"),
+                       "client_id": "cid", "client_secret": "env:OAUTH_SECRET"})
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
+    assert client.send(get(api)).data == {"data": [1]}
+    assert len(api.requests_to("/oauth/token")) == 4
+    assert clock.sleeps == [0.5, 7.0, 2.0]  # backoff, the token endpoint's Retry-After, backoff
+    assert [r.headers["Authorization"] for r in api.requests_to("/items")] == [
+        "Bearer at-1-long-token"]
+
+
+def test_a_refresh_after_a_401_retries_a_token_endpoint_that_fails_for_a_moment(
+        api, clock, monkeypatch):
+    auth, issued = _oauth_api(api, monkeypatch, accept={"Bearer at-3-long-token"})
+    replies = iter([None, Reply(502, {"error": "bad gateway"})])
+
+    def token(got: Received) -> Reply:
+        issued.append(got)
+        reply = next(replies, None)
+        return reply or Reply(200, {"access_token": f"at-{len(issued)}-long-token",
+                                    "expires_in": 3600})
+
+    api.route("/oauth/token", token)
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
+    assert client.send(get(api)).data == {"data": [1]}
+    assert len(issued) == 3 and client.telemetry.token_refreshes == 1
+    assert [r.headers["Authorization"] for r in api.requests_to("/items")] == [
+        "Bearer at-1-long-token", "Bearer at-3-long-token"]
+
+
+def test_a_token_endpoint_that_keeps_failing_fails_the_request_without_its_secret(
+        api, clock, monkeypatch):
+    monkeypatch.setenv("OAUTH_SECRET", "cs-" + SECRET)
+    api.route("/oauth/token", Reply(503, {"error": "temporarily_unavailable",
+                                          "error_description": "down, cs-" + SECRET}))
+    auth = build_auth({"method": "oauth2_client_credentials", "token_url": api.url("/oauth/token"),
+                       "client_id": "cid", "client_secret": "env:OAUTH_SECRET"})
+    client = HttpClient(auth, NO_JITTER, sleep=clock.sleep)
+    with pytest.raises(HttpError) as exc:
+        client.send(get(api))
+    text = str(exc.value)
+    assert "token endpoint" in text and "503" in text and "gave up after 4 attempts" in text
+    assert SECRET not in text
+    assert len(api.requests_to("/oauth/token")) == 4 and not api.requests_to("/items")
+
+
 # -- key rotation -----------------------------------------------------------------------------------
 
 def test_429_rotates_to_another_key_without_waiting(api, clock, monkeypatch):
