@@ -25,7 +25,8 @@ from framework.http.origins import check_https
 from framework.http.ratelimit import KeyRing
 from framework.http.retry import is_retriable_status, parse_retry_after
 
-#: Fetch a new OAuth token this long before the old one expires.
+#: Fetch a new OAuth token this long before the old one expires (half its lifetime when that
+#: is shorter: a token living 30 s is still used for 15 s, not fetched for every request).
 TOKEN_EXPIRY_SKEW_S = 60.0
 TOKEN_TIMEOUT_S = 30.0
 
@@ -313,7 +314,7 @@ class OAuth2ClientCredentials(Auth):
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._expires_at = float("-inf")
+        self._renew_at = float("-inf")
 
     @classmethod
     def from_config(cls, config, session, clock):  # type: ignore[override]
@@ -334,7 +335,7 @@ class OAuth2ClientCredentials(Auth):
 
     def apply(self, request: PageRequest) -> None:
         with self._lock:
-            if self._token is None or self._clock() >= self._expires_at - TOKEN_EXPIRY_SKEW_S:
+            if self._token is None or self._clock() >= self._renew_at:
                 self._fetch()
             token = self._token
         request.headers["Authorization"] = f"Bearer {token}"
@@ -403,7 +404,7 @@ class OAuth2ClientCredentials(Auth):
         except (TypeError, ValueError):
             lifetime = 3600.0
         self._token = token
-        self._expires_at = self._clock() + lifetime
+        self._renew_at = self._clock() + lifetime - min(TOKEN_EXPIRY_SKEW_S, lifetime / 2)
 
     def __repr__(self) -> str:
         return secrets.redact(

@@ -237,6 +237,22 @@ def test_oauth_refreshes_before_expiry_with_skew(env, api):
     assert len(got) == 2 and req.headers["Authorization"] == "Bearer at-0002-xyz"
 
 
+def test_a_token_shorter_lived_than_the_skew_is_reused_for_half_its_life(env, api):
+    got = []
+    api.route("/oauth/token", _token_endpoint(got, expires_in=30))
+    clock = Clock()
+    auth = build_auth(_oauth(api), clock=clock)
+    for _ in range(3):
+        auth.apply(_req())
+    clock.now += 14
+    auth.apply(_req())
+    assert len(got) == 1  # not one token request per API request
+    clock.now += 1    # half its life gone: refresh
+    req = _req()
+    auth.apply(req)
+    assert len(got) == 2 and req.headers["Authorization"] == "Bearer at-0002-xyz"
+
+
 def test_requests_rejected_with_the_same_token_share_one_refresh(env, api):
     got = []
     api.route("/oauth/token", _token_endpoint(got))
