@@ -243,6 +243,14 @@ class _RangePaginator(Paginator):
     def _read(self, response: PageResponse, records: list) -> None:
         if not records:
             self._has_next_page = False
+            total = self._total(response)
+            done = self.value - (0 if self.counts_records else self.start)
+            if total is not None and done < total:
+                # Stopping here would end the window with the rest of the total unread.
+                raise PaginationError(
+                    f"pagination style {self.style}: a page came back empty before the total "
+                    f"{total} was reached ({self.param}={self.value}); the window fails and a "
+                    "rerun reads it again")
             return
         digest = page_digest(records)
         if digest == self._last_page_hash:
@@ -253,14 +261,21 @@ class _RangePaginator(Paginator):
         # Offsets advance by what came back, not page_size: a server that caps pages
         # below our limit would otherwise make us skip records.
         self.value += len(records) if self.counts_records else 1
-        total = jsonpath.find(response.data, self.total_path) if self.total_path else None
+        total = self._total(response)
         if total is not None:
-            try:
-                done = self.value - (0 if self.counts_records else self.start)
-                self._has_next_page = done < int(total)
-            except (TypeError, ValueError):
-                raise ResponseError(f"pagination style {self.style}: the total is not a number: "
-                                    f"{total!r}") from None
+            done = self.value - (0 if self.counts_records else self.start)
+            self._has_next_page = done < total
+
+    def _total(self, response: PageResponse) -> int | None:
+        """The total the response reports (records, or pages), if the config names one."""
+        total = jsonpath.find(response.data, self.total_path) if self.total_path else None
+        if total is None:
+            return None
+        try:
+            return int(total)
+        except (TypeError, ValueError):
+            raise ResponseError(f"pagination style {self.style}: the total is not a number: "
+                                f"{total!r}") from None
 
     def update_request(self, request: PageRequest) -> None:
         request.params[self.param] = self.value
@@ -271,7 +286,8 @@ class _RangePaginator(Paginator):
 
 @register_paginator("offset", {"offset_param", "limit_param", "page_size", "total_path"})
 class OffsetPaginator(_RangePaginator):
-    """``?offset=N&limit=M``; stops on an empty page or when offset >= total."""
+    """``?offset=N&limit=M``; stops on an empty page or when offset >= total (an empty
+    page before the reported total fails the window)."""
 
     def __init__(self, offset_param: str = "offset", limit_param: str | None = "limit",
                  page_size: int = 100, total_path: str | None = None,
@@ -288,7 +304,8 @@ class OffsetPaginator(_RangePaginator):
 
 @register_paginator("page", {"page_param", "size_param", "page_size", "start", "total_pages_path"})
 class PageNumberPaginator(_RangePaginator):
-    """``?page=N`` (and optionally ``&per_page=M``); stops on an empty page or page > total."""
+    """``?page=N`` (and optionally ``&per_page=M``); stops on an empty page or page > total
+    (an empty page before the reported total fails the window)."""
 
     counts_records = False
 

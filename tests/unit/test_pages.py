@@ -186,6 +186,40 @@ def test_the_same_api_walked_one_page_at_a_time_loads_the_short_page(tmp_path):
     assert [r["id"] for r in _rows(result.stage)] == list(range(30))
 
 
+def _scripted_pages(counts):
+    """A page-numbered API reporting 3 total pages whose pages hold ``counts[page]`` records."""
+    def reply(got):
+        page = int(got.query.get("page", ["1"])[0])
+        n = counts.get(page, 0)
+        return Reply(200, {"data": [{"id": page * 100 + i} for i in range(n)], "pages": 3})
+    return reply
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+@pytest.mark.parametrize("limits", [{"concurrent_pages": False}, {"concurrency": 1}])
+def test_an_empty_page_before_the_total_fails_a_window_walked_one_page_at_a_time(
+        style, limits, tmp_path):
+    with FakeApi() as api:
+        pagination = {"style": "offset", "page_size": 10, "total_path": "total"}
+        api.route("/items", _scripted({0: 10, 10: 0, 20: 10}))
+        if style == "page":
+            pagination = {"style": "page", "total_pages_path": "pages"}
+            api.route("/items", _scripted_pages({1: 10, 2: 0, 3: 10}))
+        cfg = parse_source({
+            "config_id": "s", "api_name": "S", "endpoint": api.url("/items"),
+            "pagination": pagination, "data_path": "data", "primary_key": ["id"],
+            "load_start": START.isoformat(), "load_end": END.isoformat(),
+            "target": {"catalog": "r", "schema": "s", "table": "s"},
+            "limits": {"timeout_s": 5, "max_retries": 0, "concurrency": 3, **limits}})
+        staging = RunStaging(tmp_path, "s", "r")
+        with WindowFetcher(cfg, "r", staging, None, None) as fetcher, \
+                pytest.raises(PaginationError, match="came back empty before"):
+            fetcher(0, Window(START, END))
+        # the page after the empty one was never asked for, and nothing is staged
+        assert len(api.requests_to("/items")) == 2
+    assert not any(p.is_file() for p in staging.folder.rglob("*"))
+
+
 def _page_10_gone(total, later):
     """An offset API reporting ``total``: page 0 answered, page 10 refused (404: the
     window fails), the pages after it answered by ``later(offset)``."""
