@@ -20,6 +20,8 @@ restlake only reads: GET always, POST only when the source allows it.
 
 from __future__ import annotations
 
+import codecs
+import email.message
 import json
 import logging
 import random
@@ -161,6 +163,27 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)
+
+
+def as_utf8(body: bytes, content_type: str | None) -> bytes | None:
+    """``body`` transcoded to UTF-8 from the charset its ``Content-Type`` declares, or
+    ``None`` when it declares none (or UTF-8, or one unknown), or the body is not in it.
+
+    Only for a body that did not parse as UTF-8: APIs often declare ISO-8859-1 for a
+    UTF-8 body, and read as ISO-8859-1 (where every byte is a character) it would turn
+    into other text without an error.
+    """
+    message = email.message.Message()
+    message["Content-Type"] = content_type or ""
+    charset = message.get_param("charset")
+    if not isinstance(charset, str):
+        return None
+    try:
+        if codecs.lookup(charset.strip()).name == "utf-8":
+            return None
+        return body.decode(charset.strip()).encode("utf-8")
+    except (LookupError, UnicodeError):
+        return None
 
 
 def _find_message(data: Any, depth: int = 0) -> str | None:
@@ -465,10 +488,7 @@ class HttpClient:
                 try:
                     data = parse_json(body)
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
-                    # Often a body cut short by the network; a resend usually fixes it.
-                    raise _Transient(f"{where} returned {label} with a body that is not valid "
-                                     f"JSON ({len(body)} bytes): {api_message(body, 80)}",
-                                     status=status, bad_body=True) from None
+                    data, body = self._parse_declared_charset(resp, body, where, label)
             return PageResponse(status=status, url=redact(resp.url), headers=resp.headers,
                                 body=body, data=data, elapsed_s=resp.elapsed.total_seconds())
         message = f"{where} returned {label}: {api_message(body)}"
@@ -480,6 +500,26 @@ class HttpClient:
             retry_after = self.policy.parse_retry_after(resp.headers.get("Retry-After"), self._now())
             raise _Transient(message, status=status, retry_after=retry_after)
         raise HttpError(message, status=status)
+
+    @staticmethod
+    def _parse_declared_charset(resp: requests.Response, body: bytes, where: str,
+                                label: str) -> tuple[Any, bytes]:
+        """A 2xx body that is not UTF-8 JSON, read in the charset its ``Content-Type``
+        declares: the data and the body as UTF-8 (what is archived).
+
+        Raises:
+            _Transient: still not JSON (bad_body).
+        """
+        transcoded = as_utf8(body, resp.headers.get("Content-Type"))
+        if transcoded is not None:
+            try:
+                return parse_json(transcoded), transcoded
+            except ValueError:
+                pass
+        # Often a body cut short by the network; a resend usually fixes it.
+        raise _Transient(f"{where} returned {label} with a body that is not valid "
+                         f"JSON ({len(body)} bytes): {api_message(body, 80)}",
+                         status=resp.status_code, bad_body=True)
 
     def _on_rate_limited(self, req: PageRequest, resp: requests.Response) -> float | None:
         """Decide the wait after a 429; rotate keys or pause the host for everyone."""

@@ -1,5 +1,7 @@
 """Tests of framework.http.client against a real local server; sleeps are recorded, not slept."""
 
+import json
+
 import pytest
 
 from framework.http.auth import build_auth
@@ -259,6 +261,24 @@ def test_content_length_longer_than_body_is_retried(api, client):
 def test_content_length_shorter_than_body_is_retried(api, client):
     api.route("/items", Reply(200, {"data": [1, 2, 3]}, content_length=8), Reply(200, {"data": [3]}))
     assert client.send(get(api)).data == {"data": [3]}
+
+
+@pytest.mark.parametrize("charset", ["ISO-8859-1", "windows-1252"])
+def test_a_body_in_the_charset_its_content_type_declares_is_read_in_it(api, client, charset):
+    doc = {"data": [{"id": 1, "name": "Café Zürich", "note": "naïve"}]}
+    body = json.dumps(doc, ensure_ascii=False).encode(charset)
+    api.route("/items", Reply(200, body, {"Content-Type": f"application/json; charset={charset}"}))
+    resp = client.send(get(api))
+    assert resp.data == doc
+    assert json.loads(resp.body.decode("utf-8")) == doc  # kept as UTF-8 (the raw archive)
+    assert len(api.requests_to("/items")) == 1  # read at once, not retried as a bad body
+
+
+def test_a_utf8_body_under_a_latin1_content_type_stays_utf8(api, client):
+    doc = {"data": [{"id": 1, "name": "Café"}]}  # a common lie: UTF-8 sent as ISO-8859-1
+    api.route("/items", Reply(200, json.dumps(doc, ensure_ascii=False).encode("utf-8"),
+                              {"Content-Type": "application/json; charset=ISO-8859-1"}))
+    assert client.send(get(api)).data == doc
 
 
 def test_non_json_200_fails_after_retries(api, client):
