@@ -42,7 +42,7 @@ from framework.errors import AuthError, ConfigError, HttpError, ResponseError, R
 from framework.http.models import PageRequest, PageResponse
 from framework.http.origins import Origin, OriginPolicy
 from framework.http.ratelimit import RateLimiter
-from framework.http.retry import RetryPolicy
+from framework.http.retry import RetryPolicy, parse_retry_after
 from framework.secrets import redact
 from framework.http.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
 
@@ -495,9 +495,10 @@ class HttpClient:
         if status == 401:
             raise _Unauthorized(message, req.headers.get("Authorization"))
         if status == 429:
-            raise _Transient(message, status=status, retry_after=self._on_rate_limited(req, resp))
+            raise _Transient(message, status=status,
+                             retry_after=self._on_rate_limited(req, resp, message))
         if self.policy.is_retriable_status(status):
-            retry_after = self.policy.parse_retry_after(resp.headers.get("Retry-After"), self._now())
+            retry_after = self._asked_wait(resp, message)
             raise _Transient(message, status=status, retry_after=retry_after)
         raise HttpError(message, status=status)
 
@@ -521,16 +522,37 @@ class HttpClient:
                          f"JSON ({len(body)} bytes): {api_message(body, 80)}",
                          status=resp.status_code, bad_body=True)
 
-    def _on_rate_limited(self, req: PageRequest, resp: requests.Response) -> float | None:
+    def _asked_wait(self, resp: requests.Response, message: str,
+                    wait: float | None = None) -> float | None:
+        """The ``Retry-After`` of ``resp`` in seconds (or ``wait`` when given).
+
+        Raises:
+            HttpError: it is longer than the policy's ``retry_after_max_s``: a retry sent
+                before then would only be refused again (a daily quota used up).
+        """
+        if wait is None:
+            wait = parse_retry_after(resp.headers.get("Retry-After"), self._now(),
+                                     max_s=float("inf"))
+        longest = self.policy.retry_after_max_s
+        if wait is not None and wait > longest:
+            raise HttpError(f"{message} (Retry-After asks to wait {wait:.0f} s, longer than the "
+                            f"{longest:g} s restlake waits: failing now instead of retrying "
+                            "before the API allows it)", status=resp.status_code)
+        return wait
+
+    def _on_rate_limited(self, req: PageRequest, resp: requests.Response,
+                         message: str) -> float | None:
         """Decide the wait after a 429; rotate keys or pause the host for everyone."""
         self.telemetry.count_rate_limit_wait()
-        retry_after = self.policy.parse_retry_after(resp.headers.get("Retry-After"), self._now())
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), self._now(),
+                                        max_s=float("inf"))
         if self.auth.can_rotate:
             wait = self.auth.rotate(retry_after, req)
             if wait is not None and wait <= 0:
                 return 0.0  # another key is available: resend at once, host not paused
             if wait is not None:
                 retry_after = wait
+        retry_after = self._asked_wait(resp, message, retry_after)
         if retry_after is not None and self.limiter is not None:
             self.limiter.pause_for(retry_after)
         return retry_after

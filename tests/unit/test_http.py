@@ -207,6 +207,24 @@ def test_429_http_date_retry_after(api, clock):
     assert clock.sleeps == [9.0]
 
 
+@pytest.mark.parametrize("status, retry_after", [
+    (429, "86400"), (429, "Sat, 02 Mar 2024 12:00:00 GMT"), (503, "86400")])
+def test_a_retry_after_beyond_the_longest_wait_fails_at_once(api, clock, status, retry_after):
+    from datetime import datetime, timezone
+
+    now = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    api.route("/items", Reply(status, {"message": "daily quota used up"},
+                              {"Retry-After": retry_after}), Reply(200, []))
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    client = HttpClient(policy=NO_JITTER, sleep=clock.sleep, now=lambda: now, limiter=limiter)
+    with pytest.raises(HttpError) as exc:
+        client.send(get(api))
+    text = str(exc.value)
+    assert "daily quota used up" in text and "86400" in text and "300" in text
+    assert clock.sleeps == [] and len(api.requests_to("/items")) == 1  # no early retries
+    assert limiter.pauses == 0  # the host is not held for a wait nobody will take
+
+
 def test_503_burst_backs_off_exponentially(api, client, clock):
     api.route("/items", Reply(503), Reply(503), Reply(502), Reply(200, {"ok": 1}))
     assert client.send(get(api)).data == {"ok": 1}
