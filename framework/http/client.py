@@ -490,7 +490,8 @@ class HttpClient:
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
                     data, body = self._parse_declared_charset(resp, body, where, label)
             return PageResponse(status=status, url=redact(resp.url), headers=resp.headers,
-                                body=body, data=data, elapsed_s=resp.elapsed.total_seconds())
+                                body=body, data=data, elapsed_s=resp.elapsed.total_seconds(),
+                                final_url=req.url)
         message = f"{where} returned {label}: {api_message(body)}"
         if status == 401:
             raise _Unauthorized(message, req.headers.get("Authorization"))

@@ -93,6 +93,9 @@ class PageResponse:
     body: bytes
     data: Any
     elapsed_s: float = 0.0
+    #: the URL that answered (after redirects), unredacted: relative next links are read
+    #: against it; never shown (``url`` is)
+    final_url: str = field(default="", repr=False)
 
     def __repr__(self) -> str:
         return f"PageResponse({self.status} {self.url} {len(self.body)} bytes)"

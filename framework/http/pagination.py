@@ -405,7 +405,8 @@ class LinkHeaderPaginator(_TokenPaginator):
         header = (response.headers or {}).get("Link") or ""
         for link in parse_header_links(header) if header else []:
             if "next" in str(link.get("rel", "")).split():
-                return urljoin(self._base_url, link.get("url", "")) or None
+                # a relative link is relative to the page that sent it (after redirects)
+                return urljoin(response.final_url or self._base_url, link.get("url", "")) or None
         return None
 
     def update_request(self, request: PageRequest) -> None:

@@ -150,6 +150,19 @@ def test_a_same_origin_redirect_is_followed_with_the_credential(home, tmp_path):
     assert final[0].headers.get("X-API-Key") == SECRET and final[0].query == {"moved": ["1"]}
 
 
+def test_a_relative_next_link_after_a_redirect_is_read_against_the_page_that_sent_it(home, tmp_path):
+    # The link was joined to the URL first asked for (/old -> /items?page=2), not to the
+    # page it came from (/v2/items -> /v2/items?page=2): another resource, or a 404.
+    home.route("/old", Reply(301, {}, headers={"Location": "/v2/items"}))
+    home.route("/v2/items", lambda got: Reply(200, [{"id": 2}]) if got.query.get("page") else
+               Reply(200, [{"id": 1}], headers={"Link": '<items?page=2>; rel="next"'}))
+    home.route("/items", Reply(200, [{"id": 99}]))
+    result = _fetch(_cfg(home, "bearer", path="/old"), tmp_path)
+    assert (result.records, result.pages) == (2, 2)
+    assert home.requests_to("/items") == []
+    assert [r.query for r in home.requests_to("/v2/items")] == [{}, {"page": ["2"]}]
+
+
 def test_redirects_are_bounded(home, tmp_path):
     home.route("/items", Reply(302, {}, headers={"Location": "/items"}))
     with pytest.raises(WindowError, match="redirects"):
