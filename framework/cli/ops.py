@@ -153,8 +153,9 @@ def cmd_health(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- notify
 def cmd_notify(args: argparse.Namespace) -> int:
     from framework.errors import ConfigError
+    from framework.ops.health import incident_spans
     from framework.ops.notify import (NotificationState, Notifier, build_message, events_from_audit,
-                                  events_from_freshness, load_notifications, outage_events,
+                                  events_from_freshness, events_from_incidents, load_notifications,
                                   state_path)
     from framework.ops.notify import quality_events
 
@@ -166,7 +167,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.timezone.utc)
     events = events_from_audit(queries.audit_since(now - dt.timedelta(days=args.days)))
     events += events_from_freshness(queries.freshness(now=now))
-    events += outage_events(queries, config.down_after)
+    checks = queries.checks(limit=None, since=now - dt.timedelta(days=30))
+    events += events_from_incidents(incident_spans(checks), config.down_after)
     events += quality_events(queries, now, days=args.days)
     state = NotificationState(state_path(warehouse))
     if args.dry_run:

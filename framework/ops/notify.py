@@ -286,16 +286,6 @@ def events_from_freshness(items: Iterable[Any]) -> list[Event]:
     return out
 
 
-def outage_events(queries: Any, down_after: int = 2,
-                  config_ids: Optional[list[str]] = None) -> list[Event]:
-    """Down and up events of the sources' incidents (``restlake notify`` and the
-    scheduler): :meth:`framework.ops.queries.Queries.incidents`, the whole health log, so
-    an outage's key stays its first failed check however long it lasts (from the last
-    30 days of checks, an outage older than that got a new key, and a new message, on
-    every run)."""
-    return events_from_incidents(queries.incidents(config_ids), down_after)
-
-
 def events_from_incidents(incidents: Iterable[Any], down_after: int = 2) -> list[Event]:
     """Down (an outage of at least ``down_after`` failed checks) and up (its end)."""
     out = []

@@ -272,18 +272,6 @@ class Queries:
                                   slot=self.slot(at), background=self.background)
         return [dict(r) for r in rows]
 
-    def incidents(self, config_ids: Optional[Iterable[str]] = None) -> list[Any]:
-        """The ``api_incidents`` metric as :class:`framework.ops.health.Incident` values
-        (over the whole log: an outage longer than any window keeps its first check)."""
-        from framework.ops.health import Incident
-
-        wanted = set(config_ids) if config_ids is not None else None
-        return [Incident(r["ConfigId"], to_utc(r["started_at"]),
-                         to_utc(r["ended_at"]) if r["ended_at"] is not None else None,
-                         r["failed_checks"], r["last_error"])
-                for r in self.health_metric("api_incidents")
-                if wanted is None or r["ConfigId"] in wanted]
-
     def health_metrics(self, now: Optional[dt.datetime] = None) -> dict[str, list[dict[str, Any]]]:
         """Every uptime metric, as the report reads them."""
         return {name: self.health_metric(name, now) for name in uptime.VIEW_NAMES}

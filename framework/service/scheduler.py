@@ -564,12 +564,22 @@ class Scheduler:
 
     def _notify_incidents(self, config_ids: list[str], now: dt.datetime) -> None:
         """Down (after ``down_after`` failed checks) and up, from the health log."""
-        from framework.ops.notify import outage_events
+        from pyspark.sql import functions as F
+
+        from framework.ops.health import incident_spans
+        from framework.ops.health_store import read_checks
+        from framework.ops.notify import events_from_incidents
 
         config = self.settings.notifications
         if config is None or not {"down", "up"} & set(config.events):
             return
-        self._notify(outage_events(self.queries(), config.down_after, config_ids), now)
+        checks = (read_checks(self.spark, self.warehouse, self.store.control_ref.catalog)
+                  .where(F.col("ConfigId").isin(config_ids)
+                         & F.col("CheckedAt").between(now - dt.timedelta(days=30), now))
+                  .select("ConfigId", "CheckedAt", "Ok", "ErrorKind", "ErrorMessage").collect())
+        events = events_from_incidents(incident_spans([r.asDict() for r in checks]),
+                                       config.down_after)
+        self._notify(events, now)
 
     def queries(self) -> Any:
         """The read questions over the warehouse (:class:`framework.ops.queries.Queries`):

@@ -252,25 +252,3 @@ def test_event_kinds_are_configurable():
     assert cfg.events == ["quality_failed", "sla_missed"]
     assert {"quality_warned", "schema_drift"} <= set(EVENT_KINDS)
     assert parse_notifications({"notifications": {}}).events == list(EVENT_KINDS)
-
-
-def test_an_outage_longer_than_30_days_keeps_one_down_key(tmp_path):
-    # Outages were rebuilt from the last 30 days of checks: once one lasted longer, its
-    # first check moved with the clock, and each `notify` run sent a new "down" message.
-    import datetime as dt
-
-    from framework.lake.reader import TableReader
-    from framework.lake.tables import Warehouse
-    from framework.ops.notify import outage_events
-    from framework.ops.queries import Queries
-    from tests.unit._lake import health_rows, write_health
-
-    utc = dt.timezone.utc
-    began = dt.datetime(2024, 1, 1, tzinfo=utc)
-    wh = Warehouse(tmp_path / "wh")
-    write_health(wh, health_rows("gh", began, [False] * 170, step=dt.timedelta(hours=6)))
-    keys = []
-    for now in (began + dt.timedelta(days=42), began + dt.timedelta(days=42, hours=7)):
-        queries = Queries(TableReader(wh), clock=lambda now=now: now)
-        keys.append([e.key for e in outage_events(queries, down_after=2)])
-    assert keys == [["down:gh:2024-01-01T00:00:00Z"]] * 2
