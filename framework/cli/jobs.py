@@ -106,6 +106,11 @@ def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] 
                              lease=lease)
     ctx.distributed = distributed
     ids, parallel = list(config_ids) or None, max(1, parallel)
+    if ids is None and not store.claimable_ids():  # why, as `restlake run --all` says it
+        from framework.cli.load import nothing_to_run
+
+        print(nothing_to_run(store.rows()))
+        return []
     if drain is None:
         return runtime.run(ctx, ids, parallel=parallel)
     with drain_on_signals(ctx) as seen:
@@ -215,11 +220,6 @@ def run_main(argv: Optional[Sequence[str]] = None) -> int:
         outcomes = run(_spark(), config_ids=args.config_id, warehouse=args.warehouse,
                        control_catalog=args.control_catalog, lease_minutes=args.lease_minutes,
                        parallel=args.parallel, distributed=args.distributed, drain=drain)
-    if not outcomes and not args.config_id:  # why, as `restlake run --all` says it
-        from framework.cli.load import nothing_to_run
-
-        print(nothing_to_run(open_store(_spark(), args.warehouse, args.control_catalog,
-                                        create=False).rows()))
     for o in outcomes:
         # The error holds API text: control characters are escaped before the job log.
         print(f"{o.config_id}: {o.status} records={o.source_rows} rows={o.rows_written}"
