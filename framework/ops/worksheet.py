@@ -127,7 +127,12 @@ def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Obser
     for cfg in configs:
         seen = observed.get(cfg.config_id, Observed())
         contract = contract_fields(cfg, seen)
-        unmapped = sorted((set(seen.rescued) | set(seen.drift)) - contract)
+        # one entry per column a field would take: its payload key when it was rescued
+        # (what the API sends), else the column the audit reported
+        by_column: dict[str, str] = {}
+        for key in (*seen.rescued, *seen.drift):
+            by_column.setdefault(column_name(key), key)
+        unmapped = sorted(key for col, key in by_column.items() if col not in contract)
         rows.append(WorksheetRow(
             entity=cfg.description or cfg.api_name, source_system=cfg.system,
             cadence=cadence(cfg.schedule.frequency, cfg.schedule.time),

@@ -126,3 +126,14 @@ def test_detail_fan_out_is_shown_with_its_settings(monkeypatch):
     table = list(csv.reader(io.StringIO(worksheet.to_csv(worksheet.build([shop])))))
     assert dict(zip(table[0], table[1]))["Detail fan-out"] == said
     assert "404: quarantine" in worksheet.to_markdown(worksheet.build([shop]))
+
+
+def test_a_rescued_field_is_flagged_once_by_its_payload_key(configs):
+    # A new field was listed twice: its payload key (from _rescued_data) and its column
+    # name (from the audit's schema changes); a rescued key whose column is in the
+    # contract was flagged although the contract holds it.
+    observed = {"dt_hosts": Observed(columns=("entityId", "displayName", "properties_state"),
+                                     rescued=("=cmd|' /C calc'!A0", "properties-state"),
+                                     drift=("_cmd____C_calc__A0",))}
+    [row] = [r for r in worksheet.build(configs, observed) if r.config_id == "dt_hosts"]
+    assert row.unmapped == ("=cmd|' /C calc'!A0",)
