@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from framework.cli.options import LEASE_MINUTES, number
 from framework.cli.console import console, open_store, print_outcomes, progress_printer, error
@@ -59,6 +59,12 @@ def nothing_to_run(rows: list[dict]) -> str:
             "A runner that died leaves its rows to be taken over once their lease ends")
 
 
+def nothing_claimable(store: Any) -> Optional[str]:
+    """What ``run --all`` (and the wheel task's) says when no row can be claimed
+    (:func:`nothing_to_run`), or None when one can."""
+    return None if store.claimable_ids() else nothing_to_run(store.rows())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Exit status: 0 when every load succeeded, 1 when one failed (or lost its lease, or
     its audit row could not be written), 128 + N when signal N stopped the run (143 for
@@ -73,8 +79,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                              lease=lease, on_event=progress_printer())
     ctx.distributed = args.distributed
     ids = args.config_id if args.config_id else None
-    if ids is None and not store.claimable_ids():
-        console.print(nothing_to_run(store.rows()), markup=False, soft_wrap=True)
+    idle = nothing_claimable(store) if ids is None else None
+    if idle is not None:
+        console.print(idle, markup=False, soft_wrap=True)
         return 0
     # Spark starts in the background once a load needs it (a full load once claimed, an
     # incremental one at its first fetched record: RunContext.spark_needed), while the

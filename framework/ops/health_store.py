@@ -138,9 +138,10 @@ def register_views(spark: Any, warehouse: Warehouse, catalog: str = "main") -> l
     ensure_table(spark, warehouse, catalog)
     ref = health_ref(catalog)
     control = TableRef(catalog, METADATA_SCHEMA, CONTROL_TABLE)
+    has_control = warehouse.exists(spark, control)
     if warehouse.is_local:
         warehouse.read(spark, ref).createOrReplaceTempView(HEALTH_TABLE)
-        if warehouse.exists(spark, control):
+        if has_control:
             warehouse.read(spark, control).createOrReplaceTempView(CONTROL_TABLE)
         log_name, control_name = _quoted(HEALTH_TABLE), _quoted(CONTROL_TABLE)
         names = {v: _quoted(v) for v in VIEW_NAMES}
@@ -152,7 +153,7 @@ def register_views(spark: Any, warehouse: Warehouse, catalog: str = "main") -> l
     # the metrics count the checks of enabled sources (Queries._monitored: the same rule)
     source = (f"(SELECT h.* FROM {log_name} h LEFT ANTI JOIN {control_name} c "
               "ON h.ConfigId = c.ConfigId AND c.Enabled = false) AS monitored"
-              if warehouse.exists(spark, control) else log_name)
+              if has_control else log_name)
     for view, select in view_sql(source, names["api_incidents"]).items():
         spark.sql(f"CREATE OR REPLACE {kind} {names[view]} AS {select}")
     created = [HEALTH_TABLE] + list(VIEW_NAMES) if warehouse.is_local else \
