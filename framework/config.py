@@ -494,6 +494,8 @@ class Limits(_Model):
     max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=MAX_BODY_BYTES_CEILING)
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
+    # The longest Retry-After (429/503) waited for; a longer one fails the window at once.
+    retry_after_max_s: float = Field(default=300.0, ge=0, le=86400)
     lease_s: int = Field(default=3600, ge=30)
     windows_per_commit: int = Field(default=8, ge=1, le=1000)
     # Long windows of incremental loads: commit every N pages with a checkpoint (None: whole windows).

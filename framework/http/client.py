@@ -537,8 +537,8 @@ class HttpClient:
         longest = self.policy.retry_after_max_s
         if wait is not None and wait > longest:
             raise HttpError(f"{message} (Retry-After asks to wait {wait:.0f} s, longer than the "
-                            f"{longest:g} s restlake waits: failing now instead of retrying "
-                            "before the API allows it)", status=resp.status_code)
+                            f"{longest:g} s of limits.retry_after_max_s: failing now instead of "
+                            "retrying before the API allows it)", status=resp.status_code)
         return wait
 
     def _on_rate_limited(self, req: PageRequest, resp: requests.Response,

@@ -371,7 +371,8 @@ class WindowFetcher:
         self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
         self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                                   backoff_base_s=cfg.limits.backoff_base_s,
-                                  backoff_max_s=cfg.limits.backoff_max_s)
+                                  backoff_max_s=cfg.limits.backoff_max_s,
+                                  retry_after_max_s=cfg.limits.retry_after_max_s)
 
     def __call__(self, index: int, window: Window, *,
                  on_segment: Optional[Callable[[StagedSegment], None]] = None,

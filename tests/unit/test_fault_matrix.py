@@ -126,3 +126,31 @@ def test_fatal_fault_fails_the_window_and_stages_nothing(api, tmp_path, style, f
     assert needle.lower() in str(info.value).lower()
     assert SECRET not in str(info.value)
     assert not any(p.is_dir() and any(p.iterdir()) for p in (tmp_path / f"m_{style}" / "run-1").glob("w*"))
+
+
+def _fetch_with(api, style, tmp_path, **limits):
+    cfg = _cfg(api, style)
+    cfg = cfg.model_copy(update={"limits": cfg.limits.model_copy(update=limits)})
+    with WindowFetcher(cfg, "run-1", RunStaging(tmp_path, cfg.config_id, "run-1"), None,
+                       None) as fetch:
+        return fetch(0, WINDOW)
+
+
+def test_the_longest_retry_after_waited_for_is_a_limits_setting(api, tmp_path):
+    from framework.config import SourceConfig
+
+    # a source whose API asks for long pauses: limits.retry_after_max_s raises the wait
+    # restlake accepts above which the window fails at once
+    assert SourceConfig.model_validate(
+        {**_cfg(api, "offset").model_dump(exclude_none=True),
+         "limits": {"retry_after_max_s": 900}}).limits.retry_after_max_s == 900
+    api.faults.clear()
+    _inject(api, "offset", dict(kind="429", times=1, retry_after=2))
+    with pytest.raises(WindowError) as info:
+        _fetch_with(api, "offset", tmp_path / "short", retry_after_max_s=1)
+    api.faults.clear()
+    assert "limits.retry_after_max_s" in str(info.value) and "2 s" in str(info.value)
+    _inject(api, "offset", dict(kind="429", times=1, retry_after=1))
+    result = _fetch_with(api, "offset", tmp_path / "long", retry_after_max_s=1)
+    api.faults.clear()
+    assert _staged_ids(result.stage) == _expected(api)
