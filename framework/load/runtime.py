@@ -529,7 +529,7 @@ class _Load:
             else:
                 results = [self._result(i, w, f) for i, w, f in futures]
                 self._end_warmup()
-                self.quality.before_commit([r.stage for r in results], results, columns)
+                self._judge(results, columns)
                 self._flush_window_log()
                 self.lease.check("target commit")
                 crashpoint("before_target_commit")
@@ -628,13 +628,23 @@ class _Load:
         if not results:
             return
         self._end_warmup()
-        self.quality.before_commit([r.stage for r in results], results, columns)
+        self._judge(results, columns)
         self._flush_window_log()  # the previous commit's rows land before the next commit
         self.lease.check("target commit")
         crashpoint("before_target_commit")
         with self.progress.timed("write"):
             write = self.writer.merge([r.stage for r in results], columns, batch_version=version)
         self._committed(results, write)
+
+    def _judge(self, results: list[WindowResult], columns: Any) -> None:
+        """The before-commit quality checks of a commit's windows. A refused commit's
+        records were read all the same: they count in the audit row's ``SourceRowCount``
+        (none is written)."""
+        try:
+            self.quality.before_commit([r.stage for r in results], results, columns)
+        except QualityError:
+            self.progress.source_rows += sum(r.records for r in results)
+            raise
 
     def _end_warmup(self) -> None:
         """The windows of a commit are fetched (its quality checks and target write are

@@ -59,7 +59,12 @@ def test_a_40_pct_row_drop_under_fail_refuses_the_commit_and_keeps_the_table(
     assert RsDeltaTable(path).to_pyarrow_table().num_rows == before.count()
     row = store.get("q_drop")
     assert row["LoadStatus"] == "FAILED" and "max_row_drop_pct" in row["ErrorMessage"]
-    assert store.audit_rows("q_drop", 1)[0]["LoadStatus"] == "FAILED_QUALITY"
+    audit = store.audit_rows("q_drop", 1)[0]
+    assert audit["LoadStatus"] == "FAILED_QUALITY"
+    # the records the checks judged were read: counted, none written
+    kept = len(api.dataset.records_in("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"))
+    assert second.source_rows == audit["SourceRowCount"] == kept
+    assert second.rows_written == audit["TargetRowCount"] == 0
 
     results = {(r["CheckName"], r["Field"]): r for r in store.quality_results(["q_drop"])
                if r["RunId"] == second.audit["RunId"]}
@@ -67,7 +72,6 @@ def test_a_40_pct_row_drop_under_fail_refuses_the_commit_and_keeps_the_table(
     assert sorted(map(repr, _queries(warehouse).quality_results(["q_drop"]))) == \
         sorted(map(repr, store.quality_results(["q_drop"])))
     drop = results[("max_row_drop_pct", None)]
-    kept = len(api.dataset.records_in("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"))
     assert 0.3 < 1 - kept / first.source_rows < 0.5  # the API quietly serves ~40 % fewer rows
     assert drop["Passed"] is False and drop["Severity"] == "fail" and drop["Phase"] == "before_commit"
     assert drop["ObservedValue"] == pytest.approx(100 * (first.source_rows - kept) / first.source_rows, abs=1e-3)
