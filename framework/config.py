@@ -488,6 +488,8 @@ class HealthCheck(_Model):
 
 class Limits(_Model):
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    # The whole body of one response (timeout_s bounds each read): a slower one is retried.
+    body_timeout_s: float = Field(default=300.0, gt=0, le=86400)
     max_retries: int = Field(default=5, ge=0, le=50)
     requests_per_second: Optional[float] = Field(default=None, gt=0)
     concurrency: int = Field(default=4, ge=1, le=64)

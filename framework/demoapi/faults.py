@@ -16,6 +16,8 @@ Kinds:
 * ``"timeout"``: sleep ``delay_s`` before answering normally (the client times out).
 * ``"reset"``: send the headers and part of the body, then abort the connection (RST).
 * ``"truncated"``: announce the full ``Content-Length``, send half the body, then close.
+* ``"drip"``: announce the full ``Content-Length``, then send the body one byte every
+  ``delay_s`` (each read is quick; the whole body never seems to end).
 * ``"error_body"``: 200 with ``{"error": {"code": 500, "message": "internal"}}``.
 * ``"bad_json"``: 200 ``text/html`` ``<html>oops</html>``.
 * ``"token_expired"``: 401 ``{"error": "invalid_token"}``; with OAuth2 the issued tokens
@@ -32,8 +34,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("429", "404", "500", "502", "503", "timeout", "reset", "truncated", "error_body", "bad_json",
-         "token_expired", "schema_drift")
+KINDS = ("429", "404", "500", "502", "503", "timeout", "reset", "truncated", "drip", "error_body",
+         "bad_json", "token_expired", "schema_drift")
 
 # Faults answered instead of the endpoint: kind -> (status, body, content type).
 CANNED: dict[str, tuple[int, bytes, str]] = {
@@ -105,7 +107,7 @@ class Faults:
             path: path prefix filter; ``None`` means every ``/api/`` request.
             after: let this many matching requests through first.
             retry_after: seconds sent in ``Retry-After`` (``"429"``).
-            delay_s: stall of a ``"timeout"``.
+            delay_s: stall of a ``"timeout"``; the gap between the bytes of a ``"drip"``.
             query: query parameter values a request must carry to match.
 
         Raises:
@@ -205,3 +207,23 @@ def send_partial(handler: Any, status: int, headers: dict[str, str], body: bytes
         sock: socket.socket = handler.connection
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
+
+
+def send_dripping(handler: Any, status: int, headers: dict[str, str], body: bytes,
+                  wait: Any, gap_s: float) -> None:
+    """Announce the full body, then send it one byte every ``gap_s`` (``wait(gap_s)``)
+    until it is sent, the client goes away or ``wait`` returns true (the server stops)."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.close_connection = True
+    try:
+        for i in range(len(body)):
+            handler.wfile.write(body[i:i + 1])
+            handler.wfile.flush()
+            if wait(gap_s):
+                return
+    except OSError:  # the client cut the connection
+        pass

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from framework.demoapi.data import DEFAULT_START, Dataset
 from framework.demoapi.endpoints import DETAIL_ROUTE, ROUTES, BadRequest, Call, Reply, detail, error
-from framework.demoapi.faults import CANNED, Faults, send_partial
+from framework.demoapi.faults import CANNED, Faults, send_dripping, send_partial
 
 AUTH_METHODS = ("none", "bearer", "api_key", "basic", "api_token", "oauth2")
 _AUTH_KEYS = {"bearer": ("token",), "api_key": ("key",), "basic": ("username", "password"),
@@ -348,6 +348,11 @@ class _Handler(BaseHTTPRequestHandler):
             reply = api.dispatch(call)
             if cached and reply.status == 200:
                 api._replies[key] = Reply(200, reply.payload(), reply.headers, reply.content_type)
+        if fault is not None and fault.kind == "drip":
+            entry["status"] = reply.status
+            headers = dict(reply.headers, **{"Content-Type": reply.content_type})
+            send_dripping(self, reply.status, headers, reply.payload(), api._wait, fault.delay_s)
+            return
         if fault is not None and fault.kind in ("reset", "truncated"):
             entry["status"] = reply.status
             headers = dict(reply.headers, **{"Content-Type": reply.content_type})

@@ -38,6 +38,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from framework.http.auth import Auth
+from framework.http.deadline import WATCHDOG, response_socket
 from framework.errors import AuthError, ConfigError, HttpError, ResponseError, RetriableError
 from framework.http.models import PageRequest, PageResponse
 from framework.http.origins import Origin, OriginPolicy
@@ -242,6 +243,8 @@ class HttpClient:
             status | None, elapsed_s, error_kind | None)``; ``error_kind`` is ``None``
             for a 2xx/3xx, else ``"timeout"``, ``"connection_error"`` or ``"http_status"``.
             It must be cheap; its exceptions are logged and ignored (health logging).
+        body_timeout_s: the longest a response body may take to arrive as a whole
+            (``limits.body_timeout_s``; None: each read is bounded by ``timeout_s`` only).
     """
 
     def __init__(self, auth: Auth | None = None, policy: RetryPolicy | None = None,
@@ -251,8 +254,8 @@ class HttpClient:
                  *, allow_post: bool = False, pool_size: int = 10,
                  rand: Callable[[], float] = random.random,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 on_attempt: Callable[[str, str, int | None, float, str | None], None] | None = None
-                 ) -> None:
+                 on_attempt: Callable[[str, str, int | None, float, str | None], None] | None = None,
+                 body_timeout_s: float | None = None) -> None:
         if not timeout_s or timeout_s <= 0:
             raise ConfigError(f"must be > 0 (requests always time out), got {timeout_s!r}",
                               field="limits.timeout_s")
@@ -264,6 +267,7 @@ class HttpClient:
         self.limiter = limiter
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.allow_post = allow_post
         self._sleep = sleep
         self._rand = rand
@@ -461,6 +465,8 @@ class HttpClient:
                                 f"({declared} > {limit} bytes)")
         chunks: list[bytes] = []
         size = 0
+        sock = response_socket(resp) if self.body_timeout_s else None
+        armed = WATCHDOG.arm(self.body_timeout_s, sock) if sock is not None else None
         try:
             for chunk in resp.iter_content(_CHUNK_BYTES):
                 size += len(chunk)
@@ -470,13 +476,25 @@ class HttpClient:
                                         f"(more than {limit} bytes)")
                 chunks.append(chunk)
         except requests.RequestException as exc:
+            if armed is not None and armed.fired:
+                raise self._body_too_slow(resp, where, size) from None
             # Reset, incomplete read (Content-Length not met) or read timeout mid-body.
             timed_out = bool(exc.args) and isinstance(exc.args[0], ReadTimeoutError)
             self.telemetry.count_request(TIMEOUT if timed_out else CONNECTION_ERROR, size)
             what = "timed out reading the body" if timed_out else "body incomplete"
             raise _Transient(f"{where} {what} after {size} bytes: {self._describe(exc)}",
                              status=resp.status_code) from None
+        finally:
+            if armed is not None:
+                WATCHDOG.disarm(armed)
+        if armed is not None and armed.fired:  # a body without a length ends where it was cut
+            raise self._body_too_slow(resp, where, size)
         return b"".join(chunks)
+
+    def _body_too_slow(self, resp: requests.Response, where: str, size: int) -> "_Transient":
+        self.telemetry.count_request(TIMEOUT, size)
+        return _Transient(f"{where} timed out: its body took longer than limits.body_timeout_s "
+                         f"({self.body_timeout_s:g}s), {size} bytes read", status=resp.status_code)
 
     def _classify(self, req: PageRequest, resp: requests.Response, body: bytes,
                   where: str) -> PageResponse:

@@ -422,7 +422,8 @@ class WindowFetcher:
         return HttpClient(self.auth, self.policy, cfg.limits.timeout_s, self.limiter, Telemetry(),
                           self.session, cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
                           pool_size=self.pool_size,
-                          on_attempt=self.health.observe if self.health is not None else None)
+                          on_attempt=self.health.observe if self.health is not None else None,
+                          body_timeout_s=cfg.limits.body_timeout_s)
 
     def close(self) -> None:
         self.session.close()

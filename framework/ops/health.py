@@ -249,7 +249,8 @@ def probe(cfg: Any, *, now: dt.datetime, run_id: Optional[str] = None,
         auth = build_auth(cfg.auth.model_dump(exclude_none=True))
         client = HttpClient(auth, RetryPolicy(max_retries=0), timeout_s,
                             max_body_bytes=cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
-                            pool_size=1, on_attempt=recorder.observe)
+                            pool_size=1, on_attempt=recorder.observe,
+                            body_timeout_s=timeout_s)  # a probe ends within its timeout
     except RestlakeError as exc:  # a missing secret or a bad option: the source is not checkable
         recorder.observe(cfg.method, cfg.endpoint, None, 0.0, "config", str(exc))
         return recorder.rows()[-1]

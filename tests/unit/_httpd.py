@@ -28,7 +28,9 @@ class Reply:
         headers: extra headers.
         delay_s: wait before answering (to trip client timeouts).
         reset_after: send the headers and this many body bytes, then reset the socket.
-        content_length: a Content-Length to declare instead of the real one.
+        content_length: a Content-Length to declare instead of the real one (-1: none; the
+            body ends when the connection closes).
+        drip_s: send the body one byte every ``drip_s`` seconds.
     """
 
     status: int = 200
@@ -37,6 +39,7 @@ class Reply:
     delay_s: float = 0.0
     reset_after: int | None = None
     content_length: int | None = None
+    drip_s: float = 0.0
 
     def payload(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -98,7 +101,8 @@ class FakeApi:
                 try:
                     self.send_response(reply.status)
                     declared = reply.content_length if reply.content_length is not None else len(payload)
-                    self.send_header("Content-Length", str(declared))
+                    if declared >= 0:
+                        self.send_header("Content-Length", str(declared))
                     if "Content-Type" not in reply.headers:
                         self.send_header("Content-Type", "application/json")
                     for key, value in reply.headers.items():
@@ -112,7 +116,13 @@ class FakeApi:
                         self.connection.close()
                         self.close_connection = True
                         return
-                    self.wfile.write(payload)
+                    if reply.drip_s:
+                        for i in range(len(payload)):
+                            self.wfile.write(payload[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.drip_s)
+                    else:
+                        self.wfile.write(payload)
                     if reply.content_length is not None:
                         self.close_connection = True  # the stream cannot be reused
                 except OSError:  # the client gave up (timeout)

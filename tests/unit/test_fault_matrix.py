@@ -35,6 +35,8 @@ TRANSIENT = {
     "timeout": dict(kind="timeout", times=1, delay_s=1.5),
     "reset": dict(kind="reset", times=1),
     "truncated": dict(kind="truncated", times=1),
+    # each byte within timeout_s, the whole body beyond body_timeout_s
+    "drip": dict(kind="drip", times=1, delay_s=0.2),
     "expired_token": dict(kind="token_expired", times=1),
 }
 FATAL = {
@@ -58,8 +60,8 @@ def _cfg(api, style):
     return source(api.base_url, style, f"m_{style}",
                   auth={"method": "oauth2_client_credentials", "token_url": api.token_url,
                         "client_id": CLIENT_ID, "client_secret": "env:RESTLAKE_MATRIX_SECRET"},
-                  limits={"timeout_s": 0.5, "max_retries": 3, "backoff_base_s": 0.001,
-                          "backoff_max_s": 0.01})
+                  limits={"timeout_s": 0.5, "body_timeout_s": 1.5, "max_retries": 3,
+                          "backoff_base_s": 0.001, "backoff_max_s": 0.01})
 
 
 def _fetch(api, style, tmp_path):

@@ -264,6 +264,23 @@ def test_timeouts_exhausted(api, clock):
         client.send(get(api))
 
 
+@pytest.mark.parametrize("content_length", [None, -1], ids=["declared", "until_close"])
+def test_a_body_dripped_byte_by_byte_is_bounded_as_a_whole(api, clock, content_length):
+    # each byte comes within timeout_s (0.2 s), the whole body would take ~10 s
+    api.route("/items", Reply(200, {"data": list(range(40))}, drip_s=0.05,
+                              content_length=content_length), Reply(200, {"data": [7]}))
+    with HttpClient(policy=NO_JITTER, timeout_s=0.2, sleep=clock.sleep,
+                    body_timeout_s=0.5) as client:
+        assert client.send(get(api)).data == {"data": [7]}
+        assert client.telemetry.as_dict()["status_counts"] == {"timeout": 1, "200": 1}
+        with pytest.raises(HttpError, match="limits.body_timeout_s"):
+            api.route("/items", Reply(200, {"data": list(range(40))}, drip_s=0.05,
+                                      content_length=content_length))
+            with HttpClient(policy=RetryPolicy(max_retries=0), timeout_s=0.2,
+                            body_timeout_s=0.3) as once:
+                once.send(get(api))
+
+
 def test_connection_reset_mid_body_is_retried(api, client):
     api.route("/items", Reply(200, {"data": list(range(500))}, reset_after=20), Reply(200, {"data": []}))
     assert client.send(get(api)).data == {"data": []}
