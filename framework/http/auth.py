@@ -10,6 +10,7 @@ lists several (``secrets: [...]``).
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ import requests
 
 from framework import secrets
 from framework.errors import AuthError, ConfigError, RetriableError
+from framework.http.body import TOO_LARGE, BodyFault, read_body
 from framework.http.models import PageRequest
 from framework.http.origins import check_https
 from framework.http.ratelimit import KeyRing
@@ -29,6 +31,8 @@ from framework.http.retry import is_retriable_status, parse_retry_after
 #: is shorter: a token living 30 s is still used for 15 s, not fetched for every request).
 TOKEN_EXPIRY_SKEW_S = 60.0
 TOKEN_TIMEOUT_S = 30.0
+TOKEN_BODY_TIMEOUT_S = 60.0  # the whole answer of the token endpoint
+TOKEN_MAX_BYTES = 1024 * 1024
 
 
 class Auth:
@@ -373,13 +377,22 @@ class OAuth2ClientCredentials(Auth):
             # Never redirected: a 307 would replay the client secret to wherever it points.
             resp = self._session.post(self._token_url, data=form, auth=basic,
                                       headers={"Accept": "application/json"},
-                                      timeout=TOKEN_TIMEOUT_S, allow_redirects=False)
+                                      timeout=TOKEN_TIMEOUT_S, allow_redirects=False, stream=True)
         except requests.RequestException as exc:
             # The exception text may carry the request; name only its type.
             raise RetriableError(f"{where} unreachable: {type(exc).__name__}") from None
+        with resp:
+            try:  # bounded like an API's body: a token answer is small and quick
+                raw = read_body(resp, TOKEN_MAX_BYTES, TOKEN_BODY_TIMEOUT_S)
+            except BodyFault as fault:
+                if fault.kind == TOO_LARGE:
+                    raise AuthError(f"{where} answered a body larger than {TOKEN_MAX_BYTES} bytes",
+                                    status=resp.status_code) from None
+                raise RetriableError(f"{where} answer not read whole ({fault.kind.replace('_', ' ')}"
+                                     f" after {fault.size} bytes)", status=resp.status_code) from None
         try:
-            body = resp.json()
-        except ValueError:
+            body = json.loads(raw) if raw else None
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
             body = None
         if resp.is_redirect:
             raise AuthError(f"{where} answered {resp.status_code} with a redirect; restlake does "

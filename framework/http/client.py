@@ -35,10 +35,9 @@ import orjson
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
 
 from framework.http.auth import Auth
-from framework.http.deadline import WATCHDOG, response_socket
+from framework.http.body import INCOMPLETE, TIMED_OUT, TOO_LARGE, TOO_SLOW, BodyFault, read_body
 from framework.errors import AuthError, ConfigError, HttpError, ResponseError, RetriableError
 from framework.http.models import PageRequest, PageResponse
 from framework.http.origins import Origin, OriginPolicy
@@ -49,7 +48,6 @@ from framework.http.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
 
 USER_AGENT = "restlake/0.1"
 MESSAGE_LIMIT = 300
-_CHUNK_BYTES = 64 * 1024
 # Every digit becomes "0", everything else a space: a run of 20 digits is then a substring
 # search (C speed; a regex over digit runs backtracks and costs more than the parse).
 #: digits become "0", "-" stays, every other byte a space: then a number orjson cannot
@@ -458,43 +456,23 @@ class HttpClient:
 
     def _read_body(self, resp: requests.Response, where: str) -> bytes:
         limit = self.max_body_bytes
-        declared = resp.headers.get("Content-Length", "")
-        if limit is not None and declared.isdigit() and int(declared) > limit:
-            self.telemetry.count_request(resp.status_code)
-            raise ResponseError(f"{where}: response body exceeds limits.max_body_bytes "
-                                f"({declared} > {limit} bytes)")
-        chunks: list[bytes] = []
-        size = 0
-        sock = response_socket(resp) if self.body_timeout_s else None
-        armed = WATCHDOG.arm(self.body_timeout_s, sock) if sock is not None else None
         try:
-            for chunk in resp.iter_content(_CHUNK_BYTES):
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    self.telemetry.count_request(resp.status_code, size)
-                    raise ResponseError(f"{where}: response body exceeds limits.max_body_bytes "
-                                        f"(more than {limit} bytes)")
-                chunks.append(chunk)
-        except requests.RequestException as exc:
-            if armed is not None and armed.fired:
-                raise self._body_too_slow(resp, where, size) from None
-            # Reset, incomplete read (Content-Length not met) or read timeout mid-body.
-            timed_out = bool(exc.args) and isinstance(exc.args[0], ReadTimeoutError)
-            self.telemetry.count_request(TIMEOUT if timed_out else CONNECTION_ERROR, size)
-            what = "timed out reading the body" if timed_out else "body incomplete"
-            raise _Transient(f"{where} {what} after {size} bytes: {self._describe(exc)}",
-                             status=resp.status_code) from None
-        finally:
-            if armed is not None:
-                WATCHDOG.disarm(armed)
-        if armed is not None and armed.fired:  # a body without a length ends where it was cut
-            raise self._body_too_slow(resp, where, size)
-        return b"".join(chunks)
-
-    def _body_too_slow(self, resp: requests.Response, where: str, size: int) -> "_Transient":
-        self.telemetry.count_request(TIMEOUT, size)
-        return _Transient(f"{where} timed out: its body took longer than limits.body_timeout_s "
-                         f"({self.body_timeout_s:g}s), {size} bytes read", status=resp.status_code)
+            return read_body(resp, limit, self.body_timeout_s)
+        except BodyFault as fault:
+            if fault.kind == TOO_LARGE:
+                self.telemetry.count_request(resp.status_code, fault.size)
+                size = f"{fault.declared} > {limit}" if fault.declared else f"more than {limit}"
+                raise ResponseError(f"{where}: response body exceeds limits.max_body_bytes "
+                                    f"({size} bytes)") from None
+            self.telemetry.count_request(CONNECTION_ERROR if fault.kind == INCOMPLETE else TIMEOUT,
+                                         fault.size)
+            if fault.kind == TOO_SLOW:
+                raise _Transient(f"{where} timed out: its body took longer than "
+                                 f"limits.body_timeout_s ({self.body_timeout_s:g}s), {fault.size} "
+                                 "bytes read", status=resp.status_code) from None
+            what = "timed out reading the body" if fault.kind == TIMED_OUT else "body incomplete"
+            raise _Transient(f"{where} {what} after {fault.size} bytes: "
+                             f"{self._describe(fault.cause)}", status=resp.status_code) from None
 
     def _classify(self, req: PageRequest, resp: requests.Response, body: bytes,
                   where: str) -> PageResponse:

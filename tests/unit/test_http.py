@@ -429,6 +429,30 @@ def test_a_token_endpoint_that_fails_for_a_moment_is_retried(api, clock, monkeyp
         "Bearer at-1-long-token"]
 
 
+def test_a_token_answer_is_bounded_in_time_and_size_like_an_api_body(api, clock, monkeypatch):
+    from framework.http import auth as auth_module
+
+    monkeypatch.setenv("OAUTH_SECRET", "cs-" + SECRET)
+    monkeypatch.setattr(auth_module, "TOKEN_BODY_TIMEOUT_S", 0.5)
+    api.route("/oauth/token",
+              Reply(200, {"access_token": "at-0-dripped", "expires_in": 3600}, drip_s=0.05),
+              Reply(200, {"access_token": "at-1-whole", "expires_in": 3600}))
+    api.route("/items", Reply(200, {"data": [1]}))
+    oauth = {"method": "oauth2_client_credentials", "token_url": api.url("/oauth/token"),
+             "client_id": "cid", "client_secret": "env:OAUTH_SECRET"}
+    client = HttpClient(build_auth(oauth), NO_JITTER, sleep=clock.sleep)
+    assert client.send(get(api)).data == {"data": [1]}
+    token_requests = len(api.requests_to("/oauth/token"))  # (its bodies hold the secret)
+    assert token_requests == 2  # the dripped answer was cut and retried
+    assert [r.headers["Authorization"] for r in api.requests_to("/items")] == ["Bearer at-1-whole"]
+
+    monkeypatch.setattr(auth_module, "TOKEN_MAX_BYTES", 64)
+    api.route("/oauth/token", Reply(200, {"access_token": "at-2-" + "x" * 100}))
+    with pytest.raises(AuthError, match="larger than 64 bytes") as exc:
+        HttpClient(build_auth(oauth), NO_JITTER, sleep=clock.sleep).send(get(api))
+    assert SECRET not in str(exc.value)
+
+
 def test_a_refresh_after_a_401_retries_a_token_endpoint_that_fails_for_a_moment(
         api, clock, monkeypatch):
     auth, issued = _oauth_api(api, monkeypatch, accept={"Bearer at-3-long-token"})
