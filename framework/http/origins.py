@@ -10,14 +10,24 @@ no paginator and no redirect can carry a credential elsewhere:
   ``https://api2.example.com:8443``; ``http://`` only when the endpoint itself is http);
 * anything else fails the window with a :class:`~framework.errors.CrossOriginError`
   naming both origins; an https endpoint never follows an http URL.
+
+An origin is read the way the HTTP stack (requests and urllib3) reads the URL when it
+connects, and a URL that the standard library's parser reads another way is refused as
+ambiguous: ``http://evil.example\\@api.example.com/`` is ``api.example.com`` to
+:func:`urllib.parse.urlsplit` but ``evil.example`` to urllib3, so a check by the one would
+let the other send the credentials elsewhere.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 from urllib.parse import urlsplit
+
+import idna
+import requests
+from urllib3.util import parse_url
 
 from framework.errors import ConfigError, CrossOriginError
 
@@ -39,7 +49,8 @@ class Origin:
         Raises:
             ValueError: ``url`` is not an absolute http(s) URL.
         """
-        parts = urlsplit(str(url).strip())
+        text = str(url).strip()
+        parts = urlsplit(text)
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS or not parts.hostname:
             raise ValueError(f"{_shown(url)} is not an absolute http(s) URL")
@@ -47,7 +58,13 @@ class Origin:
             port = parts.port or DEFAULT_PORTS[scheme]
         except ValueError:  # a port that is not a number, or out of range
             raise ValueError(f"{_shown(url)} has an invalid port") from None
-        return cls(scheme, parts.hostname.lower().rstrip("."), port)
+        read = cls(scheme, _host(parts.hostname), port)
+        sent = _as_connected(str(url))  # as sent: requests strips leading blanks only
+        if sent != read:
+            raise ValueError(f"{_shown(url)} is ambiguous: its origin reads as {read} to one URL "
+                             f"parser and as {sent or 'nothing'} to the one that connects (a "
+                             "backslash, space or control character in its host part?)")
+        return read
 
     @classmethod
     def parse_allowed(cls, entry: str) -> "Origin":
@@ -84,6 +101,35 @@ class Origin:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = DEFAULT_PORTS.get(self.scheme)
         return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+
+def _host(host: str) -> str:
+    """``host`` as compared: lower case, no trailing dot, IDNA-encoded (as it is sent)."""
+    host = host.lower().rstrip(".")
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            pass  # requests refuses it too: the reading differs, the URL is refused
+    return host
+
+
+def _as_connected(url: str) -> Optional[Origin]:
+    """The origin requests connects to for ``url`` (``None``: requests refuses the URL).
+
+    requests prepares the URL with urllib3's parser, whose host ends at the first ``/``,
+    ``?``, ``#`` or backslash; the standard library's ends at ``/``, ``?`` or ``#`` only
+    and takes the last ``@`` before it as the end of user info."""
+    prepared = requests.models.PreparedRequest()
+    try:
+        prepared.prepare_url(url, None)
+        parts = parse_url(prepared.url)
+    except (requests.RequestException, ValueError):  # LocationParseError is a ValueError
+        return None
+    scheme = (parts.scheme or "").lower()
+    if scheme not in DEFAULT_PORTS or not parts.host:
+        return None
+    return Origin(scheme, _host(parts.host.strip("[]")), parts.port or DEFAULT_PORTS[scheme])
 
 
 def _shown(url: str) -> str:

@@ -178,6 +178,99 @@ def test_an_echoed_query_key_is_not_sent_twice_on_a_same_origin_next_link(home, 
     assert home.requests_to("/items2")[0].query == {"page": ["2"], "api_key": [SECRET]}
 
 
+# -- URLs that two parsers read differently -----------------------------------------------------
+
+def _disguised(home, other, path):
+    """A URL whose host is ``home`` to urllib.parse and ``other`` to urllib3 (which connects):
+    urlsplit ends the host at ``/?#`` and takes the last ``@`` before as the end of user info;
+    urllib3 also ends it at a backslash."""
+    return f"http://localhost:{other.server.server_address[1]}\\@{home.base_url.split('//')[1]}{path}"
+
+
+@pytest.mark.parametrize("how", ["next link", "redirect"])
+@pytest.mark.parametrize("auth_name", sorted(AUTHS))
+def test_a_url_whose_host_a_backslash_disguises_is_refused_and_carries_no_credential(
+        home, other, tmp_path, auth_name, how):
+    # the other server answers whatever reaches it: a page it sent would have been loaded
+    other.route(f"/%5C@{home.base_url.split('//')[1]}/steal", Reply(200, [{"id": 2}]))
+    url = _disguised(home, other, "/steal")
+    if how == "next link":
+        home.route("/items", Reply(200, [{"id": 1}], headers={"Link": f'<{url}>; rel="next"'}))
+    else:
+        home.route("/items", Reply(302, {}, headers={"Location": url}))
+    error = _failure(_cfg(home, auth_name, style="link_header" if how == "next link" else "none"),
+                     tmp_path)
+    assert other.received == [] and _credentials_seen_by(other) == []
+    assert error is not None and "ambiguous" in str(error)
+    assert not any(c in str(error) for c in CREDENTIALS)
+
+
+def _connected_origin(url):
+    """The origin requests really connects to for ``url`` (None: it refuses the URL)."""
+    import requests
+    from urllib3.util import parse_url
+
+    try:
+        # an auth set, as the client's session does: user info in the URL is not sent
+        parts = parse_url(requests.Request("GET", url, auth=lambda r: r).prepare().url)
+    except (requests.RequestException, ValueError):
+        return None
+    scheme = (parts.scheme or "").lower()
+    if scheme not in ("http", "https") or not parts.host:
+        return None
+    return (scheme, parts.host.strip("[]").lower().rstrip("."),
+            parts.port or {"http": 80, "https": 443}[scheme])
+
+
+def test_an_origin_is_read_as_the_http_stack_connects_or_the_url_is_refused():
+    """Seeded URLs built from the characters parsers disagree on: whenever Origin.of accepts
+    one, its origin is where requests connects (the policy checks where credentials go)."""
+    import random
+
+    from framework.http.origins import Origin
+
+    pieces = ["a.example", "127.0.0.1", "localhost", ":80", ":8080", "@", "\\", "/", "?", "#",
+              ";", " ", "\t", "%40", "%2f", "%5c", "[::1]", ":", "\n", ".", "\u3002", "\uff0e",
+              "\u00e9", "A.EXAMPLE", "@b.example", "\x00"]
+    rng = random.Random(20240611)
+    accepted = refused = 0
+    for _ in range(20_000):
+        url = (rng.choice(["http://", "https://", "HTTP://", "http:\\\\"])
+               + "".join(rng.choice(pieces) for _ in range(rng.randint(1, 5)))
+               + rng.choice(["", "/x", "?q=1", "#f"]))
+        try:
+            origin = Origin.of(url)
+        except ValueError:
+            refused += 1
+            continue
+        accepted += 1
+        assert (origin.scheme, origin.host, origin.port) == _connected_origin(url), url
+    assert accepted > 1000 and refused > 1000  # both sides of the rule were exercised
+
+
+@pytest.mark.parametrize("url, host", [
+    ("http://API.Example.com./x", "api.example.com"),
+    ("https://\u00e9xample.com/x", "xn--xample-9ua.com"),
+    ("http://[::1]:8080/x", "::1"),
+])
+def test_hosts_compare_as_sent(url, host):
+    from framework.http.origins import Origin
+
+    assert Origin.of(url).host == host
+
+
+def test_a_token_url_a_backslash_points_elsewhere_is_refused():
+    raw = {"config_id": "x", "api_name": "X", "endpoint": "https://api.example.com/x",
+           "auth": {"method": "oauth2_client_credentials", "client_id": "c",
+                    "token_url": "http://id.example.com\\@127.0.0.1/token",
+                    "client_secret": "env:RL_ORIGIN_SECRET"},
+           "load_start": "2024-01-01T00:00:00Z",
+           "target": {"catalog": "raw", "schema": "t", "table": "x"}}
+    with pytest.raises(ConfigError) as caught:
+        parse_source(raw)
+    assert caught.value.field == "auth.token_url" and "ambiguous" in str(caught.value)
+
+
 # -- https -------------------------------------------------------------------------------------
 
 @pytest.fixture
