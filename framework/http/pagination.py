@@ -404,7 +404,8 @@ class LinkHeaderPaginator(_TokenPaginator):
     def _next(self, response: PageResponse, records: list) -> Any:
         header = (response.headers or {}).get("Link") or ""
         for link in parse_header_links(header) if header else []:
-            if "next" in str(link.get("rel", "")).split():
+            # relation types are case-insensitive (RFC 8288): rel=Next is the next page too
+            if "next" in str(link.get("rel", "")).lower().split():
                 # a relative link is relative to the page that sent it (after redirects)
                 return urljoin(response.final_url or self._base_url, link.get("url", "")) or None
         return None

@@ -186,6 +186,14 @@ def test_link_header_follows_absolute_and_relative_links():
     assert not p.has_next_page
 
 
+@pytest.mark.parametrize("rel", ['rel="Next"', "rel=NEXT", 'rel="prev NEXT"', "rel='next'"])
+def test_link_header_relation_types_are_case_insensitive(rel):
+    # a window that stopped at rel="Next" would end after its first page without an error
+    pages = [([1], {"Link": f'<{URL}?page=2>; {rel}'}), ([2], {})]
+    sent, p = drive({"style": "link_header"}, pages)
+    assert [r.url for r in sent] == [URL, URL + "?page=2"] and not p.has_next_page
+
+
 def test_link_header_without_header_stops():
     sent, p = drive({"style": "link_header"}, [[1], [2]])
     assert len(sent) == 1 and not p.has_next_page
