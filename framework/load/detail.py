@@ -15,7 +15,9 @@ sends ``GET`` to the detail endpoint once per record (``{id}`` replaced by the r
 * A detail request that still fails after retries fails the window (nothing of it is
   staged for commit). With ``on_404: quarantine`` a 404 sends that record, with a reason
   naming its id, to the quarantine table instead; the other records load.
-* A record without the id field goes to quarantine (there is nothing to ask for).
+* A record without the id field goes to quarantine (there is nothing to ask for), and so
+  does one whose id would be a ``.`` or ``..`` path segment (no URL names it: the HTTP
+  stack would ask for the parent resource instead).
 * The detail client's counters are added to the window's telemetry, its requests counted
   as ``detail_requests`` too (the audit's ``DetailRequests``).
 """
@@ -64,14 +66,28 @@ class DetailFetcher:
         before, after = detail.endpoint.split(DETAIL_ID)
         self._before = expand_env(render(before, window))
         self._after = expand_env(render(after, window))
+        self._id_in_path = not any(c in self._before for c in "?#")
         self._steps = jsonpath.compile_path(detail.data_path)
         self._pool: Optional[ThreadPoolExecutor] = None
         # set by close(): a detail request still retrying stops (see HttpClient.send)
         self._over = threading.Event()
 
     def url_for(self, record_id: Any) -> str:
-        """The detail URL of ``record_id`` (one path segment, URL-encoded)."""
-        return f"{self._before}{quote(str(record_id), safe='')}{self._after}"
+        """The detail URL of ``record_id`` (one path segment, URL-encoded).
+
+        Raises:
+            ValueError: the id would make a path segment ``.`` or ``..``: the HTTP stack
+                removes it (``/items/..`` is ``/``), and percent-encoding it does not help
+                (``%2E`` is ``.`` to URL normalisation), so no URL names that record.
+        """
+        quoted = quote(str(record_id), safe="")
+        if self._id_in_path and quoted in (".", ".."):
+            segment = self._before.rsplit("/", 1)[-1] + quoted + _first_segment(self._after)
+            if segment in (".", ".."):
+                raise ValueError(f"{self.detail.id_field} {record_id!r} would be the URL path "
+                                 f"segment {segment!r}, which names another resource than the "
+                                 "record (the HTTP stack removes dot segments)")
+        return f"{self._before}{quoted}{self._after}"
 
     def record_id(self, record: Any) -> Any:
         """The id of ``record`` (``None`` when it has none)."""
@@ -112,8 +128,11 @@ class DetailFetcher:
         if record_id is None:
             return Quarantined(record, f"detail: the record has no {self.detail.id_field!r} to "
                                        "request its detail with")
-        request = PageRequest("GET", self.url_for(record_id), {}, dict(self.headers),
-                              origins=self.origins)
+        try:
+            url = self.url_for(record_id)
+        except ValueError as exc:
+            return Quarantined(record, f"detail: {exc}; nothing was requested")
+        request = PageRequest("GET", url, {}, dict(self.headers), origins=self.origins)
         try:
             response = self.client.send(request, cancel=self._over)
         except HttpError as exc:
@@ -142,6 +161,14 @@ class DetailFetcher:
     def __repr__(self) -> str:
         return (f"DetailFetcher({self.detail.endpoint}, concurrency={self.detail.concurrency}, "
                 f"mode={self.detail.mode}, on_404={self.detail.on_404})")
+
+
+def _first_segment(rest: str) -> str:
+    """The part of ``rest`` before its first ``/``, ``?`` or ``#``."""
+    for n, char in enumerate(rest):
+        if char in "/?#":
+            return rest[:n]
+    return rest
 
 
 def detail_fetcher(detail: Optional[Detail], make_client: Callable[[], HttpClient],

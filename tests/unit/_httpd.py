@@ -147,7 +147,8 @@ class FakeApi:
         return self.base_url + path
 
     def route(self, path: str, *replies: Reply | Callable[[Received], Reply]) -> None:
-        """Script ``path``: replies in order (the last repeats), or one function."""
+        """Script ``path``: replies in order (the last repeats), or one function; a path
+        ending in ``*`` answers every path that starts with what comes before it."""
         with self._lock:
             if len(replies) == 1 and callable(replies[0]):
                 self.routes[path] = replies[0]  # type: ignore[assignment]
@@ -162,6 +163,9 @@ class FakeApi:
         with self._lock:
             self.received.append(got)
             route = self.routes.get(got.path)
+            if route is None:  # "/prefix/*" answers every path under /prefix/
+                route = next((r for p, r in self.routes.items()
+                              if p.endswith("*") and got.path.startswith(p[:-1])), None)
             if route is None:
                 return Reply(404, {"message": f"no route {got.path}"})
             if callable(route):

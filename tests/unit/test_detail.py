@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from urllib.parse import unquote
 
 import pytest
 
@@ -18,6 +19,11 @@ from framework.http.telemetry import Telemetry
 from framework.load.fetch import WindowFetcher
 from framework.load.staging import RunStaging
 from framework.windows import Window
+
+try:
+    from _httpd import FakeApi, Reply
+except ImportError:  # collected as a package
+    from tests.unit._httpd import FakeApi, Reply
 
 UTC = dt.timezone.utc
 START, END = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC)
@@ -213,3 +219,66 @@ def test_a_failed_windows_detail_requests_stop_retrying_and_end_with_it(api, tmp
     assert running == [], f"the failed window's detail requests were still running: {running}"
     asked = [e["path"] for e in _details_requested(api)]
     assert asked and all(asked.count(path) == 1 for path in asked), asked
+
+
+# -- ids that need escaping, and ids no URL can name ----------------------------------------------
+
+ODD_IDS = ["a/b", "../etc", "q?x=1&y=2", "h#frag", "na\u00efve \u00fc", "%2E%2E", "100%", "a+b",
+           "a\\b", "\u2028", " ", "~", "x;y=1", "@evil", 7, "7x", -1, 12345678901234567890123, 2.5]
+
+
+def _fake_cfg(api, endpoint, **detail):
+    return parse_source({
+        "config_id": "d", "api_name": "Fake", "endpoint": api.url("/items"),
+        "pagination": {"style": "none"}, "data_path": "$", "primary_key": ["n"],
+        "load_start": START.isoformat(), "load_end": END.isoformat(),
+        "target": {"catalog": "raw", "schema": "t", "table": "d"},
+        "limits": {"timeout_s": 5, "max_retries": 0},
+        "detail": {"endpoint": api.url(endpoint), "concurrency": 3, **detail}})
+
+
+def _echo(got):
+    """The detail of whatever id the path names: the id as the server decoded it."""
+    return Reply(200, {"asked": unquote(got.path.split("/")[2]), "query": got.query})
+
+
+@pytest.mark.parametrize("tail", ["", "/full"])
+def test_each_id_reaches_the_api_as_one_path_segment_whatever_its_characters(tmp_path, tail):
+    with FakeApi() as fake:
+        fake.route("/items", Reply(200, [{"n": n, "id": i} for n, i in enumerate(ODD_IDS)]))
+        fake.route("/d/*", _echo)
+        result = _fetch(_fake_cfg(fake, "/d/{id}" + tail), tmp_path)
+        asked = [r.path for r in fake.received if r.path != "/items"]
+    rows = sorted(_staged(result), key=lambda r: r["n"])
+    assert [r["asked"] for r in rows] == [str(i) for i in ODD_IDS]
+    assert all(r["query"] == {} for r in rows)  # a "?" or "#" in an id stays in the id
+    assert len(asked) == len(ODD_IDS) and all(p.endswith(tail) for p in asked)
+    assert _quarantined(result) == []
+
+
+@pytest.mark.parametrize("endpoint", ["/d/{id}", "/d/{id}/full"])
+def test_an_id_that_would_be_a_dot_segment_is_quarantined_and_nothing_is_asked(tmp_path, endpoint):
+    # /d/.. is / and /d/. is /d/ to the HTTP stack (and %2E%2E is .. to URL normalisation):
+    # the record would be merged with another resource's answer
+    ids = ["ok", ".", "..", "...", ".x", "..."[:2] + "/"]
+    with FakeApi() as fake:
+        fake.route("/items", Reply(200, [{"n": n, "id": i} for n, i in enumerate(ids)]))
+        fake.route("/d/*", _echo)
+        fake.route("/", Reply(200, {"asked": "the root"}))
+        fake.route("/full", Reply(200, {"asked": "another resource"}))
+        result = _fetch(_fake_cfg(fake, endpoint), tmp_path)
+        asked = [unquote(r.path) for r in fake.received if r.path != "/items"]
+    assert sorted(r["asked"] for r in _staged(result)) == ["...", "../", ".x", "ok"]
+    rejected = _quarantined(result)
+    assert sorted(json.loads(q["raw_payload"])["id"] for q in rejected) == [".", ".."]
+    assert all("path segment" in q["reason"] for q in rejected)
+    assert len(asked) == 4 and all(p.startswith("/d/") for p in asked), asked
+
+
+def test_a_dot_id_in_a_query_is_asked_for(tmp_path):
+    with FakeApi() as fake:
+        fake.route("/items", Reply(200, [{"n": 0, "id": ".."}, {"n": 1, "id": "a&b=c"}]))
+        fake.route("/d/*", _echo)
+        result = _fetch(_fake_cfg(fake, "/d/one?id={id}"), tmp_path)
+    assert [r["query"] for r in sorted(_staged(result), key=lambda r: r["n"])] == [
+        {"id": [".."]}, {"id": ["a&b=c"]}]
