@@ -27,6 +27,7 @@ import logging
 import random
 import threading
 import time
+import zlib
 from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import urljoin, urlsplit
@@ -56,6 +57,8 @@ _DIGITS_AND_MINUS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i i
 _TWENTY_DIGITS, _MINUS_NINETEEN = b"0" * 20, b"-" + b"0" * 19
 #: Redirect hops followed for one request (requests' own default is 30).
 MAX_REDIRECTS = 5
+#: The most an undeclared gzip/zlib body is inflated to when the client has no body limit.
+UNDECLARED_INFLATE_CAP = 1024 ** 3
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MESSAGE_KEYS = ("message", "error_description", "detail", "errorMessage", "title", "error")
 
@@ -162,6 +165,45 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)
+
+
+def inflate_undeclared(body: bytes, limit: int | None, where: str) -> bytes:
+    """``body`` decompressed when it is a gzip or zlib stream its response did not declare
+    (no ``Content-Encoding``: a file stored compressed and served as is), else ``body``.
+
+    Only for a body that did not parse: no JSON text starts with these bytes (gzip's
+    ``1f 8b``; zlib's ``78`` is an ``x``). Declared encodings are decoded by urllib3 while
+    the body is read, counted against ``max_body_bytes`` as here.
+
+    Raises:
+        ResponseError: the decompressed body exceeds ``limit`` (``limits.max_body_bytes``).
+    """
+    if body[:2] == b"\x1f\x8b":
+        wbits = 47  # gzip (or zlib) header
+    elif len(body) > 2 and body[0] == 0x78 and ((body[0] << 8) | body[1]) % 31 == 0:
+        wbits = 15  # zlib header
+    else:
+        return body
+    cap = limit if limit is not None else UNDECLARED_INFLATE_CAP
+    out: list[bytes] = []
+    size, rest = 0, body
+    try:
+        while rest:  # a gzip file may hold several members, one after the other
+            inflater = zlib.decompressobj(wbits)
+            chunk = inflater.decompress(rest, cap + 1 - size)
+            size += len(chunk)
+            out.append(chunk)
+            if size > cap:
+                raise ResponseError(f"{where}: response body exceeds limits.max_body_bytes "
+                                    f"(more than {cap} bytes once decompressed)")
+            if not inflater.eof:
+                return body  # cut short: not a whole stream
+            rest = inflater.unused_data
+            if rest[:2] != b"\x1f\x8b":
+                break
+    except zlib.error:
+        return body
+    return b"".join(out)
 
 
 def as_utf8(body: bytes, content_type: str | None) -> bytes | None:
@@ -484,7 +526,11 @@ class HttpClient:
                 try:
                     data = parse_json(body)
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
-                    data, body = self._parse_declared_charset(resp, body, where, label)
+                    body = inflate_undeclared(body, self.max_body_bytes, where)
+                    try:
+                        data = parse_json(body)
+                    except ValueError:
+                        data, body = self._parse_declared_charset(resp, body, where, label)
             return PageResponse(status=status, url=redact(resp.url), headers=resp.headers,
                                 body=body, data=data, elapsed_s=resp.elapsed.total_seconds(),
                                 final_url=req.url)

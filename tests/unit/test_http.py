@@ -316,6 +316,53 @@ def test_a_utf8_body_under_a_latin1_content_type_stays_utf8(api, client):
     assert client.send(get(api)).data == doc
 
 
+def _gzip(data: bytes, members: int = 1) -> bytes:
+    import gzip
+
+    step = -(-len(data) // members)
+    return b"".join(gzip.compress(data[i:i + step]) for i in range(0, len(data), step))
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_compressed_body_is_read_whether_or_not_its_encoding_is_declared(api, client,
+                                                                           encoding, declared):
+    import zlib
+
+    doc = {"data": [{"id": n, "name": "Café"} for n in range(50)]}
+    raw = json.dumps(doc).encode("utf-8")
+    body = _gzip(raw) if encoding == "gzip" else zlib.compress(raw)
+    headers = {"Content-Encoding": encoding} if declared else {"Content-Type": "application/octet-stream"}
+    api.route("/items", Reply(200, body, headers))
+    resp = client.send(get(api))
+    assert resp.data == doc and json.loads(resp.body) == doc  # archived decompressed
+    assert len(api.requests_to("/items")) == 1  # read at once, not retried as a bad body
+
+
+def test_an_undeclared_gzip_body_of_several_members_is_read_whole(api, client):
+    doc = {"data": list(range(2000))}
+    api.route("/items", Reply(200, _gzip(json.dumps(doc).encode(), members=3)))
+    assert client.send(get(api)).data == doc
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_compressed_body_is_held_to_max_body_bytes_once_decompressed(api, clock, declared):
+    # 64 MiB of blanks is 64 KiB compressed: the limit counts what it inflates to
+    bomb = _gzip(b"[" + b" " * (64 * 1024 * 1024) + b"]")
+    api.route("/items", Reply(200, bomb, {"Content-Encoding": "gzip"} if declared else {}))
+    client = HttpClient(policy=NO_JITTER, sleep=clock.sleep, max_body_bytes=1024 * 1024)
+    with pytest.raises(ResponseError, match="exceeds limits.max_body_bytes"):
+        client.send(get(api))
+    assert len(api.requests_to("/items")) == 1
+
+
+def test_a_truncated_undeclared_gzip_body_is_retried_as_a_bad_body(api, client):
+    whole = _gzip(json.dumps({"data": list(range(500))}).encode())
+    api.route("/items", Reply(200, whole[: len(whole) // 2]), Reply(200, whole))
+    assert client.send(get(api)).data == {"data": list(range(500))}
+    assert len(api.requests_to("/items")) == 2
+
+
 def test_non_json_200_fails_after_retries(api, client):
     api.route("/items", Reply(200, "<html>maintenance</html>", {"Content-Type": "text/html"}))
     with pytest.raises(ResponseError) as exc:
