@@ -68,6 +68,10 @@ class Auth:
         """React to a 429; return seconds to wait, or ``None`` to let the policy decide."""
         return None
 
+    def set_timeout(self, timeout_s: float) -> None:
+        """Requests the auth itself sends (an OAuth token request) time out after
+        ``timeout_s``, the source's ``limits.timeout_s``."""
+
     @classmethod
     def from_config(cls, config: dict[str, Any], session: requests.Session | None,
                     clock: Callable[[], float]) -> "Auth":
@@ -99,7 +103,8 @@ def auth_methods() -> list[str]:
 
 
 def build_auth(config: dict[str, Any] | None, session: requests.Session | None = None, *,
-               clock: Callable[[], float] = time.monotonic) -> Auth:
+               clock: Callable[[], float] = time.monotonic,
+               timeout_s: float | None = None) -> Auth:
     """Turn an ``auth:`` config into an :class:`Auth`, resolving its secrets.
 
     Args:
@@ -107,6 +112,8 @@ def build_auth(config: dict[str, Any] | None, session: requests.Session | None =
             means no auth.
         session: used for token requests (OAuth).
         clock: monotonic clock for token expiry and key blocking.
+        timeout_s: the timeout of the auth's own requests (an OAuth token request; default
+            :data:`TOKEN_TIMEOUT_S`): the source's ``limits.timeout_s``.
 
     Raises:
         ConfigError: unknown method, unknown or missing option, or a literal
@@ -127,7 +134,10 @@ def build_auth(config: dict[str, Any] | None, session: requests.Session | None =
         allowed = ", ".join(sorted(cls.options)) or "none"
         raise ConfigError(f"unknown option(s) {', '.join(unknown)} for auth method {name}; "
                           f"allowed: {allowed}", field="auth")
-    return cls.from_config(config, session, clock)
+    auth = cls.from_config(config, session, clock)
+    if timeout_s is not None:
+        auth.set_timeout(timeout_s)
+    return auth
 
 
 def _reference(config: dict[str, Any], key: str) -> str:
@@ -319,6 +329,10 @@ class OAuth2ClientCredentials(Auth):
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = float("-inf")
+        self._timeout_s = TOKEN_TIMEOUT_S
+
+    def set_timeout(self, timeout_s: float) -> None:
+        self._timeout_s = float(timeout_s)
 
     @classmethod
     def from_config(cls, config, session, clock):  # type: ignore[override]
@@ -377,7 +391,7 @@ class OAuth2ClientCredentials(Auth):
             # Never redirected: a 307 would replay the client secret to wherever it points.
             resp = self._session.post(self._token_url, data=form, auth=basic,
                                       headers={"Accept": "application/json"},
-                                      timeout=TOKEN_TIMEOUT_S, allow_redirects=False, stream=True)
+                                      timeout=self._timeout_s, allow_redirects=False, stream=True)
         except requests.RequestException as exc:
             # The exception text may carry the request; name only its type.
             raise RetriableError(f"{where} unreachable: {type(exc).__name__}") from None

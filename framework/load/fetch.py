@@ -368,7 +368,8 @@ class WindowFetcher:
         self.session = source_session(self.pool_size * in_flight_per_window(cfg))
         # concurrent pages of all windows together: at most limits.concurrency in flight
         self.page_gate = RequestGate(cfg.limits.concurrency)
-        self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session)
+        self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session,
+                               timeout_s=cfg.limits.timeout_s)
         self.policy = RetryPolicy(max_retries=cfg.limits.max_retries,
                                   backoff_base_s=cfg.limits.backoff_base_s,
                                   backoff_max_s=cfg.limits.backoff_max_s,

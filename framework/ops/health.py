@@ -246,7 +246,7 @@ def probe(cfg: Any, *, now: dt.datetime, run_id: Optional[str] = None,
                               clock=clock or (lambda: to_utc(now)))
     try:
         request = probe_request(cfg, now)
-        auth = build_auth(cfg.auth.model_dump(exclude_none=True))
+        auth = build_auth(cfg.auth.model_dump(exclude_none=True), timeout_s=timeout_s)
         client = HttpClient(auth, RetryPolicy(max_retries=0), timeout_s,
                             max_body_bytes=cfg.limits.max_body_bytes, allow_post=cfg.allow_post,
                             pool_size=1, on_attempt=recorder.observe,

@@ -331,6 +331,30 @@ def test_oauth_endpoint_unreachable(env):
         build_auth(config).apply(_req())
 
 
+def test_a_hanging_token_endpoint_times_out_after_the_sources_timeout(env, api):
+    import time
+
+    api.route("/oauth/token", Reply(200, {"access_token": "at-late-0001"}, delay_s=3))
+    auth = build_auth(_oauth(api), clock=Clock(), timeout_s=0.3)  # limits.timeout_s
+    started = time.monotonic()
+    with pytest.raises(RetriableError, match="unreachable: ReadTimeout"):
+        auth.apply(_req())
+    assert time.monotonic() - started < 2  # not the 30 s default of a lone token client
+
+
+def test_the_runtime_gives_the_token_request_the_sources_timeout(env, api, tmp_path):
+    from framework.config import parse_source
+    from framework.load.fetch import WindowFetcher
+    from framework.load.staging import RunStaging
+
+    cfg = parse_source({"config_id": "t", "api_name": "T", "endpoint": api.url("/items"),
+                        "auth": _oauth(api), "load_start": "2024-01-01T00:00:00Z",
+                        "target": {"catalog": "raw", "schema": "t", "table": "t"},
+                        "limits": {"timeout_s": 7}})
+    with WindowFetcher(cfg, "r", RunStaging(tmp_path, "t", "r"), None, None) as fetcher:
+        assert fetcher.auth._timeout_s == 7
+
+
 @pytest.mark.parametrize("bad", [{"client_auth": "jwt"}, {"scopes": "read"}, {"token_url": None},
                                  {"client_secret": "not-a-ref"}])
 def test_oauth_bad_config(env, api, bad):
