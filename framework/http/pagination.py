@@ -226,7 +226,9 @@ class _RangePaginator(Paginator):
     """Offset and page styles: a number in ``param`` that advances until an empty
     page or the total at ``total_path``.
 
-    Also catches servers that ignore the parameter and send the same page again.
+    Also catches servers that ignore the parameter and send the same page again, or
+    start over from the first page past their last one (a page's records seen before in
+    the window, remembered as digests like the other styles' cursors).
     """
 
     counts_records = True  # offset counts records; page counts pages from ``start``
@@ -257,6 +259,13 @@ class _RangePaginator(Paginator):
             raise PaginationError(f"pagination style {self.style}: page {self.pages} has the same "
                                   f"records as the page before; the API seems to ignore "
                                   f"{self.param}")
+        if _digest(json.dumps(digest)) in self._seen:  # an API starting over past its end
+            raise PaginationError(f"pagination style {self.style}: page {self.pages} "
+                                  f"({self.param}={self.value}) has the same records as an "
+                                  "earlier page of the window; the API seems to start over "
+                                  "past its last page (stopping instead of reading it again "
+                                  "until max_pages)")
+        self._remember(digest, "page")
         self._last_page_hash = digest
         # Offsets advance by what came back, not page_size: a server that caps pages
         # below our limit would otherwise make us skip records.

@@ -1,5 +1,7 @@
 """Tests of framework.http.pagination: each paginator driven through scripted responses."""
 
+import json
+
 import pytest
 
 from framework import jsonpath, secrets
@@ -98,6 +100,30 @@ def test_offset_stops_at_total():
 def test_offset_server_ignoring_offset_raises():
     with pytest.raises(PaginationError, match="same records"):
         drive({"style": "offset", "page_size": 2}, [[1, 2], [1, 2], [1, 2]])
+
+
+@pytest.mark.parametrize("style", ["offset", "page"])
+def test_an_api_that_starts_over_past_its_last_page_is_stopped_at_once(style):
+    # without a total, an API that answers the first page again past its end was read
+    # until max_pages (100 000 by default), every record staged again and again
+    pages = [[{"id": 1}, {"id": 2}], [{"id": 3}, {"id": 4}], [{"id": 5}]] * 50
+    with pytest.raises(PaginationError, match="earlier page.*start over") as caught:
+        drive({"style": style, "page_size": 2} if style == "offset"
+              else {"style": style}, pages)
+    assert "page 4 " in str(caught.value)
+
+
+def test_a_resumed_walk_still_knows_the_pages_read_before_its_checkpoint():
+    first = build_paginator({"style": "offset", "page_size": 1})
+    request = PageRequest("GET", URL)
+    first.init_request(request)
+    for page in ([{"id": 1}], [{"id": 2}]):
+        first.update_state(PageResponse(200, URL, {}, b"", page), page)
+        first.update_request(request)
+    resumed = build_paginator({"style": "offset", "page_size": 1})
+    resumed.resume(json.loads(json.dumps(first.checkpoint())))  # as the window log keeps it
+    with pytest.raises(PaginationError, match="earlier page"):
+        resumed.update_state(PageResponse(200, URL, {}, b"", [{"id": 1}]), [{"id": 1}])
 
 
 # -- page ------------------------------------------------------------------------------------------
