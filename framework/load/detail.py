@@ -13,8 +13,9 @@ sends ``GET`` to the detail endpoint once per record (``{id}`` replaced by the r
 * At most ``detail.concurrency`` detail requests of one window are in flight; the page's
   records keep their list order whatever order the answers arrive in.
 * A detail request that still fails after retries fails the window (nothing of it is
-  staged for commit). With ``on_404: quarantine`` a 404 sends that record, with a reason
-  naming its id, to the quarantine table instead; the other records load.
+  staged for commit). With ``on_404: quarantine`` a 404 (or a 410 Gone: the record was
+  deleted since it was listed) sends that record, with a reason naming its id, to the
+  quarantine table instead; the other records load.
 * A record without the id field goes to quarantine (there is nothing to ask for), and so
   does one whose id would be a ``.`` or ``..`` path segment (no URL names it: the HTTP
   stack would ask for the parent resource instead).
@@ -136,9 +137,10 @@ class DetailFetcher:
         try:
             response = self.client.send(request, cancel=self._over)
         except HttpError as exc:
-            if exc.status == 404 and self.detail.on_404 == "quarantine":
+            if exc.status in (404, 410) and self.detail.on_404 == "quarantine":
+                label = "404 Not Found" if exc.status == 404 else "410 Gone"
                 return Quarantined(record, f"detail: {self.detail.id_field} {record_id!r} "
-                                           "answered 404 Not Found (on_404: quarantine)")
+                                           f"answered {label} (on_404: quarantine)")
             raise
         found = jsonpath.find(response.data, self._steps)
         if not isinstance(found, dict):

@@ -159,6 +159,23 @@ def test_a_404_quarantines_that_record_with_its_id_when_configured(api, tmp_path
     assert result.records == len(listed)  # the API listed it: completeness still holds
 
 
+@pytest.mark.parametrize("on_404, loads", [("quarantine", True), ("fail", False)])
+def test_a_410_gone_is_a_404_for_on_404(tmp_path, on_404, loads):
+    with FakeApi() as fake:
+        fake.route("/items", Reply(200, [{"n": n, "id": n} for n in range(4)]))
+        fake.route("/d/*", lambda got: Reply(410, {"message": "deleted"}) if got.path == "/d/2"
+                   else _echo(got))
+        cfg = _fake_cfg(fake, "/d/{id}", on_404=on_404)
+        if not loads:
+            with pytest.raises(HttpError, match="410"):
+                _fetch(cfg, tmp_path)
+            return
+        result = _fetch(cfg, tmp_path)
+    assert sorted(r["n"] for r in _staged(result)) == [0, 1, 3]
+    [rejected] = _quarantined(result)
+    assert "id 2 answered 410 Gone" in rejected["reason"]
+
+
 def test_credentials_go_to_an_allowed_detail_origin_and_nowhere_else(api, tmp_path):
     other = api.base_url.replace("127.0.0.1", "localhost")  # another origin, same server
     with pytest.raises(ConfigError, match="detail.endpoint.*allowed_hosts"):
