@@ -16,6 +16,9 @@ sends ``GET`` to the detail endpoint once per record (``{id}`` replaced by the r
   staged for commit). With ``on_404: quarantine`` a 404 (or a 410 Gone: the record was
   deleted since it was listed) sends that record, with a reason naming its id, to the
   quarantine table instead; the other records load.
+* A detail whose id differs from the listed record's (another record's answer) fails the
+  window; one whose id is the same written another way (``"7"`` for ``7``) is merged with
+  the listed id kept as listed.
 * A record without the id field goes to quarantine (there is nothing to ask for), and so
   does one whose id would be a ``.`` or ``..`` path segment (no URL names it: the HTTP
   stack would ask for the parent resource instead).
@@ -147,9 +150,21 @@ class DetailFetcher:
             raise ResponseError(f"detail of {self.detail.id_field} {record_id!r}: "
                                 f"{self.detail.data_path!r} is not a JSON object in the "
                                 f"response (got {type(found).__name__})")
+        answered = self.record_id(found)
+        if answered is not None and not _same_id(answered, record_id):
+            # another record's detail: merged, it would load under the other id and the
+            # listed record would be missing
+            raise ResponseError(f"detail of {self.detail.id_field} {record_id!r} answered the "
+                                f"record with {self.detail.id_field} {answered!r}; the window "
+                                "fails and a rerun asks again")
+        field = self.detail.id_field
         if self.detail.mode == "replace":
-            return found
-        return {**record, **found}
+            completed = found
+        else:
+            completed = {**record, **found}
+        if answered is not None and field in completed and field in record:
+            completed[field] = record[field]  # the listed id as listed: "7" stays 7
+        return completed
 
     def close(self) -> None:
         """Stop the detail threads: requests not started are cancelled, those in flight
@@ -163,6 +178,13 @@ class DetailFetcher:
     def __repr__(self) -> str:
         return (f"DetailFetcher({self.detail.endpoint}, concurrency={self.detail.concurrency}, "
                 f"mode={self.detail.mode}, on_404={self.detail.on_404})")
+
+
+def _same_id(a: Any, b: Any) -> bool:
+    """True when two ids name one record: equal, or equal as text (7 and "7")."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b or str(a) == str(b)
 
 
 def _first_segment(rest: str) -> str:

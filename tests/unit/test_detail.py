@@ -14,7 +14,7 @@ import pytest
 
 from framework.config import parse_source
 from framework.demoapi import DemoApi
-from framework.errors import ConfigError, CrossOriginError, HttpError
+from framework.errors import ConfigError, CrossOriginError, HttpError, ResponseError
 from framework.http.telemetry import Telemetry
 from framework.load.fetch import WindowFetcher
 from framework.load.staging import RunStaging
@@ -299,3 +299,26 @@ def test_a_dot_id_in_a_query_is_asked_for(tmp_path):
         result = _fetch(_fake_cfg(fake, "/d/one?id={id}"), tmp_path)
     assert [r["query"] for r in sorted(_staged(result), key=lambda r: r["n"])] == [
         {"id": [".."]}, {"id": ["a&b=c"]}]
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_detail_that_answers_another_record_fails_the_window(tmp_path, mode):
+    # merged, record 8 would have loaded as a second 9, and 8 would be missing
+    with FakeApi() as fake:
+        fake.route("/items", Reply(200, [{"n": 0, "id": 8}, {"n": 1, "id": 9}]))
+        fake.route("/d/8", Reply(200, {"id": 9, "b": "nine"}))
+        fake.route("/d/9", Reply(200, {"id": 9, "b": "nine"}))
+        with pytest.raises(ResponseError, match="id 8 answered the record with id 9"):
+            _fetch(_fake_cfg(fake, "/d/{id}", mode=mode), tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["merge", "replace"])
+def test_a_detail_writing_the_id_another_way_keeps_the_listed_id(tmp_path, mode):
+    with FakeApi() as fake:
+        fake.route("/items", Reply(200, [{"n": 0, "id": 7}, {"n": 1, "id": "x1"}, {"n": 2, "id": 5}]))
+        fake.route("/d/7", Reply(200, {"n": 0, "id": "7", "b": "seven"}))
+        fake.route("/d/x1", Reply(200, {"n": 1, "id": "x1", "b": "x"}))
+        fake.route("/d/5", Reply(200, {"n": 2, "id": 5.0, "b": "five"}))
+        result = _fetch(_fake_cfg(fake, "/d/{id}", mode=mode), tmp_path)
+    rows = sorted(_staged(result), key=lambda r: r["n"])
+    assert [(r["id"], r["b"]) for r in rows] == [(7, "seven"), ("x1", "x"), (5, "five")]
