@@ -350,7 +350,9 @@ class _TokenPaginator(Paginator):
 
     def _read(self, response: PageResponse, records: list) -> None:
         token = self._next(response, records)
-        if token is None or token == "":  # "" would only ask for the first page again
+        # "" would only ask for the first page again; false is how some APIs say "no more"
+        # (sent back, it would be the text "False")
+        if token is None or token == "" or token is False:
             self._has_next_page = False
             return
         self._remember(token, self.what)

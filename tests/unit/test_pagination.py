@@ -150,7 +150,8 @@ def test_page_zero_based_with_total():
 
 # -- cursor ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("end", [{}, {"next_cursor": None}, {"next_cursor": ""}])
+@pytest.mark.parametrize("end", [{}, {"next_cursor": None}, {"next_cursor": ""},
+                                 {"next_cursor": False}])
 def test_cursor_stops_when_missing_null_or_empty(end):
     pages = [{"data": [1], "next_cursor": "c1"}, {"data": [], "next_cursor": "c2"},
              {"data": [3], **end}]
