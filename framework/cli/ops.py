@@ -153,11 +153,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- notify
 def cmd_notify(args: argparse.Namespace) -> int:
     from framework.errors import ConfigError
-    from framework.ops.health import incident_spans
-    from framework.ops.notify import (NotificationState, Notifier, build_message, events_from_audit,
-                                  events_from_freshness, events_from_incidents, load_notifications,
-                                  state_path)
-    from framework.ops.notify import quality_events
+    from framework.ops.notify import (NotificationState, Notifier, build_message, collect_events,
+                                  load_notifications, state_path)
 
     config = load_notifications(args.config)
     if config is None:
@@ -165,11 +162,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     queries = require_init(open_queries(args))
     warehouse = queries.reader.warehouse
     now = dt.datetime.now(dt.timezone.utc)
-    events = events_from_audit(queries.audit_since(now - dt.timedelta(days=args.days)))
-    events += events_from_freshness(queries.freshness(now=now))
-    checks = queries.checks(limit=None, since=now - dt.timedelta(days=30))
-    events += events_from_incidents(incident_spans(checks), config.down_after)
-    events += quality_events(queries, now, days=args.days)
+    events = collect_events(queries, config, now, days=args.days)
     state = NotificationState(state_path(warehouse))
     if args.dry_run:
         for e in events:

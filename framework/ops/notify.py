@@ -304,6 +304,36 @@ def events_from_incidents(incidents: Iterable[Any], down_after: int = 2) -> list
     return out
 
 
+def collect_events(queries: Any, config: NotificationConfig, now: dt.datetime,
+                   days: int = 1) -> list[Event]:
+    """Every event ``restlake notify`` judges at ``now``: failed loads and quality events of
+    the last ``days``, stale sources, missed SLAs and outages."""
+    now = to_utc(now)
+    events = events_from_audit(queries.audit_since(now - dt.timedelta(days=days)))
+    events += events_from_freshness(queries.freshness(now=now))
+    events += outage_events(queries, now, config.down_after)
+    events += quality_events(queries, now, days=days)
+    return events
+
+
+#: How long after its end an outage is still told (its "down", when that was never sent,
+#: and its "up"): an outage that ended before is history, not news.
+OUTAGE_NEWS = dt.timedelta(days=30)
+
+
+def outage_events(queries: Any, now: dt.datetime, down_after: int = 2,
+                  config_ids: Optional[list[str]] = None) -> list[Event]:
+    """Down and up events of the sources' outages as of ``now`` (``restlake notify`` and the
+    scheduler): :meth:`framework.ops.queries.Queries.incidents`, so an outage's key stays
+    its first failed check however long it lasts, and a check after ``now`` (a clock behind
+    the log's) does not end it. Outages that ended more than :data:`OUTAGE_NEWS` ago are
+    left out."""
+    now = to_utc(now)
+    recent = [i for i in queries.incidents(config_ids, now=now)
+              if i.ended_at is None or i.ended_at >= now - OUTAGE_NEWS]
+    return events_from_incidents(recent, down_after)
+
+
 # ------------------------------------------------------------------ channels
 def _retrying(retries: int, backoff_s: float) -> tenacity.Retrying:
     return tenacity.Retrying(stop=tenacity.stop_after_attempt(retries + 1),

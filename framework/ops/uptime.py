@@ -8,8 +8,9 @@ names and "now" differ between the two; no value is ever formatted into the text
 
 * ``api_uptime`` — per source: uptime % and check counts over 24 h, 7 d and 30 d;
 * ``api_response_times`` — per source, last 7 d: min / avg / max / p95 response ms;
-* ``api_incidents`` — spans of consecutive failed checks: start, end (first success
-  after; null while ongoing), duration, failed checks, last error;
+* ``api_incidents`` — spans of consecutive failed checks of the whole log, as of "now"
+  (no later check counts): start, end (first success after; null while ongoing),
+  duration, failed checks, last error;
 * ``api_health_summary`` — one row: sources up/down, overall uptime, p95, open incidents;
 * ``uptime_buckets`` (DuckDB only, the dashboard's sparklines) — per source and hour or
   day: checks and uptime %.
@@ -56,13 +57,16 @@ GROUP BY ConfigId
 """
 
 # gaps and islands: a new group starts whenever Ok flips; failed groups are incidents,
-# ended by the first check of the next group.
+# ended by the first check of the next group. Over the whole log (an outage longer than
+# any window keeps its first check), as of "now": a check after it (a caller whose clock
+# is behind the log's) neither ends an outage nor starts one.
 _INCIDENTS = """
 WITH ordered AS (
   SELECT ConfigId, CheckedAt, Ok, coalesce(ErrorMessage, ErrorKind) AS err,
          CASE WHEN Ok = lag(Ok) OVER (PARTITION BY ConfigId ORDER BY CheckedAt, Ok DESC)
               THEN 0 ELSE 1 END AS flipped
   FROM {src}
+  WHERE CheckedAt <= {now}
 ), grouped AS (
   SELECT *, sum(flipped) OVER (PARTITION BY ConfigId ORDER BY CheckedAt, Ok DESC
                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS grp

@@ -563,23 +563,14 @@ class Scheduler:
         self._notify(events, now)
 
     def _notify_incidents(self, config_ids: list[str], now: dt.datetime) -> None:
-        """Down (after ``down_after`` failed checks) and up, from the health log."""
-        from pyspark.sql import functions as F
-
-        from framework.ops.health import incident_spans
-        from framework.ops.health_store import read_checks
-        from framework.ops.notify import events_from_incidents
+        """Down (after ``down_after`` failed checks) and up, from the health log as of
+        ``now`` (the scheduler's clock: a check after it does not count)."""
+        from framework.ops.notify import outage_events
 
         config = self.settings.notifications
         if config is None or not {"down", "up"} & set(config.events):
             return
-        checks = (read_checks(self.spark, self.warehouse, self.store.control_ref.catalog)
-                  .where(F.col("ConfigId").isin(config_ids)
-                         & F.col("CheckedAt").between(now - dt.timedelta(days=30), now))
-                  .select("ConfigId", "CheckedAt", "Ok", "ErrorKind", "ErrorMessage").collect())
-        events = events_from_incidents(incident_spans([r.asDict() for r in checks]),
-                                       config.down_after)
-        self._notify(events, now)
+        self._notify(outage_events(self.queries(), now, config.down_after, config_ids), now)
 
     def queries(self) -> Any:
         """The read questions over the warehouse (:class:`framework.ops.queries.Queries`):

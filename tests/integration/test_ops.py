@@ -115,6 +115,28 @@ def test_loads_feed_the_health_log_views_and_the_report(spark, warehouse, store,
     assert write_xlsx(report, tmp_path / "r.xlsx").stat().st_size > 0
 
 
+def test_incident_views_are_as_of_now_in_both_renderings(spark, warehouse):
+    # A check dated after "now" (a host whose clock is ahead) ended an outage in the
+    # views before it was over.
+    from framework.lake.reader import TableReader
+    from framework.ops.health_store import append_checks, register_views
+    from framework.ops.queries import Queries
+
+    now = dt.datetime.now(UTC)
+    rows = [{"ConfigId": "x", "CheckKind": "probe", "CheckedAt": now + offset, "Ok": ok,
+             "StatusCode": 200 if ok else 503, "ElapsedMs": 5.0,
+             "ErrorKind": None if ok else "http_status"}
+            for offset, ok in ((dt.timedelta(hours=-2), False), (dt.timedelta(hours=-1), False),
+                               (dt.timedelta(days=1), True))]
+    append_checks(spark, warehouse, rows)
+    register_views(spark, warehouse)
+    [view] = spark.table("api_incidents").collect()
+    assert view["ongoing"] and view["ended_at"] is None and view["failed_checks"] == 2
+    assert spark.table("api_health_summary").first()["open_incidents"] == 1
+    [duck] = Queries(TableReader(warehouse)).health_metric("api_incidents")
+    assert duck["ongoing"] and duck["failed_checks"] == 2
+
+
 def _plain(row: dict) -> dict:
     from framework.timeutil import to_utc
 

@@ -252,3 +252,34 @@ def test_event_kinds_are_configurable():
     assert cfg.events == ["quality_failed", "sla_missed"]
     assert {"quality_warned", "schema_drift"} <= set(EVENT_KINDS)
     assert parse_notifications({"notifications": {}}).events == list(EVENT_KINDS)
+
+
+def test_an_outage_longer_than_30_days_is_one_down_message(monkeypatch, tmp_path):
+    # Outages were rebuilt from the last 30 days of checks: once one lasted longer, its
+    # first check moved with the clock and each day's `restlake notify` sent a new "down".
+    from framework.lake.reader import TableReader
+    from framework.lake.tables import Warehouse
+    from framework.ops.notify import collect_events
+    from framework.ops.queries import Queries
+    from tests.unit._lake import health_rows, write_health
+
+    began = T0 - dt.timedelta(days=40)
+    every_6h = dt.timedelta(hours=6)
+    wh = Warehouse(tmp_path / "wh")
+    write_health(wh, health_rows("gh", began, [False] * 161, step=every_6h))  # .. T0
+    # an outage that ended 35 days ago, never told: history, not news
+    write_health(wh, health_rows("old", T0 - dt.timedelta(days=36), [False] * 5 + [True],
+                                 step=every_6h))
+    with FakeApi() as api:
+        api.route("/hook", Reply(200, {}))
+        monkeypatch.setenv("RL_DOWN_HOOK", api.url("/hook"))
+        cfg = parse_notifications({"notifications": {"webhook": {"url": "env:RL_DOWN_HOOK"}}})
+        for day in (T0, T0 + dt.timedelta(days=1)):
+            if day > T0:  # a day of failed checks more
+                write_health(wh, health_rows("gh", T0 + every_6h, [False] * 4, step=every_6h))
+            queries = Queries(TableReader(wh), clock=lambda day=day: day)
+            Notifier(cfg, NotificationState(tmp_path / "state.json")).notify(
+                collect_events(queries, cfg, day), day)
+        texts = [r.json()["text"] for r in api.requests_to("/hook")]
+    assert len(texts) == 1 and "gh: source is DOWN" in texts[0], texts
+    assert "since 2023-11-22T00:00:00Z" in texts[0]  # the outage's first check

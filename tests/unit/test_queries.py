@@ -190,3 +190,26 @@ def test_quality_results_latest_state_and_sla_without_a_jvm(tmp_path):
     assert states["c"].text == "SLA 03:00 met" and "old" not in states
     assert q.load_counts(hours=24)["failed"] == 1  # FAILED_QUALITY is a failed load
 
+
+
+def test_incidents_are_as_of_the_clock(tmp_path):
+    # A caller whose clock is behind the log (the scheduler on its own clock, a check of
+    # another host a little ahead) saw an outage ended by a check it had not reached yet.
+    wh = Warehouse(tmp_path / "wh")
+    write_health(wh, health_rows("a", NOW - dt.timedelta(hours=1), [False, False]))
+    write_health(wh, health_rows("a", NOW + dt.timedelta(hours=1), [True]))
+    clock = [NOW]
+    q = Queries(TableReader(wh), clock=lambda: clock[0])
+    [seen] = q.health_metric("api_incidents")
+    assert seen["ongoing"] and seen["ended_at"] is None and seen["failed_checks"] == 2
+    assert seen["duration_s"] == 3600.0
+    assert q.health_metric("api_health_summary")[0]["open_incidents"] == 1
+    [incident] = q.incidents(now=NOW)
+    assert incident.ongoing and incident.started_at == NOW - dt.timedelta(hours=1)
+    clock[0] = NOW + dt.timedelta(hours=2)  # the success is in the past now
+    [over] = q.health_metric("api_incidents")
+    assert not over["ongoing"] and over["ended_at"] == NOW + dt.timedelta(hours=1)
+    assert q.health_metric("api_health_summary")[0]["open_incidents"] == 0
+    assert [i.ended_at for i in q.incidents(["a"])] == [NOW + dt.timedelta(hours=1)]
+    assert q.incidents(["b"]) == []
+    assert q.incidents(now=NOW - dt.timedelta(days=1)) == []  # before its first check
