@@ -171,15 +171,17 @@ def cmd_receive(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    sock = listen(args.host, args.port)  # before the scheduler and Spark start
+    # the address and the access options before the scheduler claims a row or Spark starts
+    keys = access_keys(args)
+    sock = listen(args.host, args.port)
     if not args.schedule:
-        return serve(args, sock=sock)
+        return serve(args, sock=sock, keys=keys)
     scheduler = build_scheduler(args)
     with _stop_on_signals(scheduler):
         scheduler.start()
         _begin_spark(scheduler)
         try:
-            serve(args, scheduler, sock=sock)
+            serve(args, scheduler, sock=sock, keys=keys)
         except BaseException:  # the service could not start: stop the scheduler too
             scheduler.stop(args.grace)
             raise
@@ -265,20 +267,11 @@ def _drained(scheduler: Any, grace: float) -> int:
     os._exit(1)
 
 
-def serve(args: argparse.Namespace, scheduler: Optional[Any] = None,
-          sock: Optional[socket.socket] = None) -> int:
-    """Run the service until interrupted.
-
-    Args:
-        args: the global options and ``--host``, ``--port``, ``--public-read``.
-        scheduler: what ``--schedule`` attaches (see :class:`framework.service.api.Scheduler`).
-        sock: the bound socket (default: :func:`listen` on ``--host`` and ``--port``).
-    """
-    uvicorn = _uvicorn()
-    from framework.lake.tables import Warehouse
-    from framework.push.receiver import Receiver
+def access_keys(args: argparse.Namespace) -> Any:
+    """The service's API keys (:class:`framework.service.access.ApiKeys`), or a
+    :class:`ConfigError` when its access options cannot serve: no key without
+    ``--public-read``, or ``--public-read`` on a host other than loopback."""
     from framework.service.access import ApiKeys, is_loopback
-    from framework.service.api import create_app
 
     if args.public_read and not is_loopback(args.host):
         raise ConfigError(f"--public-read serves data without a key, so it needs a loopback "
@@ -288,6 +281,25 @@ def serve(args: argparse.Namespace, scheduler: Optional[Any] = None,
         raise ConfigError("no API keys: set RESTLAKE_API_KEYS to secret references "
                           "(e.g. RESTLAKE_API_KEYS=env:RESTLAKE_KEY), or use --public-read on "
                           "loopback for a read-only local service")
+    return keys
+
+
+def serve(args: argparse.Namespace, scheduler: Optional[Any] = None,
+          sock: Optional[socket.socket] = None, keys: Optional[Any] = None) -> int:
+    """Run the service until interrupted.
+
+    Args:
+        args: the global options and ``--host``, ``--port``, ``--public-read``.
+        scheduler: what ``--schedule`` attaches (see :class:`framework.service.api.Scheduler`).
+        sock: the bound socket (default: :func:`listen` on ``--host`` and ``--port``).
+        keys: the API keys (default: :func:`access_keys`).
+    """
+    uvicorn = _uvicorn()
+    from framework.lake.tables import Warehouse
+    from framework.push.receiver import Receiver
+    from framework.service.api import create_app
+
+    keys = keys if keys is not None else access_keys(args)
     warehouse = Warehouse.from_env(args.warehouse)
     sock = sock or listen(args.host, args.port)
     # The receiver's flushes write with the one session the service keeps warm.

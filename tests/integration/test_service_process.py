@@ -227,6 +227,26 @@ def test_a_port_in_use_is_named_and_nothing_starts(rich, tmp_path, command):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("options", [(), ("--public-read", "--host", "0.0.0.0")])
+def test_serve_schedule_that_cannot_serve_claims_nothing(spark, store, api, tmp_path, options):
+    # Its access options were checked once the scheduler ran: the process claimed a due
+    # row, began a load and started Spark, then stopped it all (an INTERRUPTED audit row
+    # for nothing) to say that it had no API key.
+    from deltalake import DeltaTable as RsDeltaTable
+
+    store.generate([source(api.base_url, "offset", "waiting", end="2024-01-02T00:00:00Z")])
+    env, marker = no_jvm_env(tmp_path)
+    env.pop("RESTLAKE_API_KEYS", None)
+    done = restlake(env, "--warehouse", str(store.warehouse.root), "serve", "--schedule",
+                    "--port", str(free_port()), *options, cwd=tmp_path)
+    assert done.returncode == 1, (done.stdout[-1000:], done.stderr[-1000:])
+    assert ("--public-read" if options else "no API keys") in done.stderr
+    assert not marker.exists()
+    [row] = RsDeltaTable(str(store.warehouse.path(store.control_ref))).to_pyarrow_table().to_pylist()
+    assert (row["LoadStatus"], row["Attempt"], row["ClaimedBy"]) == ("PENDING", 0, None)
+    assert RsDeltaTable(str(store.warehouse.path(store.audit_ref))).to_pyarrow_table().num_rows == 0
+
+
 def test_a_sigterm_while_serve_warms_up_exits_0(thousand, tmp_path):
     # A SIGTERM as the service starts (a supervisor's restart) came while its warm-up
     # thread read the tables; the process ended meanwhile and died in the reader's native
