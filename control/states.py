@@ -112,6 +112,19 @@ def is_claimable(state: ControlState, now: dt.datetime) -> bool:
     return False
 
 
+def claim_note(state: ControlState, now: dt.datetime) -> Optional[str]:
+    """Why a RUNNING row is not claimed now, or whether it is (``status``): a runner that
+    was killed leaves its row RUNNING, taken over only once its lease ends."""
+    if state.load_status != LoadStatus.RUNNING:
+        return None
+    if is_claimable(state, now):
+        ended = f"ended at {iso(state.lease_expires_at)}" if state.lease_expires_at else "is unset"
+        return (f"RUNNING, but the lease of {state.claimed_by or 'its runner'} {ended}: "
+                "the next run takes the load over")
+    return (f"RUNNING by {state.claimed_by}, lease until {iso(state.lease_expires_at)} (renewed "
+            "while its load runs; should that runner be gone, another run takes the load over then)")
+
+
 def plan_next(state: ControlState, policy: LoadPolicy, now: dt.datetime,
               load_id: Optional[str] = None) -> Optional[ControlState]:
     """Mark the next load PENDING with its range, or return ``None`` when nothing changes.

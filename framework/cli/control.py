@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from framework.cli.options import LIMIT
 from framework.cli.console import (cell, console, error, fmt, open_queries, open_store,
-                                  print_error, require_init, table)
+                                  print_error, require_init, safe, table)
 from framework.errors import ConfigError
 from framework.load.audit import PHASE_COLUMNS
 
@@ -167,7 +168,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     shown = [dict(r, Quality=states[r["ConfigId"]].text if r["ConfigId"] in states else None)
              for r in rows]
     console.print(table(f"control table {q.control_ref.name}", STATUS_COLUMNS, shown))
+    print_waits(rows, q.clock())
     return 0
+
+
+def print_waits(rows: list[dict[str, Any]], now: dt.datetime) -> None:
+    """Below ``status``'s table, one line per row that no run loads now and why: a disabled
+    row, a RUNNING row's holder and lease (a killed runner's row waits for its lease)."""
+    from control.mapping import row_to_state
+    from control.states import claim_note
+
+    for row in rows:
+        notes = ["disabled: not planned, claimed or probed (restlake enable)"] \
+            if row.get("Enabled") is False else []
+        try:
+            running = claim_note(row_to_state(row), now)
+        except ValueError:  # an unknown status or load type: the table shows it as it is
+            running = None
+        notes += [running] if running else []
+        if notes:
+            console.print(f"{safe(row['ConfigId'])}: {safe('; '.join(notes))}", soft_wrap=True)
 
 
 AUDIT_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "SourceRowCount",

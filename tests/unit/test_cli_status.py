@@ -1,0 +1,50 @@
+"""``restlake status`` over a control table written with delta-rs (no JVM): why a row waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from control.states import ControlState, LoadStatus, claim_note
+from framework.cli.app import main
+from framework.lake.tables import TableRef, Warehouse
+from tests.unit._lake import CONTROL_COLUMNS, CONTROL_TYPES, TS, UTC, write
+
+NOW = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_running_row_says_who_holds_it_and_until_when():
+    lease = NOW + dt.timedelta(minutes=40)
+    held = ControlState(load_status=LoadStatus.RUNNING, claimed_by="vm:41:ab12cd",
+                        lease_expires_at=lease)
+    assert claim_note(held, NOW).startswith("RUNNING by vm:41:ab12cd, lease until 2024-03-01T12:40:00Z")
+    assert "the next run takes the load over" in claim_note(held, lease)
+    assert "lease of vm:41:ab12cd ended at 2024-03-01T12:40:00Z" in claim_note(held, lease)
+    assert claim_note(ControlState(load_status=LoadStatus.PENDING), NOW) is None
+
+
+def test_status_says_why_a_source_waits(tmp_path, capsys):
+    # A `serve` killed mid-load left its row RUNNING: `status` showed RUNNING and nothing of
+    # the dead holder, nor that the row waits for its lease (up to limits.lease_s, an hour).
+    wh = Warehouse(tmp_path / "wh")
+    now = dt.datetime.now(UTC)
+    base = {"LoadType": "FULL_LOAD", "TargetCatalog": "raw", "TargetSchema": "t",
+            "TriggerFrequency": "daily", "Attempt": 1}
+    rows = [
+        {**base, "ConfigId": "held", "TargetTable": "a", "LoadStatus": "RUNNING",
+         "ClaimedBy": "vm:41:ab12cd", "LeaseExpiresAt": now + dt.timedelta(minutes=40)},
+        {**base, "ConfigId": "orphan", "TargetTable": "b", "LoadStatus": "RUNNING",
+         "ClaimedBy": "vm:42:ef34ab", "LeaseExpiresAt": now - dt.timedelta(minutes=1)},
+        {**base, "ConfigId": "off", "TargetTable": "c", "LoadStatus": "PENDING", "Enabled": False},
+        {**base, "ConfigId": "done", "TargetTable": "d", "LoadStatus": "SUCCESS"},
+    ]
+    write(wh, TableRef("main", "metadata", "api_control_table"), rows,
+          {**CONTROL_TYPES, "LeaseExpiresAt": TS}, (*CONTROL_COLUMNS, "ClaimedBy", "LeaseExpiresAt"))
+    assert main(["--warehouse", str(wh.root), "status"]) == 0
+    out = capsys.readouterr().out
+    notes = {line.split(":", 1)[0]: line for line in out.splitlines()
+             if line.split(":", 1)[0] in ("held", "orphan", "off", "done")}
+    assert set(notes) == {"held", "orphan", "off"}, out
+    assert "RUNNING by vm:41:ab12cd, lease until" in notes["held"]
+    assert "lease of vm:42:ef34ab ended at" in notes["orphan"]
+    assert "the next run takes the load over" in notes["orphan"]
+    assert "disabled" in notes["off"] and "restlake enable" in notes["off"]
