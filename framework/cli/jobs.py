@@ -24,7 +24,7 @@ import sys
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from framework.cli.console import print_error
-from framework.cli.load import add_run_options, nothing_claimable
+from framework.cli.load import add_run_options, nothing_claimed
 from framework.config import config_files, load_files
 from framework.errors import RestlakeError
 from framework.logs import setup_from_args
@@ -102,19 +102,19 @@ def run(spark: Any, *, config_ids: Sequence[str] = (), warehouse: Optional[str] 
     # the task, as ``restlake run`` does, instead of being created empty.
     store = open_store(spark, warehouse, control_catalog, create=False)
     ids, parallel = list(config_ids) or None, max(1, parallel)
-    idle = nothing_claimable(store) if ids is None else None
-    if idle is not None:  # why, as `restlake run --all` says it
-        print(idle)
-        return []
     lease = dt.timedelta(minutes=lease_minutes) if lease_minutes is not None else None
     ctx = runtime.RunContext(spark, store.warehouse, store, runtime.staging_root(store.warehouse),
                              lease=lease)
     ctx.distributed = distributed
     if drain is None:
-        return runtime.run(ctx, ids, parallel=parallel)
-    with drain_on_signals(ctx) as seen:
         outcomes = runtime.run(ctx, ids, parallel=parallel)
-    drain.signum = seen.signum
+    else:
+        with drain_on_signals(ctx) as seen:
+            outcomes = runtime.run(ctx, ids, parallel=parallel)
+        drain.signum = seen.signum
+    idle = nothing_claimed(store, ids, outcomes)
+    if idle is not None:  # why, as `restlake run --all` says it
+        print(idle)
     return outcomes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import threading
 from typing import Any, Callable, Optional
 
 from framework.cli.options import LEASE_MINUTES, number
@@ -59,10 +60,11 @@ def nothing_to_run(rows: list[dict]) -> str:
             "A runner that died leaves its rows to be taken over once their lease ends")
 
 
-def nothing_claimable(store: Any) -> Optional[str]:
-    """What ``run --all`` (and the wheel task's) says when no row can be claimed
-    (:func:`nothing_to_run`), or None when one can."""
-    return None if store.claimable_ids() else nothing_to_run(store.rows())
+def nothing_claimed(store: Any, ids: Optional[list[str]], outcomes: list[Any]) -> Optional[str]:
+    """What ``run --all`` (and the wheel task's) says when its run found no row to claim
+    (:func:`nothing_to_run`), or None when it loaded or was given rows. Judged from the
+    run itself: rows seen claimable before it may be another runner's by its claim."""
+    return nothing_to_run(store.rows()) if ids is None and not outcomes else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -79,23 +81,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                              lease=lease, on_event=progress_printer())
     ctx.distributed = args.distributed
     ids = args.config_id if args.config_id else None
-    idle = nothing_claimable(store) if ids is None else None
-    if idle is not None:
-        console.print(idle, markup=False, soft_wrap=True)
-        return 0
     # Spark starts in the background once a load needs it (a full load once claimed, an
     # incremental one at its first fetched record: RunContext.spark_needed), while the
     # windows are fetched; a load waits for it at its first target write. A run whose
     # incremental windows find nothing starts no JVM. A failed start drains the run (rows
     # back to PENDING).
-    if not spark.ready:
-        console.print("[dim]Spark + Delta start in the background once a load has something "
-                      "to write, while it fetches (the first start downloads the Delta "
-                      "jars)[/dim]")
-    ctx.on_spark_needed = lambda: spark.begin(on_failure=lambda exc: ctx.request_stop(
-        f"Spark did not start: {type(exc).__name__}"))
+    said = threading.Event()
+
+    def spark_needed() -> None:
+        if not spark.ready and not said.is_set():
+            said.set()
+            console.print("[dim]Spark + Delta start in the background while the windows are "
+                          "fetched (the first start downloads the Delta jars)[/dim]")
+        spark.begin(on_failure=lambda exc: ctx.request_stop(
+            f"Spark did not start: {type(exc).__name__}"))
+
+    ctx.on_spark_needed = spark_needed
     with drain_on_signals(ctx) as drain:
         outcomes = runtime.run(ctx, ids, parallel=max(1, args.parallel))
+    idle = nothing_claimed(store, ids, outcomes)
+    if idle is not None:
+        console.print(idle, markup=False, soft_wrap=True)
+        return drain.exit_code or 0
     print_outcomes(outcomes)
     unknown = [o.config_id for o in outcomes if o.status == runtime.UNKNOWN]
     if unknown:

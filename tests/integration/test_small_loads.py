@@ -221,6 +221,34 @@ def test_run_claims_its_rows_in_one_commit_and_a_second_runner_gets_none(spark, 
     assert before + 1 + 1 <= _control_version(warehouse, store) <= before + 1 + 3
 
 
+def test_run_all_whose_rows_another_runner_took_first_says_so(spark, warehouse, store, api,
+                                                               monkeypatch, capsys):
+    # Two `run --all` at once: the one whose claim came second had seen the rows claimable
+    # a moment before, then its run found none: it printed an empty table and exited 0,
+    # saying nothing of the runner that holds them.
+    from control.store import ControlStore
+    from framework.cli.app import main
+
+    store.generate([source(api.base_url, "cursor", f"race{i}", end="2024-01-02T00:00:00Z")
+                    for i in range(2)])
+    looks = ControlStore.claimable_ids
+
+    def another_runner_claims_after_each_look(self, now=None):
+        ids = looks(self, now)
+        if ids:
+            self.claim_many(ids, "runner-b", "run-b")
+        return ids
+
+    monkeypatch.setattr(ControlStore, "claimable_ids", another_runner_claims_after_each_look)
+    assert main(["--warehouse", str(warehouse.root), "run", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("SKIPPED") == 2 and "runner-b" in out, out
+    # and a run that finds every row taken when it looks says who holds them
+    assert main(["--warehouse", str(warehouse.root), "run", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to run: no PENDING rows; 2 RUNNING under a lease: race0 (run run-b" in out, out
+
+
 def test_a_stop_before_a_claimed_load_started_releases_its_row(spark, warehouse, store, api):
     from framework.load import runtime
 
