@@ -21,6 +21,8 @@ from framework.secrets import redact
 from framework.timeutil import to_utc, utcnow
 
 log = logging.getLogger(__name__)
+#: The most bars a per-source chart shows (the largest values).
+CHART_BARS = 25
 
 CACHE_PREFIX = "cache_"
 SEVERITY_COLUMNS = ("severity", "severitylevel", "severity_level", "priority", "level")
@@ -197,7 +199,7 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
                  ("AllowedMinutes", "float"), ("Reason", "str")], stale_rows,
                 note=f"{n_stale} of {len(stale)} sources stale: newest collected_at_utc older "
                      f"than {fr.DEFAULT_TOLERANCE:g} x the source's cadence (TriggerFrequency); "
-                     "every source's data age is in the freshness chart",
+                     f"the freshness chart shows the {CHART_BARS} oldest for their cadence",
                 severity="warn" if n_stale else "ok"),
         Section("data_quality", "Data quality (latest checked load, SLA)",
                 [("ConfigId", "str"), ("State", "str"), ("CheckedAt", "datetime"),
@@ -236,13 +238,15 @@ def build_report(q: Queries, *, days: int = 7, now: Optional[dt.datetime] = None
         Chart("failures_per_source", "Failed / partial loads per source",
               [r["ConfigId"] for r in summary_rows],
               [r["Failed"] + r["Partial"] for r in summary_rows], horizontal=True, unit="loads",
-              colors=["#dc2626" if r["Failed"] + r["Partial"] else "#16a34a" for r in summary_rows]),
+              colors=["#dc2626" if r["Failed"] + r["Partial"] else "#16a34a" for r in summary_rows]
+              ).top(CHART_BARS),
         Chart("freshness", "Data age / allowed age (> 1 is stale)",
               [f.config_id for f in stale if f.allowed is not None],
               [round(min(f.age / f.allowed, 5.0), 2) if f.age is not None else 5.0
                for f in stale if f.allowed is not None],
               horizontal=True, unit="x allowed age", threshold=1.0,
-              colors=["#d97706" if f.stale else "#16a34a" for f in stale if f.allowed is not None]),
+              colors=["#d97706" if f.stale else "#16a34a" for f in stale if f.allowed is not None]
+              ).top(CHART_BARS),
     ]
     headline = {
         "loads": len(audit),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -68,6 +68,17 @@ class Chart:
     unit: str = ""
     colors: Optional[list[str]] = None
     threshold: Optional[float] = None  # a reference line (e.g. 1.0 = allowed age)
+
+    def top(self, n: int) -> "Chart":
+        """The chart of the ``n`` largest values only (ties in their order), its title
+        saying so: hundreds of bars in one chart are a smear no label can be read in."""
+        if len(self.values) <= n:
+            return self
+        keep = sorted(sorted(range(len(self.values)), key=lambda i: -self.values[i])[:n])
+        return replace(self, title=f"{self.title}: the {n} highest of {len(self.values)}",
+                       labels=[self.labels[i] for i in keep],
+                       values=[self.values[i] for i in keep],
+                       colors=[self.colors[i] for i in keep] if self.colors else None)
 
 
 @dataclass

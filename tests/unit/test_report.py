@@ -82,3 +82,33 @@ def test_report_renders_in_headless_chromium(tmp_path):
         shutil.rmtree(profile, ignore_errors=True)
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Stale data warnings" in dom and dom.count("<img") == 2
+
+
+def test_a_warehouse_of_hundreds_of_sources_charts_the_worst_25(tmp_path):
+    # With 400 sources the freshness chart drew 400 bars in a 3-inch figure: a smear whose
+    # labels overlapped into a black block, nothing in it readable.
+    from framework.lake.reader import TableReader
+    from framework.lake.tables import TableRef, Warehouse
+    from framework.ops.monitoring import CHART_BARS, build_report
+    from framework.ops.queries import Queries
+    from tests.unit._lake import CONTROL_COLUMNS, CONTROL_TYPES, write
+
+    wh = Warehouse(tmp_path / "wh")
+    rows = [{"ConfigId": f"src{i:03d}", "LoadType": "FULL_LOAD", "LoadStatus": "PENDING",
+             "TargetCatalog": "raw", "TargetSchema": "t", "TargetTable": f"src{i:03d}",
+             "TriggerFrequency": "hourly", "Enabled": True} for i in range(400)]
+    write(wh, TableRef("main", "metadata", "api_control_table"), rows, CONTROL_TYPES, CONTROL_COLUMNS)
+    report = build_report(Queries(TableReader(wh), clock=lambda: NOW), now=NOW)
+    freshness = next(c for c in report.charts if c.key == "freshness")
+    assert len(freshness.labels) == len(freshness.values) == len(freshness.colors) == CHART_BARS
+    assert freshness.title.endswith(f"the {CHART_BARS} highest of 400")
+    assert len(report.section("stale_data").rows) == 400  # the table keeps every source
+    assert render_html(report).count("data:image/png;base64,") == 3
+
+
+def test_a_chart_of_many_bars_keeps_the_largest_in_their_order():
+    chart = Chart("c", "Age", ["a", "b", "c", "d"], [1.0, 3.0, 2.0, 3.0], horizontal=True,
+                  colors=["w", "x", "y", "z"])
+    top = chart.top(2)
+    assert (top.labels, top.values, top.colors) == (["b", "d"], [3.0, 3.0], ["x", "z"])
+    assert top.title == "Age: the 2 highest of 4" and chart.top(4) is chart
