@@ -159,11 +159,19 @@ STATUS_COLUMNS = ("ConfigId", "LoadType", "LoadStatus", "LoadStartTime", "LoadEn
 
 def cmd_status(args: argparse.Namespace) -> int:
     q = require_init(open_queries(args))
+    rows = q.control_rows(args.config_id)
+    unknown = sorted(set(args.config_id or ()) - {r["ConfigId"] for r in rows})
+    if unknown:
+        error(f"no control row with ConfigId {', '.join(unknown)}")
+        return 1
+    if not rows:
+        console.print("no sources yet: the control table is empty (restlake generate --config "
+                      "FILE)")
+        return 0
     if getattr(args, "stale", False):
         from framework.cli.ops import print_stale
 
-        return print_stale(q, args.config_id)
-    rows = q.control_rows(args.config_id)
+        return print_stale(q, rows)
     states = q.quality_states(args.config_id)
     shown = [dict(r, Quality=states[r["ConfigId"]].text if r["ConfigId"] in states else None)
              for r in rows]

@@ -73,11 +73,15 @@ def _open(args: argparse.Namespace, *, lazy: bool = False) -> tuple[Any, Any, An
 
 
 # ------------------------------------------------------------------- stale
-def print_stale(queries: Any, config_ids: Any = None) -> int:
-    """``restlake status --stale``: sources past their cadence; exit 1 when there are any."""
-    items = [f for f in queries.freshness(queries.control_rows(config_ids)) if f.stale]
+def print_stale(queries: Any, rows: list[dict[str, Any]]) -> int:
+    """``restlake status --stale``: which of the control ``rows`` are past their cadence;
+    exit 1 when there are any."""
+    judged = queries.freshness(rows)
+    items = [f for f in judged if f.stale]
     if not items:
-        console.print("[green]every source is fresh[/green]")
+        off = len(rows) - len(judged)
+        console.print(f"[green]every source is fresh[/green] ({len(judged)} checked"
+                      + (f"; {off} disabled, not checked" if off else "") + ")")
         return 0
     console.print(table("stale sources (newest collected_at_utc older than the cadence "
                         "allows)", ("ConfigId", "Target", "Frequency", "NewestCollectedAt",

@@ -48,3 +48,24 @@ def test_status_says_why_a_source_waits(tmp_path, capsys):
     assert "lease of vm:42:ef34ab ended at" in notes["orphan"]
     assert "the next run takes the load over" in notes["orphan"]
     assert "disabled" in notes["off"] and "restlake enable" in notes["off"]
+
+
+def test_status_of_no_sources_or_an_unknown_one_says_so(tmp_path, capsys):
+    # On a warehouse without sources `status --stale` said "every source is fresh", as it
+    # did for a mistyped --config-id (and `status` showed an empty table, exit 0).
+    wh = Warehouse(tmp_path / "wh")
+    ref = TableRef("main", "metadata", "api_control_table")
+    write(wh, ref, [], CONTROL_TYPES, CONTROL_COLUMNS)
+    for stale in ([], ["--stale"]):
+        assert main(["--warehouse", str(wh.root), "status", *stale]) == 0
+        assert "no sources yet" in capsys.readouterr().out
+    base = {"LoadType": "FULL_LOAD", "LoadStatus": "PENDING", "TargetCatalog": "raw",
+            "TargetSchema": "t", "TriggerFrequency": "daily", "Enabled": False}
+    write(wh, ref, [{**base, "ConfigId": "a", "TargetTable": "a"},
+                    {**base, "ConfigId": "b", "TargetTable": "b"}], CONTROL_TYPES, CONTROL_COLUMNS)
+    assert main(["--warehouse", str(wh.root), "status", "--stale"]) == 0
+    assert "every source is fresh (0 checked; 2 disabled, not checked)" in capsys.readouterr().out
+    for stale in ([], ["--stale"]):
+        assert main(["--warehouse", str(wh.root), "status", *stale, "--config-id", "a", "nope"]) == 1
+        captured = capsys.readouterr()
+        assert "no control row with ConfigId nope" in captured.err and "fresh" not in captured.out
