@@ -193,6 +193,52 @@ def test_sigterm_mid_load_drains_and_the_next_start_finishes(spark, store, wareh
         assert "RUNNING" not in {r["LoadStatus"] for r in control(warehouse.root).values()}
 
 
+def test_serve_killed_mid_load_leaves_its_row_to_the_next_start_once_its_lease_ends(
+        spark, store, warehouse, tmp_path):
+    """kill -9 of ``serve --schedule`` (and its JVM: a crash) mid-load: nothing drains, the
+    row stays RUNNING under the dead runner, ``status`` says whose and until when, and the
+    next start takes the load over once the lease ends and finishes it once."""
+    with DemoApi(seed=34, records_per_resource=300, end=dt.datetime(2024, 1, 9, tzinfo=UTC),
+                 max_page_size=10, latency_ms=150) as api:
+        cfg = source(api.base_url, "cursor", "crashed", end=DAY9, window="daily",
+                     params={"limit": 10}, limits={"concurrency": 1}, health={"enabled": False})
+        store.generate([cfg])
+        conf = service_config(tmp_path, parallel=1, lease_minutes=0.5)
+        first = Proc(tmp_path, "first", warehouse.root, "serve", "--schedule", "--public-read",
+                     "--port", str(_free_port()), "--service-config", str(conf))
+        try:
+            wait_for("the load to be under way",
+                     lambda: sum("/api/cursor/" in c["path"] for c in api.request_log) >= 5, [first])
+        finally:
+            jvms = subprocess.run(["pgrep", "-P", str(first.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+            first.kill()
+            for pid in jvms:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        held = control(warehouse.root)["crashed"]
+        assert held["LoadStatus"] == "RUNNING" and held["ClaimedBy"], held
+        status = subprocess.run([sys.executable, "-m", "framework.cli", "--warehouse",
+                                 str(warehouse.root), "status"], cwd=ROOT, env=_env(),
+                                capture_output=True, text=True, timeout=300)
+        assert f"crashed: RUNNING by {held['ClaimedBy']}, lease until" in status.stdout, status.stdout
+
+        second = Proc(tmp_path, "second", warehouse.root, "scheduler", "--service-config", str(conf))
+        try:
+            wait_for("the next start to take the load over and finish it",
+                     lambda: control(warehouse.root)["crashed"]["LoadStatus"] == "SUCCESS", [second])
+        finally:
+            code = second.stop(signal.SIGTERM)
+        assert code == 0, second.output()
+        [run] = audit(warehouse.root)  # the killed run wrote none
+        assert (run["LoadStatus"], run["Attempt"]) == ("SUCCESS", 2), run
+        row = control(warehouse.root)["crashed"]
+        assert (row["Attempt"], row["ClaimedBy"], row["LastJobRunId"]) == (2, None, run["RunId"])
+        assert target_rows(warehouse.root, cfg) == expected_rows(api, DAY1, DAY9)
+
+
 def test_serve_with_the_scheduler_reports_it_in_health_and_drains_on_sigterm(spark, store, warehouse,
                                                                            tmp_path):
     import socket
