@@ -33,8 +33,9 @@ class SchedulerBlock(_Model):
     poll: str = "PT1M"
     parallel: int = Field(default=2, ge=1, le=32)
     probe_workers: int = Field(default=64, ge=1, le=256)
-    # None: each source's limits.lease_s (like `restlake run` without --lease-minutes)
-    lease_minutes: Optional[float] = Field(default=None, gt=0, le=24 * 60)
+    # None: each source's limits.lease_s (like `restlake run` without --lease-minutes); at
+    # least 30 s as both of those
+    lease_minutes: Optional[float] = Field(default=None, ge=0.5, le=24 * 60)
 
     @field_validator("poll")
     @classmethod

@@ -38,6 +38,9 @@ def test_no_file_and_an_empty_file_mean_the_defaults(tmp_path):
 @pytest.mark.parametrize("text,field,message", [
     ("scheduler: {poll: P1M}", "scheduler.poll", "'P1M' is not a fixed duration of at least PT1S"),
     ("scheduler: {parallel: 0}", "scheduler.parallel", "greater than or equal to 1"),
+    # a lease of a few seconds (a claim lost at every slow commit) was taken as given, where
+    # `run --lease-minutes` and limits.lease_s ask for 30 s at least
+    ("scheduler: {lease_minutes: 0.05}", "scheduler.lease_minutes", "greater than or equal to 0.5"),
     ("report: {time: '25:00', out: x}", "report.time", "'25:00' is not a HH:MM time"),
     ("report: {out: x}", "report.time", "is required"),
     ("schedular: {}", "schedular", "unknown key"),
