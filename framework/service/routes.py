@@ -150,8 +150,22 @@ def source_items(q: Queries) -> list[dict[str, Any]]:
                            background=q.background)
 
 
+def _claim_json(row: dict[str, Any], now: Any) -> Optional[dict[str, Any]]:
+    """Who holds a RUNNING row and until when (a killed runner's row waits for its lease
+    to end); None for a row no runner holds."""
+    from control.mapping import row_to_state
+    from control.states import claim_note, is_claimable
+
+    if row.get("LoadStatus") != "RUNNING":
+        return None
+    state = row_to_state(row)
+    return {"by": state.claimed_by, "lease_expires_at": state.lease_expires_at,
+            "expired": is_claimable(state, now), "note": claim_note(state, now)}
+
+
 def _source_items(q: Queries) -> list[dict[str, Any]]:
     rows = q.control_rows()
+    now = q.clock()
     latest = q.latest_loads()
     succeeded = q.latest_loads("SUCCESS")
     fresh = {f.config_id: f for f in q.freshness(rows)}
@@ -169,6 +183,7 @@ def _source_items(q: Queries) -> list[dict[str, Any]]:
             "target": f"{r['TargetCatalog']}.{r['TargetSchema']}.{r['TargetTable']}",
             "schedule": {"time": r.get("TriggerScheduleTime"), "frequency": r.get("TriggerFrequency")},
             "error": r.get("ErrorMessage"),
+            "claim": _claim_json(r, now),
             "last_load": _load_json(last),
             "rows": (succeeded.get(cid) or {}).get("TargetTotalRowCount"),
             "freshness": _freshness_json(fresh.get(cid)),

@@ -342,3 +342,31 @@ def test_a_posted_config_422_names_each_invalid_field(svc):
     assert sorted((e["source"], e["field"]) for e in two.json()["errors"]) == [
         ("multi", "endpoint"), ("multi", "load_start"), ("multi", "window"),
         ("other", "load_start"), ("other", "window")]
+
+
+def test_a_running_source_shows_its_holder_and_lease(tmp_path, monkeypatch):
+    # A source left RUNNING by a killed runner looked like a load at work in the API and
+    # on the dashboard, with nothing of the lease it waits for.
+    from framework.service.api import create_app
+
+    wh = Warehouse(tmp_path / "wh")
+    lease = NOW + dt.timedelta(minutes=20)
+    write(wh, TableRef("main", "metadata", "api_control_table"),
+          [{**_control("held", "http://127.0.0.1:9/x"), "LoadStatus": "RUNNING",
+            "ClaimedBy": "vm:41:ab12cd", "LeaseExpiresAt": lease},
+           {**_control("gone", "http://127.0.0.1:9/x"), "LoadStatus": "RUNNING",
+            "ClaimedBy": "vm:42:ef34ab", "LeaseExpiresAt": NOW - dt.timedelta(minutes=1)},
+           _control("done", "http://127.0.0.1:9/x")],
+          {**CONTROL_TYPES, "LeaseExpiresAt": CONTROL_TYPES["LoadStartTime"]},
+          (*CONTROL_COLUMNS, "ClaimedBy", "LeaseExpiresAt"))
+    monkeypatch.setenv("RL_READS_KEY", KEY)
+    app = create_app(wh, keys=ApiKeys.from_references("env:RL_READS_KEY"), clock=lambda: NOW)
+    with ServiceThread(app) as running:
+        items = {i["config_id"]: i for i in get(running, "/api/v1/sources")["items"]}
+    held = items["held"]["claim"]
+    assert (held["by"], held["lease_expires_at"], held["expired"]) == (
+        "vm:41:ab12cd", "2026-12-03T06:10:00Z", False)
+    assert held["note"].startswith("RUNNING by vm:41:ab12cd, lease until 2026-12-03T06:10:00Z")
+    assert items["gone"]["claim"]["expired"] is True
+    assert "the next run takes the load over" in items["gone"]["claim"]["note"]
+    assert items["done"]["claim"] is None
