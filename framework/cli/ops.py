@@ -157,8 +157,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- notify
 def cmd_notify(args: argparse.Namespace) -> int:
     from framework.errors import ConfigError
-    from framework.ops.notify import (NotificationState, Notifier, build_message, collect_events,
-                                  load_notifications, state_path)
+    from framework.ops.notify import (FORGET_AFTER, NotificationState, Notifier, build_message,
+                                      collect_events, load_notifications, state_path)
 
     config = load_notifications(args.config)
     if config is None:
@@ -174,7 +174,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
             console.print(f"[bold]{safe(e.key)}[/bold] ({seen})\n{safe(build_message(e)[1])}",
                               soft_wrap=True)
         return 0
-    deliveries = Notifier(config, state).notify(events, now)
+    # (a key the run's --days still reaches is among its events: never forgotten while told)
+    forget_after = max(FORGET_AFTER, dt.timedelta(days=args.days + 1))
+    deliveries = Notifier(config, state).notify(events, now, forget_after=forget_after)
     sent = Table(title="notifications")
     for col in ("incident", "sent via", "skipped / errors"):
         sent.add_column(col, overflow="fold")

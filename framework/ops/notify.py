@@ -6,6 +6,7 @@ carry it next to ``sources:``)::
     notifications:
       events: [load_failed, stale, down, up]      # default: every kind (EVENT_KINDS)
       down_after: 2                               # consecutive failed checks before "down"
+      digest_after: 10                            # more new incidents in one run: one digest
       webhook: {url: env:SLACK_WEBHOOK_URL, retries: 3, timeout_s: 10}
       email: {host: smtp.example.com, port: 587, tls: starttls, username: alerts,
               password: env:SMTP_PASSWORD, sender: restlake@example.com, to: [oncall@example.com]}
@@ -50,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from framework.errors import ConfigError, RestlakeError
 from framework.secrets import is_reference, redact, resolve
-from framework.timeutil import iso, to_utc
+from framework.timeutil import iso, parse_iso, to_utc
 from framework.untrusted import printable
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,8 @@ class TelegramConfig(_Model):
 class NotificationConfig(_Model):
     events: list[EventKind] = Field(default_factory=lambda: list(EVENT_KINDS))
     down_after: int = Field(default=2, ge=1, le=100)
+    # more new incidents than this in one run: one digest message instead of one each
+    digest_after: int = Field(default=10, ge=1, le=10_000)
     webhook: Optional[WebhookConfig] = None
     email: Optional[EmailConfig] = None
     telegram: Optional[TelegramConfig] = None
@@ -316,6 +319,11 @@ def collect_events(queries: Any, config: NotificationConfig, now: dt.datetime,
     return events
 
 
+#: ``restlake notify`` forgets a key sent longer ago than this once no event of the run has
+#: it (every event it can still tell is judged in each run: failed loads of the last days,
+#: stale sources, outages that ended within :data:`OUTAGE_NEWS`).
+FORGET_AFTER = dt.timedelta(days=90)
+
 #: How long after its end an outage is still told (its "down", when that was never sent,
 #: and its "up"): an outage that ended before is history, not news.
 OUTAGE_NEWS = dt.timedelta(days=30)
@@ -435,6 +443,16 @@ class NotificationState:
     def mark(self, key: str, at: dt.datetime) -> None:
         self.sent[key] = iso(at) or ""
 
+    def forget(self, before: dt.datetime, keep: set[str]) -> None:
+        """Drop the keys sent before ``before``, but those in ``keep`` (still told)."""
+        for key, at in list(self.sent.items()):
+            try:
+                when = parse_iso(at) if at else None
+            except ValueError:
+                when = None
+            if key not in keep and (when is None or when < before):
+                del self.sent[key]
+
     @contextmanager
     def held(self) -> Iterator["NotificationState"]:
         """Hold the file's lock (another holder, thread or process, waits), with the keys
@@ -482,11 +500,21 @@ class Notifier:
     def __init__(self, config: NotificationConfig, state: NotificationState) -> None:
         self.config, self.state = config, state
 
-    def notify(self, events: Iterable[Event], now: Optional[dt.datetime] = None) -> list[Delivery]:
+    def notify(self, events: Iterable[Event], now: Optional[dt.datetime] = None, *,
+               forget_after: Optional[dt.timedelta] = None) -> list[Delivery]:
+        """Send the events not sent before: one message each, or one digest when more than
+        ``digest_after`` are new.
+
+        Args:
+            forget_after: ``events`` are every event that can still be told (``restlake
+                notify``): keys sent longer ago than this that are not among them are
+                dropped from the state file, which otherwise grows for ever.
+        """
         now = now or dt.datetime.now(dt.timezone.utc)
         out = []
-        senders = {"webhook": send_webhook, "email": send_email, "telegram": send_telegram}
         with self.state.held():
+            due: list[Delivery] = []
+            due_keys: set[str] = set()
             for event in events:
                 d = Delivery(event)
                 out.append(d)
@@ -496,20 +524,70 @@ class Notifier:
                 if event.key in self.state:
                     d.skipped = "already notified"
                     continue
-                if event.requires and event.requires not in self.state:
+                if event.requires and event.requires not in self.state \
+                        and event.requires not in due_keys:
                     d.skipped = f"{event.requires} was never notified"
                     continue
-                subject, text = build_message(event)
-                for name in self.config.channels:
-                    try:
-                        senders[name](getattr(self.config, name), subject, text)
-                        d.channels.append(name)
-                    except RestlakeError as exc:  # NotifyError, SecretError
-                        d.errors.append(f"{name}: {exc}")
-                        log.warning("notification %s via %s failed: %s", event.key, name, exc)
-                if d.channels:
-                    self.state.mark(event.key, now)
+                due.append(d)
+                due_keys.add(event.key)
+            if len(due) > self.config.digest_after:
+                self._send_digest(due, now)
+            else:
+                for d in due:
+                    event = d.event
+                    if event.requires and event.requires not in self.state:  # its down failed
+                        d.skipped = f"{event.requires} was never notified"
+                        continue
+                    d.channels, d.errors = self._send(*build_message(event), event.key)
+                    if d.channels:
+                        self.state.mark(event.key, now)
+            if forget_after is not None:
+                told = {e.key for e in (d.event for d in out)}
+                self.state.forget(now - forget_after, keep=told)
         return out
+
+    def _send(self, subject: str, text: str, what: str) -> tuple[list[str], list[str]]:
+        senders = {"webhook": send_webhook, "email": send_email, "telegram": send_telegram}
+        channels, errors = [], []
+        for name in self.config.channels:
+            try:
+                senders[name](getattr(self.config, name), subject, text)
+                channels.append(name)
+            except RestlakeError as exc:  # NotifyError, SecretError
+                errors.append(f"{name}: {exc}")
+                log.warning("notification %s via %s failed: %s", what, name, exc)
+        return channels, errors
+
+    def _send_digest(self, due: list[Delivery], now: dt.datetime) -> None:
+        subject, text = build_digest([d.event for d in due])
+        channels, errors = self._send(subject, text, f"digest of {len(due)} incidents")
+        for d in due:
+            d.channels, d.errors = list(channels), list(errors)
+            if channels:
+                self.state.mark(d.event.key, now)
+
+
+def build_digest(events: list[Event]) -> tuple[str, str]:
+    """``(subject, text)`` of one message telling many incidents: how many of each kind,
+    then one line each, as many as :data:`TEXT_LIMIT` holds."""
+    kinds: dict[str, int] = {}
+    for e in events:
+        kinds[e.kind] = kinds.get(e.kind, 0) + 1
+    counts = ", ".join(f"{n} {_TITLES.get(k, k)}" for k, n in sorted(kinds.items(),
+                                                                    key=lambda kv: -kv[1]))
+    subject = printable(f"[restlake] {len(events)} incidents: {counts}", newlines=False)
+    lines = [subject]
+    size = len(subject)
+    for i, e in enumerate(events):
+        first = (e.detail or "").strip().split("\n", 1)[0]
+        line = printable(redact(f"- {e.config_id}: {_TITLES.get(e.kind, e.kind)}: {first}"),
+                         newlines=False)[:200]
+        if size + len(line) + 1 > TEXT_LIMIT - 80:
+            lines.append(f"... and {len(events) - i} more (restlake notify --dry-run lists them)")
+            break
+        lines.append(line)
+        size += len(line) + 1
+    return subject, "\n".join(lines)
 
 
 # ------------------------------------------------------------------- wiring

@@ -283,3 +283,64 @@ def test_an_outage_longer_than_30_days_is_one_down_message(monkeypatch, tmp_path
         texts = [r.json()["text"] for r in api.requests_to("/hook")]
     assert len(texts) == 1 and "gh: source is DOWN" in texts[0], texts
     assert "since 2023-11-22T00:00:00Z" in texts[0]  # the outage's first check
+
+
+def test_many_new_incidents_in_one_run_are_one_digest_message(tmp_path):
+    # a new warehouse of 400 never-loaded sources: 400 "stale" messages were sent one by one
+    with FakeApi() as api:
+        api.route("/hook", Reply(200, "ok"))
+        cfg = parse_notifications({"notifications": {"webhook": {"url": api.url("/hook")}}})
+        state = NotificationState(tmp_path / "s.json")
+        stale = [Event("stale", f"src_{i:03d}", f"stale:src_{i:03d}:never", "never loaded")
+                 for i in range(400)]
+        outage = [Event("down", "gh", "down:gh:1", "503s"),
+                  Event("up", "gh", "up:gh:1", "back", requires="down:gh:1")]
+        first = Notifier(cfg, state).notify(stale + outage, T0)
+        again = Notifier(cfg, NotificationState(tmp_path / "s.json")).notify(stale + outage, T0)
+        few = Notifier(cfg, state).notify([Event("stale", "x", "stale:x:1", "old"),
+                                           Event("stale", "y", "stale:y:1", "old")], T0)
+        texts = [r.json()["text"] for r in api.requests_to("/hook")]
+    assert len(texts) == 3  # the digest, then the two of a quiet run one by one
+    digest = texts[0]
+    assert digest.startswith("[restlake] 402 incidents: 400 data is STALE, 1 source is DOWN, "
+                             "1 source is back UP")
+    assert "- src_000: data is STALE: never loaded" in digest and "more (restlake notify" in digest
+    assert len(digest) <= 3500
+    # every incident of the digest counts as told (the up with its down, sent together)
+    assert all(d.channels == ["webhook"] for d in first)
+    assert {d.skipped for d in again} == {"already notified"}
+    assert [t.split(":")[0] for t in texts[1:]] == ["[restlake] x", "[restlake] y"]
+    assert [d.channels for d in few] == [["webhook"], ["webhook"]]
+
+
+def test_a_digest_no_channel_took_is_sent_again_next_run(tmp_path):
+    with FakeApi() as api:
+        api.route("/hook", Reply(404, {"error": "no such hook"}), Reply(200, "ok"))
+        cfg = parse_notifications({"notifications": {"webhook": {"url": api.url("/hook")},
+                                                     "digest_after": 2}})
+        events = [Event("stale", f"s{i}", f"stale:s{i}:1", "old") for i in range(3)]
+        failed = Notifier(cfg, NotificationState(tmp_path / "s.json")).notify(events, T0)
+        sent = Notifier(cfg, NotificationState(tmp_path / "s.json")).notify(events, T0)
+    assert all(not d.channels and "404" in d.errors[0] for d in failed)
+    assert all(d.channels == ["webhook"] for d in sent)
+
+
+def test_the_state_file_forgets_what_can_no_longer_be_told(tmp_path):
+    with FakeApi() as api:
+        api.route("/hook", Reply(200, "ok"))
+        cfg = parse_notifications({"notifications": {"webhook": {"url": api.url("/hook")}}})
+        path = tmp_path / "s.json"
+        old = [Event("load_failed", "a", "load_failed:a:L1", "401"),
+               Event("stale", "b", "stale:b:never", "never loaded")]
+        Notifier(cfg, NotificationState(path)).notify(old, T0)
+        later = T0 + dt.timedelta(days=100)
+        # 100 days on, the failure is history (not among the run's events); b is still stale
+        Notifier(cfg, NotificationState(path)).notify([old[1]], later,
+                                                      forget_after=dt.timedelta(days=90))
+        kept = json.loads(path.read_text())["sent"]
+        # a run that judges only some events (the scheduler's outages) forgets nothing
+        Notifier(cfg, NotificationState(path)).notify([], later + dt.timedelta(days=1))
+        texts = [r.json()["text"] for r in api.requests_to("/hook")]
+    assert sorted(kept) == ["stale:b:never"]  # still told, so never sent again
+    assert sorted(json.loads(path.read_text())["sent"]) == ["stale:b:never"]
+    assert len(texts) == 2
