@@ -99,7 +99,9 @@ class DetailFetcher:
             return None
         field = self.detail.id_field
         value = record.get(field) if field in record else jsonpath.find(record, field)
-        return None if value is None or value == "" or isinstance(value, (dict, list)) else value
+        # true/false, an object or a list names no record
+        return None if value is None or value == "" or isinstance(value, (bool, dict, list)) \
+            else value
 
     def complete(self, records: list[Any]) -> tuple[list[Any], list[Quarantined]]:
         """The page's records, each completed by its detail, in list order.
@@ -130,8 +132,8 @@ class DetailFetcher:
     def _one(self, record: Any) -> Any:
         record_id = self.record_id(record)
         if record_id is None:
-            return Quarantined(record, f"detail: the record has no {self.detail.id_field!r} to "
-                                       "request its detail with")
+            return Quarantined(record, f"detail: the record has no usable {self.detail.id_field!r} "
+                                       "(a string or a number) to request its detail with")
         try:
             url = self.url_for(record_id)
         except ValueError as exc:

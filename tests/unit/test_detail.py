@@ -322,3 +322,15 @@ def test_a_detail_writing_the_id_another_way_keeps_the_listed_id(tmp_path, mode)
         result = _fetch(_fake_cfg(fake, "/d/{id}", mode=mode), tmp_path)
     rows = sorted(_staged(result), key=lambda r: r["n"])
     assert [(r["id"], r["b"]) for r in rows] == [(7, "seven"), ("x1", "x"), (5, "five")]
+
+
+def test_a_boolean_id_is_no_id(tmp_path):
+    # {"id": true} named no record: it was asked for as /d/True
+    with FakeApi() as fake:
+        fake.route("/items", Reply(200, [{"n": 0, "id": True}, {"n": 1, "id": 3}]))
+        fake.route("/d/*", _echo)
+        result = _fetch(_fake_cfg(fake, "/d/{id}"), tmp_path)
+        asked = [unquote(r.path) for r in fake.received if r.path != "/items"]
+    assert asked == ["/d/3"] and [r["n"] for r in _staged(result)] == [1]
+    [rejected] = _quarantined(result)
+    assert json.loads(rejected["raw_payload"])["n"] == 0 and "has no usable 'id'" in rejected["reason"]
