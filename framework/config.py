@@ -1144,8 +1144,9 @@ def safe_yaml(text: str, *, file: str = "<text>") -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        field = _field_at(text, mark) if isinstance(exc, _BadScalar) else None
-        raise ConfigError(f"{problem}{where}", file=file, field=field) from None
+        field = _field_at(text, mark) if isinstance(exc, (_BadScalar, _DuplicateKey)) else None
+        note = f" ({exc.note})" if isinstance(exc, _DuplicateKey) else ""
+        raise ConfigError(f"{problem}{where}{note}", file=file, field=field) from None
     if _elements(doc, MAX_CONFIG_ELEMENTS) > MAX_CONFIG_ELEMENTS:
         raise ConfigError(f"the YAML expands to more than {MAX_CONFIG_ELEMENTS} elements "
                           "(aliases repeated inside aliases?); refusing it", file=file)
@@ -1156,9 +1157,38 @@ class _BadScalar(yaml.constructor.ConstructorError):
     """A scalar YAML resolved to a type whose value it cannot hold (``2024-13-01``)."""
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping writes one key twice (PyYAML would keep the last value, silently)."""
+
+
 class _ConfigLoader(yaml.SafeLoader):
     """The safe loader, whose out-of-range dates are YAML errors with their position
-    (PyYAML's own raise a bare ``ValueError``: no file, line or field)."""
+    (PyYAML's own raise a bare ``ValueError``: no file, line or field), and which refuses
+    a key written twice in one mapping: PyYAML keeps the last value, so an edit that adds
+    a second ``table:`` below the first would load into another table without a word. A
+    merge key (``<<: *defaults``) may still be overridden by the mapping's own keys."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._keys_checked: set[int] = set()
+
+    def flatten_mapping(self, node: Any) -> None:
+        # Checked before the first flattening, which puts the merged keys into the node.
+        if id(node) not in self._keys_checked:
+            self._keys_checked.add(id(node))
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                        key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                first = seen.setdefault(key, key_node)
+                if first is not key_node:
+                    raise _DuplicateKey(
+                        None, None, f"duplicate key {key_node.value!r}",
+                        key_node.start_mark,
+                        f"also at line {first.start_mark.line + 1}: each key is written once")
+        super().flatten_mapping(node)
 
     def construct_yaml_timestamp(self, node: Any) -> Any:
         try:
@@ -1172,7 +1202,8 @@ _ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _ConfigLoader.const
 
 
 def _field_at(text: str, mark: Any) -> Optional[str]:
-    """The key path (``load_start``, ``sources[1].load_end``) of the value at ``mark``."""
+    """The key path (``load_start``, ``sources[1].load_end``) of the value, or the key,
+    at ``mark``."""
     if mark is None:
         return None
 
@@ -1181,6 +1212,9 @@ def _field_at(text: str, mark: Any) -> Optional[str]:
             return path or None
         if isinstance(node, yaml.MappingNode):
             items = [(f"{path}.{k.value}" if path else str(k.value), v) for k, v in node.value]
+            for (sub, _), (key, _) in zip(items, node.value):
+                if key.start_mark.index == mark.index:
+                    return sub
         elif isinstance(node, yaml.SequenceNode):
             items = [(f"{path}[{i}]", v) for i, v in enumerate(node.value)]
         else:

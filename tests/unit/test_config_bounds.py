@@ -139,3 +139,31 @@ def test_allowed_hosts_are_validated_and_carried_in_the_control_row():
 def test_env_templates_outside_endpoint_and_token_url_are_refused_not_sent_as_text(key, value):
     extra = {"method": "POST", "allow_post": True} if key == "body" else {}
     assert error(**{key: value}, **extra).field == key
+
+
+def test_a_key_written_twice_is_an_error_naming_its_path_and_lines():
+    # YAML's loaders keep the last value of a repeated key: an edit that adds a second
+    # `table:` below the first would silently load into another table.
+    text = ("sources:\n"
+            "  - {config_id: a, api_name: A, endpoint: https://api.example.com/a,\n"
+            "     load_start: 2024-01-01T00:00:00Z, target: {catalog: raw, schema: t, table: a}}\n"
+            "  - config_id: b\n    api_name: B\n    endpoint: https://api.example.com/b\n"
+            "    load_start: 2024-01-01T00:00:00Z\n"
+            "    target:\n      catalog: raw\n      schema: t\n      table: b\n      table: a\n")
+    with pytest.raises(ConfigError) as caught:
+        load_text(text, file="two.yaml")
+    exc = caught.value
+    assert (exc.file, exc.field) == ("two.yaml", "sources[1].target.table")
+    assert str(exc) == ("two.yaml: sources[1].target.table: duplicate key 'table' at line 12, "
+                        "column 7 (also at line 11: each key is written once)")
+
+
+def test_merge_keys_may_override_what_they_merge():
+    text = ("sources:\n"
+            "  - &d {api_name: A, load_start: 2024-01-01T00:00:00Z, config_id: a,\n"
+            "        endpoint: https://api.example.com/a, target: {catalog: raw, schema: t, table: a}}\n"
+            "  - <<: *d\n    config_id: b\n    api_name: B\n"
+            "    target: {catalog: raw, schema: t, table: b}\n")
+    a, b = load_text(text, file="merged.yaml")
+    assert (b.config_id, b.api_name, b.target.table, b.endpoint) == (
+        "b", "B", "b", "https://api.example.com/a")
