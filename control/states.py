@@ -179,6 +179,27 @@ def plan_next(state: ControlState, policy: LoadPolicy, now: dt.datetime,
                    generated_at=now)
 
 
+def plan_full(state: ControlState, policy: LoadPolicy, now: dt.datetime,
+              load_id: Optional[str] = None) -> Optional[ControlState]:
+    """An INCREMENTAL row whose target holds none of its history (the source was moved to
+    a table that does not exist yet) -> FULL_LOAD PENDING over the history range: its next
+    increment alone would leave the history behind in the old table.
+
+    Returns ``None`` for a row that is RUNNING (its load finishes first), whose range ends
+    before it starts, or that is not INCREMENTAL (its next load is a full one anyway).
+    """
+    if state.load_type != LoadType.INCREMENTAL or state.load_status == LoadStatus.RUNNING:
+        return None
+    now = to_utc(now)
+    end = _history_end(policy, now)
+    if end <= to_utc(policy.history_start):
+        return None
+    return replace(state, load_type=LoadType.FULL_LOAD, load_status=LoadStatus.PENDING,
+                   load_start=to_utc(policy.history_start), load_end=end,
+                   load_id=load_id or new_load_id(now), attempt=0, claimed_by=None,
+                   lease_expires_at=None, error=None, generated_at=now)
+
+
 def _history_end(policy: LoadPolicy, now: dt.datetime) -> dt.datetime:
     """The end of a full load's range: the config's ``load_end``, but never after ``now``."""
     return min(to_utc(policy.history_end), now) if policy.history_end else now

@@ -261,9 +261,16 @@ class ControlStore:
             prev = existing.get(cfg.config_id)
             state = mapping.row_to_state(prev) if prev else ControlState()
             planned: Optional[ControlState] = None
+            moved = None if cfg.is_push or prev is None else self._moved(prev, cfg)
+            full = states.plan_full(state, mapping.policy_of(cfg), now) if moved else None
             if cfg.is_push:
                 planned = states.register_push(state, now)
                 detail = "push source: loaded by the webhook receiver"
+            elif full is not None:
+                # planned even when disabled or not due: the new table is empty until it is
+                planned = full
+                detail = (f"target changed from {moved} to {cfg.target.name}, a table that does "
+                          f"not exist yet: full load; {moved} is left as it is")
             elif not cfg.enabled:
                 detail = "disabled"
             elif due_only and prev and not states.is_due(state, cfg.schedule.time,
@@ -290,6 +297,8 @@ class ControlStore:
             rng = (f"{planned.load_type.value} {planned.load_start:%Y-%m-%dT%H:%M:%SZ}.."
                    f"{planned.load_end:%Y-%m-%dT%H:%M:%SZ}") if planned and not cfg.is_push \
                 else detail
+            if full is not None:
+                rng += f" ({detail})"
             results.append(GenerateResult(cfg.config_id, action, rng))
 
         if not out_rows:
@@ -298,6 +307,15 @@ class ControlStore:
         with self._control_lock:
             self._merge_control(out_rows, CONTROL_COLUMNS, insert=True)
         return results
+
+    def _moved(self, prev: dict[str, Any], cfg: SourceConfig) -> Optional[str]:
+        """The row's old target when ``cfg`` points it at another table that does not
+        exist yet (its history is all in the old one), else ``None``."""
+        old = ".".join(str(prev.get(c)) for c in ("TargetCatalog", "TargetSchema", "TargetTable"))
+        if old.lower() == cfg.target.name.lower():
+            return None
+        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+        return None if self._exists(ref) else old
 
     # ------------------------------------------------------------------ claims
     def claim(self, config_id: str, runner: str, run_id: str,

@@ -127,3 +127,53 @@ def test_two_sources_writing_one_table_as_one_source_system_are_refused(spark, t
     assert "orders_us: target raw.shop.orders with source_system 'shop' is also written by " \
            "config orders_eu" in err
     assert sorted(r["ConfigId"] for r in store.rows()) == ["orders_eu", "orders_legacy"]
+
+
+def test_a_source_moved_to_a_new_table_gets_a_full_load_there_and_the_old_table_is_kept(
+        spark, warehouse, store):
+    # An incremental row re-pointed at a table that does not exist yet would load only the
+    # next increment into it: the history stays behind in the old table, and the new one
+    # looks complete to every reader.
+    from control.generate import generate
+    from framework.config import parse_source
+    from tests.integration.helpers import read_target, run_loads, target_ref
+    from tests.unit._httpd import FakeApi, Reply
+
+    def config(url: str, table: str):
+        return parse_source({
+            "config_id": "moved", "api_name": "Moved", "source_system": "moved", "endpoint": url,
+            "data_path": "data", "primary_key": ["id"], "delta_column": True,
+            "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-02T00:00:00Z",
+            "window": "none", "target": {"catalog": "raw", "schema": "moved", "table": table},
+            "schedule": {"time": "02:00", "frequency": "daily"},
+            "limits": {"timeout_s": 5, "max_retries": 0}})
+
+    with FakeApi() as api:
+        api.route("/items", Reply(200, {"data": [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}]}))
+        old = config(api.url("/items"), "items")
+        [first] = run_loads(spark, warehouse, store, [old])
+        assert first.status == "SUCCESS" and store.get("moved")["LoadType"] == "INCREMENTAL"
+
+        new = config(api.url("/items"), "items_v2")
+        # planned though its schedule has not fired: the new table is empty until it loads
+        [result] = generate(store, configs=[new], due=True,
+                            now=dt.datetime(2024, 1, 2, 0, 30, tzinfo=UTC))
+        assert result.action == "pending", result
+        assert result.detail == ("FULL_LOAD 2024-01-01T00:00:00Z..2024-01-02T00:00:00Z (target "
+                                 "changed from raw.moved.items to raw.moved.items_v2, a table that "
+                                 "does not exist yet: full load; raw.moved.items is left as it is)")
+        row = store.get("moved")
+        assert (row["LoadType"], row["LoadStatus"], row["TargetTable"]) == (
+            "FULL_LOAD", "PENDING", "items_v2")
+        [moved] = run_loads(spark, warehouse, store, [new], generate=False)
+        assert moved.status == "SUCCESS", moved.error
+    assert sorted((r["id"], r["v"]) for r in read_target(spark, warehouse, new).collect()) == [
+        (1, "a"), (2, "b")]
+    assert read_target(spark, warehouse, old).count() == 2
+    assert store.get("moved")["LoadType"] == "INCREMENTAL"  # delta_column: incremental from here
+
+    # re-pointed at a table that exists (e.g. one renamed or copied by the user): incremental
+    again = config("https://api.example.com/items", "items")
+    [result] = generate(store, configs=[again], now=dt.datetime(2024, 1, 3, tzinfo=UTC))
+    assert result.detail == "INCREMENTAL 2024-01-02T00:00:00Z..2024-01-03T00:00:00Z"
+    assert target_ref(again).table == "items"

@@ -10,8 +10,8 @@ import pytest
 
 from control.states import (ControlState, InvalidTransition, LoadPolicy, LoadStatus, LoadType, claim,
                             fail, is_claimable, is_due, last_scheduled_instant, new_load_id,
-                            next_scheduled_instant, plan_next, release, renew_lease, retry,
-                            succeed)
+                            next_scheduled_instant, plan_full, plan_next, release, renew_lease,
+                            retry, succeed)
 
 UTC = dt.timezone.utc
 H = dt.timedelta(hours=1)
@@ -133,6 +133,23 @@ def test_a_watermark_in_the_future_goes_back_to_when_its_load_was_generated() ->
 
 
 # ------------------------------------------------------------------ claim
+@pytest.mark.parametrize("status", [LoadStatus.SUCCESS, LoadStatus.FAILED, LoadStatus.PENDING])
+def test_an_incremental_row_moved_to_a_new_table_plans_a_full_load(status: LoadStatus) -> None:
+    was = state(status, LoadType.INCREMENTAL, load_start=t(2024, 5, 1), load_end=t(2024, 5, 2),
+                last_load_time=t(2024, 5, 1))
+    full = plan_full(was, HISTORY, NOW, load_id="L2")
+    assert full == replace(was, load_type=LoadType.FULL_LOAD, load_status=LoadStatus.PENDING,
+                           load_start=t(2024, 1, 1), load_end=t(2024, 3, 1), load_id="L2",
+                           attempt=0, generated_at=NOW)
+
+
+def test_a_moved_row_that_is_running_or_full_is_not_re_planned() -> None:
+    assert plan_full(running(load_type=LoadType.INCREMENTAL), HISTORY, NOW) is None
+    assert plan_full(state(LoadStatus.SUCCESS), HISTORY, NOW) is None
+    future = LoadPolicy(history_start=NOW + H)
+    assert plan_full(state(LoadStatus.SUCCESS, LoadType.INCREMENTAL), future, NOW) is None
+
+
 def test_claim_from_pending() -> None:
     out = claim(state(LoadStatus.PENDING, attempt=0), "runner-a", "run-1", NOW, H)
 
