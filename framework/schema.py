@@ -334,30 +334,47 @@ class RowShaper:
             SchemaDriftError: a new field while ``schema_mode`` is ``fail``.
         """
         plan: list[tuple[str, Optional[str], Optional[ColumnType]]] = []
-        seen_lower: set[str] = set()
+        # the column each key would take (None: rescued, as a reserved name or, in rescue
+        # mode, a field the target lacks)
+        wants: list[Optional[str]] = []
         for key in keys:
             col = column_name(key)
-            if col in RESERVED or col.lower() in seen_lower:
-                plan.append((key, None, None))
-                continue
-            if self.columns is None:
-                plan.append((key, col, None))
-                seen_lower.add(col.lower())
-                continue
-            target_col = col if col in self.columns else self._lower.get(col.lower())
+            if col in RESERVED:
+                wants.append(None)
+            elif self.columns is None:
+                wants.append(col)
+            else:
+                target_col = col if col in self.columns else self._lower.get(col.lower())
+                if target_col is None:
+                    if self.schema_mode == "fail":
+                        raise SchemaDriftError(f"field '{key}' is not in the target table "
+                                               "(schema_mode: fail)")
+                    self.new_fields.add(col)
+                    target_col = col if self.schema_mode == "evolve" else None
+                wants.append(target_col)
+        # Delta's column names ignore case: of keys wanting one column, the key spelled as
+        # the column (the target's, or on a first load a declared field's) takes it, else
+        # the first one; the others are rescued. {"ID": 99, "id": 5} puts 5 in id.
+        spelled = set(self.columns) if self.columns is not None else {
+            column_name(name) for name in self._needed}
+        owner: dict[str, str] = {}
+        for key, target_col in zip(keys, wants):
             if target_col is None:
-                if self.schema_mode == "fail":
-                    raise SchemaDriftError(f"field '{key}' is not in the target table "
-                                           "(schema_mode: fail)")
-                self.new_fields.add(col)
-                if self.schema_mode == "evolve":
-                    plan.append((key, col, None))
-                    seen_lower.add(col.lower())
-                else:
-                    plan.append((key, None, None))
                 continue
-            plan.append((key, target_col, self.columns[target_col]))
-            seen_lower.add(target_col.lower())
+            low = target_col.lower()
+            held = owner.get(low)
+            if held is None or (column_name(held) not in spelled
+                                and column_name(key) == target_col and target_col in spelled):
+                owner[low] = key
+        for key, target_col in zip(keys, wants):
+            if target_col is None or owner[target_col.lower()] != key:
+                if target_col is not None and self.columns is not None:
+                    self.new_fields.add(column_name(key))  # a field the target lacks
+                plan.append((key, None, None))
+            elif self.columns is None or target_col not in self.columns:
+                plan.append((key, target_col, None))
+            else:
+                plan.append((key, target_col, self.columns[target_col]))
         if len(self._plans) < 1024:
             self._plans[keys] = plan
         return plan

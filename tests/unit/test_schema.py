@@ -172,6 +172,25 @@ def test_case_insensitive_match_with_the_target_schema() -> None:
     assert row["name"] == "a" and rescued(row) == {"NAME": "b"}
 
 
+def test_the_field_spelled_as_its_column_wins_it_over_a_case_variant_sent_before_it() -> None:
+    # {"ID": 99, "id": 5}: the column id holds 5, the record's key, whatever the key order;
+    # the variant is rescued and reported as new
+    s = shaper(primary_key=("id",))
+    row = shape(s, {"ID": 99, "Name": "variant", "id": 5, "name": "a"})
+    assert (row["id"], row["name"], row["entity_key"]) == (5, "a", "5")
+    assert "ID" not in row and "Name" not in row
+    assert rescued(row) == {"ID": 99, "Name": "variant"}
+    assert s.new_fields == {"ID", "Name"}
+
+
+def test_on_a_first_load_a_declared_field_wins_its_column_over_a_case_variant() -> None:
+    s = shaper(primary_key=("id",), required_fields=("user.login",), columns=None)
+    row = shape(s, {"ID": 99, "User.Login": "variant", "id": 5, "user.login": "mona"})
+    assert (row["id"], row["user_login"], row["entity_key"]) == (5, "mona", "5")
+    assert rescued(row) == {"ID": 99, "User.Login": "variant"}
+    assert s.new_fields == set()  # a first load says nothing about drift
+
+
 def test_reserved_names_are_rescued() -> None:
     row = shape(shaper(), {"id": 1, "payload_hash": "fake", "_seq": 9})
     assert rescued(row) == {"payload_hash": "fake", "_seq": 9}

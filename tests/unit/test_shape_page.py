@@ -151,8 +151,8 @@ def test_keys_that_spark_could_equate_or_change_prove_nothing() -> None:
     assert keys([{"id": "1"}], columns={"id": ColumnType.LONG}) == []
     assert keys([{"id": 2 ** 64}], columns={"id": ColumnType.LONG}) == []
     assert keys([{"id": "2024-01-01T00:00:00Z"}], columns={"id": ColumnType.TIMESTAMP}) is None
-    # the key field lands in another column than the one the writer dedupes on
-    assert keys([{"ID": 1, "id": 2}]) is None
+    # the key field takes its own column over a case variant sent before it
+    assert keys([{"ID": 1, "id": 2}]) == [hash("2")]
     # fitting columns keep the proof
     assert keys([{"id": 7}], columns={"id": ColumnType.LONG}) == [hash("7")]
     assert keys([{"id": "7"}], columns={"id": ColumnType.STRING}) == [hash("7")]
