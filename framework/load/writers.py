@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -106,6 +107,7 @@ def _warms(write: Any) -> Any:
 #: a MERGE batch of up to this many staged rows has its (key, payload_hash) pairs broadcast
 #: when the unchanged rows are taken out (about 10 MB of pairs: Spark's own threshold)
 BROADCAST_ROWS = 100_000
+RESCUED = "_rescued_data"
 
 
 class TargetWriter:
@@ -417,7 +419,9 @@ class TargetWriter:
 
     def _changed(self, staged: Any, deduped: Any, stages: list[WindowStage]) -> Any:
         """The rows of ``deduped`` that are new or changed: not in the target with the same
-        primary key and ``payload_hash``.
+        primary key, ``payload_hash`` and ``_rescued_data``. The same record shaped against
+        a fixed contract (``schema_mode: evolve``, a column retyped by the user) no longer
+        rescues what it did: it changed, so a rerun or a ``replay`` puts it in its columns.
 
         MERGE rewrites every file holding a matched row (its WHEN MATCHED condition does
         not spare a file), so rows whose payload_hash is unchanged must not reach it at
@@ -433,14 +437,21 @@ class TargetWriter:
         """
         from pyspark.sql import functions as F
 
-        on = [*self.keys, "payload_hash"]
+        on = [*self.keys, "payload_hash", RESCUED]
+
+        def equal(a: Any, b: Any) -> Any:
+            # null-safe: _rescued_data is null on nearly every row
+            return functools.reduce(operator.and_, (a[c].eqNullSafe(b[c]) for c in on))
+
         # every staged pair, before the one-row-per-key window: a superset of the deduped
         # rows' pairs, so the same rows are taken out, without computing the window twice
         pairs = staged.select(*on)
         current = self.warehouse.read(self.spark, self.ref).select(*on)
         small = sum(s.rows for s in stages) <= BROADCAST_ROWS
-        same = current.join(F.broadcast(pairs) if small else pairs, on=on, how="left_semi")
-        return deduped.join(F.broadcast(same) if small else same, on=on, how="left_anti")
+        pairs = F.broadcast(pairs) if small else pairs
+        same = current.join(pairs, equal(current, pairs), how="left_semi")
+        same = F.broadcast(same) if small else same
+        return deduped.join(same, equal(deduped, same), how="left_anti")
 
     def _merge(self, source: Any, new: list[str]) -> WriteResult:
         from pyspark.sql import functions as F
@@ -469,10 +480,12 @@ class TargetWriter:
         ``cursor_field``, its cursor is not older than the target's. The cursor is the
         record's version: a replay of an older run, or an API answering with an older
         version of a record, never puts it back over a newer one (a null cursor on either
-        side does not block the update)."""
+        side does not block the update). A row whose ``_rescued_data`` differs changed too
+        (see :meth:`_changed`)."""
         from pyspark.sql import functions as F
 
-        changed = ~F.col("t.payload_hash").eqNullSafe(F.col("s.payload_hash"))
+        changed = ~(F.col("t.payload_hash").eqNullSafe(F.col("s.payload_hash"))
+                    & F.col(f"t.{RESCUED}").eqNullSafe(F.col(f"s.{RESCUED}")))
         cursor = {c.lower(): c for c in source.columns}.get(self.cursor.lower()) if self.cursor else None
         if cursor is None:
             return changed
