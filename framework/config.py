@@ -25,7 +25,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from framework import jsonpath, windows
 from framework.errors import ConfigError, ConfigErrors, CrossOriginError, config_errors
 from framework.http.origins import OriginPolicy, check_https
-from framework.secrets import is_reference
+from framework.secrets import is_reference, reference_problem
 from framework.timeutil import parse_duration, to_utc
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -70,6 +70,9 @@ def _secret_ref(value: Any) -> str:
     if not is_reference(value):
         raise ValueError("literal secrets are not allowed; use a reference env:NAME, "
                          "file:PATH or databricks:SCOPE/KEY")
+    problem = reference_problem(value)
+    if problem:
+        raise ValueError(problem)
     return value
 
 

@@ -46,6 +46,22 @@ def is_reference(value: str) -> bool:
     return isinstance(value, str) and bool(REF_PATTERN.match(value.strip()))
 
 
+def reference_problem(reference: str) -> str | None:
+    """Why a reference-shaped value can never resolve, or ``None`` (checked without
+    resolving it: ``validate`` runs where the secrets are not)."""
+    match = REF_PATTERN.match((reference or "").strip())
+    if not match:
+        return "expected a secret reference env:NAME, file:PATH or databricks:SCOPE/KEY"
+    kind, target = match.group(1), match.group(2)
+    if kind == "env" and (any(c.isspace() for c in target) or "=" in target):
+        return f"env:{target} is not an environment variable name"
+    if kind == "databricks":
+        scope, _, key = target.partition("/")
+        if not scope or not key:
+            return f"databricks:{target} needs a scope and a key: databricks:SCOPE/KEY"
+    return None
+
+
 def register(value: str | None) -> None:
     """Remember a secret value so that :func:`redact` masks it everywhere."""
     if value and len(value) >= 4:
@@ -87,11 +103,10 @@ def resolve(reference: str, *, field: str = "secret") -> str:
     """
     from framework.errors import SecretError
 
-    match = REF_PATTERN.match((reference or "").strip())
-    if not match:
-        raise SecretError("expected a secret reference env:NAME, file:PATH or databricks:SCOPE/KEY",
-                          field=field)
-    kind, target = match.group(1), match.group(2)
+    problem = reference_problem(reference)
+    if problem:
+        raise SecretError(problem, field=field)
+    kind, target = REF_PATTERN.match(reference.strip()).groups()  # type: ignore[union-attr]
     if kind == "env":
         value = os.environ.get(target)
         if value is None:
@@ -104,8 +119,6 @@ def resolve(reference: str, *, field: str = "secret") -> str:
             raise SecretError(f"cannot read secret file {path}: {exc.strerror}", field=field) from None
     else:
         scope, _, key = target.partition("/")
-        if not scope or not key:
-            raise SecretError("databricks secret reference must be databricks:SCOPE/KEY", field=field)
         dbutils = _dbutils()
         if dbutils is None:
             raise SecretError(f"databricks secret {scope}/{key} needs dbutils (run on Databricks)",
