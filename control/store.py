@@ -23,7 +23,7 @@ from control import mapping, states
 from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL_SCHEMA,
                              CONTROL_TABLE, METADATA_SCHEMA, QUALITY_SCHEMA, QUALITY_TABLE,
                              WINDOW_LOG_SCHEMA, WINDOW_LOG_TABLE)
-from control.states import ControlState, LoadStatus
+from control.states import ControlState, LoadStatus, LoadType
 from framework.lake.commits import retry_conflicts
 from framework.lake.groupcommit import GroupCommit
 from framework.lake.rows import Guarded, append_rows, merge_rows, read_rows, uses_delta_rs
@@ -263,6 +263,12 @@ class ControlStore:
             planned: Optional[ControlState] = None
             moved = None if cfg.is_push or prev is None else self._moved(prev, cfg)
             full = states.plan_full(state, mapping.policy_of(cfg), now) if moved else None
+            # a load running into the old table would leave it the watermark: the move
+            # (and its full load) waits for the next generate
+            hold = bool(moved) and state.load_type == LoadType.INCREMENTAL and (
+                state.load_status == LoadStatus.RUNNING)
+            if hold:
+                cols.update({c: prev[c] for c in ("TargetCatalog", "TargetSchema", "TargetTable")})
             if cfg.is_push:
                 planned = states.register_push(state, now)
                 detail = "push source: loaded by the webhook receiver"
@@ -279,6 +285,9 @@ class ControlStore:
             else:
                 planned = states.plan_next(state, mapping.policy_of(cfg), now)
                 detail = "" if planned else _why_unchanged(state)
+            if hold:
+                detail = (f"already RUNNING into {moved}: the move to {cfg.target.name} waits "
+                          "for the next generate")
             new_state = planned or state
             if prev is None and planned is None:
                 results.append(GenerateResult(cfg.config_id, "skipped", detail))

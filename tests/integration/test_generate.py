@@ -177,3 +177,17 @@ def test_a_source_moved_to_a_new_table_gets_a_full_load_there_and_the_old_table_
     [result] = generate(store, configs=[again], now=dt.datetime(2024, 1, 3, tzinfo=UTC))
     assert result.detail == "INCREMENTAL 2024-01-02T00:00:00Z..2024-01-03T00:00:00Z"
     assert target_ref(again).table == "items"
+
+    # moved while a load runs into the old table: the move waits for the next generate
+    claim = store.claim("moved", "runner-a", "run-a", now=dt.datetime(2024, 1, 3, tzinfo=UTC))
+    [result] = generate(store, configs=[config("https://api.example.com/items", "items_v3")],
+                        now=dt.datetime(2024, 1, 3, 0, 1, tzinfo=UTC))
+    assert (result.action, result.detail) == (
+        "unchanged", "already RUNNING into raw.moved.items: the move to raw.moved.items_v3 "
+        "waits for the next generate")
+    assert store.get("moved")["TargetTable"] == "items"
+    assert store.release(claim)
+    [result] = generate(store, configs=[config("https://api.example.com/items", "items_v3")],
+                        now=dt.datetime(2024, 1, 3, 0, 2, tzinfo=UTC))
+    assert result.detail.startswith("FULL_LOAD 2024-01-01T00:00:00Z..2024-01-02T00:00:00Z")
+    assert store.get("moved")["TargetTable"] == "items_v3"
