@@ -127,12 +127,13 @@ def build(configs: Iterable[SourceConfig], observed: Optional[Mapping[str, Obser
     for cfg in configs:
         seen = observed.get(cfg.config_id, Observed())
         contract = contract_fields(cfg, seen)
-        # one entry per column a field would take: its payload key when it was rescued
-        # (what the API sends), else the column the audit reported
-        by_column: dict[str, str] = {}
-        for key in (*seen.rescued, *seen.drift):
-            by_column.setdefault(column_name(key), key)
-        unmapped = sorted(key for col, key in by_column.items() if col not in contract)
+        # each rescued payload key (what the API sends; "ü" and "é" are two fields though
+        # both would take the column "_"), and the columns the audit reported that no
+        # rescued key stands for
+        rescued_cols = {column_name(key) for key in seen.rescued}
+        unmapped = sorted({key for key in seen.rescued if column_name(key) not in contract}
+                          | {col for col in seen.drift
+                             if col not in rescued_cols and column_name(col) not in contract})
         rows.append(WorksheetRow(
             entity=cfg.description or cfg.api_name, source_system=cfg.system,
             cadence=cadence(cfg.schedule.frequency, cfg.schedule.time),

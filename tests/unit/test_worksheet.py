@@ -137,3 +137,11 @@ def test_a_rescued_field_is_flagged_once_by_its_payload_key(configs):
                                      drift=("_cmd____C_calc__A0",))}
     [row] = [r for r in worksheet.build(configs, observed) if r.config_id == "dt_hosts"]
     assert row.unmapped == ("=cmd|' /C calc'!A0",)
+
+
+def test_rescued_fields_that_share_a_column_name_are_each_flagged(configs):
+    # "ü" and "é" both make the column "_": each is a field the contract lacks
+    observed = {"dt_hosts": Observed(columns=("entityId", "displayName"),
+                                     rescued=("ü", "é", "Has Space"), drift=("_", "Has_Space"))}
+    [row] = [r for r in worksheet.build(configs, observed) if r.config_id == "dt_hosts"]
+    assert row.unmapped == ("Has Space", "é", "ü")
