@@ -319,9 +319,11 @@ class ControlStore:
 
     def _moved(self, prev: dict[str, Any], cfg: SourceConfig) -> Optional[str]:
         """The row's old target when ``cfg`` points it at another table that does not
-        exist yet (its history is all in the old one), else ``None``."""
+        exist yet (its history is all in the old one), else ``None``. Names are compared
+        as written: where they ignore case (a metastore) the new one exists, and where
+        they do not (the local warehouse's folders) it is another table."""
         old = ".".join(str(prev.get(c)) for c in ("TargetCatalog", "TargetSchema", "TargetTable"))
-        if old.lower() == cfg.target.name.lower():
+        if old == cfg.target.name:
             return None
         ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
         return None if self._exists(ref) else old

@@ -191,3 +191,21 @@ def test_a_source_moved_to_a_new_table_gets_a_full_load_there_and_the_old_table_
                         now=dt.datetime(2024, 1, 3, 0, 2, tzinfo=UTC))
     assert result.detail.startswith("FULL_LOAD 2024-01-01T00:00:00Z..2024-01-02T00:00:00Z")
     assert store.get("moved")["TargetTable"] == "items_v3"
+
+
+def test_a_target_renamed_in_case_only_is_a_move_where_names_are_case_sensitive(spark, warehouse,
+                                                                                store):
+    # the local warehouse keeps tables in folders: raw.hand.Moved_Case is another folder
+    # than raw.hand.moved_case, so it holds none of the history
+    from control.generate import generate
+    from framework.config import parse_source
+
+    _insert_by_hand(spark, store, "moved_case")
+    cfg = parse_source({
+        "config_id": "moved_case", "api_name": "Hand", "endpoint": "https://api.example.com/items",
+        "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-02-01T00:00:00Z",
+        "primary_key": ["id"], "delta_column": True, "data_path": "data",
+        "target": {"catalog": "raw", "schema": "hand", "table": "Moved_Case"}})
+    [result] = generate(store, configs=[cfg], now=dt.datetime(2024, 2, 2, tzinfo=UTC))
+    assert result.detail.startswith("FULL_LOAD 2024-01-01T00:00:00Z..2024-02-01T00:00:00Z (target "
+                                    "changed from raw.hand.moved_case to raw.hand.Moved_Case"), result
