@@ -25,11 +25,9 @@ import datetime as dt
 from typing import Any, Iterable, Optional, Sequence
 
 from control.mapping import row_to_config
-from control.store import ControlStore, GenerateResult
+from control.store import INVALID, ControlStore, GenerateResult
 from framework.config import SourceConfig, config_files, load_files, shared_targets
 from framework.errors import ConfigError
-
-INVALID = "invalid"
 
 
 def generate(store: ControlStore, *, config_paths: Sequence[Any] = (),

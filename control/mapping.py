@@ -195,15 +195,19 @@ def _bool(value: Any) -> Any:
 
 
 def row_to_state(row: dict[str, Any]) -> ControlState:
-    """The state columns of a control row as a :class:`ControlState`."""
+    """The state columns of a control row as a :class:`ControlState`.
+
+    Raises:
+        ConfigError: a state column holds no state (``LoadType = 'INCREMENTALL'``),
+            naming the row and the column.
+    """
     def ts(name: str) -> dt.datetime | None:
         value = row.get(name)
         return to_utc(value) if value is not None else None
 
-    status = row.get("LoadStatus")
     return ControlState(
-        load_type=LoadType(row.get("LoadType") or "FULL_LOAD"),
-        load_status=LoadStatus(status) if status else None,
+        load_type=_state_enum(row, "LoadType", LoadType) or LoadType.FULL_LOAD,
+        load_status=_state_enum(row, "LoadStatus", LoadStatus),
         load_start=ts("LoadStartTime"),
         load_end=ts("LoadEndTime"),
         last_load_time=ts("LastLoadTime"),
@@ -215,6 +219,23 @@ def row_to_state(row: dict[str, Any]) -> ControlState:
         error=row.get("ErrorMessage"),
         generated_at=ts("GeneratedTime"),
     )
+
+
+def _state_enum(row: dict[str, Any], column: str, kind: Any) -> Any:
+    """The state value of ``column`` (as written by hand too: ``incremental``), or None.
+
+    Raises:
+        ConfigError: naming the row and the column, when the value is not one of ``kind``.
+    """
+    value = row.get(column)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return kind(str(value).strip().upper())
+    except ValueError:
+        raise ConfigError(f"{value!r} is not one of {', '.join(k.value for k in kind)}",
+                          source=row.get("ConfigId"),
+                          field=f"control row column {column}") from None
 
 
 def state_to_columns(state: ControlState) -> dict[str, Any]:

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 #: why :meth:`ControlStore.claim_many` did not claim an id the control table has no row for
 NO_SUCH_ROW = "no such control row"
+#: what ``claim_many`` says of a row whose state columns hold no state (edited by hand)
+INVALID_ROW = "invalid control row"
+#: the action of a config or row that ``generate`` could not upsert or plan
+INVALID = "invalid"
 
 DEFAULT_CONTROL_CATALOG = "main"
 #: What a change proposed from a row as read requires to be unchanged.
@@ -259,7 +263,11 @@ class ControlStore:
         for cfg in configs:
             cols = mapping.config_to_row(cfg)
             prev = existing.get(cfg.config_id)
-            state = mapping.row_to_state(prev) if prev else ControlState()
+            try:
+                state = mapping.row_to_state(prev) if prev else ControlState()
+            except ConfigError as exc:  # the row names it; the others are still planned
+                results.append(GenerateResult(cfg.config_id, INVALID, str(exc)))
+                continue
             planned: Optional[ControlState] = None
             moved = None if cfg.is_push or prev is None else self._moved(prev, cfg)
             full = states.plan_full(state, mapping.policy_of(cfg), now) if moved else None
@@ -347,7 +355,11 @@ class ControlStore:
             row = self.get(config_id)
             if row is None:
                 return None
-            state = mapping.row_to_state(row)
+            try:
+                state = mapping.row_to_state(row)
+            except ConfigError as exc:
+                log.warning("%s: not claimed: %s", config_id, exc)
+                return None
             at = now or utcnow()
             held_for = lease if lease is not None else mapping.lease_of(row)
             try:
@@ -402,6 +414,8 @@ class ControlStore:
                 except states.InvalidTransition as exc:
                     log.info("%s: not claimed: %s", cid, exc)
                     why[cid] = _not_claimed(row)
+                except ConfigError as exc:
+                    why[cid] = f"{INVALID_ROW}: {exc}"
             if not wanted:
                 return [], why
             self._claim_rows([(row, new) for row, new, _ in wanted], at)
@@ -438,7 +452,12 @@ class ControlStore:
         for row in self.rows():
             if row.get("Enabled") is False:
                 continue
-            if states.is_claimable(mapping.row_to_state(row), at):
+            try:
+                state = mapping.row_to_state(row)
+            except ConfigError as exc:  # generate and run --config-id report it
+                log.warning("%s: not claimable: %s", row.get("ConfigId"), exc)
+                continue
+            if states.is_claimable(state, at):
                 out.append(row["ConfigId"])
         return out
 

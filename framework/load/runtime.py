@@ -44,7 +44,7 @@ from typing import Any, Callable, Optional
 
 from control import mapping, states
 from control.states import LoadType, RunResult
-from control.store import NO_SUCH_ROW, Claim, ControlStore
+from control.store import INVALID_ROW, NO_SUCH_ROW, Claim, ControlStore
 from framework.load.archive import staged_page_files, write_pages
 from framework.load.batching import batch_version, plan_batches, segment_version
 from framework.load.audit import LoadProgress, audit_record, current_user
@@ -166,6 +166,8 @@ class RunContext:
 
 #: the outcome of a ConfigId the control table has no row for
 UNKNOWN = "UNKNOWN"
+#: the outcome of a row whose state columns hold no state (edited by hand): not loaded
+INVALID = "INVALID"
 
 
 @dataclass
@@ -178,7 +180,7 @@ class LoadOutcome:
     """
 
     config_id: str
-    status: str  # SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | LEASE_LOST | INTERRUPTED | SKIPPED | UNKNOWN
+    status: str  # SUCCESS | FAILED | PARTIAL | FAILED_QUALITY | LEASE_LOST | INTERRUPTED | SKIPPED | UNKNOWN | INVALID
     rows_written: int = 0
     source_rows: int = 0
     error: Optional[str] = None
@@ -191,7 +193,7 @@ class LoadOutcome:
         holds (``SKIPPED``) is no failure, an id with no row (``UNKNOWN``, a typo) is."""
         return self.audit_error is not None or self.status in (
             RunResult.FAILED.value, RunResult.PARTIAL.value, RunResult.FAILED_QUALITY.value,
-            RunResult.LEASE_LOST.value, UNKNOWN)
+            RunResult.LEASE_LOST.value, UNKNOWN, INVALID)
 
     @property
     def interrupted(self) -> bool:
@@ -245,6 +247,8 @@ def run(ctx: RunContext, config_ids: Optional[list[str]] = None, parallel: int =
             claim = by_id.get(cid)
             if claim is None and why.get(cid) == NO_SUCH_ROW:
                 return _done(LoadOutcome(cid, UNKNOWN, error=f"no control row with ConfigId {cid}"))
+            if claim is None and why.get(cid, "").startswith(INVALID_ROW):
+                return _done(LoadOutcome(cid, INVALID, error=why[cid]))
             if claim is None:
                 return _done(_skipped(ctx, cid, f"not claimed: {why.get(cid, 'not claimable')}"))
             keeper = keepers[cid]

@@ -209,3 +209,30 @@ def test_a_target_renamed_in_case_only_is_a_move_where_names_are_case_sensitive(
     [result] = generate(store, configs=[cfg], now=dt.datetime(2024, 2, 2, tzinfo=UTC))
     assert result.detail.startswith("FULL_LOAD 2024-01-01T00:00:00Z..2024-02-01T00:00:00Z (target "
                                     "changed from raw.hand.moved_case to raw.hand.Moved_Case"), result
+
+
+def test_a_hand_edited_state_column_is_reported_with_its_column_and_the_others_still_go(
+        spark, warehouse, store):
+    # UPDATE ... SET LoadType = 'INCREMENTALL' on one row stopped generate, run and retry for
+    # every row with "ValueError: 'INCREMENTALL' is not a valid LoadType"
+    from control.generate import generate
+
+    _insert_by_hand(spark, store, "typo_type", LoadType="INCREMENTALL")
+    _insert_by_hand(spark, store, "typo_status", LoadStatus="DONE")
+    _insert_by_hand(spark, store, "lower_case", LoadType="incremental", LoadStatus="success")
+    _insert_by_hand(spark, store, "fine")
+    results = {r.config_id: r for r in generate(store, due=True,
+                                                now=dt.datetime(2024, 2, 2, 3, tzinfo=UTC))}
+    assert (results["typo_type"].action, results["typo_type"].detail) == (
+        "invalid", "source 'typo_type': control row column LoadType: 'INCREMENTALL' is not one "
+        "of FULL_LOAD, INCREMENTAL, PUSH")
+    assert (results["typo_status"].action, results["typo_status"].detail) == (
+        "invalid", "source 'typo_status': control row column LoadStatus: 'DONE' is not one of "
+        "PENDING, RUNNING, SUCCESS, FAILED")
+    assert results["fine"].action == results["lower_case"].action == "pending"
+    assert store.get("lower_case")["LoadType"] == "INCREMENTAL"
+
+    assert sorted(store.claimable_ids()) == ["fine", "lower_case"]
+    claims, why = store.claim_many(["typo_type", "fine"], "runner-a", "run-a")
+    assert [c.config_id for c in claims] == ["fine"]
+    assert why["typo_type"] == "invalid control row: " + results["typo_type"].detail
