@@ -262,6 +262,8 @@ class RowShaper:
     columns: Optional[dict[str, ColumnType]] = None
     schema_mode: str = "rescue"
     new_fields: set[str] = field(default_factory=set)
+    #: each new field's column -> the payload keys that make it ("_" <- "ü", "é")
+    new_keys: dict[str, set[str]] = field(default_factory=dict)
     rescued_rows: int = 0
     #: target column -> the type of values that did not fit it (rescued: schema drift)
     retyped: dict[str, ColumnType] = field(default_factory=dict)
@@ -349,7 +351,7 @@ class RowShaper:
                     if self.schema_mode == "fail":
                         raise SchemaDriftError(f"field '{key}' is not in the target table "
                                                "(schema_mode: fail)")
-                    self.new_fields.add(col)
+                    self._new(col, key)
                     target_col = col if self.schema_mode == "evolve" else None
                 wants.append(target_col)
         # Delta's column names ignore case: of keys wanting one column, the key spelled as
@@ -369,7 +371,7 @@ class RowShaper:
         for key, target_col in zip(keys, wants):
             if target_col is None or owner[target_col.lower()] != key:
                 if target_col is not None and self.columns is not None:
-                    self.new_fields.add(column_name(key))  # a field the target lacks
+                    self._new(column_name(key), key)  # a field the target lacks
                 plan.append((key, None, None))
             elif self.columns is None or target_col not in self.columns:
                 plan.append((key, target_col, None))
@@ -378,6 +380,10 @@ class RowShaper:
         if len(self._plans) < 1024:
             self._plans[keys] = plan
         return plan
+
+    def _new(self, col: str, key: str) -> None:
+        self.new_fields.add(col)
+        self.new_keys.setdefault(col, set()).add(key)
 
     def _layout(self, keys: tuple[str, ...], types: tuple[type, ...]) -> "_Layout":
         """How records with these keys and value types become rows (computed once each).

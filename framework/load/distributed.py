@@ -88,7 +88,8 @@ def result_to_json(result: WindowResult, segments: list[StagedSegment] = (),
     """The stats of a fetched window, as the task sends them to the driver."""
     return json.dumps({
         "records": result.records, "pages": result.pages, "expected": result.expected,
-        "new_fields": sorted(result.new_fields), "rescued_rows": result.rescued_rows,
+        "new_fields": sorted(result.new_fields), "new_keys": result.new_keys,
+        "rescued_rows": result.rescued_rows,
         "retyped": result.retyped,
         "checkpoint": result.checkpoint, "resumed_from": result.resumed_from,
         "earlier_records": result.earlier_records, "stage_seconds": result.stage_seconds,
@@ -132,6 +133,7 @@ def pieces_from_json(index: int, window: Window, text: str) -> list[Any]:
     out.append(WindowResult(index, window, stage_from_dict(index, data["stage"]),
                             records=data["records"], pages=data["pages"],
                             expected=data["expected"], new_fields=set(data["new_fields"]),
+                            new_keys=data.get("new_keys") or {},
                             rescued_rows=data["rescued_rows"], retyped=data.get("retyped") or {},
                             checkpoint=data["checkpoint"],
                             telemetry=Telemetry.from_dict(data["telemetry"] or {}),

@@ -69,6 +69,7 @@ class WindowResult:
     pages: int = 0
     expected: Optional[int] = None  # the total the API reported, when it reports one
     new_fields: set[str] = field(default_factory=set)
+    new_keys: dict[str, list[str]] = field(default_factory=dict)  # column -> payload keys
     rescued_rows: int = 0
     retyped: dict[str, str] = field(default_factory=dict)  # column -> type of misfit values
     telemetry: Any = None
@@ -319,6 +320,7 @@ def take_schema_evidence(result: WindowResult, shaper: RowShaper) -> WindowResul
     """Copy what shaping the window's records found into ``result``: new fields,
     retyped fields and rescued rows (the audit row's and the drift judgement's evidence)."""
     result.new_fields = set(shaper.new_fields)
+    result.new_keys = {col: sorted(keys) for col, keys in shaper.new_keys.items()}
     result.rescued_rows = shaper.rescued_rows
     result.retyped = {k: v.value for k, v in shaper.retyped.items()}
     return result

@@ -66,6 +66,7 @@ class LoadQuality:
         self.present: set[str] = set()
         self.retyped: dict[str, str] = {}
         self.new: set[str] = set()
+        self.new_keys: dict[str, set[str]] = {}  # a new field's column -> its payload keys
         self.rows = 0
         self.verdicts: list[q.CheckResult] = []
 
@@ -99,6 +100,8 @@ class LoadQuality:
             self.rows += stage.rows
         for r in results:
             self.new |= set(r.new_fields)
+            for col, keys in r.new_keys.items():
+                self.new_keys.setdefault(col, set()).update(keys)
             self.retyped.update(r.retyped)
         if not self.holds_commits:
             return
@@ -175,7 +178,7 @@ class LoadQuality:
         retyped = {k: (self.columns[k].value, v) for k, v in self.retyped.items()
                    if k in self.columns}
         found = schema_drift.detect(new=self.new, retyped=retyped, absent=absent,
-                                    contract=contract)
+                                    contract=contract, sent_as=self.new_keys)
         if found:
             return found.results()
         return [schema_drift.no_drift(len(self.columns))] if self.quality is not None else []

@@ -21,7 +21,7 @@ recorded in ``api_quality_results`` and raises the ``schema_drift`` notification
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 from framework.ops.quality import AFTER_COMMIT, CheckResult
 from framework.schema import RESERVED
@@ -34,6 +34,9 @@ class Drift:
     new: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     retyped: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # field -> (was, now)
+    #: a new field's column -> the payload keys that make it, where they are not the column
+    #: itself ("_" <- "é", "ü"): what to look for in _rescued_data (API text: Detail only)
+    sent_as: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.new or self.removed or self.retyped)
@@ -49,7 +52,9 @@ class Drift:
                 for name, (was, now) in sorted(self.retyped.items())]
         out += [CheckResult("schema_drift", name, None, None, "warn", False,
                             f"{name} is new: the target had no such column", AFTER_COMMIT,
-                            {"change": "new"}) for name in self.new]
+                            {"change": "new", **({"sent_as": list(self.sent_as[name])}
+                                                 if name in self.sent_as else {})})
+                for name in self.new]
         return out
 
     def __repr__(self) -> str:
@@ -68,11 +73,18 @@ def absent_fields(target_columns: Iterable[str], declared: Iterable[str],
 
 
 def detect(*, new: Iterable[str], retyped: Mapping[str, tuple[str, str]],
-           absent: Iterable[str], contract: Iterable[str]) -> Drift:
-    """The drift of a load: its new and retyped fields, and the absent contract fields."""
-    contract = set(contract)
-    return Drift(new=tuple(sorted(set(new))), removed=tuple(sorted(set(absent) & contract)),
-                 retyped={k: v for k, v in retyped.items() if k not in set(new)})
+           absent: Iterable[str], contract: Iterable[str],
+           sent_as: Optional[Mapping[str, Iterable[str]]] = None) -> Drift:
+    """The drift of a load: its new and retyped fields, and the absent contract fields.
+
+    Args:
+        sent_as: a new field's column -> the payload keys that made it.
+    """
+    contract, new = set(contract), set(new)
+    keys = {col: tuple(sorted(found)) for col, found in (sent_as or {}).items()
+            if col in new and set(found) != {col}}
+    return Drift(new=tuple(sorted(new)), removed=tuple(sorted(set(absent) & contract)),
+                 retyped={k: v for k, v in retyped.items() if k not in new}, sent_as=keys)
 
 
 def no_drift(fields: int) -> CheckResult:

@@ -191,6 +191,18 @@ def test_drift_new_retyped_and_removed_against_the_contract():
     assert drift.no_drift(3).passed and drift.no_drift(3).field is None
 
 
+def test_a_new_fields_detail_names_the_payload_keys_its_column_stands_for():
+    # the column "_" means nothing to whoever reads _rescued_data: it holds "é" and "ü"
+    found = drift.detect(new=["_", "Has_Space", "priority"], retyped={}, absent=set(),
+                         contract=set(), sent_as={"_": {"ü", "é"}, "Has_Space": {"Has Space"},
+                                                  "priority": {"priority"}})
+    assert {r.field: r.detail for r in found.results()} == {
+        "_": {"change": "new", "sent_as": ["é", "ü"]},
+        "Has_Space": {"change": "new", "sent_as": ["Has Space"]},
+        "priority": {"change": "new"}}
+    assert all("é" not in r.message for r in found.results())  # API text stays in Detail
+
+
 def test_absent_fields_ignore_the_contract_columns():
     assert drift.absent_fields(["id", "_rescued_data", "payload_hash"], (), ["id"]) == set()
 

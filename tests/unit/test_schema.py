@@ -183,6 +183,14 @@ def test_the_field_spelled_as_its_column_wins_it_over_a_case_variant_sent_before
     assert s.new_fields == {"ID", "Name"}
 
 
+def test_new_fields_are_reported_with_the_payload_keys_their_columns_stand_for() -> None:
+    s = shaper(primary_key=("id",))
+    shape(s, {"id": 1, "ü": 1, "é": 2, "Has Space": 3, "ID": 4, "priority": "high"})
+    assert s.new_fields == {"_", "Has_Space", "ID", "priority"}
+    assert s.new_keys == {"_": {"ü", "é"}, "Has_Space": {"Has Space"}, "ID": {"ID"},
+                          "priority": {"priority"}}
+
+
 def test_on_a_first_load_a_declared_field_wins_its_column_over_a_case_variant() -> None:
     s = shaper(primary_key=("id",), required_fields=("user.login",), columns=None)
     row = shape(s, {"ID": 99, "User.Login": "variant", "id": 5, "user.login": "mona"})
