@@ -48,6 +48,18 @@ def _store(svc: Service) -> Any:
     return ControlStore(svc.spark(), svc.warehouse, svc.control_catalog)
 
 
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are written once each (as the YAML loader requires): the
+    JSON parser keeps the last value of a repeated key without a word."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"duplicate key {key!r} in one JSON object (each key is written "
+                              "once)", file="<request body>")
+        out[key] = value
+    return out
+
+
 def parse_body(raw: bytes, content_type: str) -> list[Any]:
     """The configs in a request body (JSON or YAML), validated like ``restlake validate``.
 
@@ -65,7 +77,7 @@ def parse_body(raw: bytes, content_type: str) -> list[Any]:
         raise ConfigError("the body is not UTF-8 text", file="<request body>") from None
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            doc = json.loads(text)
+            doc = json.loads(text, object_pairs_hook=_once_each)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
                               file="<request body>") from None

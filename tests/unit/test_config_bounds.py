@@ -167,3 +167,15 @@ def test_merge_keys_may_override_what_they_merge():
     a, b = load_text(text, file="merged.yaml")
     assert (b.config_id, b.api_name, b.target.table, b.endpoint) == (
         "b", "B", "b", "https://api.example.com/a")
+
+
+def test_a_json_config_body_with_a_key_written_twice_is_refused():
+    from framework.service.actions import parse_body
+
+    body = ('{"config_id": "j", "api_name": "J", "endpoint": "https://api.example.com/j",\n'
+            ' "load_start": "2024-01-01T00:00:00Z",\n'
+            ' "target": {"catalog": "raw", "schema": "t", "table": "j", "table": "k"}}')
+    with pytest.raises(ConfigError) as caught:
+        parse_body(body.encode(), "application/json")
+    assert str(caught.value) == ("<request body>: duplicate key 'table' in one JSON object "
+                                 "(each key is written once)")
