@@ -26,7 +26,8 @@ from control.schemas import (AUDIT_SCHEMA, AUDIT_TABLE, CONTROL_COLUMNS, CONTROL
 from control.states import ControlState, LoadStatus, LoadType
 from framework.lake.commits import retry_conflicts
 from framework.lake.groupcommit import GroupCommit
-from framework.lake.rows import Guarded, append_rows, merge_rows, read_rows, uses_delta_rs
+from framework.lake.rows import (Guarded, add_missing_columns, append_rows, merge_rows,
+                                 read_rows, uses_delta_rs)
 from framework.config import SourceConfig
 from framework.errors import ConfigError, LeaseLostError
 from framework.lake.tables import TableRef, Warehouse
@@ -122,6 +123,9 @@ class ControlStore:
         # holding its row, so two at once (parallel loads, heartbeats) would conflict and
         # back off; other processes' commits are still retried (retry_conflicts).
         self._control_lock = threading.RLock()
+        #: table name -> the columns the last :meth:`init` added to it (a table made
+        #: earlier, e.g. a control table with only the seed's columns)
+        self.added: dict[str, list[str]] = {}
         # Concurrent loads share commits (each caller still waits for its own to land).
         self._finishes: GroupCommit = GroupCommit(self._write_held_many, "control finish")
         self._audits: GroupCommit = GroupCommit(self._append_audits, "audit")
@@ -151,11 +155,13 @@ class ControlStore:
     # ------------------------------------------------------------------ tables
     def init(self) -> list[str]:
         """Create the control, audit, window-log and quality-results tables; idempotent.
+        A table that exists gains the columns it lacks (see :attr:`added`).
 
         Returns:
             the names of the tables created by this call.
         """
         created = []
+        self.added = {}
         specs = [
             (self.control_ref, CONTROL_SCHEMA, {}, "restlake control table: one row per ConfigId"),
             (self.audit_ref, AUDIT_SCHEMA, {"delta.appendOnly": "true"},
@@ -167,6 +173,9 @@ class ControlStore:
         ]
         for ref, schema, props, comment in specs:
             if self._exists(ref):
+                added = add_missing_columns(self._writes_spark(), self.warehouse, ref, schema)
+                if added:
+                    self.added[ref.name] = added
                 continue
             made = retry_conflicts(
                 lambda ref=ref, schema=schema, props=props, comment=comment:

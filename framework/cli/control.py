@@ -92,7 +92,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     q = open_queries(args)
     refs = (q.control_ref, q.audit_ref, q.window_ref, q.quality_ref, q.health_ref)
-    if q.reader.warehouse.is_local and all(q.reader.exists(r) for r in refs):
+    if q.reader.warehouse.is_local and all(q.reader.exists(r) for r in refs) \
+            and not _lacking_columns(q.reader.warehouse, refs[:4]):
         # Nothing to create: answered from the folder, without starting Spark.
         for ref in refs[:4]:
             console.print(f"exists   {ref.name}  [dim]{q.reader.warehouse.path(ref)}[/dim]")
@@ -109,10 +110,25 @@ def cmd_init(args: argparse.Namespace) -> int:
         state = "created" if name.name in created else "exists"
         where = warehouse.path(name) if warehouse.is_local else name.name
         console.print(f"{state:8} {name.name}  [dim]{where}[/dim]")
+        if name.name in store.added:
+            console.print(f"added    {name.name} columns: {', '.join(store.added[name.name])}")
     from framework.ops.health_store import register_views
 
     console.print(f"views    {', '.join(register_views(spark, warehouse, args.control_catalog))}")
     return 0
+
+
+def _lacking_columns(warehouse: Any, refs: Any) -> bool:
+    """Whether a table of ``refs`` lacks a column of its schema (read from the Delta log)."""
+    from deltalake import DeltaTable
+
+    from control.schemas import AUDIT_SCHEMA, CONTROL_SCHEMA, QUALITY_SCHEMA, WINDOW_LOG_SCHEMA
+
+    for ref, schema in zip(refs, (CONTROL_SCHEMA, AUDIT_SCHEMA, WINDOW_LOG_SCHEMA, QUALITY_SCHEMA)):
+        present = {f.name.lower() for f in DeltaTable(warehouse.path(ref)).schema().fields}
+        if any(f.name.lower() not in present for f in schema.fields):
+            return True
+    return False
 
 
 def _make_folder(root: Any) -> None:

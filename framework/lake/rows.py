@@ -148,6 +148,52 @@ def read_rows(spark: Any, warehouse: Warehouse, ref: TableRef,
     return [{k: _value(v) for k, v in row.asDict(recursive=False).items()} for row in df.collect()]
 
 
+def add_missing_columns(spark: Any, warehouse: Warehouse, ref: TableRef, schema: Any) -> list[str]:
+    """Add the columns of ``schema`` that the existing table ``ref`` lacks (nullable, at the
+    end): a table made earlier, e.g. a control table with only the seed's columns.
+
+    Returns:
+        the names of the columns added.
+    """
+    if warehouse.is_local:
+        from deltalake import DeltaTable as RsTable
+
+        present = {f.name.lower() for f in RsTable(warehouse.path(ref)).schema().fields}
+    else:
+        present = {c.lower() for c in warehouse.read(spark, ref).columns}
+    lacking = [f for f in schema.fields if f.name.lower() not in present]
+    if not lacking:
+        return []
+    if uses_delta_rs(warehouse):
+        from deltalake import DeltaTable as RsTable
+        from deltalake.schema import Field, PrimitiveType
+
+        fields = [Field(f.name, PrimitiveType(_DELTA_TYPES[type(f.dataType).__name__]),
+                        nullable=True) for f in lacking]
+        retry_conflicts(lambda: RsTable(warehouse.path(ref)).alter.add_columns(fields),
+                        f"add columns to {ref.name}")
+    else:
+        from framework.config import check_identifier, quote_identifier
+
+        table = (f"delta.{_quote_path(warehouse.path(ref))}" if warehouse.is_local
+                 else ref.quoted)
+        columns = ", ".join(f"{quote_identifier(check_identifier(f.name))} "
+                            f"{_DELTA_TYPES[type(f.dataType).__name__]}" for f in lacking)
+        retry_conflicts(lambda: spark.sql(f"ALTER TABLE {table} ADD COLUMNS ({columns})"),
+                        f"add columns to {ref.name}")
+    return [f.name for f in lacking]
+
+
+#: Delta's name of each Spark column type restlake's own tables use
+_DELTA_TYPES = {"StringType": "string", "LongType": "long", "IntegerType": "integer",
+                "DoubleType": "double", "BooleanType": "boolean", "TimestampType": "timestamp",
+                "DateType": "date"}
+
+
+def _quote_path(path: str) -> str:
+    return "`" + str(path).replace("`", "``") + "`"
+
+
 # ------------------------------------------------------------------- delta-rs
 def arrow_type(spark_type: Any) -> Any:
     """The Arrow type delta-rs writes for a Spark column type of restlake's tables."""

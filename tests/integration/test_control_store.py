@@ -231,3 +231,32 @@ def test_retry_sets_failed_back_to_pending_with_same_range(spark, store):
         failed["LoadStartTime"], failed["LoadEndTime"], failed["LoadId"])
     with pytest.raises(InvalidTransition):
         store.retry("retry_me")
+
+
+def test_init_adds_the_columns_a_control_table_with_the_seeds_columns_lacks(
+        spark, warehouse, small_writes, capsys):
+    # "the seed's column names are kept, so existing SQL keeps working": a control table
+    # made with only the seed's columns made init fail on its views, and generate on Attempt
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from control.schemas import CONTROL_SCHEMA
+    from control.store import ControlStore
+    from framework.cli.app import main
+    from framework.lake.rows import arrow_type
+
+    store = ControlStore(spark, warehouse)
+    seed = pa.schema([pa.field(f.name, arrow_type(f.dataType)) for f in CONTROL_SCHEMA.fields
+                      if f.name in SEED_CONTROL])
+    write_deltalake(warehouse.path(store.control_ref), pa.Table.from_pylist([], schema=seed))
+    capsys.readouterr()
+
+    assert main(["--warehouse", str(warehouse.root), "init"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "added main.metadata.api_control_table columns: SourceSystem, HttpMethod" in out
+    names = [f.name for f in RsDeltaTable(warehouse.path(store.control_ref)).schema().fields]
+    assert names == [f.name for f in CONTROL_SCHEMA.fields]
+    assert [r.action for r in store.generate([source("http://127.0.0.1:9", "offset", "seeded")])
+            ] == ["created"]
+    assert main(["--warehouse", str(warehouse.root), "init"]) == 0  # nothing more to add
+    assert "added" not in capsys.readouterr().out
