@@ -279,6 +279,12 @@ class ControlStore:
                 continue
             planned: Optional[ControlState] = None
             moved = None if cfg.is_push or prev is None else self._moved(prev, cfg)
+            rekeyed = (None if moved or cfg.is_push or prev is None
+                       or state.load_type != LoadType.INCREMENTAL else self._rekeyed(prev, cfg))
+            if rekeyed:  # the row is left as it is
+                results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
+                    rekeyed, source=cfg.config_id, field="primary_key"))))
+                continue
             full = states.plan_full(state, mapping.policy_of(cfg), now) if moved else None
             # a load running into the old table would leave it the watermark: the move
             # (and its full load) waits for the next generate
@@ -344,6 +350,27 @@ class ControlStore:
             return None
         ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
         return None if self._exists(ref) else old
+
+    def _rekeyed(self, prev: dict[str, Any], cfg: SourceConfig) -> Optional[str]:
+        """Why ``cfg``'s primary key cannot replace the row's, or ``None``: the MERGE of an
+        incremental load into a target holding rows would join on the new key, and update
+        every row sharing a value of it. The same fields spelled otherwise are no change."""
+        from framework.schema import column_name
+
+        old = [k for k in (prev.get("PrimaryColumn") or "").split(",") if k]
+        if [column_name(k).lower() for k in old] == [column_name(k).lower()
+                                                     for k in cfg.primary_key]:
+            return None
+        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+        if not self._exists(ref):
+            return None
+        was, now = ", ".join(old), ", ".join(cfg.primary_key)
+        held = f"rows merged on {was}" if old else "rows appended without a key"
+        harm = (f"a MERGE on {now} would update every row sharing a {now} value" if now else
+                "incremental loads without a key would append again the records they re-read")
+        return (f"changed from {was or 'no key'} to {now or 'no key'} while {cfg.target.name} "
+                f"holds {held}: {harm} (point the source at a new target table, which gets a "
+                "full load)")
 
     # ------------------------------------------------------------------ claims
     def claim(self, config_id: str, runner: str, run_id: str,

@@ -236,3 +236,33 @@ def test_a_hand_edited_state_column_is_reported_with_its_column_and_the_others_s
     claims, why = store.claim_many(["typo_type", "fine"], "runner-a", "run-a")
     assert [c.config_id for c in claims] == ["fine"]
     assert why["typo_type"] == "invalid control row: " + results["typo_type"].detail
+
+
+def test_a_new_primary_key_for_a_loaded_incremental_target_is_refused(spark, warehouse, store):
+    # MERGE on a new key updates every target row sharing its value: rows (1, "u0") and
+    # (2, "u0"), loaded by id, would both become the next record of uid "u0"
+    from control.generate import generate
+    from framework.config import parse_source
+    from framework.lake.tables import TableRef
+
+    _insert_by_hand(spark, store, "rekeyed", PrimaryColumn="id")
+    ref = TableRef("raw", "hand", "rekeyed")
+    df = spark.createDataFrame([(1, "u0"), (2, "u0")], "id long, uid string")
+    warehouse.save(df.write.format("delta"), ref)
+
+    def config(*key: str):
+        return parse_source({
+            "config_id": "rekeyed", "api_name": "Hand", "endpoint": "https://api.example.com/items",
+            "load_start": "2024-01-01T00:00:00Z", "primary_key": list(key), "delta_column": True,
+            "data_path": "data", "target": {"catalog": "raw", "schema": "hand", "table": "rekeyed"}})
+
+    now = dt.datetime(2024, 2, 2, 3, tzinfo=UTC)
+    [result] = generate(store, configs=[config("uid")], now=now)
+    assert (result.action, result.detail) == (
+        "invalid", "source 'rekeyed': primary_key: changed from id to uid while raw.hand.rekeyed "
+        "holds rows merged on id: a MERGE on uid would update every row sharing a uid value "
+        "(point the source at a new target table, which gets a full load)")
+    assert store.get("rekeyed")["PrimaryColumn"] == "id"  # nothing upserted
+    # the same key spelled as its column is no change
+    [result] = generate(store, configs=[config("ID")], now=now)
+    assert result.action == "pending", result
