@@ -354,22 +354,27 @@ class RowShaper:
                     self._new(col, key)
                     target_col = col if self.schema_mode == "evolve" else None
                 wants.append(target_col)
-        # Delta's column names ignore case: of keys wanting one column, the key spelled as
-        # the column (the target's, or on a first load a declared field's) takes it, else
-        # the first one; the others are rescued. {"ID": 99, "id": 5} puts 5 in id.
+        # Delta's column names ignore case: of keys wanting one column, a declared field
+        # (primary_key, required_fields) as written takes it, else the key spelled as the
+        # column (the target's, or on a first load a declared field's), else the first
+        # one; the others are rescued. {"ID": 99, "id": 5} puts 5 in id.
         spelled = set(self.columns) if self.columns is not None else {
             column_name(name) for name in self._needed}
-        owner: dict[str, str] = {}
+
+        def rank(key: str, target_col: str) -> int:
+            if key in self._needed:
+                return 2
+            return 1 if column_name(key) == target_col and target_col in spelled else 0
+
+        owner: dict[str, tuple[int, str]] = {}
         for key, target_col in zip(keys, wants):
             if target_col is None:
                 continue
-            low = target_col.lower()
-            held = owner.get(low)
-            if held is None or (column_name(held) not in spelled
-                                and column_name(key) == target_col and target_col in spelled):
-                owner[low] = key
+            low, mine = target_col.lower(), rank(key, target_col)
+            if low not in owner or mine > owner[low][0]:
+                owner[low] = (mine, key)
         for key, target_col in zip(keys, wants):
-            if target_col is None or owner[target_col.lower()] != key:
+            if target_col is None or owner[target_col.lower()][1] != key:
                 if target_col is not None and self.columns is not None:
                     self._new(column_name(key), key)  # a field the target lacks
                 plan.append((key, None, None))

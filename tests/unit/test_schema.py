@@ -197,6 +197,10 @@ def test_on_a_first_load_a_declared_field_wins_its_column_over_a_case_variant() 
     assert (row["id"], row["user_login"], row["entity_key"]) == (5, "mona", "5")
     assert rescued(row) == {"ID": 99, "User.Login": "variant"}
     assert s.new_fields == set()  # a first load says nothing about drift
+    # a declared field as written wins over another key making the same column
+    s = shaper(primary_key=("id",), required_fields=("a.b",), columns=None)
+    row = shape(s, {"a_b": "other", "a.b": "declared", "id": 1})
+    assert row["a_b"] == "declared" and rescued(row) == {"a_b": "other"}
 
 
 def test_reserved_names_are_rescued() -> None:
