@@ -110,6 +110,16 @@ BROADCAST_ROWS = 100_000
 RESCUED = "_rescued_data"
 
 
+def _row_changed() -> Any:
+    """When a staged row ``s`` differs from the target's row ``t`` of its key: its record
+    (``payload_hash``), or how the contract shapes it (``_rescued_data``: the same record
+    shaped against ``schema_mode: evolve`` or a retyped column rescues less)."""
+    from pyspark.sql import functions as F
+
+    return ~(F.col("t.payload_hash").eqNullSafe(F.col("s.payload_hash"))
+             & F.col(f"t.{RESCUED}").eqNullSafe(F.col(f"s.{RESCUED}")))
+
+
 class TargetWriter:
     """Writes the staged windows of one load to its target table.
 
@@ -365,8 +375,7 @@ class TargetWriter:
         def do_merge() -> Any:
             target = self.warehouse.delta(self.spark, self.ref)
             return (target.alias("t").merge(df.alias("s"), cond)
-                    .whenMatchedUpdateAll(condition=~F.col("t.payload_hash").eqNullSafe(
-                        F.col("s.payload_hash")))
+                    .whenMatchedUpdateAll(condition=_row_changed())
                     .whenNotMatchedInsertAll()
                     .whenNotMatchedBySourceDelete(condition=F.col("t.source_system") == system)
                     .execute())
@@ -484,8 +493,7 @@ class TargetWriter:
         (see :meth:`_changed`)."""
         from pyspark.sql import functions as F
 
-        changed = ~(F.col("t.payload_hash").eqNullSafe(F.col("s.payload_hash"))
-                    & F.col(f"t.{RESCUED}").eqNullSafe(F.col(f"s.{RESCUED}")))
+        changed = _row_changed()
         cursor = {c.lower(): c for c in source.columns}.get(self.cursor.lower()) if self.cursor else None
         if cursor is None:
             return changed

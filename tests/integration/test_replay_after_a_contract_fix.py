@@ -59,3 +59,32 @@ def test_a_replay_after_the_contract_is_fixed_lands_what_the_run_rescued_or_quar
     assert (audit["LoadType"], audit["LoadStatus"], audit["TargetRowCount"]) == (
         "REPLAY", "SUCCESS", 2)
     assert json.loads(audit["SchemaChanges"]) == ["priority"]
+
+
+def test_a_full_load_into_a_shared_table_after_a_contract_fix_puts_rescued_fields_in_columns(
+        spark, warehouse, store):
+    # a full load of a table other sources share replaces this source's rows by MERGE: an
+    # unchanged record shaped against the fixed contract changed all the same
+    def config(url: str, system: str, **keys):
+        return parse_source({
+            "config_id": system, "api_name": system, "source_system": system, "endpoint": url,
+            "data_path": "data", "primary_key": ["id"], "load_start": "2024-01-01T00:00:00Z",
+            "load_end": "2024-01-02T00:00:00Z", "window": "none",
+            "target": {"catalog": "raw", "schema": "fixed", "table": "shared"},
+            "limits": {"timeout_s": 5, "max_retries": 0}, **keys})
+
+    with FakeApi() as api:
+        api.route("/a", Reply(200, {"data": [{"id": 1, "v": "a"}]}))
+        api.route("/b", Reply(200, {"data": [{"id": 2, "v": "b", "extra": "x"}]}))
+        a, b = config(api.url("/a"), "sys_a"), config(api.url("/b"), "sys_b")
+        assert all(o.status == "SUCCESS" for o in run_loads(spark, warehouse, store, [a]))
+        assert all(o.status == "SUCCESS" for o in run_loads(spark, warehouse, store, [b]))
+        fixed = config(api.url("/b"), "sys_b", schema_mode="evolve")
+        [again] = run_loads(spark, warehouse, store, [fixed],
+                            now=dt.datetime(2024, 1, 3, tzinfo=UTC))
+        assert again.status == "SUCCESS", again.error
+    rows = RsDeltaTable(str(warehouse.path(target_ref(fixed)))).to_pyarrow_table(
+        columns=["id", "v", "extra", "_rescued_data"]).to_pylist()
+    assert sorted(rows, key=lambda r: r["id"]) == [
+        {"id": 1, "v": "a", "extra": None, "_rescued_data": None},
+        {"id": 2, "v": "b", "extra": "x", "_rescued_data": None}]
