@@ -127,6 +127,23 @@ def start_run(warehouse: Path, config_id: str, log: Path, *extra: str) -> subpro
         return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def run_killed_at(warehouse: Path, config_id: str, crash_at: Optional[str], store=None,
+                  **env: str) -> subprocess.CompletedProcess:
+    """``restlake run --config-id ID --lease-minutes 0.5`` in its own process (its own
+    Spark), killed by SIGKILL at the crash point ``crash_at`` when given. With ``store``,
+    the row a killed run left is taken over once its lease ran out."""
+    if store is not None:
+        end_lease_of_killed_run(store, config_id)
+        wait_claimable(store, config_id)
+    env = dict(os.environ, RESTLAKE_SPARK_MASTER="local[1]", PYTHONPATH=str(ROOT), **env)
+    env.pop("RESTLAKE_CRASH_AT", None)
+    if crash_at:
+        env["RESTLAKE_CRASH_AT"] = crash_at
+    cmd = [sys.executable, "-m", "framework.cli", "--warehouse", str(warehouse), "run",
+           "--config-id", config_id, "--lease-minutes", "0.5"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
 def java_env(tmp_path: Path, script: str, **extra: str) -> dict[str, str]:
     """An environment (for a subprocess) whose ``java`` is the shell ``script``:
     ``JAVA_HOME`` and ``PATH`` point at it, ``SPARK_HOME`` is unset."""

@@ -12,11 +12,9 @@ missing key, no duplicate key, same content.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,11 +23,9 @@ import yaml
 from framework.config import load_file
 from framework.load.crashpoints import POINTS
 from framework.demoapi import DemoApi
-from tests.integration.helpers import (UTC, actual_rows, end_lease_of_killed_run,
-                                       expected_rows, read_target, wait_claimable)
+from tests.integration.helpers import UTC, actual_rows, expected_rows, read_target, run_killed_at
 
 pytestmark = pytest.mark.spark
-ROOT = Path(__file__).resolve().parents[2]
 DAY1, DAY3, DAY9 = "2024-01-01T00:00:00Z", "2024-01-03T00:00:00Z", "2024-01-09T00:00:00Z"
 
 
@@ -50,16 +46,7 @@ def _config(base_url: str, path: Path) -> Path:
 
 
 def _run_cli(warehouse: Path, crash_at: str | None, store=None) -> subprocess.CompletedProcess:
-    if store is not None:  # the row of a killed run is taken over once its lease ran out
-        end_lease_of_killed_run(store, "crashy")
-        wait_claimable(store, "crashy")
-    env = dict(os.environ, RESTLAKE_SPARK_MASTER="local[1]", PYTHONPATH=str(ROOT))
-    env.pop("RESTLAKE_CRASH_AT", None)
-    if crash_at:
-        env["RESTLAKE_CRASH_AT"] = crash_at
-    cmd = [sys.executable, "-m", "framework.cli", "--warehouse", str(warehouse), "run",
-           "--config-id", "crashy", "--lease-minutes", "0.5"]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return run_killed_at(warehouse, "crashy", crash_at, store)
 
 
 def _crash_then_recover(spark, store, warehouse, api, tmp_path, points: list[str],

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -21,8 +19,7 @@ import yaml
 from framework.config import load_file
 from framework.demoapi import DemoApi
 from framework.demoapi.endpoints import Reply
-from tests.integration.helpers import (ROOT, UTC, end_lease_of_killed_run, read_target,
-                                       run_loads, source, wait_claimable)
+from tests.integration.helpers import UTC, read_target, run_killed_at, run_loads, source
 
 pytestmark = pytest.mark.spark
 
@@ -160,16 +157,7 @@ def _kill_config(base_url: str, path: Path) -> Path:
 
 
 def _run_cli(warehouse: Path, crash_at: str | None, store) -> subprocess.CompletedProcess:
-    end_lease_of_killed_run(store, "killdetail")
-    wait_claimable(store, "killdetail")
-    env = dict(os.environ, RESTLAKE_SPARK_MASTER="local[1]", PYTHONPATH=str(ROOT),
-               RL_HOSTILE_KEY=QUERY_KEY)
-    env.pop("RESTLAKE_CRASH_AT", None)
-    if crash_at:
-        env["RESTLAKE_CRASH_AT"] = crash_at
-    cmd = [sys.executable, "-m", "framework.cli", "--warehouse", str(warehouse), "run",
-           "--config-id", "killdetail", "--lease-minutes", "0.5"]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return run_killed_at(warehouse, "killdetail", crash_at, store, RL_HOSTILE_KEY=QUERY_KEY)
 
 
 def test_sigkill_inside_page_batches_of_a_detail_load_then_rerun_loads_each_record_once(
