@@ -332,14 +332,12 @@ def test_oauth_endpoint_unreachable(env):
 
 
 def test_a_hanging_token_endpoint_times_out_after_the_sources_timeout(env, api):
-    import time
-
+    # the answer comes after 3 s: within the 30 s default of a lone token client, so only
+    # the source's timeout (limits.timeout_s) makes this a timeout
     api.route("/oauth/token", Reply(200, {"access_token": "at-late-0001"}, delay_s=3))
-    auth = build_auth(_oauth(api), clock=Clock(), timeout_s=0.3)  # limits.timeout_s
-    started = time.monotonic()
+    auth = build_auth(_oauth(api), clock=Clock(), timeout_s=0.3)
     with pytest.raises(RetriableError, match="unreachable: ReadTimeout"):
         auth.apply(_req())
-    assert time.monotonic() - started < 2  # not the 30 s default of a lone token client
 
 
 def test_the_runtime_gives_the_token_request_the_sources_timeout(env, api, tmp_path):
