@@ -159,12 +159,20 @@ def parse_json(body: bytes) -> Any:
     if slower, for the rare body that has one).
     """
     shape = body.translate(_DIGITS_AND_MINUS)
-    if _TWENTY_DIGITS in shape or _MINUS_NINETEEN in shape:
-        return json.loads(body)
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
+        if _TWENTY_DIGITS in shape or _MINUS_NINETEEN in shape:
+            return json.loads(body)
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return json.loads(body)
+    except RecursionError:
+        raise TooDeep("the JSON is nested deeper than restlake reads (about 1 000 levels of "
+                      "arrays and objects)") from None
+
+
+class TooDeep(ValueError):
+    """A JSON text nested too deep to read (a resend gets the same text)."""
 
 
 def inflate_undeclared(body: bytes, limit: int | None, where: str) -> bytes:
@@ -525,6 +533,8 @@ class HttpClient:
             if status != 204:
                 try:
                     data = parse_json(body)
+                except TooDeep as exc:
+                    raise ResponseError(f"{where} returned {label}: {exc}") from None
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
                     body = inflate_undeclared(body, self.max_body_bytes, where)
                     try:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from framework.config import SourceConfig
 from framework.errors import ConfigError
-from framework.http.client import parse_json
+from framework.http.client import TooDeep, parse_json
 from framework.load.crashpoints import crashpoint
 from framework.push.flush import HEADERS_KEPT, FlushResult, body_problem, event_id, flush_events
 from framework.push.signatures import SignatureError, Verifier
@@ -330,6 +330,8 @@ class Receiver:
             raise ReceiveError(401, str(exc)) from None
         try:
             data = parse_json(body)  # as a pulled page's body: big integers kept exact
+        except TooDeep as exc:
+            raise ReceiveError(400, str(exc)) from None
         except ValueError:
             raise ReceiveError(400, "the body is not JSON") from None
         problem = body_problem(body, data)

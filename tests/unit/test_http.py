@@ -363,6 +363,14 @@ def test_a_truncated_undeclared_gzip_body_is_retried_as_a_bad_body(api, client):
     assert len(api.requests_to("/items")) == 2
 
 
+def test_a_body_nested_too_deep_to_read_fails_at_once_naming_it(api, client):
+    # a RecursionError text before, after retries that could not help
+    api.route("/items", Reply(200, b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}"))
+    with pytest.raises(ResponseError, match="nested deeper than restlake reads"):
+        client.send(get(api))
+    assert len(api.requests_to("/items")) == 1
+
+
 def test_non_json_200_fails_after_retries(api, client):
     api.route("/items", Reply(200, "<html>maintenance</html>", {"Content-Type": "text/html"}))
     with pytest.raises(ResponseError) as exc:

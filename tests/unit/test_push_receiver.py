@@ -25,11 +25,11 @@ def make(tmp_path, monkeypatch):
     monkeypatch.setenv("RL_UNIT_HOOK", SECRET)
     made = []
 
-    def build(queue_events: int = 5) -> Receiver:
+    def build(queue_events: int = 5, max_body_bytes: int = 1024) -> Receiver:
         cfgs = [parse_source({
             "config_id": cid, "api_name": "Unit",
             "webhook": {"signature": scheme, "secret": "env:RL_UNIT_HOOK", "event_id_path": "id",
-                        "max_body_bytes": 1024, "queue_events": queue_events,
+                        "max_body_bytes": max_body_bytes, "queue_events": queue_events,
                         "batch_events": 1000, "batch_seconds": 3600},
             "target": {"catalog": "raw", "schema": "hooks", "table": cid},
         }) for cid, scheme in (("gh", "github"), ("st", "stripe"))]
@@ -291,3 +291,13 @@ def test_nan_and_infinity_are_refused_with_400_as_json_has_neither(make):
     assert [r.status_code for r in refused] == [400] * 3, [r.text for r in refused]
     assert all("NaN" in r.json()["detail"] for r in refused)
     assert ok.status_code == 202 and receiver.state()["gh"]["pending"] == 1
+
+
+def test_a_body_nested_too_deep_to_read_is_refused_with_400_naming_it(make):
+    receiver = make(max_body_bytes=64 * 1024)
+    deep = b'{"id": "e1", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with ServiceThread(receiver_app(receiver)) as svc:
+        refused = svc.post("/hooks/gh", data=deep, headers=gh(deep))
+    assert refused.status_code == 400, refused.text
+    assert "nested deeper" in refused.json()["detail"]
+    assert receiver.state()["gh"]["pending"] == 0
