@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from datetime import datetime, timezone
@@ -429,6 +430,10 @@ class OAuth2ClientCredentials(Auth):
         try:
             lifetime = float(body.get("expires_in", 3600))
         except (TypeError, ValueError):
+            lifetime = 3600.0
+        if not math.isfinite(lifetime) or lifetime <= 0:
+            # no usable lifetime: kept like one without expires_in (a 401 still refreshes it),
+            # not fetched again for every request
             lifetime = 3600.0
         self._token = token
         self._renew_at = self._clock() + lifetime - min(TOKEN_EXPIRY_SKEW_S, lifetime / 2)

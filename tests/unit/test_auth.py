@@ -253,6 +253,20 @@ def test_a_token_shorter_lived_than_the_skew_is_reused_for_half_its_life(env, ap
     assert len(got) == 2 and req.headers["Authorization"] == "Bearer at-0002-xyz"
 
 
+@pytest.mark.parametrize("expires_in", [0, -5, "NaN", None])
+def test_a_token_without_a_usable_lifetime_is_reused_until_refused(env, api, expires_in):
+    # expires_in 0 (or below) fetched a token for every request
+    got = []
+    api.route("/oauth/token", _token_endpoint(got, expires_in=expires_in))
+    clock = Clock()
+    auth = build_auth(_oauth(api), clock=clock)
+    for _ in range(3):
+        auth.apply(_req())
+        clock.now += 60
+    fetched = len(got)  # (the requests hold the client secret)
+    assert fetched == 1
+
+
 def test_requests_rejected_with_the_same_token_share_one_refresh(env, api):
     got = []
     api.route("/oauth/token", _token_endpoint(got))
