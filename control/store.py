@@ -285,6 +285,11 @@ class ControlStore:
                 results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
                     rekeyed, source=cfg.config_id, field="primary_key"))))
                 continue
+            renamed = None if moved or prev is None else self._renamed_system(prev, cfg)
+            if renamed:  # the row is left as it is
+                results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
+                    renamed, source=cfg.config_id, field="source_system"))))
+                continue
             full = states.plan_full(state, mapping.policy_of(cfg), now) if moved else None
             # a load running into the old table would leave it the watermark: the move
             # (and its full load) waits for the next generate
@@ -371,6 +376,22 @@ class ControlStore:
         return (f"changed from {was or 'no key'} to {now or 'no key'} while {cfg.target.name} "
                 f"holds {held}: {harm} (point the source at a new target table, which gets a "
                 "full load)")
+
+    def _renamed_system(self, prev: dict[str, Any], cfg: SourceConfig) -> Optional[str]:
+        """Why ``cfg``'s ``source_system`` cannot replace the row's, or ``None``: the target
+        holds the source's rows under the old one, and every write of the source is scoped
+        to its system (a full load replaces that system's rows, a MERGE matches on it), so
+        the old rows would stay beside the same records written again under the new one."""
+        old = prev.get("SourceSystem")
+        if not old or old == cfg.system:
+            return None
+        ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
+        if not self._exists(ref):
+            return None
+        return (f"changed from {old} to {cfg.system} while {cfg.target.name} holds the "
+                f"source's rows as {old}: every record would be written again beside them as "
+                f"{cfg.system} (point the source at a new target table, which gets a full load, "
+                f"or keep {old})")
 
     # ------------------------------------------------------------------ claims
     def claim(self, config_id: str, runner: str, run_id: str,

@@ -266,3 +266,34 @@ def test_a_new_primary_key_for_a_loaded_incremental_target_is_refused(spark, war
     # the same key spelled as its column is no change
     [result] = generate(store, configs=[config("ID")], now=now)
     assert result.action == "pending", result
+
+
+def test_a_new_source_system_for_a_loaded_target_is_refused(spark, warehouse, store):
+    # every write is scoped to the source's system: a full load as "crm2" replaced only
+    # crm2's rows, and the rows loaded as "crm" stayed beside the same records again
+    from control.generate import generate
+    from framework.config import parse_source
+    from framework.lake.tables import TableRef
+
+    _insert_by_hand(spark, store, "renamed", LoadType="FULL_LOAD", SourceSystem="crm")
+    ref = TableRef("raw", "hand", "renamed")
+    df = spark.createDataFrame([(1, "crm"), (2, "crm")], "id long, source_system string")
+    warehouse.save(df.write.format("delta"), ref)
+
+    def config(system: str):
+        return parse_source({
+            "config_id": "renamed", "api_name": "Hand", "source_system": system,
+            "endpoint": "https://api.example.com/items", "load_start": "2024-01-01T00:00:00Z",
+            "primary_key": ["id"], "data_path": "data",
+            "target": {"catalog": "raw", "schema": "hand", "table": "renamed"}})
+
+    now = dt.datetime(2024, 2, 2, 3, tzinfo=UTC)
+    [result] = generate(store, configs=[config("crm2")], now=now)
+    assert (result.action, result.detail) == (
+        "invalid", "source 'renamed': source_system: changed from crm to crm2 while "
+        "raw.hand.renamed holds the source's rows as crm: every record would be written again "
+        "beside them as crm2 (point the source at a new target table, which gets a full load, "
+        "or keep crm)")
+    assert store.get("renamed")["SourceSystem"] == "crm"  # nothing upserted
+    [result] = generate(store, configs=[config("crm")], now=now)
+    assert result.action != "invalid", result
