@@ -285,6 +285,14 @@ class ControlStore:
                 results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
                     rekeyed, source=cfg.config_id, field="primary_key"))))
                 continue
+            regridded = (None if moved or cfg.is_push or prev is None or cfg.primary_key
+                         or state.load_type != LoadType.INCREMENTAL
+                         or state.load_status == LoadStatus.SUCCESS
+                         else self._regridded(prev, cfg, state.load_id))
+            if regridded:  # the row is left as it is: its load finishes on its own windows
+                results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
+                    regridded, source=cfg.config_id, field="window"))))
+                continue
             renamed = None if moved or prev is None else self._renamed_system(prev, cfg)
             if renamed:  # the row is left as it is
                 results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
@@ -376,6 +384,27 @@ class ControlStore:
         return (f"changed from {was or 'no key'} to {now or 'no key'} while {cfg.target.name} "
                 f"holds {held}: {harm} (point the source at a new target table, which gets a "
                 "full load)")
+
+    def _regridded(self, prev: dict[str, Any], cfg: SourceConfig,
+                   load_id: Optional[str]) -> Optional[str]:
+        """Why ``cfg``'s windows cannot replace the row's while its keyless incremental load
+        ``load_id`` has committed windows, or ``None``. Its rerun skips the windows the log
+        marks committed and appends each batch under a version made of window indices
+        (idempotent writes): on another grid no committed window matches, every record of
+        them would be appended again, and versions already spent would skip new batches."""
+        try:
+            old = mapping.row_to_config(prev)  # what its load runs with (defaults filled in)
+        except ConfigError:
+            return None  # a row that does not validate runs nothing either
+        was = (old.window, old.limits.windows_per_commit, old.limits.pages_per_commit)
+        now = (cfg.window, cfg.limits.windows_per_commit, cfg.limits.pages_per_commit)
+        if was == now or not load_id or not self.committed_windows(cfg.config_id, load_id):
+            return None
+        names = ("window", "limits.windows_per_commit", "limits.pages_per_commit")
+        changed = ", ".join(f"{n} {a} -> {b}" for n, a, b in zip(names, was, now) if a != b)
+        return (f"{changed} while load {load_id} of this source without a primary_key has "
+                "committed windows: its rerun would append their records again and could skip "
+                "the rest (let the load finish on its windows, or retry it, then change them)")
 
     def _renamed_system(self, prev: dict[str, Any], cfg: SourceConfig) -> Optional[str]:
         """Why ``cfg``'s ``source_system`` cannot replace the row's, or ``None``: the target

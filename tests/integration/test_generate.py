@@ -297,3 +297,40 @@ def test_a_new_source_system_for_a_loaded_target_is_refused(spark, warehouse, st
     assert store.get("renamed")["SourceSystem"] == "crm"  # nothing upserted
     [result] = generate(store, configs=[config("crm")], now=now)
     assert result.action != "invalid", result
+
+
+def test_new_windows_wait_for_an_unfinished_keyless_load_with_committed_windows(
+        spark, warehouse, store):
+    # its rerun skips the windows the log marks committed and appends under versions made of
+    # window indices: on another grid no committed window matched (their records appended
+    # again) and spent versions could skip the new batches
+    from control.generate import generate
+    from framework.config import parse_source
+
+    start = dt.datetime(2024, 2, 1, tzinfo=UTC)
+    _insert_by_hand(spark, store, "keyless", PrimaryColumn=None, DeltaColumn=False,
+                    LoadStatus="FAILED", LoadStartTime=start, LoadEndTime=start + dt.timedelta(days=4),
+                    LoadId="L-unfinished", Attempt=1, WindowStrategy="daily")
+    store.append_window_log([{
+        "ConfigId": "keyless", "LoadId": "L-unfinished", "RunId": "r1", "WindowStart": start,
+        "WindowEnd": start + dt.timedelta(days=1), "Status": "SUCCESS", "Rows": 5,
+        "LoggedAt": start}])
+
+    def config(window: str, **limits):
+        return parse_source({
+            "config_id": "keyless", "api_name": "Hand", "endpoint": "https://api.example.com/items",
+            "load_start": "2024-01-01T00:00:00Z", "window": window, "data_path": "data",
+            "limits": limits, "target": {"catalog": "raw", "schema": "hand", "table": "keyless"}})
+
+    now = dt.datetime(2024, 2, 6, 3, tzinfo=UTC)
+    [result] = generate(store, configs=[config("PT12H", windows_per_commit=4)], now=now)
+    assert (result.action, result.detail) == (
+        "invalid", "source 'keyless': window: window daily -> PT12H, limits.windows_per_commit "
+        "8 -> 4 while load L-unfinished of this source without a primary_key has committed "
+        "windows: its rerun would append their records again and could skip the rest (let the "
+        "load finish on its windows, or retry it, then change them)")
+    assert store.get("keyless")["WindowStrategy"] == "daily"  # nothing upserted
+    # the same windows: re-planned as before, same range and LoadId
+    [result] = generate(store, configs=[config("daily")], now=now)
+    assert result.action != "invalid", result
+    assert store.get("keyless")["LoadId"] == "L-unfinished"
