@@ -271,7 +271,6 @@ def test_a_new_primary_key_for_a_loaded_incremental_target_is_refused(spark, war
 def test_a_new_source_system_for_a_loaded_target_is_refused(spark, warehouse, store):
     # every write is scoped to the source's system: a full load as "crm2" replaced only
     # crm2's rows, and the rows loaded as "crm" stayed beside the same records again
-    from control.generate import generate
     from framework.config import parse_source
     from framework.lake.tables import TableRef
 
@@ -287,15 +286,23 @@ def test_a_new_source_system_for_a_loaded_target_is_refused(spark, warehouse, st
             "primary_key": ["id"], "data_path": "data",
             "target": {"catalog": "raw", "schema": "hand", "table": "renamed"}})
 
-    now = dt.datetime(2024, 2, 2, 3, tzinfo=UTC)
-    [result] = generate(store, configs=[config("crm2")], now=now)
-    assert (result.action, result.detail) == (
-        "invalid", "source 'renamed': source_system: changed from crm to crm2 while "
-        "raw.hand.renamed holds the source's rows as crm: every record would be written again "
-        "beside them as crm2 (point the source at a new target table, which gets a full load, "
-        "or keep crm)")
-    assert store.get("renamed")["SourceSystem"] == "crm"  # nothing upserted
-    [result] = generate(store, configs=[config("crm")], now=now)
+    _refused_then_planned(
+        store, config("crm2"), config("crm"), ("SourceSystem", "crm"),
+        "source 'renamed': source_system: changed from crm to crm2 while raw.hand.renamed "
+        "holds the source's rows as crm: every record would be written again beside them as "
+        "crm2 (point the source at a new target table, which gets a full load, or keep crm)")
+
+
+def _refused_then_planned(store, changed, kept, column: tuple[str, object], detail: str) -> None:
+    """generate refuses ``changed`` with ``detail`` and leaves the row as it is (``column``
+    keeps its value), then plans the row again from ``kept``."""
+    from control.generate import generate
+
+    now = dt.datetime(2024, 2, 6, 3, tzinfo=UTC)
+    [result] = generate(store, configs=[changed], now=now)
+    assert (result.action, result.detail) == ("invalid", detail)
+    assert store.get(changed.config_id)[column[0]] == column[1]  # nothing upserted
+    [result] = generate(store, configs=[kept], now=now)
     assert result.action != "invalid", result
 
 
@@ -304,7 +311,6 @@ def test_new_windows_wait_for_an_unfinished_keyless_load_with_committed_windows(
     # its rerun skips the windows the log marks committed and appends under versions made of
     # window indices: on another grid no committed window matched (their records appended
     # again) and spent versions could skip the new batches
-    from control.generate import generate
     from framework.config import parse_source
 
     start = dt.datetime(2024, 2, 1, tzinfo=UTC)
@@ -322,15 +328,11 @@ def test_new_windows_wait_for_an_unfinished_keyless_load_with_committed_windows(
             "load_start": "2024-01-01T00:00:00Z", "window": window, "data_path": "data",
             "limits": limits, "target": {"catalog": "raw", "schema": "hand", "table": "keyless"}})
 
-    now = dt.datetime(2024, 2, 6, 3, tzinfo=UTC)
-    [result] = generate(store, configs=[config("PT12H", windows_per_commit=4)], now=now)
-    assert (result.action, result.detail) == (
-        "invalid", "source 'keyless': window: window daily -> PT12H, limits.windows_per_commit "
-        "8 -> 4 while load L-unfinished of this source without a primary_key has committed "
-        "windows: its rerun would append their records again and could skip the rest (let the "
-        "load finish on its windows, or retry it, then change them)")
-    assert store.get("keyless")["WindowStrategy"] == "daily"  # nothing upserted
+    _refused_then_planned(
+        store, config("PT12H", windows_per_commit=4), config("daily"), ("WindowStrategy", "daily"),
+        "source 'keyless': window: window daily -> PT12H, limits.windows_per_commit 8 -> 4 "
+        "while load L-unfinished of this source without a primary_key has committed windows: "
+        "its rerun would append their records again and could skip the rest (let the load "
+        "finish on its windows, or retry it, then change them)")
     # the same windows: re-planned as before, same range and LoadId
-    [result] = generate(store, configs=[config("daily")], now=now)
-    assert result.action != "invalid", result
     assert store.get("keyless")["LoadId"] == "L-unfinished"
