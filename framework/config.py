@@ -491,7 +491,8 @@ class HealthCheck(_Model):
 
 class Limits(_Model):
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
-    # The whole body of one response (timeout_s bounds each read): a slower one is retried.
+    # A response's head, and its body, as a whole (timeout_s bounds each read): a slower one
+    # is retried.
     body_timeout_s: float = Field(default=300.0, gt=0, le=86400)
     max_retries: int = Field(default=5, ge=0, le=50)
     requests_per_second: Optional[float] = Field(default=None, gt=0)

@@ -36,9 +36,11 @@ import orjson
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from framework.http.auth import Auth
 from framework.http.body import INCOMPLETE, TIMED_OUT, TOO_LARGE, TOO_SLOW, BodyFault, read_body
+from framework.http.deadline import WATCHDOG
 from framework.errors import AuthError, ConfigError, HttpError, ResponseError, RetriableError
 from framework.http.models import PageRequest, PageResponse
 from framework.http.origins import Origin, OriginPolicy
@@ -127,21 +129,67 @@ def _as_sent(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
     return prepared
 
 
-def pooled_session(pool_maxsize: int, pool_connections: int = 4) -> requests.Session:
+#: The longest a response's status line and headers may take as a whole (each read is
+#: bounded by ``timeout_s``): a server sending them a byte at a time is cut there.
+HEAD_TIMEOUT_S = 120.0
+
+
+def _head_bounded(connection: type, seconds: float) -> type:
+    """``connection`` (urllib3's) whose wait for a response's status line and headers is
+    bounded as a whole: past ``seconds`` the watchdog cuts the connection and the wait ends
+    as a read timeout (retried like one)."""
+
+    class HeadBounded(connection):  # type: ignore[misc, valid-type]
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            sock = getattr(self, "sock", None)
+            armed = WATCHDOG.arm(seconds, sock) if sock is not None else None
+            try:
+                return super().getresponse(*args, **kwargs)
+            except Exception:
+                if armed is not None and armed.fired:
+                    raise TimeoutError(f"the status line and headers took longer than "
+                                       f"{seconds:g}s") from None
+                raise
+            finally:
+                if armed is not None:
+                    WATCHDOG.disarm(armed)
+
+    HeadBounded.__name__ = HeadBounded.__qualname__ = f"HeadBounded{connection.__name__}"
+    return HeadBounded
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter on connections whose response head is bounded as a whole."""
+
+    def __init__(self, head_timeout_s: float, **kwargs: Any) -> None:
+        self._pools = {}
+        for scheme, pool in (("http", HTTPConnectionPool), ("https", HTTPSConnectionPool)):
+            self._pools[scheme] = type(f"HeadBounded{pool.__name__}", (pool,), {
+                "ConnectionCls": _head_bounded(pool.ConnectionCls, head_timeout_s)})
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(self._pools)
+
+
+def pooled_session(pool_maxsize: int, pool_connections: int = 4,
+                   head_timeout_s: float = HEAD_TIMEOUT_S) -> requests.Session:
     """A session for one source: ``pool_maxsize`` kept connections per host, no urllib3
-    retries (the retry policy counts every attempt), environment read once per host."""
+    retries (the retry policy counts every attempt), environment read once per host, a
+    response head bounded as a whole by ``head_timeout_s``."""
     session = _Session()
-    adapter = HTTPAdapter(pool_connections=pool_connections, pool_maxsize=pool_maxsize,
-                          max_retries=0)
+    adapter = _Adapter(head_timeout_s, pool_connections=pool_connections,
+                       pool_maxsize=pool_maxsize, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
 
 
-def source_session(concurrency: int) -> requests.Session:
+def source_session(concurrency: int, head_timeout_s: float = HEAD_TIMEOUT_S) -> requests.Session:
     """The session of one load fetching ``concurrency`` windows at once (on the driver or in
     a Spark task): connections kept for twice that, at least 10."""
-    return pooled_session(max(10, concurrency * 2))
+    return pooled_session(max(10, concurrency * 2), head_timeout_s=head_timeout_s)
 
 
 def cancelled_before_sent(req: PageRequest) -> HttpError:
@@ -292,7 +340,8 @@ class HttpClient:
             for a 2xx/3xx, else ``"timeout"``, ``"connection_error"`` or ``"http_status"``.
             It must be cheap; its exceptions are logged and ignored (health logging).
         body_timeout_s: the longest a response body may take to arrive as a whole
-            (``limits.body_timeout_s``; None: each read is bounded by ``timeout_s`` only).
+            (``limits.body_timeout_s``; None: each read is bounded by ``timeout_s`` only);
+            the session the client makes bounds the status line and headers by it too.
     """
 
     def __init__(self, auth: Auth | None = None, policy: RetryPolicy | None = None,
@@ -323,7 +372,8 @@ class HttpClient:
         self._on_attempt = on_attempt
         self._owns_session = session is None
         if session is None:
-            session = pooled_session(pool_size, pool_connections=pool_size)
+            session = pooled_session(pool_size, pool_connections=pool_size,
+                                     head_timeout_s=body_timeout_s or HEAD_TIMEOUT_S)
         self.session = session
 
     # -- public ---------------------------------------------------------------------------

@@ -367,7 +367,8 @@ class WindowFetcher:
         self.limiter, self.load_id, self.health, self.on_page = limiter, load_id, health, on_page
         self.pool_size = pool_size or cfg.limits.concurrency
         pace_for_pages()
-        self.session = source_session(self.pool_size * in_flight_per_window(cfg))
+        self.session = source_session(self.pool_size * in_flight_per_window(cfg),
+                                      head_timeout_s=cfg.limits.body_timeout_s)
         # concurrent pages of all windows together: at most limits.concurrency in flight
         self.page_gate = RequestGate(cfg.limits.concurrency)
         self.auth = build_auth(cfg.auth.model_dump(exclude_none=True), self.session,

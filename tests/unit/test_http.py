@@ -633,3 +633,42 @@ def test_a_cancelled_request_waiting_for_its_host_is_not_sent(api):
     assert len(outcome) == 1 and isinstance(outcome[0], HttpError), outcome
     assert "cancelled" in str(outcome[0])
     assert api.requests_to("/items") == []
+
+
+def test_a_response_head_dripped_byte_by_byte_is_bounded_as_a_whole(clock):
+    # the status line and headers a byte at a time, each within timeout_s (0.2 s): the
+    # wait for them ended only when the server was done (a minute here, for ever elsewhere)
+    import socket
+    import threading
+    import time
+
+    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: "
+            + b"x" * 1200 + b"\r\nContent-Length: 7\r\nConnection: close\r\n\r\n")
+    server = socket.create_server(("127.0.0.1", 0))
+    answers = []
+
+    def serve():
+        for drip in (True, False):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                try:
+                    if drip:
+                        for i in range(len(head)):
+                            conn.sendall(head[i:i + 1])
+                            time.sleep(0.05)
+                    else:
+                        conn.sendall(head + b'{"a":1}')
+                    answers.append("sent")
+                except OSError:
+                    answers.append("cut")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/items"
+    with server, HttpClient(policy=NO_JITTER, timeout_s=0.2, sleep=clock.sleep,
+                            body_timeout_s=0.5) as client:
+        assert client.send(PageRequest("GET", url)).data == {"a": 1}
+        assert client.telemetry.as_dict()["status_counts"] == {"timeout": 1, "200": 1}
+        thread.join(10)  # (bounds a hang)
+    assert answers == ["cut", "sent"]
