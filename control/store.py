@@ -279,24 +279,9 @@ class ControlStore:
                 continue
             planned: Optional[ControlState] = None
             moved = None if cfg.is_push or prev is None else self._moved(prev, cfg)
-            rekeyed = (None if moved or cfg.is_push or prev is None
-                       or state.load_type != LoadType.INCREMENTAL else self._rekeyed(prev, cfg))
-            if rekeyed:  # the row is left as it is
-                results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
-                    rekeyed, source=cfg.config_id, field="primary_key"))))
-                continue
-            regridded = (None if moved or cfg.is_push or prev is None or cfg.primary_key
-                         or state.load_type != LoadType.INCREMENTAL
-                         or state.load_status == LoadStatus.SUCCESS
-                         else self._regridded(prev, cfg, state.load_id))
-            if regridded:  # the row is left as it is: its load finishes on its own windows
-                results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
-                    regridded, source=cfg.config_id, field="window"))))
-                continue
-            renamed = None if moved or prev is None else self._renamed_system(prev, cfg)
-            if renamed:  # the row is left as it is
-                results.append(GenerateResult(cfg.config_id, INVALID, str(ConfigError(
-                    renamed, source=cfg.config_id, field="source_system"))))
+            refused = None if moved or prev is None else self._refused_change(prev, cfg, state)
+            if refused is not None:  # the row is left as it is
+                results.append(GenerateResult(cfg.config_id, INVALID, str(refused)))
                 continue
             full = states.plan_full(state, mapping.policy_of(cfg), now) if moved else None
             # a load running into the old table would leave it the watermark: the move
@@ -363,6 +348,22 @@ class ControlStore:
             return None
         ref = TableRef(cfg.target.catalog, cfg.target.schema_, cfg.target.table)
         return None if self._exists(ref) else old
+
+    def _refused_change(self, prev: dict[str, Any], cfg: SourceConfig,
+                        state: ControlState) -> Optional[ConfigError]:
+        """Why ``cfg`` cannot replace the row ``prev`` (a change its target's rows or its
+        unfinished load would not survive), naming the field; ``None`` when it can."""
+        incremental = not cfg.is_push and state.load_type == LoadType.INCREMENTAL
+        why = self._rekeyed(prev, cfg) if incremental else None
+        if why:
+            return ConfigError(why, source=cfg.config_id, field="primary_key")
+        if incremental and not cfg.primary_key and state.load_status != LoadStatus.SUCCESS:
+            # its load finishes on its own windows
+            why = self._regridded(prev, cfg, state.load_id)
+            if why:
+                return ConfigError(why, source=cfg.config_id, field="window")
+        why = self._renamed_system(prev, cfg)
+        return ConfigError(why, source=cfg.config_id, field="source_system") if why else None
 
     def _rekeyed(self, prev: dict[str, Any], cfg: SourceConfig) -> Optional[str]:
         """Why ``cfg``'s primary key cannot replace the row's, or ``None``: the MERGE of an

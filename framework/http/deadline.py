@@ -1,10 +1,11 @@
-"""A deadline for a whole response body (``limits.body_timeout_s``).
+"""A deadline for a response's head and for its body, each as a whole
+(``limits.body_timeout_s``).
 
 ``timeout_s`` bounds the connection and each read, so a server that sends one byte just
 inside it, again and again, would hold a window (and the load's lease) without end. Every
-body read is armed here with its deadline; one watchdog thread for the process cuts the
-connection of a read still going when its deadline passes, which ends the blocked read at
-once (as a reset would) and the client retries it as a timeout.
+wait for a head and every body read is armed here with its deadline; one watchdog thread
+for the process cuts the connection of a read still going when its deadline passes, which
+ends the blocked read at once (as a reset would) and the client retries it as a timeout.
 
 Arming and disarming cost a lock and a heap push: no thread per request.
 """
@@ -22,10 +23,10 @@ from typing import Any, Optional
 class Armed:
     """One armed read: ``fired`` once its deadline cut the connection."""
 
-    __slots__ = ("deadline", "sock", "fired", "done")
+    __slots__ = ("sock", "fired", "done")
 
-    def __init__(self, deadline: float, sock: Any) -> None:
-        self.deadline, self.sock = deadline, sock
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
         self.fired = self.done = False
 
 
@@ -42,11 +43,11 @@ class Watchdog:
 
     def arm(self, seconds: float, sock: Any) -> Armed:
         """Watch a read on ``sock`` for ``seconds`` from now (disarm it when it ends)."""
-        armed = Armed(self._clock() + seconds, sock)
+        armed, deadline = Armed(sock), self._clock() + seconds
         with self._cond:
             self._live += 1
-            first = not self._heap or armed.deadline < self._heap[0][0]
-            heapq.heappush(self._heap, (armed.deadline, next(self._seq), armed))
+            first = not self._heap or deadline < self._heap[0][0]
+            heapq.heappush(self._heap, (deadline, next(self._seq), armed))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="restlake-body-deadline",
                                                 daemon=True)
