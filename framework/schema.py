@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from framework.errors import RecordRejected, SchemaDriftError, WindowError
+from framework.native import shape_direct as native_shape_direct
 from framework.timeutil import iso
 
 
@@ -87,6 +88,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date)):
         return iso(value) if isinstance(value, dt.datetime) else value.isoformat()
     return str(value)
+
+
+#: the keywords of canonical_json_bytes' orjson call, for the compiled direct path
+_CANONICAL_KWNAMES = ("default", "option")
+_CANONICAL_KWVALUES = (_json_default, _ORJSON_OPTIONS)
 
 
 def payload_hash(record: dict[str, Any]) -> str:
@@ -277,6 +283,10 @@ class RowShaper:
                                                    tuple[Optional[str], ...]]] = {}
         self._keys_found = not self.primary_key
         self._layouts: dict[tuple[tuple[str, ...], tuple[type, ...]], _Layout] = {}
+        #: the direct layouts the compiled path takes records of (``framework.native``):
+        #: (keys, types) -> (layout, key fields or None, long fields, keys exact, the
+        #: fields that must be neither null nor empty)
+        self._fast: dict[tuple[tuple[str, ...], tuple[type, ...]], tuple[Any, ...]] = {}
 
     def _lookup(self, keys: tuple[str, ...]) -> tuple[tuple[tuple[str, Optional[str]], ...],
                                                         tuple[Optional[str], ...]]:
@@ -455,6 +465,11 @@ class RowShaper:
                          frozenset(key_cols), refuse)
         if len(self._layouts) < 1024:
             self._layouts[(keys, types)] = layout
+            if direct and refuse is None and all(key is not None for _, key in needs) and (
+                    not self.primary_key or None not in key_fields):
+                self._fast[(keys, types)] = (
+                    layout, tuple(key_fields) if self.primary_key else None, tuple(longs),
+                    layout.keys_exact, tuple(key for _, key in needs))
         return layout
 
     def _keys_exact(self, keys: tuple[str, ...], types: tuple[type, ...],
@@ -502,7 +517,22 @@ class RowShaper:
                            b',"_window_start":', dumps(start), b',"_window_end":', dumps(end),
                            b',"payload_hash":"'))
         sha256 = hashlib.sha256
-        for record in records:
+        records = records if isinstance(records, list) else list(records)
+        fast, native = self._fast, native_shape_direct
+        count, index = len(records), 0
+        while index < count:
+            if native is not None and fast:
+                # the compiled direct path takes every record it can, from here on; it
+                # stops at the first one this loop must shape (or reject)
+                index, seq, exact = native(records, index, fast, shared, seq, lines,
+                                           observed, hashes, dumps, _CANONICAL_KWNAMES,
+                                           _CANONICAL_KWVALUES)
+                if not exact:
+                    hashes = page.keys = None
+                if index >= count:
+                    break
+            record = records[index]
+            index += 1
             seq += 1
             if not isinstance(record, dict):
                 rejects.append((RecordRejected(f"record is a {type(record).__name__}, "

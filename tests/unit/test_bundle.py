@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -44,6 +45,21 @@ def test_bundle_declares_name_targets_and_the_wheel_artifact():
     used = {m for _, doc in resources for m in re.findall(r"\$\{var\.(\w+)\}", yaml.safe_dump(doc))}
     used |= set(re.findall(r"\$\{var\.(\w+)\}", (ROOT / "databricks.yml").read_text()))
     assert used <= set(root["variables"]), f"undefined variables: {used - set(root['variables'])}"
+
+
+def test_the_bundle_ships_a_pure_wheel_that_installs_on_any_cluster():
+    """The wheel the bundle builds has no compiled part: built on a laptop, a wheel with
+    the row shaper's C extension would carry the laptop's platform tag and Python version
+    and not install on the cluster."""
+    root, _ = _bundle()
+    build = root["artifacts"]["restlake_wheel"]["build"]
+    env = dict(re.findall(r"(\w+)=(\S+)\s", build.split("python", 1)[0] + " "))
+    spec = importlib.util.spec_from_file_location("restlake_setup", ROOT / "setup.py")
+    setup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup)  # not as __main__: defines, builds nothing
+    assert [m.name for m in setup.native_modules({})] == ["framework.native._shape"]
+    assert all(m.optional for m in setup.native_modules({}))
+    assert setup.native_modules(env) == []
 
 
 def test_every_task_points_at_an_existing_entry_point_or_notebook():
