@@ -723,7 +723,9 @@ class ShapedPage:
 
     lines: list[bytes] = field(default_factory=list)  # one JSON object and newline per row
     #: per row: its data fields (a dict holding at least its data columns) and what stands
-    #: for their keys and value types, for :meth:`SchemaTracker.observe`
+    #: for their keys and value types, for :meth:`SchemaTracker.observe`; the compiled
+    #: direct path gives of a run of rows of one layout whose ints all fit a long only the
+    #: first (the others tell the tracker nothing new)
     observed: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
     rejects: list[tuple[RecordRejected, Any]] = field(default_factory=list)  # (reason, record)
     #: per row, ``hash(entity_key)`` when every row's primary-key values are staged as

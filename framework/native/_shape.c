@@ -91,6 +91,24 @@ longs_in_range(PyObject *record, PyObject *fields)
     return 1;
 }
 
+/* 1 when every int value of `record` fits a signed 64-bit long (the schema tracker's only
+ * per-row question about a row of a signature it has seen). */
+static int
+ints_in_range(PyObject *record)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(record, &pos, &key, &value)) {
+        if (PyLong_CheckExact(value)) {
+            int overflow = 0;
+            (void)PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow != 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
 /* 1 when no value of `fields` in `record` is null or an empty string (RowShaper._missing). */
 static int
 all_present(PyObject *record, PyObject *fields)
@@ -169,7 +187,10 @@ plain_ascii(PyObject *text, const char **data, Py_ssize_t *size)
  *       an empty string).
  * shared: the page's contract columns as staged JSON, up to the opening quote of
  *         payload_hash.
- * lines, observed: the page's lists to append to; hashes: its key-hash list or None.
+ * lines: the page's staged lines to append to; hashes: its key-hash list or None.
+ * observed: the page's (row, signature) list for the schema tracker: of a run of records of
+ *           one layout whose ints all fit a long only the first is appended (the others
+ *           would tell the tracker nothing new); a record with a larger int always is.
  * dumps, kwnames, kwvalues: orjson.dumps and the keywords the canonical JSON is made with.
  * Returns the index of the first record not shaped here (len(records) when all were), the
  * last sequence number used, and False when a record's keys were not staged exactly (the
@@ -200,6 +221,7 @@ shape_direct(PyObject *self, PyObject *args)
     const char *shared_data = PyBytes_AS_STRING(shared);
     Py_ssize_t shared_size = PyBytes_GET_SIZE(shared);
     PyObject *prev = NULL, *entry = NULL; /* borrowed: the last record shaped and its entry */
+    PyObject *told = NULL; /* borrowed: the layout whose run the tracker was last given */
     PyObject *callargs[5];
 
     for (; i < n; i++) {
@@ -323,13 +345,21 @@ shape_direct(PyObject *self, PyObject *args)
 
         int failed = PyList_Append(lines, line);
         Py_DECREF(line);
-        PyObject *pair = failed ? NULL : PyTuple_Pack(2, record, layout);
-        if (pair == NULL || PyList_Append(observed, pair) < 0) {
-            Py_XDECREF(pair);
+        if (failed) {
             Py_DECREF(key);
             return NULL;
         }
-        Py_DECREF(pair);
+        int in_range = ints_in_range(record);
+        if (layout != told || !in_range) {
+            PyObject *pair = PyTuple_Pack(2, record, layout);
+            if (pair == NULL || PyList_Append(observed, pair) < 0) {
+                Py_XDECREF(pair);
+                Py_DECREF(key);
+                return NULL;
+            }
+            Py_DECREF(pair);
+            told = in_range ? layout : NULL;
+        }
         if (hashes != Py_None && keys_exact) {
             if (exact) {
                 Py_hash_t h = PyObject_Hash(key);

@@ -19,7 +19,7 @@ import pytest
 
 import framework.native
 import framework.schema as schema
-from framework.schema import ColumnType, RowShaper
+from framework.schema import ColumnType, RowShaper, SchemaTracker
 
 UTC = dt.timezone.utc
 W0, W1 = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC)
@@ -69,10 +69,13 @@ def assert_same(records: list, **settings) -> list:
         assert a.lines == b.lines
         assert a.keys == b.keys
         assert [(str(r), rec) for r, rec in a.rejects] == [(str(r), rec) for r, rec in b.rejects]
-        assert [row for row, _ in a.observed] == [row for row, _ in b.observed]
-        # the signature is the layout itself (or None / a row's own) on both paths
-        assert [type(sig).__name__ for _, sig in a.observed] == \
-            [type(sig).__name__ for _, sig in b.observed]
+        # what the schema tracker makes of the page: the same columns and types
+        tracked = []
+        for shaped in (a, b):
+            tracker = SchemaTracker()
+            tracker.observe_all(shaped.observed)
+            tracked.append(list(tracker.columns.items()))
+        assert tracked[0] == tracked[1]
     assert (fast.new_fields, fast.new_keys, fast.rescued_rows, fast.retyped) == \
         (slow.new_fields, slow.new_keys, slow.rescued_rows, slow.retyped)
     return fast_pages[0].lines
@@ -117,6 +120,10 @@ def variants() -> list:
         dict(BASE, id=21, **{"a.b": 1}),  # a field renamed into its column
         dict(BASE, id=22, number=True),  # a bool in a long column
         dict(BASE, id=2 ** 64),  # a key beyond its column
+        dict(BASE, id=23, comments=2 ** 63),  # an int beyond a long in a new field
+        dict(BASE, id=24, comments=1),
+        dict(BASE, id=25, comments=-2 ** 63 - 1),
+        dict(BASE, id=26, comments=2),
     ]
     page += [dict(BASE, id=100 + i) for i in range(5)]
     return page
@@ -139,6 +146,16 @@ def test_every_page_variant_is_staged_alike_on_both_paths(settings, columns) -> 
     # and the page in other orders: each way out of the direct path leads back into it
     assert_same(list(reversed(records)), columns=columns, **settings)
     assert_same(records[5:] + records[:5], columns=columns, seq=1000, **settings)
+
+
+@compiled
+@pytest.mark.parametrize("big", [2 ** 63, -2 ** 63 - 1, 2 ** 64 - 1])
+def test_an_int_beyond_a_long_within_a_run_of_one_layout_reaches_the_schema_tracker(big) -> None:
+    """The compiled path gives the tracker one row of a run of one layout, and every row
+    whose ints do not all fit a long: the column's type must come out as on the Python path."""
+    records = [dict(BASE, id=i, number=big if i == 2 else i) for i in range(5)]
+    assert_same(records, primary_key=("id",))
+    assert_same(records, primary_key=("id",), columns={**COLUMNS, "number": ColumnType.DOUBLE})
 
 
 @compiled
