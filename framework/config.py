@@ -932,10 +932,12 @@ def quote_identifier(name: str) -> str:
 
 
 def _expand(text: str) -> str:
+    # an empty value is taken as none: an endpoint or token URL built from it is no URL,
+    # and the error should name the variable (a deployment that passes it unset)
     try:
-        return windows.expand_env(text, dict(os.environ))
+        return windows.expand_env(text, {k: v for k, v in os.environ.items() if v})
     except KeyError as exc:
-        raise ValueError(f"environment variable {exc.args[0]} is not set "
+        raise ValueError(f"environment variable {exc.args[0]} is not set or empty "
                          f"(used as ${{{exc.args[0]}}})") from None
 
 

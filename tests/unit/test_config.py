@@ -203,6 +203,15 @@ def test_unset_env_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert exc.field == "endpoint" and "RL_TEST_MISSING is not set" in str(exc)
 
 
+def test_an_empty_env_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment that passes the variable but leaves it empty (a bundle variable not
+    given) is told which variable, not that '/api/v2/problems' is no URL."""
+    monkeypatch.setenv("RL_TEST_EMPTY", "")
+    exc = error(endpoint="${RL_TEST_EMPTY}/api/v2/problems")
+    assert exc.field == "endpoint"
+    assert "environment variable RL_TEST_EMPTY is not set or empty" in str(exc)
+
+
 def test_placeholders_are_accepted_where_documented() -> None:
     cfg = src(endpoint="https://api.example.com/day/{window_start_date}",
               params={"from": "{window_start_ms}", "to": "{window_end_ms}", "ids": [1, 2]},
