@@ -107,6 +107,24 @@ def test_jobs_run_generate_before_ingestion_on_a_schedule_with_volume_staging():
     assert root["variables"]["staging_volume"]["default"].startswith("/Volumes/")
 
 
+def test_the_jobs_set_every_variable_the_deployed_configs_use():
+    """The default configs' endpoints name ${DT_ENV_URL} and ${HEALTH_API_URL}: a job
+    cluster without them failed every one of its sources at generate."""
+    root, resources = _bundle()
+    conf = root["variables"]["conf_dir"]["default"].replace("${workspace.file_path}/", "")
+    used = set()
+    for path in sorted((ROOT / conf).glob("*.y*ml")):
+        used |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", path.read_text()))
+    assert {"DT_ENV_URL", "HEALTH_API_URL"} <= used
+    for _, _, job, _ in _tasks(resources):
+        for cluster in job["job_clusters"]:
+            env = cluster["new_cluster"]["spark_env_vars"]
+            assert used <= set(env), f"{job['name']}: {sorted(used - set(env))} not set"
+            for name in used:  # each from a bundle variable the deployer sets
+                var = re.fullmatch(r"\$\{var\.(\w+)\}", env[name]).group(1)
+                assert var in root["variables"]
+
+
 def test_notebooks_are_databricks_sources_with_widgets():
     for notebook in sorted((ROOT / "notebooks").glob("*.py")):
         text = notebook.read_text()
