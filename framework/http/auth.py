@@ -16,7 +16,6 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
@@ -27,6 +26,7 @@ from framework.http.models import PageRequest
 from framework.http.origins import check_https
 from framework.http.ratelimit import KeyRing
 from framework.http.retry import is_retriable_status, parse_retry_after
+from framework.http.urls import query_value, set_query_value
 
 #: Fetch a new OAuth token this long before the old one expires (half its lifetime when that
 #: is shorter: a token living 30 s is still used for 15 s, not fetched for every request).
@@ -160,15 +160,6 @@ def _literal_or_reference(config: dict[str, Any], key: str) -> str:
     return secrets.resolve(value, field=f"auth.{key}") if secrets.is_reference(value) else value
 
 
-def without_query_param(url: str, name: str) -> str:
-    """``url`` without the query parameter ``name`` (an auth sets its own, once)."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
-
-
 class _KeyAuth(Auth):
     """Shared code of methods that send one static key (or a ring of keys)."""
 
@@ -268,15 +259,21 @@ class ApiKeyAuth(_HeaderKeyAuth):
 
     def apply(self, request: PageRequest) -> None:
         if self._query:
-            # A next link may echo the key (or a masked one from a checkpoint): send ours once.
-            request.url = without_query_param(request.url, self._query)
-            request.params[self._query] = self._ring.current
+            # A next link may echo the key (or a masked one from a checkpoint): send ours
+            # once, where the link has it, every other byte of the link as the API wrote it
+            # (it may be signed over its text).
+            key = self._ring.current
+            request.url, found = set_query_value(request.url, self._query, key)
+            if found:
+                request.params.pop(self._query, None)
+            else:
+                request.params[self._query] = key
         else:
             super().apply(request)
 
     def _used_key(self, request: PageRequest | None) -> str | None:
         if self._query and request is not None:
-            return request.params.get(self._query)
+            return request.params.get(self._query, query_value(request.url, self._query))
         return super()._used_key(request)
 
 

@@ -48,6 +48,7 @@ from framework.http.ratelimit import RateLimiter
 from framework.http.retry import RetryPolicy, parse_retry_after
 from framework.secrets import redact
 from framework.http.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
+from framework.http.urls import request_target, upper_escapes
 
 USER_AGENT = "restlake/0.1"
 MESSAGE_LIMIT = 300
@@ -121,7 +122,24 @@ class _Session(requests.Session):
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         if request.auth is None and self.auth is None:
             request.auth = _as_sent  # a set auth: requests then leaves ~/.netrc unread
-        return super().prepare_request(request)
+        prepared = super().prepare_request(request)
+        if isinstance(request.url, str) and not isinstance(request.params, (str, bytes)):
+            # requests re-quotes the path and query (%7E becomes ~, and urllib3 makes %2f
+            # %2F): a signed next link would no longer match its signature
+            scheme, netloc = urlsplit(prepared.url)[:2]
+            prepared.url = f"{scheme}://{netloc}{request_target(request.url, request.params)}"
+        return prepared
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        _WIRE.target = request.path_url  # what the connection puts on the request line
+        try:
+            return super().send(request, **kwargs)
+        finally:
+            _WIRE.target = None
+
+
+#: The request target of the request this thread is sending (see :meth:`_Session.send`).
+_WIRE = threading.local()
 
 
 def _as_sent(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -140,6 +158,14 @@ def _head_bounded(connection: type, seconds: float) -> type:
     as a read timeout (retried like one)."""
 
     class HeadBounded(connection):  # type: ignore[misc, valid-type]
+        def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+            # urllib3 upper-cases the target's escapes; the session's own target goes
+            # as written when it is that same target otherwise
+            exact = getattr(_WIRE, "target", None)
+            if exact and url != exact and url == upper_escapes(exact):
+                url = exact
+            return super().putrequest(method, url, *args, **kwargs)
+
         def getresponse(self, *args: Any, **kwargs: Any) -> Any:
             sock = getattr(self, "sock", None)
             armed = WATCHDOG.arm(seconds, sock) if sock is not None else None

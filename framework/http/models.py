@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from framework.http.origins import OriginPolicy
@@ -60,18 +59,21 @@ class PageRequest:
         """
         from framework.secrets import MASK
 
-        fresh_query = dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
-        fresh_query.update({k: str(v) for k, v in self.params.items()})
+        from framework.http.urls import encode_params, raw_query_values, replace_query_values
+
+        # raw values (as written in the URL, or as the params are encoded): the saved URL
+        # keeps every byte it had but the masked values (a signed next link stays signed)
+        fresh_raw = raw_query_values(self.url)
+        for key, value in self.params.items():
+            fresh_raw[key] = encode_params({key: value}).partition("=")[2]
 
         def unmask(value: Any, fresh: Any) -> Any:
             return fresh if isinstance(value, str) and MASK in value and fresh is not None else value
 
         url = saved.get("url", self.url)
         if MASK in url:
-            parts = urlsplit(url)
-            query = [(k, unmask(v, fresh_query.get(k)))
-                     for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-            url = urlunsplit(parts._replace(query=urlencode(query)))
+            url = replace_query_values(
+                url, lambda name, raw: fresh_raw.get(name) if MASK in raw else None)
         params = {k: unmask(v, self.params.get(k)) for k, v in saved.get("params", {}).items()}
         headers = {k: unmask(v, self.headers.get(k)) for k, v in saved.get("headers", {}).items()}
         return PageRequest(saved.get("method", self.method), url, params, headers,

@@ -24,8 +24,6 @@ import json
 from typing import Any, Callable
 from urllib.parse import urljoin
 
-from requests.utils import parse_header_links
-
 import orjson
 
 from framework import jsonpath
@@ -399,6 +397,41 @@ class NextKeyPaginator(_TokenPaginator):
         request.params[self.key_param] = self.token
 
 
+def header_links(header: str) -> list[tuple[str, str]]:
+    """The ``(url, rel)`` pairs of a ``Link`` header (RFC 8288), each URL as written
+    between ``<`` and ``>``: a ``;`` or ``,`` inside it is part of it (a query may hold
+    both), as they are inside a quoted parameter."""
+    links: list[tuple[str, str]] = []
+    at = 0
+    while True:
+        start = header.find("<", at)
+        end = header.find(">", start + 1) if start >= 0 else -1
+        if end < 0:
+            return links
+        url, at = header[start + 1:end].strip(), end + 1
+        # the link's parameters: ";"-separated, up to a "," outside quotes
+        params, current, quoted = [], [], False
+        while at < len(header) and (quoted or header[at] != ","):
+            char = header[at]
+            if char == "\\" and quoted and at + 1 < len(header):
+                current.append(header[at + 1])
+                at += 2
+                continue
+            if char == '"':
+                quoted = not quoted
+            elif char == ";" and not quoted:
+                params.append("".join(current))
+                current = []
+            else:
+                current.append(char)
+            at += 1
+        params.append("".join(current))
+        rel = next((value.strip().strip("'") for name, _eq, value
+                    in (p.partition("=") for p in params)
+                    if name.strip().lower() == "rel"), "")
+        links.append((url, rel))
+
+
 @register_paginator("link_header", set())
 class LinkHeaderPaginator(_TokenPaginator):
     """Follows ``Link: <url>; rel="next"`` (GitHub style)."""
@@ -414,11 +447,11 @@ class LinkHeaderPaginator(_TokenPaginator):
 
     def _next(self, response: PageResponse, records: list) -> Any:
         header = (response.headers or {}).get("Link") or ""
-        for link in parse_header_links(header) if header else []:
+        for url, rel in header_links(header):
             # relation types are case-insensitive (RFC 8288): rel=Next is the next page too
-            if "next" in str(link.get("rel", "")).lower().split():
+            if "next" in rel.lower().split():
                 # a relative link is relative to the page that sent it (after redirects)
-                return urljoin(response.final_url or self._base_url, link.get("url", "")) or None
+                return urljoin(response.final_url or self._base_url, url) or None
         return None
 
     def update_request(self, request: PageRequest) -> None:

@@ -60,6 +60,8 @@ class Received:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    #: the request target exactly as it came on the request line (path and query, raw)
+    target: str = ""
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -93,7 +95,8 @@ class FakeApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 parts = urlsplit(self.path)
                 got = Received(self.command, parts.path, parse_qs(parts.query),
-                               {k: v for k, v in self.headers.items()}, self.rfile.read(length))
+                               {k: v for k, v in self.headers.items()}, self.rfile.read(length),
+                               self.path)
                 reply = api._next_reply(got)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)

@@ -178,6 +178,35 @@ def test_an_echoed_query_key_is_not_sent_twice_on_a_same_origin_next_link(home, 
     assert home.requests_to("/items2")[0].query == {"page": ["2"], "api_key": [SECRET]}
 
 
+# -- next links and redirects go on the wire as the API wrote them ------------------------------
+
+#: A pre-signed query: escapes of ``/`` and ``~`` and of an unreserved letter, lower-case
+#: escapes, ``+`` for a space and ``%20``, an empty value, a key without ``=``, a repeated
+#: key, an order that is not sorted, and the query key echoed in the middle.
+SIGNED = ("X-Amz-Credential=AKIA%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&b=x+y&c=%20z"
+          "&empty=&flag&dup=2&dup=1&api_key=ECHOED&tilde=%7Euser&A=%41&lower=%2f%3a"
+          "&list=a,b;c&X-Amz-Signature=9f%2B0c")
+
+
+@pytest.mark.parametrize("auth_name", ["api_key_query", "bearer"])
+def test_signed_next_links_and_redirects_are_requested_byte_for_byte(home, tmp_path, auth_name):
+    key = f"api_key={SECRET}" if auth_name == "api_key_query" else "api_key=ECHOED"
+    home.route("/items", Reply(200, [{"id": 1}], headers={
+        "Link": f'<{home.url("/v1/a%2Fb/%7Ex")}?{SIGNED}>; rel="next"'}))
+    home.route("/v1/a%2Fb/%7Ex", Reply(302, {}, headers={
+        "Location": "/v1/moved%2f?sig=a%2fb+c%3D%3D&z=&z&q=%7E"}))
+    home.route("/v1/moved%2f", Reply(200, [{"id": 2}]))
+    result = _fetch(_cfg(home, auth_name, path="/items?filter=a%2Cb&t=%7E"), tmp_path)
+    assert (result.records, result.pages) == (2, 2)
+    targets = [got.target for got in home.received]
+    owned = f"&{key}" if auth_name == "api_key_query" else ""
+    assert targets == [
+        f"/items?filter=a%2Cb&t=%7E{owned}",
+        "/v1/a%2Fb/%7Ex?" + SIGNED.replace("api_key=ECHOED", key),
+        f"/v1/moved%2f?sig=a%2fb+c%3D%3D&z=&z&q=%7E{owned}",
+    ]
+
+
 # -- URLs that two parsers read differently -----------------------------------------------------
 
 def _disguised(home, other, path):
