@@ -4,7 +4,8 @@ A parsed record (a JSON object) becomes a target row:
 
 * keys become columns (names made safe for Delta: ``[A-Za-z0-9_]``);
 * with a known target schema, a key the target lacks, or a value whose type does not
-  fit its column, goes to ``_rescued_data`` (a JSON object) unless ``schema_mode`` is
+  fit its column (an integer beyond a long, or beyond what a double holds exactly for a
+  double column), goes to ``_rescued_data`` (a JSON object) unless ``schema_mode`` is
   ``evolve`` (the column is added) or ``fail``;
 * nested objects and lists in string columns are kept as JSON text;
 * every row carries the cache contract (``source_system``, ``collected_at_utc``,
@@ -138,7 +139,9 @@ def fits(value: Any, ctype: ColumnType) -> bool:
         return (isinstance(value, int) and not isinstance(value, bool)
                 and -(2 ** 63) <= value < 2 ** 63)
     if ctype == ColumnType.DOUBLE:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        # an integer a double cannot hold exactly would lose digits silently
+        return isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)
+                                            and -MAX_EXACT_INT <= value <= MAX_EXACT_INT)
     if ctype == ColumnType.TIMESTAMP:
         if isinstance(value, dt.datetime):
             return True
@@ -170,6 +173,9 @@ def encode(value: Any, ctype: ColumnType) -> Any:
 
 _SLOW = object()  # "look closer": types that need infer_type (ints may not fit a long)
 _MIN_LONG, _MAX_LONG = -(2 ** 63), 2 ** 63 - 1
+#: The largest integer up to which a double holds every integer exactly (2**53 - 1): an
+#: integer beyond it (either sign) bound for a double column is rescued, never rounded.
+MAX_EXACT_INT = 2 ** 53 - 1
 _FAST_TYPES: dict[type, Any] = {bool: ColumnType.BOOLEAN, int: ColumnType.LONG, float: ColumnType.DOUBLE,
                                 str: ColumnType.STRING, dict: ColumnType.STRING,
                                 list: ColumnType.STRING}
@@ -177,9 +183,13 @@ _FAST_TYPES: dict[type, Any] = {bool: ColumnType.BOOLEAN, int: ColumnType.LONG, 
 
 @dataclass
 class SchemaTracker:
-    """Columns seen in records, in first-seen order, with their merged types."""
+    """Columns seen in records, in first-seen order, with their merged types, and the
+    columns that held an integer a double cannot hold exactly (:attr:`wide`)."""
 
     columns: dict[str, Optional[ColumnType]] = field(default_factory=dict)
+    #: columns that held an integer beyond +-:data:`MAX_EXACT_INT`: if such a column is
+    #: a double one, its rows must be re-shaped (the integer rescued, not rounded)
+    wide: set[str] = field(default_factory=set)
     #: (keys, value types) of rows already observed -> getter of their int values (or None).
     _seen: dict[tuple[tuple[str, ...], tuple[type, ...]], Any] = field(
         default_factory=dict, repr=False, compare=False)
@@ -210,7 +220,7 @@ class SchemaTracker:
                 continue
             if ints is not _SLOW:
                 values = ints(row)
-                if _MIN_LONG <= min(values) and max(values) <= _MAX_LONG:
+                if -MAX_EXACT_INT <= min(values) and max(values) <= MAX_EXACT_INT:
                     continue
             self._observe_each(row)
             if ints is _SLOW and len(seen) < 1024:
@@ -227,8 +237,11 @@ class SchemaTracker:
             if value is None and current is not _SLOW:
                 continue
             kind = _FAST_TYPES.get(type(value), _SLOW)
-            if kind is ColumnType.LONG and not _MIN_LONG <= value <= _MAX_LONG:
-                kind = _SLOW
+            if kind is ColumnType.LONG and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+                if key not in RESERVED:
+                    self.wide.add(key)
+                if not _MIN_LONG <= value <= _MAX_LONG:
+                    kind = _SLOW
             if kind is current and kind is not _SLOW:
                 continue
             if key in RESERVED:
@@ -237,6 +250,7 @@ class SchemaTracker:
             columns[key] = merge_types(current, inferred) if current is not _SLOW else inferred
 
     def merge(self, other: "SchemaTracker") -> None:
+        self.wide |= other.wide
         for key, ctype in other.columns.items():
             self.columns[key] = merge_types(self.columns.get(key), ctype) if key in self.columns else ctype
 
@@ -450,17 +464,19 @@ class RowShaper:
         # reader against the target's schema, which renders a nested value read into a
         # string column as its JSON text (canonical, since the line is) and an int read
         # into a double column as that double. So a first load and a load into the
-        # target it made stage the same line for the same record. Only a long's range
-        # needs checking. Values of other types (datetimes of a custom parser) are
+        # target it made stage the same line for the same record. Only a long's range,
+        # and an int's bound for a double column (within +-MAX_EXACT_INT), need checking. Values of other types (datetimes of a custom parser) are
         # rendered by the row encoder, not the canonical one, and timestamp texts may
         # not parse: those take the general path.
         longs = [key for key, _, kind in fixes if kind == _LONG]
+        doubles = [key for key, _, kind in fixes if kind == _FLOAT]  # ints into doubles
         direct = (bool(cols) and not rescued and all(kind in _AS_STAGED for _, _, kind in fixes)
                   and tuple(cols) == keys and all(t in _JSON_TYPES for t in types)
                   and not text_keys)
         layout = _Layout(tuple(cols), _getter(copied), tuple(fixes), tuple(rescued), needs,
                          _key_of(key_fields) if self.primary_key else None, direct,
                          _getter(longs) if direct and longs else None,
+                         _getter(doubles) if direct and doubles else None,
                          self._keys_exact(keys, types, plan, key_fields),
                          frozenset(key_cols), refuse)
         if len(self._layouts) < 1024:
@@ -560,7 +576,8 @@ class RowShaper:
                 continue
             canonical = canonical_json_bytes(record)
             digest = sha256(canonical).hexdigest()
-            if layout.direct and (layout.longs is None or _in_long_range(layout.longs(record))):
+            if layout.direct and (layout.longs is None or _in_long_range(layout.longs(record))) \
+                    and (layout.doubles is None or _exact_in_double(layout.doubles(record))):
                 # The row holds the record's fields in their own columns: its JSON is the
                 # record's canonical JSON plus the contract columns.
                 entity_key = layout.key(record) if layout.key is not None else digest
@@ -583,7 +600,18 @@ class RowShaper:
                 if kind == _NESTED:
                     row[col] = canonical_json(value)
                 elif kind == _FLOAT:
-                    row[col] = float(value)
+                    if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+                        if col in layout.key_cols:
+                            refused = (f"primary_key field '{key}' is an integer its column "
+                                       f"{col} (double) cannot hold exactly")
+                            break
+                        del row[col]
+                        signature = None
+                        rescued = rescued if rescued is not None else {}
+                        rescued[key] = value
+                        self._misfit(col, value)
+                    else:
+                        row[col] = float(value)
                 elif kind == _LONG:
                     if not _MIN_LONG <= value <= _MAX_LONG:
                         if col in layout.key_cols:
@@ -677,6 +705,10 @@ def _in_long_range(values: tuple[Any, ...]) -> bool:
     return _MIN_LONG <= min(values) and max(values) <= _MAX_LONG
 
 
+def _exact_in_double(values: tuple[Any, ...]) -> bool:
+    return -MAX_EXACT_INT <= min(values) and max(values) <= MAX_EXACT_INT
+
+
 def _kind_of(kind: type, ctype: Optional[ColumnType]) -> int:
     """The treatment of values of type ``kind`` in a column of ``ctype`` (``None``: no
     target schema, kept as they are), following :func:`fits` and :func:`encode`."""
@@ -751,6 +783,8 @@ class _Layout:
     key: Optional[Callable[[dict[str, Any]], str]]  # entity_key (None: the payload hash)
     direct: bool = False  # the row is the record's canonical JSON plus the contract columns
     longs: Optional[Callable[[dict[str, Any]], tuple[Any, ...]]] = None  # values to range-check
+    #: ints bound for double columns, checked to be within +-MAX_EXACT_INT
+    doubles: Optional[Callable[[dict[str, Any]], tuple[Any, ...]]] = None
     #: every primary-key value is a str or an int that lands unchanged in its own column,
     #: so distinct ``entity_key`` texts mean distinct key columns (see ``ShapedPage.keys``)
     keys_exact: bool = False

@@ -255,6 +255,7 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
         with progress.timed("write"):
             write = writer.merge(ordered, columns, batch_version=max(stages) + 1)
         progress.rows_written, progress.version = write.rows_written, write.version
+        progress.rescued += write.rows_rescued
         progress.schema_changes |= set(write.schema_changes)
         progress.windows_loaded = len(ordered)
         progress.rejected = writer.quarantine(ordered)

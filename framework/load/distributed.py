@@ -73,12 +73,14 @@ def stage_to_dict(stage: WindowStage) -> dict[str, Any]:
     """A closed stage, as a task sends it to the driver."""
     return {"folder": str(stage.folder), "files": [str(p) for p in stage.files],
             "rows": stage.rows, "rejected": stage.rejected,
-            "columns": {k: (v.value if v else None) for k, v in stage.tracker.columns.items()}}
+            "columns": {k: (v.value if v else None) for k, v in stage.tracker.columns.items()},
+            "wide": sorted(stage.tracker.wide)}
 
 
 def stage_from_dict(index: int, data: dict[str, Any]) -> WindowStage:
     """The driver's handle on a stage a task wrote (its files are not touched)."""
-    tracker = SchemaTracker({k: (ColumnType(v) if v else None) for k, v in data["columns"].items()})
+    tracker = SchemaTracker({k: (ColumnType(v) if v else None) for k, v in data["columns"].items()},
+                            set(data.get("wide") or ()))
     return WindowStage.completed(index, Path(data["folder"]), [Path(p) for p in data["files"]],
                                  rows=data["rows"], rejected=data["rejected"], tracker=tracker)
 

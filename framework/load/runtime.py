@@ -686,6 +686,7 @@ class _Load:
             r.stage.discard()
         progress.rows_written += write.rows_written
         progress.rejected += rejected
+        progress.rescued += write.rows_rescued
         progress.schema_changes |= set(write.schema_changes)
         progress.version = write.version
         self._log_windows(rows)
@@ -710,6 +711,7 @@ class _Load:
             rejected = self.writer.quarantine([stage])
         self.progress.rows_written += write.rows_written
         self.progress.rejected += rejected
+        self.progress.rescued += write.rows_rescued
         self.progress.schema_changes |= set(write.schema_changes)
         self.progress.version = write.version
         self._log_windows([{

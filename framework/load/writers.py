@@ -81,6 +81,16 @@ def delta_column_type(dtype: Any) -> ColumnType:
     return ColumnType.STRING
 
 
+def _wide_in_double(tracker: SchemaTracker, columns: dict[str, ColumnType]) -> bool:
+    """Whether a double column of ``columns`` was staged with an integer a double cannot
+    hold exactly (on a first load, or a column ``evolve`` adds): its rows are re-shaped so
+    that the integer is rescued instead of rounded."""
+    if not tracker.wide:
+        return False
+    doubles = {k.lower() for k, v in columns.items() if v == ColumnType.DOUBLE}
+    return any(w.lower() in doubles for w in tracker.wide)
+
+
 @dataclass
 class WriteResult:
     """What one target commit did."""
@@ -89,6 +99,10 @@ class WriteResult:
     version: Optional[int] = None
     schema_changes: tuple[str, ...] = ()
     rows_rejected: int = 0
+    #: staged rows that re-shaping for the commit gave a ``_rescued_data`` (a first load's
+    #: wide integer in a double column, a value its column's final type cannot hold); rows
+    #: the shaper rescued are counted by the load already
+    rows_rescued: int = 0
 
 
 QUARANTINE_SUFFIX = "_quarantine"
@@ -178,7 +192,8 @@ class TargetWriter:
             tracker.merge(stage.tracker)
         seen = {k: v for k, v in tracker.resolved().items()}
         if current is None:
-            return seen, [], staged_with is not None and staged_with != seen
+            return seen, [], ((staged_with is not None and staged_with != seen)
+                              or _wide_in_double(tracker, seen))
         new = [k for k in seen if k not in current and k.lower() not in {c.lower() for c in current}]
         if new and self.cfg.schema_mode == "fail":
             raise SchemaDriftError(f"fields {', '.join(sorted(new))} are not in target "
@@ -186,11 +201,14 @@ class TargetWriter:
         columns = dict(current)
         if self.cfg.schema_mode == "evolve":
             columns.update({k: seen[k] for k in new})
-        return columns, new, staged_with != columns
+        return columns, new, staged_with != columns or _wide_in_double(tracker, columns)
 
-    def _reshape_files(self, stages: list[WindowStage], columns: dict[str, ColumnType]) -> list[str]:
-        """Re-shape rows staged against another schema; returns the files to read."""
+    def _reshape_files(self, stages: list[WindowStage], columns: dict[str, ColumnType]
+                       ) -> tuple[list[str], int]:
+        """Re-shape rows staged against another schema; returns the files to read and the
+        rows that re-shaping rescued a value of (rows staged with none)."""
         out: list[str] = []
+        rescued = 0
         new_fields: set[str] = set()
         keys = frozenset(column_name(k).lower() for k in self.cfg.primary_key)
         for stage in stages:
@@ -198,23 +216,25 @@ class TargetWriter:
                 target = path.with_suffix(".shaped.jsonl")
                 with path.open(encoding="utf-8") as src, target.open("w", encoding="utf-8") as dst:
                     for line in src:
-                        row = reshape(json.loads(line), columns, self.cfg.schema_mode, new_fields,
-                                      keys)
+                        staged = json.loads(line)
+                        row = reshape(staged, columns, self.cfg.schema_mode, new_fields, keys)
+                        rescued += bool(row["_rescued_data"] and not staged.get("_rescued_data"))
                         dst.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
                         dst.write("\n")
                 out.append(str(target))
-        return out
+        return out, rescued
 
     def _frame(self, stages: list[WindowStage], staged_with: Optional[dict[str, ColumnType]]
-               ) -> tuple[Any, dict[str, ColumnType], list[str], bool]:
-        """(rows, columns, new columns, whether the rows were re-shaped on the way)."""
+               ) -> tuple[Any, dict[str, ColumnType], list[str], bool, int]:
+        """(rows, columns, new columns, whether the rows were re-shaped on the way, rows
+        that re-shaping rescued a value of)."""
         columns, new, needs_reshape = self._plan_columns(stages, staged_with)
-        files = (self._reshape_files(stages, columns) if needs_reshape
-                 else [str(p) for s in stages for p in s.files])
+        files, rescued = (self._reshape_files(stages, columns) if needs_reshape
+                          else ([str(p) for s in stages for p in s.files], 0))
         if not files:
             return (self.spark.createDataFrame([], self._struct(columns, with_seq=True)), columns,
-                    new, needs_reshape)
-        return self._read_staged(files, columns), columns, new, needs_reshape
+                    new, needs_reshape, rescued)
+        return self._read_staged(files, columns), columns, new, needs_reshape, rescued
 
     def _read_staged(self, files: list[str], columns: dict[str, ColumnType]) -> Any:
         """Staged JSON lines read against ``columns`` (and the contract and ``_seq``)."""
@@ -294,19 +314,22 @@ class TargetWriter:
         """
         if self._no_rows_no_target(stages):
             return WriteResult(0, None)
-        df, columns, new, reshaped = self._frame(stages, staged_with)
+        df, columns, new, reshaped, rescued = self._frame(stages, staged_with)
         if self.cfg.primary_key:
             df = self._dedupe(df, stages, reshaped)
         df = df.drop(SEQ_COLUMN)
         if self._shared_with_other_sources():
-            return self._replace_source(df, columns, new)
+            result = self._replace_source(df, columns, new)
+            result.rows_rescued = rescued
+            return result
         writer = df.write.format("delta").mode("overwrite")
         if self.cfg.schema_mode == "evolve":
             writer = writer.option("mergeSchema", "true")
         retry_conflicts(lambda: self.warehouse.save(writer, self.ref), f"overwrite {self.ref.name}")
         # the rows written are in the commit's metrics: no count job before the write
         version = self.warehouse.version(self.spark, self.ref)
-        return WriteResult(self._count_version_rows(version), version, tuple(new))
+        return WriteResult(self._count_version_rows(version), version, tuple(new),
+                           rows_rescued=rescued)
 
     def _shared_with_other_sources(self) -> bool:
         """True when the target holds rows of another source system (a shared cache table)."""
@@ -417,14 +440,18 @@ class TargetWriter:
     def _merge_staged(self, stages: list[WindowStage],
                       staged_with: Optional[dict[str, ColumnType]], batch_version: int
                       ) -> WriteResult:
-        df, columns, new, reshaped = self._frame(stages, staged_with)
+        df, columns, new, reshaped, rescued = self._frame(stages, staged_with)
         if not self.warehouse.exists(self.spark, self.ref):
-            return self._create(df, columns, new, batch_version, stages, reshaped)
-        self._evolve(columns, new)
-        if not self.cfg.primary_key:
-            return self._append(df, new, batch_version)
-        deduped = self._dedupe(df, stages, reshaped).drop(SEQ_COLUMN)
-        return self._merge(self._changed(df, deduped, stages), new)
+            result = self._create(df, columns, new, batch_version, stages, reshaped)
+        else:
+            self._evolve(columns, new)
+            if not self.cfg.primary_key:
+                result = self._append(df, new, batch_version)
+            else:
+                deduped = self._dedupe(df, stages, reshaped).drop(SEQ_COLUMN)
+                result = self._merge(self._changed(df, deduped, stages), new)
+        result.rows_rescued = rescued
+        return result
 
     def _changed(self, staged: Any, deduped: Any, stages: list[WindowStage]) -> Any:
         """The rows of ``deduped`` that are new or changed: not in the target with the same

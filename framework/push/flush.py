@@ -217,6 +217,7 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
         crashpoint("push_before_commit")
         write = writer.merge([stage], columns, batch_version=seq)
         out.schema_changes |= set(write.schema_changes)
+        out.rescued += write.rows_rescued
         crashpoint("push_after_commit")
         writer.quarantine([stage], txn=(f"restlake:push:{spool_id}:quarantine", seq))
         write_pages(spark, warehouse, ref, [str(stage.folder / PAGES_FILE)],

@@ -9,13 +9,14 @@ target's schema) makes the first its canonical JSON text and the second a double
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable as RsDeltaTable
 
 from framework.config import parse_source
-from framework.schema import canonical_json
+from framework.schema import canonical_json, payload_hash
 from tests.integration.helpers import read_target, run_loads, target_ref
 from tests.unit._httpd import FakeApi, Reply
 
@@ -34,7 +35,7 @@ FIRST = [
 LATER = [
     {"score": 7, "id": 2, "updated_at": "2024-01-02T02:00:00Z",
      "labels": [{"k": [1, None]}, "ü"], "user": {"y": 0.30000000000000004, "b": {"d": 1, "c": 2}}},
-    {"id": 3, "updated_at": "2024-01-02T03:00:00Z", "score": 2 ** 53 + 1, "labels": ["x"],
+    {"id": 3, "updated_at": "2024-01-02T03:00:00Z", "score": 2 ** 53 - 1, "labels": ["x"],
      "user": {"id": 2 ** 63 - 1, "f": 1e-5}},
 ]
 
@@ -77,3 +78,50 @@ def test_nested_values_and_ints_land_the_same_in_a_new_and_an_existing_target(
     table = RsDeltaTable(warehouse.path(target_ref(cfg))).to_pyarrow_table(
         columns=["id", "score", "labels", "user"]).to_pylist()
     assert sorted((r["id"], r["score"], r["labels"], r["user"]) for r in table) == sorted(rows)
+
+
+def _wide_config(url: str) -> object:
+    return parse_source({
+        "config_id": "wide_ints", "api_name": "Values", "source_system": "values",
+        "endpoint": url, "data_path": "data", "primary_key": ["id"], "cursor_field": "updated_at",
+        "delta_column": True, "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-03T00:00:00Z",
+        "target": {"catalog": "raw", "schema": "values", "table": "wide_ints"},
+        "limits": {"timeout_s": 5, "max_retries": 0}})
+
+
+def test_integers_a_double_column_cannot_hold_exactly_are_rescued_with_every_digit(
+        spark, warehouse, store, executor):
+    # score is a double column (the field had floats); a double holds every integer up to
+    # 2**53 - 1 only: beyond, the value goes to _rescued_data as it came, never rounded
+    first = [{"id": 1, "updated_at": "2024-01-01T01:00:00Z", "score": 2.5},
+             {"id": 2, "updated_at": "2024-01-01T02:00:00Z", "score": 2 ** 53 + 1},
+             {"id": 3, "updated_at": "2024-01-01T03:00:00Z", "score": 2 ** 53 - 1}]
+    later = [{"id": 4, "updated_at": "2024-01-02T01:00:00Z", "score": -(2 ** 60) - 3},
+             {"id": 5, "updated_at": "2024-01-02T02:00:00Z", "score": 2 ** 62 + 1, "extra": "x"},
+             {"id": 6, "updated_at": "2024-01-02T03:00:00Z", "score": 7}]
+    with FakeApi() as api:
+        cfg = _wide_config(api.url("/items"))
+        api.route("/items", Reply(200, {"data": first}))
+        [full] = run_loads(spark, warehouse, store, [cfg], executor=executor)
+        assert full.status == "SUCCESS", full.error
+        api.route("/items", Reply(200, {"data": later}))
+        [inc] = run_loads(spark, warehouse, store, [cfg], executor=executor,
+                          now=dt.datetime(2024, 1, 4, tzinfo=UTC))
+        assert inc.status == "SUCCESS", inc.error
+
+    table = RsDeltaTable(warehouse.path(target_ref(cfg))).to_pyarrow_table(
+        columns=["id", "score", "_rescued_data", "payload_hash"]).to_pylist()
+    got = {r["id"]: (r["score"], json.loads(r["_rescued_data"]) if r["_rescued_data"] else None)
+           for r in table}
+    assert got == {1: (2.5, None), 2: (None, {"score": 2 ** 53 + 1}),
+                   3: (float(2 ** 53 - 1), None), 4: (None, {"score": -(2 ** 60) - 3}),
+                   5: (None, {"extra": "x", "score": 2 ** 62 + 1}), 6: (7.0, None)}
+    # the hash is the record's, whatever was rescued
+    hashes = {r["id"]: r["payload_hash"] for r in table}
+    assert hashes == {r["id"]: payload_hash(r) for r in first + later}
+    assert dict(read_target(spark, warehouse, cfg).select("score").dtypes) == {"score": "double"}
+    assert full.audit["RescuedRows"] == 1 and inc.audit["RescuedRows"] == 2
+    drift = {r["Field"]: json.loads(r["Detail"]) for r in store.quality_results(["wide_ints"])
+             if r["RunId"] == inc.audit["RunId"]}
+    assert drift == {"score": {"change": "retyped", "was": "double", "now": "long"},
+                     "extra": {"change": "new"}}

@@ -13,7 +13,7 @@ import json
 
 from framework.load.fetch import stage_records
 from framework.load.staging import RunStaging
-from framework.schema import SEQ_COLUMN, ColumnType, RowShaper
+from framework.schema import SEQ_COLUMN, ColumnType, RowShaper, SchemaTracker
 
 UTC = dt.timezone.utc
 W0, W1 = dt.datetime(2024, 1, 1, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC)
@@ -222,3 +222,38 @@ def test_a_key_value_re_shaped_at_the_write_is_kept_in_its_column() -> None:
     out = reshape(row, {"id": ColumnType.STRING, "status": ColumnType.STRING}, "rescue", set(),
                   keys=frozenset({"id"}))
     assert out["id"] == "7" and out["_rescued_data"] is None
+
+
+def test_integers_a_double_column_cannot_hold_exactly_are_rescued_on_both_paths() -> None:
+    # a double holds every integer up to 2**53 - 1; beyond, float() drops digits silently
+    shaper = RowShaper("github", ("id",), columns={"id": ColumnType.LONG, "x": ColumnType.DOUBLE})
+    safe, wide, general, huge = rows(page(shaper, [
+        {"id": 1, "x": 2 ** 53 - 1}, {"id": 2, "x": 2 ** 53 + 1},
+        {"id": 3, "x": -(2 ** 60) - 3, "new": 1}, {"id": 4, "x": 10 ** 400, "new": 2}]))
+
+    assert safe["x"] == 2 ** 53 - 1 and safe["_rescued_data"] is None
+    assert "x" not in wide and json.loads(wide["_rescued_data"]) == {"x": 2 ** 53 + 1}
+    assert "x" not in general and json.loads(general["_rescued_data"]) == {"new": 1, "x": -(2 ** 60) - 3}
+    assert "x" not in huge and json.loads(huge["_rescued_data"]) == {"new": 2, "x": 10 ** 400}
+    assert shaper.retyped == {"x": ColumnType.STRING} and shaper.rescued_rows == 3
+    # the hash is the record's, as always
+    assert wide["payload_hash"] == stdlib_hash({"id": 2, "x": 2 ** 53 + 1})
+
+
+def test_a_wide_integer_is_reported_as_a_long_that_its_double_column_misses() -> None:
+    shaper = RowShaper("github", ("id",), columns={"id": ColumnType.LONG, "x": ColumnType.DOUBLE})
+    rows(page(shaper, [{"id": 1, "x": 2.5}, {"id": 2, "x": 2 ** 62}]))
+    assert shaper.retyped == {"x": ColumnType.LONG} and shaper.rescued_rows == 1
+
+
+def test_the_tracker_marks_columns_whose_integers_a_double_cannot_hold() -> None:
+    tracker = SchemaTracker()
+    for row in ({"a": 1.5, "b": 1}, {"a": 2 ** 53 - 1, "b": 2}, {"a": 3, "b": 2 ** 53}):
+        tracker.observe(row)
+    assert tracker.resolved() == {"a": ColumnType.DOUBLE, "b": ColumnType.LONG}
+    assert tracker.wide == {"b"}
+    tracker.observe({"a": -(2 ** 53), "b": 3})
+    assert tracker.wide == {"a", "b"}
+    other = SchemaTracker()
+    other.merge(tracker)
+    assert other.wide == {"a", "b"}
