@@ -288,6 +288,19 @@ def inflate_undeclared(body: bytes, limit: int | None, where: str) -> bytes:
     return b"".join(out)
 
 
+def utf8_json_text(body: bytes) -> bytes:
+    """A JSON ``body`` that parsed, as UTF-8 without a byte order mark: JSON read in UTF-16
+    or UTF-32, or after a BOM (both of which the parser accepts), transcoded, so the text
+    kept (the raw archive) reads back as what was loaded; any other body as it is."""
+    if body[:3] == codecs.BOM_UTF8:
+        return body[3:]
+    if len(body) >= 2 and (0 in body[:4] or body[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = json.detect_encoding(body)
+        if encoding != "utf-8":
+            return body.decode(encoding).encode("utf-8")
+    return body
+
+
 def as_utf8(body: bytes, content_type: str | None) -> bytes | None:
     """``body`` transcoded to UTF-8 from the charset its ``Content-Type`` declares, or
     ``None`` when it declares none (or UTF-8, or one unknown), or the body is not in it.
@@ -609,12 +622,14 @@ class HttpClient:
             if status != 204:
                 try:
                     data = parse_json(body)
+                    body = utf8_json_text(body)
                 except TooDeep as exc:
                     raise ResponseError(f"{where} returned {label}: {exc}") from None
                 except ValueError:  # JSONDecodeError and UnicodeDecodeError
                     body = inflate_undeclared(body, self.max_body_bytes, where)
                     try:
                         data = parse_json(body)
+                        body = utf8_json_text(body)
                     except ValueError:
                         data, body = self._parse_declared_charset(resp, body, where, label)
             return PageResponse(status=status, url=redact(resp.url), headers=resp.headers,

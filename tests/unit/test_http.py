@@ -1,5 +1,6 @@
 """Tests of framework.http.client against a real local server; sleeps are recorded, not slept."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -314,6 +315,29 @@ def test_a_utf8_body_under_a_latin1_content_type_stays_utf8(api, client):
     api.route("/items", Reply(200, json.dumps(doc, ensure_ascii=False).encode("utf-8"),
                               {"Content-Type": "application/json; charset=ISO-8859-1"}))
     assert client.send(get(api)).data == doc
+
+
+@pytest.mark.parametrize("encoded", [
+    lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"),  # a UTF-8 byte order mark
+    lambda text: text.encode("utf-16"), lambda text: text.encode("utf-16-le"),
+    lambda text: text.encode("utf-32-be")], ids=["utf-8-bom", "utf-16", "utf-16-le", "utf-32-be"])
+def test_a_body_with_a_bom_or_in_utf_16_or_32_is_kept_as_the_utf8_text_read(api, client,
+                                                                            encoded, tmp_path):
+    # read (JSON allows these), but archived as UTF-8 with replacement characters or a
+    # BOM: the replay of the archived page could not read it
+    from framework.load.archive import PageRecorder
+    from framework.windows import Window
+
+    doc = {"data": [{"id": 1, "name": "Café Zürich 😀"}]}
+    text = json.dumps(doc, ensure_ascii=False)
+    api.route("/items", Reply(200, encoded(text)))
+    resp = client.send(get(api))
+    assert resp.data == doc and resp.body == text.encode("utf-8")
+    recorder = PageRecorder(tmp_path, "c", "r", None, 0)
+    recorder(resp, Window(dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+                          dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)), 0)
+    [page] = [json.loads(line) for line in recorder.path.read_text("utf-8").splitlines()]
+    assert json.loads(page["body"]) == doc
 
 
 def _gzip(data: bytes, members: int = 1) -> bytes:
