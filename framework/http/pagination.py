@@ -392,8 +392,10 @@ class NextKeyPaginator(_TokenPaginator):
 
     def update_request(self, request: PageRequest) -> None:
         if self.exclusive:
-            # The key encodes the whole query; the API rejects it alongside other params.
+            # The key encodes the whole query; the API rejects it alongside other params,
+            # the endpoint's own query (?pageSize=500) among them.
             request.params.clear()
+            request.url = request.url.split("#", 1)[0].split("?", 1)[0]
         request.params[self.key_param] = self.token
 
 

@@ -328,3 +328,34 @@ def test_a_resumed_signed_link_keeps_its_bytes_and_gets_its_masked_value_again()
     saved = json.loads(json.dumps(link.checkpoint()))
     assert "sig-Value" not in json.dumps(saved)
     assert fresh.resumed(saved).url == link.url
+
+
+def test_next_key_exclusive_sends_the_key_alone_when_the_endpoint_has_a_query(tmp_path):
+    # an endpoint copied with its query (?pageSize=5): page 2 kept it beside nextPageKey,
+    # which Dynatrace (and the demo API) refuses with a 400
+    import datetime as dt
+
+    from framework.config import parse_source
+    from framework.demoapi import DemoApi
+    from framework.http.client import HttpClient
+    from framework.load.fetch import fetch_window
+    from framework.load.staging import RunStaging
+    from framework.schema import RowShaper
+    from framework.windows import Window
+
+    start, end = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)
+    with DemoApi(seed=3, records_per_resource=60, end=end, max_page_size=10) as api:
+        cfg = parse_source({
+            "config_id": "nk", "api_name": "D", "endpoint": f"{api.base_url}/api/next_key/issues?pageSize=5",
+            "params": {"since": "{window_start}", "until": "{window_end}"},
+            "pagination": {"style": "next_key"}, "data_path": "items", "primary_key": ["id"],
+            "load_start": start.isoformat(), "load_end": end.isoformat(),
+            "target": {"catalog": "raw", "schema": "t", "table": "nk"},
+            "limits": {"timeout_s": 5, "max_retries": 0}})
+        with HttpClient() as client:
+            result = fetch_window(cfg, client, RowShaper("d", ("id",)), Window(start, end), 0,
+                                  RunStaging(tmp_path, "nk", "r").window(0), "r")
+        expected = api.dataset.records_in(start, end)
+        later = [entry["query"] for entry in api.request_log][1:]
+    assert result.records == len(expected) > 5 and result.pages > 1
+    assert later and all(list(query) == ["nextPageKey"] for query in later)
