@@ -204,6 +204,13 @@ def _path(v: str | None) -> str | None:
 
 class _Paging(_Model):
     max_pages: Optional[int] = Field(default=None, ge=1)
+    #: the options naming a query parameter the style sets on the requests it sends
+    param_options: ClassVar[tuple[str, ...]] = ()
+
+    def query_params(self) -> dict[str, str]:
+        """The query parameters the style sets, by name -> the option that names them."""
+        names = ((getattr(self, option), option) for option in self.param_options)
+        return {name: option for name, option in names if name}
 
     @model_validator(mode="after")
     def _paths(self) -> "_Paging":
@@ -222,6 +229,7 @@ class PagingNone(_Paging):
 
 class PagingOffset(_Paging):
     style: Literal["offset"]
+    param_options: ClassVar[tuple[str, ...]] = ("offset_param", "limit_param")
     offset_param: str = "offset"
     limit_param: str = "limit"
     page_size: int = Field(default=100, ge=1, le=100_000)
@@ -230,6 +238,7 @@ class PagingOffset(_Paging):
 
 class PagingPage(_Paging):
     style: Literal["page"]
+    param_options: ClassVar[tuple[str, ...]] = ("page_param", "size_param")
     page_param: str = "page"
     size_param: Optional[str] = None
     page_size: Optional[int] = Field(default=None, ge=1, le=100_000)
@@ -239,12 +248,14 @@ class PagingPage(_Paging):
 
 class PagingCursor(_Paging):
     style: Literal["cursor"]
+    param_options: ClassVar[tuple[str, ...]] = ("cursor_param",)
     cursor_param: str = "cursor"
     cursor_path: str = "next_cursor"
 
 
 class PagingNextKey(_Paging):
     style: Literal["next_key"]
+    param_options: ClassVar[tuple[str, ...]] = ("key_param",)
     key_param: str = "nextPageKey"
     key_path: str = "nextPageKey"
     exclusive: bool = True
@@ -256,6 +267,7 @@ class PagingLinkHeader(_Paging):
 
 class PagingHasMore(_Paging):
     style: Literal["has_more"]
+    param_options: ClassVar[tuple[str, ...]] = ("cursor_param",)
     has_more_path: str = "has_more"
     cursor_param: str = "starting_after"
     id_field: str = "id"
@@ -818,6 +830,13 @@ class SourceConfig(_Model):
             raise _FieldError("body", "a body is only sent with method: POST")
         if self.pagination.style == "body_token" and self.method != "POST":
             raise _FieldError("pagination.style", "body_token needs method: POST")
+        owned = self.pagination.query_params()
+        for name in _query_names(self.endpoint):
+            if name in owned:
+                # sent twice (the endpoint's and the page's): the API reads one of them
+                raise _FieldError("endpoint", f"its query sets {name!r}, which pagination style "
+                                  f"{self.pagination.style} sets on every page "
+                                  f"(pagination.{owned[name]}): remove it from the endpoint")
         if self.detail is not None and self.archive:
             raise _FieldError("detail", "cannot be combined with archive: true (the archive "
                               "keeps the list pages, and a replay would rebuild the rows "
@@ -979,6 +998,13 @@ def _env_anywhere(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_env_anywhere(v) for v in value)
     return False
+
+
+def _query_names(url: str) -> list[str]:
+    """The (decoded) names of the query parameters of ``url``."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    return [name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
 
 
 def _no_literal_credentials_in_url(url: str) -> None:

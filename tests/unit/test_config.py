@@ -414,3 +414,19 @@ def test_sources_sharing_a_target_and_a_source_system_clash() -> None:
     assert "main.raw.things" in clashes["a"] and "source_system 'things_api'" in clashes["a"]
     assert shared_targets([a, other_system]) == {}
     assert shared_targets([a], [src(config_id="a")]) == {}  # its own older row
+
+
+@pytest.mark.parametrize("query, pagination, owner", [
+    ("offset=0&limit=50", {"style": "offset"}, "offset_param"),
+    ("per_page=50", {"style": "page", "size_param": "per_page", "page_size": 50}, "size_param"),
+    ("a=1&cursor=", {"style": "cursor"}, "cursor_param"),
+    ("starting%5Fafter=x", {"style": "has_more"}, "cursor_param"),
+    ("nextPageKey=k", {"style": "next_key"}, "key_param"),
+])
+def test_an_endpoint_query_holding_a_parameter_the_paginator_sets_is_refused(query, pagination,
+                                                                             owner):
+    # it was sent twice (?offset=0&...&offset=100): an API reads one of them, e.g. the
+    # endpoint's offset=0 on every page, and the window fails as a loop, or a 400
+    exc = error(endpoint=f"https://api.example.com/things?{query}", pagination=pagination)
+    assert exc.field == "endpoint" and f"pagination.{owner}" in str(exc)
+    src(endpoint="https://api.example.com/things?filter=open", pagination=pagination)
