@@ -13,6 +13,7 @@ and headers) with ``***``. Errors, log lines and audit rows pass through it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -60,6 +61,27 @@ def reference_problem(reference: str) -> str | None:
         if not scope or not key:
             return f"databricks:{target} needs a scope and a key: databricks:SCOPE/KEY"
     return None
+
+
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+@functools.lru_cache(maxsize=256)
+def _as_in_urls(secret: str) -> "re.Pattern[str] | None":
+    """A pattern matching ``secret`` as a URL may carry it: each character that a URL
+    encodes either as is or percent-encoded (either case), a space also as ``+``; ``None``
+    when no character of it is ever encoded (the plain match covers it)."""
+    if all(c in _UNRESERVED for c in secret):
+        return None
+    parts = []
+    for char in secret:
+        if char in _UNRESERVED:
+            parts.append(re.escape(char))
+            continue
+        escaped = "".join(f"%(?i:{b:02x})" for b in char.encode("utf-8"))
+        extra = r"|\+" if char == " " else ""
+        parts.append(f"(?:{re.escape(char)}|{escaped}{extra})")
+    return re.compile("".join(parts))
 
 
 def register(value: str | None) -> None:
@@ -187,6 +209,11 @@ def redact(text: Any, *, known_only: bool = False) -> str:
     for secret in known:
         if secret in out:
             out = out.replace(secret, MASK)
+    if "%" in out or "+" in out:  # a URL may carry a secret percent-encoded
+        for secret in known:
+            pattern = _as_in_urls(secret)
+            if pattern is not None:
+                out = pattern.sub(MASK, out)
     if known_only:
         return out
     for pattern, repl in _SHAPES:

@@ -84,6 +84,17 @@ def test_auth_is_applied_on_a_copy(api, clock, monkeypatch):
     assert SECRET not in resp.url and "api_key=***" in resp.url
 
 
+def test_a_query_key_that_travels_percent_encoded_is_masked_in_the_response_url(api, clock,
+                                                                              monkeypatch):
+    key = "sk+Live/Key=42abc"  # base64-like: + / = are percent-encoded in the query
+    monkeypatch.setenv("HTTP_TOKEN", key)
+    api.route("/items", Reply(200, []))
+    auth = build_auth({"method": "api_key", "secret": "env:HTTP_TOKEN", "query": "appid"})
+    resp = HttpClient(auth, NO_JITTER, sleep=clock.sleep).send(get(api))
+    assert api.requests_to("/items")[0].query == {"appid": [key]}
+    assert resp.url.endswith("/items?appid=***"), resp.url
+
+
 def test_post_sends_json_body_only_when_allowed(api, clock):
     api.route("/search", Reply(200, {"ok": True}))
     req = PageRequest("POST", api.url("/search"), json={"q": "x"})

@@ -116,6 +116,16 @@ def test_longer_secrets_are_masked_first() -> None:
     assert redact("abcdefgh abcd") == f"{MASK} {MASK}"
 
 
+def test_a_secret_is_masked_as_a_url_carries_it_too() -> None:
+    # a key with + / = (base64) travels percent-encoded in a query: ?appid=k%2By%2Fz%3D
+    # was not masked in a response URL, a raw archive row or a page checkpoint
+    register("sk+Live/Key=42 abc")
+    for shown in ("sk%2BLive%2FKey%3D42+abc", "sk%2BLive%2FKey%3D42%20abc",
+                  "sk%2bLive%2fKey%3d42%20abc", "sk+Live/Key=42%20abc"):
+        text = f"https://api.example.com/x?appid={shown}&b=1"
+        assert redact(text, known_only=True) == f"https://api.example.com/x?appid={MASK}&b=1"
+
+
 def test_very_short_values_are_not_registered() -> None:
     register("abc")
     assert redact("abc") == "abc"
