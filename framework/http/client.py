@@ -245,6 +245,16 @@ def parse_json(body: bytes) -> Any:
                       "arrays and objects)") from None
 
 
+def page_data(status: int, body: bytes) -> Any:
+    """The data of a 2xx page whose body is UTF-8 (as :class:`PageResponse` keeps it): none
+    for ``204 No Content``, else the body's JSON. A replay of archived pages reads them so.
+
+    Raises:
+        ValueError: the body is not JSON.
+    """
+    return None if status == 204 else parse_json(body)
+
+
 class TooDeep(ValueError):
     """A JSON text nested too deep to read (a resend gets the same text)."""
 

@@ -166,6 +166,7 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
     from control.mapping import row_to_config
     from framework import jsonpath
     from framework.errors import ConfigError, LoadError
+    from framework.http.client import page_data
     from framework.http.telemetry import Telemetry
     from framework.lake.tables import TableRef
     from framework.load.audit import LoadProgress, audit_record, current_user
@@ -230,7 +231,7 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
                     telemetry.count_page()
                     continue
             else:
-                data = json.loads(page["body"])
+                data = page_data(int(page["status"]), page["body"].encode("utf-8"))
                 total = (jsonpath.find(data, total_path) if total_path and page["page_no"] == 0
                          else None)
                 if isinstance(total, int) and not isinstance(total, bool):  # as the fetch reads it
