@@ -67,6 +67,23 @@ def column_name(key: str) -> str:
 _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 
 
+class NonFinite(float):
+    """``NaN``, ``Infinity`` or ``-Infinity`` as an API's JSON text wrote it (not JSON, but
+    some APIs send it, and :func:`framework.http.client.parse_json` reads it).
+
+    The canonical JSON writes it as that token, as the staged row does, so it lands in a
+    double column as itself and hashes apart from ``null`` (orjson writes a plain NaN
+    as ``null``; it refuses this subclass, and the standard library writes the token).
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, token: str) -> "NonFinite":
+        """The value of a ``NaN``/``Infinity``/``-Infinity`` token (json's ``parse_constant``)."""
+        return cls(token)
+
+
 def canonical_json_bytes(value: Any) -> bytes:
     """Canonical JSON (sorted keys, compact, UTF-8) used for hashes and rescued data.
 
@@ -86,6 +103,8 @@ def canonical_json(value: Any) -> str:
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, float):  # NonFinite: the standard library writes its token
+        raise TypeError("a non-finite float")
     if isinstance(value, (dt.datetime, dt.date)):
         return iso(value) if isinstance(value, dt.datetime) else value.isoformat()
     return str(value)
@@ -478,7 +497,8 @@ class RowShaper:
                          _getter(longs) if direct and longs else None,
                          _getter(doubles) if direct and doubles else None,
                          self._keys_exact(keys, types, plan, key_fields),
-                         frozenset(key_cols), refuse)
+                         frozenset(key_cols), refuse,
+                         any(issubclass(t, NonFinite) for t in types))
         if len(self._layouts) < 1024:
             self._layouts[(keys, types)] = layout
             if direct and refuse is None and all(key is not None for _, key in needs) and (
@@ -662,7 +682,11 @@ class RowShaper:
             row["_window_start"] = start
             row["_window_end"] = end
             row[SEQ_COLUMN] = seq
-            lines.append(dumps(row, default=str, option=newline))
+            if layout.non_finite:  # NaN / Infinity as the tokens Spark's JSON reader takes
+                lines.append(json.dumps(row, default=str, ensure_ascii=False,
+                                        separators=(",", ":")).encode("utf-8") + b"\n")
+            else:
+                lines.append(dumps(row, default=str, option=newline))
             observed.append((row, signature))
         return page
 
@@ -790,6 +814,7 @@ class _Layout:
     keys_exact: bool = False
     key_cols: frozenset = frozenset()  # the columns of the primary-key fields
     refuse: Optional[str] = None  # why every record of this layout is rejected, if it is
+    non_finite: bool = False  # a value is NaN or +-Infinity (NonFinite): staged as its token
 
 
 def _json_kind(value_type: type) -> str:

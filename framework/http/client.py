@@ -49,6 +49,7 @@ from framework.http.retry import RetryPolicy, parse_retry_after
 from framework.secrets import redact
 from framework.http.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
 from framework.http.urls import request_target, upper_escapes
+from framework.schema import NonFinite
 
 USER_AGENT = "restlake/0.1"
 MESSAGE_LIMIT = 300
@@ -227,7 +228,8 @@ def parse_json(body: bytes) -> Any:
     """Decode a response body: orjson for speed, the standard library for what orjson refuses.
 
     orjson reads UTF-8 only and rejects ``NaN``/``Infinity``, which some APIs send and
-    :func:`json.loads` accepts; it also turns integers beyond 64 bits into floats, losing
+    :func:`json.loads` accepts (as :class:`~framework.schema.NonFinite`, kept apart from
+    ``null`` downstream); it also turns integers beyond 64 bits into floats, losing
     digits of large ids (from 2**64 up, and below -2**63). Those bodies take the slow path
     (a run of 20 digits, or a minus and 19, anywhere is enough to send a body there: exact,
     if slower, for the rare body that has one).
@@ -235,11 +237,11 @@ def parse_json(body: bytes) -> Any:
     shape = body.translate(_DIGITS_AND_MINUS)
     try:
         if _TWENTY_DIGITS in shape or _MINUS_NINETEEN in shape:
-            return json.loads(body)
+            return json.loads(body, parse_constant=NonFinite.parse)
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
-            return json.loads(body)
+            return json.loads(body, parse_constant=NonFinite.parse)
     except RecursionError:
         raise TooDeep("the JSON is nested deeper than restlake reads (about 1 000 levels of "
                       "arrays and objects)") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 import pytest
 from chispa import assert_df_equality
@@ -125,3 +126,34 @@ def test_integers_a_double_column_cannot_hold_exactly_are_rescued_with_every_dig
              if r["RunId"] == inc.audit["RunId"]}
     assert drift == {"score": {"change": "retyped", "was": "double", "now": "long"},
                      "extra": {"change": "new"}}
+
+
+def test_nan_and_infinity_land_as_such_and_hash_apart_from_null(spark, warehouse, store):
+    # APIs that send NaN / Infinity (not JSON, but read): they landed as null, and a record
+    # with NaN had the payload_hash of the one with null, so a change between them was lost
+    first = (b'{"data": [{"id": 1, "x": NaN}, {"id": 2, "x": null}, {"id": 3, "x": Infinity},'
+             b' {"id": 4, "x": 1.5}]}')
+    later = b'{"data": [{"id": 2, "x": NaN}, {"id": 5, "x": -Infinity, "y": "new"}]}'
+    with FakeApi() as api:
+        cfg = parse_source({
+            "config_id": "non_finite", "api_name": "Values", "source_system": "values",
+            "endpoint": api.url("/items"), "data_path": "data", "primary_key": ["id"],
+            "delta_column": True, "load_start": "2024-01-01T00:00:00Z",
+            "load_end": "2024-01-02T00:00:00Z",
+            "target": {"catalog": "raw", "schema": "values", "table": "non_finite"},
+            "limits": {"timeout_s": 5, "max_retries": 0}})
+        api.route("/items", Reply(200, first))
+        [full] = run_loads(spark, warehouse, store, [cfg])
+        assert full.status == "SUCCESS", full.error
+        api.route("/items", Reply(200, later))
+        [inc] = run_loads(spark, warehouse, store, [cfg], now=dt.datetime(2024, 1, 3, tzinfo=UTC))
+        assert inc.status == "SUCCESS", inc.error
+
+    table = RsDeltaTable(warehouse.path(target_ref(cfg))).to_pyarrow_table(
+        columns=["id", "x", "_rescued_data"]).to_pylist()
+    got = {r["id"]: (r["x"], r["_rescued_data"]) for r in table}
+    assert set(got) == {1, 2, 3, 4, 5}
+    assert math.isnan(got[1][0]) and math.isnan(got[2][0])  # id 2 changed from null to NaN
+    assert (got[3][0], got[4][0], got[5][0]) == (math.inf, 1.5, -math.inf)
+    assert json.loads(got[5][1]) == {"y": "new"}
+    assert inc.rows_written == 2
