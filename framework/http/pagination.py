@@ -280,7 +280,7 @@ class _RangePaginator(Paginator):
             return None
         try:
             return int(total)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
             raise ResponseError(f"pagination style {self.style}: the total is not a number: "
                                 f"{total!r}") from None
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from framework import jsonpath, secrets
-from framework.errors import ConfigError, PaginationError
+from framework.errors import ConfigError, PaginationError, ResponseError
 from framework.http.models import PageRequest, PageResponse
 from framework.http.pagination import build_paginator, paginator_styles
 
@@ -359,3 +359,10 @@ def test_next_key_exclusive_sends_the_key_alone_when_the_endpoint_has_a_query(tm
         later = [entry["query"] for entry in api.request_log][1:]
     assert result.records == len(expected) > 5 and result.pages > 1
     assert later and all(list(query) == ["nextPageKey"] for query in later)
+
+
+@pytest.mark.parametrize("total", ["many", float("inf"), float("nan"), [3]])
+def test_a_total_that_is_not_a_number_fails_with_the_style_named(total):
+    with pytest.raises(ResponseError, match="pagination style offset: the total is not a number"):
+        drive({"style": "offset", "total_path": "total"}, [{"data": [1], "total": total}],
+              data_path="data")
