@@ -337,6 +337,7 @@ class _TokenPaginator(Paginator):
     """Styles that follow a value the response hands back (cursor, key, token, link)."""
 
     what = "cursor"
+    in_query = True  # the token is sent as a query parameter's value
 
     def __init__(self, max_pages: int | None) -> None:
         super().__init__(max_pages)
@@ -353,6 +354,15 @@ class _TokenPaginator(Paginator):
         if token is None or token == "" or token is False:
             self._has_next_page = False
             return
+        if self.in_query and (token is True or isinstance(token, (dict, list))):
+            # sent, it would be Python's text of it (?cursor=%7B%27a%27...), repeated
+            # parameters, or "True": never what the API handed out
+            kind = "boolean" if token is True else "object" if isinstance(token, dict) else "array"
+            shown = redact(json.dumps(token, default=str))
+            raise PaginationError(f"pagination style {self.style}: the {self.what} the API "
+                                  f"returned is a JSON {kind} ({shown[:120]}), not a string or a "
+                                  "number that a query parameter can carry; point the style's "
+                                  "path option at the value to send")
         self._remember(token, self.what)
         self.token = token
 
@@ -439,6 +449,7 @@ class LinkHeaderPaginator(_TokenPaginator):
     """Follows ``Link: <url>; rel="next"`` (GitHub style)."""
 
     what = "next link"
+    in_query = False  # a URL (header_links yields text only)
 
     def __init__(self, max_pages: int | None = None) -> None:
         super().__init__(max_pages)
@@ -498,6 +509,7 @@ class BodyTokenPaginator(_TokenPaginator):
     """A continuation token sent in the POST JSON body."""
 
     what = "token"
+    in_query = False  # any JSON value goes in the body
 
     def __init__(self, token_path: str | None = None, body_field: str | None = None,
                  max_pages: int | None = None) -> None:

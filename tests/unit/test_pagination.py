@@ -366,3 +366,16 @@ def test_a_total_that_is_not_a_number_fails_with_the_style_named(total):
     with pytest.raises(ResponseError, match="pagination style offset: the total is not a number"):
         drive({"style": "offset", "total_path": "total"}, [{"data": [1], "total": total}],
               data_path="data")
+
+
+@pytest.mark.parametrize("config, page", [
+    ({"style": "cursor"}, {"next_cursor": {"after": "x"}}),
+    ({"style": "cursor"}, {"next_cursor": ["a", "b"]}),
+    ({"style": "next_key"}, {"nextPageKey": True}),
+    ({"style": "has_more", "id_field": "id"}, {"has_more": True, "data": [{"id": {"n": 1}}]}),
+])
+def test_a_cursor_that_no_query_parameter_can_hold_fails_naming_it(config, page):
+    # a dict or a list was sent as its Python text (?cursor=%7B%27after%27...) or as
+    # repeated parameters, and true as "True"
+    with pytest.raises(PaginationError, match=f"pagination style {config['style']}: .* is a JSON"):
+        drive(config, [page, page], data_path="data")
