@@ -501,7 +501,9 @@ class RowShaper:
                          any(issubclass(t, NonFinite) for t in types))
         if len(self._layouts) < 1024:
             self._layouts[(keys, types)] = layout
-            if direct and refuse is None and all(key is not None for _, key in needs) and (
+            # (ints bound for double columns are range-checked by this loop only)
+            if direct and refuse is None and not doubles and all(
+                    key is not None for _, key in needs) and (
                     not self.primary_key or None not in key_fields):
                 self._fast[(keys, types)] = (
                     layout, tuple(key_fields) if self.primary_key else None, tuple(longs),
@@ -780,8 +782,8 @@ class ShapedPage:
     lines: list[bytes] = field(default_factory=list)  # one JSON object and newline per row
     #: per row: its data fields (a dict holding at least its data columns) and what stands
     #: for their keys and value types, for :meth:`SchemaTracker.observe`; the compiled
-    #: direct path gives of a run of rows of one layout whose ints all fit a long only the
-    #: first (the others tell the tracker nothing new)
+    #: direct path gives of a run of rows of one layout whose ints are all within
+    #: +-MAX_EXACT_INT only the first (the others tell the tracker nothing new)
     observed: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
     rejects: list[tuple[RecordRejected, Any]] = field(default_factory=list)  # (reason, record)
     #: per row, ``hash(entity_key)`` when every row's primary-key values are staged as

@@ -91,8 +91,12 @@ longs_in_range(PyObject *record, PyObject *fields)
     return 1;
 }
 
-/* 1 when every int value of `record` fits a signed 64-bit long (the schema tracker's only
- * per-row question about a row of a signature it has seen). */
+/* The largest integer up to which a double holds every integer (schema.MAX_EXACT_INT). */
+#define MAX_EXACT_INT 9007199254740991LL
+
+/* 1 when every int value of `record` is within +-MAX_EXACT_INT, so within a long and held
+ * exactly by a double column (the schema tracker's only per-row question about a row of a
+ * signature it has seen). */
 static int
 ints_in_range(PyObject *record)
 {
@@ -101,8 +105,8 @@ ints_in_range(PyObject *record)
     while (PyDict_Next(record, &pos, &key, &value)) {
         if (PyLong_CheckExact(value)) {
             int overflow = 0;
-            (void)PyLong_AsLongLongAndOverflow(value, &overflow);
-            if (overflow != 0)
+            long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow != 0 || v > MAX_EXACT_INT || v < -MAX_EXACT_INT)
                 return 0;
         }
     }
@@ -189,8 +193,9 @@ plain_ascii(PyObject *text, const char **data, Py_ssize_t *size)
  *         payload_hash.
  * lines: the page's staged lines to append to; hashes: its key-hash list or None.
  * observed: the page's (row, signature) list for the schema tracker: of a run of records of
- *           one layout whose ints all fit a long only the first is appended (the others
- *           would tell the tracker nothing new); a record with a larger int always is.
+ *           one layout whose ints are all within +-MAX_EXACT_INT only the first is appended
+ *           (the others would tell the tracker nothing new); a record with a larger int
+ *           always is.
  * dumps, kwnames, kwvalues: orjson.dumps and the keywords the canonical JSON is made with.
  * Returns the index of the first record not shaped here (len(records) when all were), the
  * last sequence number used, and False when a record's keys were not staged exactly (the

@@ -74,7 +74,7 @@ def assert_same(records: list, **settings) -> list:
         for shaped in (a, b):
             tracker = SchemaTracker()
             tracker.observe_all(shaped.observed)
-            tracked.append(list(tracker.columns.items()))
+            tracked.append((list(tracker.columns.items()), sorted(tracker.wide)))
         assert tracked[0] == tracked[1]
     assert (fast.new_fields, fast.new_keys, fast.rescued_rows, fast.retyped) == \
         (slow.new_fields, slow.new_keys, slow.rescued_rows, slow.retyped)
@@ -155,6 +155,23 @@ def test_an_int_beyond_a_long_within_a_run_of_one_layout_reaches_the_schema_trac
     whose ints do not all fit a long: the column's type must come out as on the Python path."""
     records = [dict(BASE, id=i, number=big if i == 2 else i) for i in range(5)]
     assert_same(records, primary_key=("id",))
+    assert_same(records, primary_key=("id",), columns={**COLUMNS, "number": ColumnType.DOUBLE})
+
+
+@compiled
+@pytest.mark.parametrize("big", [2 ** 53, -(2 ** 53), 2 ** 62])
+def test_an_int_a_double_cannot_hold_within_a_run_of_one_layout_is_seen_alike(big) -> None:
+    """An int beyond +-(2**53 - 1) reaches the tracker (a first load re-shapes a double
+    column that held one) and is rescued from a double column, on both paths."""
+    records = [dict(BASE, id=i, number=big if i == 2 else i) for i in range(5)]
+    [(_, fast_pages), _] = shape_both(records, primary_key=("id",))
+    tracker = SchemaTracker()
+    tracker.observe_all(fast_pages[1].observed)
+    assert tracker.wide == {"number"}
+    assert_same(records, primary_key=("id",))
+    (fast, _), _ = shape_both(records, primary_key=("id",),
+                              columns={**COLUMNS, "number": ColumnType.DOUBLE})
+    assert fast.rescued_rows == 2 and fast.retyped == {"number": ColumnType.LONG}
     assert_same(records, primary_key=("id",), columns={**COLUMNS, "number": ColumnType.DOUBLE})
 
 
