@@ -14,6 +14,7 @@ and headers) with ``***``. Errors, log lines and audit rows pass through it.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -61,6 +62,19 @@ def reference_problem(reference: str) -> str | None:
         if not scope or not key:
             return f"databricks:{target} needs a scope and a key: databricks:SCOPE/KEY"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _as_shown(secret: str) -> tuple[str, ...]:
+    """``secret`` as text may show it: itself, and escaped as ``repr`` and JSON escape it
+    (an exception quoting a header value writes a line break as ``\\n``)."""
+    forms = [secret]
+    if not secret.isprintable() or "\\" in secret or '"' in secret or "'" in secret:
+        for form in (repr(secret)[1:-1], json.dumps(secret)[1:-1],
+                     json.dumps(secret, ensure_ascii=False)[1:-1]):
+            if form not in forms:
+                forms.append(form)
+    return tuple(forms)
 
 
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -207,8 +221,9 @@ def redact(text: Any, *, known_only: bool = False) -> str:
     with _lock:
         known = sorted(_secrets, key=len, reverse=True)
     for secret in known:
-        if secret in out:
-            out = out.replace(secret, MASK)
+        for form in _as_shown(secret):
+            if form in out:
+                out = out.replace(form, MASK)
     if "%" in out or "+" in out:  # a URL may carry a secret percent-encoded
         for secret in known:
             pattern = _as_in_urls(secret)

@@ -203,6 +203,15 @@ class _HeaderKeyAuth(_KeyAuth):
 
     def __init__(self, refs: list[str], keys: list[str], clock: Callable[[], float],
                  header: str, prefix: str) -> None:
+        if header:
+            for n, key in enumerate(keys):
+                if not key.isprintable() or key != key.strip():
+                    # requests would refuse the header quoting the value; say which one
+                    field = "auth.secret" if len(keys) == 1 else f"auth.secrets[{n}]"
+                    raise ConfigError("the value holds a line break, a control character or "
+                                      "leading or trailing blanks, which an HTTP header cannot "
+                                      "carry (a trailing newline in the variable or file?)",
+                                      field=field)
         super().__init__(refs, keys, clock)
         self._header = header
         self._prefix = prefix
@@ -423,6 +432,10 @@ class OAuth2ClientCredentials(Auth):
         token = body.get("access_token") if isinstance(body, dict) else None
         if not token or not isinstance(token, str):
             raise AuthError(f"{where} returned no access_token", status=resp.status_code)
+        if not token.isprintable() or token != token.strip():
+            raise AuthError(f"{where} returned an access_token with a line break or another "
+                            "character an Authorization header cannot carry",
+                            status=resp.status_code)
         secrets.register(token)
         try:
             lifetime = float(body.get("expires_in", 3600))
