@@ -48,7 +48,7 @@ from framework.http.ratelimit import RateLimiter
 from framework.http.retry import RetryPolicy, parse_retry_after
 from framework.secrets import redact
 from framework.http.telemetry import CONNECTION_ERROR, TIMEOUT, Telemetry
-from framework.http.urls import request_target, upper_escapes
+from framework.http.urls import from_header, request_target, upper_escapes
 from framework.schema import NonFinite
 
 USER_AGENT = "restlake/0.1"
@@ -550,7 +550,7 @@ class HttpClient:
             self.telemetry.count_request(resp.status_code)
             self._observe(req.method, url, resp.status_code, started, None)
             came_from, via = url, f"redirect ({resp.status_code}) from {_origin_text(url)}"
-            url = urljoin(resp.url or url, location)
+            url = urljoin(resp.url or url, from_header(location))
             params = {}  # the Location is the whole URL
             if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
                 method, body = "GET", None  # what browsers and requests do

@@ -29,6 +29,7 @@ import orjson
 from framework import jsonpath
 from framework.errors import ConfigError, PaginationError, ResponseError
 from framework.http.models import PageRequest, PageResponse
+from framework.http.urls import from_header
 from framework.secrets import redact, redact_values
 
 #: Pages one window may read unless ``pagination.max_pages`` says otherwise: a safety stop
@@ -459,7 +460,7 @@ class LinkHeaderPaginator(_TokenPaginator):
         self._base_url = request.url  # the real URL: PageResponse.url is redacted
 
     def _next(self, response: PageResponse, records: list) -> Any:
-        header = (response.headers or {}).get("Link") or ""
+        header = from_header((response.headers or {}).get("Link") or "")
         for url, rel in header_links(header):
             # relation types are case-insensitive (RFC 8288): rel=Next is the next page too
             if "next" in rel.lower().split():

@@ -45,6 +45,21 @@ def _encode_invalid(text: str, allowed: frozenset[str]) -> str:
     return "".join(out)
 
 
+def from_header(value: str) -> str:
+    """A URL read from a response header (``Link``, ``Location``) as the server wrote it.
+
+    Header values arrive as latin-1 text; a server that writes raw UTF-8 in them (common,
+    though not allowed) would otherwise be read as mojibake (``cafÃ©``) and requested as
+    another URL. Text that is not UTF-8 once read back as bytes stays as it came.
+    """
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def encode_params(params: Mapping[str, Any] | None) -> str:
     """``params`` as a query string, as requests encodes them (``None`` values left out,
     a list value repeated)."""

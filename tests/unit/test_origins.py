@@ -207,6 +207,22 @@ def test_signed_next_links_and_redirects_are_requested_byte_for_byte(home, tmp_p
     ]
 
 
+@pytest.mark.parametrize("how", ["next link", "redirect"])
+def test_a_url_sent_as_raw_utf8_in_a_header_is_requested_once_encoded(home, tmp_path, how):
+    # HTTP headers arrive as latin-1 text: a Link or Location holding raw UTF-8 ("café")
+    # was read as "cafÃ©" and requested as caf%C3%83%C2%A9, another URL
+    raw = "/caf\u00e9/items?q=\u00fcber".encode("utf-8").decode("latin-1")
+    if how == "next link":
+        home.route("/items", Reply(200, [{"id": 1}], headers={"Link": f'<{raw}>; rel="next"'}))
+    else:
+        home.route("/items", Reply(302, {}, headers={"Location": raw}))
+    home.route("/caf%C3%A9/items", Reply(200, [{"id": 2}]))
+    result = _fetch(_cfg(home, "bearer", style="link_header" if how == "next link" else "none"),
+                    tmp_path)
+    assert result.records == (2 if how == "next link" else 1)
+    assert [got.target for got in home.received][1:] == ["/caf%C3%A9/items?q=%C3%BCber"]
+
+
 # -- URLs that two parsers read differently -----------------------------------------------------
 
 def _disguised(home, other, path):
