@@ -61,13 +61,13 @@ def from_header(value: str) -> str:
 
 
 def encode_params(params: Mapping[str, Any] | None) -> str:
-    """``params`` as a query string, as requests encodes them (``None`` values left out,
-    a list value repeated)."""
+    """``params`` as a query string: ``None`` values left out, a list value repeated, a
+    boolean as JSON and YAML write it (``true``, not Python's ``True``)."""
     pairs = []
     for key, value in (params or {}).items():
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if item is not None:
-                pairs.append((key, item))
+                pairs.append((key, ("true" if item else "false") if isinstance(item, bool) else item))
     return urlencode(pairs)
 
 

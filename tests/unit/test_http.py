@@ -707,3 +707,11 @@ def test_a_response_head_dripped_byte_by_byte_is_bounded_as_a_whole(clock):
         assert client.telemetry.as_dict()["status_counts"] == {"timeout": 1, "200": 1}
         thread.join(10)  # (bounds a hang)
     assert answers == ["cut", "sent"]
+
+
+def test_params_go_as_a_yaml_source_wrote_them(api, client):
+    # params: {archived: true, ratio: 0.5, tags: [a, b]}: a boolean went as True
+    api.route("/items", Reply(200, []))
+    client.send(get(api, archived=True, draft=False, ratio=0.5, tags=["a", "b"], none=None))
+    assert api.requests_to("/items")[0].target == \
+        "/items?archived=true&draft=false&ratio=0.5&tags=a&tags=b"
