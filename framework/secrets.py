@@ -35,7 +35,9 @@ _dbutils_provider: Callable[[], Any] | None = None
 _SHAPES = [
     (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer|basic|api-token|token)?\s*[^\s,;'\"]+"),
      lambda m: f"{m.group(1)}{(m.group(2) + ' ') if m.group(2) else ''}{MASK}"),
-    (re.compile(r"(?i)([?&](?:api[_-]?key|apikey|access_token|token|key|client_secret|password|secret|sig|signature)=)[^&\s'\"#]+"),
+    # a credential-named query parameter, also under a prefix (X-Amz-Security-Token,
+    # X-Goog-Signature, auth_token: a pre-signed link's session token and signature)
+    (re.compile(r"(?i)([?&](?:[\w.-]*[-_.])?(?:api[_-]?key|apikey|access_token|token|key|client_secret|password|secret|sig|signature)=)[^&\s'\"#]+"),
      lambda m: f"{m.group(1)}{MASK}"),
     (re.compile(r"(?i)(\"(?:access_token|refresh_token|client_secret|password|api_key|token)\"\s*:\s*\")[^\"]*(\")"),
      lambda m: f"{m.group(1)}{MASK}{m.group(2)}"),

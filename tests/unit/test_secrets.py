@@ -143,6 +143,11 @@ def test_very_short_values_are_not_registered() -> None:
     ('{"Authorization": "Bearer tok-in-json"}', "tok-in-json"),
     ('{"access_token": "at-123", "expires_in": 3600}', "at-123"),
     ('{"client_secret":"cs-456"}', "cs-456"),
+    # an API's pre-signed next link: a session token and signatures under prefixed names
+    ("https://b.s3.amazonaws.com/k?X-Amz-Security-Token=IQoJb3JpZ2lu&X-Amz-Date=1", "IQoJb3JpZ2lu"),
+    ("https://b.s3.amazonaws.com/k?X-Amz-Signature=9f0c1d2e&x=1", "9f0c1d2e"),
+    ("https://storage.googleapis.com/b/o?X-Goog-Signature=abc123def", "abc123def"),
+    ("https://api.example.com/x?page=2&auth_token=SEKRET4", "SEKRET4"),
 ])
 def test_credential_shapes_are_masked(text: str, leak: str) -> None:
     out = redact(text)
@@ -150,7 +155,7 @@ def test_credential_shapes_are_masked(text: str, leak: str) -> None:
 
 
 def test_redact_keeps_what_is_not_a_credential() -> None:
-    text = "GET https://api.example.com/v1/x?page=2&per_page=100 -> 200"
+    text = "GET https://api.example.com/v1/x?page=2&per_page=100&monkey=1&keys=2 -> 200"
     assert redact(text) == text
     assert redact("https://svc_user:p4ssw0rd@api.example.com/x") == f"https://{MASK}@api.example.com/x"
     assert redact("Authorization: Bearer abc") == f"Authorization: Bearer {MASK}"
