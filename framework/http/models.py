@@ -57,9 +57,8 @@ class PageRequest:
         this request's value of the same query parameter or header again; the origin
         policy stays this request's (the config's).
         """
-        from framework.secrets import MASK
-
         from framework.http.urls import encode_params, raw_query_values, replace_query_values
+        from framework.secrets import MASK
 
         # raw values (as written in the URL, or as the params are encoded): the saved URL
         # keeps every byte it had but the masked values (a signed next link stays signed)
