@@ -473,6 +473,18 @@ class LinkHeaderPaginator(_TokenPaginator):
         request.params.clear()  # the link carries the full query
 
 
+def _flag(value: Any) -> bool | None:
+    """A true/false flag as APIs write it (``true``, ``"true"`` in any case, ``1``, ``"1"``),
+    or ``None`` when it is neither."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return {"true": True, "1": True, "false": False, "0": False}.get(value.strip().lower())
+    return None
+
+
 @register_paginator("has_more", {"has_more_path", "cursor_param", "id_field"})
 class HasMorePaginator(_TokenPaginator):
     """Stripe style: ``has_more`` plus ``?starting_after=<last record's id>``."""
@@ -490,7 +502,14 @@ class HasMorePaginator(_TokenPaginator):
         if has_more is None:
             raise PaginationError(f"pagination style has_more: the response has no "
                                   f"{self._has_more_text!r} field")
-        if not (has_more is True or str(has_more).lower() == "true"):
+        more = _flag(has_more)
+        if more is None:
+            # read as "no more", it would end the window silently with pages unread
+            shown = redact(json.dumps(has_more, default=str))[:80]
+            raise PaginationError(f"pagination style has_more: {self._has_more_text!r} is "
+                                  f"neither true nor false ({shown}); the window fails instead "
+                                  "of ending with pages unread")
+        if not more:
             return None
         if not records:
             raise PaginationError("pagination style has_more: the API says has_more is true "

@@ -379,3 +379,18 @@ def test_a_cursor_that_no_query_parameter_can_hold_fails_naming_it(config, page)
     # repeated parameters, and true as "True"
     with pytest.raises(PaginationError, match=f"pagination style {config['style']}: .* is a JSON"):
         drive(config, [page, page], data_path="data")
+
+
+@pytest.mark.parametrize("more, done", [(1, 0), ("1", "0"), ("TRUE", "False"), (True, False)])
+def test_has_more_reads_the_flag_as_apis_write_it(more, done):
+    # has_more: 1 (PHP/MySQL APIs) ended the window after its first page, without an error
+    pages = [{"data": [{"id": "a"}], "has_more": more}, {"data": [{"id": "b"}], "has_more": done},
+             {"data": [{"id": "c"}], "has_more": False}]
+    sent, p = drive({"style": "has_more"}, pages, data_path="data")
+    assert len(sent) == 2 and not p.has_next_page
+
+
+@pytest.mark.parametrize("flag", ["yes please", 2, {"more": True}, [True]])
+def test_a_has_more_flag_that_is_neither_true_nor_false_fails_naming_it(flag):
+    with pytest.raises(PaginationError, match="has_more: .has_more. is neither true nor false"):
+        drive({"style": "has_more"}, [{"data": [{"id": "a"}], "has_more": flag}], data_path="data")
