@@ -318,7 +318,7 @@ class RowShaper:
         self._layouts: dict[tuple[tuple[str, ...], tuple[type, ...]], _Layout] = {}
         #: the direct layouts the compiled path takes records of (``framework.native``):
         #: (keys, types) -> (layout, key fields or None, long fields, keys exact, the
-        #: fields that must be neither null nor empty)
+        #: fields that must be neither null nor empty, int fields bound for double columns)
         self._fast: dict[tuple[tuple[str, ...], tuple[type, ...]], tuple[Any, ...]] = {}
 
     def _lookup(self, keys: tuple[str, ...]) -> tuple[tuple[tuple[str, Optional[str]], ...],
@@ -501,13 +501,11 @@ class RowShaper:
                          any(issubclass(t, NonFinite) for t in types))
         if len(self._layouts) < 1024:
             self._layouts[(keys, types)] = layout
-            # (ints bound for double columns are range-checked by this loop only)
-            if direct and refuse is None and not doubles and all(
-                    key is not None for _, key in needs) and (
+            if direct and refuse is None and all(key is not None for _, key in needs) and (
                     not self.primary_key or None not in key_fields):
                 self._fast[(keys, types)] = (
                     layout, tuple(key_fields) if self.primary_key else None, tuple(longs),
-                    layout.keys_exact, tuple(key for _, key in needs))
+                    layout.keys_exact, tuple(key for _, key in needs), tuple(doubles))
         return layout
 
     def _keys_exact(self, keys: tuple[str, ...], types: tuple[type, ...],

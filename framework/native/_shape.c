@@ -70,9 +70,14 @@ signature_of(PyObject *record)
     return sig;
 }
 
-/* 1 when every value of `fields` in `record` is an int within a signed 64-bit long. */
+/* The largest integer up to which a double holds every integer (schema.MAX_EXACT_INT). */
+#define MAX_EXACT_INT 9007199254740991LL
+
+/* 1 when every value of `fields` in `record` is an int within +-`bound` (a long's range
+ * when `bound` is 0): the ints bound for long columns, and for double columns, which
+ * hold them exactly up to MAX_EXACT_INT. */
 static int
-longs_in_range(PyObject *record, PyObject *fields)
+ints_within(PyObject *record, PyObject *fields, long long bound)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -82,17 +87,16 @@ longs_in_range(PyObject *record, PyObject *fields)
             return 0;
         }
         int overflow = 0;
-        (void)PyLong_AsLongLongAndOverflow(v, &overflow);
+        long long value = PyLong_AsLongLongAndOverflow(v, &overflow);
         if (overflow != 0 || PyErr_Occurred()) {
             PyErr_Clear();
             return 0;
         }
+        if (bound != 0 && (value > bound || value < -bound))
+            return 0;
     }
     return 1;
 }
-
-/* The largest integer up to which a double holds every integer (schema.MAX_EXACT_INT). */
-#define MAX_EXACT_INT 9007199254740991LL
 
 /* 1 when every int value of `record` is within +-MAX_EXACT_INT, so within a long and held
  * exactly by a double column (the schema tracker's only per-row question about a row of a
@@ -186,9 +190,10 @@ plain_ascii(PyObject *text, const char **data, Py_ssize_t *size)
  *              kwvalues) -> (stop, seq, keys_exact)
  *
  * records: list of parsed records; start: index of the first to shape.
- * fast: {(keys, types): (layout, key_fields or None, long_fields, keys_exact, needed)}
- *       for the planned direct layouts (needed: the fields that must be neither null nor
- *       an empty string).
+ * fast: {(keys, types): (layout, key_fields or None, long_fields, keys_exact, needed,
+ *       double_fields)} for the planned direct layouts (needed: the fields that must be
+ *       neither null nor an empty string; long_fields / double_fields: the int fields bound
+ *       for long / double columns).
  * shared: the page's contract columns as staged JSON, up to the opening quote of
  *         payload_hash.
  * lines: the page's staged lines to append to; hashes: its key-hash list or None.
@@ -244,8 +249,8 @@ shape_direct(PyObject *self, PyObject *args)
                     return NULL;
                 break;
             }
-            if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 5) {
-                PyErr_SetString(PyExc_TypeError, "a fast layout entry is not a 5-tuple");
+            if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 6) {
+                PyErr_SetString(PyExc_TypeError, "a fast layout entry is not a 6-tuple");
                 return NULL;
             }
         }
@@ -256,7 +261,11 @@ shape_direct(PyObject *self, PyObject *args)
         PyObject *needed = PyTuple_GET_ITEM(entry, 4);
         if (PyTuple_GET_SIZE(needed) > 0 && !all_present(record, needed))
             break;
-        if (PyTuple_GET_SIZE(long_fields) > 0 && !longs_in_range(record, long_fields))
+        if (PyTuple_GET_SIZE(long_fields) > 0 && !ints_within(record, long_fields, 0))
+            break;
+        PyObject *double_fields = PyTuple_GET_ITEM(entry, 5);
+        if (PyTuple_GET_SIZE(double_fields) > 0
+                && !ints_within(record, double_fields, MAX_EXACT_INT))
             break;
 
         callargs[0] = NULL;

@@ -176,8 +176,11 @@ def test_an_int_a_double_cannot_hold_within_a_run_of_one_layout_is_seen_alike(bi
 
 
 @compiled
-def test_the_compiled_path_shapes_the_direct_records() -> None:
-    """Not a twin that always hands back to Python: it shapes the page's direct records."""
+@pytest.mark.parametrize("columns,score", [(None, 1.5), (COLUMNS, 1.5), (COLUMNS, 3)],
+                         ids=["first-load", "into-target", "int-into-double"])
+def test_the_compiled_path_shapes_the_direct_records(columns, score) -> None:
+    """Not a twin that always hands back to Python: it shapes the page's direct records
+    (ints bound for a double column included, once their range is checked)."""
     calls = []
     real = framework.native.shape_direct
 
@@ -189,8 +192,8 @@ def test_the_compiled_path_shapes_the_direct_records() -> None:
     saved = schema.native_shape_direct
     schema.native_shape_direct = counting
     try:
-        shaper = RowShaper("github", primary_key=("id",))
-        page = [dict(BASE, id=i) for i in range(100)]
+        shaper = RowShaper("github", primary_key=("id",), columns=columns)
+        page = [dict(BASE, id=i, score=score) for i in range(100)]
         shaped = shaper.shape_page(page, run_id="r", window_start=W0, window_end=W1,
                                    collected_at=AT, seq=0)
     finally:
