@@ -80,6 +80,16 @@ def generate(store: ControlStore, *, config_paths: Sequence[Any] = (),
     return sorted(results + invalid, key=lambda r: r.config_id)
 
 
+def rows_without_config(rows: Iterable[dict[str, Any]], configs: Iterable[SourceConfig]
+                        ) -> list[str]:
+    """ConfigIds of the enabled ``rows`` that none of ``configs`` defines, sorted: after a
+    generate from a folder, the rows added by hand or whose file was removed from it. They
+    are still planned by ``generate --due`` and loaded by ``run --all`` until disabled."""
+    defined = {c.config_id for c in configs}
+    return sorted(r["ConfigId"] for r in rows
+                  if r.get("Enabled") is not False and r["ConfigId"] not in defined)
+
+
 def _valid_configs(rows: Iterable[dict[str, Any]]) -> list[SourceConfig]:
     """The configs of ``rows`` that validate (an invalid row is reported when it is planned)."""
     out = []

@@ -329,6 +329,10 @@ class ControlStore:
                 else detail
             if full is not None:
                 rng += f" ({detail})"
+            if prev is not None and prev.get("Enabled") is False and cfg.enabled:
+                # a disable (CLI or API) undone by the config: said, not done silently
+                rng = "; ".join(p for p in (rng, "enabled again: the row was disabled and its "
+                                            "config does not say enabled: false") if p)
             results.append(GenerateResult(cfg.config_id, action, rng))
 
         if not out_rows:

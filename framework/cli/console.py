@@ -41,6 +41,12 @@ def error(text: str) -> None:
     err_console.print(f"[red]error[/red] {safe(text)}", soft_wrap=True)
 
 
+def note(text: str) -> None:
+    """One note line on stderr (something to act on that is no error): never wrapped, its
+    text never read as rich markup."""
+    err_console.print(f"[yellow]note[/yellow] {safe(text)}", soft_wrap=True)
+
+
 def print_error(exc: BaseException) -> None:
     """``exc`` as error lines: one per problem of a config error (every invalid field of
     every source of a file), else one."""

@@ -1,5 +1,5 @@
 """Commands on the control plane: ``init``, ``validate``, ``generate``, ``status``, ``audit``,
-``retry``."""
+``retry``, ``disable``, ``enable``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from framework.cli.options import LIMIT
-from framework.cli.console import (cell, console, error, fmt, open_queries, open_store,
+from framework.cli.console import (cell, console, error, fmt, note, open_queries, open_store,
                                   print_error, require_init, safe, table)
 from framework.errors import ConfigError
 from framework.load.audit import PHASE_COLUMNS
@@ -25,6 +25,8 @@ EXAMPLES = {
     "status": "restlake status\n  restlake status --config-id gh_issues\n  restlake status --stale",
     "audit": "restlake audit --config-id gh_issues --limit 5\n  restlake audit --phases",
     "retry": "restlake retry --config-id gh_issues",
+    "disable": "restlake disable --config-id gh_issues",
+    "enable": "restlake enable --config-id gh_issues",
 }
 
 
@@ -55,8 +57,14 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
                         "write and bookkeeping) in place of its counts")
     p = add("retry", "set FAILED rows back to PENDING with the same range")
     p.add_argument("--config-id", nargs="+", metavar="ID", required=True)
+    p = add("disable", "stop planning, claiming and probing sources (a load already running "
+                       "finishes); their rows, tables and history are kept; no Spark")
+    p.add_argument("--config-id", nargs="+", metavar="ID", required=True)
+    p = add("enable", "plan, claim and probe disabled sources again; no Spark")
+    p.add_argument("--config-id", nargs="+", metavar="ID", required=True)
     return {"init": cmd_init, "validate": cmd_validate, "generate": cmd_generate,
-            "status": cmd_status, "audit": cmd_audit, "retry": cmd_retry}
+            "status": cmd_status, "audit": cmd_audit, "retry": cmd_retry,
+            "disable": cmd_disable, "enable": cmd_enable}
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -150,7 +158,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from framework.config import config_files, load_files
 
     # files are validated before Spark starts
-    configs = load_files(config_files(args.config or ([args.conf_dir] if args.conf_dir else [])))
+    paths = args.config or ([args.conf_dir] if args.conf_dir else [])
+    configs = load_files(config_files(paths))
     _, _, store = open_store(args, lazy=True)
     store.init()
     results = generate(store, configs=configs, config_ids=args.config_id or (), due=bool(args.due))
@@ -166,7 +175,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
     bad = [r for r in results if r.action == INVALID]
     for r in bad:
         error(f"{r.config_id}: {r.detail}")
+    _note_rows_without_config(store, paths, configs)
     return 1 if bad else 0
+
+
+def _note_rows_without_config(store: Any, paths: list[str], configs: list[Any]) -> None:
+    """After a generate from a folder, a note for each enabled row that no file given
+    defines (added by hand, or its file was removed): it is still planned and loaded, and
+    only ``disable`` stops it. Files named one by one say nothing of the others."""
+    from control.generate import rows_without_config
+
+    folders = [p for raw in paths for p in str(raw).split(",") if p.strip() and
+               Path(p.strip()).is_dir()]
+    if not folders:
+        return
+    where = ", ".join(str(Path(f.strip())) for f in folders)
+    for cid in rows_without_config(store.rows(), configs):
+        note(f"{cid}: enabled in the control table but no config file in {where} defines it "
+             "(added by hand, or its file was removed): generate --due still plans it and run "
+             f"--all loads it; restlake disable --config-id {cid} stops it")
 
 
 STATUS_COLUMNS = ("ConfigId", "LoadType", "LoadStatus", "LoadStartTime", "LoadEndTime",
@@ -203,8 +230,8 @@ def print_waits(rows: list[dict[str, Any]], now: dt.datetime) -> None:
     from control.states import claim_note
 
     for row in rows:
-        notes = ["disabled: not planned, claimed or probed (restlake enable)"] \
-            if row.get("Enabled") is False else []
+        notes = [f"disabled: not planned, claimed or probed (restlake enable --config-id "
+                 f"{row['ConfigId']})"] if row.get("Enabled") is False else []
         try:
             running = claim_note(row_to_state(row), now)
         except ValueError:  # an unknown status or load type: the table shows it as it is
@@ -228,6 +255,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     columns = AUDIT_PHASE_COLUMNS if args.phases else AUDIT_COLUMNS
     console.print(table(f"audit table {q.audit_ref.name}", columns, rows))
     return 0
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    return _set_enabled(args, False)
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    return _set_enabled(args, True)
+
+
+def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
+    """``disable`` / ``enable``: the store's one ``set_enabled``, as the service's
+    ``POST /api/v1/sources/{id}/disable`` and ``/enable``; exit 1 when an id has no row
+    (named; the others are still changed)."""
+    _, _, store = open_store(args, lazy=True)
+    code = 0
+    for cid in dict.fromkeys(args.config_id):
+        if not store.set_enabled(cid, enabled):
+            error(f"no control row with ConfigId {cid}")
+            code = 1
+        elif enabled:
+            console.print(f"{safe(cid)}: enabled: planned on its schedule again "
+                          "(restlake generate --config-id ID plans it now)", soft_wrap=True)
+        else:
+            console.print(f"{safe(cid)}: disabled: not planned, claimed or probed (a load "
+                          f"already running finishes); restlake enable --config-id {safe(cid)} "
+                          "undoes it, and so does a generate from its file unless the file "
+                          "says enabled: false", soft_wrap=True)
+    return code
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

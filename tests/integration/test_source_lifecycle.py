@@ -1,0 +1,91 @@
+"""A source's configuration over its life, from the command line: a file removed from the
+configs folder, ``disable`` / ``enable``, ``generate`` from the file again, ``status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from framework.cli.app import main
+
+pytestmark = pytest.mark.spark
+
+
+def _write(conf: Path, config_id: str, **extra) -> Path:
+    path = conf / f"{config_id}.yaml"
+    path.write_text(yaml.safe_dump({
+        "config_id": config_id, "api_name": "Life", "endpoint": f"https://api.example.com/{config_id}",
+        "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-02T00:00:00Z",
+        "primary_key": ["id"], "target": {"catalog": "raw", "schema": "life", "table": config_id},
+        **extra}))
+    return path
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_a_source_whose_file_is_gone_is_disabled_from_the_command_line(store, tmp_path, capsys):
+    wh = str(store.warehouse.root)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    _write(conf, "kept")
+    gone = _write(conf, "gone")
+    assert main(["--warehouse", wh, "generate", "--config", str(conf)]) == 0
+    capsys.readouterr()
+
+    # the file is removed: its row is still in the table, and a folder generate says so
+    gone.unlink()
+    assert main(["--warehouse", wh, "generate", "--due", "--conf-dir", str(conf)]) == 0
+    err = _one_line(capsys.readouterr().err)
+    assert "gone" in err and "no config file" in err and "restlake disable --config-id gone" in err
+    assert "kept:" not in err
+
+    # disable: the one store method the API uses; an unknown id is named, the others still go
+    assert main(["--warehouse", wh, "disable", "--config-id", "gone", "nope"]) == 1
+    captured = capsys.readouterr()
+    assert "no control row with ConfigId nope" in _one_line(captured.err)
+    assert "gone: disabled" in _one_line(captured.out)
+    assert store.get("gone")["Enabled"] is False and store.get("kept")["Enabled"] is True
+
+    # a disabled row is no longer planned, nor reported as fileless (it was dealt with)
+    assert main(["--warehouse", wh, "generate", "--due", "--conf-dir", str(conf)]) == 0
+    captured = capsys.readouterr()
+    assert "gone" not in captured.err
+    assert main(["--warehouse", wh, "generate", "--config-id", "gone"]) == 0
+    assert "disabled" in capsys.readouterr().out
+
+    # status shows why it is not loaded, and how to undo it
+    assert main(["--warehouse", wh, "status"]) == 0
+    out = _one_line(capsys.readouterr().out)
+    assert "gone: disabled" in out and "restlake enable --config-id gone" in out
+
+    # enable undoes it; an id of no row exits 1 naming it
+    assert main(["--warehouse", wh, "enable", "--config-id", "gone"]) == 0
+    assert "gone: enabled" in _one_line(capsys.readouterr().out)
+    assert store.get("gone")["Enabled"] is True
+    assert main(["--warehouse", wh, "enable", "--config-id", "nope"]) == 1
+    assert "no control row with ConfigId nope" in _one_line(capsys.readouterr().err)
+
+
+def test_generate_from_the_file_of_a_disabled_source_enables_it_and_says_so(store, tmp_path, capsys):
+    wh = str(store.warehouse.root)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = _write(conf, "paused")
+    assert main(["--warehouse", wh, "generate", "--config", str(path)]) == 0
+    assert main(["--warehouse", wh, "disable", "--config-id", "paused"]) == 0
+    out = _one_line(capsys.readouterr().out)
+    # the message says what undoes it, generate from the file included
+    assert "restlake enable --config-id paused" in out and "generate" in out
+    assert main(["--warehouse", wh, "generate", "--config", str(path)]) == 0
+    out = _one_line(capsys.readouterr().out)
+    assert store.get("paused")["Enabled"] is True
+    assert "enabled again" in out
+    # a file that says enabled: false keeps it disabled (and says nothing of enabling)
+    _write(conf, "paused", enabled=False)
+    assert main(["--warehouse", wh, "generate", "--config", str(path)]) == 0
+    out = _one_line(capsys.readouterr().out)
+    assert store.get("paused")["Enabled"] is False and "enabled again" not in out
