@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from control.states import ControlState, LoadPolicy, LoadStatus, LoadType
-from framework.config import SourceConfig, parse_source
+from framework.config import SourceConfig, field_list_text, parse_source
 from framework.errors import ConfigError
 from framework.timeutil import parse_duration, to_utc
 
@@ -71,7 +71,7 @@ def config_to_row(cfg: SourceConfig) -> dict[str, Any]:
         "DataPath": cfg.data_path,
         "ParserName": cfg.parser,
         "ParserConfig": _json(dump["parser_options"]),
-        "PrimaryColumn": ",".join(cfg.primary_key) or None,
+        "PrimaryColumn": field_list_text(cfg.primary_key),
         "DeltaColumn": cfg.delta_column,
         "CursorField": cfg.cursor_field,
         "WindowStrategy": cfg.window,
@@ -84,7 +84,7 @@ def config_to_row(cfg: SourceConfig) -> dict[str, Any]:
         "TriggerScheduleTime": cfg.schedule.time,
         "TriggerFrequency": cfg.schedule.frequency,
         "Limits": _json(dump["limits"]),
-        "RequiredFields": ",".join(cfg.required_fields) or None,
+        "RequiredFields": field_list_text(cfg.required_fields),
         "SchemaMode": cfg.schema_mode,
         "Owner": cfg.owner,
         "Enabled": cfg.enabled,

@@ -30,7 +30,7 @@ CONTROL_SCHEMA = StructType([
     _s("TargetCatalog", StringType(), False),
     _s("TargetSchema", StringType(), False),
     _s("TargetTable", StringType(), False),
-    _s("PrimaryColumn", StringType(), comment="comma-separated key columns"),
+    _s("PrimaryColumn", StringType(), comment="comma-separated key fields, or a JSON list of them"),
     _s("DeltaColumn", BooleanType(), comment="true: FULL_LOAD -> INCREMENTAL after success"),
     _s("TriggerScheduleTime", StringType()),
     _s("TriggerFrequency", StringType()),

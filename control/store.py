@@ -373,9 +373,13 @@ class ControlStore:
         """Why ``cfg``'s primary key cannot replace the row's, or ``None``: the MERGE of an
         incremental load into a target holding rows would join on the new key, and update
         every row sharing a value of it. The same fields spelled otherwise are no change."""
+        from framework.config import field_list
         from framework.schema import column_name
 
-        old = [k for k in (prev.get("PrimaryColumn") or "").split(",") if k]
+        try:  # the bracket form for names holding a comma
+            old = list(field_list(prev.get("PrimaryColumn") or ""))
+        except ValueError:
+            return None  # a row that does not validate runs nothing either
         if [column_name(k).lower() for k in old] == [column_name(k).lower()
                                                      for k in cfg.primary_key]:
             return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import os
 import re
 from pathlib import Path
@@ -33,7 +34,8 @@ CONFIG_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: A run id: ``run-YYYYMMDDTHHMMSS-xxxxxx``, a Databricks job run id, or ``RESTLAKE_RUN_ID``;
 #: letters, digits, ``_`` and ``-`` only, so it is always one path segment under staging.
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,254}$")
+#: Characters no field name holds (the rest of Unicode is the API's to choose).
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 LOAD_TYPES = ("FULL_LOAD", "INCREMENTAL")
 SCHEMA_MODES = ("rescue", "evolve", "fail")
@@ -390,9 +392,7 @@ class Detail(_Model):
     @field_validator("id_field")
     @classmethod
     def _id_field(cls, v: str) -> str:
-        if not FIELD_NAME.match(v):
-            raise ValueError(f"{v!r} is not a valid field name")
-        return v
+        return field_name(v)
 
     @field_validator("data_path")
     @classmethod
@@ -557,11 +557,90 @@ class _Check(_Model):
         return {"value": v}
 
 
+def field_name(name: Any) -> str:
+    """``name`` as a record field's name: any text of 1-255 characters (spaces, commas,
+    dots, symbols and letters of any script included), none of them a control character.
+
+    Raises:
+        ValueError: why it is not one, quoting it.
+    """
+    why = ("not text" if not isinstance(name, str) else "empty" if not name.strip() else
+           "longer than 255 characters" if len(name) > 255 else
+           "a control character" if _CONTROL_CHARS.search(name) else None)
+    if why:
+        raise ValueError(f"{name!r} is not a valid field name ({why})")
+    return name
+
+
 def _field_names(names: Any) -> Any:
     for name in names or ():
-        if not isinstance(name, str) or not FIELD_NAME.match(name):
-            raise ValueError(f"{name!r} is not a valid field name")
+        field_name(name)
     return names
+
+
+def field_list(value: Any) -> Any:
+    """The field names of a ``primary_key`` / ``required_fields`` value: a list as it is,
+    or a text: comma-separated names (``id, first name``, each stripped), or the bracket
+    form, a JSON list (``["last, first", "id"]``) for names holding a comma, a double quote
+    or spaces at either end. The control row's ``PrimaryColumn`` and ``RequiredFields``
+    hold the same text (:func:`field_list_text`). Anything else is returned as it is, for
+    the model to report.
+
+    Raises:
+        ValueError: a text starting with ``[`` that is not a JSON list of texts.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            names, why = None, f"{exc.msg} at character {exc.pos}"
+        else:
+            why = "expected texts in brackets"
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{value!r} is not a bracket list of field names ({why}); write "
+                             'e.g. ["last, first", "id"], each name in double quotes')
+        return names
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def field_list_text(names: Iterable[str]) -> Optional[str]:
+    """``names`` as one text that :func:`field_list` reads back: comma-separated where no
+    name needs quoting (as the control columns always held them), else the bracket form;
+    ``None`` for no names."""
+    names = list(names)
+    if not names:
+        return None
+    plain = all("," not in n and '"' not in n and n == n.strip() and not n.startswith("[")
+                for n in names)
+    return ",".join(names) if plain else json.dumps(names, ensure_ascii=False,
+                                                      separators=(",", ":"))
+
+
+def _own_columns(names: Iterable[str]) -> None:
+    """Each of ``names`` (record fields that a load looks up) takes a column of its own:
+    not one restlake writes itself (the record's field would go to ``_rescued_data`` and
+    the load would read restlake's column), nor one another name of the list takes (Delta's
+    column names ignore case; ``a.b`` and ``a_b`` are one column).
+
+    Raises:
+        ValueError: naming both names, or the name and the column.
+    """
+    from framework.schema import RESERVED, column_name
+
+    reserved = {c.lower() for c in RESERVED}
+    seen: dict[str, str] = {}
+    for name in names:
+        col = column_name(name)
+        if col.lower() in reserved:
+            raise ValueError(f"{name!r} would be column {col}, which restlake writes itself "
+                             "(the record's own field goes to _rescued_data)")
+        first = seen.setdefault(col.lower(), name)
+        if first != name:
+            raise ValueError(f"{first!r} and {name!r} are one column ({column_name(first)}): "
+                             "name each field once")
 
 
 class MinRows(_Check):
@@ -778,19 +857,17 @@ class SourceConfig(_Model):
     @field_validator("primary_key", "required_fields", mode="before")
     @classmethod
     def _names(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            v = [p.strip() for p in v.split(",") if p.strip()]
+        v = field_list(v)
         if isinstance(v, list):
-            for name in v:
-                if not isinstance(name, str) or not FIELD_NAME.match(name):
-                    raise ValueError(f"{name!r} is not a valid field name")
+            _field_names(v)
+            _own_columns(v)
         return v
 
     @field_validator("cursor_field")
     @classmethod
     def _cursor(cls, v: str | None) -> str | None:
-        if v is not None and not FIELD_NAME.match(v):
-            raise ValueError(f"{v!r} is not a valid field name")
+        if v is not None:
+            _own_columns([field_name(v)])
         return v
 
     @field_validator("load_start", "load_end", mode="before")

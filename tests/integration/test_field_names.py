@@ -79,3 +79,41 @@ def test_a_primary_key_the_parser_never_produces_fails_before_any_write(spark, w
     ref = target_ref(cfg)
     assert not warehouse.exists(spark, ref) and not warehouse.exists(spark, ref.suffixed("_quarantine"))
     assert store.audit_rows("no_uid")[0]["ErrorMessage"] == outcome.error
+
+
+def test_keys_cursor_and_required_fields_with_spaces_commas_and_symbols(spark, warehouse, store):
+    # Names as APIs send them ("record id", "last, first", "@timestamp", "2fa"): validation
+    # refused every one ("is not a valid field name"), so such a source could not be keyed.
+    # The key holds a comma, so the control row keeps it in the bracket (JSON list) form,
+    # and the incremental generate reads it back as the same key (no "changed key" refusal).
+    page = {"data": [
+        {"record id": 1, "last, first": "Doe, J", "@timestamp": NEW, "2fa": True, "v": "new"},
+        {"record id": 1, "last, first": "Doe, J", "@timestamp": OLD, "2fa": True, "v": "old"},
+        {"record id": 2, "last, first": "Roe, R", "@timestamp": OLD, "2fa": False, "v": "two"},
+        {"record id": 3, "last, first": "Poe, E", "@timestamp": OLD, "v": "no 2fa"},  # quarantined
+    ]}
+    with FakeApi() as api:
+        api.route("/items", Reply(200, page))
+        cfg = _config(api.url("/items"), "spaced", primary_key=["record id", "last, first"],
+                      delta_column=True, cursor_field="@timestamp", required_fields=["2fa"])
+        assert store.generate([cfg])[0].action == "created"
+        assert store.get("spaced")["PrimaryColumn"] == '["record id","last, first"]'
+        [full] = run_loads(spark, warehouse, store, [cfg], generate=False)
+        assert full.status == "SUCCESS", full.error
+        assert full.audit["RejectedRows"] == 1
+        assert sorted((r["record_id"], r["last__first"], r["v"])
+                      for r in read_target(spark, warehouse, cfg).collect()) == [
+            (1, "Doe, J", "new"), (2, "Roe, R", "two")]
+
+        # INCREMENTAL: MERGE on (record_id, last__first); an older @timestamp never wins
+        api.route("/items", Reply(200, {"data": [
+            {"record id": 2, "last, first": "Roe, R", "@timestamp": NEW, "2fa": True, "v": "two again"},
+            {"record id": 1, "last, first": "Doe, J", "@timestamp": OLD, "2fa": True, "v": "stale"},
+            {"record id": 2, "last, first": "Zoe, Z", "@timestamp": NEW, "2fa": True, "v": "other"}]}))
+        [incr] = run_loads(spark, warehouse, store, [cfg], now=dt.datetime(2024, 1, 4, tzinfo=UTC))
+        assert incr.status == "SUCCESS", incr.error
+        assert incr.audit["LoadType"] == "INCREMENTAL"
+    rows = RsDeltaTable(warehouse.path(target_ref(cfg))).to_pyarrow_table(
+        columns=["record_id", "last__first", "v", "_2fa"]).to_pylist()
+    assert sorted((r["record_id"], r["last__first"], r["v"], r["_2fa"]) for r in rows) == [
+        (1, "Doe, J", "new", True), (2, "Roe, R", "two again", True), (2, "Zoe, Z", "other", True)]

@@ -213,7 +213,7 @@ def test_detail_config_is_validated_with_the_field_named(api):
                             ({"concurrency": 0}, "detail.concurrency"),
                             ({"mode": "upsert"}, "detail.mode"),
                             ({"on_404": "skip"}, "detail.on_404"),
-                            ({"id_field": "a b"}, "detail.id_field")]:
+                            ({"id_field": "a\tb"}, "detail.id_field")]:
         with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):
             _cfg(api, detail=detail)
     # a replay rebuilds rows from the archived list pages: it could not add the details

@@ -122,6 +122,7 @@ def test_every_command_takes_the_log_options_before_or_after_its_name():
 
 def _required(command: str) -> list[str]:
     return {"validate": ["a.yaml"], "generate": ["--due"], "retry": ["--config-id", "x"],
+            "disable": ["--config-id", "x"], "enable": ["--config-id", "x"],
             "report": ["--out", "o"], "notify": ["--config", "n.yaml"], "drill": ["all"],
             "replay": ["--config-id", "x", "--run-id", "r"], "worksheet": ["--config", "a.yaml"],
             "run": ["--all"]}.get(command, [])

@@ -49,7 +49,7 @@ def test_short_and_long_forms_and_the_default_severity():
     ({"mn_rows": 1}, "quality.mn_rows", "did you mean 'min_rows'"),
     ({"max_null_pct": {"severity": "fail"}}, "quality.max_null_pct", "under 'value:'"),
     ({"max_null_pct": {"email": 101}}, "quality.max_null_pct.value.email", "less than or equal to 100"),
-    ({"not_null": ["bad name!"]}, "quality.not_null.value", "not a valid field name"),
+    ({"not_null": ["bad\nname"]}, "quality.not_null.value", "not a valid field name"),
     ({"not_null": []}, "quality.not_null.value", "at least 1"),
     ({"freshness_sla": "25:00"}, "quality.freshness_sla.value", "not a HH:MM time"),
     ({"severity": "error"}, "quality.severity", "'error' is not one of warn or fail"),
