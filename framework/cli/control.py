@@ -291,12 +291,15 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     _, _, store = open_store(args, lazy=True)
     code = 0
-    for cid in args.config_id:
+    for cid in dict.fromkeys(args.config_id):
         try:
             state = store.retry(cid)
-            console.print(f"{cid}: PENDING again ({state.load_type.value} "
+            console.print(f"{safe(cid)}: PENDING again ({state.load_type.value} "
                           f"{fmt(state.load_start)} .. {fmt(state.load_end)})")
         except InvalidTransition as exc:
             error(f"{cid}: {exc}")
+            code = 1
+        except ConfigError as exc:  # no such row, or a hand-edited state column: the others go on
+            print_error(exc)
             code = 1
     return code

@@ -89,3 +89,23 @@ def test_generate_from_the_file_of_a_disabled_source_enables_it_and_says_so(stor
     assert main(["--warehouse", wh, "generate", "--config", str(path)]) == 0
     out = _one_line(capsys.readouterr().out)
     assert store.get("paused")["Enabled"] is False and "enabled again" not in out
+
+
+def test_retry_goes_on_after_an_id_without_a_row(store, tmp_path, capsys):
+    # `retry --config-id typo failed_one` stopped at the typo: the FAILED row named after it
+    # was never retried (disable, enable and run go on with the other ids).
+    from control import states
+
+    wh = str(store.warehouse.root)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    assert main(["--warehouse", wh, "generate", "--config", str(_write(conf, "broke"))]) == 0
+    claim = store.claim("broke", "runner-1", "run-1")
+    store.finish(claim, states.fail(claim.state, "runner-1", "HTTP 503"))
+    assert store.get("broke")["LoadStatus"] == "FAILED"
+    capsys.readouterr()
+    assert main(["--warehouse", wh, "retry", "--config-id", "typo", "broke"]) == 1
+    captured = capsys.readouterr()
+    assert "no control row with ConfigId 'typo'" in _one_line(captured.err)
+    assert "broke: PENDING again" in _one_line(captured.out)
+    assert store.get("broke")["LoadStatus"] == "PENDING"
