@@ -71,8 +71,9 @@ def generate(store: ControlStore, *, config_paths: Sequence[Any] = (),
                 wanted[row["ConfigId"]] = row_to_config(row)
             except ConfigError as exc:
                 invalid.append(GenerateResult(row["ConfigId"], INVALID, str(exc)))
-    clashes = shared_targets(wanted.values(), _valid_configs(
-        r for cid, r in table.items() if cid not in wanted))
+    # a disabled source writes nothing: it clashes with no one (``enable`` checks it again)
+    clashes = shared_targets([c for c in wanted.values() if c.enabled], _valid_configs(
+        r for cid, r in table.items() if cid not in wanted and r.get("Enabled") is not False))
     for cid, why in clashes.items():  # neither upserted nor planned
         del wanted[cid]
         invalid.append(GenerateResult(cid, INVALID, why))

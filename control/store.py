@@ -688,10 +688,20 @@ class ControlStore:
         """Enable or disable a source (its ``Enabled`` column); False when there is no such row.
 
         A disabled row is neither planned nor claimed; a load already RUNNING finishes.
+
+        Raises:
+            ConfigError: enabling a row whose target and ``source_system`` another enabled
+                source writes (a disabled row clashes with no one, so another source may
+                have taken its target over, e.g. its config_id renamed); names the other.
         """
         def attempt() -> bool:
-            if self.get(config_id) is None:
+            row = self.get(config_id)
+            if row is None:
                 return False
+            if enabled and row.get("Enabled") is False:
+                why = self._clash_of(row)
+                if why:
+                    raise ConfigError(f"not enabled: {why}", source=config_id, field="target")
             with self._control_lock:
                 self._merge_control([Guarded({"ConfigId": config_id, "Enabled": bool(enabled),
                                               "LastUpdatedTime": now or utcnow()}, {})],
@@ -699,6 +709,25 @@ class ControlStore:
             return True
 
         return retry_conflicts(attempt, f"{'enable' if enabled else 'disable'} {config_id}")
+
+    def _clash_of(self, row: dict[str, Any]) -> Optional[str]:
+        """Why the source of ``row`` may not write its target beside the enabled rows, or
+        ``None`` (also for a row that does not validate: it runs nothing)."""
+        from framework.config import shared_targets
+
+        try:
+            cfg = mapping.row_to_config({**row, "Enabled": True})
+        except ConfigError:
+            return None
+        others = []
+        for other in self.rows():
+            if other["ConfigId"] == row["ConfigId"] or other.get("Enabled") is False:
+                continue
+            try:
+                others.append(mapping.row_to_config(other))
+            except ConfigError:
+                continue
+        return shared_targets([cfg], others).get(cfg.config_id)
 
     def _update_if_unchanged(self, row: dict[str, Any], new_state: ControlState, now: dt.datetime,
                              extra: Optional[dict[str, Any]] = None) -> bool:

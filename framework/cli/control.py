@@ -272,7 +272,13 @@ def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
     _, _, store = open_store(args, lazy=True)
     code = 0
     for cid in dict.fromkeys(args.config_id):
-        if not store.set_enabled(cid, enabled):
+        try:
+            known = store.set_enabled(cid, enabled)
+        except ConfigError as exc:  # another source writes its target now
+            print_error(exc)
+            code = 1
+            continue
+        if not known:
             error(f"no control row with ConfigId {cid}")
             code = 1
         elif enabled:

@@ -113,7 +113,11 @@ async def post_sources(request: Request) -> JSONResponse:
 def _set_enabled(request: Request, config_id: str, enabled: bool) -> JsonAnswer:
     svc = service_of(request)
     source_row(queries(request), config_id)
-    if not _store(svc).set_enabled(config_id, enabled, svc.clock()):
+    try:
+        known = _store(svc).set_enabled(config_id, enabled, svc.clock())
+    except ConfigError as exc:  # another enabled source writes its target now
+        raise Problem(409, exc.message) from None
+    if not known:
         raise Problem(404, f"no source with config_id {config_id!r}")
     log.info("%s %s", "enabled" if enabled else "disabled", config_id)
     return respond({"config_id": config_id, "enabled": enabled})
@@ -125,7 +129,9 @@ def disable_source(request: Request, config_id: str) -> JsonAnswer:
     return _set_enabled(request, config_id, False)
 
 
-@router.post("/sources/{config_id}/enable", summary="enable a source again")
+@router.post("/sources/{config_id}/enable", summary="enable a source again",
+             responses={409: {"description": "another enabled source writes its target table "
+                                             "as the same source_system (named)"}})
 def enable_source(request: Request, config_id: str) -> JsonAnswer:
     return _set_enabled(request, config_id, True)
 

@@ -325,3 +325,23 @@ def test_run_answers_409_when_nothing_was_planned_and_retry_plans_a_failed_full_
         pushed = running.post("/api/v1/sources/hooked/run", headers=H)
         assert pushed.status_code == 409 and "webhook" in pushed.json()["detail"]
         assert scheduler.runs == ["broken"]
+
+
+def test_enable_answers_409_while_another_source_writes_its_target(svc, api):
+    # A disabled source clashes with no one, so another source may take its target over
+    # (its config_id renamed); enabling the old one again answers 409 naming the other, as
+    # `restlake enable` does (one store method), and leaves it disabled.
+    assert svc.post("/api/v1/sources/alerts/disable", headers=H).status_code == 200
+    cfg = {"config_id": "alerts_renamed", "api_name": "Demo", "source_system": "demo",
+           "endpoint": api.base_url + "/api/offset/issues", "load_start": "2024-01-01T00:00:00Z",
+           "data_path": "data", "target": {"catalog": "raw", "schema": "tests",
+                                           "table": "cache_monitoring_alerts"}}
+    created = svc.post("/api/v1/sources", headers=H, json=cfg)
+    assert created.status_code == 201, created.text
+    refused = svc.post("/api/v1/sources/alerts/enable", headers=H)
+    assert refused.status_code == 409, refused.text
+    assert "also written by config alerts_renamed" in refused.json()["detail"]
+    assert get(svc, "/api/v1/sources/alerts")["summary"]["enabled"] is False
+    # once the other is disabled, the old one is enabled again
+    assert svc.post("/api/v1/sources/alerts_renamed/disable", headers=H).status_code == 200
+    assert svc.post("/api/v1/sources/alerts/enable", headers=H).json()["enabled"] is True

@@ -109,3 +109,39 @@ def test_retry_goes_on_after_an_id_without_a_row(store, tmp_path, capsys):
     assert "no control row with ConfigId 'typo'" in _one_line(captured.err)
     assert "broke: PENDING again" in _one_line(captured.out)
     assert store.get("broke")["LoadStatus"] == "PENDING"
+
+
+def test_a_renamed_config_id_takes_over_its_target_once_the_old_row_is_disabled(
+        store, tmp_path, capsys):
+    # A config_id renamed in its file: the new id was refused ("also written by config
+    # old") for as long as the old row existed, disabled or not, and no command removes a
+    # row, so the rename needed a DELETE in SQL. A disabled row writes nothing: it clashes
+    # with no one, and enabling it again is refused while another source writes its rows.
+    wh = str(store.warehouse.root)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    old = _write(conf, "old_id")
+    assert main(["--warehouse", wh, "generate", "--config", str(conf)]) == 0
+    old.unlink()
+    _write(conf, "new_id", target={"catalog": "raw", "schema": "life", "table": "old_id"})
+    capsys.readouterr()
+    assert main(["--warehouse", wh, "generate", "--config", str(conf)]) == 1
+    captured = capsys.readouterr()
+    err = _one_line(captured.err)
+    assert "new_id" in err and "also written by config old_id" in err
+    assert "restlake disable --config-id old_id" in err
+    assert store.get("new_id") is None
+
+    assert main(["--warehouse", wh, "disable", "--config-id", "old_id"]) == 0
+    assert main(["--warehouse", wh, "generate", "--config", str(conf)]) == 0
+    assert store.get("new_id")["LoadStatus"] == "PENDING"
+    capsys.readouterr()
+    # every row planned together: the disabled one is not a clash either
+    assert main(["--warehouse", wh, "generate", "--due"]) == 0
+    assert "invalid" not in capsys.readouterr().out
+
+    # enabling the old row again would have two sources replace each other's rows
+    assert main(["--warehouse", wh, "enable", "--config-id", "old_id"]) == 1
+    err = _one_line(capsys.readouterr().err)
+    assert "old_id" in err and "also written by config new_id" in err
+    assert store.get("old_id")["Enabled"] is False
