@@ -234,6 +234,10 @@ def print_waits(rows: list[dict[str, Any]], now: dt.datetime) -> None:
                  f"{row['ConfigId']})"] if row.get("Enabled") is False else []
         try:
             running = claim_note(row_to_state(row), now)
+        except ConfigError as exc:  # a state column edited by hand: shown as it is, named
+            text = str(exc)
+            running = text.split(": ", 1)[1] if text.startswith("source '") else text
+            running += " (no run claims it; fix the column, or generate reports it)"
         except ValueError:  # an unknown status or load type: the table shows it as it is
             running = None
         notes += [running] if running else []

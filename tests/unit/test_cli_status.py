@@ -69,3 +69,22 @@ def test_status_of_no_sources_or_an_unknown_one_says_so(tmp_path, capsys):
         assert main(["--warehouse", str(wh.root), "status", *stale, "--config-id", "a", "nope"]) == 1
         captured = capsys.readouterr()
         assert "no control row with ConfigId nope" in captured.err and "fresh" not in captured.out
+
+
+def test_status_shows_a_row_whose_state_column_was_edited_by_hand(tmp_path, capsys):
+    # A LoadStatus typed by hand ('DONE') made `status` fail as a whole (exit 1, no table):
+    # the row is shown as it is, with its column named, and the other rows' notes follow.
+    wh = Warehouse(tmp_path / "wh")
+    base = {"LoadType": "FULL_LOAD", "TargetCatalog": "raw", "TargetSchema": "t",
+            "TriggerFrequency": "daily", "Attempt": 1}
+    write(wh, TableRef("main", "metadata", "api_control_table"), [
+        {**base, "ConfigId": "typed", "TargetTable": "a", "LoadStatus": "DONE"},
+        {**base, "ConfigId": "off", "TargetTable": "b", "LoadStatus": "PENDING", "Enabled": False},
+    ], CONTROL_TYPES, CONTROL_COLUMNS)
+    assert main(["--warehouse", str(wh.root), "status"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "DONE" in out and "off: disabled" in out
+    assert "typed: control row column LoadStatus: 'DONE' is not one of" in out
+    for command in (["status", "--stale"], ["status", "--config-id", "typed"], ["audit"]):
+        assert main(["--warehouse", str(wh.root), *command]) in (0, 1), command
+        assert "Traceback" not in capsys.readouterr().err
