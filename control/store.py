@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 NO_SUCH_ROW = "no such control row"
 #: what ``claim_many`` says of a row whose state columns hold no state (edited by hand)
 INVALID_ROW = "invalid control row"
+#: why a disabled row is not claimed, even when named by id
+_DISABLED = "it is disabled (restlake enable --config-id {cid})"
 #: the action of a config or row that ``generate`` could not upsert or plan
 INVALID = "invalid"
 
@@ -450,6 +452,9 @@ class ControlStore:
             row = self.get(config_id)
             if row is None:
                 return None
+            if row.get("Enabled") is False:
+                log.info("%s: not claimed: %s", config_id, _DISABLED.format(cid=config_id))
+                return None
             try:
                 state = mapping.row_to_state(row)
             except ConfigError as exc:
@@ -501,6 +506,9 @@ class ControlStore:
                 row = rows.get(cid)
                 if row is None:
                     why[cid] = NO_SUCH_ROW
+                    continue
+                if row.get("Enabled") is False:  # named by id too (a job naming its sources)
+                    why[cid] = _DISABLED.format(cid=cid)
                     continue
                 held_for = lease if lease is not None else mapping.lease_of(row)
                 try:

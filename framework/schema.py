@@ -52,6 +52,8 @@ CONTRACT_COLUMNS: dict[str, ColumnType] = {
 }
 SEQ_COLUMN = "_seq"  # staging only: arrival order, for "last seen wins"
 RESERVED = set(CONTRACT_COLUMNS) | {SEQ_COLUMN}
+#: RESERVED in lower case: Delta's column names ignore case, so ``Source_System`` is one too
+_RESERVED_LOWER = frozenset(c.lower() for c in RESERVED)
 _SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -384,7 +386,7 @@ class RowShaper:
         wants: list[Optional[str]] = []
         for key in keys:
             col = column_name(key)
-            if col in RESERVED:
+            if col.lower() in _RESERVED_LOWER:
                 wants.append(None)
             elif self.columns is None:
                 wants.append(col)

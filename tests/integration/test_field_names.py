@@ -117,3 +117,14 @@ def test_keys_cursor_and_required_fields_with_spaces_commas_and_symbols(spark, w
         columns=["record_id", "last__first", "v", "_2fa"]).to_pylist()
     assert sorted((r["record_id"], r["last__first"], r["v"], r["_2fa"]) for r in rows) == [
         (1, "Doe, J", "new", True), (2, "Roe, R", "two again", True), (2, "Zoe, Z", "other", True)]
+
+
+def test_a_record_field_named_as_a_contract_column_in_another_case_is_rescued(spark, warehouse,
+                                                                              store):
+    with FakeApi() as api:
+        api.route("/items", Reply(200, {"data": [{"id": 1, "Source_System": "theirs", "v": "a"}]}))
+        cfg = _config(api.url("/items"), "cased", primary_key=["id"])
+        [outcome] = run_loads(spark, warehouse, store, [cfg])
+    assert outcome.status == "SUCCESS", outcome.error
+    [row] = read_target(spark, warehouse, cfg).collect()
+    assert row["source_system"] == "names" and '"Source_System":"theirs"' in row["_rescued_data"]

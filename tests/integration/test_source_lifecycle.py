@@ -145,3 +145,22 @@ def test_a_renamed_config_id_takes_over_its_target_once_the_old_row_is_disabled(
     err = _one_line(capsys.readouterr().err)
     assert "old_id" in err and "also written by config new_id" in err
     assert store.get("old_id")["Enabled"] is False
+
+
+def test_run_of_a_disabled_row_by_its_id_skips_it(store, tmp_path, capsys):
+    # `run --all` left a disabled row alone, but `run --config-id ID` (a scheduled job
+    # naming its sources) claimed and loaded it: disabling a source whose file was removed
+    # did not stop the job that names it.
+    wh = str(store.warehouse.root)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = _write(conf, "off", endpoint="http://127.0.0.1:9/items",
+                  limits={"timeout_s": 2, "max_retries": 0})
+    assert main(["--warehouse", wh, "generate", "--config", str(path)]) == 0
+    assert main(["--warehouse", wh, "disable", "--config-id", "off"]) == 0
+    capsys.readouterr()
+    assert main(["--warehouse", wh, "run", "--config-id", "off"]) == 0
+    out = _one_line(capsys.readouterr().out)
+    assert "SKIPPED" in out and "disabled" in out
+    row = store.get("off")
+    assert (row["LoadStatus"], row["Attempt"], row["ClaimedBy"]) == ("PENDING", 0, None)

@@ -404,3 +404,15 @@ def test_non_finite_numbers_keep_their_token_in_the_canonical_json() -> None:
     assert payload_hash(record) != payload_hash({**record, "b": None})
     # the same text with an integer that takes the other encoder
     assert canonical_json({**record, "d": 2 ** 64}).startswith('{"a":[Infinity,-Infinity],"b":NaN')
+
+
+def test_reserved_names_in_another_case_are_rescued() -> None:
+    # Delta's column names ignore case: a record's "Source_System" or "_RUN_ID" took a data
+    # column of that spelling beside restlake's own, and the write failed on a duplicate
+    # column at every run (first load and existing target alike).
+    for columns in (dict(COLUMNS), None):
+        row = shape(shaper(columns=columns), {"id": 1, "Source_System": "fake", "_RUN_ID": "x",
+                                              "Payload-Hash": "h"})
+        assert rescued(row) == {"Source_System": "fake", "_RUN_ID": "x", "Payload-Hash": "h"}
+        assert not {"Source_System", "_RUN_ID", "Payload_Hash"} & set(row)
+        assert row["source_system"] == "github" and row["_run_id"] == "run-1"
