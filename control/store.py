@@ -300,7 +300,7 @@ class ControlStore:
                 planned = full
                 detail = (f"target changed from {moved} to {cfg.target.name}, a table that does "
                           f"not exist yet: full load; {moved} is left as it is")
-            elif not cfg.enabled:
+            elif not cfg.enabled and prev is not None:
                 detail = "disabled"
             elif due_only and prev and not states.is_due(state, cfg.schedule.time,
                                                           cfg.schedule.frequency, now):
@@ -331,6 +331,10 @@ class ControlStore:
                 else detail
             if full is not None:
                 rng += f" ({detail})"
+            if prev is None and not cfg.enabled:
+                # a new source whose file says enabled: false: its row (status shows it,
+                # ``enable`` finds it) holds its first load, which no run claims until then
+                rng += f"; disabled: no run claims it until restlake enable --config-id {cfg.config_id}"
             if prev is not None and prev.get("Enabled") is False and cfg.enabled:
                 # a disable (CLI or API) undone by the config: said, not done silently
                 rng = "; ".join(p for p in (rng, "enabled again: the row was disabled and its "

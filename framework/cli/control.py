@@ -35,7 +35,8 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     add("init", "create the control, audit, window-log and quality-results tables (idempotent)")
     p = add("validate", "check config files (no Spark): every file, and what they share (a config_id, a target "
                         "table and source_system); exit 1 on any error")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="config files, or folders (their *.yaml / *.yml files, as generate reads them)")
     p = add("generate", "upsert control rows from configs and mark due loads PENDING")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--config", nargs="+", metavar="FILE", help="config files")
@@ -68,11 +69,18 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from framework.config import load_file, shared_targets
+    from framework.config import config_files, load_file, shared_targets
 
     failed = 0
+    paths: list[Any] = []
+    for given in args.files:  # a folder as generate reads it: its *.yaml / *.yml files
+        try:
+            paths += config_files([given]) if Path(given).is_dir() else [given]
+        except ConfigError as exc:  # a folder without any
+            print_error(exc)
+            failed += 1
     valid: list[tuple[str, Any]] = []  # (file, config) of every file that validates alone
-    for path in args.files:
+    for path in paths:
         try:
             configs = load_file(path)
         except ConfigError as exc:
@@ -304,8 +312,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
     for cid in dict.fromkeys(args.config_id):
         try:
             state = store.retry(cid)
+            row = store.get(cid) or {}
+            off = ("; it is disabled: no run claims it until restlake enable --config-id "
+                   f"{safe(cid)}") if row.get("Enabled") is False else ""
             console.print(f"{safe(cid)}: PENDING again ({state.load_type.value} "
-                          f"{fmt(state.load_start)} .. {fmt(state.load_end)})")
+                          f"{fmt(state.load_start)} .. {fmt(state.load_end)}){off}",
+                          soft_wrap=True)
         except InvalidTransition as exc:
             error(f"{cid}: {exc}")
             code = 1

@@ -110,6 +110,16 @@ def test_retry_goes_on_after_an_id_without_a_row(store, tmp_path, capsys):
     assert "broke: PENDING again" in _one_line(captured.out)
     assert store.get("broke")["LoadStatus"] == "PENDING"
 
+    # a disabled row retried is PENDING again, and says that no run claims it yet
+    claim = store.claim("broke", "runner-1", "run-2")
+    store.finish(claim, states.fail(claim.state, "runner-1", "HTTP 503"))
+    assert main(["--warehouse", wh, "disable", "--config-id", "broke"]) == 0
+    capsys.readouterr()
+    assert main(["--warehouse", wh, "retry", "--config-id", "broke"]) == 0
+    out = _one_line(capsys.readouterr().out)
+    assert "broke: PENDING again" in out and "disabled" in out
+    assert "restlake enable --config-id broke" in out
+
 
 def test_a_renamed_config_id_takes_over_its_target_once_the_old_row_is_disabled(
         store, tmp_path, capsys):
@@ -164,3 +174,25 @@ def test_run_of_a_disabled_row_by_its_id_skips_it(store, tmp_path, capsys):
     assert "SKIPPED" in out and "disabled" in out
     row = store.get("off")
     assert (row["LoadStatus"], row["Attempt"], row["ClaimedBy"]) == ("PENDING", 0, None)
+
+
+def test_a_new_source_whose_file_says_enabled_false_gets_a_disabled_row(store, tmp_path, capsys):
+    # generate "skipped" it and wrote no row: status did not show it, and `restlake enable`
+    # answered "no control row" for a source whose file was right there. Its row holds its
+    # first load, which no run claims until it is enabled.
+    wh = str(store.warehouse.root)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    path = _write(conf, "staged", enabled=False)
+    assert main(["--warehouse", wh, "generate", "--config", str(path)]) == 0
+    out = _one_line(capsys.readouterr().out)
+    assert "created" in out and "no run claims it until restlake enable --config-id staged" in out
+    row = store.get("staged")
+    assert row is not None and row["Enabled"] is False and row["LoadStatus"] == "PENDING"
+    assert main(["--warehouse", wh, "status"]) == 0
+    assert "staged: disabled" in _one_line(capsys.readouterr().out)
+    assert main(["--warehouse", wh, "run", "--all"]) == 0
+    assert (store.get("staged")["LoadStatus"], store.get("staged")["Attempt"]) == ("PENDING", 0)
+    assert main(["--warehouse", wh, "enable", "--config-id", "staged"]) == 0
+    assert store.get("staged")["Enabled"] is True
+    assert store.claimable_ids() == ["staged"]

@@ -199,3 +199,24 @@ def test_a_config_id_of_two_files_is_an_error_as_generate_says(
     [line] = _error_lines(err)
     assert line == (f"error {again}: source 'minimal-1': config_id: config_id is also defined "
                     f"in {good}")
+
+
+def test_validate_reads_a_folder_as_generate_does(tmp_path, capsys):
+    # `generate --config DIR` and `--conf-dir DIR` read a folder's *.yaml / *.yml files, but
+    # `validate DIR` answered "cannot read file: Is a directory": a CI step checking the
+    # folder that generate reads could not be written.
+    for good in GOOD[:2]:
+        (tmp_path / good.name).write_text(good.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not a config")
+    assert cli.main(["validate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{tmp_path / g.name}:" in " ".join(out.split()) for g in GOOD[:2]), out
+    bad = sorted((CONFIGS / "bad").glob("*.yaml"))[0]
+    (tmp_path / "zz_bad.yaml").write_text(bad.read_text(encoding="utf-8"), encoding="utf-8")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["validate", str(tmp_path), str(empty)]) == 1
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "zz_bad.yaml" in err and "no config files (*.yaml, *.yml) in this folder" in err
+    assert "Is a directory" not in err and "ok" in captured.out  # the good files still checked
