@@ -301,7 +301,8 @@ class ControlStore:
                 detail = (f"target changed from {moved} to {cfg.target.name}, a table that does "
                           f"not exist yet: full load; {moved} is left as it is")
             elif not cfg.enabled and prev is not None:
-                detail = "disabled"
+                detail = "disabled" if prev.get("Enabled") is False else \
+                    "disabled by its config (enabled: false)"
             elif due_only and prev and not states.is_due(state, cfg.schedule.time,
                                                           cfg.schedule.frequency, now):
                 detail = "not due"

@@ -89,6 +89,7 @@ def test_generate_from_the_file_of_a_disabled_source_enables_it_and_says_so(stor
     assert main(["--warehouse", wh, "generate", "--config", str(path)]) == 0
     out = _one_line(capsys.readouterr().out)
     assert store.get("paused")["Enabled"] is False and "enabled again" not in out
+    assert "disabled by its config (enabled: false)" in out
 
 
 def test_retry_goes_on_after_an_id_without_a_row(store, tmp_path, capsys):
