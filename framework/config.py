@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterable, Literal, Optional, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from framework import jsonpath, windows
 from framework.errors import ConfigError, ConfigErrors, CrossOriginError, config_errors
@@ -856,11 +856,12 @@ class SourceConfig(_Model):
 
     @field_validator("primary_key", "required_fields", mode="before")
     @classmethod
-    def _names(cls, v: Any) -> Any:
+    def _names(cls, v: Any, info: ValidationInfo) -> Any:
         v = field_list(v)
         if isinstance(v, list):
             _field_names(v)
-            _own_columns(v)
+            if info.field_name == "primary_key":  # the MERGE joins on their columns
+                _own_columns(v)
         return v
 
     @field_validator("cursor_field")

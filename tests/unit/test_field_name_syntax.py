@@ -92,6 +92,13 @@ def test_a_name_that_cannot_be_a_column_of_its_own_names_the_field(keys, expecte
     assert any(expected in e for e in found), found
 
 
+def test_required_fields_check_the_record_as_it_is():
+    # a presence check of the record's own keys: a name restlake also writes, or two
+    # spellings, are no clash there (only the key and the cursor pick a column)
+    cfg = parse_source({**BASE, "required_fields": ["source_system", "id", "ID"]})
+    assert cfg.required_fields == ["source_system", "id", "ID"]
+
+
 def test_validate_prints_the_field_and_the_name(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("config_id: names\napi_name: Names\nendpoint: https://api.example.com/x\n"
