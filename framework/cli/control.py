@@ -264,6 +264,9 @@ AUDIT_PHASE_COLUMNS = ("LoggedAt", "ConfigId", "LoadType", "LoadStatus", "Target
 def cmd_audit(args: argparse.Namespace) -> int:
     q = require_init(open_queries(args))
     rows = q.audit_rows(args.config_id, args.limit)
+    if args.config_id and not rows and not q.control_rows([args.config_id]):
+        error(f"no control row or audit row with ConfigId {args.config_id}")
+        return 1
     columns = AUDIT_PHASE_COLUMNS if args.phases else AUDIT_COLUMNS
     console.print(table(f"audit table {q.audit_ref.name}", columns, rows))
     return 0

@@ -88,3 +88,25 @@ def test_status_shows_a_row_whose_state_column_was_edited_by_hand(tmp_path, caps
     for command in (["status", "--stale"], ["status", "--config-id", "typed"], ["audit"]):
         assert main(["--warehouse", str(wh.root), *command]) in (0, 1), command
         assert "Traceback" not in capsys.readouterr().err
+
+
+def test_audit_of_an_id_without_a_row_or_history_says_so(tmp_path, capsys):
+    # `audit --config-id typo` showed an empty table and exit 0, as for a source not loaded
+    # yet, where `status --config-id typo` names it and exits 1.
+    from tests.unit._lake import AUDIT_COLUMNS, AUDIT_TYPES
+
+    wh = Warehouse(tmp_path / "wh")
+    base = {"LoadType": "FULL_LOAD", "TargetCatalog": "raw", "TargetSchema": "t",
+            "TriggerFrequency": "daily", "Attempt": 0, "LoadStatus": "PENDING"}
+    write(wh, TableRef("main", "metadata", "api_control_table"),
+          [{**base, "ConfigId": "fresh", "TargetTable": "a"}], CONTROL_TYPES, CONTROL_COLUMNS)
+    write(wh, TableRef("main", "metadata", "api_audit_table"),
+          [{"ConfigId": "retired", "RunId": "r1", "LoadType": "FULL_LOAD", "LoadStatus": "SUCCESS",
+            "LoggedAt": NOW}], AUDIT_TYPES, AUDIT_COLUMNS, append_only=True)
+    assert main(["--warehouse", str(wh.root), "audit", "--config-id", "typo"]) == 1
+    captured = capsys.readouterr()
+    assert "no control row or audit row with ConfigId typo" in " ".join(captured.err.split())
+    # a source not loaded yet, and the history of a row since removed, are no error
+    assert main(["--warehouse", str(wh.root), "audit", "--config-id", "fresh"]) == 0
+    assert main(["--warehouse", str(wh.root), "audit", "--config-id", "retired"]) == 0
+    assert "retired" in capsys.readouterr().out
