@@ -42,9 +42,10 @@ def add_commands(sub: Any, add: Callable[[str, str], argparse.ArgumentParser]
     g.add_argument("--config", nargs="+", metavar="FILE", help="config files")
     g.add_argument("--config-id", nargs="+", metavar="ID", help="plan these existing rows now")
     g.add_argument("--due", action="store_true", help="plan every row whose schedule fired")
-    p.add_argument("--conf-dir", metavar="DIR", help="with --due: also upsert the configs in DIR "
-                                                     "(then every due row is planned, hand-added "
-                                                     "rows included)")
+    p.add_argument("--conf-dir", metavar="DIR", help="also upsert the configs in DIR (with --due: "
+                                                     "then every due row is planned, hand-added "
+                                                     "rows included; with --config: beside the "
+                                                     "files)")
     p = add("status", "show the control rows (no Spark)")
     p.add_argument("--config-id", nargs="+", metavar="ID")
     p.add_argument("--stale", action="store_true",
@@ -166,7 +167,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from framework.config import config_files, load_files
 
     # files are validated before Spark starts
-    paths = args.config or ([args.conf_dir] if args.conf_dir else [])
+    # --conf-dir adds its folder to the files given (with --config-id: refused, not both)
+    paths = [*(args.config or ()), *([args.conf_dir] if args.conf_dir else [])]
     configs = load_files(config_files(paths))
     _, _, store = open_store(args, lazy=True)
     store.init()

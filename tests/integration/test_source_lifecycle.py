@@ -197,3 +197,18 @@ def test_a_new_source_whose_file_says_enabled_false_gets_a_disabled_row(store, t
     assert main(["--warehouse", wh, "enable", "--config-id", "staged"]) == 0
     assert store.get("staged")["Enabled"] is True
     assert store.claimable_ids() == ["staged"]
+
+
+def test_generate_with_config_and_conf_dir_upserts_both(store, tmp_path, capsys):
+    # --conf-dir was dropped without a word when --config was given too
+    wh = str(store.warehouse.root)
+    one, more = tmp_path / "one", tmp_path / "more"
+    one.mkdir()
+    more.mkdir()
+    path = _write(one, "single")
+    _write(more, "in_folder")
+    assert main(["--warehouse", wh, "generate", "--config", str(path), "--conf-dir", str(more)]) == 0
+    assert store.get("single") is not None and store.get("in_folder") is not None
+    capsys.readouterr()
+    assert main(["--warehouse", wh, "generate", "--config-id", "single", "--conf-dir", str(more)]) == 1
+    assert "not both" in _one_line(capsys.readouterr().err)
