@@ -1421,11 +1421,22 @@ def config_files(paths: Any) -> list[Path]:
     subfolders are not read), or comma-separated lists of either (one widget or task
     parameter can name several).
 
+    A file named twice (a folder and a glob over it) is read once, where it came first.
+
     Raises:
         ConfigError: a folder holds no config file (a wrong ``--conf-dir`` would otherwise
             upsert nothing and succeed).
     """
     out: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(files: list[Path]) -> None:
+        for f in files:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+
     for raw in paths:
         for part in (p.strip() for p in str(raw).split(",")):
             if not part:
@@ -1437,9 +1448,9 @@ def config_files(paths: Any) -> list[Path]:
                 if not found:
                     raise ConfigError("no config files (*.yaml, *.yml) in this folder",
                                       file=str(path))
-                out += found
+                add(found)
             else:
-                out.append(path)
+                add([path])
     return out
 
 

@@ -80,6 +80,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except ConfigError as exc:  # a folder without any
             print_error(exc)
             failed += 1
+    once: dict[Path, Any] = {}  # a file given twice (a folder and a glob over it) is one
+    for path in paths:
+        once.setdefault(Path(path).resolve(), path)
+    paths = list(once.values())
     valid: list[tuple[str, Any]] = []  # (file, config) of every file that validates alone
     for path in paths:
         try:

@@ -220,3 +220,16 @@ def test_validate_reads_a_folder_as_generate_does(tmp_path, capsys):
     err = " ".join(captured.err.split())
     assert "zz_bad.yaml" in err and "no config files (*.yaml, *.yml) in this folder" in err
     assert "Is a directory" not in err and "ok" in captured.out  # the good files still checked
+
+
+def test_a_file_given_twice_is_one_file(tmp_path, capsys):
+    # `validate conf conf/a.yaml` (a folder and a glob over it) reported the file's config_id
+    # as "also defined in" itself, and `generate --config` refused it the same way.
+    from framework.config import config_files
+
+    good = GOOD[0]
+    (tmp_path / good.name).write_text(good.read_text(encoding="utf-8"), encoding="utf-8")
+    assert cli.main(["validate", str(tmp_path), str(tmp_path / good.name),
+                     str(tmp_path / "." / good.name)]) == 0
+    assert "also defined" not in capsys.readouterr().err
+    assert config_files([str(tmp_path), str(tmp_path / good.name)]) == [tmp_path / good.name]
