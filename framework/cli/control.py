@@ -303,14 +303,26 @@ def _set_enabled(args: argparse.Namespace, enabled: bool) -> int:
             error(f"no control row with ConfigId {cid}")
             code = 1
         elif enabled:
-            console.print(f"{safe(cid)}: enabled: planned on its schedule again "
-                          "(restlake generate --config-id ID plans it now)", soft_wrap=True)
+            console.print(f"{safe(cid)}: enabled: {_next_after_enable(store.get(cid) or {})}",
+                          soft_wrap=True)
         else:
             console.print(f"{safe(cid)}: disabled: not planned, claimed or probed (a load "
                           f"already running finishes); restlake enable --config-id {safe(cid)} "
                           "undoes it, and so does a generate from its file unless the file "
                           "says enabled: false", soft_wrap=True)
     return code
+
+
+def _next_after_enable(row: dict[str, Any]) -> str:
+    """What happens to an enabled row next, by its state."""
+    cid = safe(row.get("ConfigId"))
+    status, kind = row.get("LoadStatus"), row.get("LoadType")
+    if status == "PENDING":
+        return f"the next run loads its PENDING {kind} ({fmt(row.get('LoadStartTime'))} .. " \
+               f"{fmt(row.get('LoadEndTime'))})"
+    if status == "FAILED" and kind == "FULL_LOAD":
+        return f"its FAILED full load waits for restlake retry --config-id {cid}"
+    return (f"planned on its schedule (restlake generate --config-id {cid} plans it now)")
 
 
 def cmd_retry(args: argparse.Namespace) -> int:

@@ -62,9 +62,10 @@ def test_a_source_whose_file_is_gone_is_disabled_from_the_command_line(store, tm
     out = _one_line(capsys.readouterr().out)
     assert "gone: disabled" in out and "restlake enable --config-id gone" in out
 
-    # enable undoes it; an id of no row exits 1 naming it
+    # enable undoes it, saying what comes next; an id of no row exits 1 naming it
     assert main(["--warehouse", wh, "enable", "--config-id", "gone"]) == 0
-    assert "gone: enabled" in _one_line(capsys.readouterr().out)
+    assert "gone: enabled: the next run loads its PENDING FULL_LOAD" in _one_line(
+        capsys.readouterr().out)
     assert store.get("gone")["Enabled"] is True
     assert main(["--warehouse", wh, "enable", "--config-id", "nope"]) == 1
     assert "no control row with ConfigId nope" in _one_line(capsys.readouterr().err)
@@ -194,7 +195,10 @@ def test_a_new_source_whose_file_says_enabled_false_gets_a_disabled_row(store, t
     assert "staged: disabled" in _one_line(capsys.readouterr().out)
     assert main(["--warehouse", wh, "run", "--all"]) == 0
     assert (store.get("staged")["LoadStatus"], store.get("staged")["Attempt"]) == ("PENDING", 0)
+    capsys.readouterr()
     assert main(["--warehouse", wh, "enable", "--config-id", "staged"]) == 0
+    assert "staged: enabled: the next run loads its PENDING FULL_LOAD (2024-01-01" in _one_line(
+        capsys.readouterr().out)
     assert store.get("staged")["Enabled"] is True
     assert store.claimable_ids() == ["staged"]
 
