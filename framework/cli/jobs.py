@@ -201,6 +201,15 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     for r in results:
         # details can quote a control row: control characters are escaped before the job log
         print(printable(f"{r.config_id}: {r.action} {r.detail}".rstrip(), newlines=False))
+    if args.conf_dir:  # as `restlake generate` from a folder: the rows no file there defines
+        from control.generate import rows_without_config
+
+        rows = open_store(_spark(), args.warehouse, args.control_catalog, create=False).rows()
+        for cid in rows_without_config(rows, configs):
+            print(printable(f"note: {cid}: enabled in the control table but no config file in "
+                            f"{', '.join(args.conf_dir)} defines it (added by hand, or its file "
+                            "was removed): it is still planned and loaded until disabled",
+                            newlines=False), file=sys.stderr)
     invalid = [r.config_id for r in results if r.action == INVALID]
     if invalid:  # the others are planned; the task fails so that someone looks
         print(f"invalid control rows: {', '.join(invalid)}", file=sys.stderr)

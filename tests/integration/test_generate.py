@@ -62,13 +62,18 @@ def test_every_front_end_plans_hand_added_rows_and_reports_a_bad_one(spark, tmp_
     if front_end == "cli":
         code = main(["--warehouse", str(wh), "generate", "--due", "--conf-dir", str(conf)])
         reported = capsys.readouterr().err
+        assert "by_hand: enabled in the control table but no config file" in " ".join(
+            reported.split())
     elif front_end == "wheel":
         try:
             code = jobs.generate_main(["--conf-dir", str(conf), "--due", "--warehouse", str(wh)])
         except SystemExit as exited:
             code = exited.code
-        reported = "\n".join(line for line in capsys.readouterr().out.splitlines()
+        captured = capsys.readouterr()
+        reported = "\n".join(line for line in captured.out.splitlines()
                              if line.startswith("bad_hand:"))
+        # the rows no file of the folder defines are noted, as by `restlake generate`
+        assert "note: by_hand: enabled in the control table but no config file" in captured.err
     else:
         # the bundle's notebook job: config_path set, due_only left at its default (true)
         dbutils = LocalDbutils(widgets={"config_path": str(conf), "warehouse": str(wh),
