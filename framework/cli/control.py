@@ -102,7 +102,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         ids = ", ".join(c.config_id for c in configs)
         console.print(f"[green]ok[/green] {escape(f'{path}: {ids}')}", soft_wrap=True)
     # what no file shows alone: sources of different files that clash
-    clashes = shared_targets(c for _, c in valid)
+    # (a disabled source writes nothing: it clashes with no one, as in generate)
+    clashes = shared_targets(c for _, c in valid if c.enabled)
     for path, cfg in valid:
         if cfg.config_id in clashes:
             error(str(ConfigError(clashes[cfg.config_id], file=path, source=cfg.config_id,

@@ -233,3 +233,20 @@ def test_a_file_given_twice_is_one_file(tmp_path, capsys):
                      str(tmp_path / "." / good.name)]) == 0
     assert "also defined" not in capsys.readouterr().err
     assert config_files([str(tmp_path), str(tmp_path / good.name)]) == [tmp_path / good.name]
+
+
+def test_a_disabled_source_shares_a_target_with_no_one(tmp_path, capsys):
+    # generate lets a disabled source's target be written by another (a renamed config_id
+    # whose old file says enabled: false); validate refused the pair all the same.
+    def source(cid: str, **extra: object) -> str:
+        return ("config_id: " + cid + "\napi_name: A\nsource_system: a\n"
+                "endpoint: https://api.example.com/x\nload_start: 2024-01-01T00:00:00Z\n"
+                "target: {catalog: raw, schema: s, table: shared}\n"
+                + "".join(f"{k}: {v}\n" for k, v in extra.items()))
+
+    (tmp_path / "old.yaml").write_text(source("old_id", enabled="false"))
+    (tmp_path / "new.yaml").write_text(source("new_id"))
+    assert cli.main(["validate", str(tmp_path)]) == 0, capsys.readouterr().err
+    (tmp_path / "old.yaml").write_text(source("old_id"))
+    assert cli.main(["validate", str(tmp_path)]) == 1
+    assert "also written by config" in capsys.readouterr().err
