@@ -71,14 +71,24 @@ def generate(store: ControlStore, *, config_paths: Sequence[Any] = (),
                 wanted[row["ConfigId"]] = row_to_config(row)
             except ConfigError as exc:
                 invalid.append(GenerateResult(row["ConfigId"], INVALID, str(exc)))
-    # a disabled source writes nothing: it clashes with no one (``enable`` checks it again)
-    clashes = shared_targets([c for c in wanted.values() if c.enabled], _valid_configs(
-        r for cid, r in table.items() if cid not in wanted and r.get("Enabled") is not False))
+    clashes = target_clashes(wanted.values(), table.values())
     for cid, why in clashes.items():  # neither upserted nor planned
         del wanted[cid]
         invalid.append(GenerateResult(cid, INVALID, why))
     results = store.generate(list(wanted.values()), now=now, due_only=due)
     return sorted(results + invalid, key=lambda r: r.config_id)
+
+
+def target_clashes(configs: Iterable[SourceConfig], rows: Iterable[dict[str, Any]]
+                   ) -> dict[str, str]:
+    """For each of ``configs`` that would write the rows of another source (one target
+    table, one ``source_system``), given or in ``rows`` (the control table), why. A
+    disabled source writes nothing: it clashes with no one (``enable`` checks it again).
+    Every upsert checks this: ``generate`` and the service's ``POST /api/v1/sources``."""
+    configs = list(configs)
+    ids = {c.config_id for c in configs}
+    return shared_targets([c for c in configs if c.enabled], _valid_configs(
+        r for r in rows if r["ConfigId"] not in ids and r.get("Enabled") is not False))
 
 
 def rows_without_config(rows: Iterable[dict[str, Any]], configs: Iterable[SourceConfig]

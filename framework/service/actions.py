@@ -97,8 +97,15 @@ async def post_sources(request: Request) -> JSONResponse:
     configs = parse_body(await request.body(), request.headers.get("content-type", ""))
 
     def upsert() -> list[Any]:
+        from control.generate import target_clashes
+        from framework.errors import ConfigErrors
+
         store = _store(svc)
         store.init()
+        clashes = target_clashes(configs, store.rows())  # as generate: nothing is upserted
+        if clashes:
+            raise ConfigErrors([ConfigError(why, source=cid, field="target")
+                                for cid, why in clashes.items()])
         # due_only: a new source is planned now; an existing one keeps its schedule.
         return store.generate(configs, now=svc.clock(), due_only=True)
 

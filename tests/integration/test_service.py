@@ -345,3 +345,16 @@ def test_enable_answers_409_while_another_source_writes_its_target(svc, api):
     # once the other is disabled, the old one is enabled again
     assert svc.post("/api/v1/sources/alerts_renamed/disable", headers=H).status_code == 200
     assert svc.post("/api/v1/sources/alerts/enable", headers=H).json()["enabled"] is True
+
+
+def test_post_sources_refuses_a_second_writer_of_a_target_as_generate_does(svc, api):
+    # POST /api/v1/sources upserted through the store alone: a source writing the target of
+    # an enabled one as the same source_system was created (each full load then deletes the
+    # other's rows), where `restlake generate` refuses it naming the other.
+    cfg = {"config_id": "issues_twin", "api_name": "Demo", "source_system": "demo",
+           "endpoint": api.base_url + "/api/offset/issues", "load_start": "2024-01-01T00:00:00Z",
+           "data_path": "data", "target": {"catalog": "raw", "schema": "tests", "table": "t_issues"}}
+    refused = svc.post("/api/v1/sources", headers=H, json=cfg)
+    assert refused.status_code == 422, refused.text
+    assert "also written by config issues" in refused.json()["detail"]
+    assert svc.get("/api/v1/sources/issues_twin", headers=H).status_code == 404
