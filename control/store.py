@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Optional
 
 from control import mapping, states
@@ -55,8 +55,10 @@ class GenerateResult:
     """What ``generate`` did to one config."""
 
     config_id: str
-    action: str  # created | pending | unchanged | skipped
+    action: str  # created | pending | unchanged | skipped | invalid
     detail: str = ""
+    #: for ``invalid``: the error, naming its field
+    error: Optional[ConfigError] = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return f"GenerateResult({self.config_id}: {self.action} {self.detail})"
@@ -277,13 +279,13 @@ class ControlStore:
             try:
                 state = mapping.row_to_state(prev) if prev else ControlState()
             except ConfigError as exc:  # the row names it; the others are still planned
-                results.append(GenerateResult(cfg.config_id, INVALID, str(exc)))
+                results.append(GenerateResult(cfg.config_id, INVALID, str(exc), exc))
                 continue
             planned: Optional[ControlState] = None
             moved = None if cfg.is_push or prev is None else self._moved(prev, cfg)
             refused = None if moved or prev is None else self._refused_change(prev, cfg, state)
             if refused is not None:  # the row is left as it is
-                results.append(GenerateResult(cfg.config_id, INVALID, str(refused)))
+                results.append(GenerateResult(cfg.config_id, INVALID, str(refused), refused))
                 continue
             full = states.plan_full(state, mapping.policy_of(cfg), now) if moved else None
             # a load running into the old table would leave it the watermark: the move

@@ -110,6 +110,16 @@ async def post_sources(request: Request) -> JSONResponse:
         return store.generate(configs, now=svc.clock(), due_only=True)
 
     results = await run_in_threadpool(upsert)
+    refused = [r for r in results if r.action == "invalid"]
+    if refused:  # a change generate refuses (the row is left as it is): no 2xx
+        from framework.errors import ConfigErrors
+
+        done = ", ".join(f"{r.config_id} ({r.action})" for r in results if r not in refused)
+        errors = [r.error or ConfigError(r.detail, source=r.config_id) for r in refused]
+        if done:
+            log.info("POST /api/v1/sources: upserted %s; refused %s", done,
+                     ", ".join(r.config_id for r in refused))
+        raise ConfigErrors(errors)
     created = any(r.action == "created" for r in results)
     log.info("POST /api/v1/sources: %s", ", ".join(f"{r.config_id} {r.action}" for r in results))
     return JSONResponse(jsonable({"results": [{"config_id": r.config_id, "action": r.action,

@@ -358,3 +358,20 @@ def test_post_sources_refuses_a_second_writer_of_a_target_as_generate_does(svc, 
     assert refused.status_code == 422, refused.text
     assert "also written by config issues" in refused.json()["detail"]
     assert svc.get("/api/v1/sources/issues_twin", headers=H).status_code == 404
+
+
+def test_post_sources_answers_422_for_a_change_generate_refuses(svc, api):
+    # A change generate refuses (here a new source_system for a source whose target holds
+    # rows) came back as 200 with action "invalid" in the body: a client checking the
+    # status saw success, and the row was left as it was.
+    from tests.integration.helpers import source
+
+    cfg = source(api.base_url, "cursor", "issues", schedule={"frequency": "daily"},
+                 auth={"method": "none"})
+    body = cfg.model_dump(mode="json", by_alias=True, exclude_none=True)
+    body["source_system"] = "renamed"
+    refused = svc.post("/api/v1/sources", headers=H, json=body)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert "source_system" in problem["detail"] and problem["errors"][0]["field"] == "source_system"
+    assert get(svc, "/api/v1/sources/issues")["control_row"]["SourceSystem"] == "demo"
