@@ -614,49 +614,39 @@ class RowShaper:
                         hashes = page.keys = None
                 continue
             row = dict(zip(layout.cols, layout.getter(record)))
-            signature: Any = layout  # rows of one layout share keys and value types ...
+            signature: Any = layout  # rows of one layout share keys and value types
             rescued: Optional[dict[str, Any]] = None
             refused: Optional[str] = None
             for key, col, kind in layout.fixes:
                 value = row[col]
                 if kind == _NESTED:
                     row[col] = canonical_json(value)
-                elif kind == _FLOAT:
-                    if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-                        if col in layout.key_cols:
-                            refused = (f"primary_key field '{key}' is an integer its column "
-                                       f"{col} (double) cannot hold exactly")
-                            break
-                        del row[col]
-                        signature = None
-                        rescued = rescued if rescued is not None else {}
-                        rescued[key] = value
-                        self._misfit(col, value)
-                    else:
+                    continue
+                if kind == _FLOAT:
+                    if -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
                         row[col] = float(value)
+                        continue
+                    misfit = f"an integer its column {col} (double) cannot hold exactly"
                 elif kind == _LONG:
-                    if not _MIN_LONG <= value <= _MAX_LONG:
-                        if col in layout.key_cols:
-                            refused = f"primary_key field '{key}' is beyond its column {col} (long)"
-                            break
-                        del row[col]
-                        signature = None  # ... unless a value was taken out
-                        rescued = rescued if rescued is not None else {}
-                        rescued[key] = value
-                        self._misfit(col, value)
+                    if _MIN_LONG <= value <= _MAX_LONG:
+                        continue
+                    misfit = f"beyond its column {col} (long)"
                 else:  # _TIMESTAMP
                     try:
                         row[col] = encode(value, ColumnType.TIMESTAMP)
+                        continue
                     except ValueError:
-                        if col in layout.key_cols:
-                            refused = (f"primary_key field '{key}' is not a timestamp its "
-                                       f"column {col} can hold")
-                            break
-                        del row[col]
-                        signature = None
-                        rescued = rescued if rescued is not None else {}
-                        rescued[key] = value
-                        self._misfit(col, value)
+                        misfit = f"not a timestamp its column {col} can hold"
+                if col in layout.key_cols:
+                    refused = f"primary_key field '{key}' is {misfit}"
+                    break
+                # the value is rescued, and the row's keys and types are no longer its
+                # layout's
+                del row[col]
+                signature = None
+                rescued = rescued if rescued is not None else {}
+                rescued[key] = value
+                self._misfit(col, value)
             if refused is not None:
                 rejects.append((RecordRejected(refused), record))
                 continue

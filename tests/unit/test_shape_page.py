@@ -257,3 +257,17 @@ def test_the_tracker_marks_columns_whose_integers_a_double_cannot_hold() -> None
     other = SchemaTracker()
     other.merge(tracker)
     assert other.wide == {"a", "b"}
+
+
+def test_a_key_value_its_column_cannot_hold_is_refused_naming_why() -> None:
+    """A primary-key value is never rescued (the MERGE joins on its column): the record is
+    rejected with the field, its column and what the column cannot hold."""
+    for ctype, value, why in (
+            (ColumnType.LONG, 2 ** 63, "is beyond its column id (long)"),
+            (ColumnType.DOUBLE, 2 ** 53, "is an integer its column id (double) cannot hold exactly"),
+            (ColumnType.TIMESTAMP, "not a time", "is not a timestamp its column id can hold")):
+        shaper = RowShaper("github", ("id",), columns={"id": ctype, "name": ColumnType.STRING})
+        shaped = page(shaper, [{"id": value, "name": "a"}])
+        assert shaped.lines == []
+        [(reason, record)] = shaped.rejects
+        assert str(reason) == f"primary_key field 'id' {why}" and record["id"] == value
