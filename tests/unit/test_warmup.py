@@ -4,6 +4,7 @@ running one cancelled and awaited (tests/integration/test_warmup.py runs it on S
 from __future__ import annotations
 
 import threading
+import types
 
 import pytest
 
@@ -159,13 +160,15 @@ def test_a_finished_target_write_of_any_caller_warms_the_process_and_a_failed_on
     # windows that staged no row, into a target that exists: nothing is written, nor warmed
     assert writer.merge([], None, batch_version=1).version == 7 and not warmup.is_warm()
 
+    written = types.SimpleNamespace()  # what the target write returns
+
     class Writing(TargetWriter):
         def _frame(self, *args, **kwargs):
-            return "rows", {}, [], False
+            return "rows", {}, [], False, 0
 
         def _create(self, *args, **kwargs):
-            return "written"
+            return written
 
     writer = Writing.__new__(Writing)
     writer.spark, writer.ref, writer.warehouse = None, None, Warehouse(False)
-    assert writer.merge([Staged()], None, batch_version=1) == "written" and warmup.is_warm()
+    assert writer.merge([Staged()], None, batch_version=1) is written and warmup.is_warm()
