@@ -57,6 +57,26 @@ def _accepted_literals(values: list[Any], dtype: Any) -> list[Any]:
     return out
 
 
+def field_columns(fields: Iterable[str], columns: Iterable[str]) -> dict[str, str]:
+    """The column of ``columns`` that holds each of ``fields`` (those that have one).
+
+    A field's column is :func:`~framework.schema.column_name` of it, whatever its case:
+    Delta's column names ignore case, and so does the load (``State`` lands in the
+    target's column ``state``), so a check of ``state`` judges the column ``State``.
+    """
+    have = list(columns)
+    lower: dict[str, str] = {}
+    for c in have:
+        lower.setdefault(c.lower(), c)
+    out = {}
+    for f in fields:
+        col = column_name(f)
+        found = col if col in have else lower.get(col.lower())
+        if found is not None:
+            out[f] = found
+    return out
+
+
 def observe_rows(df: Any, quality: Quality) -> dict[str, Any]:
     """Nulls and non-accepted values of the checked fields, in one aggregate over ``df``.
 
@@ -71,18 +91,19 @@ def observe_rows(df: Any, quality: Quality) -> dict[str, Any]:
     types = {f.name: f.dataType for f in df.schema.fields}
     null_names = null_fields(quality)
     accepted = dict(quality.accepted_values.value) if quality.accepted_values else {}
-    missing = {f for f in [*null_names, *accepted] if column_name(f) not in types}
+    where = field_columns([*null_names, *accepted], types)
+    missing = {f for f in [*null_names, *accepted] if f not in where}
     aggs = [F.count(F.lit(1)).alias("rows")]
     bad: dict[str, Any] = {}
     for i, name in enumerate(null_names):
         if name not in missing:
-            aggs.append(F.sum(F.when(F.col(column_name(name)).isNull(), 1).otherwise(0))
+            aggs.append(F.sum(F.when(F.col(where[name]).isNull(), 1).otherwise(0))
                         .alias(f"n{i}"))
     for i, (name, values) in enumerate(accepted.items()):
         if name in missing:
             continue
-        col = F.col(column_name(name))
-        bad[name] = col.isNotNull() & ~col.isin(_accepted_literals(values, types[column_name(name)]))
+        col = F.col(where[name])
+        bad[name] = col.isNotNull() & ~col.isin(_accepted_literals(values, types[where[name]]))
         aggs.append(F.sum(F.when(bad[name], 1).otherwise(0)).alias(f"a{i}"))
     row = df.agg(*aggs).first()
     nulls = {name: int(row[f"n{i}"] or 0) for i, name in enumerate(null_names) if name not in missing}
@@ -90,7 +111,7 @@ def observe_rows(df: Any, quality: Quality) -> dict[str, Any]:
     sample = {}
     for name, count in outside.items():
         if count:
-            values = df.where(bad[name]).select(column_name(name)).distinct().limit(SAMPLE).collect()
+            values = df.where(bad[name]).select(where[name]).distinct().limit(SAMPLE).collect()
             sample[name] = tuple(str(r[0]) for r in values)
     return {"rows": int(row["rows"]), "nulls": nulls, "outside": outside,
             "outside_sample": sample, "missing": frozenset(missing)}
@@ -140,10 +161,11 @@ def duplicate_keys(spark: Any, warehouse: Warehouse, ref: TableRef, system: str,
     if not warehouse.exists(spark, ref):
         return {"duplicates": 0, "rows": 0, "sample": (), "missing": ()}
     df = _source_rows(spark, warehouse, ref, system)
-    keys = [column_name(f) for f in fields]
-    missing = tuple(f for f, k in zip(fields, keys) if k not in df.columns)
+    where = field_columns(fields, df.columns)
+    missing = tuple(f for f in fields if f not in where)
     if missing:
         return {"duplicates": None, "rows": 0, "sample": (), "missing": missing}
+    keys = [where[f] for f in fields]
     dups = df.groupBy(*keys).count().where(F.col("count") > 1)
     row = dups.agg(F.count(F.lit(1)).alias("d"), F.sum("count").alias("r")).first()
     sample = ()

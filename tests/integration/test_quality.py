@@ -9,6 +9,7 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable as RsDeltaTable
 
+from framework.config import parse_source
 from framework.demoapi import DemoApi
 from tests.integration.helpers import UTC, read_target, run_loads, source, target_ref
 from tests.unit._httpd import FakeApi, Reply
@@ -246,3 +247,39 @@ def test_the_scheduler_notifies_a_refused_load_once(spark, warehouse, store, mon
         texts = [r.json()["text"] for r in hook.requests_to("/hook")]
     assert store.audit_rows("q_sched", 1)[0]["LoadStatus"] == "FAILED_QUALITY"
     assert len(texts) == 1 and "q_sched: quality check FAILED" in texts[0] and "min_rows" in texts[0]
+
+
+def _fake(url, cid, quality, **overrides):
+    raw = {"config_id": cid, "api_name": "Fake", "source_system": "fake", "endpoint": url,
+           "primary_key": ["id"], "load_start": "2024-01-01T00:00:00Z",
+           "load_end": "2024-01-02T00:00:00Z", "window": "none",
+           "target": {"catalog": "raw", "schema": "tests", "table": f"t_{cid}"},
+           "limits": {"timeout_s": 5, "max_retries": 0}, "quality": quality, **overrides}
+    return parse_source(raw)
+
+
+def _results(store, cid, run_id):
+    return {(r["CheckName"], r["Field"]): r for r in store.quality_results([cid])
+            if r["RunId"] == run_id}
+
+
+def test_fields_named_in_another_case_than_the_api_are_checked_on_their_column(
+        spark, warehouse, store):
+    # Delta's column names ignore case, and so does the load (State lands in column state
+    # once the target has it): the checks find a field's column whatever its case.
+    first = [{"ID": 1, "State": "open", "EMail": None}, {"ID": 2, "State": "closed", "EMail": "a"}]
+    later = [{"ID": 3, "state": "open", "email": "b"}, {"ID": 4, "state": "open", "email": "c"}]
+    with FakeApi() as api:
+        api.route("/things", Reply(200, first), Reply(200, later))
+        cfg = _fake(api.url("/things"), "q_case", {
+            "severity": "fail", "not_null": ["state"], "max_null_pct": {"email": 50},
+            "accepted_values": {"STATE": ["open", "closed"]}, "unique": ["Id"]},
+            primary_key=["ID"])
+        outcomes = [run_loads(spark, warehouse, store, [cfg])[0] for _ in range(2)]
+    for out in outcomes:
+        assert out.status == "SUCCESS", out.error
+        got = _results(store, "q_case", out.audit["RunId"])
+        assert {k: (r["Passed"], r["ObservedValue"]) for k, r in got.items()
+                if k[0] != "schema_drift"} == {
+            ("not_null", "state"): (True, 0), ("max_null_pct", "email"): (True, 50 if out is outcomes[0] else 0),
+            ("accepted_values", "STATE"): (True, 0), ("unique", "Id"): (True, 0)}
