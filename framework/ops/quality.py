@@ -99,7 +99,14 @@ class RowsObserved:
 
 
 def _pct(part: float, whole: float) -> float:
-    return round(100.0 * part / whole, 3) if whole else 0.0
+    # exact: a limit is judged on the share itself (1 null in a million rows is over 0 %)
+    return 100.0 * part / whole if whole else 0.0
+
+
+def _num(value: float, limit: float) -> str:
+    """``value`` as a message shows it: short, yet never written as ``limit`` when it is not."""
+    text = f"{value:g}"
+    return f"{value:.15g}" if value != limit and text == f"{limit:g}" else text
 
 
 # ------------------------------------------------------------------- checks
@@ -119,7 +126,8 @@ def check_row_drop(rows: int, previous: Optional[int], max_pct: float, severity:
     ok = drop <= max_pct
     verb = "fewer" if rows < previous else "not fewer"
     return CheckResult("max_row_drop_pct", None, drop, max_pct, severity, ok,
-                       f"{drop:g}% {verb} rows than the previous successful {load_type} load "
+                       f"{_num(drop, max_pct)}% {verb} rows than the previous successful "
+                       f"{load_type} load "
                        f"({previous} -> {rows}; at most {max_pct:g}% fewer)",
                        detail={"previous_rows": previous, "rows": rows})
 
@@ -135,7 +143,8 @@ def check_spike_windows(window_rows: Iterable[int], max_pct: float, severity: st
     over = max(over, 0.0)
     ok = over <= max_pct
     return CheckResult("max_spike_pct", None, over, max_pct, severity, ok,
-                       f"busiest window (#{worst + 1}) has {counts[worst]} rows, {over:g}% above "
+                       f"busiest window (#{worst + 1}) has {counts[worst]} rows, "
+                       f"{_num(over, max_pct)}% above "
                        f"the median window ({median:g}; at most {max_pct:g}% above)",
                        detail={"baseline": "windows", "median": median, "window": worst})
 
@@ -150,7 +159,8 @@ def check_spike_loads(rows: int, recent: Iterable[int], max_pct: float, severity
     over = max(_pct(rows - median, median) if median else (100.0 if rows else 0.0), 0.0)
     ok = over <= max_pct
     return CheckResult("max_spike_pct", None, over, max_pct, severity, ok,
-                       f"{rows} rows, {over:g}% above the median of the last {len(counts)} "
+                       f"{rows} rows, {_num(over, max_pct)}% above the median of the last "
+                       f"{len(counts)} "
                        f"{load_type} loads ({median:g}; at most {max_pct:g}% above)",
                        detail={"baseline": "loads", "median": median, "loads": len(counts)})
 
@@ -161,7 +171,8 @@ def check_null_pct(name: str, nulls: int, rows: int, max_pct: float, severity: s
     ok = pct <= max_pct
     absent = " (the field is in no row)" if missing else ""
     return CheckResult("max_null_pct", name, pct, max_pct, severity, ok,
-                       f"{pct:g}% of {rows} rows have no {name}{absent} (at most {max_pct:g}%)")
+                       f"{_num(pct, max_pct)}% of {rows} rows have no {name}{absent} "
+                       f"(at most {max_pct:g}%)")
 
 
 def check_not_null(name: str, nulls: int, rows: int, severity: str, missing: bool = False

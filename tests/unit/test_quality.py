@@ -123,6 +123,20 @@ def test_nulls_and_accepted_values():
     assert "<b>" not in bad.message and bad.detail["sample"] == ["<b>x</b>", "closed"]
 
 
+def test_a_limit_is_judged_on_the_exact_share_not_a_rounded_one():
+    # 1 null in a million rows is over max_null_pct 0; 1 row fewer of a million is a drop
+    one_null = q.check_null_pct("email", 1, 1_000_000, 0, "fail")
+    assert one_null.blocks and one_null.observed == pytest.approx(1e-4)
+    assert q.check_row_drop(999_999, 1_000_000, 0, "fail", "FULL_LOAD").blocks
+    over = q.check_row_drop(899_999, 1_000_000, 10, "fail", "FULL_LOAD")
+    assert over.blocks and over.message.startswith("10.0001% fewer rows")  # not "10%"
+    assert one_null.message.startswith("0.0001% of 1000000 rows")
+    assert q.check_row_drop(900_000, 1_000_000, 10, "fail", "FULL_LOAD").passed  # 10 % is allowed
+    assert q.check_spike_loads(1_100_001, [1_000_000], 10, "fail", "FULL_LOAD").blocks
+    assert q.check_spike_windows([1_000_000, 1_000_000, 1_100_001], 10, "fail").blocks
+    assert q.check_null_pct("email", 5, 100, 5, "fail").passed
+
+
 def test_unique():
     assert q.check_unique(["id"], 0, 0, "fail").passed
     dup = q.check_unique(["a", "b"], 2, 5, "fail", sample=['[1,"x"]'])
