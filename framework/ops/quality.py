@@ -185,7 +185,11 @@ def check_not_null(name: str, nulls: int, rows: int, severity: str, missing: boo
 
 
 def check_accepted(name: str, outside: int, rows: int, accepted: list[Any], severity: str,
-                   sample: Iterable[Any] = ()) -> CheckResult:
+                   sample: Iterable[Any] = (), missing: bool = False) -> CheckResult:
+    if missing:  # a misspelt field, or one the API stopped sending: nothing was judged
+        return CheckResult("accepted_values", name, None, 0, severity, False,
+                           f"{name} is in no row of {rows}: its values cannot be checked",
+                           detail={"accepted": accepted})
     ok = outside == 0
     shown = sorted({str(v) for v in sample})
     return CheckResult("accepted_values", name, outside, 0, severity, ok,
@@ -234,7 +238,8 @@ def evaluate_before(quality: Quality, seen: RowsObserved) -> list[CheckResult]:
                                    f in seen.missing) for f in check.value]
         elif name == "accepted_values":
             out += [check_accepted(f, seen.outside.get(f, 0), seen.rows, values, severity,
-                                   seen.outside_sample.get(f, ())) for f, values in check.value.items()]
+                                   seen.outside_sample.get(f, ()), f in seen.missing)
+                    for f, values in check.value.items()]
     return out
 
 

@@ -137,6 +137,15 @@ def test_a_limit_is_judged_on_the_exact_share_not_a_rounded_one():
     assert q.check_null_pct("email", 5, 100, 5, "fail").passed
 
 
+def test_accepted_values_of_a_field_in_no_row_do_not_pass():
+    # a misspelt field, or one the API stopped sending: no value could be judged
+    block = quality(accepted_values={"value": {"stat": ["open"]}, "severity": "fail"})
+    [r] = q.evaluate_before(block, q.RowsObserved("FULL_LOAD", rows=10,
+                                                  missing=frozenset({"stat"})))
+    assert r.blocks and r.observed is None and "stat is in no row" in r.message
+    assert q.check_accepted("state", 0, 0, ["open"], "fail").passed  # no rows: nothing to judge
+
+
 def test_unique():
     assert q.check_unique(["id"], 0, 0, "fail").passed
     dup = q.check_unique(["a", "b"], 2, 5, "fail", sample=['[1,"x"]'])
