@@ -98,6 +98,15 @@ class RowsObserved:
     missing: frozenset[str] = frozenset()
 
 
+SAMPLE_CHARS = 200  # of each value of the API a result's detail keeps
+
+
+def _sample(value: Any) -> str:
+    """A value the API sent, as a result's detail keeps it: text, cut after SAMPLE_CHARS."""
+    text = str(value)
+    return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + "…"
+
+
 def _pct(part: float, whole: float) -> float:
     # exact: a limit is judged on the share itself (1 null in a million rows is over 0 %)
     return 100.0 * part / whole if whole else 0.0
@@ -191,7 +200,7 @@ def check_accepted(name: str, outside: int, rows: int, accepted: list[Any], seve
                            f"{name} is in no row of {rows}: its values cannot be checked",
                            detail={"accepted": accepted})
     ok = outside == 0
-    shown = sorted({str(v) for v in sample})
+    shown = sorted({_sample(v) for v in sample})
     return CheckResult("accepted_values", name, outside, 0, severity, ok,
                        f"{outside} of {rows} rows have a {name} outside the {len(accepted)} "
                        f"accepted values" if not ok else
@@ -208,7 +217,7 @@ def check_unique(names: list[str], duplicates: Optional[int], rows_involved: int
                            f"the target has no column {', '.join(lost)}: the key cannot be "
                            "checked", AFTER_COMMIT)
     ok = not duplicates
-    shown = [str(v) for v in sample]
+    shown = [_sample(v) for v in sample]
     return CheckResult("unique", key, duplicates or 0, 0, severity, ok,
                        f"{duplicates} key values appear more than once ({rows_involved} rows) "
                        f"in the target" if not ok else f"({key}) is unique in the target",

@@ -146,6 +146,16 @@ def test_accepted_values_of_a_field_in_no_row_do_not_pass():
     assert q.check_accepted("state", 0, 0, ["open"], "fail").passed  # no rows: nothing to judge
 
 
+def test_a_long_api_value_is_cut_in_the_sample():
+    # a 5,000-character value would fill the results table, the terminal and the report
+    long = "L" * 5000
+    bad = q.check_accepted("state", 2, 2, ["open"], "warn", sample=[long, "closed"])
+    assert bad.detail["sample"] == ["L" * 200 + "…", "closed"]
+    dup = q.check_unique(["k"], 1, 2, "fail", sample=[json.dumps([long])])
+    [key] = dup.detail["sample"]
+    assert len(key) == 201 and key.endswith("…") and key.startswith('["LLL')
+
+
 def test_unique():
     assert q.check_unique(["id"], 0, 0, "fail").passed
     dup = q.check_unique(["a", "b"], 2, 5, "fail", sample=['[1,"x"]'])
