@@ -141,6 +141,16 @@ def check_row_drop(rows: int, previous: Optional[int], max_pct: float, severity:
                        detail={"previous_rows": previous, "rows": rows})
 
 
+def _above(rows: float, median: float) -> float:
+    """% of ``rows`` above ``median``; a median under one row counts as one row, so the
+    share grows with the rows (a million rows over loads of none is no 100 % spike)."""
+    return max(_pct(rows - median, max(median, 1)), 0.0)
+
+
+def _median(median: float) -> str:
+    return f"{median:g}" + (", counted as 1 row" if median < 1 else "")
+
+
 def check_spike_windows(window_rows: Iterable[int], max_pct: float, severity: str) -> CheckResult:
     counts = list(window_rows)
     if len(counts) < 3:
@@ -148,13 +158,12 @@ def check_spike_windows(window_rows: Iterable[int], max_pct: float, severity: st
                            f"{len(counts)} window(s): a spike needs at least 3 to compare")
     median = statistics.median(counts)
     worst = max(range(len(counts)), key=lambda i: counts[i])
-    over = _pct(counts[worst] - median, median) if median else (100.0 if counts[worst] else 0.0)
-    over = max(over, 0.0)
+    over = _above(counts[worst], median)
     ok = over <= max_pct
     return CheckResult("max_spike_pct", None, over, max_pct, severity, ok,
                        f"busiest window (#{worst + 1}) has {counts[worst]} rows, "
                        f"{_num(over, max_pct)}% above "
-                       f"the median window ({median:g}; at most {max_pct:g}% above)",
+                       f"the median window ({_median(median)}; at most {max_pct:g}% above)",
                        detail={"baseline": "windows", "median": median, "window": worst})
 
 
@@ -165,12 +174,12 @@ def check_spike_loads(rows: int, recent: Iterable[int], max_pct: float, severity
         return CheckResult("max_spike_pct", None, None, max_pct, severity, True,
                            f"no earlier successful {load_type} load to compare with")
     median = statistics.median(counts)
-    over = max(_pct(rows - median, median) if median else (100.0 if rows else 0.0), 0.0)
+    over = _above(rows, median)
     ok = over <= max_pct
     return CheckResult("max_spike_pct", None, over, max_pct, severity, ok,
                        f"{rows} rows, {_num(over, max_pct)}% above the median of the last "
                        f"{len(counts)} "
-                       f"{load_type} loads ({median:g}; at most {max_pct:g}% above)",
+                       f"{load_type} loads ({_median(median)}; at most {max_pct:g}% above)",
                        detail={"baseline": "loads", "median": median, "loads": len(counts)})
 
 

@@ -104,7 +104,7 @@ def test_spike_against_the_median_window_or_the_last_loads():
     assert not spike.passed and spike.observed == pytest.approx(100 * (40 - 11.5) / 11.5, abs=1e-3)
     assert "window (#3)" in spike.message and not spike.blocks
     assert q.check_spike_windows([10, 12, 20, 11], 100, "warn").passed
-    assert q.check_spike_windows([0, 0, 5], 100, "warn").observed == 100.0  # zero median
+    assert q.check_spike_windows([0, 0, 5], 100, "warn").observed == 500.0  # zero median: 1 row
     assert q.check_spike_loads(300, [], 100, "fail", "INCREMENTAL").passed
     assert q.check_spike_loads(300, [100, 90, 110], 100, "fail", "INCREMENTAL").blocks
     assert q.check_spike_loads(150, [100, 90, 110], 100, "fail", "INCREMENTAL").passed
@@ -154,6 +154,15 @@ def test_a_long_api_value_is_cut_in_the_sample():
     dup = q.check_unique(["k"], 1, 2, "fail", sample=[json.dumps([long])])
     [key] = dup.detail["sample"]
     assert len(key) == 201 and key.endswith("…") and key.startswith('["LLL')
+
+
+def test_a_spike_over_a_median_of_no_rows_grows_with_the_rows():
+    # the last loads wrote nothing, this one a million rows: not "100 % above"
+    burst = q.check_spike_loads(1_000_000, [0, 0, 0], 100, "fail", "INCREMENTAL")
+    assert burst.blocks and burst.observed == 100_000_000.0
+    assert q.check_spike_windows([0, 0, 5000], 100, "fail").blocks
+    assert q.check_spike_windows([0, 0, 1], 100, "fail").passed  # one row: 100 % above one
+    assert q.check_spike_loads(0, [0, 0], 100, "fail", "INCREMENTAL").observed == 0.0
 
 
 def test_unique():
