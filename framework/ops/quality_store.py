@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any, Iterable, Optional
 
 from framework.config import Quality
@@ -47,6 +48,10 @@ def _accepted_literals(values: list[Any], dtype: Any) -> list[Any]:
         elif isinstance(dtype, (T.LongType, T.IntegerType, T.DoubleType, T.DecimalType)):
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 out.append(v)
+            elif isinstance(v, str):  # "200" in YAML is the number 200 of the API
+                number = _number(v)
+                if number is not None:
+                    out.append(number)
         elif isinstance(dtype, (T.TimestampType, T.TimestampNTZType)):
             try:
                 out.append(to_utc(v))
@@ -75,6 +80,19 @@ def field_columns(fields: Iterable[str], columns: Iterable[str]) -> dict[str, st
         if found is not None:
             out[f] = found
     return out
+
+
+def _number(text: str) -> Optional[float]:
+    """The number a text writes (``"200"``, ``" 2.5 "``), or None (``"n/a"``, ``"nan"``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def observe_rows(df: Any, quality: Quality) -> dict[str, Any]:

@@ -283,3 +283,22 @@ def test_fields_named_in_another_case_than_the_api_are_checked_on_their_column(
                 if k[0] != "schema_drift"} == {
             ("not_null", "state"): (True, 0), ("max_null_pct", "email"): (True, 50 if out is outcomes[0] else 0),
             ("accepted_values", "STATE"): (True, 0), ("unique", "Id"): (True, 0)}
+
+
+def test_accepted_values_written_as_text_match_a_number_column_and_back(spark):
+    from framework.ops.quality_store import observe_rows
+    from framework.ops.quality import evaluate_before, RowsObserved
+
+    df = spark.createDataFrame([(200, "1", 1.5), (404, "2", 2.0), (500, "3", 2.5)],
+                               "code long, level string, ratio double")
+    block = parse_source({
+        "config_id": "q_lit", "api_name": "A", "endpoint": "https://api.example.com/x",
+        "load_start": "2024-01-01T00:00:00Z", "target": {"catalog": "c", "schema": "s", "table": "t"},
+        "quality": {"accepted_values": {"code": ["200", "404"], "level": [1, 2],
+                                        "ratio": ["1.5", 2]}}}).quality
+    seen = observe_rows(df, block)
+    assert seen["outside"] == {"code": 1, "level": 1, "ratio": 1}
+    assert seen["outside_sample"] == {"code": ("500",), "level": ("3",), "ratio": ("2.5",)}
+    results = evaluate_before(block, RowsObserved("FULL_LOAD", rows=3, **{
+        k: seen[k] for k in ("outside", "outside_sample", "missing")}))
+    assert [r.observed for r in results] == [1, 1, 1]
