@@ -18,6 +18,7 @@ report, ``restlake quality``, notifications) goes through :class:`~framework.ops
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -168,7 +169,8 @@ def _source_rows(spark: Any, warehouse: Warehouse, ref: TableRef, system: str) -
 
 def duplicate_keys(spark: Any, warehouse: Warehouse, ref: TableRef, system: str,
                    fields: list[str]) -> dict[str, Any]:
-    """Key values of this source that appear more than once in the target.
+    """Key values of this source that appear more than once in the target (rows whose
+    key fields are all null have no key and are not judged).
 
     Returns:
         ``duplicates`` (key values), ``rows`` (rows holding them), ``sample`` (a few
@@ -184,7 +186,9 @@ def duplicate_keys(spark: Any, warehouse: Warehouse, ref: TableRef, system: str,
     if missing:
         return {"duplicates": None, "rows": 0, "sample": (), "missing": missing}
     keys = [where[f] for f in fields]
-    dups = df.groupBy(*keys).count().where(F.col("count") > 1)
+    # a row whose key fields are all null has no key (as SQL's UNIQUE sees it): not judged
+    has_key = functools.reduce(lambda a, b: a | b, [F.col(k).isNotNull() for k in keys])
+    dups = df.where(has_key).groupBy(*keys).count().where(F.col("count") > 1)
     row = dups.agg(F.count(F.lit(1)).alias("d"), F.sum("count").alias("r")).first()
     sample = ()
     if row["d"]:

@@ -302,3 +302,23 @@ def test_accepted_values_written_as_text_match_a_number_column_and_back(spark):
     results = evaluate_before(block, RowsObserved("FULL_LOAD", rows=3, **{
         k: seen[k] for k in ("outside", "outside_sample", "missing")}))
     assert [r.observed for r in results] == [1, 1, 1]
+
+
+def test_unique_does_not_count_rows_without_a_key_as_duplicates(spark, warehouse):
+    from pyspark.sql import functions as F
+
+    from framework.lake.tables import TableRef
+    from framework.ops.quality_store import duplicate_keys
+
+    ref = TableRef("raw", "tests", "t_q_nullkey")
+    rows = [(1, None, "a"), (2, None, "a"), (3, "x@e", "a"), (4, "x@e", "a"), (5, "y@e", "b"),
+            (6, None, None), (7, None, None)]
+    (spark.createDataFrame(rows, "id long, email string, kind string")
+     .withColumn("source_system", F.lit("s"))
+     .write.format("delta").save(str(warehouse.path(ref))))
+    # an absent email is no email shared by two users; only x@e is a duplicate
+    got = duplicate_keys(spark, warehouse, ref, "s", ["email"])
+    assert (got["duplicates"], got["rows"], got["sample"]) == (1, 2, ('["x@e"]',))
+    # a key with one of its fields present is a key: (null, a) twice is a duplicate
+    got = duplicate_keys(spark, warehouse, ref, "s", ["email", "kind"])
+    assert (got["duplicates"], got["rows"]) == (2, 4)
