@@ -67,9 +67,16 @@ def absent_fields(target_columns: Iterable[str], declared: Iterable[str],
     """Target columns and declared fields that no record of the load carried.
 
     Only these can be removed fields; the contract then narrows them (a column that
-    never held this source's values is not part of its contract).
+    never held this source's values is not part of its contract). Names are compared
+    ignoring case, as Delta's columns and the load's fields are (a declared
+    ``updated_at`` is the column ``Updated_At``); a column is named as the target spells it.
     """
-    return (set(target_columns) | set(declared)) - set(present) - RESERVED
+    seen = {name.lower() for name in present}
+    out: dict[str, str] = {}
+    for name in [*target_columns, *declared]:
+        if name not in RESERVED and name.lower() not in seen:
+            out.setdefault(name.lower(), name)
+    return set(out.values())
 
 
 def detect(*, new: Iterable[str], retyped: Mapping[str, tuple[str, str]],

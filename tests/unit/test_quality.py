@@ -245,6 +245,13 @@ def test_a_new_fields_detail_names_the_payload_keys_its_column_stands_for():
     assert all("é" not in r.message for r in found.results())  # API text stays in Detail
 
 
+def test_a_field_declared_in_another_case_than_its_column_is_not_absent():
+    # cursor_field updated_at, the API sends Updated_At: one column, as Delta and the load see it
+    assert drift.absent_fields(["id", "Updated_At"], {"updated_at", "ID"},
+                               ["id", "Updated_At"]) == set()
+    assert drift.absent_fields(["id", "Title"], {"title"}, ["id"]) == {"Title"}
+
+
 def test_absent_fields_ignore_the_contract_columns():
     assert drift.absent_fields(["id", "_rescued_data", "payload_hash"], (), ["id"]) == set()
 
