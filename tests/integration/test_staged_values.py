@@ -41,12 +41,12 @@ LATER = [
 ]
 
 
-def _config(url: str) -> object:
+def _config(url: str, name: str = "staged_values") -> object:
     return parse_source({
-        "config_id": "staged_values", "api_name": "Values", "source_system": "values",
+        "config_id": name, "api_name": "Values", "source_system": "values",
         "endpoint": url, "data_path": "data", "primary_key": ["id"], "cursor_field": "updated_at",
         "delta_column": True, "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-03T00:00:00Z",
-        "target": {"catalog": "raw", "schema": "values", "table": "staged_values"},
+        "target": {"catalog": "raw", "schema": "values", "table": name},
         "limits": {"timeout_s": 5, "max_retries": 0}})
 
 
@@ -81,15 +81,6 @@ def test_nested_values_and_ints_land_the_same_in_a_new_and_an_existing_target(
     assert sorted((r["id"], r["score"], r["labels"], r["user"]) for r in table) == sorted(rows)
 
 
-def _wide_config(url: str) -> object:
-    return parse_source({
-        "config_id": "wide_ints", "api_name": "Values", "source_system": "values",
-        "endpoint": url, "data_path": "data", "primary_key": ["id"], "cursor_field": "updated_at",
-        "delta_column": True, "load_start": "2024-01-01T00:00:00Z", "load_end": "2024-01-03T00:00:00Z",
-        "target": {"catalog": "raw", "schema": "values", "table": "wide_ints"},
-        "limits": {"timeout_s": 5, "max_retries": 0}})
-
-
 def test_integers_a_double_column_cannot_hold_exactly_are_rescued_with_every_digit(
         spark, warehouse, store, executor):
     # score is a double column (the field had floats); a double holds every integer up to
@@ -101,7 +92,7 @@ def test_integers_a_double_column_cannot_hold_exactly_are_rescued_with_every_dig
              {"id": 5, "updated_at": "2024-01-02T02:00:00Z", "score": 2 ** 62 + 1, "extra": "x"},
              {"id": 6, "updated_at": "2024-01-02T03:00:00Z", "score": 7}]
     with FakeApi() as api:
-        cfg = _wide_config(api.url("/items"))
+        cfg = _config(api.url("/items"), "wide_ints")
         api.route("/items", Reply(200, {"data": first}))
         [full] = run_loads(spark, warehouse, store, [cfg], executor=executor)
         assert full.status == "SUCCESS", full.error
