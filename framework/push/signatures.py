@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -117,12 +118,18 @@ def _github(v: Verifier, body: bytes, value: str, now: float) -> None:
         raise SignatureError(f"{v.header} does not match the body")
 
 
+# ASCII digits only, and few of them: str.isdigit() takes superscripts int() refuses, and
+# int() refuses more than 4 300 digits; both raised instead of refusing the signature.
+_UNIX_SECONDS = re.compile(r"[0-9]{1,18}")
+
+
 def stripe_parts(value: str) -> tuple[Optional[int], list[str]]:
-    """``t=…,v1=…,v1=…`` -> (timestamp, the v1 signatures); other schemes are ignored."""
+    """``t=…,v1=…,v1=…`` -> (timestamp, the v1 signatures); other schemes are ignored, and
+    so is a ``t`` that is not Unix seconds in ASCII digits."""
     timestamp, signatures = None, []
     for item in value.split(","):
         key, _, val = item.strip().partition("=")
-        if key == "t" and val.isdigit():
+        if key == "t" and _UNIX_SECONDS.fullmatch(val):
             timestamp = int(val)
         elif key == "v1" and val:
             signatures.append(val)

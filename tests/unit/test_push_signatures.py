@@ -96,3 +96,14 @@ def test_the_comparison_is_constant_time_and_the_secret_never_shows(monkeypatch)
     assert "whsec" not in repr(stripe()) and "whsec" not in repr(github())
     with pytest.raises(ValueError, match="unknown signature scheme"):
         Verifier("md5", SECRET, "X")
+
+
+@pytest.mark.parametrize("t", ["\u00b2", "\u00b9714000000", "1" * 5000, "-5", "0x10", ""])
+def test_a_stripe_timestamp_that_is_not_ascii_digits_is_refused_as_a_bad_signature(t):
+    """A superscript digit (str.isdigit() takes it, int() does not) or a 5 000-digit
+    timestamp (past Python's integer-string limit) raised ValueError: the receiver
+    answered 500 instead of 401."""
+    header = f"t={t},v1={'0' * 64}"
+    with pytest.raises(SignatureError, match="no 't=' timestamp"):
+        stripe().verify(BODY, {"Stripe-Signature": header}, NOW)
+    assert stripe_parts(header) == (None, ["0" * 64])
