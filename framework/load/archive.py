@@ -208,6 +208,7 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
                            cfg.schema_mode)
         total_path = total_path_of(cfg)
         stages: dict[int, Any] = {}
+        events_seen: set[Any] = set()  # a push flush's event ids (one delivered again is skipped)
         reading = time.perf_counter()  # the archive stands in for the API: its read is "fetch"
         for page in pages.toLocalIterator():  # one page in driver memory at a time
             index = int(page["window_index"])
@@ -219,12 +220,15 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
             span["start"] = min(filter(None, (span["start"], window_start)))
             span["end"] = max(filter(None, (span["end"], window_end)))
             collected = to_utc(page["fetched_at"])
-            if cfg.is_push:  # a pushed event: read as its flush read it (bad ones quarantined)
-                from framework.push.flush import event_records
+            if cfg.is_push:  # a pushed event: read as its flush read it (bad ones quarantined,
+                # one delivered again skipped)
+                from framework.push.flush import delivered_again, event_records
 
-                eid = json.loads(page["headers"] or "{}").get("event-id")
-                records = event_records(cfg, parser, eid, page["body"].encode("utf-8"), stage,
-                                        window_start, window_end, collected)
+                headers = json.loads(page["headers"] or "{}")
+                records = (None if delivered_again(headers, events_seen) else
+                           event_records(cfg, parser, headers.get("event-id"),
+                                         page["body"].encode("utf-8"), stage, window_start,
+                                         window_end, collected))
                 if records is None:
                     out.records += 1
                     out.pages += 1

@@ -45,6 +45,9 @@ HEADERS_KEPT = ("content-type", "user-agent", "x-github-event", "x-github-delive
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+#: In a raw row's ``headers``: the flush did not apply the event (delivered again).
+DELIVERED_AGAIN = "delivered-again"
+
 #: How far back an event id counts as already flushed (from the batch's first receipt):
 #: GitHub redelivers for 3 days, Stripe retries for 3 days and resends for 15.
 REDELIVERY_WINDOW = dt.timedelta(days=30)
@@ -191,10 +194,11 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
         with (stage.folder / PAGES_FILE).open("w", encoding="utf-8") as raw:
             for n, event in enumerate(events):
                 at = received_at(event.meta)
-                raw.write(json.dumps(_raw_line(cfg, event, run_id, n, start, end, at),
+                again = event.meta.get("id") in seen
+                raw.write(json.dumps(_raw_line(cfg, event, run_id, n, start, end, at, again),
                                      ensure_ascii=False) + "\n")
                 out.events += 1
-                if event.meta.get("id") in seen:
+                if again:
                     out.records += 1
                     out.redelivered += 1
                     continue
@@ -272,6 +276,17 @@ def flushed_event_ids(spark: Any, warehouse: Any, ref: Any, ids: set[str], run_i
     return {row["id"] for row in found.toLocalIterator()}
 
 
+def delivered_again(raw_headers: dict[str, Any], seen: set[Any]) -> bool:
+    """Whether a replay of a flush skips this archived event, as the flush did: the flush
+    marked it (its id was flushed before), or its id came earlier in the replayed flush
+    (what an archive written before the mark shows). Adds the id to ``seen``."""
+    eid = raw_headers.get("event-id")
+    if raw_headers.get(DELIVERED_AGAIN) or eid in seen:
+        return True
+    seen.add(eid)
+    return False
+
+
 def event_records(cfg: SourceConfig, parser: Any, eid: Optional[str], body: bytes, stage: Any,
                   start: dt.datetime, end: dt.datetime, at: dt.datetime) -> Optional[list[Any]]:
     """One event's records, with ``_event_id``; None when the whole event was rejected
@@ -296,8 +311,9 @@ def event_records(cfg: SourceConfig, parser: Any, eid: Optional[str], body: byte
 
 
 def _raw_line(cfg: SourceConfig, event: Any, run_id: str, n: int, start: dt.datetime,
-              end: dt.datetime, at: dt.datetime) -> dict[str, Any]:
-    """The event as a row of ``<target>_raw`` (the archive's columns)."""
+              end: dt.datetime, at: dt.datetime, again: bool) -> dict[str, Any]:
+    """The event as a row of ``<target>_raw`` (the archive's columns); ``again``: the flush
+    did not apply it (its id was flushed before), marked so that a replay does not either."""
     def ts(value: dt.datetime) -> str:
         return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -305,8 +321,8 @@ def _raw_line(cfg: SourceConfig, event: Any, run_id: str, n: int, start: dt.date
         "config_id": cfg.config_id, "run_id": run_id, "load_id": None, "window_index": 0,
         "window_start": ts(start), "window_end": ts(end), "page_no": n,
         "url": f"/hooks/{cfg.config_id}", "status": 202,
-        "headers": json.dumps({**event.meta.get("h", {}), "event-id": event.meta.get("id")},
-                              sort_keys=True),
+        "headers": json.dumps({**event.meta.get("h", {}), "event-id": event.meta.get("id"),
+                               **({DELIVERED_AGAIN: True} if again else {})}, sort_keys=True),
         "body": event.body.decode("utf-8", "replace"),
         "body_sha256": hashlib.sha256(event.body).hexdigest(), "bytes": len(event.body),
         "fetched_at": ts(at),

@@ -211,6 +211,33 @@ def test_a_redelivered_event_never_undoes_a_later_one(spark, store, warehouse, t
     assert len(read(warehouse, "h_again", "_raw")) == 6  # every delivery is archived
 
 
+def test_a_replay_of_a_flush_applies_no_event_the_flush_counted_as_delivered_again(
+        spark, store, warehouse, tmp_path):
+    """The flush skipped a redelivered event; its replay applied it, and put the issue
+    back to "opened" after its "closed" (in a flush of its own, and within one flush)."""
+    from framework.load.archive import replay
+    from framework.load.runtime import staging_root
+
+    store.generate([parse_source(push_config("h_rerun"))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    opened, closed = event(1, "opened", issue=7), event(2, "closed", issue=7)
+    other_opened, other_closed = event(3, "opened", issue=8), event(4, "closed", issue=8)
+    results = []
+    try:
+        for batch in ([opened], [closed], [opened], [other_opened, other_closed, other_opened]):
+            for body in batch:
+                receiver.receive("h_rerun", body, headers("github", body))
+            results += receiver.flush()
+    finally:
+        receiver.stop()
+    assert [r.duplicates for r in results] == [0, 0, 1, 2]
+    replayed = [replay(spark, store, "h_rerun", r.run_id, staging_root(warehouse))
+                for r in results[2:]]
+    assert [(r.pages, r.records) for r in replayed] == [(1, 1), (3, 3)]
+    rows = sorted((r["issue_id"], r["action"], r["_event_id"]) for r in read(warehouse, "h_rerun"))
+    assert rows == [(7, "closed", "evt_2"), (8, "closed", "evt_4")]
+
+
 def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, warehouse, tmp_path):
     """As for a pulled load: rescued rows and new fields in the flush's audit row, and the
     drift (new, retyped) in api_quality_results."""
