@@ -426,11 +426,12 @@ class Receiver:
     def _flush_once(self, src: PushSource) -> FlushResult:
         from framework.load.runtime import sanitize_error, staging_root
 
-        intent = src.spool.begin_flush(src.cfg.webhook.batch_events)
-        if intent is None:
-            return FlushResult(src.cfg.config_id, "", src.spool.seq)
         started, t0 = utcnow(), time.monotonic()
-        try:
+        intent = None
+        try:  # recording the range can fail too (a full disk): a failure like the others
+            intent = src.spool.begin_flush(src.cfg.webhook.batch_events)
+            if intent is None:
+                return FlushResult(src.cfg.config_id, "", src.spool.seq)
             from control.store import ControlStore
 
             spark = self.spark()
@@ -444,11 +445,12 @@ class Receiver:
         except Exception as exc:  # noqa: BLE001 - recorded; the events stay spooled
             src.failures += 1
             src.next_try = time.monotonic() + min(MAX_BACKOFF_S, 2.0 ** src.failures)
-            result = FlushResult(src.cfg.config_id, f"push-{src.spool.spool_id}-{intent.seq:08d}",
-                                 intent.seq, events=intent.events, error=sanitize_error(exc))
+            seq, events = (intent.seq, intent.events) if intent else (src.spool.seq + 1, 0)
+            result = FlushResult(src.cfg.config_id, f"push-{src.spool.spool_id}-{seq:08d}",
+                                 seq, events=events, error=sanitize_error(exc))
             log.error("%s: flush #%d of %d events failed (kept in the spool, retried in %.0f s): "
-                      "%s", src.cfg.config_id, intent.seq, intent.events,
-                      src.next_try - time.monotonic(), result.error)
+                      "%s", src.cfg.config_id, seq, events, src.next_try - time.monotonic(),
+                      result.error)
         src.first_pending = time.monotonic() if src.spool.pending else None
         src.last = result
         crashpoint("push_before_audit")

@@ -419,7 +419,11 @@ class Spool:
         if not taken:
             return None
         self.intent = FlushIntent(self.seq + 1, taken[0][0], taken[-1][1], len(taken))
-        self._write_state()
+        try:
+            self._write_state()
+        except OSError:  # not recorded: no Delta write may go ahead on this range
+            self.intent = None
+            raise
         return self.intent
 
     def read(self, start: int, end: int) -> Iterator[SpooledEvent]:
@@ -462,11 +466,15 @@ class Spool:
         state = {"spool_id": self.spool_id, "flushed": self.flushed, "seq": self.seq,
                  "intent": self.intent.as_json() if self.intent else None}
         tmp = self.folder / f"{STATE_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.folder / STATE_FILE)
+        try:
+            with tmp.open("w", encoding="utf-8") as f:
+                json.dump(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.folder / STATE_FILE)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         _sync_dir(self.folder)
 
     def close(self) -> None:

@@ -301,3 +301,50 @@ def test_a_body_nested_too_deep_to_read_is_refused_with_400_naming_it(make):
     assert refused.status_code == 400, refused.text
     assert "nested deeper" in refused.json()["detail"]
     assert receiver.state()["gh"]["pending"] == 0
+
+
+def test_a_flush_that_cannot_record_its_range_is_a_failure_retried_and_the_flusher_lives_on(
+        tmp_path, monkeypatch):
+    """The spool's state.json cannot be written (here: a directory stands in its place, as
+    a full or read-only disk would refuse it): the flusher thread died of the OSError, so
+    /health said ok and the events were never flushed, even once the disk was fine again."""
+    import os
+    import time
+
+    monkeypatch.setenv("RL_UNIT_HOOK", SECRET)
+    cfg = parse_source({
+        "config_id": "gh", "api_name": "Unit",
+        "webhook": {"signature": "github", "secret": "env:RL_UNIT_HOOK", "event_id_path": "id",
+                    "batch_events": 1, "batch_seconds": 3600},
+        "target": {"catalog": "raw", "schema": "hooks", "table": "gh"}})
+
+    def no_spark():
+        raise RuntimeError("no Spark in this test")
+
+    rec = Receiver(Warehouse(tmp_path / "wh"), spool=tmp_path / "spool", configs=[cfg],
+                   clock=lambda: NOW, spark_factory=no_spark, tick_s=0.05).start()
+
+    def failing(at_least: int) -> dict:
+        for _ in range(600):
+            state = rec.state()["gh"]
+            if state["failing"] >= at_least:
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"the flush did not fail {at_least} time(s): {rec.state()}")
+
+    try:
+        state_json = tmp_path / "spool" / "gh" / "state.json"
+        rec.source("gh")  # its spool: state.json written
+        os.remove(state_json)
+        state_json.mkdir()  # no state can be written now
+        assert rec.receive("gh", body(1), gh(body(1)), timeout=10) == "e1"
+        first = failing(1)
+        assert first["pending"] == 1 and "state.json" in first["last_error"]
+        with ServiceThread(receiver_app(rec)) as svc:
+            assert svc.get("/health").json() == {"status": "degraded"}
+        state_json.rmdir()  # the disk is fine again: the retry records its range
+        second = failing(2)
+        assert "no Spark in this test" in second["last_error"]
+        assert json.loads(state_json.read_text())["intent"]["events"] == 1
+    finally:
+        rec.stop(drain=False)
