@@ -130,6 +130,13 @@ def body_problem(body: bytes, data: Any) -> Optional[str]:
     return None
 
 
+def body_text(body: bytes) -> str:
+    """The event's text, decoded as JSON decodes it (UTF-8, or UTF-16/32 told by its first
+    bytes): the raw table keeps it, so a replay reads what the flush read. The signed bytes
+    are the spool's; ``body_sha256`` and ``bytes`` are theirs."""
+    return body.decode(json.detect_encoding(body), "replace")
+
+
 def received_at(meta: dict[str, Any]) -> dt.datetime:
     return dt.datetime.fromtimestamp(int(meta["at"]) / 1e6, dt.timezone.utc)
 
@@ -301,7 +308,7 @@ def event_records(cfg: SourceConfig, parser: Any, eid: Optional[str], body: byte
             raise ValueError(problem)
         records = parser.parse(data)
     except (ValueError, RestlakeError) as exc:  # a JSONDecodeError is a ValueError
-        stage.reject(f"event {eid}: {exc}", body.decode("utf-8", "replace"), **context)
+        stage.reject(f"event {eid}: {exc}", body_text(body), **context)
         return None
     if not cfg.primary_key and len(records) > 1:
         stage.reject(f"event {eid} holds {len(records)} records; without primary_key each "
@@ -323,7 +330,7 @@ def _raw_line(cfg: SourceConfig, event: Any, run_id: str, n: int, start: dt.date
         "url": f"/hooks/{cfg.config_id}", "status": 202,
         "headers": json.dumps({**event.meta.get("h", {}), "event-id": event.meta.get("id"),
                                **({DELIVERED_AGAIN: True} if again else {})}, sort_keys=True),
-        "body": event.body.decode("utf-8", "replace"),
+        "body": body_text(event.body),
         "body_sha256": hashlib.sha256(event.body).hexdigest(), "bytes": len(event.body),
         "fetched_at": ts(at),
     }

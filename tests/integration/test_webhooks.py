@@ -238,6 +238,33 @@ def test_a_replay_of_a_flush_applies_no_event_the_flush_counted_as_delivered_aga
     assert rows == [(7, "closed", "evt_2"), (8, "closed", "evt_4")]
 
 
+def test_an_event_sent_in_utf_16_is_archived_as_its_text_and_replays_as_it_was_flushed(
+        spark, store, warehouse, tmp_path):
+    """JSON in UTF-16 (with its BOM) is read by the receiver and the flush alike; its raw
+    row held the bytes decoded as UTF-8 (NULs and U+FFFD), so the replay quarantined it."""
+    from framework.load.archive import replay
+    from framework.load.runtime import staging_root
+
+    store.generate([parse_source(push_config("h_utf16"))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    text = json.dumps({"id": "evt_1", "issue_id": 1, "action": "opened", "title": "caf\u00e9"},
+                      ensure_ascii=False)
+    body = text.encode("utf-16")
+    try:
+        receiver.receive("h_utf16", body, headers("github", body))
+        [flushed] = receiver.flush()
+    finally:
+        receiver.stop()
+    assert (flushed.stored, flushed.rejected) == (1, 0)
+    [raw] = read(warehouse, "h_utf16", "_raw")
+    assert json.loads(raw["body"]) == json.loads(text) and raw["bytes"] == len(body)
+    replayed = replay(spark, store, "h_utf16", flushed.run_id, staging_root(warehouse))
+    assert replayed.records == 1
+    assert read(warehouse, "h_utf16", "_quarantine") == []
+    assert [(r["title"], r["_event_id"]) for r in read(warehouse, "h_utf16")] == [
+        ("caf\u00e9", "evt_1")]
+
+
 def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, warehouse, tmp_path):
     """As for a pulled load: rescued rows and new fields in the flush's audit row, and the
     drift (new, retyped) in api_quality_results."""
