@@ -222,15 +222,16 @@ def replay(spark: Any, store: Any, config_id: str, run_id: str, staging_root: Pa
             collected = to_utc(page["fetched_at"])
             if cfg.is_push:  # a pushed event: read as its flush read it (bad ones quarantined,
                 # one delivered again skipped)
-                from framework.push.flush import delivered_again, event_records
+                from framework.push.flush import (delivered_again, event_record_count,
+                                                  event_records)
 
-                headers = json.loads(page["headers"] or "{}")
-                records = (None if delivered_again(headers, events_seen) else
-                           event_records(cfg, parser, headers.get("event-id"),
-                                         page["body"].encode("utf-8"), stage, window_start,
-                                         window_end, collected))
+                headers, body = json.loads(page["headers"] or "{}"), page["body"].encode("utf-8")
+                again = delivered_again(headers, events_seen)
+                records = None if again else event_records(
+                    cfg, parser, headers.get("event-id"), body, stage, window_start, window_end,
+                    collected)
                 if records is None:
-                    out.records += 1
+                    out.records += event_record_count(cfg, parser, body) if again else 1
                     out.pages += 1
                     telemetry.count_page()
                     continue

@@ -206,7 +206,7 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
                                      ensure_ascii=False) + "\n")
                 out.events += 1
                 if again:
-                    out.records += 1
+                    out.records += event_record_count(cfg, parser, event.body)
                     out.redelivered += 1
                     continue
                 seen.add(event.meta.get("id"))
@@ -299,8 +299,24 @@ def event_records(cfg: SourceConfig, parser: Any, eid: Optional[str], body: byte
     """One event's records, with ``_event_id``; None when the whole event was rejected
     (sent to ``stage``'s quarantine with its id and the reason). A flush and a replay of
     a flush (:func:`framework.load.archive.replay`) read each event with this."""
-    context = {"window_start": start.isoformat(), "window_end": end.isoformat(),
-               "collected_at_utc": at.isoformat()}
+    records, reason, payload = _read_event(cfg, parser, eid, body)
+    if records is None:
+        stage.reject(reason, payload, window_start=start.isoformat(),
+                     window_end=end.isoformat(), collected_at_utc=at.isoformat())
+        return None
+    return [{**r, EVENT_ID: eid} if isinstance(r, dict) else r for r in records]
+
+
+def event_record_count(cfg: SourceConfig, parser: Any, body: bytes) -> int:
+    """The records an event delivered again counts for (one when it would be rejected
+    whole), as many as its first delivery counted: it is not applied, nor quarantined."""
+    records, _, _ = _read_event(cfg, parser, None, body)
+    return 1 if records is None else len(records)
+
+
+def _read_event(cfg: SourceConfig, parser: Any, eid: Optional[str], body: bytes
+                ) -> tuple[Optional[list[Any]], str, Any]:
+    """(the event's records, "", None), or (None, why it is rejected whole, what to keep)."""
     try:
         data = parse_json(body)
         problem = body_problem(body, data)
@@ -308,13 +324,11 @@ def event_records(cfg: SourceConfig, parser: Any, eid: Optional[str], body: byte
             raise ValueError(problem)
         records = parser.parse(data)
     except (ValueError, RestlakeError) as exc:  # a JSONDecodeError is a ValueError
-        stage.reject(f"event {eid}: {exc}", body_text(body), **context)
-        return None
+        return None, f"event {eid}: {exc}", body_text(body)
     if not cfg.primary_key and len(records) > 1:
-        stage.reject(f"event {eid} holds {len(records)} records; without primary_key each "
-                     "event is keyed by its id, so it may hold one record", records, **context)
-        return None
-    return [{**r, EVENT_ID: eid} if isinstance(r, dict) else r for r in records]
+        return None, (f"event {eid} holds {len(records)} records; without primary_key each "
+                      "event is keyed by its id, so it may hold one record"), records
+    return records, "", None
 
 
 def _raw_line(cfg: SourceConfig, event: Any, run_id: str, n: int, start: dt.datetime,

@@ -265,6 +265,28 @@ def test_an_event_sent_in_utf_16_is_archived_as_its_text_and_replays_as_it_was_f
         ("caf\u00e9", "evt_1")]
 
 
+def test_a_redelivered_event_of_several_records_counts_all_of_them_as_duplicates(
+        spark, store, warehouse, tmp_path):
+    """An event of three records delivered again was audited as one record and one
+    duplicate (its first delivery: three records stored)."""
+    store.generate([parse_source({**push_config("h_many"), "data_path": "items"})])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    body = json.dumps({"id": "evt_1", "items": [
+        {"issue_id": n, "action": "opened"} for n in (1, 2, 3)]}).encode()
+    results = []
+    try:
+        for _ in range(2):
+            receiver.receive("h_many", body, headers("github", body))
+            results += receiver.flush()
+    finally:
+        receiver.stop()
+    assert [(r.events, r.records, r.stored, r.duplicates) for r in results] == [
+        (1, 3, 3, 0), (1, 3, 0, 3)]
+    audit = sorted((r["SourceRowCount"], r["TargetRowCount"], r["DuplicateRows"])
+                   for r in store.audit_rows("h_many") if r["LoadType"] == "PUSH")
+    assert audit == [(3, 0, 3), (3, 3, 0)]
+
+
 def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, warehouse, tmp_path):
     """As for a pulled load: rescued rows and new fields in the flush's audit row, and the
     drift (new, retyped) in api_quality_results."""
