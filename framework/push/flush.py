@@ -26,7 +26,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 
 from framework.config import SourceConfig
@@ -146,12 +146,14 @@ def keyed(cfg: SourceConfig) -> SourceConfig:
     return cfg if cfg.primary_key else cfg.model_copy(update={"primary_key": [EVENT_ID]})
 
 
-def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable[Any],
+def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig,
+                 events: Callable[[], Iterable[Any]],
                  seq: int, spool_id: str, staging_root: Path, store: Any = None) -> FlushResult:
     """Write one batch of spooled events to the target, its quarantine and its raw table.
 
     Args:
-        events: :class:`framework.push.spool.SpooledEvent` s, in spool order.
+        events: reads the batch's :class:`framework.push.spool.SpooledEvent` s, in spool
+            order (called twice: the batch is never held in memory).
         seq: the flush's sequence number (the spool's intent).
         spool_id: the spool's id (with ``seq``, keys the idempotent appends).
         store: the control store: the flush's quality checks and schema drift are judged
@@ -188,18 +190,22 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig, events: Iterable
                LoadQuality(spark, store, kcfg, run_id, ControlState(load_type=LoadType.PUSH), writer))
     staging = RunStaging(staging_root, cfg.config_id, run_id)
     try:
-        events = list(events)
-        if not events:
+        # Two reads of the spool, one event in memory at a time: the batch's ids and span
+        # first (an event may be 1 MiB, a batch 1 000 of them).
+        ids: set[Any] = set()
+        for event in events():
+            ids.add(event.meta.get("id"))
+            out.first_received = out.first_received or received_at(event.meta)
+            out.last_received = received_at(event.meta)
+        if out.first_received is None or out.last_received is None:
             return out
-        out.first_received = received_at(events[0].meta)
-        out.last_received = received_at(events[-1].meta)
         start, end = out.first_received, out.last_received + dt.timedelta(microseconds=1)
         stage = staging.window(0)
         row_seq = 0
-        seen = flushed_event_ids(spark, warehouse, ref, {e.meta.get("id") for e in events},
-                                 run_id, since=start - REDELIVERY_WINDOW)
+        seen = flushed_event_ids(spark, warehouse, ref, ids, run_id,
+                                 since=start - REDELIVERY_WINDOW)
         with (stage.folder / PAGES_FILE).open("w", encoding="utf-8") as raw:
-            for n, event in enumerate(events):
+            for n, event in enumerate(events()):
                 at = received_at(event.meta)
                 again = event.meta.get("id") in seen
                 raw.write(json.dumps(_raw_line(cfg, event, run_id, n, start, end, at, again),

@@ -436,7 +436,7 @@ class Receiver:
 
             spark = self.spark()
             result = flush_events(spark, self.warehouse, src.cfg,
-                                  src.spool.read(intent.start, intent.end), intent.seq,
+                                  lambda: src.spool.read(intent.start, intent.end), intent.seq,
                                   src.spool.spool_id, staging_root(self.warehouse),
                                   ControlStore(spark, self.warehouse, self.control_catalog))
             crashpoint("push_before_checkpoint")

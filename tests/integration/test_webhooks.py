@@ -287,6 +287,33 @@ def test_a_redelivered_event_of_several_records_counts_all_of_them_as_duplicates
     assert audit == [(3, 0, 3), (3, 3, 0)]
 
 
+def test_a_flush_holds_one_event_body_at_a_time_not_its_whole_batch(spark, store, warehouse,
+                                                                     tmp_path):
+    """A flush read its whole batch into memory (batch_events x max_body_bytes: 1 000 x
+    1 MiB by default), and a receiver that died of it redid the same range on every start."""
+    import tracemalloc
+
+    store.generate([parse_source(push_config("h_big", max_body_bytes=1 << 20))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+    bodies = [json.dumps({"id": f"evt_{n}", "issue_id": n, "action": "opened",
+                          "title": f"{n}" + "x" * 250_000}).encode() for n in range(100)]
+    try:
+        for body in bodies:
+            receiver.receive("h_big", body, headers("github", body))
+        spark.range(1).count()  # the session's own first-use allocations are not the flush's
+        tracemalloc.start()
+        try:
+            [result] = receiver.flush()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        receiver.stop()
+    assert (result.error, result.stored) == (None, 100)
+    # what stays is bounded (a staged file's write buffer, an event or two): not the batch
+    assert peak < sum(map(len, bodies)) / 2, (peak, sum(map(len, bodies)))
+
+
 def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, warehouse, tmp_path):
     """As for a pulled load: rescued rows and new fields in the flush's audit row, and the
     drift (new, retyped) in api_quality_results."""
@@ -372,7 +399,8 @@ def test_a_flush_redone_after_its_commit_stores_nothing_twice(spark, store, ware
     src = receiver.source("h_redo")
     intent = src.spool.begin_flush(100)
     cfg = src.cfg
-    flush_events(spark, warehouse, cfg, src.spool.read(intent.start, intent.end), intent.seq,
+    flush_events(spark, warehouse, cfg, lambda: src.spool.read(intent.start, intent.end),
+                 intent.seq,
                  src.spool.spool_id, staging_root(warehouse))  # committed; the checkpoint is not
     src.spool.close()  # the crash
     again = receiver_for(spark, warehouse, tmp_path).start()  # drains the recovered intent
