@@ -333,6 +333,10 @@ class Receiver:
         except TooDeep as exc:
             raise ReceiveError(400, str(exc)) from None
         except ValueError:
+            media = str(headers.get("content-type") or "").split(";")[0].strip().lower()
+            if media and "json" not in media:  # e.g. GitHub's default, form-encoded
+                raise ReceiveError(400, f"the body is not JSON (Content-Type {media[:100]}): set "
+                                        "the sender's content type to application/json") from None
             raise ReceiveError(400, "the body is not JSON") from None
         problem = body_problem(body, data)
         if problem is not None:

@@ -348,3 +348,23 @@ def test_a_flush_that_cannot_record_its_range_is_a_failure_retried_and_the_flush
         assert json.loads(state_json.read_text())["intent"]["events"] == 1
     finally:
         rec.stop(drain=False)
+
+
+def test_a_form_encoded_github_delivery_is_refused_naming_the_content_type_to_set(make):
+    """GitHub's default content type is application/x-www-form-urlencoded (payload=...):
+    the 400 said only "the body is not JSON", not what to change at the sender."""
+    from urllib.parse import urlencode
+
+    receiver = make()
+    form = urlencode({"payload": body(1).decode()}).encode()
+    with ServiceThread(receiver_app(receiver)) as svc:
+        r = svc.post("/hooks/gh", data=form, headers={
+            **gh(form), "Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 400
+        assert r.json()["detail"] == (
+            "the body is not JSON (Content-Type application/x-www-form-urlencoded): set the "
+            "sender's content type to application/json")
+        r = svc.post("/hooks/gh", data=b"[1,", headers={**gh(b"[1,"),
+                                                       "Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["detail"] == "the body is not JSON"
+    assert receiver.source("gh").spool.pending == 0
