@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,8 @@ HEADERS_KEPT = ("content-type", "user-agent", "x-github-event", "x-github-delive
 # A UTF-16 surrogate escape (\ud800-\udfff): only a body holding one can decode to a
 # string that is not Unicode text.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A number a double may not hold: an exponent of three digits or more, or 300 digits.
+_HUGE_NUMBER = re.compile(rb"[0-9][eE]\+?[0-9]{3}|[0-9]{300}")
 
 
 #: In a raw row's ``headers``: the flush did not apply the event (delivered again).
@@ -108,19 +111,26 @@ def body_problem(body: bytes, data: Any) -> Optional[str]:
     * a lone UTF-16 surrogate escape (``"\\udc00"``): the string it yields is not
       Unicode text, and no UTF-8 file, Delta table or Spark string can hold it;
     * ``NaN``, ``Infinity`` and ``-Infinity``: they would be stored as null, the value
-      lost with nothing rescued or counted.
+      lost with nothing rescued or counted;
 
-    Only a body holding a surrogate escape, ``NaN`` or ``Infinity`` is checked in full
+    and reads a number beyond a double's range (``1e400``) as infinity, stored as null too.
+
+    Only a body holding a surrogate escape, ``NaN``, ``Infinity`` or a number that may be
+    that large is checked in full
     (an escaped emoji's valid pair, or the words inside a string, pass), so the check
     costs a byte scan for the rest.
     """
     surrogate = b"\\u" in body and _SURROGATE_ESCAPE.search(body) is not None
-    if not surrogate and b"NaN" not in body and b"Infinity" not in body:
+    if (not surrogate and b"NaN" not in body and b"Infinity" not in body
+            and _HUGE_NUMBER.search(body) is None):
         return None
     try:
         json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except ValueError as exc:  # UnicodeEncodeError is a ValueError too
         if not isinstance(exc, UnicodeEncodeError):
+            if _overflows(data):
+                return ("a number is beyond the range of a double (such as 1e400): it reads "
+                        "as infinity (send it as a string)")
             return ("a number is NaN, Infinity or -Infinity, which JSON does not have "
                     "(send null, or the value as a string)")
         char = exc.object[exc.start] if isinstance(exc.object, str) else "?"
@@ -135,6 +145,23 @@ def body_text(body: bytes) -> str:
     bytes): the raw table keeps it, so a replay reads what the flush read. The signed bytes
     are the spool's; ``body_sha256`` and ``bytes`` are theirs."""
     return body.decode(json.detect_encoding(body), "replace")
+
+
+def _overflows(data: Any) -> bool:
+    """Whether ``data`` holds a JSON number read as infinity (a ``NonFinite`` is a token)."""
+    from framework.schema import NonFinite
+
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif (isinstance(value, float) and not isinstance(value, NonFinite)
+              and math.isinf(value)):
+            return True
+    return False
 
 
 def received_at(meta: dict[str, Any]) -> dt.datetime:

@@ -368,3 +368,17 @@ def test_a_form_encoded_github_delivery_is_refused_naming_the_content_type_to_se
                                                        "Content-Type": "application/json"})
         assert r.status_code == 400 and r.json()["detail"] == "the body is not JSON"
     assert receiver.source("gh").spool.pending == 0
+
+
+def test_a_number_beyond_a_double_is_refused_with_400_naming_it(make):
+    """1e400 is JSON, but it reads as infinity and was stored as null, nothing rescued."""
+    receiver = make(max_body_bytes=4096)
+    bodies = [b'{"id": "e1", "score": 1e400}', b'{"id": "e2", "score": -2E+309}',
+              b'{"id": "e3", "score": ' + b"9" * 400 + b'.5}']
+    kept = [b'{"id": "e4", "score": 1e300, "n": ' + b"7" * 400 + b'}']
+    with ServiceThread(receiver_app(receiver)) as svc:
+        refused = [svc.post("/hooks/gh", data=b, headers=gh(b)) for b in bodies]
+        ok = [svc.post("/hooks/gh", data=b, headers=gh(b)) for b in kept]
+    assert [r.status_code for r in refused] == [400] * 3, [r.text for r in refused]
+    assert all("beyond" in r.json()["detail"] for r in refused), [r.text for r in refused]
+    assert [r.status_code for r in ok] == [202] and receiver.state()["gh"]["pending"] == 1
