@@ -397,17 +397,19 @@ class Receiver:
                 stopping = self._stopping
             with self._lock:
                 sources = list(self._sources.values())
-            for src in sources:
-                if stopping and not self._drain:
-                    break
-                while self._due(src, time.monotonic(), stopping):
-                    result = self.flush_once(src)
-                    if not result.run_id:  # nothing durable to flush yet
-                        break
-                    if result.error is not None and stopping:
-                        break  # a failing batch stays spooled for the next start
+            # One batch per source per round: a source's backlog never holds back another's.
+            while sources and not (stopping and not self._drain):
+                sources = [src for src in sources if self._flush_due(src, stopping)]
             if stopping:
                 return
+
+    def _flush_due(self, src: PushSource, stopping: bool) -> bool:
+        """Flush one batch of ``src`` if one is due; whether it may have another."""
+        if not self._due(src, time.monotonic(), stopping):
+            return False
+        result = self.flush_once(src)
+        # nothing durable to flush yet; or, stopping, a failing batch stays for the next start
+        return bool(result.run_id) and not (result.error is not None and stopping)
 
     def flush(self, config_id: Optional[str] = None) -> list[FlushResult]:
         """Flush everything spooled now (of one source, or all); tests and shutdown."""

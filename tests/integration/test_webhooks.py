@@ -314,6 +314,26 @@ def test_a_flush_holds_one_event_body_at_a_time_not_its_whole_batch(spark, store
     assert peak < sum(map(len, bodies)) / 2, (peak, sum(map(len, bodies)))
 
 
+def test_a_backlog_of_one_source_does_not_hold_back_the_flushes_of_another(spark, store,
+                                                                           warehouse, tmp_path):
+    """The flusher drained a source's whole backlog before it looked at the next source, whose
+    events waited past their batch_seconds and whose queue could fill (503 to its senders)."""
+    store.generate([parse_source(push_config(cid, batch_events=1))
+                    for cid in ("h_busy", "h_quiet")])
+    first = receiver_for(spark, warehouse, tmp_path)  # not started: spools the events only
+    for n in range(3):
+        first.receive("h_busy", event(n), headers("github", event(n)))
+    first.receive("h_quiet", event(9), headers("github", event(9)))
+    for cid in ("h_busy", "h_quiet"):
+        first.source(cid).spool.close()
+    receiver = receiver_for(spark, warehouse, tmp_path).start()  # flushes what is spooled
+    receiver.stop()
+    audit = sorted((r["LoggedAt"], r["ConfigId"]) for r in store.audit_rows(limit=10)
+                   if r["LoadType"] == "PUSH")
+    assert [cid for _, cid in audit] == ["h_busy", "h_quiet", "h_busy", "h_busy"]
+    assert sorted(r["issue_id"] for r in read(warehouse, "h_busy")) == [0, 1, 2]
+
+
 def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, warehouse, tmp_path):
     """As for a pulled load: rescued rows and new fields in the flush's audit row, and the
     drift (new, retyped) in api_quality_results."""
