@@ -220,10 +220,11 @@ def flush_events(spark: Any, warehouse: Any, cfg: SourceConfig,
         # Two reads of the spool, one event in memory at a time: the batch's ids and span
         # first (an event may be 1 MiB, a batch 1 000 of them).
         ids: set[Any] = set()
-        for event in events():
+        for event in events():  # receipt times follow the host's clock, which can step back
             ids.add(event.meta.get("id"))
-            out.first_received = out.first_received or received_at(event.meta)
-            out.last_received = received_at(event.meta)
+            at = received_at(event.meta)
+            out.first_received = min(filter(None, (out.first_received, at)))
+            out.last_received = max(filter(None, (out.last_received, at)))
         if out.first_received is None or out.last_received is None:
             return out
         start, end = out.first_received, out.last_received + dt.timedelta(microseconds=1)

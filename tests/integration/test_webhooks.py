@@ -334,6 +334,26 @@ def test_a_backlog_of_one_source_does_not_hold_back_the_flushes_of_another(spark
     assert sorted(r["issue_id"] for r in read(warehouse, "h_busy")) == [0, 1, 2]
 
 
+def test_a_flush_whose_receipt_times_go_back_with_the_clock_loads(spark, store, warehouse,
+                                                                   tmp_path):
+    """The host's clock stepped back (NTP) between two events: the flush's span was from its
+    first event to its last, an end before its start, and the flush failed on every retry."""
+    store.generate([parse_source(push_config("h_clock"))])
+    now = [CLOCK]
+    receiver = Receiver(warehouse, spool=tmp_path / "spool", spark_factory=lambda: spark,
+                        clock=lambda: now[0])
+    try:
+        for n, at in ((1, CLOCK), (2, CLOCK - 5.0)):
+            now[0] = at
+            receiver.receive("h_clock", event(n), headers("github", event(n), at=at))
+        [result] = receiver.flush()
+    finally:
+        receiver.stop()
+    assert (result.error, result.stored) == (None, 2)
+    assert (result.first_received.timestamp(), result.last_received.timestamp()) == (
+        CLOCK - 5.0, CLOCK)
+
+
 def test_schema_drift_of_pushed_events_is_audited_and_judged(spark, store, warehouse, tmp_path):
     """As for a pulled load: rescued rows and new fields in the flush's audit row, and the
     drift (new, retyped) in api_quality_results."""
