@@ -185,11 +185,11 @@ def test_an_event_that_cannot_be_staged_is_quarantined_and_the_rest_of_its_flush
     assert len(read(warehouse, "h_sur", "_raw")) == 3
 
 
-def test_a_redelivered_event_never_undoes_a_later_one(spark, store, warehouse, tmp_path):
-    """GitHub's "Redeliver" sends an old event again, byte for byte (same id): applied
-    again, it put the issue back to "opened" after its "closed"."""
-    store.generate([parse_source(push_config("h_again"))])
-    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
+def _redelivered_in_flushes(spark, store, warehouse, tmp_path, config_id: str) -> list:
+    """Issue 7 opened, closed and its "opened" delivered again, a flush each; then issue 8's
+    three such deliveries in one flush. Returns the flushes' results."""
+    store.generate([parse_source(push_config(config_id))])
+    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed here
     opened, closed = event(1, "opened", issue=7), event(2, "closed", issue=7)
     other_opened, other_closed = event(3, "opened", issue=8), event(4, "closed", issue=8)
     results = []
@@ -197,10 +197,17 @@ def test_a_redelivered_event_never_undoes_a_later_one(spark, store, warehouse, t
         for batch in ([opened], [closed], [opened],  # a flush each
                       [other_opened, other_closed, other_opened]):  # all in one flush
             for body in batch:
-                receiver.receive("h_again", body, headers("github", body))
+                receiver.receive(config_id, body, headers("github", body))
             results += receiver.flush()
     finally:
         receiver.stop()
+    return results
+
+
+def test_a_redelivered_event_never_undoes_a_later_one(spark, store, warehouse, tmp_path):
+    """GitHub's "Redeliver" sends an old event again, byte for byte (same id): applied
+    again, it put the issue back to "opened" after its "closed"."""
+    results = _redelivered_in_flushes(spark, store, warehouse, tmp_path, "h_again")
     rows = sorted((r["issue_id"], r["action"], r["_event_id"]) for r in read(warehouse, "h_again"))
     assert rows == [(7, "closed", "evt_2"), (8, "closed", "evt_4")]
     assert [(r.events, r.stored, r.duplicates) for r in results] == [
@@ -218,18 +225,7 @@ def test_a_replay_of_a_flush_applies_no_event_the_flush_counted_as_delivered_aga
     from framework.load.archive import replay
     from framework.load.runtime import staging_root
 
-    store.generate([parse_source(push_config("h_rerun"))])
-    receiver = receiver_for(spark, warehouse, tmp_path)  # not started: flushed below
-    opened, closed = event(1, "opened", issue=7), event(2, "closed", issue=7)
-    other_opened, other_closed = event(3, "opened", issue=8), event(4, "closed", issue=8)
-    results = []
-    try:
-        for batch in ([opened], [closed], [opened], [other_opened, other_closed, other_opened]):
-            for body in batch:
-                receiver.receive("h_rerun", body, headers("github", body))
-            results += receiver.flush()
-    finally:
-        receiver.stop()
+    results = _redelivered_in_flushes(spark, store, warehouse, tmp_path, "h_rerun")
     assert [r.duplicates for r in results] == [0, 0, 1, 2]
     replayed = [replay(spark, store, "h_rerun", r.run_id, staging_root(warehouse))
                 for r in results[2:]]
