@@ -73,26 +73,35 @@ signature_of(PyObject *record)
 /* The largest integer up to which a double holds every integer (schema.MAX_EXACT_INT). */
 #define MAX_EXACT_INT 9007199254740991LL
 
-/* 1 when every value of `fields` in `record` is an int within +-`bound` (a long's range
- * when `bound` is 0): the ints bound for long columns, and for double columns, which
- * hold them exactly up to MAX_EXACT_INT. */
+/* 1 when `value` is an int within +-`bound` (a long's range when `bound` is 0). */
+static int
+int_within(PyObject *value, long long bound)
+{
+    if (!PyLong_Check(value))
+        return 0;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (overflow != 0 || PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return bound == 0 || (v <= bound && v >= -bound);
+}
+
+/* 1 when every value of `fields` in `record` is an int within +-`bound` (int_within): the
+ * ints bound for long columns, and for double columns, which hold them exactly up to
+ * MAX_EXACT_INT. */
 static int
 ints_within(PyObject *record, PyObject *fields, long long bound)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = PyDict_GetItemWithError(record, PyTuple_GET_ITEM(fields, i));
-        if (v == NULL || !PyLong_Check(v)) {
+        if (v == NULL) {
             PyErr_Clear();
             return 0;
         }
-        int overflow = 0;
-        long long value = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow != 0 || PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
-        if (bound != 0 && (value > bound || value < -bound))
+        if (!int_within(v, bound))
             return 0;
     }
     return 1;
@@ -107,12 +116,8 @@ ints_in_range(PyObject *record)
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(record, &pos, &key, &value)) {
-        if (PyLong_CheckExact(value)) {
-            int overflow = 0;
-            long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
-            if (overflow != 0 || v > MAX_EXACT_INT || v < -MAX_EXACT_INT)
-                return 0;
-        }
+        if (PyLong_CheckExact(value) && !int_within(value, MAX_EXACT_INT))
+            return 0;
     }
     return 1;
 }
@@ -166,8 +171,8 @@ entity_key_of(PyObject *record, PyObject *fields)
     return joined;
 }
 
-/* The JSON text of an ASCII string that needs no escape, as orjson writes it; NULL (no
- * error set) when the string needs the encoder. */
+/* 1, with `data` and `size` set to its characters, when `text` is ASCII that orjson writes
+ * between quotes unescaped; 0 (no error set) when the string needs the encoder. */
 static int
 plain_ascii(PyObject *text, const char **data, Py_ssize_t *size)
 {
