@@ -486,9 +486,10 @@ class RowShaper:
         # string column as its JSON text (canonical, since the line is) and an int read
         # into a double column as that double. So a first load and a load into the
         # target it made stage the same line for the same record. Only a long's range,
-        # and an int's bound for a double column (within +-MAX_EXACT_INT), need checking. Values of other types (datetimes of a custom parser) are
-        # rendered by the row encoder, not the canonical one, and timestamp texts may
-        # not parse: those take the general path.
+        # and an int's bound for a double column (within +-MAX_EXACT_INT), need
+        # checking. Values of other types (datetimes of a custom parser) are rendered by
+        # the row encoder, not the canonical one, and timestamp texts may not parse:
+        # those take the general path.
         longs = [key for key, _, kind in fixes if kind == _LONG]
         doubles = [key for key, _, kind in fixes if kind == _FLOAT]  # ints into doubles
         direct = (bool(cols) and not rescued and all(kind in _AS_STAGED for _, _, kind in fixes)

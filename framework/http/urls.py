@@ -117,10 +117,8 @@ def _name_of(part: str) -> str:
 
 def query_value(url: str, name: str) -> str | None:
     """The decoded value of the query parameter ``name`` in ``url`` (its first), or None."""
-    for part in _split_query(url)[1].split("&"):
-        if part and _name_of(part) == name:
-            return unquote_plus(part.split("=", 1)[1]) if "=" in part else ""
-    return None
+    raw = raw_query_values(url).get(name)
+    return None if raw is None else unquote_plus(raw)
 
 
 def raw_query_values(url: str) -> dict[str, str]:
